@@ -1,0 +1,26 @@
+//! faultline's history format, the one contract between the harness that
+//! records a test and the checkers that judge it.
+//!
+//! A history is a sequence of [`Event`]s (see `docs/HISTORY_FORMAT.md`): each
+//! client operation appears as an `invoke` followed, usually, by an `ok`,
+//! `fail` or `info` completion from the same process. [`History`] pairs them
+//! into [`Op`]s. What this crate promises:
+//!
+//! - Reading never loses what was recorded: a truncated last line is reported
+//!   and dropped, invocations that never completed become pending (crashed)
+//!   operations, and fields this version does not know are kept.
+//! - Every parse error names the file, the line and the field at fault.
+//! - Other tools' histories (Jepsen's `history.edn`, Porcupine's logs) import
+//!   into the same types, so every checker reads them.
+//!
+//! This crate depends on nothing else of faultline's.
+
+pub mod error;
+pub mod event;
+pub mod history;
+pub mod jsonl;
+
+pub use error::HistoryError;
+pub use event::{Event, EventType, Key, Process, F};
+pub use history::{Header, History, HistoryBuilder, KeyId, NodeId, Op, Outcome};
+pub use jsonl::{read_history, read_history_file, JsonlReader, JsonlWriter, Line};

@@ -1,1 +1,12 @@
-//! Placeholder until the checkers land.
+//! faultline's checkers: plain functions from a [`History`] to a [`Verdict`].
+//!
+//! Every checker here looks at every operation it claims to judge, and says
+//! one of three things: valid; invalid, with the operations that prove it and
+//! a sentence that explains it; or unknown, with the reason (a search past its
+//! budget, a history that cannot decide). None of them guesses.
+//!
+//! [`History`]: faultline_histories::History
+
+pub mod verdict;
+
+pub use verdict::{Anomaly, Checker, OpRef, Validity, Verdict};

@@ -1,1 +1,29 @@
-fn main() {}
+//! The `faultline` command: parses arguments, calls the harness library, and
+//! maps results to the exit codes of ARCHITECTURE.md (0 valid, 1 anomaly,
+//! 2 unknown, 3 the test or check could not run).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "faultline", version, about = "Jepsen-style fault injection and consistency checking")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<u8> = match cli.command {};
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("faultline: error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}

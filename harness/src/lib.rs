@@ -1,0 +1,3 @@
+//! The faultline controller as a library: checking recorded histories and
+//! running tests against a cluster. The `faultline` binary is a thin
+//! command-line layer over this crate.

@@ -18,6 +18,7 @@
 pub mod error;
 pub mod event;
 pub mod history;
+pub mod import;
 pub mod jsonl;
 
 pub use error::HistoryError;

@@ -1,0 +1,592 @@
+//! Jepsen's `history.edn` as a faultline [`History`].
+//!
+//! Jepsen writes one operation map per line (`{:type :invoke, :f :read,
+//! :value nil, :process 0, :time 12, :index 0}`), since 0.3 as records
+//! (`#jepsen.history.Op{...}`), and some versions write the whole history as
+//! one vector of maps. This importer reads all three with a streaming EDN
+//! reader ([`reader`]) and promises:
+//!
+//! - Every event keeps what Jepsen recorded. `:type`, `:f`, `:process`,
+//!   `:time`, `:index`, `:value`, `:error`, `:node` (and `:key`, `:final` if
+//!   present) map to the fields of the same name; anything else goes to
+//!   [`Event::extra`]. EDN values become JSON by [`edn_to_json`]: keywords and
+//!   symbols become strings without the colon, so the micro-op
+//!   `[:append 1 2]` becomes `["append",1,2]`, exactly what faultline's own
+//!   txn histories hold.
+//! - `jepsen.independent` histories, whose client values are `[key value]`
+//!   tuples, become keyed events (`key`, `value`), so checkers decompose them
+//!   by key as they do faultline's own histories. [`EdnOptions::independent`]
+//!   forces the choice; left `None`, it is detected (see [`is_independent`]).
+//! - A missing `:index` or `:time` is replaced by the event's position, which
+//!   increases strictly, so the order of events is never lost.
+//! - Every error names the file, the line where the operation's form begins
+//!   and the field at fault.
+
+pub mod reader;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Map, Number, Value};
+
+use self::reader::{Edn, EdnReader};
+use crate::error::HistoryError;
+use crate::event::{Event, EventType, Key, Process, F};
+use crate::history::{History, HistoryBuilder};
+
+/// How to read a Jepsen history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EdnOptions {
+    /// Whether client values are `jepsen.independent` `[key value]` tuples:
+    /// `None` detects it.
+    pub independent: Option<bool>,
+}
+
+/// Reads the Jepsen `history.edn` at `path`.
+pub fn read_jepsen_edn(path: &Path, options: &EdnOptions) -> Result<History, HistoryError> {
+    let file = File::open(path).map_err(|source| HistoryError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_jepsen_edn(file, path, options)
+}
+
+/// Reads a Jepsen history from any input; `path` is used in error messages.
+pub fn parse_jepsen_edn<R: Read>(input: R, path: &Path, options: &EdnOptions) -> Result<History, HistoryError> {
+    let staged = read_staged(input, path)?;
+    let independent = match options.independent {
+        Some(forced) => forced,
+        None => is_independent(staged.iter().map(|s| (&s.event, &s.value))),
+    };
+    let mut builder = HistoryBuilder::default();
+    for s in staged {
+        let line = s.line;
+        let event = s.finish(independent, path)?;
+        builder.push(event).map_err(|e| e.at_line(path, line))?;
+    }
+    Ok(builder.finish())
+}
+
+/// An event read from its form, its value still EDN until we know whether
+/// it is a `[key value]` tuple.
+struct Staged {
+    line: usize,
+    event: Event,
+    value: Edn,
+}
+
+impl Staged {
+    /// Splits an independent tuple into key and value, and converts the value.
+    fn finish(mut self, independent: bool, path: &Path) -> Result<Event, HistoryError> {
+        let value = if independent && self.event.process != Process::Nemesis {
+            let (key, value) = split_tuple(self.value).map_err(|message| HistoryError::Parse {
+                path: path.to_owned(),
+                line: self.line,
+                message: format!("field `:value`: {message}"),
+            })?;
+            self.event.key = Some(key);
+            value
+        } else {
+            self.value
+        };
+        self.event.value = edn_to_json(&value);
+        Ok(self.event)
+    }
+}
+
+/// Reads every operation form; see [`OpForms`] for the two layouts.
+fn read_staged<R: Read>(input: R, path: &Path) -> Result<Vec<Staged>, HistoryError> {
+    let mut forms = OpForms {
+        reader: EdnReader::new(input, path),
+        in_vector: false,
+    };
+    let mut staged = Vec::new();
+    while let Some((line, form)) = forms.next()? {
+        let position = staged.len() as u64;
+        let (event, value) = event_from_form(form, position).map_err(|message| HistoryError::Parse {
+            path: path.to_owned(),
+            line,
+            message,
+        })?;
+        staged.push(Staged { line, event, value });
+    }
+    Ok(staged)
+}
+
+/// The operation forms of a history, one per line or inside a top-level
+/// vector `[{...} {...}]`; either way each comes with the line it begins on.
+struct OpForms<R> {
+    reader: EdnReader<R>,
+    in_vector: bool,
+}
+
+impl<R: Read> OpForms<R> {
+    fn next(&mut self) -> Result<Option<(usize, Edn)>, HistoryError> {
+        loop {
+            let next = self.reader.skip_blank()?;
+            if self.in_vector {
+                match next {
+                    Some(b']') => {
+                        self.reader.eat(b']')?;
+                        self.in_vector = false;
+                        continue;
+                    }
+                    None => {
+                        return Err(self
+                            .reader
+                            .error("the file ends before the `]` that closes the history"))
+                    }
+                    Some(_) => {}
+                }
+            } else if next == Some(b'[') {
+                self.reader.eat(b'[')?;
+                self.in_vector = true;
+                continue;
+            }
+            return self.reader.next_form();
+        }
+    }
+}
+
+/// Builds an event from one operation form; the error names the field.
+fn event_from_form(form: Edn, position: u64) -> Result<(Event, Edn), String> {
+    let entries = match form {
+        Edn::Map(entries) => entries,
+        Edn::Tagged(_, inner) if matches!(*inner, Edn::Map(_)) => match *inner {
+            Edn::Map(entries) => entries,
+            _ => unreachable!("matched a map above"),
+        },
+        other => return Err(format!("expected an operation map, got {}", shorten(&other))),
+    };
+    let mut fields = OpFields::default();
+    let mut event = Event::new(
+        position,
+        position,
+        Process::Nemesis,
+        EventType::Invoke,
+        F::Read,
+        Value::Null,
+    );
+    for (k, v) in entries {
+        let name = match k {
+            Edn::Keyword(name) => name,
+            other => other.to_string(),
+        };
+        fields
+            .set(&name, v, &mut event)
+            .map_err(|m| format!("field `:{name}`: {m}"))?;
+    }
+    event.kind = fields.kind.ok_or("missing field `:type`")?;
+    event.f = fields.f.ok_or("missing field `:f`")?;
+    event.process = fields.process.ok_or("missing field `:process`")?;
+    event.index = fields.index.unwrap_or(position);
+    event.time = fields.time.unwrap_or(position);
+    Ok((event, fields.value))
+}
+
+/// The required fields of an operation, gathered as they come.
+#[derive(Default)]
+struct OpFields {
+    kind: Option<EventType>,
+    f: Option<F>,
+    process: Option<Process>,
+    index: Option<u64>,
+    time: Option<u64>,
+    value: Edn,
+}
+
+impl OpFields {
+    /// Takes one field of the operation map; the error says what was expected.
+    fn set(&mut self, name: &str, v: Edn, event: &mut Event) -> Result<(), String> {
+        match name {
+            "type" => self.kind = Some(event_type(&v)?),
+            "f" => self.f = Some(F::parse(name_of(&v).ok_or_else(|| expected("a keyword", &v))?)),
+            "process" => self.process = Some(process(&v)?),
+            "index" => self.index = Some(non_negative(&v)?),
+            "time" => self.time = Some(non_negative(&v)?),
+            "value" => self.value = v,
+            "error" => event.error = error_text(v),
+            "node" => event.node = optional_name(&v)?,
+            "key" => event.key = optional_key(&v)?,
+            "final" => event.is_final = matches!(v, Edn::Bool(true)),
+            other => {
+                event.extra.insert(other.to_owned(), edn_to_json(&v));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text of a keyword, symbol or string.
+fn name_of(v: &Edn) -> Option<&str> {
+    match v {
+        Edn::Keyword(s) | Edn::Symbol(s) | Edn::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn expected(what: &str, got: &Edn) -> String {
+    format!("expected {what}, got {}", shorten(got))
+}
+
+/// A form printed for an error message, cut short if long.
+fn shorten(v: &Edn) -> String {
+    const LEN_MAX: usize = 80;
+    let text = v.to_string();
+    match text.char_indices().nth(LEN_MAX) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+fn event_type(v: &Edn) -> Result<EventType, String> {
+    let t = match v {
+        Edn::Keyword(k) => match k.as_str() {
+            "invoke" => Some(EventType::Invoke),
+            "ok" => Some(EventType::Ok),
+            "fail" => Some(EventType::Fail),
+            "info" => Some(EventType::Info),
+            _ => None,
+        },
+        _ => None,
+    };
+    t.ok_or_else(|| expected(":invoke, :ok, :fail or :info", v))
+}
+
+fn process(v: &Edn) -> Result<Process, String> {
+    match v {
+        Edn::Int(p) if *p >= 0 => Ok(Process::Client(*p as u64)),
+        Edn::Keyword(k) if k == "nemesis" => Ok(Process::Nemesis),
+        _ => Err(expected("an integer or :nemesis", v)),
+    }
+}
+
+fn non_negative(v: &Edn) -> Result<u64, String> {
+    match v {
+        Edn::Int(i) if *i >= 0 => Ok(*i as u64),
+        _ => Err(expected("a non-negative integer", v)),
+    }
+}
+
+/// Jepsen's errors are keywords, strings or structured data; all become text.
+fn error_text(v: Edn) -> Option<String> {
+    match v {
+        Edn::Nil => None,
+        Edn::Str(s) | Edn::Keyword(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+fn optional_name(v: &Edn) -> Result<Option<String>, String> {
+    match v {
+        Edn::Nil => Ok(None),
+        _ => name_of(v)
+            .map(|s| Some(s.to_owned()))
+            .ok_or_else(|| expected("a string or keyword", v)),
+    }
+}
+
+fn optional_key(v: &Edn) -> Result<Option<Key>, String> {
+    match v {
+        Edn::Nil => Ok(None),
+        _ => key_of(v)
+            .map(Some)
+            .ok_or_else(|| expected("an integer, a string or a keyword", v)),
+    }
+}
+
+/// The key a value names: integers, strings and keywords qualify.
+fn key_of(v: &Edn) -> Option<Key> {
+    match v {
+        Edn::Int(i) => Some(Key::Int(*i)),
+        Edn::Str(s) | Edn::Keyword(s) => Some(Key::Str(s.clone())),
+        _ => None,
+    }
+}
+
+/// `[key value]` into its parts.
+fn split_tuple(v: Edn) -> Result<(Key, Edn), String> {
+    if let Edn::Vector(items) = &v {
+        if let [k, _] = items.as_slice() {
+            if let Some(key) = key_of(k) {
+                let value = match v {
+                    Edn::Vector(mut items) => items.pop().unwrap_or_default(),
+                    _ => unreachable!("matched a vector above"),
+                };
+                return Ok((key, value));
+            }
+        }
+    }
+    Err(expected(
+        "a jepsen.independent [key value] tuple with an integer, string or keyword key",
+        &v,
+    ))
+}
+
+/// Whether the client events of a history are `jepsen.independent`: true
+/// when there is at least one, and every one's value (read invocations
+/// included, as `[k nil]`) is a two-element vector whose first element could
+/// be a key (for a cas, followed by its `[old new]` pair). A plain `nil`
+/// read invocation says it is not. Two-element values of other histories do
+/// not pass for tuples: a txn's value is a vector of vectors, and a plain
+/// cas `[1 2]` has no pair in second place.
+pub fn is_independent<'a>(events: impl IntoIterator<Item = (&'a Event, &'a Edn)>) -> bool {
+    let mut any = false;
+    for (event, value) in events {
+        if event.process == Process::Nemesis {
+            continue;
+        }
+        any = true;
+        if !looks_like_tuple(&event.f, value) {
+            return false;
+        }
+    }
+    any
+}
+
+/// `[k v]` with a key first; for a cas, `v` must itself be the `[old new]`
+/// pair, which tells `[k [1 2]]` from a plain cas `[1 2]`.
+fn looks_like_tuple(f: &F, value: &Edn) -> bool {
+    let Edn::Vector(items) = value else { return false };
+    let [k, v] = items.as_slice() else { return false };
+    key_of(k).is_some() && (*f != F::Cas || matches!(v, Edn::Vector(pair) if pair.len() == 2))
+}
+
+/// EDN as JSON: `nil` is null; keywords, symbols and characters are strings
+/// (keywords without the colon); lists, vectors and sets are arrays; maps are
+/// objects, keyed by the name of keyword, symbol and string keys and by the
+/// EDN text of any other key; a tagged literal is its value (records read as
+/// maps, `#inst "..."` as its string). Integers outside `i64`/`u64` and
+/// non-finite floats, which JSON numbers cannot hold, become their EDN text.
+pub fn edn_to_json(v: &Edn) -> Value {
+    match v {
+        Edn::Nil => Value::Null,
+        Edn::Bool(b) => Value::Bool(*b),
+        Edn::Int(i) => Value::from(*i),
+        Edn::BigInt(digits) => digits
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(digits.clone())),
+        Edn::Float(x) => Number::from_f64(*x).map_or_else(|| Value::String(v.to_string()), Value::Number),
+        Edn::Decimal(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map_or_else(|| Value::String(text.clone()), Value::Number),
+        Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::String(s.clone()),
+        Edn::Char(c) => Value::String(c.to_string()),
+        Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => {
+            Value::Array(items.iter().map(edn_to_json).collect())
+        }
+        Edn::Map(entries) => Value::Object(map_to_json(entries)),
+        Edn::Tagged(_, inner) => edn_to_json(inner),
+    }
+}
+
+fn map_to_json(entries: &[(Edn, Edn)]) -> Map<String, Value> {
+    entries
+        .iter()
+        .map(|(k, v)| {
+            let name = name_of(k).map_or_else(|| k.to_string(), str::to_owned);
+            (name, edn_to_json(v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Outcome;
+    use serde_json::json;
+
+    fn parse(text: &str, independent: Option<bool>) -> Result<History, HistoryError> {
+        parse_jepsen_edn(text.as_bytes(), Path::new("history.edn"), &EdnOptions { independent })
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_one_operation_per_line() {
+        let h = parse(
+            "{:type :invoke, :f :write, :value 3, :process 0, :time 10, :index 0}\n\
+             {:type :invoke, :f :read, :value nil, :process 1, :time 11, :index 1}\n\
+             {:type :ok, :f :write, :value 3, :process 0, :time 20, :index 2, :node \"n1\"}\n\
+             {:type :info, :f :start, :value nil, :process :nemesis, :time 25, :index 3}\n\
+             {:type :fail, :f :read, :value nil, :process 1, :time 30, :index 4, :error :timeout}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.ops.len(), 2);
+        assert_eq!(h.ops[0].outcome, Outcome::Ok);
+        assert_eq!(h.ops[0].output, json!(3));
+        assert_eq!(h.ops[0].complete_time, Some(20));
+        assert_eq!(h.nodes, vec!["n1".to_owned()]);
+        assert_eq!(h.ops[1].outcome, Outcome::Fail);
+        assert_eq!(h.ops[1].error.as_deref(), Some("timeout"));
+        assert_eq!(h.nemesis.len(), 1);
+        assert_eq!(h.nemesis[0].f, F::Other("start".into()));
+        assert!(h.keys.is_empty());
+    }
+
+    #[test]
+    fn reads_records_and_a_vector_of_operations() {
+        let h = parse(
+            "[#jepsen.history.Op{:index 0, :time 5, :type :invoke, :process 0, :f :cas, :value [1 2]}\n\
+             {:index 1, :time 6, :type :info, :process 0, :f :cas, :value [1 2], :error [:timeout 5]}]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.ops.len(), 1);
+        assert_eq!(h.ops[0].input, json!([1, 2]));
+        assert_eq!(h.ops[0].outcome, Outcome::Info);
+        assert_eq!(h.ops[0].error.as_deref(), Some("[:timeout 5]"));
+        assert!(h.keys.is_empty());
+    }
+
+    #[test]
+    fn synthesizes_index_and_time_from_the_position() {
+        let h = parse(
+            "{:type :invoke, :f :read, :process 0}\n{:type :ok, :f :read, :value 1, :process 0}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!((h.ops[0].invoke_index, h.ops[0].invoke_time), (0, 0));
+        assert_eq!((h.ops[0].complete_index, h.ops[0].complete_time), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn splits_independent_tuples_into_key_and_value() {
+        let text = "{:type :invoke, :f :read, :value [7 nil], :process 0, :time 1}\n\
+                    {:type :invoke, :f :cas, :value [7 [1 2]], :process 2, :time 1}\n\
+                    {:type :ok, :f :read, :value [7 4], :process 0, :time 2}\n\
+                    {:type :invoke, :f :write, :value [\"k\" 5], :process 1, :time 3}\n\
+                    {:type :info, :f :kill, :value [:n1 :n2], :process :nemesis, :time 4}\n";
+        let h = parse(text, None).unwrap();
+        assert_eq!(h.keys, vec![Key::Int(7), Key::Str("k".into())]);
+        assert_eq!(h.ops[0].output, json!(4));
+        assert_eq!(h.ops[1].input, json!([1, 2]));
+        assert_eq!(h.ops[2].input, json!(5));
+        assert_eq!(h.nemesis[0].value, json!(["n1", "n2"]));
+        let plain = parse(text, Some(false)).unwrap();
+        assert!(plain.keys.is_empty());
+        assert_eq!(plain.ops[0].output, json!([7, 4]));
+    }
+
+    #[test]
+    fn detects_plain_histories() {
+        // A read of nil says plain; so does a cas without its pair, even
+        // alone; nor is a two-micro-op txn a tuple.
+        for text in [
+            "{:type :invoke, :f :write, :value [1 2], :process 0}\n{:type :invoke, :f :read, :value nil, :process 1}\n",
+            "{:type :invoke, :f :cas, :value [1 2], :process 0}\n",
+        ] {
+            assert!(parse(text, None).unwrap().keys.is_empty(), "{text}");
+        }
+        let h = parse(
+            "{:type :invoke, :f :txn, :value [[:append 1 2] [:r 1 nil]], :process 0}\n\
+             {:type :ok, :f :txn, :value [[:append 1 2] [:r 1 [2]]], :process 0}\n",
+            None,
+        )
+        .unwrap();
+        assert!(h.keys.is_empty());
+        assert_eq!(h.ops[0].f, F::Txn);
+        assert_eq!(h.ops[0].output, json!([["append", 1, 2], ["r", 1, [2]]]));
+    }
+
+    #[test]
+    fn converts_edn_values_to_json() {
+        let h = parse(
+            "{:type :invoke, :f :x, :process 0, :value {:a #{1} \"s\" \\c 3 nil, :b/c 1.5, :n 99999999999999999999N, :i ##Inf}, :custom :kw}\n",
+            None,
+        )
+        .unwrap();
+        let v = &h.ops[0].input;
+        assert_eq!(v["a"], json!([1]));
+        assert_eq!(v["s"], json!("c"));
+        assert_eq!(v["3"], json!(null));
+        assert_eq!(v["b/c"], json!(1.5));
+        assert_eq!(v["n"], json!("99999999999999999999"));
+        assert_eq!(v["i"], json!("##Inf"));
+        assert_eq!(
+            edn_to_json(&Edn::BigInt("18446744073709551615".into())),
+            json!(u64::MAX)
+        );
+        assert_eq!(edn_to_json(&Edn::Decimal("2.5".into())), json!(2.5));
+    }
+
+    #[test]
+    fn keeps_unknown_fields() {
+        let h = parse(
+            "{:type :info, :f :start, :process :nemesis, :value nil, :clock-offsets {\"n1\" 3}}\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.nemesis[0].extra["clock-offsets"], json!({"n1": 3}));
+    }
+
+    #[test]
+    fn field_errors_name_file_line_and_field() {
+        assert_eq!(
+            err("{:type :invoke, :f :read, :process 0}\n\n{:type :invoke, :f :read, :process \"x\"}"),
+            "history.edn:3: field `:process`: expected an integer or :nemesis, got \"x\""
+        );
+        assert_eq!(
+            err("{:type :done, :f :read, :process 0}"),
+            "history.edn:1: field `:type`: expected :invoke, :ok, :fail or :info, got :done"
+        );
+        assert_eq!(
+            err("{:type :ok, :f 3, :process 0}"),
+            "history.edn:1: field `:f`: expected a keyword, got 3"
+        );
+        assert_eq!(
+            err("{:type :ok, :f :read, :process 0, :time -1}"),
+            "history.edn:1: field `:time`: expected a non-negative integer, got -1"
+        );
+        assert_eq!(
+            err("{:type :ok, :f :read, :process 0, :index 1.5}"),
+            "history.edn:1: field `:index`: expected a non-negative integer, got 1.5"
+        );
+        assert_eq!(
+            err("{:type :ok, :f :read, :process 0, :node 3}"),
+            "history.edn:1: field `:node`: expected a string or keyword, got 3"
+        );
+        assert_eq!(
+            err("{:type :ok, :f :read, :process 0, :key [1]}"),
+            "history.edn:1: field `:key`: expected an integer, a string or a keyword, got [1]"
+        );
+        assert_eq!(err("{:f :read, :process 0}"), "history.edn:1: missing field `:type`");
+        assert_eq!(err("{:type :ok, :process 0}"), "history.edn:1: missing field `:f`");
+        assert_eq!(err("{:type :ok, :f :read}"), "history.edn:1: missing field `:process`");
+        assert_eq!(err("[1 2]"), "history.edn:1: expected an operation map, got 1");
+        assert_eq!(
+            err("[{:type :ok"),
+            "history.edn:1: the file ends before the closing `}`"
+        );
+        assert_eq!(
+            err("[{:type :invoke, :f :read, :process 0}\n"),
+            "history.edn:2: the file ends before the `]` that closes the history"
+        );
+    }
+
+    #[test]
+    fn forced_independence_rejects_a_value_that_is_no_tuple() {
+        let e = parse("{:type :invoke, :f :read, :process 0, :value nil}\n", Some(true))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "history.edn:1: field `:value`: expected a jepsen.independent [key value] tuple with an integer, string or keyword key, got nil"
+        );
+    }
+
+    #[test]
+    fn pairing_errors_name_the_line() {
+        let e = err("{:type :invoke, :f :read, :process 0}\n{:type :ok, :f :read, :process 1}\n");
+        assert!(e.starts_with("history.edn:2: "), "{e}");
+        let e = err("{:type :invoke, :f :read, :process 0}\n{:type :invoke, :f :read, :process 0}\n");
+        assert!(e.starts_with("history.edn:2: "), "{e}");
+    }
+}

@@ -1,1 +1,32 @@
-//! Placeholder: this crate's issue has not landed yet.
+//! faultline's nemesis: the faults a test injects and the machinery that
+//! injects them, always in pairs (cut / heal, kill / start, pause / resume).
+//!
+//! - [`net`]: the `Net` boundary (cut, slow and heal links) and [`proxy`], its
+//!   default implementation: a userspace TCP proxy on every directed link, so
+//!   partitions need no root.
+//! - [`control`]: the `Control` boundary (run a daemon on a node, signal it,
+//!   run a command, fetch files) and its local-process implementation.
+//! - [`partition`]: partition shapes as pure functions of a node list and a
+//!   seeded RNG (random halves, isolate one, majorities ring, bridge, one-way).
+//! - [`schedule`]: a fault schedule drawn from the seed, and [`runner`], which
+//!   plays it against a cluster and records every start and stop as a
+//!   nemesis event of the history. Every fault it starts it also stops: at the
+//!   end of the schedule, on shutdown, and when dropped.
+//!
+//! Depends on `faultline-histories` (for the events) and nothing else of ours.
+
+pub mod control;
+pub mod error;
+pub mod net;
+pub mod partition;
+pub mod proxy;
+pub mod runner;
+pub mod schedule;
+
+pub use control::{Control, Daemon, DaemonSpec, LocalControl, Signal};
+pub use error::{ControlError, NemesisError, NetError};
+pub use net::{Link, LinkFault, Net};
+pub use partition::{Partition, Shape};
+pub use proxy::ProxyMesh;
+pub use runner::{NemesisRunner, NodeOps, Recorder};
+pub use schedule::{Fault, FaultKind, Plan, Step, StepAction, Target};

@@ -1,0 +1,319 @@
+//! The `Control` boundary: run a daemon or a command on a node, signal it,
+//! and fetch files from it.
+//!
+//! Nemeses that act on processes (kill, SIGSTOP) go through it, so the same
+//! code drives a laptop cluster and, once SSH and namespaces land, a rack of
+//! VMs. [`LocalControl`] runs everything as child processes of the harness:
+//! each daemon gets its own process group (a Ctrl-C at the terminal reaches
+//! the harness, which then heals and stops the cluster in order) and dies
+//! with the harness (`PR_SET_PDEATHSIG`) should the harness itself be killed.
+//! A [`Daemon`] handle stops its process when dropped: SIGCONT first (a
+//! paused process must not outlive us), then SIGKILL, then reap.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::ControlError;
+
+/// How long a killed process may take to be reaped.
+const REAP_TIMEOUT_MS: u64 = 5_000;
+/// Poll period while waiting for a process to exit.
+const POLL_MS: u64 = 5;
+
+/// The signals the nemesis sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Ask to terminate.
+    Term,
+    /// Kill at once (a crash).
+    Kill,
+    /// Freeze (a pause).
+    Stop,
+    /// Thaw.
+    Cont,
+}
+
+impl Signal {
+    fn raw(self) -> libc::c_int {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Cont => libc::SIGCONT,
+        }
+    }
+
+    /// The usual name (SIGKILL, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+            Signal::Stop => "SIGSTOP",
+            Signal::Cont => "SIGCONT",
+        }
+    }
+}
+
+/// A long-running process to start on a node.
+#[derive(Clone, Debug)]
+pub struct DaemonSpec {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables to add.
+    pub env: Vec<(String, String)>,
+    /// File that receives stdout and stderr, appended to across restarts.
+    pub log_file: PathBuf,
+}
+
+/// A running daemon. Dropping the handle stops the process.
+pub trait Daemon: Send {
+    /// Its process id on its node.
+    fn pid(&self) -> u32;
+    /// Sends a signal.
+    fn signal(&mut self, signal: Signal) -> Result<(), ControlError>;
+    /// Whether it still runs (reaps it if it exited).
+    fn is_running(&mut self) -> bool;
+    /// Resumes it if paused, kills it and waits (bounded) until it is gone.
+    fn stop(&mut self) -> Result<(), ControlError>;
+}
+
+/// Runs processes on nodes.
+pub trait Control: Send + Sync {
+    /// Starts a daemon on `node`.
+    fn start(&self, node: &str, spec: &DaemonSpec) -> Result<Box<dyn Daemon>, ControlError>;
+    /// Runs a command to completion on `node`, killing it past `timeout`.
+    fn run(&self, node: &str, program: &Path, args: &[String], timeout: Duration) -> Result<Output, ControlError>;
+    /// Copies a file from `node` to a local path.
+    fn fetch(&self, node: &str, remote: &Path, local: &Path) -> Result<(), ControlError>;
+}
+
+/// Every node is this machine; daemons are child processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalControl;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ControlError + '_ {
+    move |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn open_log(path: &Path) -> Result<File, ControlError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))
+}
+
+impl Control for LocalControl {
+    fn start(&self, node: &str, spec: &DaemonSpec) -> Result<Box<dyn Daemon>, ControlError> {
+        let log = open_log(&spec.log_file)?;
+        let log2 = log.try_clone().map_err(io_err(&spec.log_file))?;
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .envs(spec.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        detach_and_tie_to_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|source| ControlError::Spawn {
+            node: node.to_owned(),
+            program: spec.program.clone(),
+            source,
+        })?;
+        tracing::debug!(node, pid = child.id(), "started daemon");
+        Ok(Box::new(LocalDaemon { child, exited: false }))
+    }
+
+    fn run(&self, node: &str, program: &Path, args: &[String], timeout: Duration) -> Result<Output, ControlError> {
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| ControlError::Spawn {
+                node: node.to_owned(),
+                program: program.to_owned(),
+                source,
+            })?;
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(out) => out.map_err(io_err(program)),
+            Err(_) => {
+                // SAFETY: kill(2) has no memory-safety preconditions; the pid is
+                // our unreaped child, so it cannot have been reused.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                let _ = rx.recv_timeout(Duration::from_millis(REAP_TIMEOUT_MS));
+                Err(ControlError::Timeout {
+                    node: node.to_owned(),
+                    program: program.display().to_string(),
+                    timeout_ms: timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+
+    fn fetch(&self, _node: &str, remote: &Path, local: &Path) -> Result<(), ControlError> {
+        if remote == local {
+            return Ok(());
+        }
+        if let Some(dir) = local.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        std::fs::copy(remote, local).map_err(io_err(remote))?;
+        Ok(())
+    }
+}
+
+/// Puts the child in its own process group (a terminal Ctrl-C reaches only
+/// the harness, which then stops the cluster in order) and asks the kernel to
+/// SIGKILL it if the thread that started it dies, so a killed harness leaves
+/// no node behind.
+fn detach_and_tie_to_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    // SAFETY: the closure runs between fork and exec and calls only prctl(2)
+    // and getppid(2), which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() == 1 {
+                    return Err(std::io::Error::other("parent exited during spawn"));
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A child process of the harness.
+struct LocalDaemon {
+    child: Child,
+    exited: bool,
+}
+
+impl Daemon for LocalDaemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&mut self, signal: Signal) -> Result<(), ControlError> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        // SAFETY: kill(2) has no memory-safety preconditions; the child is not
+        // reaped yet (is_running said so), so its pid is still ours.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal.raw()) };
+        if rc != 0 {
+            return Err(ControlError::Signal {
+                signal: signal.name(),
+                pid: self.child.id(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn is_running(&mut self) -> bool {
+        if !self.exited {
+            self.exited = !matches!(self.child.try_wait(), Ok(None));
+        }
+        !self.exited
+    }
+
+    fn stop(&mut self) -> Result<(), ControlError> {
+        self.signal(Signal::Cont)?;
+        self.signal(Signal::Kill)?;
+        let deadline = Instant::now() + Duration::from_millis(REAP_TIMEOUT_MS);
+        while self.is_running() {
+            if Instant::now() > deadline {
+                return Err(ControlError::WouldNotDie {
+                    pid: self.child.id(),
+                    timeout_ms: REAP_TIMEOUT_MS,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(POLL_MS));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalDaemon {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::error!(error = %e, "could not stop a daemon");
+        }
+    }
+}
+
+/// Whether a process with this pid exists (zombies included).
+pub fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper(dir: &Path) -> DaemonSpec {
+        DaemonSpec {
+            program: "sleep".into(),
+            args: vec!["30".into()],
+            env: vec![],
+            log_file: dir.join("n1/node.log"),
+        }
+    }
+
+    #[test]
+    fn a_dropped_daemon_is_gone_even_when_paused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = LocalControl.start("n1", &sleeper(dir.path())).unwrap();
+        let pid = d.pid();
+        assert!(d.is_running());
+        d.signal(Signal::Stop).unwrap();
+        drop(d);
+        assert!(!pid_exists(pid), "pid {pid} survived");
+        assert!(dir.path().join("n1/node.log").exists());
+    }
+
+    #[test]
+    fn kill_makes_the_process_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = LocalControl.start("n1", &sleeper(dir.path())).unwrap();
+        d.signal(Signal::Kill).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!d.is_running());
+        assert!(!pid_exists(d.pid()));
+    }
+
+    #[test]
+    fn run_is_bounded() {
+        let out = LocalControl.run("n1", Path::new("echo"), &["hi".into()], Duration::from_secs(5));
+        assert_eq!(out.unwrap().stdout, b"hi\n");
+        let err = LocalControl
+            .run("n1", Path::new("sleep"), &["10".into()], Duration::from_millis(100))
+            .unwrap_err();
+        assert!(matches!(err, ControlError::Timeout { .. }), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Errors of the nemesis: a link that does not exist, a process that would
+//! not start or stop, a fault specification that does not parse.
+
+use std::path::PathBuf;
+
+/// Why a network fault could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The link names an endpoint the mesh does not know.
+    #[error("no link from {from} to {to}")]
+    UnknownLink {
+        /// Endpoint the bytes come from.
+        from: String,
+        /// Endpoint the bytes go to.
+        to: String,
+    },
+    /// A fault setting outside its range.
+    #[error("bad link fault: {0}")]
+    BadFault(String),
+    /// A proxy could not bind its listening socket.
+    #[error("binding a proxy for {from}->{to}: {source}")]
+    Bind {
+        /// Endpoint the bytes come from.
+        from: String,
+        /// Endpoint the bytes go to.
+        to: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a process on a node could not be controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The program could not be started.
+    #[error("starting {program} on {node}: {source}")]
+    Spawn {
+        /// Node.
+        node: String,
+        /// Program path.
+        program: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A log file or directory could not be created.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path at fault.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A signal could not be delivered.
+    #[error("signal {signal} to pid {pid}: {source}")]
+    Signal {
+        /// Signal name.
+        signal: &'static str,
+        /// Target process.
+        pid: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command ran past its time limit and was killed.
+    #[error("{program} on {node} ran past {timeout_ms} ms and was killed")]
+    Timeout {
+        /// Node.
+        node: String,
+        /// Program.
+        program: String,
+        /// The limit.
+        timeout_ms: u64,
+    },
+    /// A process did not exit within its time limit after being signalled.
+    #[error("pid {pid} still running {timeout_ms} ms after SIGKILL")]
+    WouldNotDie {
+        /// The process.
+        pid: u32,
+        /// The limit.
+        timeout_ms: u64,
+    },
+}
+
+/// Why a fault schedule could not be built or played.
+#[derive(Debug, thiserror::Error)]
+pub enum NemesisError {
+    /// A `--nemesis` word we do not know.
+    #[error("unknown fault {0:?} (known: {known})", known = crate::schedule::FaultKind::NAMES.join(", "))]
+    UnknownFault(String),
+    /// A schedule parameter out of range.
+    #[error("bad schedule: {0}")]
+    BadSchedule(String),
+    /// A network fault failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A process fault failed.
+    #[error("{action} {node}: {message}")]
+    Node {
+        /// What was attempted (kill, start, pause, resume).
+        action: &'static str,
+        /// Target node.
+        node: String,
+        /// What went wrong.
+        message: String,
+    },
+}

@@ -1,1 +1,27 @@
-//! Placeholder: this crate's issue has not landed yet.
+//! faultline's workloads: what the clients of a test do, and how they talk
+//! to the system under test.
+//!
+//! - [`request`]: one operation as the generator makes it and the history
+//!   records it (`f`, `key`, `value` as HISTORY_FORMAT.md says).
+//! - [`generator`]: seeded generators for the `register`, `list-append`,
+//!   `session` and `multi-key` workloads. A worker's sequence of operations
+//!   is a pure function of (workload config, seed, worker number), and every
+//!   value written to a key is unique, so a read names the write it saw.
+//! - [`client`]: the `Client` boundary (send one operation, say honestly
+//!   whether it is ok, fail or info) and [`server_client`], its
+//!   implementation for faultline-server's framed-JSON protocol.
+//!
+//! Depends on `faultline-histories` and tokio; the checkers that judge each
+//! workload are chosen by the harness.
+
+pub mod client;
+pub mod error;
+pub mod generator;
+pub mod request;
+pub mod server_client;
+
+pub use client::{Client, Completion, Outcome};
+pub use error::WorkloadError;
+pub use generator::{Generator, KeyDist, Mix, WorkloadConfig, WorkloadKind};
+pub use request::Request;
+pub use server_client::{ServerClient, ServerClientConfig};

@@ -7,6 +7,7 @@
 //!
 //! [`History`]: faultline_histories::History
 
+pub mod session;
 pub mod verdict;
 
 pub use verdict::{Anomaly, Checker, OpRef, Validity, Verdict};

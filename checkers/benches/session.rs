@@ -1,0 +1,2 @@
+//! Benchmark of the session checkers (being written).
+fn main() {}

@@ -1,0 +1,522 @@
+//! The shared core of the session, prefix, lost-write and convergence
+//! checkers: every write and every read of a history, decomposed by key and
+//! tied to the write it names.
+//!
+//! Workloads write unique values per key, so a read names the write it saw.
+//! [`Core::derive`] walks the operations once, turns reads, writes, cas,
+//! appends and transactions into [`WriteRec`]s and [`ReadRec`]s, and resolves
+//! every value a read returned to its writer. What it promises:
+//!
+//! - A read whose value no operation wrote, or that two operations wrote, is
+//!   set aside (counted in [`Core::unattributed_reads`]) rather than guessed.
+//! - Reads that did not complete `ok` carry no value and are ignored.
+//! - Keys inside transactions are interned next to the history's own keys,
+//!   so `KeyId(i)` of the history is key `i` here too.
+//! - Everything is linear in the size of the history (hashing, no search).
+//!
+//! The orders derived from this table (list orders, register real-time
+//! order) live in [`super::order`].
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use faultline_histories::{History, Key, Op, Outcome, Process, F};
+use serde_json::Value;
+
+/// "No such write / read / position": a sentinel that keeps tables flat.
+pub const NONE: u32 = u32::MAX;
+
+/// A small, fast hasher for integer-like keys (the FxHash mix). The tables
+/// here hash a million small keys; SipHash's protection against crafted
+/// inputs buys nothing for a history file and costs a third of the time.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(buf));
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A hashable form of a JSON value: integers as themselves, anything else by
+/// its canonical text (so `5` and `"5"` differ).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ValKey {
+    Int(i64),
+    Text(Box<str>),
+}
+
+impl ValKey {
+    /// The key of a JSON value.
+    pub fn of(v: &Value) -> ValKey {
+        match v.as_i64() {
+            Some(i) => ValKey::Int(i),
+            None => ValKey::Text(v.to_string().into()),
+        }
+    }
+}
+
+/// One write: a `write`, an `append`, the new value of a `cas`, or a `w` or
+/// `append` micro-op of a transaction.
+#[derive(Clone, Debug)]
+pub struct WriteRec {
+    /// Index into `history.ops`.
+    pub op: u32,
+    pub key: u32,
+    /// Index of the micro-op inside a transaction, or [`NONE`].
+    pub micro: u32,
+    /// Position in [`Core::events`].
+    pub ev: u32,
+    /// Another operation wrote the same value to the same key: reads of it
+    /// cannot name their writer.
+    pub ambiguous: bool,
+}
+
+/// What a read saw of one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// A register: the write it names, or [`NONE`] for the initial (absent) value.
+    Reg(u32),
+    /// A list: the appends it shows, in order.
+    List(Vec<u32>),
+}
+
+/// One read of one key: a `read`, the expected value of an ok `cas`, or an
+/// `r` micro-op of a transaction, that completed ok.
+#[derive(Clone, Debug)]
+pub struct ReadRec {
+    pub op: u32,
+    pub key: u32,
+    pub micro: u32,
+    pub ev: u32,
+    pub state: State,
+}
+
+/// One step of a process, in the order it issued them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ev {
+    Read(u32),
+    Write(u32),
+}
+
+/// Everything the checkers need, derived once from a history.
+pub struct Core<'h> {
+    pub history: &'h History,
+    /// `keys[i]` names key `i`; the history's keys come first.
+    pub keys: Vec<Key>,
+    /// True for keys that are lists (appended to, or read as arrays).
+    pub list_key: Vec<bool>,
+    pub writes: Vec<WriteRec>,
+    pub reads: Vec<ReadRec>,
+    /// Reads and writes in the order operations were invoked; within a
+    /// transaction, in micro-op order.
+    pub events: Vec<Ev>,
+    /// Reads set aside: the value was never written, or written twice.
+    pub unattributed_reads: usize,
+    /// Operations that took part (read or wrote something).
+    pub ops_seen: usize,
+}
+
+/// A read or write found in one operation, before values are resolved.
+struct Raw<'a> {
+    key: u32,
+    micro: u32,
+    kind: RawKind<'a>,
+}
+
+enum RawKind<'a> {
+    /// A written value and whether it is an append.
+    Write(&'a Value, bool),
+    Read(&'a Value),
+}
+
+impl<'h> Core<'h> {
+    /// Derives the core of `history`.
+    pub fn derive(history: &'h History) -> Core<'h> {
+        let mut keys = KeyTable::new(history);
+        let mut raws: Vec<(u32, Vec<Raw<'h>>)> = Vec::with_capacity(history.ops.len());
+        for (i, op) in history.ops.iter().enumerate() {
+            let r = raw_steps(op, &mut keys);
+            if !r.is_empty() {
+                raws.push((i as u32, r));
+            }
+        }
+        let list_key = classify_keys(&keys.keys, &raws);
+        let mut core = Core {
+            history,
+            list_key,
+            keys: keys.keys,
+            writes: Vec::new(),
+            reads: Vec::new(),
+            events: Vec::new(),
+            unattributed_reads: 0,
+            ops_seen: raws.len(),
+        };
+        let writers = core.collect_writes(&raws);
+        core.collect_reads(&raws, &writers);
+        core
+    }
+
+    fn collect_writes(&mut self, raws: &[(u32, Vec<Raw<'h>>)]) -> FxMap<(u32, ValKey), u32> {
+        let mut writers: FxMap<(u32, ValKey), u32> = FxMap::default();
+        writers.reserve(raws.len());
+        for (op, steps) in raws {
+            for s in steps {
+                let RawKind::Write(v, _) = s.kind else { continue };
+                let id = self.writes.len() as u32;
+                let mut ambiguous = false;
+                match writers.entry((s.key, ValKey::of(v))) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        self.writes[*e.get() as usize].ambiguous = true;
+                        ambiguous = true;
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(id);
+                    }
+                }
+                self.writes.push(WriteRec {
+                    op: *op,
+                    key: s.key,
+                    micro: s.micro,
+                    ev: NONE,
+                    ambiguous,
+                });
+            }
+        }
+        writers
+    }
+
+    /// Resolves reads to writers and lays out the event order.
+    fn collect_reads(&mut self, raws: &[(u32, Vec<Raw<'h>>)], writers: &FxMap<(u32, ValKey), u32>) {
+        let mut next_write = 0u32;
+        for (op, steps) in raws {
+            for s in steps {
+                match s.kind {
+                    RawKind::Write(..) => {
+                        self.writes[next_write as usize].ev = self.events.len() as u32;
+                        self.events.push(Ev::Write(next_write));
+                        next_write += 1;
+                    }
+                    RawKind::Read(v) => match self.resolve(s.key, v, writers) {
+                        Some(state) => {
+                            let id = self.reads.len() as u32;
+                            self.reads.push(ReadRec {
+                                op: *op,
+                                key: s.key,
+                                micro: s.micro,
+                                ev: self.events.len() as u32,
+                                state,
+                            });
+                            self.events.push(Ev::Read(id));
+                        }
+                        None => self.unattributed_reads += 1,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The state a read value names, or `None` when some value in it has no
+    /// single writer.
+    fn resolve(&self, key: u32, v: &Value, writers: &FxMap<(u32, ValKey), u32>) -> Option<State> {
+        let writer = |x: &Value| -> Option<u32> {
+            let w = *writers.get(&(key, ValKey::of(x)))?;
+            (!self.writes[w as usize].ambiguous).then_some(w)
+        };
+        if self.list_key[key as usize] {
+            return match v {
+                Value::Null => Some(State::List(Vec::new())),
+                Value::Array(xs) => xs.iter().map(writer).collect::<Option<Vec<u32>>>().map(State::List),
+                _ => None,
+            };
+        }
+        match v {
+            Value::Null => Some(State::Reg(NONE)),
+            x => writer(x).map(State::Reg),
+        }
+    }
+
+    /// The operation of a write.
+    pub fn wop(&self, w: u32) -> &'h Op {
+        &self.history.ops[self.writes[w as usize].op as usize]
+    }
+
+    /// The operation of a read.
+    pub fn rop(&self, r: u32) -> &'h Op {
+        &self.history.ops[self.reads[r as usize].op as usize]
+    }
+
+    /// The value a write wrote.
+    pub fn wvalue(&self, w: u32) -> &'h Value {
+        let rec = &self.writes[w as usize];
+        let op = self.wop(w);
+        match op.f {
+            F::Cas => op.input.get(1).unwrap_or(&Value::Null),
+            F::Txn => micro(&op.input, rec.micro)
+                .and_then(|m| m.get(2))
+                .unwrap_or(&Value::Null),
+            _ => &op.input,
+        }
+    }
+
+    /// The value a read returned.
+    pub fn rvalue(&self, r: u32) -> &'h Value {
+        let rec = &self.reads[r as usize];
+        let op = self.rop(r);
+        match op.f {
+            F::Cas => op.input.get(0).unwrap_or(&Value::Null),
+            F::Txn => micro(&op.output, rec.micro)
+                .and_then(|m| m.get(2))
+                .unwrap_or(&Value::Null),
+            _ => &op.output,
+        }
+    }
+
+    /// The name of key `k`.
+    pub fn key(&self, k: u32) -> &Key {
+        &self.keys[k as usize]
+    }
+
+    /// The process of a write.
+    pub fn wproc(&self, w: u32) -> Process {
+        self.wop(w).process
+    }
+
+    /// The process of a read.
+    pub fn rproc(&self, r: u32) -> Process {
+        self.rop(r).process
+    }
+
+    /// True when the write certainly took effect.
+    pub fn w_ok(&self, w: u32) -> bool {
+        self.wop(w).outcome == Outcome::Ok
+    }
+}
+
+/// The `i`th micro-op of a transaction value.
+fn micro(v: &Value, i: u32) -> Option<&Value> {
+    v.as_array()?.get(i as usize)
+}
+
+/// Interns keys: the history's first, then keys found in transactions.
+struct KeyTable {
+    keys: Vec<Key>,
+    ids: HashMap<Key, u32>,
+}
+
+impl KeyTable {
+    fn new(h: &History) -> KeyTable {
+        let ids = h.keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u32)).collect();
+        KeyTable {
+            keys: h.keys.clone(),
+            ids,
+        }
+    }
+
+    /// The id of a key named inside a micro-op, if it is a string or integer.
+    fn of_json(&mut self, v: &Value) -> Option<u32> {
+        let key = match v {
+            Value::String(s) => Key::Str(s.clone()),
+            Value::Number(n) => Key::Int(n.as_i64()?),
+            _ => return None,
+        };
+        if let Some(id) = self.ids.get(&key) {
+            return Some(*id);
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(key.clone());
+        self.ids.insert(key, id);
+        Some(id)
+    }
+}
+
+/// The reads and writes one operation performed. Writes are kept whatever
+/// their outcome (a failed write must never be read; an indeterminate one
+/// may be); reads only when the operation completed ok.
+fn raw_steps<'h>(op: &'h Op, keys: &mut KeyTable) -> Vec<Raw<'h>> {
+    let ok = op.outcome == Outcome::Ok;
+    let Some(key) = op.key.map(|k| k.0) else {
+        return if op.f == F::Txn {
+            txn_steps(op, keys)
+        } else {
+            Vec::new()
+        };
+    };
+    let one = |kind| vec![Raw { key, micro: NONE, kind }];
+    match op.f {
+        F::Read if ok => one(RawKind::Read(&op.output)),
+        F::Write => one(RawKind::Write(&op.input, false)),
+        F::Append => one(RawKind::Write(&op.input, true)),
+        F::Cas => cas_steps(op, key),
+        F::Txn => txn_steps(op, keys),
+        _ => Vec::new(),
+    }
+}
+
+/// An ok cas read its expected value and wrote its new one; any other cas
+/// only (maybe) wrote.
+fn cas_steps(op: &Op, key: u32) -> Vec<Raw<'_>> {
+    let Some([expected, new]) = op.input.as_array().map(|a| a.as_slice()) else {
+        return Vec::new();
+    };
+    let mut v = Vec::with_capacity(2);
+    if op.outcome == Outcome::Ok {
+        v.push(Raw {
+            key,
+            micro: NONE,
+            kind: RawKind::Read(expected),
+        });
+    }
+    v.push(Raw {
+        key,
+        micro: NONE,
+        kind: RawKind::Write(new, false),
+    });
+    v
+}
+
+/// The micro-ops of a transaction: reads from its result (when ok), writes
+/// from its argument.
+fn txn_steps<'h>(op: &'h Op, keys: &mut KeyTable) -> Vec<Raw<'h>> {
+    let ok = op.outcome == Outcome::Ok;
+    let source = if ok { &op.output } else { &op.input };
+    let Some(micros) = source.as_array() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(micros.len());
+    for (i, m) in micros.iter().enumerate() {
+        let Some([f, k, v]) = m.as_array().map(|a| a.as_slice()) else {
+            continue;
+        };
+        let Some(key) = keys.of_json(k) else { continue };
+        let kind = match f.as_str() {
+            Some("r") if ok => RawKind::Read(v),
+            Some("w") => RawKind::Write(v, false),
+            Some("append") => RawKind::Write(v, true),
+            _ => continue,
+        };
+        out.push(Raw {
+            key,
+            micro: i as u32,
+            kind,
+        });
+    }
+    out
+}
+
+/// A key is a list when something appends to it or reads it as an array.
+fn classify_keys(keys: &[Key], raws: &[(u32, Vec<Raw<'_>>)]) -> Vec<bool> {
+    let mut list = vec![false; keys.len()];
+    for (_, steps) in raws {
+        for s in steps {
+            match s.kind {
+                RawKind::Write(_, true) | RawKind::Read(Value::Array(_)) => list[s.key as usize] = true,
+                _ => {}
+            }
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_histories::{Event, EventType};
+    use serde_json::json;
+
+    fn ev(i: u64, p: u64, kind: EventType, f: F, k: &str, v: Value) -> Event {
+        Event::new(i, i * 10, Process::Client(p), kind, f, v).with_key(k)
+    }
+
+    #[test]
+    fn resolves_reads_to_their_writers_and_sets_aside_the_rest() {
+        let h = History::from_events([
+            ev(0, 1, EventType::Invoke, F::Write, "x", json!(1)),
+            ev(1, 1, EventType::Ok, F::Write, "x", json!(1)),
+            ev(2, 1, EventType::Invoke, F::Read, "x", json!(null)),
+            ev(3, 1, EventType::Ok, F::Read, "x", json!(1)),
+            ev(4, 1, EventType::Invoke, F::Read, "x", json!(null)),
+            ev(5, 1, EventType::Ok, F::Read, "x", json!(99)),
+            ev(6, 1, EventType::Invoke, F::Append, "l", json!(7)),
+            ev(7, 1, EventType::Ok, F::Append, "l", json!(7)),
+            ev(8, 1, EventType::Invoke, F::Read, "l", json!(null)),
+            ev(9, 1, EventType::Ok, F::Read, "l", json!([7])),
+        ])
+        .unwrap();
+        let c = Core::derive(&h);
+        assert_eq!(c.writes.len(), 2);
+        assert_eq!(c.reads.len(), 2);
+        assert_eq!(c.reads[0].state, State::Reg(0));
+        assert_eq!(c.reads[1].state, State::List(vec![1]));
+        assert_eq!(c.unattributed_reads, 1);
+        assert_eq!(c.list_key, vec![false, true]);
+        assert_eq!(c.events.len(), 4);
+    }
+
+    #[test]
+    fn transaction_keys_are_interned_after_the_histories_keys() {
+        let h = History::from_events([
+            Event::new(
+                0,
+                0,
+                Process::Client(1),
+                EventType::Invoke,
+                F::Txn,
+                json!([["w", "a", 1], ["w", 5, 2]]),
+            ),
+            Event::new(
+                1,
+                1,
+                Process::Client(1),
+                EventType::Ok,
+                F::Txn,
+                json!([["w", "a", 1], ["w", 5, 2]]),
+            ),
+            Event::new(
+                2,
+                2,
+                Process::Client(2),
+                EventType::Invoke,
+                F::Txn,
+                json!([["r", "a", null], ["r", 5, null]]),
+            ),
+            Event::new(
+                3,
+                3,
+                Process::Client(2),
+                EventType::Ok,
+                F::Txn,
+                json!([["r", "a", 1], ["r", 5, null]]),
+            ),
+        ])
+        .unwrap();
+        let c = Core::derive(&h);
+        assert_eq!(c.keys, vec![Key::Str("a".into()), Key::Int(5)]);
+        assert_eq!(c.reads[0].state, State::Reg(0));
+        assert_eq!(c.reads[1].state, State::Reg(NONE));
+        assert_eq!(c.rvalue(0), &json!(1));
+        assert_eq!(c.wvalue(1), &json!(2));
+    }
+}

@@ -1,0 +1,382 @@
+//! Session guarantees, consistent prefix, lost writes and convergence.
+//!
+//! Definitions follow Terry et al. (1994) for the session guarantees and
+//! Terry (2013) for consistent prefix. A session is a process. Workloads
+//! write unique values per key, so every read names the write it saw
+//! ([`core`]); on list keys a read returns the whole list, so it also shows
+//! the order ([`order`]). Each checker here is a plain function of a history
+//! and promises:
+//!
+//! - It reports only what the history proves. "Older" means older in the
+//!   order the history forces (list reads, or for registers real time and
+//!   the initial value); where that order cannot decide, it says nothing.
+//! - Every anomaly names its kind, key, processes and the two to four
+//!   operations that prove it, with one sentence.
+//! - A checker with nothing to look at (no final reads for `lost-writes`,
+//!   no process that read a key twice for `monotonic-reads`, ...) answers
+//!   valid with `ops: 0` and `details.applicable: false` and says why, so a
+//!   valid verdict always means it looked.
+//! - Cost is O(n log n) in the size of the history; [`check_all`] derives the
+//!   shared tables once and runs the checkers on two threads.
+
+pub mod convergence;
+pub mod core;
+mod explain;
+pub mod lost;
+mod monotonic;
+pub mod order;
+pub mod prefix;
+mod ryw;
+mod wfr;
+
+use std::time::{Duration, Instant};
+
+use faultline_histories::History;
+use serde_json::{json, Map, Value};
+
+use self::core::Core;
+use self::explain::Found;
+use self::order::Orders;
+use crate::verdict::{Checker, Verdict};
+
+/// The tables every checker here reads, derived once per history.
+pub struct Analysis<'h> {
+    pub core: Core<'h>,
+    pub orders: Orders,
+    /// How long deriving them took.
+    pub derive_time: Duration,
+}
+
+impl<'h> Analysis<'h> {
+    /// Derives the tables of `history`.
+    pub fn new(history: &'h History) -> Analysis<'h> {
+        let start = Instant::now();
+        let core = Core::derive(history);
+        let orders = Orders::derive(&core);
+        Analysis {
+            core,
+            orders,
+            derive_time: start.elapsed(),
+        }
+    }
+}
+
+/// What one checker concluded, before it becomes a [`Verdict`].
+pub enum Judged {
+    /// Nothing in the history for this checker to judge, and why.
+    NotApplicable(String),
+    /// It looked at `ops` operations.
+    Looked {
+        ops: usize,
+        found: Found,
+        /// Set when part of the history could not be judged.
+        unknown: Option<String>,
+        details: Map<String, Value>,
+    },
+}
+
+impl Judged {
+    /// A judgement with no unknown part.
+    pub fn looked(ops: usize, found: Found, details: Map<String, Value>) -> Judged {
+        Judged::Looked {
+            ops,
+            found,
+            unknown: None,
+            details,
+        }
+    }
+
+    fn into_verdict(self, elapsed: Duration) -> Verdict {
+        match self {
+            Judged::NotApplicable(why) => {
+                let mut v = Verdict::valid(0, elapsed);
+                v.details = json!({"applicable": false, "why": why});
+                v
+            }
+            Judged::Looked {
+                ops,
+                found,
+                unknown,
+                mut details,
+            } => {
+                details.insert("applicable".into(), json!(true));
+                details.insert("anomalies_found".into(), json!(found.total));
+                details.insert("anomalies_reported".into(), json!(found.anomalies.len()));
+                let mut v = match unknown {
+                    Some(why) if found.total == 0 => Verdict::unknown(ops, elapsed, why),
+                    _ => Verdict::from_anomalies(ops, elapsed, found.anomalies),
+                };
+                v.details = Value::Object(details);
+                v
+            }
+        }
+    }
+}
+
+/// The checkers of this module, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    ReadYourWrites,
+    MonotonicReads,
+    MonotonicWrites,
+    WritesFollowReads,
+    ConsistentPrefix,
+    LostWrites,
+    Convergence,
+}
+
+const ALL: [Kind; 7] = [
+    Kind::ReadYourWrites,
+    Kind::MonotonicReads,
+    Kind::MonotonicWrites,
+    Kind::WritesFollowReads,
+    Kind::ConsistentPrefix,
+    Kind::LostWrites,
+    Kind::Convergence,
+];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::ReadYourWrites => "read-your-writes",
+            Kind::MonotonicReads => "monotonic-reads",
+            Kind::MonotonicWrites => "monotonic-writes",
+            Kind::WritesFollowReads => "writes-follow-reads",
+            Kind::ConsistentPrefix => "consistent-prefix",
+            Kind::LostWrites => "lost-writes",
+            Kind::Convergence => "convergence",
+        }
+    }
+
+    fn alias(self) -> &'static str {
+        match self {
+            Kind::ReadYourWrites => "ryw",
+            Kind::MonotonicReads => "mr",
+            Kind::MonotonicWrites => "mw",
+            Kind::WritesFollowReads => "wfr",
+            Kind::ConsistentPrefix => "cp",
+            Kind::LostWrites => "lost",
+            Kind::Convergence => "conv",
+        }
+    }
+
+    fn judge(self, a: &Analysis<'_>) -> Judged {
+        match self {
+            Kind::ReadYourWrites => ryw::check(a),
+            Kind::MonotonicReads => monotonic::check_reads(a),
+            Kind::MonotonicWrites => monotonic::check_writes(a),
+            Kind::WritesFollowReads => wfr::check(a),
+            Kind::ConsistentPrefix => prefix::check(a),
+            Kind::LostWrites => lost::check(a),
+            Kind::Convergence => convergence::check(a),
+        }
+    }
+
+    fn boxed(self) -> Box<dyn Checker + Send + Sync> {
+        match self {
+            Kind::ReadYourWrites => Box::new(ReadYourWrites),
+            Kind::MonotonicReads => Box::new(MonotonicReads),
+            Kind::MonotonicWrites => Box::new(MonotonicWrites),
+            Kind::WritesFollowReads => Box::new(WritesFollowReads),
+            Kind::ConsistentPrefix => Box::new(ConsistentPrefix),
+            Kind::LostWrites => Box::new(LostWrites),
+            Kind::Convergence => Box::new(Convergence),
+        }
+    }
+
+    fn parse(name: &str) -> Option<Kind> {
+        ALL.into_iter().find(|k| k.name() == name || k.alias() == name)
+    }
+}
+
+/// Runs one checker on its own: derives the tables, then judges.
+fn check_one(kind: Kind, history: &History) -> Verdict {
+    let start = Instant::now();
+    let a = Analysis::new(history);
+    kind.judge(&a).into_verdict(start.elapsed())
+}
+
+macro_rules! checker {
+    ($(#[$doc:meta])* $ty:ident, $kind:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $ty;
+
+        impl Checker for $ty {
+            fn name(&self) -> &'static str {
+                Kind::$kind.name()
+            }
+            fn check(&self, history: &History) -> Verdict {
+                check_one(Kind::$kind, history)
+            }
+        }
+    };
+}
+
+checker!(
+    /// After a process's write to a key completed ok, every later read of
+    /// that key by the process reflects it or a later write.
+    ReadYourWrites,
+    ReadYourWrites
+);
+checker!(
+    /// A process never reads a key's state provably older than one it
+    /// already read.
+    MonotonicReads,
+    MonotonicReads
+);
+checker!(
+    /// Two writes of one process to a key take effect in the order it issued
+    /// them, as list reads and register reads show.
+    MonotonicWrites,
+    MonotonicWrites
+);
+checker!(
+    /// A write a process issued after reading a value is ordered after that
+    /// value wherever both are seen.
+    WritesFollowReads,
+    WritesFollowReads
+);
+checker!(
+    /// One order of all writes such that every read, single- or multi-key,
+    /// sees a prefix of it.
+    ConsistentPrefix,
+    ConsistentPrefix
+);
+checker!(
+    /// Acknowledged writes the final reads do not contain, and failed writes
+    /// that were read.
+    LostWrites,
+    LostWrites
+);
+checker!(
+    /// After healing and a quiet period every replica returns the same value
+    /// for each key.
+    Convergence,
+    Convergence
+);
+
+/// Looks a checker up by its name or a short alias (ryw, mr, mw, wfr, cp,
+/// lost, conv).
+pub fn by_name(name: &str) -> Option<Box<dyn Checker + Send + Sync>> {
+    Kind::parse(name).map(Kind::boxed)
+}
+
+/// The names of every checker here, in report order.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|k| k.name()).collect()
+}
+
+/// Every checker of this module whose operations appear in the history:
+/// convergence and lost-writes when final reads exist; consistent-prefix when
+/// there are list reads or multi-key reads; the session checkers when some
+/// process both writes and reads a key.
+pub fn applicable(history: &History) -> Vec<Box<dyn Checker + Send + Sync>> {
+    let shape = Shape::of(history);
+    ALL.into_iter()
+        .filter(|k| match k {
+            Kind::LostWrites | Kind::Convergence => shape.finals,
+            Kind::ConsistentPrefix => shape.list_or_multi_reads,
+            _ => shape.write_then_read,
+        })
+        .map(Kind::boxed)
+        .collect()
+}
+
+/// Runs the named checkers (names or aliases; all of them when `names` is
+/// empty) on `history`, deriving the shared tables once and spreading the
+/// checkers over two threads. Returns `(name, verdict)` in the order asked,
+/// or the first unknown name as the error. Each verdict's time includes the
+/// shared derivation.
+pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str, Verdict)>, String> {
+    let kinds: Vec<Kind> = if names.is_empty() {
+        ALL.to_vec()
+    } else {
+        names
+            .iter()
+            .map(|n| Kind::parse(n).ok_or_else(|| (*n).to_owned()))
+            .collect::<Result<_, _>>()?
+    };
+    let a = Analysis::new(history);
+    let judge = |k: Kind| {
+        let start = Instant::now();
+        (k.name(), k.judge(&a).into_verdict(a.derive_time + start.elapsed()))
+    };
+    let (even, odd): (Vec<_>, Vec<_>) = kinds.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut out: Vec<(usize, (&'static str, Verdict))> = std::thread::scope(|s| {
+        let other = s.spawn(|| odd.iter().map(|(i, k)| (*i, judge(**k))).collect::<Vec<_>>());
+        let mut mine: Vec<_> = even.iter().map(|(i, k)| (*i, judge(**k))).collect();
+        mine.extend(other.join().expect("a checker thread panicked"));
+        mine
+    });
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, v)| v).collect())
+}
+
+/// What kinds of operations a history holds, from one cheap pass.
+struct Shape {
+    finals: bool,
+    list_or_multi_reads: bool,
+    write_then_read: bool,
+}
+
+impl Shape {
+    fn of(history: &History) -> Shape {
+        use faultline_histories::{Outcome, Process, F};
+        use std::collections::HashSet;
+        let mut s = Shape {
+            finals: false,
+            list_or_multi_reads: false,
+            write_then_read: false,
+        };
+        let mut wrote: HashSet<(Process, String)> = HashSet::new();
+        for op in &history.ops {
+            s.finals |= op.is_final;
+            let ok = op.outcome == Outcome::Ok;
+            let steps = op_keys(history, op);
+            let reads = steps.iter().filter(|(r, _)| *r).count();
+            s.list_or_multi_reads |= ok && (reads > 1 || (op.f == F::Read && op.output.is_array()));
+            for (is_read, k) in steps {
+                if is_read && ok {
+                    s.write_then_read |= wrote.contains(&(op.process, k));
+                } else if !is_read && ok {
+                    wrote.insert((op.process, k));
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The keys an operation reads (`true`) and writes (`false`), by name.
+fn op_keys(history: &History, op: &faultline_histories::Op) -> Vec<(bool, String)> {
+    use faultline_histories::F;
+    if op.f == F::Txn {
+        let micros = if op.outcome == faultline_histories::Outcome::Ok {
+            &op.output
+        } else {
+            &op.input
+        };
+        return micros
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        let f = m.get(0)?.as_str()?;
+                        let k = m.get(1)?;
+                        let k = k.as_str().map(str::to_owned).unwrap_or_else(|| k.to_string());
+                        Some((f == "r", k))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    let Some(k) = op.key else { return Vec::new() };
+    let k = history.key(k).to_string();
+    match op.f {
+        F::Read => vec![(true, k)],
+        F::Write | F::Append => vec![(false, k)],
+        F::Cas => vec![(true, k.clone()), (false, k)],
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,168 @@
+//! The version order of each key, as far as the history forces it.
+//!
+//! - A list key's order is what its reads show: each read returns the whole
+//!   list, so it names the order of every element in it. When every read is
+//!   a prefix of the longest one, that read is the key's order and each read
+//!   is just a length ([`Orders::pos`] gives every element's place). When
+//!   two reads are not prefixes of one another, no single order explains
+//!   them: the key is marked inconsistent, the pair is kept as evidence, and
+//!   checkers fall back to comparing the reads themselves.
+//! - A register key's order is partial: write `a` precedes write `b` only when
+//!   `a` completed ok before `b` was invoked (real time), and the initial
+//!   (absent) value precedes every write. Writes that overlap, or whose end
+//!   is unknown (`info`, pending), are never called older. Checkers that ask
+//!   [`Orders::older`] therefore report only what is proven.
+//!
+//! Also here: each process's own order of writes, per key and overall.
+
+use faultline_histories::Outcome;
+
+use super::core::{Core, FxMap, State, NONE};
+
+/// Two reads of a list key that no single order of appends can explain.
+#[derive(Clone, Copy, Debug)]
+pub struct Conflict {
+    /// The longest read of the key.
+    pub longest: u32,
+    /// A read that is not a prefix of it.
+    pub other: u32,
+    /// The first position where they differ.
+    pub at: u32,
+}
+
+/// Per-key orders and per-process write orders.
+pub struct Orders {
+    /// For list keys whose reads agree: the longest read (the key's order).
+    pub canon_read: Vec<u32>,
+    /// For list keys: the first pair of reads that disagree, if any.
+    pub conflict: Vec<Option<Conflict>>,
+    /// Position of each write in its key's order (list keys that agree), or
+    /// [`NONE`].
+    pub pos: Vec<u32>,
+    /// The previous write by the same process to the same key, or [`NONE`].
+    pub prev_pk: Vec<u32>,
+    /// The next write by the same process to the same key, or [`NONE`].
+    pub next_pk: Vec<u32>,
+    /// The index of each write among its process's writes to its key.
+    pub seq_pk: Vec<u32>,
+    /// The previous write by the same process to any key, or [`NONE`].
+    pub prev_p: Vec<u32>,
+}
+
+impl Orders {
+    /// Derives the orders of `core`.
+    pub fn derive(core: &Core<'_>) -> Orders {
+        let nkeys = core.keys.len();
+        let mut o = Orders {
+            canon_read: vec![NONE; nkeys],
+            conflict: vec![None; nkeys],
+            pos: vec![NONE; core.writes.len()],
+            prev_pk: vec![NONE; core.writes.len()],
+            next_pk: vec![NONE; core.writes.len()],
+            seq_pk: vec![0; core.writes.len()],
+            prev_p: vec![NONE; core.writes.len()],
+        };
+        o.list_orders(core);
+        o.process_orders(core);
+        o
+    }
+
+    /// True when list key `k` has one order that every read is a prefix of.
+    pub fn consistent(&self, k: u32) -> bool {
+        self.conflict[k as usize].is_none() && self.canon_read[k as usize] != NONE
+    }
+
+    /// The order of a consistent list key (empty if it was never read).
+    pub fn canon<'a>(&self, core: &'a Core<'_>, k: u32) -> &'a [u32] {
+        match self.canon_read[k as usize] {
+            NONE => &[],
+            r => list(&core.reads[r as usize].state),
+        }
+    }
+
+    fn list_orders(&mut self, core: &Core<'_>) {
+        for (i, r) in core.reads.iter().enumerate() {
+            let State::List(l) = &r.state else { continue };
+            let best = &mut self.canon_read[r.key as usize];
+            if *best == NONE || list(&core.reads[*best as usize].state).len() < l.len() {
+                *best = i as u32;
+            }
+        }
+        for (i, r) in core.reads.iter().enumerate() {
+            let State::List(l) = &r.state else { continue };
+            let k = r.key as usize;
+            if self.conflict[k].is_some() {
+                continue;
+            }
+            let canon = list(&core.reads[self.canon_read[k] as usize].state);
+            if let Some(at) = l.iter().zip(canon).position(|(a, b)| a != b) {
+                self.conflict[k] = Some(Conflict {
+                    longest: self.canon_read[k],
+                    other: i as u32,
+                    at: at as u32,
+                });
+            }
+        }
+        for k in 0..core.keys.len() as u32 {
+            if self.consistent(k) {
+                for (p, &w) in self.canon(core, k).iter().enumerate() {
+                    self.pos[w as usize] = p as u32;
+                }
+            }
+        }
+    }
+
+    fn process_orders(&mut self, core: &Core<'_>) {
+        let mut last_pk: FxMap<(faultline_histories::Process, u32), u32> = FxMap::default();
+        let mut last_p: FxMap<faultline_histories::Process, u32> = FxMap::default();
+        for (i, w) in core.writes.iter().enumerate() {
+            let op = &core.history.ops[w.op as usize];
+            if op.outcome == Outcome::Fail {
+                continue;
+            }
+            let i = i as u32;
+            if let Some(prev) = last_pk.insert((op.process, w.key), i) {
+                self.prev_pk[i as usize] = prev;
+                self.next_pk[prev as usize] = i;
+                self.seq_pk[i as usize] = self.seq_pk[prev as usize] + 1;
+            }
+            if let Some(prev) = last_p.insert(op.process, i) {
+                self.prev_p[i as usize] = prev;
+            }
+        }
+    }
+
+    /// True when register state `a` (a write, or [`NONE`] for the initial
+    /// value) is provably older than write `b`: the initial value is older
+    /// than any write; a write that completed ok before `b` was invoked is
+    /// older than `b`.
+    pub fn older(core: &Core<'_>, a: u32, b: u32) -> bool {
+        if b == NONE || a == b {
+            return false;
+        }
+        if a == NONE {
+            return true;
+        }
+        let (wa, wb) = (core.wop(a), core.wop(b));
+        wa.outcome == Outcome::Ok && wa.complete_time.is_some_and(|t| t < wb.invoke_time)
+    }
+
+    /// True when the list read `r` contains write `w`.
+    pub fn list_contains(&self, core: &Core<'_>, r: u32, w: u32) -> bool {
+        let rec = &core.reads[r as usize];
+        let l = list(&rec.state);
+        if self.consistent(rec.key) {
+            let p = self.pos[w as usize];
+            return p != NONE && (p as usize) < l.len() && core.writes[w as usize].key == rec.key;
+        }
+        l.contains(&w)
+    }
+}
+
+/// The elements of a list state (empty for a register state).
+pub fn list(s: &State) -> &[u32] {
+    match s {
+        State::List(l) => l,
+        State::Reg(_) => &[],
+    }
+}

@@ -1,0 +1,133 @@
+//! Read your writes (Terry et al. 1994): after a process's write to a key
+//! completed ok, every later read of that key by the same process reflects
+//! it, or a later write.
+//!
+//! One pass over each process's steps in issue order, with O(1) state per
+//! (process, key):
+//! - registers: the process's latest ok write `w`; a later read that returns
+//!   the initial value, or a write that completed before `w` was invoked, is
+//!   provably older than `w` ([`Orders::older`]). A read of a write that
+//!   overlapped `w` proves nothing and is let be.
+//! - lists: every element the process appended (ok) must be in its later
+//!   reads. On a key whose reads agree on one order that is one comparison
+//!   (the appended element with the furthest position against the read's
+//!   length); otherwise the latest [`OWN_APPENDS_MAX`] appends are looked up.
+
+use faultline_histories::{Outcome, Process};
+use serde_json::{json, Map};
+
+use super::core::{Core, Ev, FxMap, State, NONE};
+use super::explain::{self, Found};
+use super::order::Orders;
+use super::{Analysis, Judged};
+
+/// On list keys whose reads disagree, how many of a process's latest appends
+/// each read is checked against.
+pub const OWN_APPENDS_MAX: usize = 256;
+
+#[derive(Default)]
+struct Session {
+    /// Register: the latest own ok write. List, consistent key: the own
+    /// append furthest along the key's order ([`NONE`] position counts as
+    /// furthest: no read ever showed it).
+    need: Option<u32>,
+    /// List, inconsistent key: the latest own appends.
+    own: Vec<u32>,
+}
+
+pub fn check(a: &Analysis<'_>) -> Judged {
+    let (core, orders) = (&a.core, &a.orders);
+    let mut sessions: FxMap<(Process, u32), Session> = FxMap::default();
+    let mut found = Found::default();
+    let mut checked = 0usize;
+    for ev in &core.events {
+        match *ev {
+            Ev::Write(w) => remember(core, orders, &mut sessions, w),
+            Ev::Read(r) => {
+                let rec = &core.reads[r as usize];
+                let Some(s) = sessions.get(&(core.rproc(r), rec.key)) else {
+                    continue;
+                };
+                checked += 1;
+                if let Some(missed) = violated(core, orders, s, r) {
+                    found.push(|| report(core, missed, r));
+                }
+            }
+        }
+    }
+    if checked == 0 {
+        return Judged::NotApplicable("no process read a key after writing it".into());
+    }
+    let mut details = Map::new();
+    details.insert("reads_checked".into(), json!(checked));
+    Judged::looked(checked, found, details)
+}
+
+/// Records an ok write in its process's session.
+fn remember(core: &Core<'_>, orders: &Orders, sessions: &mut FxMap<(Process, u32), Session>, w: u32) {
+    if core.wop(w).outcome != Outcome::Ok {
+        return;
+    }
+    let key = core.writes[w as usize].key;
+    let s = sessions.entry((core.wproc(w), key)).or_default();
+    if !core.list_key[key as usize] {
+        s.need = Some(w);
+    } else if orders.consistent(key) || orders.canon_read[key as usize] == NONE {
+        let further = |n: u32| orders.pos[w as usize] >= orders.pos[n as usize];
+        if s.need.is_none_or(further) {
+            s.need = Some(w);
+        }
+    } else {
+        if s.own.len() == OWN_APPENDS_MAX {
+            s.own.remove(0);
+        }
+        s.own.push(w);
+    }
+}
+
+/// The own write that read `r` provably misses, if any.
+fn violated(core: &Core<'_>, orders: &Orders, s: &Session, r: u32) -> Option<u32> {
+    let rec = &core.reads[r as usize];
+    match &rec.state {
+        State::Reg(x) => {
+            let w = s.need?;
+            let own_txn = core.writes[w as usize].op == rec.op;
+            (!own_txn && !explain::failed(core, *x) && Orders::older(core, *x, w)).then_some(w)
+        }
+        State::List(l) => {
+            if let Some(w) = s.need {
+                let p = orders.pos[w as usize];
+                if core.writes[w as usize].op != rec.op && (p == NONE || p as usize >= l.len()) {
+                    return Some(w);
+                }
+            }
+            s.own
+                .iter()
+                .rev()
+                .find(|w| core.writes[**w as usize].op != rec.op && !l.contains(w))
+                .copied()
+        }
+    }
+}
+
+fn report(core: &Core<'_>, w: u32, r: u32) -> crate::verdict::Anomaly {
+    let rec = &core.reads[r as usize];
+    let tail = match &rec.state {
+        State::Reg(x) if *x == NONE => ", the value before any write".to_owned(),
+        State::Reg(x) => format!(", written by op {} before {} was written", core.wop(*x).invoke_index, {
+            explain::show(core.wvalue(w))
+        }),
+        State::List(_) => format!(", without {}", explain::show(core.wvalue(w))),
+    };
+    let sentence = format!(
+        "{}, then {}{}.",
+        explain::p_wrote(core, w),
+        explain::read(core, r),
+        tail
+    );
+    let mut ops = vec![core.wop(w), core.rop(r)];
+    if let State::Reg(x) = rec.state {
+        ops.extend(explain::wop_opt(core, x));
+    }
+    explain::anomaly(core, "read-your-writes", rec.key, &ops, sentence)
+}

@@ -73,6 +73,11 @@ impl Client {
         &self.session
     }
 
+    /// Replaces the session state, e.g. to carry a session to another node.
+    pub fn set_session(&mut self, session: Session) {
+        self.session = session;
+    }
+
     /// Reads one key (null when absent).
     pub async fn read(&mut self, key: &str) -> Reply {
         self.call(raw("read", Some(key))).await

@@ -1,0 +1,334 @@
+//! Test support: real clusters of `faultline-server` processes on loopback
+//! ports, with an in-test TCP proxy on every directed peer link so a test
+//! can cut links (partitions) without root.
+//!
+//! Promises: every process started here is killed by PID when its guard is
+//! dropped (also when the test panics); every wait is bounded; all traffic
+//! stays on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use faultline_server::protocol::{Outcome, Reply};
+use faultline_server::Client;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Timing settings that make failover quick in tests.
+pub const FAST: &str = "heartbeat_ms=30,election_timeout_ms=300,request_timeout_ms=2000";
+
+/// A port the OS says is free right now.
+pub fn free_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().unwrap().port()
+}
+
+/// A one-way cuttable TCP proxy (one per directed peer link).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(pipe(inbound, target, flag.clone()));
+            }
+        });
+        Proxy { addr, cut, task }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes both ways until either side closes or the link is cut.
+async fn pipe(inbound: TcpStream, target: SocketAddr, cut: Arc<AtomicBool>) {
+    let Ok(outbound) = TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut ri, mut wi) = inbound.into_split();
+    let (mut ro, mut wo) = outbound.into_split();
+    let a = tokio::io::copy(&mut ri, &mut wo);
+    let b = tokio::io::copy(&mut ro, &mut wi);
+    let watch = async {
+        while !cut.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = a => {}
+        _ = b => {}
+        _ = watch => {}
+    }
+}
+
+/// One node process; killed on drop.
+pub struct NodeProc {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline-server"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start faultline-server");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // A paused node must be resumed to die promptly.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
+        }
+        self.kill();
+    }
+}
+
+/// A cluster of real processes with a proxy on every directed link.
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    /// (from, to) -> proxy that `from` dials to reach `to`.
+    pub links: BTreeMap<(String, String), Proxy>,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(n: usize, settings: &str) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let addrs: Vec<SocketAddr> = ids
+            .iter()
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+            .collect();
+        let mut links = BTreeMap::new();
+        for (i, from) in ids.iter().enumerate() {
+            for (j, to) in ids.iter().enumerate() {
+                if i != j {
+                    links.insert((from.clone(), to.clone()), Proxy::start(addrs[j]).await);
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let dir = tmp.path().join(id);
+            let mut args = vec![
+                "--node".to_string(),
+                id.clone(),
+                "--listen".into(),
+                addrs[i].to_string(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--settings".into(),
+                settings.to_string(),
+            ];
+            for to in ids.iter().filter(|t| *t != id) {
+                args.push("--peer".into());
+                args.push(format!("{to}={}", links[&(id.clone(), to.clone())].addr));
+            }
+            let mut node = NodeProc {
+                id: id.clone(),
+                addr: addrs[i],
+                dir,
+                args,
+                child: None,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let c = Cluster { nodes, links, tmp };
+        for i in 0..n {
+            c.wait_serving(i).await;
+        }
+        c
+    }
+
+    pub fn idx(&self, id: &str) -> usize {
+        self.nodes.iter().position(|n| n.id == id).unwrap()
+    }
+
+    pub fn addr(&self, id: &str) -> String {
+        self.nodes[self.idx(id)].addr.to_string()
+    }
+
+    /// Waits until the node answers status.
+    pub async fn wait_serving(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = Client::connect(&self.nodes[i].addr.to_string(), Duration::from_millis(500)).await {
+                if c.status().await.result == Outcome::Ok {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {} did not start:\n{}", self.nodes[i].id, self.nodes[i].log_tail());
+    }
+
+    pub async fn client(&self, id: &str) -> Client {
+        Client::connect(&self.addr(id), Duration::from_secs(5))
+            .await
+            .expect("connect")
+    }
+
+    pub async fn status(&self, id: &str) -> Option<Reply> {
+        let mut c = Client::connect(&self.addr(id), Duration::from_millis(500)).await.ok()?;
+        let r = c.status().await;
+        (r.result == Outcome::Ok).then_some(r)
+    }
+
+    /// Waits for a leader of shard 0 among `among` and returns its id.
+    pub async fn wait_leader(&self, among: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            for id in among {
+                if let Some(r) = self.status(id).await {
+                    let s = r.status.unwrap();
+                    if s.main.role == "leader" {
+                        return id.to_string();
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader among {among:?}");
+    }
+
+    /// Cuts (or heals) every link to and from `id`.
+    pub fn isolate(&self, id: &str, cut: bool) {
+        for ((from, to), p) in &self.links {
+            if from == id || to == id {
+                p.set_cut(cut);
+            }
+        }
+    }
+
+    /// Cuts (or heals) the links from `id` to everyone else.
+    pub fn cut_outbound(&self, id: &str, cut: bool) {
+        for ((from, _), p) in &self.links {
+            if from == id {
+                p.set_cut(cut);
+            }
+        }
+    }
+
+    pub fn kill(&mut self, id: &str) {
+        let i = self.idx(id);
+        self.nodes[i].kill();
+    }
+
+    pub async fn restart(&mut self, id: &str) {
+        let i = self.idx(id);
+        self.nodes[i].kill();
+        self.nodes[i].spawn();
+        self.wait_serving(i).await;
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.id, n.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Retries `f` until its reply is ok, bounded by `timeout`.
+pub async fn until_ok<F, Fut>(timeout: Duration, mut f: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = f().await;
+        if r.result == Outcome::Ok || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn int(v: i64) -> Value {
+    Value::from(v)
+}

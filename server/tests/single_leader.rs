@@ -1,0 +1,265 @@
+//! Single-leader clusters of real processes: durability under the safe
+//! settings, and the anomalies each unsafe setting must really show.
+
+mod common;
+
+use common::*;
+use faultline_server::protocol::Outcome;
+use faultline_server::Client;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Reads `key` through any of `via` (reads=leader forwards to the leader),
+/// retrying until an ok answer, bounded.
+async fn read_ok(c: &Cluster, via: &[&str], key: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for id in via {
+            if let Ok(mut cl) = Client::connect(&c.addr(id), Duration::from_secs(3)).await {
+                let r = cl.read(key).await;
+                if r.result == Outcome::Ok {
+                    return r.value;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no ok read of {key} via {via:?}\n{}", c.logs());
+}
+
+/// Writes through any of `via` until ok, bounded.
+async fn write_ok(c: &Cluster, via: &[&str], key: &str, value: Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for id in via {
+            if let Ok(mut cl) = Client::connect(&c.addr(id), Duration::from_secs(3)).await {
+                if cl.write(key, value.clone()).await.result == Outcome::Ok {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no ok write of {key} via {via:?}\n{}", c.logs());
+}
+
+fn others<'a>(ids: &'a [String], not: &[&str]) -> Vec<&'a str> {
+    ids.iter().map(String::as_str).filter(|i| !not.contains(i)).collect()
+}
+
+const SAFE: &str = "ack=majority,failover=fenced,reads=leader,fsync=always";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn majority_write_survives_killing_leader_and_follower_3_nodes() {
+    let mut c = Cluster::start(3, &format!("{SAFE},{FAST}")).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let leader = c.wait_leader(&all).await;
+    // Acknowledged through a follower (forwarded), then the leader dies.
+    let follower = others(&ids, &[&leader])[0].to_string();
+    let mut cl = c.client(&follower).await;
+    let r = cl.write("a", int(1)).await;
+    assert_eq!(r.result, Outcome::Ok, "{r:?}");
+    c.kill(&leader);
+    let rest = others(&ids, &[&leader]);
+    let new_leader = c.wait_leader(&rest).await;
+    assert_ne!(new_leader, leader);
+    assert_eq!(read_ok(&c, &rest, "a").await, int(1));
+    // Bring the old leader back, write again, then kill a follower.
+    c.restart(&leader).await;
+    write_ok(&c, &all, "b", int(2)).await;
+    let victim = others(&ids, &[&new_leader])[0].to_string();
+    c.kill(&victim);
+    let rest = others(&ids, &[&victim]);
+    assert_eq!(read_ok(&c, &rest, "b").await, int(2));
+    assert_eq!(read_ok(&c, &rest, "a").await, int(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn majority_write_survives_killing_two_of_five_including_leader() {
+    let mut c = Cluster::start(5, &format!("{SAFE},{FAST}")).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let leader = c.wait_leader(&all).await;
+    for i in 0..20 {
+        write_ok(&c, &[&leader], &format!("k{i}"), int(i)).await;
+    }
+    let follower = others(&ids, &[&leader])[0].to_string();
+    c.kill(&leader);
+    c.kill(&follower);
+    let rest = others(&ids, &[&leader, &follower]);
+    c.wait_leader(&rest).await;
+    for i in 0..20 {
+        assert_eq!(read_ok(&c, &rest, &format!("k{i}")).await, int(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_writes_survive_kill_9_of_every_node() {
+    let mut c = Cluster::start(3, &format!("{SAFE},{FAST}")).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let leader = c.wait_leader(&all).await;
+    let mut cl = c.client(&leader).await;
+    for i in 0..50 {
+        assert_eq!(cl.append("list", int(i)).await.result, Outcome::Ok);
+    }
+    for id in &ids {
+        c.kill(id);
+    }
+    for id in &ids {
+        c.restart(id).await;
+    }
+    c.wait_leader(&all).await;
+    let expect: Vec<Value> = (0..50).map(int).collect();
+    assert_eq!(read_ok(&c, &all, "list").await, Value::Array(expect));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_none_loses_an_acked_write_when_the_leader_dies() {
+    // Bounded attempts: each one cuts the leader's outgoing links, writes,
+    // kills the leader and looks for the write on the new leader.
+    let mut lost = None;
+    for attempt in 0..3 {
+        let mut c = Cluster::start(3, &format!("ack=none,failover=fenced,reads=leader,{FAST}")).await;
+        let ids = c.ids();
+        let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let leader = c.wait_leader(&all).await;
+        write_ok(&c, &[&leader], "x", int(0)).await;
+        c.cut_outbound(&leader, true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut cl = c.client(&leader).await;
+        let r = cl.write("x", int(1)).await;
+        if r.result != Outcome::Ok {
+            eprintln!("attempt {attempt}: write not acknowledged: {r:?}");
+            continue;
+        }
+        c.kill(&leader);
+        let rest = others(&ids, &[&leader]);
+        c.wait_leader(&rest).await;
+        let seen = read_ok(&c, &rest, "x").await;
+        eprintln!("attempt {attempt}: new leader says x={seen}");
+        if seen != int(1) {
+            // The old leader rejoins and its suffix is truncated: gone for good.
+            c.cut_outbound(&leader, false);
+            c.restart(&leader).await;
+            write_ok(&c, &rest, "y", int(2)).await;
+            assert_eq!(read_ok(&c, &all, "x").await, seen);
+            lost = Some((attempt, seen));
+            break;
+        }
+    }
+    let (attempt, seen) = lost.expect("ack=none never lost an acked write in 3 attempts");
+    eprintln!("acked write x=1 lost on attempt {attempt}; cluster now says x={seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfenced_partitioned_old_leader_keeps_accepting_writes() {
+    let c = Cluster::start(3, &format!("ack=none,failover=unfenced,reads=follower,{FAST}")).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let old = c.wait_leader(&all).await;
+    write_ok(&c, &[&old], "k", int(0)).await;
+    c.isolate(&old, true);
+    let rest = others(&ids, &[&old]);
+    let new = c.wait_leader(&rest).await;
+    // Two leaders at once: the old one never learns it was replaced.
+    let old_status = c.status(&old).await.unwrap().status.unwrap();
+    assert_eq!(old_status.main.role, "leader", "old leader stepped down");
+    let mut to_old = c.client(&old).await;
+    let r = to_old.write("k", int(1)).await;
+    assert_eq!(r.result, Outcome::Ok, "old leader refused a write: {r:?}");
+    let mut to_new = c.client(&new).await;
+    assert_eq!(to_new.write("j", int(2)).await.result, Outcome::Ok);
+    // After healing, the old leader's acknowledged write is gone.
+    c.isolate(&old, false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.status(&old).await.unwrap().status.unwrap();
+        if s.main.role == "follower" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old leader never stepped down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = c.client(&old).await.read("j").await.value;
+        if v == int(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old leader never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.client(&old).await.read("k").await.value, int(0));
+    assert_eq!(c.client(&new).await.read("k").await.value, int(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lsn_reads_never_older_than_the_sessions_last_write() {
+    let c = Cluster::start(
+        3,
+        &format!("ack=none,reads=lsn,replay_delay_ms=200,read_wait_ms=2000,{FAST}"),
+    )
+    .await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let leader = c.wait_leader(&all).await;
+    let follower = others(&ids, &[&leader])[0].to_string();
+    let mut writer = c.client(&leader).await;
+    let mut reader = c.client(&follower).await;
+    let mut stale_without_session = 0;
+    for i in 1..=15 {
+        let w = writer.write("s", int(i)).await;
+        assert_eq!(w.result, Outcome::Ok);
+        // A reader without the session may see the past (the delay is real)...
+        let mut plain = c.client(&follower).await;
+        let p = plain.read("s").await;
+        if p.result == Outcome::Ok && p.value != int(i) {
+            stale_without_session += 1;
+        }
+        // ...the session's reader never does.
+        reader.set_session(writer.session().clone());
+        let r = reader.read("s").await;
+        assert_eq!(r.result, Outcome::Ok, "{r:?}");
+        assert_eq!(r.value, int(i), "read older than the session's write");
+        assert!(r.lsn.unwrap() >= w.lsn.unwrap());
+    }
+    assert!(
+        stale_without_session > 0,
+        "replay delay never showed: the test would be vacuous"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start(
+        3,
+        &format!("ack=majority,reads=follower,snapshot_every_entries=40,{FAST}"),
+    )
+    .await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let leader = c.wait_leader(&all).await;
+    let lagger = others(&ids, &[&leader])[0].to_string();
+    c.kill(&lagger);
+    let mut cl = c.client(&leader).await;
+    for i in 0..150 {
+        assert_eq!(cl.write(&format!("k{}", i % 10), int(i)).await.result, Outcome::Ok);
+    }
+    c.restart(&lagger).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = c.client(&lagger).await.read("k9").await.value;
+        if v == int(149) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lagger never caught up\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(c.nodes[c.idx(&lagger)].dir.with_extension("log")).unwrap();
+    assert!(log.contains("installing snapshot"), "caught up without a snapshot");
+    let s = c.status(&leader).await.unwrap().status.unwrap();
+    assert_eq!(s.main.role, "leader");
+    assert!(s.main.peer_lag.contains_key(&lagger));
+}

@@ -7,6 +7,9 @@
 //!
 //! [`History`]: faultline_histories::History
 
+pub mod linear;
+pub mod model;
+pub mod models;
 pub mod session;
 pub mod verdict;
 

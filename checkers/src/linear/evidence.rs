@@ -1,0 +1,138 @@
+//! Evidence for a part that cannot be linearized: the longest prefix the
+//! search reached, the operation that cannot follow it, and a small set of
+//! operations that on its own proves the violation.
+//!
+//! Shrinking must not invent a violation. Removing an operation from a
+//! history can make it non-linearizable (drop the write a read saw), so the
+//! shrinker never removes: it *relaxes* determinate operations into crashed
+//! ones (same effect, may happen at any time after their call, or never;
+//! reads, which then constrain nothing, disappear). Relaxing only adds
+//! orders, so if the relaxed history is still not linearizable, neither is
+//! the original, and the determinate operations left are a proof: they
+//! cannot be linearized even if every other operation on the object took
+//! effect at any time or never. Each relaxation is kept only when a
+//! bounded re-check confirms the violation; a re-check that runs out of
+//! budget counts as "not confirmed", so the proof only grows less small.
+
+use std::time::Instant;
+
+use super::part::needed;
+use super::search::{search, Budget, Found, SearchOp};
+use super::table::Memory;
+use crate::model::Model;
+
+/// Steps allowed to each re-check while shrinking.
+pub const RECHECK_STEPS: u64 = 20_000;
+/// Steps allowed to all the re-checks of one part together.
+pub const SHRINK_STEPS: u64 = 400_000;
+
+/// The operation that cannot follow the longest prefix: of the determinate
+/// operations left out of it, the one that must end first.
+pub fn blocked_op<O>(ops: &[SearchOp<O>], longest: &[u32]) -> Option<u32> {
+    let mut done = vec![false; ops.len()];
+    for &i in longest {
+        done[i as usize] = true;
+    }
+    (0..ops.len() as u32)
+        .filter(|&i| !done[i as usize])
+        .filter_map(|i| ops[i as usize].ret.map(|r| (r, i)))
+        .min()
+        .map(|(_, i)| i)
+}
+
+/// `ops` with the determinate operations not in `keep` relaxed (and the
+/// crashed operations that can no longer matter dropped, see
+/// [`needed`]).
+fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> Vec<SearchOp<M::Op>> {
+    let all: Vec<SearchOp<M::Op>> = ops
+        .iter()
+        .zip(keep)
+        .filter_map(|(o, &k)| match (k, o.ret) {
+            (true, _) | (_, None) => Some(o.clone()),
+            (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
+                op,
+                call: o.call,
+                ret: None,
+            }),
+        })
+        .collect();
+    all.iter()
+        .zip(needed(&all))
+        .filter(|(_, n)| *n)
+        .map(|(o, _)| o.clone())
+        .collect()
+}
+
+/// Shrinks the determinate operations of a non-linearizable `ops` to a
+/// small set that still proves it; returns a mask over `ops` (true: keep
+/// determinate). `must_keep` stays in the set. First relaxes everything
+/// invoked after `must_keep` returned, then halves chunks of the rest
+/// (a simplified ddmin), within [`SHRINK_STEPS`] and `deadline`.
+pub fn shrink<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Op>],
+    must_keep: u32,
+    deadline: Instant,
+    memory: &Memory,
+) -> Vec<bool> {
+    let mut keep: Vec<bool> = ops.iter().map(|o| o.ret.is_some()).collect();
+    let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
+    let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
+        .filter(|&i| keep[i] && i != must_keep as usize)
+        .partition(|&i| ops[i].call > blocked_ret);
+    let mut shrinker = Shrinker {
+        model,
+        ops,
+        deadline,
+        memory,
+        steps_left: SHRINK_STEPS,
+    };
+    shrinker.try_relax(&mut keep, &late);
+    let mut chunk = early.len().div_ceil(2).max(1);
+    loop {
+        for group in early.chunks(chunk) {
+            if !shrinker.has_budget() {
+                return keep;
+            }
+            shrinker.try_relax(&mut keep, group);
+        }
+        if chunk == 1 {
+            return keep;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+}
+
+/// The re-checks of one shrink and their shared budget.
+struct Shrinker<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [SearchOp<M::Op>],
+    deadline: Instant,
+    memory: &'a Memory,
+    steps_left: u64,
+}
+
+impl<M: Model> Shrinker<'_, M> {
+    fn has_budget(&self) -> bool {
+        self.steps_left > 0 && Instant::now() < self.deadline
+    }
+
+    /// Relaxes `group` in `keep` if the violation is confirmed without it.
+    fn try_relax(&mut self, keep: &mut Vec<bool>, group: &[usize]) {
+        if group.iter().all(|&i| !keep[i]) || !self.has_budget() {
+            return;
+        }
+        let mut trial = keep.clone();
+        group.iter().for_each(|&i| trial[i] = false);
+        let budget = Budget {
+            deadline: self.deadline,
+            memory: self.memory,
+            max_steps: RECHECK_STEPS.min(self.steps_left),
+        };
+        let (found, stats) = search(self.model, &relaxed(self.model, self.ops, &trial), budget);
+        self.steps_left = self.steps_left.saturating_sub(stats.steps.max(1));
+        if matches!(found, Found::NotLinearizable { .. }) {
+            *keep = trial;
+        }
+    }
+}

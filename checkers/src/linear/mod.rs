@@ -1,0 +1,189 @@
+//! The linearizability checker: does some order of the history's operations,
+//! respecting real time, satisfy the sequential [`Model`]?
+//!
+//! What it promises:
+//! - **Sound verdicts.** `Valid` only after a search found a linearization
+//!   of every part (it can print one); `Invalid` only after a search
+//!   explored every order of some part; otherwise `Unknown` with the reason
+//!   (time or memory budget spent, an operation the model cannot read).
+//! - **Crashed operations** (`info`, pending) may take effect once at any
+//!   time after their invocation, or never; failed ones are ignored except
+//!   an observed failed compare-and-set (`error: "cas-mismatch"`).
+//! - **Speed.** The history is split by key (P-compositionality) unless
+//!   told not to; parts are searched largest first on a small pool of
+//!   threads, each with the Wing–Gong–Lowe search of [`search`] on interned
+//!   states.
+//! - **Evidence.** An invalid part names its longest linearizable prefix,
+//!   the operation that cannot follow it, and a shrunk set of operations
+//!   that alone cannot be linearized (see [`evidence`]).
+
+mod evidence;
+mod part;
+mod report;
+pub mod search;
+mod table;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use faultline_histories::History;
+
+use crate::model::Model;
+use crate::models::{Keyed, Kv, List, Register};
+use crate::{Checker, Verdict};
+use part::{encode, partition, Part};
+use report::PartOutcome;
+use search::{Budget, Found};
+use table::Memory;
+
+/// Which sequential specification to check against.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSpec {
+    /// `read` / `write` on a register that starts at `initial`.
+    Register { initial: serde_json::Value },
+    /// A register with `cas [expected, new]` too.
+    CasRegister { initial: serde_json::Value },
+    /// Porcupine's key-value strings: `read` (get), `write` (put), `append`.
+    Kv,
+    /// Lists: `append` an element, `read` the whole list.
+    List,
+}
+
+/// How to check.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub model: ModelSpec,
+    /// Check each key on its own (default). Off, the history is one object
+    /// (a map of keys), which is much harder.
+    pub split_by_key: bool,
+    /// Wall-clock budget for the whole check.
+    pub time_limit: Duration,
+    /// Memory budget for the search tables of the whole check.
+    pub memory_limit_bytes: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Put one linearization of every part into the verdict's details.
+    pub want_linearization: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            model: ModelSpec::CasRegister {
+                initial: serde_json::Value::Null,
+            },
+            split_by_key: true,
+            time_limit: Duration::from_secs(60),
+            memory_limit_bytes: 1 << 30,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            want_linearization: false,
+        }
+    }
+}
+
+/// The linearizability checker as a [`Checker`].
+#[derive(Clone, Debug, Default)]
+pub struct Linearizable {
+    pub config: Config,
+}
+
+impl Checker for Linearizable {
+    fn name(&self) -> &'static str {
+        "linearizable"
+    }
+
+    fn check(&self, history: &History) -> Verdict {
+        check(history, &self.config)
+    }
+}
+
+/// Checks `history` for linearizability under `config`.
+pub fn check(history: &History, config: &Config) -> Verdict {
+    match &config.model {
+        ModelSpec::Register { initial } => check_with(history, config, || Register::new(initial)),
+        ModelSpec::CasRegister { initial } => check_with(history, config, || Register::cas(initial)),
+        ModelSpec::Kv => check_with(history, config, || Kv),
+        ModelSpec::List => check_with(history, config, List::default),
+    }
+}
+
+/// Checks `history` against the model `make` builds (one per part).
+pub fn check_with<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make: F) -> Verdict {
+    if config.split_by_key {
+        drive(history, config, &make)
+    } else {
+        drive(history, config, &|| Keyed::new(make()))
+    }
+}
+
+/// What every worker shares.
+struct Shared<'a> {
+    history: &'a History,
+    config: &'a Config,
+    deadline: Instant,
+    memory: Memory,
+}
+
+fn drive<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make: &F) -> Verdict {
+    let start = Instant::now();
+    let mut parts = partition(history, config.split_by_key);
+    parts.sort_by_key(|p| std::cmp::Reverse(p.ops.len()));
+    let shared = Shared {
+        history,
+        config,
+        deadline: start + config.time_limit,
+        memory: Memory::new(config.memory_limit_bytes),
+    };
+    let outcomes: Vec<Mutex<Option<PartOutcome>>> = parts.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let threads = config.threads.clamp(1, parts.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(part) = parts.get(i) else { break };
+                let outcome = check_part(&shared, part, make());
+                *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            });
+        }
+    });
+    let outcomes = outcomes
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .zip(&parts)
+        .map(|(o, p)| o.unwrap_or_else(|| PartOutcome::never_ran(history, p, config.split_by_key)))
+        .collect();
+    report::verdict(history, config, outcomes, start.elapsed())
+}
+
+/// Encodes and searches one part, and builds its evidence.
+fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
+    let label = part.label(shared.history, shared.config.split_by_key);
+    let enc = match encode(shared.history, part, model) {
+        Ok(e) => e,
+        Err(err) => {
+            let reason = format!("cannot check {label}: {err}");
+            return PartOutcome::error(label, reason);
+        }
+    };
+    let budget = Budget {
+        deadline: shared.deadline,
+        memory: &shared.memory,
+        max_steps: u64::MAX,
+    };
+    let (found, stats) = search::search(&enc.model, &enc.ops, budget);
+    let mut out = PartOutcome::new(label, part.key, enc.ops.len(), stats);
+    match found {
+        Found::Linearizable { order } => out.valid(&enc, &order, shared.history),
+        Found::NotLinearizable { longest, state } => {
+            out.invalid(&enc, &longest, &state, shared.history, shared.deadline, &shared.memory)
+        }
+        Found::Unknown {
+            why,
+            longest_det,
+            determinate,
+        } => out.unknown(why, longest_det, determinate, shared.config),
+    }
+    out
+}

@@ -1,0 +1,106 @@
+//! Parts of a history and their encoding for the search.
+//!
+//! Linearizability is compositional (Herlihy and Wing): a history of
+//! independent objects is linearizable exactly when each object's
+//! sub-history is. [`partition`] splits by key (or keeps one part holding
+//! everything, for models that span keys), and [`encode`] turns a part's
+//! operations into the search's compact form, dropping the ones that
+//! constrain nothing.
+
+use std::collections::HashMap;
+
+use faultline_histories::{History, KeyId};
+
+use super::search::SearchOp;
+use crate::model::{Model, ModelError, Role};
+
+/// The operations of one object (or of the whole history).
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// The key, when the history was split by key and the operations have one.
+    pub key: Option<KeyId>,
+    /// Indices into `History::ops`, in invocation order.
+    pub ops: Vec<usize>,
+}
+
+impl Part {
+    /// How the part is named in reports: `key k3`, `operations without a
+    /// key`, `the whole history`.
+    pub fn label(&self, history: &History, split: bool) -> String {
+        match (split, self.key) {
+            (false, _) => "the whole history".into(),
+            (true, Some(k)) => format!("key {}", history.key(k)),
+            (true, None) => "operations without a key".into(),
+        }
+    }
+}
+
+/// Splits `history` by key when `split`, else returns one part.
+pub fn partition(history: &History, split: bool) -> Vec<Part> {
+    if !split {
+        return vec![Part {
+            key: None,
+            ops: (0..history.ops.len()).collect(),
+        }];
+    }
+    let mut index: HashMap<Option<KeyId>, usize> = HashMap::new();
+    let mut parts: Vec<Part> = Vec::new();
+    for (i, op) in history.ops.iter().enumerate() {
+        let p = *index.entry(op.key).or_insert_with(|| {
+            parts.push(Part {
+                key: op.key,
+                ops: Vec::new(),
+            });
+            parts.len() - 1
+        });
+        parts[p].ops.push(i);
+    }
+    parts
+}
+
+/// A part ready for the search.
+pub struct Encoded<M: Model> {
+    pub model: M,
+    pub ops: Vec<SearchOp<M::Op>>,
+    /// For each search operation, its index in `History::ops`.
+    pub origin: Vec<usize>,
+}
+
+/// Encodes the operations of `part` with `model`.
+pub fn encode<M: Model>(history: &History, part: &Part, mut model: M) -> Result<Encoded<M>, ModelError> {
+    let mut ops = Vec::with_capacity(part.ops.len());
+    let mut origin = Vec::with_capacity(part.ops.len());
+    for &i in &part.ops {
+        let op = &history.ops[i];
+        let (encoded, ret) = match model.encode(history, op)? {
+            Role::Ignored => continue,
+            // An ok op always has a completion; were it missing, a return
+            // at infinity still says "took effect, some time after its call".
+            Role::Determinate(o) => (o, Some(op.complete_index.unwrap_or(u64::MAX))),
+            Role::Crashed(o) => (o, None),
+        };
+        ops.push(SearchOp {
+            op: encoded,
+            call: op.invoke_index,
+            ret,
+        });
+        origin.push(i);
+    }
+    let keep = needed(&ops);
+    let mut k = keep.iter();
+    origin.retain(|_| *k.next().unwrap_or(&true));
+    let mut k = keep.iter();
+    ops.retain(|_| *k.next().unwrap_or(&true));
+    Ok(Encoded { model, ops, origin })
+}
+
+/// Which operations can matter: all but the crashed ones invoked after the
+/// last determinate operation returned. Such an operation can only be
+/// linearized after every determinate one, so dropping it from any
+/// linearization leaves a linearization: dropping it changes no verdict.
+pub fn needed<O>(ops: &[SearchOp<O>]) -> Vec<bool> {
+    let last_ret = ops.iter().filter_map(|o| o.ret).max();
+    ops.iter()
+        .map(|o| o.ret.is_some() || last_ret.is_some_and(|r| o.call < r))
+        .collect()
+}

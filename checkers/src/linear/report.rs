@@ -1,0 +1,231 @@
+//! Turning the searches' results into a [`Verdict`]: one `nonlinearizable`
+//! anomaly per offending part, with its evidence and a sentence a person
+//! can follow; the reasons of parts that could not be decided; and, on
+//! request, one linearization per part.
+
+use std::time::{Duration, Instant};
+
+use faultline_histories::{History, KeyId};
+use serde_json::{json, Map, Value};
+
+use super::evidence::{blocked_op, shrink};
+use super::part::{Encoded, Part};
+use super::search::{search, Budget, Exhausted, Found, SearchOp, Stats};
+use super::table::Memory;
+use super::Config;
+use crate::model::Model;
+use crate::{Anomaly, OpRef, Verdict};
+
+/// Time allowed to shrink the evidence of one part, on top of the search
+/// (always within the check's own deadline).
+const SHRINK_TIME: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+enum Kind {
+    Valid { linearization: Vec<u64> },
+    Invalid(Box<Anomaly>),
+    Unknown(String),
+}
+
+/// What one part came to.
+#[derive(Debug)]
+pub struct PartOutcome {
+    label: String,
+    key: Option<KeyId>,
+    ops: usize,
+    stats: Stats,
+    kind: Kind,
+}
+
+fn invoke_indices<O>(history: &History, enc_origin: &[usize], _ops: &[SearchOp<O>], order: &[u32]) -> Vec<u64> {
+    order
+        .iter()
+        .map(|&i| history.ops[enc_origin[i as usize]].invoke_index)
+        .collect()
+}
+
+impl PartOutcome {
+    /// A part not yet decided.
+    pub fn new(label: String, key: Option<KeyId>, ops: usize, stats: Stats) -> PartOutcome {
+        PartOutcome {
+            label,
+            key,
+            ops,
+            stats,
+            kind: Kind::Unknown("not searched".into()),
+        }
+    }
+
+    /// A part whose operations the model could not read.
+    pub fn error(label: String, reason: String) -> PartOutcome {
+        PartOutcome {
+            kind: Kind::Unknown(reason),
+            ..PartOutcome::new(label, None, 0, Stats::default())
+        }
+    }
+
+    /// A part no worker reached (a worker panicked).
+    pub fn never_ran(history: &History, part: &Part, split: bool) -> PartOutcome {
+        let label = part.label(history, split);
+        let reason = format!("{label}: not checked (a worker thread failed)");
+        PartOutcome::error(label, reason)
+    }
+
+    /// The search found `order`.
+    pub fn valid<M: Model>(&mut self, enc: &Encoded<M>, order: &[u32], history: &History) {
+        self.kind = Kind::Valid {
+            linearization: invoke_indices(history, &enc.origin, &enc.ops, order),
+        };
+    }
+
+    /// A budget ran out.
+    pub fn unknown(&mut self, why: Exhausted, longest_det: usize, determinate: usize, config: &Config) {
+        let what = match why {
+            Exhausted::Time => format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
+            Exhausted::Memory => format!("memory (limit {} MiB)", config.memory_limit_bytes >> 20),
+            Exhausted::Steps => "its step limit".to_owned(),
+        };
+        self.kind = Kind::Unknown(format!(
+            "{}: the search ran out of {what} after linearizing at most {longest_det} of {determinate} \
+             determinate operations ({} configurations visited)",
+            self.label, self.stats.visited
+        ));
+    }
+
+    /// No order works: builds the anomaly with its evidence.
+    pub fn invalid<M: Model>(
+        &mut self,
+        enc: &Encoded<M>,
+        longest: &[u32],
+        state: &M::State,
+        history: &History,
+        deadline: Instant,
+        memory: &Memory,
+    ) {
+        let Some(blocked) = blocked_op(&enc.ops, longest) else {
+            self.kind = Kind::Unknown(format!(
+                "{}: internal error: no operation blocks the search",
+                self.label
+            ));
+            return;
+        };
+        let shrink_deadline = deadline.min(Instant::now() + SHRINK_TIME);
+        let mut keep = shrink(&enc.model, &enc.ops, blocked, shrink_deadline, memory);
+        if !alone_not_linearizable(&enc.model, &enc.ops, &keep, deadline, memory) {
+            // Cannot happen if the shrinker is right; fall back to every
+            // determinate operation, which the main search proved.
+            keep = enc.ops.iter().map(|o| o.ret.is_some()).collect();
+        }
+        let proof: Vec<u32> = (0..enc.ops.len() as u32).filter(|&i| keep[i as usize]).collect();
+        let op_ref = |i: u32| OpRef::new(history, &history.ops[enc.origin[i as usize]]);
+        let refs: Vec<OpRef> = proof.iter().map(|&i| op_ref(i)).collect();
+        let state_text = enc.model.describe_state(state);
+        let explanation = explain(&self.label, longest.len(), &state_text, &op_ref(blocked), &refs);
+        let key = self.key.map(|k| history.key(k));
+        let mut anomaly = Anomaly::new("nonlinearizable", key, refs, explanation);
+        anomaly.details = json!({
+            "longest_prefix": invoke_indices(history, &enc.origin, &enc.ops, longest),
+            "prefix_state": state_text,
+            "blocked_op": op_ref(blocked).index,
+            "proof_ops": invoke_indices(history, &enc.origin, &enc.ops, &proof),
+            "relaxed_ops": enc.ops.len() - proof.len(),
+        });
+        self.kind = Kind::Invalid(Box::new(anomaly));
+    }
+}
+
+/// True when the kept determinate operations alone, with nothing else,
+/// are confirmed not linearizable.
+fn alone_not_linearizable<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Op>],
+    keep: &[bool],
+    deadline: Instant,
+    memory: &Memory,
+) -> bool {
+    let alone: Vec<SearchOp<M::Op>> = ops
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| k)
+        .map(|(o, _)| o.clone())
+        .collect();
+    let budget = Budget {
+        deadline,
+        memory,
+        max_steps: 10_000_000,
+    };
+    matches!(search(model, &alone, budget).0, Found::NotLinearizable { .. })
+}
+
+/// The sentence of a `nonlinearizable` anomaly.
+fn explain(label: &str, prefix_len: usize, state: &str, blocked: &OpRef, proof: &[OpRef]) -> String {
+    let listed: Vec<String> = proof.iter().map(OpRef::describe).collect();
+    format!(
+        "on {label}, after linearizing {prefix_len} operations (the longest linearizable prefix, which leaves \
+         the state at {state}), no order that respects real time can place {}. These {} operations cannot be \
+         linearized even if every other operation on {label} took effect at any time after its invocation, \
+         or never: {}.",
+        blocked.describe(),
+        proof.len(),
+        listed.join("; ")
+    )
+}
+
+fn key_name(history: &History, key: Option<KeyId>, split: bool) -> String {
+    match key {
+        Some(k) => history.key(k).to_string(),
+        None if split => "(no key)".into(),
+        None => "*".into(),
+    }
+}
+
+/// Combines the parts into one verdict.
+pub fn verdict(history: &History, config: &Config, mut parts: Vec<PartOutcome>, elapsed: Duration) -> Verdict {
+    parts.sort_by_key(|p| p.key);
+    let ops = parts.iter().map(|p| p.ops).sum();
+    let mut anomalies = Vec::new();
+    let mut unknown = Vec::new();
+    let mut linearization = Map::new();
+    for p in &mut parts {
+        match std::mem::replace(&mut p.kind, Kind::Unknown(String::new())) {
+            Kind::Valid { linearization: l } => {
+                linearization.insert(key_name(history, p.key, config.split_by_key), json!(l));
+            }
+            Kind::Invalid(a) => anomalies.push(*a),
+            Kind::Unknown(reason) => unknown.push(reason),
+        }
+    }
+    let mut details = json!({
+        "parts": parts.len(),
+        "steps": parts.iter().map(|p| p.stats.steps).sum::<u64>(),
+        "configurations": parts.iter().map(|p| p.stats.visited).sum::<usize>(),
+    });
+    if config.want_linearization {
+        details["linearization"] = Value::Object(linearization);
+    }
+    if !anomalies.is_empty() {
+        if !unknown.is_empty() {
+            details["undecided"] = json!(unknown);
+        }
+        let mut v = Verdict::from_anomalies(ops, elapsed, anomalies);
+        v.details = details;
+        return v;
+    }
+    let mut v = if unknown.is_empty() {
+        Verdict::valid(ops, elapsed)
+    } else {
+        Verdict::unknown(ops, elapsed, summarize(&unknown))
+    };
+    v.details = details;
+    v
+}
+
+/// At most a few reasons, then how many more.
+fn summarize(reasons: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = reasons.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if reasons.len() > SHOWN {
+        s.push_str(&format!("; and {} more parts undecided", reasons.len() - SHOWN));
+    }
+    s
+}

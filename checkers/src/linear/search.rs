@@ -1,0 +1,376 @@
+//! One linearizability search: Wing and Gong's backtracking over the
+//! history's call and return events, with Lowe's cache of visited
+//! configurations, as Horn and Kroening (and Porcupine) run it, made
+//! iterative and bounded.
+//!
+//! The history part is a doubly-linked list of events in real-time order.
+//! At each point the candidates for the next linearized operation are the
+//! calls that appear before the first remaining return: those operations
+//! started before every pending operation ended. Linearizing one lifts its
+//! call and return out of the list; when the first return is reached, the
+//! operation it belongs to should have been linearized before it, so the
+//! search backtracks. A configuration (set of linearized operations, model
+//! state) is explored at most once.
+//!
+//! Crashed operations have a call and no return (their return is at
+//! infinity): they may be linearized at any point after their call, or never,
+//! and the search succeeds as soon as every determinate operation is
+//! linearized. Two dominance rules keep crashed operations cheap; each skips
+//! an order only when another order the search also tries reaches a
+//! configuration at least as good:
+//!
+//! - **No-op crash.** A crashed operation `c` whose step leaves the state
+//!   unchanged is skipped. Proof: from prefix `P` (state `s`), `P·c` reaches
+//!   `s` again with `c` used up. Any completion `P·c·R` gives the completion
+//!   `P·R` (drop `c`: it is optional, and removing an operation from an
+//!   order breaks no real-time constraint); and `P·R` is explored from `P`,
+//!   since lifting `c` (which has no return) exposed no new candidate.
+//! - **Overwritten crash.** If the last linearized operation is a crashed
+//!   `c` and the candidate `o` overwrites the state blindly (a register
+//!   write, a put), `P·c·o` is skipped. Proof: `o` ignores the state, so
+//!   `P·o` reaches the same state as `P·c·o` with `c` still unused; any
+//!   completion `P·c·o·R` gives `P·o·R`; and `o` was already a candidate
+//!   after `P` (lifting `c` exposes none), so the search tries `P·o` too.
+//!
+//! Budgets: wall-clock deadline, a step count (for the small re-checks that
+//! shrink evidence) and the shared memory budget. Past any of them the
+//! result is [`Found::Unknown`], never a guess.
+
+use std::time::Instant;
+
+use super::table::{Charge, Memory, OutOfMemory, StateTable, VisitedSet};
+use crate::model::{Effect, Model};
+
+/// One operation as the search sees it.
+#[derive(Clone, Debug)]
+pub struct SearchOp<O> {
+    pub op: O,
+    /// Event index of the invocation.
+    pub call: u64,
+    /// Event index of the completion; `None` for a crashed operation.
+    pub ret: Option<u64>,
+}
+
+/// The limits of one search.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget<'a> {
+    pub deadline: Instant,
+    pub memory: &'a Memory,
+    /// At most this many steps (candidate attempts and backtracks).
+    pub max_steps: u64,
+}
+
+/// Which budget ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhausted {
+    Time,
+    Memory,
+    Steps,
+}
+
+/// What a search found.
+#[derive(Clone, Debug)]
+pub enum Found<S> {
+    /// Every determinate operation fits; `order` is a linearization
+    /// (indices into the search's operations, crashed ones that took effect
+    /// included).
+    Linearizable { order: Vec<u32> },
+    /// No order works. `longest` is a linearizable prefix with the most
+    /// determinate operations, reaching `state`.
+    NotLinearizable { longest: Vec<u32>, state: S },
+    /// A budget ran out after linearizing at most `longest_det` of the
+    /// `determinate` operations.
+    Unknown {
+        why: Exhausted,
+        longest_det: usize,
+        determinate: usize,
+    },
+}
+
+/// Counters, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub steps: u64,
+    pub visited: usize,
+    pub states: usize,
+}
+
+const HEAD: u32 = 0;
+const NO: u32 = u32::MAX;
+
+/// The event list: node 0 is the head, nodes `1..=m` the events in
+/// real-time order, node `m + 1` the tail.
+struct Events {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// The operation of each event node.
+    op: Vec<u32>,
+    /// For a call node, its return node (or `NO`); `NO` on return nodes.
+    ret_of: Vec<u32>,
+    is_call: Vec<bool>,
+}
+
+impl Events {
+    fn new<O>(ops: &[SearchOp<O>]) -> Events {
+        let mut evs: Vec<(u64, bool, u32)> = Vec::with_capacity(ops.len() * 2);
+        for (i, o) in ops.iter().enumerate() {
+            evs.push((o.call, false, i as u32));
+            if let Some(r) = o.ret {
+                evs.push((r, true, i as u32));
+            }
+        }
+        evs.sort_unstable();
+        let m = evs.len();
+        let mut e = Events {
+            next: (1..=m as u32 + 1).chain([NO]).collect(),
+            prev: [NO].into_iter().chain(0..=m as u32).collect(),
+            op: vec![NO; m + 2],
+            ret_of: vec![NO; m + 2],
+            is_call: vec![false; m + 2],
+        };
+        let mut call_node = vec![NO; ops.len()];
+        for (n, &(_, is_ret, op)) in evs.iter().enumerate() {
+            let node = n as u32 + 1;
+            e.op[node as usize] = op;
+            if is_ret {
+                e.ret_of[call_node[op as usize] as usize] = node;
+            } else {
+                e.is_call[node as usize] = true;
+                call_node[op as usize] = node;
+            }
+        }
+        e
+    }
+
+    fn unlink(&mut self, n: u32) {
+        let (p, x) = (self.prev[n as usize], self.next[n as usize]);
+        self.next[p as usize] = x;
+        self.prev[x as usize] = p;
+    }
+
+    fn relink(&mut self, n: u32) {
+        let (p, x) = (self.prev[n as usize], self.next[n as usize]);
+        self.next[p as usize] = n;
+        self.prev[x as usize] = n;
+    }
+
+    fn lift(&mut self, call: u32) {
+        self.unlink(call);
+        let r = self.ret_of[call as usize];
+        if r != NO {
+            self.unlink(r);
+        }
+    }
+
+    fn unlift(&mut self, call: u32) {
+        let r = self.ret_of[call as usize];
+        if r != NO {
+            self.relink(r);
+        }
+        self.relink(call);
+    }
+}
+
+/// The longest prefix seen so far, kept in amortized constant time per
+/// step: `common` is how much of `best` the current stack still shares.
+struct Longest {
+    best: Vec<u32>,
+    best_det: usize,
+    best_state: u32,
+    common: usize,
+}
+
+impl Longest {
+    fn on_pop(&mut self, depth: usize) {
+        self.common = self.common.min(depth);
+    }
+
+    fn on_push(&mut self, stack: &[(u32, u32)], events: &Events, det: usize, state: u32) {
+        if det <= self.best_det {
+            return;
+        }
+        self.best.truncate(self.common);
+        self.best
+            .extend(stack[self.common..].iter().map(|&(node, _)| events.op[node as usize]));
+        self.common = stack.len();
+        self.best_det = det;
+        self.best_state = state;
+    }
+}
+
+/// The mutable state of one search.
+struct Search<'a, 'm, M: Model> {
+    ops: &'a [SearchOp<M::Op>],
+    crashed: Vec<bool>,
+    effects: Vec<Effect>,
+    events: Events,
+    table: StateTable<'m, M>,
+    visited: VisitedSet,
+    bits: Vec<u64>,
+    /// (call node, state before it) of each linearized operation.
+    stack: Vec<(u32, u32)>,
+    state: u32,
+    determinate: usize,
+    remaining_det: usize,
+    longest: Longest,
+    stats: Stats,
+}
+
+/// Searches for a linearization of `ops` under `model`.
+pub fn search<M: Model>(model: &M, ops: &[SearchOp<M::Op>], budget: Budget) -> (Found<M::State>, Stats) {
+    let mut charge = Charge::new(budget.memory);
+    let determinate = ops.iter().filter(|o| o.ret.is_some()).count();
+    let result = Search::new(model, ops, &mut charge).and_then(|mut s| {
+        let found = s.run(budget, &mut charge);
+        Ok((found?, s.stats()))
+    });
+    match result {
+        Ok((found, stats)) => (found, stats),
+        Err(OutOfMemory) => (
+            Found::Unknown {
+                why: Exhausted::Memory,
+                longest_det: 0,
+                determinate,
+            },
+            Stats::default(),
+        ),
+    }
+}
+
+/// Steps between two looks at the clock.
+const CLOCK_EVERY: u64 = 1 << 10;
+
+impl<'a, 'm, M: Model> Search<'a, 'm, M> {
+    fn new(model: &'m M, ops: &'a [SearchOp<M::Op>], charge: &mut Charge) -> Result<Self, OutOfMemory> {
+        let words = ops.len().div_ceil(64).max(1);
+        charge.add(ops.len() * 64)?;
+        Ok(Search {
+            ops,
+            crashed: ops.iter().map(|o| o.ret.is_none()).collect(),
+            effects: ops.iter().map(|o| model.effect(&o.op)).collect(),
+            events: Events::new(ops),
+            table: StateTable::new(model, charge)?,
+            visited: VisitedSet::new(words, charge)?,
+            bits: vec![0; words],
+            stack: Vec::with_capacity(ops.len()),
+            state: 0,
+            determinate: ops.iter().filter(|o| o.ret.is_some()).count(),
+            remaining_det: ops.iter().filter(|o| o.ret.is_some()).count(),
+            longest: Longest {
+                best: Vec::new(),
+                best_det: 0,
+                best_state: 0,
+                common: 0,
+            },
+            stats: Stats::default(),
+        })
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            visited: self.visited.len(),
+            states: self.table.len(),
+            ..self.stats
+        }
+    }
+
+    fn flip(&mut self, op: u32) {
+        self.bits[op as usize / 64] ^= 1 << (op % 64);
+    }
+
+    /// The outcome once the search stopped for lack of budget.
+    fn unknown(&self, why: Exhausted) -> Found<M::State> {
+        Found::Unknown {
+            why,
+            longest_det: self.longest.best_det,
+            determinate: self.determinate,
+        }
+    }
+
+    fn run(&mut self, budget: Budget, charge: &mut Charge) -> Result<Found<M::State>, OutOfMemory> {
+        let mut node = self.events.next[HEAD as usize];
+        while self.remaining_det > 0 {
+            self.stats.steps += 1;
+            if self.stats.steps.is_multiple_of(CLOCK_EVERY) && Instant::now() >= budget.deadline {
+                return Ok(self.unknown(Exhausted::Time));
+            }
+            if self.stats.steps > budget.max_steps {
+                return Ok(self.unknown(Exhausted::Steps));
+            }
+            if !self.events.is_call[node as usize] {
+                match self.backtrack() {
+                    Some(next) => node = next,
+                    None => return Ok(self.not_linearizable()),
+                }
+                continue;
+            }
+            node = match self.try_call(node, charge) {
+                Ok(true) => self.events.next[HEAD as usize],
+                Ok(false) => self.events.next[node as usize],
+                Err(OutOfMemory) => return Ok(self.unknown(Exhausted::Memory)),
+            };
+        }
+        let order = self.stack.iter().map(|&(n, _)| self.events.op[n as usize]).collect();
+        Ok(Found::Linearizable { order })
+    }
+
+    /// Whether a dominance rule (module doc) skips linearizing `op` next.
+    fn dominated(&self, op: u32, next_state: u32) -> bool {
+        if self.crashed[op as usize] && next_state == self.state {
+            return true;
+        }
+        match self.stack.last() {
+            Some(&(top, _)) if self.effects[op as usize] == Effect::Overwrite => {
+                self.crashed[self.events.op[top as usize] as usize]
+            }
+            _ => false,
+        }
+    }
+
+    /// Tries to linearize the call at `node` next; true if it did.
+    fn try_call(&mut self, node: u32, charge: &mut Charge) -> Result<bool, OutOfMemory> {
+        let op = self.events.op[node as usize];
+        let Some(next) = self.table.step(self.state, op, &self.ops[op as usize].op, charge)? else {
+            return Ok(false);
+        };
+        if self.dominated(op, next) {
+            return Ok(false);
+        }
+        self.flip(op);
+        if !self.visited.insert(&self.bits, next, charge)? {
+            self.flip(op);
+            return Ok(false);
+        }
+        self.stack.push((node, self.state));
+        self.state = next;
+        self.events.lift(node);
+        if !self.crashed[op as usize] {
+            self.remaining_det -= 1;
+        }
+        let det = self.determinate - self.remaining_det;
+        self.longest.on_push(&self.stack, &self.events, det, next);
+        Ok(true)
+    }
+
+    /// Undoes the last linearized operation; the node to try after it, or
+    /// `None` when there is nothing left to undo.
+    fn backtrack(&mut self) -> Option<u32> {
+        let (node, state) = self.stack.pop()?;
+        let op = self.events.op[node as usize];
+        self.flip(op);
+        self.state = state;
+        self.events.unlift(node);
+        if !self.crashed[op as usize] {
+            self.remaining_det += 1;
+        }
+        self.longest.on_pop(self.stack.len());
+        Some(self.events.next[node as usize])
+    }
+
+    fn not_linearizable(&self) -> Found<M::State> {
+        Found::NotLinearizable {
+            longest: self.longest.best.clone(),
+            state: self.table.state(self.longest.best_state).clone(),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The search's memory: [`StateTable`] interns model states to `u32` ids and
+//! memoizes transitions; [`VisitedSet`] remembers every (set of linearized
+//! operations, state) pair already explored (Lowe's cache).
+//!
+//! Both charge what they allocate to a [`Memory`] budget shared by all the
+//! searches of one check, and refuse to grow past it, so a search that
+//! would run out of memory stops with an answer of "unknown" instead of
+//! being killed. The charge counts table capacity (what is really
+//! allocated), not just occupancy.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::model::Model;
+
+/// A fast non-cryptographic hasher (the Fx hash of rustc), for tables
+/// keyed by integers and states that no adversary chooses.
+#[derive(Clone, Copy, Default)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        for b in chunks.remainder() {
+            self.add(u64::from(*b));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    /// Fx leaves the low bits depending on the low bits of the input only;
+    /// hash tables index by the low bits, so fold the high bits down.
+    #[inline]
+    fn finish(&self) -> u64 {
+        fold(self.hash)
+    }
+}
+
+/// `HashMap` with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A memory budget in bytes, shared by the searches of one check.
+#[derive(Debug)]
+pub struct Memory {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+/// The budget is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl Memory {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Memory {
+        Memory {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or refuses if that would pass it.
+    pub fn charge(&self, bytes: usize) -> Result<(), OutOfMemory> {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.limit {
+            self.used.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(OutOfMemory);
+        }
+        Ok(())
+    }
+
+    /// Gives `bytes` back.
+    pub fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// The limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Charges a budget and gives everything back when dropped.
+pub struct Charge<'a> {
+    memory: &'a Memory,
+    bytes: usize,
+}
+
+impl<'a> Charge<'a> {
+    pub fn new(memory: &'a Memory) -> Charge<'a> {
+        Charge { memory, bytes: 0 }
+    }
+
+    pub fn add(&mut self, bytes: usize) -> Result<(), OutOfMemory> {
+        self.memory.charge(bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        self.memory.release(self.bytes);
+    }
+}
+
+/// No state: the transition is not allowed.
+const NONE: u32 = u32::MAX;
+/// Bytes per interned state or memo entry beyond the state itself, a
+/// conservative estimate of hash-table overhead.
+const ENTRY_OVERHEAD: usize = 32;
+
+/// Interns the states of model `M` and memoizes `step` on ids.
+pub struct StateTable<'m, M: Model> {
+    model: &'m M,
+    states: Vec<M::State>,
+    ids: FxMap<M::State, u32>,
+    memo: FxMap<u64, u32>,
+}
+
+impl<'m, M: Model> StateTable<'m, M> {
+    /// A table holding the model's initial state as id 0.
+    pub fn new(model: &'m M, charge: &mut Charge) -> Result<StateTable<'m, M>, OutOfMemory> {
+        let mut t = StateTable {
+            model,
+            states: Vec::new(),
+            ids: FxMap::default(),
+            memo: FxMap::default(),
+        };
+        t.intern(model.init(), charge)?;
+        Ok(t)
+    }
+
+    fn intern(&mut self, s: M::State, charge: &mut Charge) -> Result<u32, OutOfMemory> {
+        if let Some(&id) = self.ids.get(&s) {
+            return Ok(id);
+        }
+        charge.add(2 * std::mem::size_of::<M::State>() + ENTRY_OVERHEAD + self.model.state_heap_bytes(&s))?;
+        let id = self.states.len() as u32;
+        self.states.push(s.clone());
+        self.ids.insert(s, id);
+        Ok(id)
+    }
+
+    /// The state after operation number `op` (encoded as `encoded`) from
+    /// state `from`, or `None`.
+    #[inline]
+    pub fn step(
+        &mut self,
+        from: u32,
+        op: u32,
+        encoded: &M::Op,
+        charge: &mut Charge,
+    ) -> Result<Option<u32>, OutOfMemory> {
+        let key = (u64::from(from) << 32) | u64::from(op);
+        if let Some(&to) = self.memo.get(&key) {
+            return Ok((to != NONE).then_some(to));
+        }
+        let to = match self.model.step(&self.states[from as usize], encoded) {
+            Some(s) => self.intern(s, charge)?,
+            None => NONE,
+        };
+        charge.add(ENTRY_OVERHEAD)?;
+        self.memo.insert(key, to);
+        Ok((to != NONE).then_some(to))
+    }
+
+    /// The state an id names.
+    pub fn state(&self, id: u32) -> &M::State {
+        &self.states[id as usize]
+    }
+
+    /// How many distinct states were reached.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+}
+
+/// An open-addressing set of (bitset of `words` words, state id) pairs,
+/// stored flat: `words` words of bitset then one word holding state + 1
+/// (0 marks an empty slot).
+pub struct VisitedSet {
+    words: usize,
+    slots: Vec<u64>,
+    len: usize,
+    mask: usize,
+}
+
+/// The finalizer of MurmurHash3: every output bit depends on every input bit.
+#[inline]
+fn fold(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+fn mix(bits: &[u64], state: u32) -> u64 {
+    let mut h = u64::from(state).wrapping_mul(SEED);
+    for w in bits {
+        h = (h.rotate_left(23) ^ w).wrapping_mul(SEED);
+    }
+    fold(h)
+}
+
+impl VisitedSet {
+    const INITIAL_SLOTS: usize = 64;
+
+    /// An empty set for bitsets of `words` words.
+    pub fn new(words: usize, charge: &mut Charge) -> Result<VisitedSet, OutOfMemory> {
+        let stride = words + 1;
+        charge.add(Self::INITIAL_SLOTS * stride * 8)?;
+        Ok(VisitedSet {
+            words,
+            slots: vec![0; Self::INITIAL_SLOTS * stride],
+            len: 0,
+            mask: Self::INITIAL_SLOTS - 1,
+        })
+    }
+
+    /// How many pairs it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds the pair; true if it was not there before.
+    pub fn insert(&mut self, bits: &[u64], state: u32, charge: &mut Charge) -> Result<bool, OutOfMemory> {
+        debug_assert_eq!(bits.len(), self.words);
+        if (self.len + 1) * 4 > (self.mask + 1) * 3 {
+            self.grow(charge)?;
+        }
+        let stride = self.words + 1;
+        let tag = u64::from(state) + 1;
+        let mut i = mix(bits, state) as usize & self.mask;
+        loop {
+            let slot = &mut self.slots[i * stride..(i + 1) * stride];
+            if slot[self.words] == 0 {
+                slot[..self.words].copy_from_slice(bits);
+                slot[self.words] = tag;
+                self.len += 1;
+                return Ok(true);
+            }
+            if slot[self.words] == tag && &slot[..self.words] == bits {
+                return Ok(false);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn grow(&mut self, charge: &mut Charge) -> Result<(), OutOfMemory> {
+        let stride = self.words + 1;
+        let n = (self.mask + 1) * 2;
+        charge.add(n * stride * 8)?;
+        let old = std::mem::replace(&mut self.slots, vec![0; n * stride]);
+        self.mask = n - 1;
+        for slot in old.chunks_exact(stride) {
+            if slot[self.words] == 0 {
+                continue;
+            }
+            let mut i = mix(&slot[..self.words], (slot[self.words] - 1) as u32) as usize & self.mask;
+            while self.slots[i * stride + self.words] != 0 {
+                i = (i + 1) & self.mask;
+            }
+            self.slots[i * stride..(i + 1) * stride].copy_from_slice(slot);
+        }
+        // The old table is freed now; give its bytes back.
+        charge.memory.release(old.len() * 8);
+        charge.bytes -= old.len() * 8;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visited_set_finds_what_it_holds_across_growth() {
+        let mem = Memory::new(1 << 30);
+        let mut charge = Charge::new(&mem);
+        let mut set = VisitedSet::new(2, &mut charge).unwrap();
+        for i in 0..1000u64 {
+            assert!(set.insert(&[i, i * 7], (i % 5) as u32, &mut charge).unwrap());
+        }
+        for i in 0..1000u64 {
+            assert!(!set.insert(&[i, i * 7], (i % 5) as u32, &mut charge).unwrap());
+        }
+        assert!(set.insert(&[1, 7], 2, &mut charge).unwrap());
+        assert_eq!(set.len(), 1001);
+        assert!(charge.bytes > 0);
+        drop(charge);
+        assert_eq!(mem.used.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn memory_refuses_past_its_limit() {
+        let mem = Memory::new(4000);
+        let mut charge = Charge::new(&mem);
+        let mut set = VisitedSet::new(1, &mut charge).unwrap();
+        let refused = (0..1000u64).any(|i| set.insert(&[i], 0, &mut charge).is_err());
+        assert!(refused);
+        assert!(mem.used.load(Ordering::Relaxed) <= 4000);
+    }
+}

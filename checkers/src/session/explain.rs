@@ -80,6 +80,7 @@ pub fn read(core: &Core<'_>, r: u32) -> String {
     let rec = &core.reads[r as usize];
     let saw = match &rec.state {
         State::Reg(NONE) => "nothing (the initial value)".to_owned(),
+        State::List(l) if l.len() == 1 => format!("{} (1 element)", show(core.rvalue(r))),
         State::List(l) => format!("{} ({} elements)", show(core.rvalue(r)), l.len()),
         State::Reg(_) => show(core.rvalue(r)),
     };

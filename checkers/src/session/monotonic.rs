@@ -8,15 +8,15 @@
 //!   already saw (elements are never removed).
 //! - Monotonic writes: two writes of one process to a key take effect in the
 //!   order it issued them. Lists: a read that shows the later append without
-//!   the earlier, or before it. Registers: some process reads the later
-//!   write and afterwards the earlier one.
+//!   the earlier, or before it. Registers: one node serves the later write
+//!   and afterwards the earlier one.
 //!
 //! Both are single passes with O(1) state per (process, key); lists whose
 //! reads disagree on an order are compared read by read.
 
 use std::collections::HashSet;
 
-use faultline_histories::Process;
+use faultline_histories::{NodeId, Process};
 use serde_json::{json, Map};
 
 use super::core::{Core, Ev, FxMap, State, NONE};
@@ -198,10 +198,13 @@ fn inconsistent_lists(core: &Core<'_>, orders: &Orders, found: &mut Found) -> us
     checked
 }
 
-/// Registers: a reader that saw a process's later write and then its
-/// earlier one.
+/// Registers: a node that served a process's later write and then, to a read
+/// invoked after that one completed, its earlier one. (A reader that sees
+/// them in that order from two nodes shows stale replicas, which is
+/// monotonic reads' business, not a write order.) Reads without a node are
+/// not judged here.
 fn registers(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usize {
-    let mut newest: FxMap<(Process, u32, Process), (u32, u32)> = FxMap::default();
+    let mut newest: FxMap<(NodeId, u32, Process), (u32, u32)> = FxMap::default();
     let mut checked = 0;
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
@@ -211,17 +214,19 @@ fn registers(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usize {
         if x == NONE || explain::failed(core, x) {
             continue;
         }
-        let slot = (core.rproc(r), core.reads[r as usize].key, core.wproc(x));
+        let Some(node) = core.rop(r).node else { continue };
+        let slot = (node, core.reads[r as usize].key, core.wproc(x));
         match newest.get_mut(&slot) {
             None => {
                 newest.insert(slot, (x, r));
             }
             Some((y, ry)) => {
                 checked += 1;
-                if orders.seq_pk[x as usize] < orders.seq_pk[*y as usize] {
+                let after = core.rop(*ry).complete_time.is_some_and(|t| t < core.rop(r).invoke_time);
+                if orders.seq_pk[x as usize] < orders.seq_pk[*y as usize] && after {
                     let (y, ry) = (*y, *ry);
                     found.push(|| report_writes(core, x, y, r, Some(ry)));
-                } else {
+                } else if orders.seq_pk[x as usize] > orders.seq_pk[*y as usize] {
                     *y = x;
                     *ry = r;
                 }
@@ -237,19 +242,18 @@ fn report_writes(core: &Core<'_>, a: u32, b: u32, r: u32, rb: Option<u32>) -> An
     let k = core.writes[b as usize].key;
     let shows = match rb {
         Some(rb) => format!(
-            "process {} {}, and later {}",
-            core.rproc(r),
-            explain::read(core, rb),
-            explain::read(core, r)
+            "{}, and later {}, from the same node",
+            explain::p_read(core, rb),
+            explain::p_read(core, r)
         ),
         None => {
             let how = if orders_contains(core, r, a) {
-                "after"
+                "before"
             } else {
                 "without"
             };
             format!(
-                "{} shows {} {how} {}",
+                "{}: {} {how} {}",
                 explain::p_read(core, r),
                 explain::show(core.wvalue(b)),
                 explain::show(core.wvalue(a))

@@ -42,6 +42,8 @@ enum Node {
     Snapshot(u32),
     /// Before any write to a key.
     Empty(u32),
+    /// Before the appends to a list key that no read shows.
+    Unread(u32),
 }
 
 /// Why one node precedes another.
@@ -55,7 +57,8 @@ enum Why {
     Saw(u32),
     /// A multi-key read (by record) did not see the write.
     Unseen(u32),
-    /// A write to a key comes after the key's empty state.
+    /// A write comes after its key's empty state, or an append no read
+    /// shows after the reads that do not show it.
     FirstWrite,
 }
 
@@ -88,6 +91,7 @@ struct Builder<'a, 'h> {
     core: &'a Core<'h>,
     g: Graph,
     empty: FxMap<u32, NodeIndex<u32>>,
+    unread: FxMap<u32, NodeIndex<u32>>,
 }
 
 impl<'a, 'h> Builder<'a, 'h> {
@@ -100,6 +104,7 @@ impl<'a, 'h> Builder<'a, 'h> {
             core,
             g,
             empty: FxMap::default(),
+            unread: FxMap::default(),
         }
     }
 
@@ -171,10 +176,12 @@ impl<'a, 'h> Builder<'a, 'h> {
                     if let Some(&next) = orders.canon(core, rec.key).get(l.len()) {
                         self.g.add_edge(node, w(next), Why::Unseen(r));
                     }
+                    let unread = self.aux_node(orders, rec.key, true);
+                    self.g.add_edge(node, unread, Why::Unseen(r));
                 }
             }
             State::Reg(x) if *x == NONE => {
-                let empty = self.empty_node(orders, rec.key);
+                let empty = self.aux_node(orders, rec.key, false);
                 self.g.add_edge(node, empty, Why::Unseen(r));
             }
             State::Reg(x) if !explain::failed(core, *x) => {
@@ -188,17 +195,24 @@ impl<'a, 'h> Builder<'a, 'h> {
         }
     }
 
-    /// The node before every write to key `k`, made on first use.
-    fn empty_node(&mut self, orders: &Orders, k: u32) -> NodeIndex<u32> {
-        if let Some(n) = self.empty.get(&k) {
+    /// The node before every write to key `k` (`unread` false) or before
+    /// every append to it that no read shows (`unread` true), made on first
+    /// use.
+    fn aux_node(&mut self, orders: &Orders, k: u32, unread: bool) -> NodeIndex<u32> {
+        let table = if unread { &mut self.unread } else { &mut self.empty };
+        if let Some(n) = table.get(&k) {
             return *n;
         }
-        let n = self.g.add_node(Node::Empty(k));
-        self.empty.insert(k, n);
+        let n = self.g.add_node(if unread { Node::Unread(k) } else { Node::Empty(k) });
+        table.insert(k, n);
         let core = self.core;
         for (w, rec) in core.writes.iter().enumerate() {
-            let first = orders.prev_pk[w] == NONE && !explain::failed(core, w as u32);
-            if rec.key == k && first {
+            let wanted = if unread {
+                orders.pos[w] == NONE
+            } else {
+                orders.prev_pk[w] == NONE
+            };
+            if rec.key == k && wanted && !explain::failed(core, w as u32) {
                 self.g.add_edge(n, NodeIndex::new(w), Why::FirstWrite);
             }
         }
@@ -300,7 +314,7 @@ fn report_cycle(core: &Core<'_>, g: &Graph, cycle: &[petgraph::graph::EdgeIndex<
                     keys.insert(core.writes[w as usize].key);
                 }
                 Node::Snapshot(r) => ops.push(core.rop(r)),
-                Node::Empty(_) => {}
+                Node::Empty(_) | Node::Unread(_) => {}
             }
         }
         if let Why::ListOrder(r) = g[e] {
@@ -327,7 +341,7 @@ fn step(core: &Core<'_>, a: Node, b: Node, why: Why) -> String {
             core.key(core.writes[w as usize].key)
         ),
         Node::Snapshot(r) => format!("read op {}", core.rop(r).invoke_index),
-        Node::Empty(k) => format!("the empty {}", core.key(k)),
+        Node::Empty(k) | Node::Unread(k) => format!("{}", core.key(k)),
     };
     match why {
         Why::ListOrder(r) => format!(
@@ -350,7 +364,15 @@ fn step(core: &Core<'_>, a: Node, b: Node, why: Why) -> String {
             )
         }
         Why::Saw(r) => format!("read op {} saw {}", core.rop(r).invoke_index, name(a)),
-        Why::Unseen(r) => format!("read op {} did not see {}", core.rop(r).invoke_index, name(b)),
-        Why::FirstWrite => format!("{} is a write to that key", name(b)),
+        Why::Unseen(r) => match b {
+            Node::Empty(k) => format!("read op {} saw no write to {}", core.rop(r).invoke_index, core.key(k)),
+            Node::Unread(k) => format!(
+                "read op {} did not see the appends to {} no read shows",
+                core.rop(r).invoke_index,
+                core.key(k)
+            ),
+            _ => format!("read op {} did not see {}", core.rop(r).invoke_index, name(b)),
+        },
+        Why::FirstWrite => format!("{} is one of them", name(b)),
     }
 }

@@ -132,6 +132,9 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &ReadsByProcess, found: &mut Foun
     for (r, rec) in core.reads.iter().enumerate() {
         let State::List(l) = &rec.state else { continue };
         if orders.consistent(rec.key) {
+            if orders.canon_read[rec.key as usize] == r as u32 {
+                checked += consistent_list(core, orders, by, l, r as u32, found);
+            }
             continue;
         }
         let at: FxMap<u32, usize> = l.iter().enumerate().map(|(i, w)| (*w, i)).collect();
@@ -150,6 +153,40 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &ReadsByProcess, found: &mut Foun
                     report(core, dep, y, r as u32, r as u32, tail)
                 });
             }
+        }
+    }
+    checked
+}
+
+/// A list whose reads agree, through its longest read `r` (= its order
+/// `l`): each element must come after the one its appender had read last.
+/// A read that showed it could not have shown the other way round, so this
+/// holds unless values repeat; it is checked all the same, as cheaply.
+fn consistent_list(
+    core: &Core<'_>,
+    orders: &Orders,
+    by: &ReadsByProcess,
+    l: &[u32],
+    r: u32,
+    found: &mut Found,
+) -> usize {
+    let mut checked = 0;
+    for &y in l {
+        let Some(dep) = by.dep(core, y, core.reads[r as usize].key) else {
+            continue;
+        };
+        checked += 1;
+        let (px, py) = (orders.pos[dep.x as usize], orders.pos[y as usize]);
+        if px == NONE || px > py {
+            found.push(|| {
+                let tail = format!(
+                    "{}: {} before {}",
+                    explain::p_read(core, r),
+                    explain::show(core.wvalue(y)),
+                    explain::show(core.wvalue(dep.x))
+                );
+                report(core, dep, y, r, r, tail)
+            });
         }
     }
     checked

@@ -143,7 +143,14 @@ impl Node {
         let first = match first {
             Ok(Ok(Some(f))) => f,
             Ok(Ok(None)) => return,
-            Ok(Err(e)) => return self.log_bad_frame(peer, &e),
+            Ok(Err(e)) => {
+                if matches!(e, ProtocolError::FrameTooLarge { .. }) {
+                    let reply = self.finish(Reply::fail(0, e.to_string()));
+                    let mut wr = wr;
+                    let _ = wr.write_all(&encode_frame(&reply)).await;
+                }
+                return self.log_bad_frame(peer, &e);
+            }
             Err(_) => {
                 debug!(node = %self.cfg.node_id, %peer, "connection sent nothing; closed");
                 return;

@@ -171,6 +171,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize, settings: &str) -> Cluster {
+        Cluster::start_with(n, settings, |_| String::new()).await
+    }
+
+    /// Like `start`, with extra settings for node i (0-based) appended.
+    pub async fn start_with(n: usize, settings: &str, extra: impl Fn(usize) -> String) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let addrs: Vec<SocketAddr> = ids
@@ -196,7 +201,7 @@ impl Cluster {
                 "--data-dir".into(),
                 dir.display().to_string(),
                 "--settings".into(),
-                settings.to_string(),
+                format!("{settings},{}", extra(i)),
             ];
             for to in ids.iter().filter(|t| *t != id) {
                 args.push("--peer".into());
@@ -298,6 +303,24 @@ impl Cluster {
         self.nodes[i].kill();
         self.nodes[i].spawn();
         self.wait_serving(i).await;
+    }
+
+    /// Writes through every node until each answers ok once, so that all
+    /// peer links are up before a test starts measuring (bounded).
+    pub async fn warm_up(&self) {
+        for n in &self.nodes {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let mut c = Client::connect(&n.addr.to_string(), Duration::from_secs(2))
+                    .await
+                    .expect("connect");
+                if c.write("warmup", Value::from(1)).await.result == Outcome::Ok {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} never served a write", n.id);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     pub fn ids(&self) -> Vec<String> {

@@ -6,7 +6,9 @@
 //!
 //! The history is generated once (deterministically, seed fixed) into
 //! `$FAULTLINE_JSONL_LARGE` or the temporary directory, then read
-//! `$FAULTLINE_JSONL_RUNS` times (default 3). It prints each time and the
+//! `$FAULTLINE_JSONL_RUNS` times (default 3), line by line on one thread
+//! (the baseline) and with `read_history_file`; `$FAULTLINE_JSONL_ONLY`
+//! (`lines` or `threads`) keeps one of the two. It prints each time and the
 //! process's peak resident memory; run it under `/usr/bin/time -v` for an
 //! outside view:
 //!
@@ -18,7 +20,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use faultline_histories::{read_history_file, Event, EventType, Header, JsonlWriter, Process, F};
+use faultline_histories::{
+    read_history_file, Event, EventType, Header, HistoryBuilder, JsonlReader, JsonlWriter, Line, Process, F,
+};
 use serde_json::Value;
 
 const OPS: u64 = 1_000_000;
@@ -110,6 +114,24 @@ fn generate(path: &Path) -> std::io::Result<u64> {
     Ok(lines)
 }
 
+/// Parses every line with [`JsonlReader`] and pairs the events, on this
+/// thread: the baseline for `read_history_file`'s threads.
+fn read_line_by_line(path: &Path) -> usize {
+    let file = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).expect("open"));
+    let mut reader = JsonlReader::new(file, path);
+    let mut builder = HistoryBuilder::default();
+    let mut lines = 0;
+    while let Some(line) = reader.next_line() {
+        match line.expect("parse") {
+            Line::Header(h) => builder.set_header(h),
+            Line::Event(ev) => builder.push(ev).expect("pair"),
+        }
+        lines += 1;
+    }
+    std::hint::black_box(builder.finish());
+    lines
+}
+
 /// The process's peak resident memory, from `/proc/self/status` (Linux).
 fn peak_rss() -> String {
     std::fs::read_to_string("/proc/self/status")
@@ -142,7 +164,19 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    let only = std::env::var("FAULTLINE_JSONL_ONLY").unwrap_or_default();
     for run in 1..=runs {
+        if only != "threads" {
+            let started = Instant::now();
+            let lines = read_line_by_line(&path);
+            println!(
+                "run {run}: line by line on one thread: {lines} lines in {:.3?}",
+                started.elapsed()
+            );
+        }
+        if only == "lines" {
+            continue;
+        }
         let started = Instant::now();
         let history = read_history_file(&path).expect("read the history");
         let elapsed = started.elapsed();

@@ -5,6 +5,7 @@
 //! time; those benches are skipped with a message when the data is absent.
 
 use std::hint::black_box;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -84,7 +85,7 @@ fn jepsen_edn(c: &mut Criterion) {
     let text = jepsen_history(10_000);
     let path = Path::new("history.edn");
     c.bench_function("jepsen_edn/20k_lines", |b| {
-        b.iter(|| black_box(parse_jepsen_edn(text.as_bytes(), path, &EdnOptions::default()).unwrap()))
+        b.iter(|| black_box(parse_jepsen_edn(Cursor::new(text.as_bytes()), path, &EdnOptions::default()).unwrap()))
     });
 }
 

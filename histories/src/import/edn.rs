@@ -16,7 +16,7 @@
 //! - `jepsen.independent` histories, whose client values are `[key value]`
 //!   tuples, become keyed events (`key`, `value`), so checkers decompose them
 //!   by key as they do faultline's own histories. [`EdnOptions::independent`]
-//!   forces the choice; left `None`, it is detected (see [`is_independent`]).
+//!   forces the choice; left `None`, it is detected.
 //! - A missing `:index` or `:time` is replaced by the event's position, which
 //!   increases strictly, so the order of events is never lost.
 //! - Every error names the file, the line where the operation's form begins
@@ -25,7 +25,7 @@
 pub mod reader;
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde_json::{Map, Number, Value};
@@ -38,8 +38,13 @@ use crate::history::{History, HistoryBuilder};
 /// How to read a Jepsen history.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EdnOptions {
-    /// Whether client values are `jepsen.independent` `[key value]` tuples:
-    /// `None` detects it.
+    /// Whether client values are `jepsen.independent` `[key value]` tuples.
+    /// `None` detects it: a history is independent when it has a client
+    /// event and every client event's value (read invocations included, as
+    /// `[k nil]`) is a two-element vector whose first element can be a key
+    /// (an integer, string or keyword) and, for a cas, whose second is the
+    /// `[old new]` pair. A plain `nil` read invocation says it is not; so do
+    /// a txn's vector of micro-ops and a plain cas `[1 2]`.
     pub independent: Option<bool>,
 }
 
@@ -49,69 +54,69 @@ pub fn read_jepsen_edn(path: &Path, options: &EdnOptions) -> Result<History, His
         path: path.to_owned(),
         source,
     })?;
-    parse_jepsen_edn(file, path, options)
+    parse_jepsen_edn(BufReader::with_capacity(1 << 16, file), path, options)
 }
 
-/// Reads a Jepsen history from any input; `path` is used in error messages.
-pub fn parse_jepsen_edn<R: Read>(input: R, path: &Path, options: &EdnOptions) -> Result<History, HistoryError> {
-    let staged = read_staged(input, path)?;
-    let independent = match options.independent {
-        Some(forced) => forced,
-        None => is_independent(staged.iter().map(|s| (&s.event, &s.value))),
-    };
-    let mut builder = HistoryBuilder::default();
-    for s in staged {
-        let line = s.line;
-        let event = s.finish(independent, path)?;
-        builder.push(event).map_err(|e| e.at_line(path, line))?;
+/// Reads a Jepsen history from any seekable input (a file, a
+/// `Cursor<&[u8]>`); `path` is used in error messages.
+///
+/// Events stream into the history as they are read, so memory holds the
+/// operations, not the text or the events. Detecting `jepsen.independent`
+/// without holding every event is optimistic: the first client event's value
+/// decides, and if a later client event is no tuple after all (so the history
+/// is not independent), the input is read again from the start as plain.
+pub fn parse_jepsen_edn<R: Read + Seek>(
+    mut input: R,
+    path: &Path,
+    options: &EdnOptions,
+) -> Result<History, HistoryError> {
+    if let Some(history) = read_ops(&mut input, path, options.independent)? {
+        return Ok(history);
     }
-    Ok(builder.finish())
+    input.seek(SeekFrom::Start(0)).map_err(|source| HistoryError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let history = read_ops(&mut input, path, Some(false))?;
+    Ok(history.expect("a plain reading never restarts"))
 }
 
-/// An event read from its form, its value still EDN until we know whether
-/// it is a `[key value]` tuple.
-struct Staged {
-    line: usize,
-    event: Event,
-    value: Edn,
-}
-
-impl Staged {
-    /// Splits an independent tuple into key and value, and converts the value.
-    fn finish(mut self, independent: bool, path: &Path) -> Result<Event, HistoryError> {
-        let value = if independent && self.event.process != Process::Nemesis {
-            let (key, value) = split_tuple(self.value).map_err(|message| HistoryError::Parse {
-                path: path.to_owned(),
-                line: self.line,
-                message: format!("field `:value`: {message}"),
-            })?;
-            self.event.key = Some(key);
-            value
-        } else {
-            self.value
-        };
-        self.event.value = edn_to_json(&value);
-        Ok(self.event)
-    }
-}
-
-/// Reads every operation form; see [`OpForms`] for the two layouts.
-fn read_staged<R: Read>(input: R, path: &Path) -> Result<Vec<Staged>, HistoryError> {
+/// Reads every operation into a history; `None` when `independent` was to
+/// be detected and a client event contradicted the guess of independence.
+fn read_ops<R: Read>(input: R, path: &Path, independent: Option<bool>) -> Result<Option<History>, HistoryError> {
     let mut forms = OpForms {
         reader: EdnReader::new(input, path),
         in_vector: false,
     };
-    let mut staged = Vec::new();
+    let mut split = independent;
+    let mut builder = HistoryBuilder::default();
+    let mut position = 0u64;
     while let Some((line, form)) = forms.next()? {
-        let position = staged.len() as u64;
-        let (event, value) = event_from_form(form, position).map_err(|message| HistoryError::Parse {
+        let parse_error = |message| HistoryError::Parse {
             path: path.to_owned(),
             line,
             message,
-        })?;
-        staged.push(Staged { line, event, value });
+        };
+        let (mut event, value) = event_from_form(form, position).map_err(parse_error)?;
+        let value = if event.process == Process::Nemesis {
+            value
+        } else {
+            let tuple = looks_like_tuple(&event.f, &value);
+            match *split.get_or_insert(tuple) {
+                false => value,
+                true if !tuple && independent.is_none() => return Ok(None),
+                true => {
+                    let (key, value) = split_tuple(value).map_err(|m| parse_error(format!("field `:value`: {m}")))?;
+                    event.key = Some(key);
+                    value
+                }
+            }
+        };
+        event.value = edn_to_json(&value);
+        builder.push(event).map_err(|e| e.at_line(path, line))?;
+        position += 1;
     }
-    Ok(staged)
+    Ok(Some(builder.finish()))
 }
 
 /// The operation forms of a history, one per line or inside a top-level
@@ -324,27 +329,6 @@ fn split_tuple(v: Edn) -> Result<(Key, Edn), String> {
     ))
 }
 
-/// Whether the client events of a history are `jepsen.independent`: true
-/// when there is at least one, and every one's value (read invocations
-/// included, as `[k nil]`) is a two-element vector whose first element could
-/// be a key (for a cas, followed by its `[old new]` pair). A plain `nil`
-/// read invocation says it is not. Two-element values of other histories do
-/// not pass for tuples: a txn's value is a vector of vectors, and a plain
-/// cas `[1 2]` has no pair in second place.
-pub fn is_independent<'a>(events: impl IntoIterator<Item = (&'a Event, &'a Edn)>) -> bool {
-    let mut any = false;
-    for (event, value) in events {
-        if event.process == Process::Nemesis {
-            continue;
-        }
-        any = true;
-        if !looks_like_tuple(&event.f, value) {
-            return false;
-        }
-    }
-    any
-}
-
 /// `[k v]` with a key first; for a cas, `v` must itself be the `[old new]`
 /// pair, which tells `[k [1 2]]` from a plain cas `[1 2]`.
 fn looks_like_tuple(f: &F, value: &Edn) -> bool {
@@ -401,7 +385,11 @@ mod tests {
     use serde_json::json;
 
     fn parse(text: &str, independent: Option<bool>) -> Result<History, HistoryError> {
-        parse_jepsen_edn(text.as_bytes(), Path::new("history.edn"), &EdnOptions { independent })
+        parse_jepsen_edn(
+            std::io::Cursor::new(text.as_bytes()),
+            Path::new("history.edn"),
+            &EdnOptions { independent },
+        )
     }
 
     fn err(text: &str) -> String {
@@ -494,6 +482,21 @@ mod tests {
         assert!(h.keys.is_empty());
         assert_eq!(h.ops[0].f, F::Txn);
         assert_eq!(h.ops[0].output, json!([["append", 1, 2], ["r", 1, [2]]]));
+    }
+
+    #[test]
+    fn reads_again_as_plain_when_a_later_value_is_no_tuple() {
+        let text = "{:type :invoke, :f :write, :value [1 2], :process 0}\n\
+                    {:type :ok, :f :write, :value [1 2], :process 0}\n\
+                    {:type :invoke, :f :read, :value nil, :process 1}\n";
+        let h = parse(text, None).unwrap();
+        assert!(h.keys.is_empty());
+        assert_eq!(h.ops[0].input, json!([1, 2]));
+        assert_eq!(h.ops.len(), 2);
+        assert_eq!(
+            parse(text, Some(true)).unwrap_err().to_string(),
+            "history.edn:3: field `:value`: expected a jepsen.independent [key value] tuple with an integer, string or keyword key, got nil"
+        );
     }
 
     #[test]

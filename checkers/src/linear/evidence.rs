@@ -23,8 +23,10 @@ use crate::model::Model;
 
 /// Steps allowed to each re-check while shrinking.
 pub const RECHECK_STEPS: u64 = 20_000;
-/// Steps allowed to all the re-checks of one part together.
-pub const SHRINK_STEPS: u64 = 400_000;
+/// Steps allowed to all the re-checks of one part together: an eighth of
+/// what the search itself took, within these bounds.
+pub const SHRINK_STEPS_MIN: u64 = 20_000;
+pub const SHRINK_STEPS_MAX: u64 = 400_000;
 
 /// The operation that cannot follow the longest prefix: of the determinate
 /// operations left out of it, the one that must end first.
@@ -67,11 +69,12 @@ fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> Vec<S
 /// small set that still proves it; returns a mask over `ops` (true: keep
 /// determinate). `must_keep` stays in the set. First relaxes everything
 /// invoked after `must_keep` returned, then halves chunks of the rest
-/// (a simplified ddmin), within [`SHRINK_STEPS`] and `deadline`.
+/// (a simplified ddmin), within [`SHRINK_STEPS_MAX`] steps and `deadline`.
 pub fn shrink<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],
     must_keep: u32,
+    search_steps: u64,
     deadline: Instant,
     memory: &Memory,
 ) -> Vec<bool> {
@@ -85,7 +88,7 @@ pub fn shrink<M: Model>(
         ops,
         deadline,
         memory,
-        steps_left: SHRINK_STEPS,
+        steps_left: (search_steps / 8).clamp(SHRINK_STEPS_MIN, SHRINK_STEPS_MAX),
     };
     shrinker.try_relax(&mut keep, &late);
     let mut chunk = early.len().div_ceil(2).max(1);
@@ -126,6 +129,7 @@ impl<M: Model> Shrinker<'_, M> {
         group.iter().for_each(|&i| trial[i] = false);
         let budget = Budget {
             deadline: self.deadline,
+            soft: None,
             memory: self.memory,
             max_steps: RECHECK_STEPS.min(self.steps_left),
         };

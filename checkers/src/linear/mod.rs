@@ -21,7 +21,7 @@ mod evidence;
 mod part;
 mod report;
 pub mod search;
-mod table;
+pub(crate) mod table;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -34,7 +34,7 @@ use crate::models::{Keyed, Kv, List, Register};
 use crate::{Checker, Verdict};
 use part::{encode, partition, Part};
 use report::PartOutcome;
-use search::{Budget, Found};
+use search::{Budget, Found, SoftStop};
 use table::Memory;
 
 /// Which sequential specification to check against.
@@ -103,7 +103,7 @@ pub fn check(history: &History, config: &Config) -> Verdict {
     match &config.model {
         ModelSpec::Register { initial } => check_with(history, config, || Register::new(initial)),
         ModelSpec::CasRegister { initial } => check_with(history, config, || Register::cas(initial)),
-        ModelSpec::Kv => check_with(history, config, || Kv),
+        ModelSpec::Kv => check_with(history, config, Kv::default),
         ModelSpec::List => check_with(history, config, List::default),
     }
 }
@@ -117,11 +117,16 @@ pub fn check_with<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Con
     }
 }
 
+/// Once a part is proven non-linearizable, how long the others may go on
+/// (so that a few more offending keys get reported) before they stop.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// What every worker shares.
 struct Shared<'a> {
     history: &'a History,
     config: &'a Config,
     deadline: Instant,
+    soft: SoftStop,
     memory: Memory,
 }
 
@@ -133,6 +138,7 @@ fn drive<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make
         history,
         config,
         deadline: start + config.time_limit,
+        soft: SoftStop::new(),
         memory: Memory::new(config.memory_limit_bytes),
     };
     let outcomes: Vec<Mutex<Option<PartOutcome>>> = parts.iter().map(|_| Mutex::new(None)).collect();
@@ -169,6 +175,7 @@ fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
     };
     let budget = Budget {
         deadline: shared.deadline,
+        soft: Some(&shared.soft),
         memory: &shared.memory,
         max_steps: u64::MAX,
     };
@@ -177,6 +184,7 @@ fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
     match found {
         Found::Linearizable { order } => out.valid(&enc, &order, shared.history),
         Found::NotLinearizable { longest, state } => {
+            shared.soft.stop_after(STOP_GRACE);
             out.invalid(&enc, &longest, &state, shared.history, shared.deadline, &shared.memory)
         }
         Found::Unknown {

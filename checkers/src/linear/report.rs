@@ -84,6 +84,15 @@ impl PartOutcome {
             Exhausted::Time => format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
             Exhausted::Memory => format!("memory (limit {} MiB)", config.memory_limit_bytes >> 20),
             Exhausted::Steps => "its step limit".to_owned(),
+            Exhausted::Stopped => {
+                self.kind = Kind::Unknown(format!(
+                    "{}: not decided: the search stopped {:.1} s after another part was proven non-linearizable \
+                     (it had linearized at most {longest_det} of {determinate} determinate operations)",
+                    self.label,
+                    super::STOP_GRACE.as_secs_f64()
+                ));
+                return;
+            }
         };
         self.kind = Kind::Unknown(format!(
             "{}: the search ran out of {what} after linearizing at most {longest_det} of {determinate} \
@@ -110,7 +119,7 @@ impl PartOutcome {
             return;
         };
         let shrink_deadline = deadline.min(Instant::now() + SHRINK_TIME);
-        let mut keep = shrink(&enc.model, &enc.ops, blocked, shrink_deadline, memory);
+        let mut keep = shrink(&enc.model, &enc.ops, blocked, self.stats.steps, shrink_deadline, memory);
         if !alone_not_linearizable(&enc.model, &enc.ops, &keep, deadline, memory) {
             // Cannot happen if the shrinker is right; fall back to every
             // determinate operation, which the main search proved.
@@ -151,6 +160,7 @@ fn alone_not_linearizable<M: Model>(
         .collect();
     let budget = Budget {
         deadline,
+        soft: None,
         memory,
         max_steps: 10_000_000,
     };

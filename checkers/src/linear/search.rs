@@ -36,9 +36,10 @@
 //! shrink evidence) and the shared memory budget. Past any of them the
 //! result is [`Found::Unknown`], never a guess.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use super::table::{Charge, Memory, OutOfMemory, StateTable, VisitedSet};
+use super::table::{zobrist, Charge, Memory, OutOfMemory, StateTable, VisitedSet};
 use crate::model::{Effect, Model};
 
 /// One operation as the search sees it.
@@ -51,10 +52,50 @@ pub struct SearchOp<O> {
     pub ret: Option<u64>,
 }
 
+/// A deadline that can be brought forward while searches run: once one
+/// part of a history is proven non-linearizable, the others get a short
+/// grace period instead of the whole budget.
+#[derive(Debug)]
+pub struct SoftStop {
+    start: Instant,
+    /// Nanoseconds after `start`; `u64::MAX` while not set.
+    at_ns: AtomicU64,
+}
+
+impl SoftStop {
+    /// Not set.
+    pub fn new() -> SoftStop {
+        SoftStop {
+            start: Instant::now(),
+            at_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Stops searches `grace` from now (or earlier, if already set so).
+    pub fn stop_after(&self, grace: Duration) {
+        let at = (self.start.elapsed() + grace).as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        self.at_ns.fetch_min(at, Ordering::Relaxed);
+    }
+
+    /// True once the stop time has passed.
+    pub fn passed(&self, now: Instant) -> bool {
+        let at = self.at_ns.load(Ordering::Relaxed);
+        at != u64::MAX && now.saturating_duration_since(self.start).as_nanos() >= u128::from(at)
+    }
+}
+
+impl Default for SoftStop {
+    fn default() -> SoftStop {
+        SoftStop::new()
+    }
+}
+
 /// The limits of one search.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget<'a> {
     pub deadline: Instant,
+    /// A stop that other parts' results may bring forward.
+    pub soft: Option<&'a SoftStop>,
     pub memory: &'a Memory,
     /// At most this many steps (candidate attempts and backtracks).
     pub max_steps: u64,
@@ -64,6 +105,8 @@ pub struct Budget<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exhausted {
     Time,
+    /// Stopped early because another part was proven non-linearizable.
+    Stopped,
     Memory,
     Steps,
 }
@@ -207,6 +250,9 @@ struct Search<'a, 'm, M: Model> {
     table: StateTable<'m, M>,
     visited: VisitedSet,
     bits: Vec<u64>,
+    /// Zobrist keys of the operations, and the hash of `bits`.
+    keys: Vec<u64>,
+    bits_hash: u64,
     /// (call node, state before it) of each linearized operation.
     stack: Vec<(u32, u32)>,
     state: u32,
@@ -237,6 +283,15 @@ pub fn search<M: Model>(model: &M, ops: &[SearchOp<M::Op>], budget: Budget) -> (
     }
 }
 
+/// Whether the clock says to stop, and why.
+fn out_of_time(budget: Budget) -> Option<Exhausted> {
+    let now = Instant::now();
+    if now >= budget.deadline {
+        return Some(Exhausted::Time);
+    }
+    budget.soft.filter(|s| s.passed(now)).map(|_| Exhausted::Stopped)
+}
+
 /// Steps between two looks at the clock.
 const CLOCK_EVERY: u64 = 1 << 10;
 
@@ -252,6 +307,8 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             table: StateTable::new(model, charge)?,
             visited: VisitedSet::new(words, charge)?,
             bits: vec![0; words],
+            keys: (0..ops.len() as u64).map(zobrist).collect(),
+            bits_hash: 0,
             stack: Vec::with_capacity(ops.len()),
             state: 0,
             determinate: ops.iter().filter(|o| o.ret.is_some()).count(),
@@ -276,6 +333,7 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
 
     fn flip(&mut self, op: u32) {
         self.bits[op as usize / 64] ^= 1 << (op % 64);
+        self.bits_hash ^= self.keys[op as usize];
     }
 
     /// The outcome once the search stopped for lack of budget.
@@ -291,8 +349,10 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
         let mut node = self.events.next[HEAD as usize];
         while self.remaining_det > 0 {
             self.stats.steps += 1;
-            if self.stats.steps.is_multiple_of(CLOCK_EVERY) && Instant::now() >= budget.deadline {
-                return Ok(self.unknown(Exhausted::Time));
+            if self.stats.steps.is_multiple_of(CLOCK_EVERY) {
+                if let Some(why) = out_of_time(budget) {
+                    return Ok(self.unknown(why));
+                }
             }
             if self.stats.steps > budget.max_steps {
                 return Ok(self.unknown(Exhausted::Steps));
@@ -337,7 +397,7 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             return Ok(false);
         }
         self.flip(op);
-        if !self.visited.insert(&self.bits, next, charge)? {
+        if !self.visited.insert(&self.bits, self.bits_hash, next, charge)? {
             self.flip(op);
             return Ok(false);
         }

@@ -211,8 +211,10 @@ impl<'m, M: Model> StateTable<'m, M> {
 }
 
 /// An open-addressing set of (bitset of `words` words, state id) pairs,
-/// stored flat: `words` words of bitset then one word holding state + 1
-/// (0 marks an empty slot).
+/// stored flat: `words` words of bitset, the pair's hash, then one word
+/// holding state + 1 (0 marks an empty slot). The caller supplies the
+/// hash of the bitset (the search keeps it up to date incrementally), so an
+/// insert costs one probe sequence and, on a hash match, one comparison.
 pub struct VisitedSet {
     words: usize,
     slots: Vec<u64>,
@@ -229,12 +231,13 @@ fn fold(mut h: u64) -> u64 {
     h
 }
 
-fn mix(bits: &[u64], state: u32) -> u64 {
-    let mut h = u64::from(state).wrapping_mul(SEED);
-    for w in bits {
-        h = (h.rotate_left(23) ^ w).wrapping_mul(SEED);
-    }
-    fold(h)
+/// A pseudo-random 64-bit key for item `i` (splitmix64), for Zobrist
+/// hashing of sets: the hash of a set is the xor of its items' keys.
+pub fn zobrist(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl VisitedSet {
@@ -242,7 +245,7 @@ impl VisitedSet {
 
     /// An empty set for bitsets of `words` words.
     pub fn new(words: usize, charge: &mut Charge) -> Result<VisitedSet, OutOfMemory> {
-        let stride = words + 1;
+        let stride = words + 2;
         charge.add(Self::INITIAL_SLOTS * stride * 8)?;
         Ok(VisitedSet {
             words,
@@ -257,24 +260,35 @@ impl VisitedSet {
         self.len
     }
 
-    /// Adds the pair; true if it was not there before.
-    pub fn insert(&mut self, bits: &[u64], state: u32, charge: &mut Charge) -> Result<bool, OutOfMemory> {
+    /// Adds the pair (`bits_hash` being the Zobrist hash of `bits`); true
+    /// if it was not there before.
+    #[inline]
+    pub fn insert(
+        &mut self,
+        bits: &[u64],
+        bits_hash: u64,
+        state: u32,
+        charge: &mut Charge,
+    ) -> Result<bool, OutOfMemory> {
         debug_assert_eq!(bits.len(), self.words);
         if (self.len + 1) * 4 > (self.mask + 1) * 3 {
             self.grow(charge)?;
         }
-        let stride = self.words + 1;
+        let w = self.words;
+        let stride = w + 2;
         let tag = u64::from(state) + 1;
-        let mut i = mix(bits, state) as usize & self.mask;
+        let h = fold(bits_hash ^ tag.wrapping_mul(SEED));
+        let mut i = h as usize & self.mask;
         loop {
             let slot = &mut self.slots[i * stride..(i + 1) * stride];
-            if slot[self.words] == 0 {
-                slot[..self.words].copy_from_slice(bits);
-                slot[self.words] = tag;
+            if slot[w + 1] == 0 {
+                slot[..w].copy_from_slice(bits);
+                slot[w] = h;
+                slot[w + 1] = tag;
                 self.len += 1;
                 return Ok(true);
             }
-            if slot[self.words] == tag && &slot[..self.words] == bits {
+            if slot[w] == h && slot[w + 1] == tag && slot[..w].iter().zip(bits).all(|(a, b)| a == b) {
                 return Ok(false);
             }
             i = (i + 1) & self.mask;
@@ -282,17 +296,18 @@ impl VisitedSet {
     }
 
     fn grow(&mut self, charge: &mut Charge) -> Result<(), OutOfMemory> {
-        let stride = self.words + 1;
+        let w = self.words;
+        let stride = w + 2;
         let n = (self.mask + 1) * 2;
         charge.add(n * stride * 8)?;
         let old = std::mem::replace(&mut self.slots, vec![0; n * stride]);
         self.mask = n - 1;
         for slot in old.chunks_exact(stride) {
-            if slot[self.words] == 0 {
+            if slot[w + 1] == 0 {
                 continue;
             }
-            let mut i = mix(&slot[..self.words], (slot[self.words] - 1) as u32) as usize & self.mask;
-            while self.slots[i * stride + self.words] != 0 {
+            let mut i = slot[w] as usize & self.mask;
+            while self.slots[i * stride + w + 1] != 0 {
                 i = (i + 1) & self.mask;
             }
             self.slots[i * stride..(i + 1) * stride].copy_from_slice(slot);
@@ -314,12 +329,16 @@ mod tests {
         let mut charge = Charge::new(&mem);
         let mut set = VisitedSet::new(2, &mut charge).unwrap();
         for i in 0..1000u64 {
-            assert!(set.insert(&[i, i * 7], (i % 5) as u32, &mut charge).unwrap());
+            assert!(set
+                .insert(&[i, i * 7], zobrist(i), (i % 5) as u32, &mut charge)
+                .unwrap());
         }
         for i in 0..1000u64 {
-            assert!(!set.insert(&[i, i * 7], (i % 5) as u32, &mut charge).unwrap());
+            assert!(!set
+                .insert(&[i, i * 7], zobrist(i), (i % 5) as u32, &mut charge)
+                .unwrap());
         }
-        assert!(set.insert(&[1, 7], 2, &mut charge).unwrap());
+        assert!(set.insert(&[1, 7], zobrist(1), 2, &mut charge).unwrap());
         assert_eq!(set.len(), 1001);
         assert!(charge.bytes > 0);
         drop(charge);
@@ -331,7 +350,7 @@ mod tests {
         let mem = Memory::new(4000);
         let mut charge = Charge::new(&mem);
         let mut set = VisitedSet::new(1, &mut charge).unwrap();
-        let refused = (0..1000u64).any(|i| set.insert(&[i], 0, &mut charge).is_err());
+        let refused = (0..1000u64).any(|i| set.insert(&[i], zobrist(i), 0, &mut charge).is_err());
         assert!(refused);
         assert!(mem.used.load(Ordering::Relaxed) <= 4000);
     }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli_run;
+
 #[derive(Parser)]
 #[command(name = "faultline", version, about = "Jepsen-style fault injection and consistency checking")]
 struct Cli {
@@ -14,11 +16,19 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run a test: start a local cluster, drive a workload under faults, check the history.
+    Run(Box<cli_run::RunArgs>),
+    /// Run a campaign of tests and compare each checker's verdict with the expected one.
+    Campaign(cli_run::CampaignArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<u8> = match cli.command {};
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Run(args) => cli_run::run(*args),
+        Command::Campaign(args) => cli_run::campaign(args),
+    };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -1,0 +1,395 @@
+//! `faultline campaign FILE.toml`: a list of tests, each with its server
+//! setting, workload, nemesis, duration and the verdict expected of each
+//! checker, run one after the other; the campaign holds when every
+//! expectation does.
+//!
+//! ```toml
+//! [defaults]            # applies to every test unless it says otherwise
+//! time_limit_s = 20
+//!
+//! [[test]]
+//! name = "safe-partition-kill"
+//! server = "ack=majority,failover=fenced,reads=leader"
+//! workload = "register"
+//! nemesis = "partition,kill"
+//! nemesis_interval_s = 4
+//! expect = { linearizable = "pass" }
+//!
+//! [[test]]
+//! name = "power-loss"
+//! needs = "FUSE: a disk-fault filesystem drops unsynced writes"  # skipped
+//! ```
+//!
+//! An expectation is `pass` (the checker must say valid), `fail` (it must
+//! find an anomaly) or `unset` (run and report, expect nothing). Unknown
+//! satisfies neither pass nor fail. A test with `needs` is listed as skipped
+//! with its reason. Each test's seed is its own `seed`, else the campaign's
+//! seed plus its position, so a campaign reruns exactly from its seed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use faultline_checkers::Validity;
+use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{run_test, RunConfig, RunEnv, RunError};
+
+/// Most tests in one campaign.
+pub const MAX_TESTS: usize = 1_000;
+
+/// One test as the file writes it; every field may come from `[defaults]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    pub name: Option<String>,
+    pub nodes: Option<usize>,
+    pub server: Option<String>,
+    pub workload: Option<String>,
+    pub keys: Option<usize>,
+    pub key_dist: Option<String>,
+    pub mix: Option<String>,
+    pub ops_per_key: Option<u64>,
+    pub multi_read_keys: Option<usize>,
+    pub concurrency: Option<usize>,
+    pub rate: Option<f64>,
+    pub time_limit_s: Option<f64>,
+    pub nemesis: Option<String>,
+    pub nemesis_interval_s: Option<f64>,
+    pub seed: Option<u64>,
+    pub op_timeout_ms: Option<u64>,
+    pub quiet_ms: Option<u64>,
+    pub checkers: Option<Vec<String>>,
+    pub check_time_limit_s: Option<f64>,
+    pub direct_clients: Option<bool>,
+    /// Checker name to `pass`, `fail` or `unset`.
+    pub expect: Option<BTreeMap<String, String>>,
+    /// Why this test cannot run yet (it is then skipped and listed).
+    pub needs: Option<String>,
+    /// What the test shows, for people reading the file.
+    pub about: Option<String>,
+}
+
+/// A campaign file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignFile {
+    /// Values for every test.
+    #[serde(default)]
+    pub defaults: TestSpec,
+    /// The tests, in order.
+    #[serde(default)]
+    pub test: Vec<TestSpec>,
+}
+
+/// What a checker is expected to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Pass,
+    Fail,
+    Unset,
+}
+
+impl Expect {
+    fn parse(s: &str) -> Result<Expect, String> {
+        match s {
+            "pass" => Ok(Expect::Pass),
+            "fail" => Ok(Expect::Fail),
+            "unset" | "-" => Ok(Expect::Unset),
+            o => Err(format!("expected pass, fail or unset, got {o:?}")),
+        }
+    }
+
+    /// Whether `observed` meets the expectation.
+    pub fn holds(self, observed: Validity) -> bool {
+        match self {
+            Expect::Pass => observed == Validity::Valid,
+            Expect::Fail => observed == Validity::Invalid,
+            Expect::Unset => true,
+        }
+    }
+}
+
+/// A test ready to run, or to skip.
+#[derive(Clone, Debug)]
+pub struct PlannedTest {
+    /// Its name.
+    pub name: String,
+    /// The run.
+    pub config: RunConfig,
+    /// Expectations by checker.
+    pub expect: BTreeMap<String, Expect>,
+    /// Set when the test is skipped.
+    pub skip: Option<String>,
+}
+
+/// One row of the campaign's table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub test: String,
+    pub checker: String,
+    pub expected: Expect,
+    /// valid / invalid / unknown, `skipped` or `error`.
+    pub observed: String,
+    pub holds: bool,
+    pub anomalies: usize,
+    pub seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn merge(d: &TestSpec, t: &TestSpec) -> TestSpec {
+    macro_rules! pick {
+        ($($f:ident),*) => { TestSpec { $($f: t.$f.clone().or_else(|| d.$f.clone()),)* } };
+    }
+    pick!(
+        name,
+        nodes,
+        server,
+        workload,
+        keys,
+        key_dist,
+        mix,
+        ops_per_key,
+        multi_read_keys,
+        concurrency,
+        rate,
+        time_limit_s,
+        nemesis,
+        nemesis_interval_s,
+        seed,
+        op_timeout_ms,
+        quiet_ms,
+        checkers,
+        check_time_limit_s,
+        direct_clients,
+        expect,
+        needs,
+        about
+    )
+}
+
+/// Turns one spec into a validated run.
+pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<PlannedTest, String> {
+    let name = spec.name.clone().unwrap_or_else(|| format!("test-{index}"));
+    let ctx = |e: String| format!("test {name:?}: {e}");
+    let kind = WorkloadKind::parse(spec.workload.as_deref().unwrap_or("register")).map_err(|e| ctx(e.to_string()))?;
+    let mut workload = WorkloadConfig::new(kind);
+    if let Some(k) = spec.keys {
+        workload.key_count = k;
+    }
+    if let Some(d) = &spec.key_dist {
+        workload.key_dist = KeyDist::parse(d).map_err(|e| ctx(e.to_string()))?;
+    }
+    if let Some(m) = &spec.mix {
+        workload.mix = Mix::parse(m).map_err(|e| ctx(e.to_string()))?;
+    }
+    if let Some(o) = spec.ops_per_key {
+        workload.ops_per_key = o;
+    }
+    if let Some(m) = spec.multi_read_keys {
+        workload.multi_read_keys = m;
+    }
+    let seed = spec.seed.unwrap_or_else(|| campaign_seed.wrapping_add(index as u64));
+    let mut cfg = RunConfig::new(seed);
+    cfg.test = name.clone();
+    cfg.workload = workload;
+    macro_rules! set {
+        ($($f:ident => $g:ident),*) => { $(if let Some(v) = spec.$f.clone() { cfg.$g = v; })* };
+    }
+    set!(nodes => nodes, server => server, concurrency => concurrency, rate => rate,
+         time_limit_s => time_limit_s, nemesis_interval_s => nemesis_interval_s,
+         op_timeout_ms => op_timeout_ms, quiet_ms => quiet_ms, check_time_limit_s => check_time_limit_s);
+    if let Some(n) = &spec.nemesis {
+        cfg.nemesis = n
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty() && *w != "none")
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(d) = spec.direct_clients {
+        cfg.client_proxies = !d;
+    }
+    let mut expect = BTreeMap::new();
+    for (checker, e) in spec.expect.clone().unwrap_or_default() {
+        expect.insert(checker, Expect::parse(&e).map_err(&ctx)?);
+    }
+    // Run the workload's checkers, plus any the expectations name.
+    let mut checkers = spec.checkers.clone().unwrap_or_else(|| cfg.checker_names());
+    for c in expect.keys() {
+        if !checkers.contains(c) {
+            checkers.push(c.clone());
+        }
+    }
+    cfg.checkers = checkers;
+    if spec.needs.is_none() {
+        cfg.validate().map_err(|e| ctx(e.to_string()))?;
+    }
+    Ok(PlannedTest {
+        name,
+        config: cfg,
+        expect,
+        skip: spec.needs.clone(),
+    })
+}
+
+/// Reads and plans a campaign file.
+pub fn load(path: &Path, campaign_seed: u64) -> Result<Vec<PlannedTest>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: CampaignFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if file.test.is_empty() {
+        return Err(format!("{}: no [[test]]", path.display()));
+    }
+    if file.test.len() > MAX_TESTS {
+        return Err(format!("{}: more than {MAX_TESTS} tests", path.display()));
+    }
+    file.test
+        .iter()
+        .enumerate()
+        .map(|(i, t)| plan_test(&merge(&file.defaults, t), i, campaign_seed))
+        .collect()
+}
+
+/// Runs every planned test in order and returns the table rows. A stop
+/// request ends the campaign after the test in progress has cleaned up.
+pub async fn run_campaign(
+    tests: &[PlannedTest],
+    env: &RunEnv,
+    stop: watch::Receiver<bool>,
+    mut on_test: impl FnMut(&PlannedTest, &[Row]),
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for t in tests {
+        let first = rows.len();
+        let row = |checker: &str, expected: Expect, observed: String, holds: bool| Row {
+            test: t.name.clone(),
+            checker: checker.to_owned(),
+            expected,
+            observed,
+            holds,
+            anomalies: 0,
+            seed: t.config.seed,
+            store: None,
+            note: None,
+        };
+        if let Some(reason) = &t.skip {
+            let mut r = row("-", Expect::Unset, "skipped".into(), true);
+            r.note = Some(reason.clone());
+            rows.push(r);
+        } else if *stop.borrow() {
+            let mut r = row("-", Expect::Unset, "not run".into(), false);
+            r.note = Some("the campaign was stopped".into());
+            rows.push(r);
+        } else {
+            match run_test(&t.config, env, stop.clone()).await {
+                Ok(out) => {
+                    for (name, v) in &out.verdicts {
+                        let e = t.expect.get(name).copied().unwrap_or(Expect::Unset);
+                        let observed = match v.valid {
+                            Validity::Valid => "valid",
+                            Validity::Invalid => "invalid",
+                            Validity::Unknown => "unknown",
+                        };
+                        let holds = e.holds(v.valid) && !out.interrupted;
+                        let mut r = row(name, e, observed.into(), holds);
+                        r.anomalies = v.anomalies.len();
+                        r.store = Some(out.store.display().to_string());
+                        r.note = v.unknown_reason.clone();
+                        rows.push(r);
+                    }
+                    for (name, e) in &t.expect {
+                        if !out.verdicts.contains_key(name) {
+                            let mut r = row(name, *e, "not run".into(), *e == Expect::Unset);
+                            r.note = Some("the checker did not run".into());
+                            rows.push(r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let mut r = row("-", Expect::Unset, "error".into(), false);
+                    r.note = Some(error_note(&e));
+                    rows.push(r);
+                }
+            }
+        }
+        on_test(t, &rows[first..]);
+    }
+    rows
+}
+
+fn error_note(e: &RunError) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_and_tests_override_them() {
+        let text = r#"
+            [defaults]
+            time_limit_s = 7
+            nemesis = "kill"
+            [[test]]
+            name = "a"
+            expect = { linearizable = "pass" }
+            [[test]]
+            name = "b"
+            workload = "session"
+            nemesis = "none"
+            expect = { read-your-writes = "fail", monotonic-reads = "unset" }
+            [[test]]
+            name = "c"
+            needs = "FUSE"
+        "#;
+        let f: CampaignFile = toml::from_str(text).unwrap();
+        let planned: Vec<PlannedTest> = f
+            .test
+            .iter()
+            .enumerate()
+            .map(|(i, t)| plan_test(&merge(&f.defaults, t), i, 100).unwrap())
+            .collect();
+        assert_eq!(planned[0].config.time_limit_s, 7.0);
+        assert_eq!(planned[0].config.nemesis, vec!["kill".to_owned()]);
+        assert_eq!(planned[0].config.seed, 100);
+        assert!(planned[1].config.nemesis.is_empty());
+        assert_eq!(planned[1].expect["read-your-writes"], Expect::Fail);
+        assert!(planned[1].config.checkers.contains(&"read-your-writes".to_owned()));
+        assert_eq!(planned[2].skip.as_deref(), Some("FUSE"));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_expectations() {
+        assert!(toml::from_str::<CampaignFile>("[[test]]\ncolour = 1").is_err());
+        let spec = TestSpec {
+            expect: Some([("linearizable".to_owned(), "maybe".to_owned())].into()),
+            ..TestSpec::default()
+        };
+        assert!(plan_test(&spec, 0, 1).is_err());
+    }
+
+    #[test]
+    fn unknown_meets_no_expectation() {
+        assert!(!Expect::Pass.holds(Validity::Unknown));
+        assert!(!Expect::Fail.holds(Validity::Unknown));
+        assert!(Expect::Unset.holds(Validity::Unknown));
+        assert!(Expect::Fail.holds(Validity::Invalid));
+    }
+
+    #[test]
+    fn the_shipped_campaigns_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/campaigns");
+        for f in ["smoke.toml", "lab.toml"] {
+            let p = root.join(f);
+            if p.exists() {
+                load(&p, 1).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The end of a run on the terminal: a table of checkers and verdicts, the
+//! seed, the store folder and the exact command that reruns the test.
+
+use std::collections::BTreeMap;
+
+use faultline_checkers::{Validity, Verdict};
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+#[derive(Tabled)]
+struct Row {
+    checker: String,
+    verdict: String,
+    anomalies: String,
+    ops: usize,
+    #[tabled(rename = "time")]
+    time: String,
+}
+
+/// A short word for a validity.
+pub fn verdict_word(v: Validity) -> &'static str {
+    match v {
+        Validity::Valid => "valid",
+        Validity::Invalid => "INVALID",
+        Validity::Unknown => "unknown",
+    }
+}
+
+fn anomalies_cell(v: &Verdict) -> String {
+    if let Some(r) = &v.unknown_reason {
+        return r.chars().take(60).collect();
+    }
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in &v.anomalies {
+        *kinds.entry(a.kind.as_str()).or_default() += 1;
+    }
+    if kinds.is_empty() {
+        return "-".into();
+    }
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The verdict table.
+pub fn table(verdicts: &BTreeMap<String, Verdict>) -> String {
+    let rows: Vec<Row> = verdicts
+        .iter()
+        .map(|(name, v)| Row {
+            checker: name.clone(),
+            verdict: verdict_word(v.valid).into(),
+            anomalies: anomalies_cell(v),
+            ops: v.ops,
+            time: format!("{:.0} ms", v.elapsed_ms),
+        })
+        .collect();
+    Table::new(rows).with(Style::rounded()).to_string()
+}
+
+/// The first anomaly of each invalid checker, explained, for the terminal.
+pub fn first_anomalies(verdicts: &BTreeMap<String, Verdict>) -> Vec<String> {
+    verdicts
+        .iter()
+        .filter_map(|(name, v)| v.anomalies.first().map(|a| (name, a, v.anomalies.len())))
+        .map(|(name, a, n)| {
+            let ops: Vec<String> = a.ops.iter().take(4).map(|o| o.describe()).collect();
+            format!(
+                "{name}: {} ({n} in all)\n    {}\n    {}",
+                a.kind,
+                a.explanation,
+                ops.join("\n    ")
+            )
+        })
+        .collect()
+}

@@ -121,6 +121,9 @@ pub struct EdnReader<R> {
     line: usize,
     /// The line where the top-level form being read began, while one is.
     form_line: Option<usize>,
+    /// Reused for tokens, which are mostly keywords and numbers that need
+    /// no allocation of their own.
+    scratch: Vec<u8>,
 }
 
 /// Bytes that end a symbol, keyword or number.
@@ -139,6 +142,7 @@ impl<R: Read> EdnReader<R> {
             end: 0,
             line: 1,
             form_line: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -195,8 +199,34 @@ impl<R: Read> EdnReader<R> {
         Ok((i < self.end).then(|| self.buf[i]))
     }
 
+    #[inline]
     fn peek(&mut self) -> Result<Option<u8>, HistoryError> {
+        if self.start < self.end {
+            return Ok(Some(self.buf[self.start]));
+        }
         self.peek_at(0)
+    }
+
+    /// Moves the bytes before the first one that `stop` accepts (or the end
+    /// of the input) onto `out`, a buffer at a time rather than byte by byte.
+    fn take_until(&mut self, out: &mut Vec<u8>, stop: impl Fn(u8) -> bool) -> Result<(), HistoryError> {
+        loop {
+            if self.start == self.end {
+                self.fill(1)?;
+                if self.start == self.end {
+                    return Ok(());
+                }
+            }
+            let available = &self.buf[self.start..self.end];
+            let n = available.iter().position(|&b| stop(b)).unwrap_or(available.len());
+            let taken = &available[..n];
+            self.line += taken.iter().filter(|&&b| b == b'\n').count();
+            out.extend_from_slice(taken);
+            self.start += n;
+            if self.start < self.end {
+                return Ok(());
+            }
+        }
     }
 
     /// Consumes the next byte, which the caller has peeked.
@@ -298,17 +328,28 @@ impl<R: Read> EdnReader<R> {
         }
     }
 
+    /// Reads the entries up to `}`; the `{` is next.
     fn read_map(&mut self, depth: usize) -> Result<Edn, HistoryError> {
-        let items = self.read_seq(b'}', depth)?;
-        if items.len() % 2 != 0 {
-            return Err(self.error("a map has a key without a value"));
+        self.bump();
+        let mut entries = Vec::new();
+        loop {
+            match self.skip_blank()? {
+                Some(b'}') => {
+                    self.bump();
+                    return Ok(Edn::Map(entries));
+                }
+                Some(_) => {
+                    let key = self.read_nested(depth + 1)?;
+                    if self.skip_blank()? == Some(b'}') {
+                        self.bump();
+                        return Err(self.error("a map has a key without a value"));
+                    }
+                    let value = self.read_nested(depth + 1)?;
+                    entries.push((key, value));
+                }
+                None => return Err(self.error("the file ends before the closing `}`")),
+            }
         }
-        let mut entries = Vec::with_capacity(items.len() / 2);
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            entries.push((k, v));
-        }
-        Ok(Edn::Map(entries))
     }
 
     /// `#{...}` sets, `##Inf`-style symbolic values and `#tag form`.
@@ -338,18 +379,23 @@ impl<R: Read> EdnReader<R> {
     /// The bytes up to the next delimiter.
     fn read_token(&mut self) -> Result<String, HistoryError> {
         let mut token = Vec::new();
-        while let Some(b) = self.peek()? {
-            if is_delimiter(b) {
-                break;
-            }
-            token.push(b);
-            self.bump();
-        }
+        self.take_until(&mut token, is_delimiter)?;
         String::from_utf8(token).map_err(|_| self.error("a symbol is not valid UTF-8"))
     }
 
     fn read_atom(&mut self) -> Result<Edn, HistoryError> {
-        let token = self.read_token()?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let atom = self
+            .take_until(&mut scratch, is_delimiter)
+            .and_then(|()| self.atom(&scratch));
+        self.scratch = scratch;
+        atom
+    }
+
+    /// The value of a token: keyword, number, `nil`, boolean or symbol.
+    fn atom(&self, token: &[u8]) -> Result<Edn, HistoryError> {
+        let token = std::str::from_utf8(token).map_err(|_| self.error("a symbol is not valid UTF-8"))?;
         if let Some(name) = token.strip_prefix(':') {
             if name.is_empty() || name.starts_with(':') {
                 return Err(self.error(format!("malformed keyword `{token}`")));
@@ -360,13 +406,13 @@ impl<R: Read> EdnReader<R> {
         let numeric =
             b[0].is_ascii_digit() || (matches!(b[0], b'+' | b'-') && b.get(1).is_some_and(u8::is_ascii_digit));
         if numeric {
-            return parse_number(&token).ok_or_else(|| self.error(format!("malformed number `{token}`")));
+            return parse_number(token).ok_or_else(|| self.error(format!("malformed number `{token}`")));
         }
-        Ok(match token.as_str() {
+        Ok(match token {
             "nil" => Edn::Nil,
             "true" => Edn::Bool(true),
             "false" => Edn::Bool(false),
-            _ => Edn::Symbol(token),
+            _ => Edn::Symbol(token.to_owned()),
         })
     }
 
@@ -374,10 +420,10 @@ impl<R: Read> EdnReader<R> {
         self.bump();
         let mut out = Vec::new();
         loop {
+            self.take_until(&mut out, |b| b == b'"' || b == b'\\')?;
             match self.next_byte()? {
                 Some(b'"') => break,
-                Some(b'\\') => self.read_escape(&mut out)?,
-                Some(b) => out.push(b),
+                Some(_) => self.read_escape(&mut out)?,
                 None => return Err(self.error("the file ends inside a string")),
             }
         }

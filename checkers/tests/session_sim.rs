@@ -12,7 +12,9 @@
 //!   position, else the leader. Read-your-writes and monotonic reads hold.
 //! - `Any`: any replica. Both break.
 //!
-//! With one log, consistent prefix holds under every routing. Proptest drives
+//! With one log, consistent prefix, monotonic writes and writes-follow-reads
+//! hold under every routing (a replica that has a write has everything the
+//! log put before it). Proptest drives
 //! the correct variants and asserts the guarantee never breaks; a fixed set
 //! of seeds drives the broken ones and asserts the anomaly shows up at least
 //! sometimes, so the tests are not vacuous.
@@ -214,10 +216,11 @@ proptest! {
     }
 
     #[test]
-    fn one_leader_log_never_breaks_consistent_prefix(seed in any::<u64>(), lists in any::<bool>()) {
+    fn one_leader_log_never_breaks_consistent_prefix_or_write_order(seed in any::<u64>(), lists in any::<bool>()) {
         let h = Sim::new(seed, Route::Any, lists).run(OPS);
         holds(&h, "consistent-prefix")?;
         holds(&h, "monotonic-writes")?;
+        holds(&h, "writes-follow-reads")?;
     }
 }
 

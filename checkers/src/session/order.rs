@@ -166,3 +166,68 @@ pub fn list(s: &State) -> &[u32] {
         State::Reg(_) => &[],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_histories::{Event, EventType, History, Process, F};
+    use serde_json::{json, Value};
+
+    fn op(p: u64, f: F, v: Value, t0: u64, t1: u64) -> [Event; 2] {
+        let out = if f == F::Read { json!(null) } else { v.clone() };
+        [
+            Event::new(0, t0, Process::Client(p), EventType::Invoke, f.clone(), out).with_key("x"),
+            Event::new(0, t1, Process::Client(p), EventType::Ok, f, v).with_key("x"),
+        ]
+    }
+
+    /// Events sorted by time and numbered, as a history file holds them.
+    fn history(ops: Vec<[Event; 2]>) -> History {
+        let mut evs: Vec<Event> = ops.into_iter().flatten().collect();
+        evs.sort_by_key(|e| e.time);
+        for (i, e) in evs.iter_mut().enumerate() {
+            e.index = i as u64;
+        }
+        History::from_events(evs).unwrap()
+    }
+
+    #[test]
+    fn registers_are_ordered_only_by_real_time_and_the_initial_value() {
+        let h = history(vec![
+            op(1, F::Write, json!(1), 0, 10),
+            op(2, F::Write, json!(2), 20, 30),
+            op(3, F::Write, json!(3), 25, 100),
+        ]);
+        let c = Core::derive(&h);
+        assert!(Orders::older(&c, 0, 1), "1 completed before 2 began");
+        assert!(!Orders::older(&c, 1, 0));
+        assert!(!Orders::older(&c, 1, 2) && !Orders::older(&c, 2, 1), "2 and 3 overlap");
+        assert!(Orders::older(&c, NONE, 0), "the initial value precedes every write");
+        assert!(!Orders::older(&c, 0, NONE));
+    }
+
+    #[test]
+    fn list_reads_that_agree_give_positions_and_those_that_do_not_a_conflict() {
+        let h = history(vec![
+            op(1, F::Append, json!(1), 0, 10),
+            op(2, F::Append, json!(2), 0, 10),
+            op(3, F::Read, json!([1, 2]), 20, 30),
+            op(4, F::Read, json!([1]), 20, 30),
+        ]);
+        let c = Core::derive(&h);
+        let o = Orders::derive(&c);
+        assert!(o.consistent(0));
+        assert_eq!((o.pos[0], o.pos[1]), (0, 1));
+        let h = history(vec![
+            op(1, F::Append, json!(1), 0, 10),
+            op(2, F::Append, json!(2), 0, 10),
+            op(3, F::Read, json!([1, 2]), 20, 30),
+            op(4, F::Read, json!([2]), 20, 30),
+        ]);
+        let c = Core::derive(&h);
+        let o = Orders::derive(&c);
+        assert!(!o.consistent(0));
+        assert_eq!(o.conflict[0].map(|c| c.at), Some(0));
+        assert_eq!(o.pos[0], NONE);
+    }
+}

@@ -92,6 +92,8 @@ struct Builder<'a, 'h> {
     g: Graph,
     empty: FxMap<u32, NodeIndex<u32>>,
     unread: FxMap<u32, NodeIndex<u32>>,
+    /// Each key's writes, built on first use by [`Builder::aux_node`].
+    by_key: Vec<Vec<u32>>,
 }
 
 impl<'a, 'h> Builder<'a, 'h> {
@@ -105,6 +107,7 @@ impl<'a, 'h> Builder<'a, 'h> {
             g,
             empty: FxMap::default(),
             unread: FxMap::default(),
+            by_key: Vec::new(),
         }
     }
 
@@ -206,14 +209,20 @@ impl<'a, 'h> Builder<'a, 'h> {
         let n = self.g.add_node(if unread { Node::Unread(k) } else { Node::Empty(k) });
         table.insert(k, n);
         let core = self.core;
-        for (w, rec) in core.writes.iter().enumerate() {
+        if self.by_key.is_empty() {
+            self.by_key = vec![Vec::new(); core.keys.len()];
+            for (w, rec) in core.writes.iter().enumerate() {
+                self.by_key[rec.key as usize].push(w as u32);
+            }
+        }
+        for &w in &self.by_key[k as usize] {
             let wanted = if unread {
-                orders.pos[w] == NONE
+                orders.pos[w as usize] == NONE
             } else {
-                orders.prev_pk[w] == NONE
+                orders.prev_pk[w as usize] == NONE
             };
-            if rec.key == k && wanted && !explain::failed(core, w as u32) {
-                self.g.add_edge(n, NodeIndex::new(w), Why::FirstWrite);
+            if wanted && !explain::failed(core, w) {
+                self.g.add_edge(n, NodeIndex::new(w as usize), Why::FirstWrite);
             }
         }
         n

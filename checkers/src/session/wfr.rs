@@ -5,20 +5,20 @@
 //! `p` had read of `k` before issuing `y` (the value, or the last element of
 //! a list): found by binary search in `p`'s reads of `k`. The history shows a
 //! violation in three ways, each checked here:
-//! - registers: a process reads `y`, then later reads the value `y` depended
-//!   on on the same key (so that value was ordered after `y`);
+//! - registers: a node serves `y`, then later serves the value `y` depended
+//!   on on the same key (so that node ordered the value after `y`);
 //! - lists whose reads disagree: a read shows `y` without the element it
 //!   depended on, or before it (on lists whose reads agree this cannot
 //!   happen: the element is in the key's order before `y`);
 //! - multi-key reads: a read that sees `y` on one key and, on another key `y`
 //!   depended on, a state provably older than the dependency.
 //!
-//! Limits: [`FORBIDDEN_MAX`] dependencies remembered per (reader, key);
+//! Limits: [`FORBIDDEN_MAX`] dependencies remembered per (node, key);
 //! [`TXN_READS_MAX`] reads of one multi-key read compared pairwise.
 
 use std::collections::HashSet;
 
-use faultline_histories::{Process, F};
+use faultline_histories::{NodeId, Process, F};
 use serde_json::{json, Map};
 
 use super::core::{Core, Ev, FxMap, State, NONE};
@@ -27,7 +27,7 @@ use super::order::Orders;
 use super::{Analysis, Judged};
 use crate::verdict::Anomaly;
 
-/// Per (reader, key): how many writes-and-dependencies seen are remembered.
+/// Per (node, key): how many writes-and-dependencies seen are remembered.
 pub const FORBIDDEN_MAX: usize = 16;
 /// Reads of one multi-key read compared with each other.
 pub const TXN_READS_MAX: usize = 32;
@@ -88,8 +88,12 @@ struct Forbidden {
     ry: u32,
 }
 
+/// Registers, per node: once a node served `y`, a later read from it (invoked
+/// after that one completed) must not return what `y` depended on. Two
+/// nodes answering out of order only show a stale replica, which is
+/// monotonic reads' business; reads without a node are not judged here.
 fn registers(core: &Core<'_>, by: &ReadsByProcess, found: &mut Found) -> usize {
-    let mut forbidden: FxMap<(Process, u32), Vec<Forbidden>> = FxMap::default();
+    let mut forbidden: FxMap<(NodeId, u32), Vec<Forbidden>> = FxMap::default();
     let mut checked = 0;
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
@@ -98,15 +102,18 @@ fn registers(core: &Core<'_>, by: &ReadsByProcess, found: &mut Found) -> usize {
         if explain::failed(core, v) {
             continue;
         }
-        let slot = forbidden.entry((core.rproc(r), rec.key)).or_default();
+        let Some(node) = core.rop(r).node else { continue };
+        let invoked = core.rop(r).invoke_time;
+        let slot = forbidden.entry((node, rec.key)).or_default();
         checked += usize::from(!slot.is_empty());
-        if let Some(f) = slot.iter().find(|f| f.dep.x == v) {
+        let before = |f: &&Forbidden| core.rop(f.ry).complete_time.is_some_and(|t| t < invoked);
+        if let Some(f) = slot.iter().filter(before).find(|f| f.dep.x == v) {
             let f = *f;
             found.push(|| {
                 let tail = format!(
-                    "{}, and later {}: {} again after {}",
+                    "{}, and later {}: the same node served {} after {}",
                     explain::p_read(core, f.ry),
-                    explain::read(core, r),
+                    explain::p_read(core, r),
                     explain::show(core.wvalue(f.dep.x)),
                     explain::show(core.wvalue(f.y))
                 );

@@ -12,7 +12,8 @@
 //!   observation (the value was not A), recorded as `fail` with the error
 //!   [`CAS_MISMATCH`]; `:fail :read :timed-out` constrains nothing and
 //!   becomes `info`; `:info` keeps the invocation's value as the event's
-//!   value, since the completion's value is irrelevant. Lines without the
+//!   value, since the completion's value is irrelevant. (A `:fail :write`,
+//!   which the logs never hold, would be a plain `fail`: it did nothing.) Lines without the
 //!   `jepsen.util - ` marker are log noise and skipped; a marked line with a
 //!   malformed field is an error naming line and field. Fields are separated
 //!   by tabs in most logs and by spaces in a few; both are read.

@@ -5,6 +5,7 @@
 //! can hold: `nil`, booleans, integers (arbitrary size, with or without the
 //! `N` suffix), floats (with or without `M`), ratios, strings with escapes,
 //! characters, symbols, keywords (namespaced too), lists, vectors, maps,
+//! hexadecimal integers (Clojure prints them in `#object[...]`),
 //! sets, tagged literals (`#inst "..."`, `#jepsen.history.Op{...}`), `;`
 //! comments, commas as whitespace and `#_` discards. It reads from any
 //! [`Read`] a buffer at a time, so a history of any length is never held as
@@ -503,6 +504,10 @@ fn char_named(name: &str) -> Option<char> {
 
 /// Integers (`N` suffix allowed), floats (`M` suffix allowed) and ratios.
 fn parse_number(token: &str) -> Option<Edn> {
+    let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
+    if unsigned.starts_with("0x") || unsigned.starts_with("0X") {
+        return parse_integer(token);
+    }
     if let Some(digits) = token.strip_suffix('N') {
         return parse_integer(digits);
     }
@@ -524,6 +529,9 @@ fn parse_number(token: &str) -> Option<Edn> {
 
 fn parse_integer(text: &str) -> Option<Edn> {
     let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        return parse_hex(hex, text.starts_with('-'));
+    }
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -531,6 +539,15 @@ fn parse_integer(text: &str) -> Option<Edn> {
         Ok(i) => Edn::Int(i),
         Err(_) => Edn::BigInt(text.strip_prefix('+').unwrap_or(text).to_owned()),
     })
+}
+
+/// Hexadecimal, which EDN lacks but Clojure prints inside `#object[...]`
+/// (identity hashes such as `0x5e3a8624`), so Jepsen's errors hold it.
+fn parse_hex(hex: &str, negative: bool) -> Option<Edn> {
+    let magnitude = i64::from_str_radix(hex, 16)
+        .ok()
+        .filter(|_| !hex.starts_with(['+', '-']))?;
+    Some(Edn::Int(if negative { -magnitude } else { magnitude }))
 }
 
 #[cfg(test)]
@@ -577,6 +594,20 @@ mod tests {
         assert_eq!(one("-2e3"), Edn::Float(-2000.0));
         assert_eq!(one("1.25M"), Edn::Decimal("1.25".into()));
         assert_eq!(one("1/4"), Edn::Float(0.25));
+        assert_eq!(one("0x1F"), Edn::Int(31));
+        assert_eq!(one("-0x10"), Edn::Int(-16));
+        assert_eq!(one("0XE"), Edn::Int(14));
+        assert_eq!(
+            one("#object[java.net.SocketTimeoutException 0x5e3a8624 \"Read timed out\"]"),
+            Edn::Tagged(
+                "object".into(),
+                Box::new(Edn::Vector(vec![
+                    Edn::Symbol("java.net.SocketTimeoutException".into()),
+                    Edn::Int(0x5e3a8624),
+                    Edn::Str("Read timed out".into()),
+                ]))
+            )
+        );
         assert_eq!(one("##Inf"), Edn::Float(f64::INFINITY));
         assert_eq!(one(":ok"), kw("ok"));
         assert_eq!(one(":jepsen.history/op"), kw("jepsen.history/op"));
@@ -642,6 +673,7 @@ mod tests {
         );
         assert_eq!(err("{:a}"), "t.edn:1: a map has a key without a value");
         assert_eq!(err("12abc"), "t.edn:1: malformed number `12abc`");
+        assert_eq!(err("0x-1"), "t.edn:1: malformed number `0x-1`");
         assert_eq!(err("::x"), "t.edn:1: malformed keyword `::x`");
         assert_eq!(err(r"\bogus"), "t.edn:1: unknown character `\\bogus`");
         assert_eq!(err("#?(:clj 1)"), "t.edn:1: unsupported dispatch `#?`");

@@ -689,6 +689,56 @@ mod tests {
         );
     }
 
+    /// EDN values whose printed form ([`Edn`]'s `Display`) is valid EDN:
+    /// strings without control characters, finite floats, symbols that are
+    /// not `nil`, `true` or `false`.
+    fn any_edn() -> impl proptest::strategy::Strategy<Value = Edn> {
+        use proptest::prelude::*;
+        let name = "[a-z][a-z0-9.*!?-]{0,6}(/[a-z][a-z0-9-]{0,4})?"
+            .prop_filter("not a literal", |s| !matches!(s.as_str(), "nil" | "true" | "false"));
+        let leaf = prop_oneof![
+            Just(Edn::Nil),
+            any::<bool>().prop_map(Edn::Bool),
+            any::<i64>().prop_map(Edn::Int),
+            "[1-9][0-9]{19,30}".prop_map(Edn::BigInt),
+            any::<f64>()
+                .prop_filter("finite", |x| x.is_finite())
+                .prop_map(Edn::Float),
+            (-1000i32..1000, 1u32..100).prop_map(|(a, b)| Edn::Decimal(format!("{a}.{b}"))),
+            "[ -~\u{e9}\u{3bb}\n\t]{0,12}".prop_map(Edn::Str),
+            "[a-zA-Z0-9\u{e9}]".prop_map(|c| Edn::Char(c.chars().next().unwrap())),
+            name.clone().prop_map(Edn::Keyword),
+            name.clone().prop_map(Edn::Symbol),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Edn::List),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Edn::Vector),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Edn::Set),
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(Edn::Map),
+                ("[a-z][a-z.]{0,10}", inner).prop_map(|(t, v)| Edn::Tagged(t, Box::new(v))),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Reading what was printed gives the value back, whatever the
+        /// blanks, comments and discards between the forms.
+        #[test]
+        fn reads_back_what_it_prints(forms in proptest::collection::vec(any_edn(), 1..4), sep in 0usize..4) {
+            let separators = [" ", "\n", " , ;c\n", " #_ :gone "];
+            let text: Vec<String> = forms.iter().map(Edn::to_string).collect();
+            let text = text.join(separators[sep]);
+            let read: Vec<Edn> = read_all(&text).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}")))?
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect();
+            proptest::prop_assert_eq!(read, forms, "{}", text);
+        }
+    }
+
     #[test]
     fn reads_across_buffer_boundaries() {
         let mut text = String::new();

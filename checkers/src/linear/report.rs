@@ -82,7 +82,7 @@ impl PartOutcome {
     pub fn unknown(&mut self, why: Exhausted, longest_det: usize, determinate: usize, config: &Config) {
         let what = match why {
             Exhausted::Time => format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
-            Exhausted::Memory => format!("memory (limit {} MiB)", config.memory_limit_bytes >> 20),
+            Exhausted::Memory => format!("memory (limit {})", bytes(config.memory_limit_bytes)),
             Exhausted::Steps => "its step limit".to_owned(),
             Exhausted::Stopped => {
                 self.kind = Kind::Unknown(format!(
@@ -167,18 +167,39 @@ fn alone_not_linearizable<M: Model>(
     matches!(search(model, &alone, budget).0, Found::NotLinearizable { .. })
 }
 
+/// `1 operation`, `3 operations`.
+fn operations(n: usize) -> String {
+    if n == 1 {
+        "1 operation".to_owned()
+    } else {
+        format!("{n} operations")
+    }
+}
+
 /// The sentence of a `nonlinearizable` anomaly.
 fn explain(label: &str, prefix_len: usize, state: &str, blocked: &OpRef, proof: &[OpRef]) -> String {
     let listed: Vec<String> = proof.iter().map(OpRef::describe).collect();
+    let these = match proof.len() {
+        1 => "This operation alone cannot".to_owned(),
+        n => format!("These {n} operations cannot"),
+    };
     format!(
-        "on {label}, after linearizing {prefix_len} operations (the longest linearizable prefix, which leaves \
-         the state at {state}), no order that respects real time can place {}. These {} operations cannot be \
-         linearized even if every other operation on {label} took effect at any time after its invocation, \
-         or never: {}.",
+        "on {label}, after linearizing {} (the longest linearizable prefix, which leaves the state at {state}), \
+         no order that respects real time can place {}. {these} be linearized even if every other operation on \
+         {label} took effect at any time after its invocation, or never: {}.",
+        operations(prefix_len),
         blocked.describe(),
-        proof.len(),
         listed.join("; ")
     )
+}
+
+/// `1.0 GiB`, `12 MiB`, `100 bytes`.
+fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
+        n => format!("{n} bytes"),
+    }
 }
 
 fn key_name(history: &History, key: Option<KeyId>, split: bool) -> String {

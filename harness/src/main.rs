@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli_check;
 mod cli_run;
 
 #[derive(Parser)]
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check recorded histories (faultline JSONL, Jepsen EDN, Porcupine logs).
+    Check(cli_check::CheckArgs),
     /// Run a test: start a local cluster, drive a workload under faults, check the history.
     Run(Box<cli_run::RunArgs>),
     /// Run a campaign of tests and compare each checker's verdict with the expected one.
@@ -26,6 +29,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<u8> = match cli.command {
+        Command::Check(args) => cli_check::run(args),
         Command::Run(args) => cli_run::run(*args),
         Command::Campaign(args) => cli_run::campaign(args),
     };

@@ -1,0 +1,163 @@
+//! `faultline check`: what the user typed, validated into
+//! [`CheckOptions`], then one report per file on stdout (a human summary, or
+//! one JSON object per line with `--json`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use faultline_checkers::{Validity, Verdict};
+use faultline_harness::check::{self, CheckOptions, ModelName, Report};
+use faultline_histories::import::Format;
+use serde_json::{json, Value};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Input format: auto, jsonl, jepsen-edn, porcupine-etcd, porcupine-kv.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Model for linearizability: register, cas-register, kv, list (inferred when omitted).
+    #[arg(long)]
+    model: Option<String>,
+    /// The register's value before any write, as JSON (`0`, `"x"`); null by default.
+    #[arg(long)]
+    initial: Option<String>,
+    /// Time budget of each search, in seconds; past it the verdict is unknown.
+    #[arg(long, default_value_t = 60.0)]
+    time_limit: f64,
+    /// Memory budget of each search, in MiB; past it the verdict is unknown.
+    #[arg(long, default_value_t = 1024)]
+    memory_limit_mib: usize,
+    /// Checkers to run, comma-separated (default: every checker that applies).
+    #[arg(long, value_delimiter = ',')]
+    checkers: Option<Vec<String>>,
+    /// Print one linearization of each valid key.
+    #[arg(long)]
+    linearization: bool,
+    /// One JSON object per file, on its own line.
+    #[arg(long)]
+    json: bool,
+    /// History files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// Turns what the user typed into checked options.
+fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
+    let format = match args.format.as_str() {
+        "auto" => None,
+        f => Some(f.parse::<Format>().map_err(|e| anyhow::anyhow!("--format: {e}"))?),
+    };
+    let model = match &args.model {
+        Some(m) => Some(m.parse::<ModelName>().map_err(|e| anyhow::anyhow!("--model: {e}"))?),
+        None => None,
+    };
+    let initial = match &args.initial {
+        // A bare word that is not JSON is taken as a string, so `--initial a` works.
+        Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        None => Value::Null,
+    };
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
+        bail!(
+            "--time-limit must be a positive number of seconds, got {}",
+            args.time_limit
+        );
+    }
+    Ok(CheckOptions {
+        format,
+        model,
+        initial,
+        time_limit: Duration::from_secs_f64(args.time_limit),
+        memory_limit_bytes: args.memory_limit_mib.saturating_mul(1 << 20),
+        checkers: args.checkers.clone(),
+        want_linearization: args.linearization,
+    })
+}
+
+/// Runs the command; returns the exit code.
+pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
+    let opts = options(&args)?;
+    let mut validities = Vec::new();
+    let mut any_error = false;
+    let stdout = std::io::stdout();
+    for file in &args.files {
+        let result = check::check_file(file, &opts);
+        let mut out = stdout.lock();
+        match result {
+            Ok(report) => {
+                validities.push(report.valid);
+                if args.json {
+                    print_json(&mut out, &report)?;
+                } else {
+                    print_human(&mut out, &report)?;
+                }
+            }
+            Err(e) => {
+                any_error = true;
+                if args.json {
+                    writeln!(out, "{}", json!({"file": file, "error": e.to_string()}))?;
+                } else {
+                    eprintln!("faultline: {e}");
+                }
+            }
+        }
+        out.flush().context("writing to stdout")?;
+    }
+    Ok(check::exit_code(validities, any_error))
+}
+
+fn print_json(out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, report)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn verdict_word(v: Validity) -> &'static str {
+    match v {
+        Validity::Valid => "valid",
+        Validity::Invalid => "INVALID",
+        Validity::Unknown => "unknown",
+    }
+}
+
+fn print_human(out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{}: {} ({})",
+        report.file.display(),
+        verdict_word(report.valid),
+        report.format
+    )?;
+    for w in &report.warnings {
+        writeln!(out, "  warning: {w}")?;
+    }
+    for (name, v) in &report.checkers {
+        print_verdict(out, name, v)?;
+    }
+    Ok(())
+}
+
+fn print_verdict(out: &mut impl Write, name: &str, v: &Verdict) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "  {name:<20} {:<8} {:>8} ops {:>10.1} ms",
+        verdict_word(v.valid),
+        v.ops,
+        v.elapsed_ms
+    )?;
+    if let Some(r) = &v.unknown_reason {
+        writeln!(out, "    why unknown: {r}")?;
+    }
+    for a in &v.anomalies {
+        writeln!(out, "    {}: {}", a.kind, a.explanation)?;
+        for op in &a.ops {
+            writeln!(out, "      {}", op.describe())?;
+        }
+    }
+    if !v.details.is_null() && v.valid == Validity::Valid && v.details.get("linearization").is_some() {
+        writeln!(out, "    linearization: {}", v.details["linearization"])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Helpers shared by the `run_*` integration tests: the faultline-server
+//! binary (built on demand, bounded), a run environment in a temp dir, and a
+//! scan of /proc for anything a run left behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use faultline_harness::run::db::find_server_bin;
+use faultline_harness::run::RunEnv;
+
+/// The faultline-server binary, built with the same cargo and target dir as
+/// these tests if it is not there yet.
+pub fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = find_server_bin(None) {
+            return p;
+        }
+        let mut child = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "faultline-server", "--bin", "faultline-server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .spawn()
+            .expect("running cargo build for faultline-server");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "building faultline-server failed");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("building faultline-server took more than 600 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        find_server_bin(None).expect("faultline-server after building it")
+    })
+    .clone()
+}
+
+/// A run environment whose store is `dir`.
+pub fn env(dir: &Path) -> RunEnv {
+    RunEnv {
+        store_root: dir.to_owned(),
+        server_bin: server_bin(),
+        progress: false,
+    }
+}
+
+/// Processes whose command line mentions `needle` (every node of a run has
+/// its store folder in its `--data-dir`).
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push((pid, cmd));
+            }
+        }
+    }
+    out
+}
+
+/// The state letter of a process (R, S, T for stopped, ...), if it exists.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.trim_start().chars().next()
+}

@@ -2,7 +2,8 @@
 //! is well under 50 ms in total), its largest kv log, and a generated Jepsen
 //! `history.edn` of 20,000 lines. The Porcupine data is read from
 //! `shared/testdata/porcupine` into memory first, so the figures are parse
-//! time; those benches are skipped with a message when the data is absent.
+//! time (`_from_disk` adds opening and reading the files); those benches
+//! are skipped with a message when the data is absent.
 
 use std::hint::black_box;
 use std::io::Cursor;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use faultline_histories::import::edn::{parse_jepsen_edn, EdnOptions};
-use faultline_histories::import::porcupine::{parse_etcd_log, parse_kv_log};
+use faultline_histories::import::porcupine::{parse_etcd_log, parse_kv_log, read_etcd_log};
 
 fn porcupine_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/porcupine");
@@ -47,6 +48,13 @@ fn porcupine(c: &mut Criterion) {
         b.iter(|| {
             for (path, bytes) in &logs {
                 black_box(parse_etcd_log(&bytes[..], path).unwrap());
+            }
+        })
+    });
+    c.bench_function("porcupine/etcd_all_103_logs_from_disk", |b| {
+        b.iter(|| {
+            for (path, _) in &logs {
+                black_box(read_etcd_log(path).unwrap());
             }
         })
     });

@@ -15,7 +15,9 @@
 //!   value, since the completion's value is irrelevant. (A `:fail :write`,
 //!   which the logs never hold, would be a plain `fail`: it did nothing.) Lines without the
 //!   `jepsen.util - ` marker are log noise and skipped; a marked line with a
-//!   malformed field is an error naming line and field. Fields are separated
+//!   malformed field is an error naming line and field. Lines of Jepsen's
+//!   nemesis (`:nemesis :info :start nil`), which Porcupine's copies do not
+//!   hold but other Jepsen logs do, become nemesis events. Fields are separated
 //!   by tabs in most logs and by spaces in a few; both are read.
 //! - The `kv` logs (`{:process 0, :type :invoke, :f :get, :key "5", :value
 //!   nil}`), read with the EDN reader: `:get`, `:put` and `:append` become
@@ -74,12 +76,48 @@ pub fn parse_etcd_log<R: BufRead>(input: R, path: &Path) -> Result<History, Hist
             line,
             message,
         };
-        let entry = EtcdLine::parse(fields).map_err(parse_error)?;
-        let event = entry.into_event(position, &mut invoked).map_err(parse_error)?;
+        let event = match nemesis_event(fields, position) {
+            Some(event) => event,
+            None => EtcdLine::parse(fields).and_then(|entry| entry.into_event(position, &mut invoked)),
+        }
+        .map_err(parse_error)?;
         builder.push(event).map_err(|e| e.at_line(path, line))?;
         position += 1;
     }
     Ok(builder.finish())
+}
+
+/// The `type` field of an etcd log line.
+fn etcd_type(kind: &str) -> Result<EventType, String> {
+    Ok(match kind {
+        ":invoke" => EventType::Invoke,
+        ":ok" => EventType::Ok,
+        ":fail" => EventType::Fail,
+        ":info" => EventType::Info,
+        _ => {
+            return Err(format!(
+                "field `type`: expected :invoke, :ok, :fail or :info, got {kind:?}"
+            ))
+        }
+    })
+}
+
+/// A line of Jepsen's nemesis (`:nemesis :info :start nil`), if this is
+/// one: an event of [`Process::Nemesis`], its value the logged text (null
+/// for `nil`), since the nemesis logs values in no fixed shape.
+fn nemesis_event(fields: &str, position: u64) -> Option<Result<Event, String>> {
+    let (process, rest) = split_field(fields);
+    if process != ":nemesis" {
+        return None;
+    }
+    let (kind, rest) = split_field(rest);
+    let (f, rest) = split_field(rest);
+    let value = match rest.trim() {
+        "nil" => Value::Null,
+        text => Value::String(text.to_owned()),
+    };
+    let f = F::parse(f.strip_prefix(':').unwrap_or(f));
+    Some(etcd_type(kind).map(|kind| Event::new(position, position, Process::Nemesis, kind, f, value)))
 }
 
 /// The value field of an etcd log line.
@@ -142,18 +180,8 @@ impl EtcdLine {
         let value = rest.trim();
         let process = process
             .parse()
-            .map_err(|_| format!("field `process`: expected a non-negative integer, got {process:?}"))?;
-        let kind = match kind {
-            ":invoke" => EventType::Invoke,
-            ":ok" => EventType::Ok,
-            ":fail" => EventType::Fail,
-            ":info" => EventType::Info,
-            _ => {
-                return Err(format!(
-                    "field `type`: expected :invoke, :ok, :fail or :info, got {kind:?}"
-                ))
-            }
-        };
+            .map_err(|_| format!("field `process`: expected a non-negative integer or :nemesis, got {process:?}"))?;
+        let kind = etcd_type(kind)?;
         let f = match f {
             ":read" => F::Read,
             ":write" => F::Write,
@@ -411,6 +439,33 @@ INFO  jepsen.util - 6\t:invoke\t:cas\t[1 2]
     }
 
     #[test]
+    fn nemesis_lines_become_nemesis_events() {
+        let h = etcd(
+            "INFO  jepsen.util - :nemesis\t:info\t:start\tnil\n\
+             INFO  jepsen.util - 0\t:invoke\t:read\tnil\n\
+             INFO  jepsen.util - :nemesis\t:info\t:start\t[:isolated {\"n1\" #{\"n2\"}}]\n",
+        )
+        .unwrap();
+        assert_eq!(h.ops.len(), 1);
+        let nemesis: Vec<_> = h
+            .nemesis
+            .iter()
+            .map(|e| (e.index, e.f.to_string(), e.value.clone()))
+            .collect();
+        assert_eq!(
+            nemesis,
+            vec![
+                (0, "start".to_owned(), json!(null)),
+                (2, "start".to_owned(), json!("[:isolated {\"n1\" #{\"n2\"}}]")),
+            ]
+        );
+        assert_eq!(
+            etcd_err("INFO  jepsen.util - :nemesis\t:begin\t:start\tnil\n"),
+            "etcd.log:1: field `type`: expected :invoke, :ok, :fail or :info, got \":begin\""
+        );
+    }
+
+    #[test]
     fn an_empty_etcd_log_is_an_empty_history() {
         let h = etcd("").unwrap();
         assert!(h.ops.is_empty() && h.nemesis.is_empty());
@@ -421,7 +476,7 @@ INFO  jepsen.util - 6\t:invoke\t:cas\t[1 2]
         let ok = "INFO  jepsen.util - 0\t:invoke\t:read\tnil\n";
         assert_eq!(
             etcd_err(&format!("{ok}INFO  jepsen.util - x\t:ok\t:read\tnil\n")),
-            "etcd.log:2: field `process`: expected a non-negative integer, got \"x\""
+            "etcd.log:2: field `process`: expected a non-negative integer or :nemesis, got \"x\""
         );
         assert_eq!(
             etcd_err("INFO  jepsen.util - 0\t:done\t:read\tnil\n"),

@@ -417,6 +417,34 @@ mod tests {
         assert!(matches!(decode_request(body.as_bytes()), Err(ProtocolError::Limit(_))));
     }
 
+    proptest::proptest! {
+        /// The same property as the cargo-fuzz target, on every `cargo test`:
+        /// arbitrary bytes never panic the decoder or the frame reader.
+        #[test]
+        fn decoder_survives_random_bytes(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode_request(&data);
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mut rd: &[u8] = &data;
+                for _ in 0..64 {
+                    match read_frame(&mut rd, MAX_FRAME_BYTES).await {
+                        Ok(Some(body)) => { let _ = decode_request(&body); }
+                        _ => break,
+                    }
+                }
+            });
+        }
+
+        /// Structured garbage: JSON objects with random ops and fields.
+        #[test]
+        fn decoder_survives_random_json(op in "[a-z_]{0,12}", key in proptest::option::of(".{0,20}"), id in proptest::num::u64::ANY) {
+            let body = serde_json::json!({"id": id, "op": op, "key": key, "keys": [key]});
+            if let Ok(req) = decode_request(body.to_string().as_bytes()) {
+                proptest::prop_assert_eq!(req.id, id);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn frame_limit_is_checked_before_reading() {
         let mut data: &[u8] = &[0xff, 0xff, 0xff, 0xff, 1, 2];

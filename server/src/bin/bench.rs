@@ -1,1 +1,452 @@
-fn main() {}
+//! `faultline-server-bench`: write and read throughput and latency of a
+//! local 3-node cluster, one row per acknowledgement policy.
+//!
+//! It starts real `faultline-server` processes (the binary next to this
+//! one) on loopback ports with temporary data directories, drives them with
+//! N concurrent clients (each one request at a time) for a fixed time per
+//! phase, prints a table, and kills every process it started, also on error.
+//! Usage: `faultline-server-bench [--clients 32] [--secs 5]
+//! [--acks majority,any:1,none] [--fsync always] [--etcd PATH]`.
+
+use anyhow::{bail, Context, Result};
+use faultline_server::protocol::Outcome;
+use faultline_server::Client;
+use serde_json::Value;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most seconds a phase may be asked to run.
+const PHASE_SECS_MAX: u64 = 120;
+/// Most concurrent clients.
+const CLIENTS_MAX: usize = 1024;
+
+struct Opts {
+    clients: usize,
+    secs: u64,
+    acks: Vec<String>,
+    fsync: String,
+    etcd: Option<PathBuf>,
+}
+
+fn parse_opts() -> Result<Opts> {
+    let mut o = Opts {
+        clients: 32,
+        secs: 5,
+        acks: vec!["majority".into(), "any:1".into(), "none".into()],
+        fsync: "always".into(),
+        etcd: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v = args.next().with_context(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--clients" => o.clients = v.parse()?,
+            "--secs" => o.secs = v.parse()?,
+            "--acks" => o.acks = v.split(',').map(str::to_string).collect(),
+            "--fsync" => o.fsync = v,
+            "--etcd" => o.etcd = Some(PathBuf::from(v)),
+            _ => bail!("unknown flag {a}"),
+        }
+    }
+    if o.clients == 0 || o.clients > CLIENTS_MAX || o.secs == 0 || o.secs > PHASE_SECS_MAX {
+        bail!("need 1..={CLIENTS_MAX} clients and 1..={PHASE_SECS_MAX} seconds");
+    }
+    Ok(o)
+}
+
+/// Child processes killed on drop, whatever happens.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(tag: &str) -> Result<TmpDir> {
+        let p = std::env::temp_dir().join(format!(
+            "faultline-bench-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p)?;
+        Ok(TmpDir(p))
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn server_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("faultline-server");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p faultline-server)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn start_cluster(settings: &str, dir: &Path) -> Result<(Procs, Vec<String>)> {
+    let bin = server_binary()?;
+    let ids = ["n1", "n2", "n3"];
+    let addrs: Vec<String> = ids
+        .iter()
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<Result<_>>()?;
+    let mut procs = Procs(Vec::new());
+    for (i, id) in ids.iter().enumerate() {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--node", id, "--listen", &addrs[i]])
+            .arg("--data-dir")
+            .arg(dir.join(id))
+            .args(["--settings", settings])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (j, peer) in ids.iter().enumerate() {
+            if i != j {
+                cmd.args(["--peer", &format!("{peer}={}", addrs[j])]);
+            }
+        }
+        procs.0.push(cmd.spawn().context("starting faultline-server")?);
+    }
+    Ok((procs, addrs))
+}
+
+async fn find_leader(addrs: &[String]) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for a in addrs {
+            if let Ok(mut c) = Client::connect(a, Duration::from_millis(500)).await {
+                let r = c.status().await;
+                if r.status.is_some_and(|s| s.main.role == "leader") {
+                    return Ok(a.clone());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("no leader elected")
+}
+
+#[derive(Default)]
+struct Stats {
+    ok: usize,
+    not_ok: usize,
+    lat_us: Vec<u64>,
+    secs: f64,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.secs
+    }
+
+    fn pct_ms(&mut self, p: f64) -> f64 {
+        if self.lat_us.is_empty() {
+            return f64::NAN;
+        }
+        self.lat_us.sort_unstable();
+        let i = ((self.lat_us.len() as f64 - 1.0) * p).round() as usize;
+        self.lat_us[i] as f64 / 1000.0
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Write,
+    Read,
+}
+
+/// Runs `clients` closed-loop clients against `addr` for `secs`.
+async fn drive(addr: &str, clients: usize, secs: u64, phase: Phase) -> Result<Stats> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let addr = Arc::new(addr.to_string());
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let mut cl = Client::connect(&addr, Duration::from_secs(5)).await?;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let key = format!("c{c}-k{}", i % 64);
+                let t = Instant::now();
+                let r = match phase {
+                    Phase::Write => cl.write(&key, Value::from(i)).await,
+                    Phase::Read => cl.read(&key).await,
+                };
+                if r.result == Outcome::Ok {
+                    stats.ok += 1;
+                    stats.lat_us.push(t.elapsed().as_micros() as u64);
+                } else {
+                    stats.not_ok += 1;
+                }
+                i += 1;
+            }
+            anyhow::Ok(stats)
+        }));
+    }
+    let mut all = Stats::default();
+    for t in tasks {
+        let s = t.await??;
+        all.ok += s.ok;
+        all.not_ok += s.not_ok;
+        all.lat_us.extend(s.lat_us);
+    }
+    all.secs = start.elapsed().as_secs_f64();
+    Ok(all)
+}
+
+struct Row {
+    name: String,
+    write: Stats,
+    read: Stats,
+}
+
+async fn bench_ack(o: &Opts, ack: &str) -> Result<Row> {
+    let dir = TmpDir::new(&ack.replace(':', "-"))?;
+    let settings = format!("ack={ack},fsync={},failover=fenced,reads=leader", o.fsync);
+    let (_procs, addrs) = start_cluster(&settings, &dir.0)?;
+    let leader = find_leader(&addrs).await?;
+    // Warm up: links and the leader's first entries.
+    drive(&leader, 4, 1, Phase::Write).await?;
+    let write = drive(&leader, o.clients, o.secs, Phase::Write).await?;
+    let read = drive(&leader, o.clients, o.secs, Phase::Read).await?;
+    Ok(Row {
+        name: format!("ack={ack} fsync={}", o.fsync),
+        write,
+        read,
+    })
+}
+
+fn print_table(rows: &mut [Row], clients: usize) {
+    println!("3 nodes on loopback, {clients} concurrent clients, one request at a time each");
+    println!("| setting | writes/s | write p50 ms | write p99 ms | not ok | reads/s | read p50 ms | read p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows.iter_mut() {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {:.2} |",
+            r.name,
+            r.write.rate(),
+            r.write.pct_ms(0.5),
+            r.write.pct_ms(0.99),
+            r.write.not_ok + r.read.not_ok,
+            r.read.rate(),
+            r.read.pct_ms(0.5),
+            r.read.pct_ms(0.99),
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let o = parse_opts()?;
+    let mut rows = Vec::new();
+    for ack in &o.acks {
+        eprintln!("benchmarking ack={ack} ...");
+        rows.push(bench_ack(&o, ack).await?);
+    }
+    if let Some(etcd) = &o.etcd {
+        eprintln!("benchmarking etcd at {} ...", etcd.display());
+        rows.push(etcd_bench::run(etcd, o.clients, o.secs).await?);
+    }
+    print_table(&mut rows, o.clients);
+    Ok(())
+}
+
+mod etcd_bench {
+    //! The same closed loop against a local 3-member etcd cluster, through
+    //! its JSON gateway (`/v3/kv/put`, `/v3/kv/range`) over keep-alive
+    //! HTTP/1.1, so both systems are measured with the same client shape.
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    fn b64(s: &str) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, x| (acc << 8) | *x as u32) << (8 * (3 - chunk.len()));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    struct Http {
+        stream: BufReader<TcpStream>,
+        host: String,
+    }
+
+    impl Http {
+        async fn connect(addr: &str) -> Result<Http> {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Http {
+                stream: BufReader::new(s),
+                host: addr.to_string(),
+            })
+        }
+
+        async fn post(&mut self, path: &str, body: &str) -> Result<u16> {
+            let req = format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                self.host,
+                body.len()
+            );
+            self.stream.get_mut().write_all(req.as_bytes()).await?;
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await?;
+            let code: u16 = line.split_whitespace().nth(1).unwrap_or("0").parse()?;
+            let mut len = 0usize;
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await?;
+                let l = line.trim();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse()?;
+                }
+            }
+            let mut buf = vec![0u8; len.min(1 << 20)];
+            self.stream.read_exact(&mut buf).await?;
+            Ok(code)
+        }
+    }
+
+    fn start(etcd: &Path, dir: &Path) -> Result<(Procs, Vec<String>)> {
+        let ids = ["e1", "e2", "e3"];
+        let client: Vec<String> = ids
+            .iter()
+            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Result<_>>()?;
+        let peer: Vec<String> = ids
+            .iter()
+            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Result<_>>()?;
+        let initial: Vec<String> = ids
+            .iter()
+            .zip(&peer)
+            .map(|(id, p)| format!("{id}=http://{p}"))
+            .collect();
+        let mut procs = Procs(Vec::new());
+        for (i, id) in ids.iter().enumerate() {
+            let child = Command::new(etcd)
+                .args(["--name", id])
+                .arg("--data-dir")
+                .arg(dir.join(id))
+                .args(["--listen-client-urls", &format!("http://{}", client[i])])
+                .args(["--advertise-client-urls", &format!("http://{}", client[i])])
+                .args(["--listen-peer-urls", &format!("http://{}", peer[i])])
+                .args(["--initial-advertise-peer-urls", &format!("http://{}", peer[i])])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting etcd")?;
+            procs.0.push(child);
+        }
+        Ok((procs, client))
+    }
+
+    async fn drive(addr: &str, clients: usize, secs: u64, write: bool) -> Result<Stats> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let addr = addr.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut st = Stats::default();
+                let mut http = Http::connect(&addr).await?;
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let key = b64(&format!("c{c}-k{}", i % 64));
+                    let t = Instant::now();
+                    let code = if write {
+                        let body = format!(r#"{{"key":"{key}","value":"{}"}}"#, b64(&i.to_string()));
+                        http.post("/v3/kv/put", &body).await?
+                    } else {
+                        http.post("/v3/kv/range", &format!(r#"{{"key":"{key}"}}"#)).await?
+                    };
+                    if code == 200 {
+                        st.ok += 1;
+                        st.lat_us.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        st.not_ok += 1;
+                    }
+                    i += 1;
+                }
+                anyhow::Ok(st)
+            }));
+        }
+        let mut all = Stats::default();
+        for t in tasks {
+            let s = t.await??;
+            all.ok += s.ok;
+            all.not_ok += s.not_ok;
+            all.lat_us.extend(s.lat_us);
+        }
+        all.secs = start.elapsed().as_secs_f64();
+        Ok(all)
+    }
+
+    async fn wait_ready(addrs: &[String]) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            for a in addrs {
+                if let Ok(mut h) = Http::connect(a).await {
+                    let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("w"), b64("1"));
+                    if let Ok(200) = h.post("/v3/kv/put", &body).await {
+                        return Ok(a.clone());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("etcd cluster never became ready")
+    }
+
+    pub async fn run(etcd: &Path, clients: usize, secs: u64) -> Result<Row> {
+        let dir = TmpDir::new("etcd")?;
+        let (_procs, addrs) = start(etcd, &dir.0)?;
+        let addr = wait_ready(&addrs).await?;
+        let write = drive(&addr, clients, secs, true).await?;
+        let read = drive(&addr, clients, secs, false).await?;
+        Ok(Row {
+            name: "etcd (3 members, default: fsync, linearizable reads)".into(),
+            write,
+            read,
+        })
+    }
+}

@@ -25,7 +25,7 @@
 pub mod reader;
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde_json::{Map, Number, Value};
@@ -54,7 +54,8 @@ pub fn read_jepsen_edn(path: &Path, options: &EdnOptions) -> Result<History, His
         path: path.to_owned(),
         source,
     })?;
-    parse_jepsen_edn(BufReader::with_capacity(1 << 16, file), path, options)
+    // No BufReader: the EDN reader reads in large blocks of its own.
+    parse_jepsen_edn(file, path, options)
 }
 
 /// Reads a Jepsen history from any seekable input (a file, a
@@ -156,13 +157,13 @@ impl<R: Read> OpForms<R> {
 
 /// Builds an event from one operation form; the error names the field.
 fn event_from_form(form: Edn, position: u64) -> Result<(Event, Edn), String> {
-    let entries = match form {
-        Edn::Map(entries) => entries,
-        Edn::Tagged(_, inner) if matches!(*inner, Edn::Map(_)) => match *inner {
-            Edn::Map(entries) => entries,
-            _ => unreachable!("matched a map above"),
-        },
-        other => return Err(format!("expected an operation map, got {}", shorten(&other))),
+    // A record (`#jepsen.history.Op{...}`) is its map.
+    let form = match form {
+        Edn::Tagged(_, inner) if matches!(*inner, Edn::Map(_)) => *inner,
+        other => other,
+    };
+    let Edn::Map(entries) = form else {
+        return Err(format!("expected an operation map, got {}", shorten(&form)));
     };
     let mut fields = OpFields::default();
     let mut event = Event::new(
@@ -312,21 +313,14 @@ fn key_of(v: &Edn) -> Option<Key> {
 
 /// `[key value]` into its parts.
 fn split_tuple(v: Edn) -> Result<(Key, Edn), String> {
-    if let Edn::Vector(items) = &v {
-        if let [k, _] = items.as_slice() {
-            if let Some(key) = key_of(k) {
-                let value = match v {
-                    Edn::Vector(mut items) => items.pop().unwrap_or_default(),
-                    _ => unreachable!("matched a vector above"),
-                };
-                return Ok((key, value));
-            }
-        }
+    const WANTED: &str = "a jepsen.independent [key value] tuple with an integer, string or keyword key";
+    match v {
+        Edn::Vector(mut items) if items.len() == 2 => match key_of(&items[0]) {
+            Some(key) => Ok((key, items.pop().unwrap_or_default())),
+            None => Err(expected(WANTED, &Edn::Vector(items))),
+        },
+        other => Err(expected(WANTED, &other)),
     }
-    Err(expected(
-        "a jepsen.independent [key value] tuple with an integer, string or keyword key",
-        &v,
-    ))
 }
 
 /// `[k v]` with a key first; for a cas, `v` must itself be the `[old new]`
@@ -564,6 +558,7 @@ mod tests {
         assert_eq!(err("{:type :ok, :process 0}"), "history.edn:1: missing field `:f`");
         assert_eq!(err("{:type :ok, :f :read}"), "history.edn:1: missing field `:process`");
         assert_eq!(err("[1 2]"), "history.edn:1: expected an operation map, got 1");
+        assert_eq!(err("#op 7"), "history.edn:1: expected an operation map, got #op 7");
         assert_eq!(
             err("[{:type :ok"),
             "history.edn:1: the file ends before the closing `}`"
@@ -583,6 +578,18 @@ mod tests {
             e,
             "history.edn:1: field `:value`: expected a jepsen.independent [key value] tuple with an integer, string or keyword key, got nil"
         );
+    }
+
+    #[test]
+    fn forced_independence_rejects_a_tuple_without_a_key() {
+        let e = parse("{:type :invoke, :f :read, :process 0, :value [[1] nil]}\n", Some(true))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("history.edn:1: field `:value`: expected a jepsen.independent"),
+            "{e}"
+        );
+        assert!(e.ends_with("got [[1] nil]"), "{e}");
     }
 
     #[test]

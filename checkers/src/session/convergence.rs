@@ -26,7 +26,7 @@ struct FinalRead<'h> {
 
 pub fn check(a: &Analysis<'_>) -> Judged {
     let h = a.core.history;
-    let finals: Vec<&Op> = h.ops.iter().filter(|op| op.is_final).collect();
+    let finals: Vec<&Op> = a.core.final_ops.iter().map(|&i| &h.ops[i as usize]).collect();
     if finals.is_empty() {
         return Judged::NotApplicable("no final reads (\"final\": true) in the history".into());
     }

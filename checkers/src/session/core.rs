@@ -92,6 +92,15 @@ pub struct WriteRec {
     /// Another operation wrote the same value to the same key: reads of it
     /// cannot name their writer.
     pub ambiguous: bool,
+    /// The writing process, interned ([`Core::procs`]).
+    pub proc: u32,
+    /// When the operation was invoked.
+    pub invoke: u64,
+    /// When it completed, if it completed ok; `u64::MAX` otherwise (it may
+    /// take effect at any time, or never).
+    pub done_ok: u64,
+    /// It certainly did not take effect.
+    pub failed: bool,
 }
 
 /// What a read saw of one key.
@@ -109,6 +118,15 @@ pub enum State {
 pub struct ReadRec {
     pub op: u32,
     pub key: u32,
+    /// The reading process, interned ([`Core::procs`]).
+    pub proc: u32,
+    /// The node that answered, or [`NONE`].
+    pub node: u32,
+    /// When the read was invoked and when it completed.
+    pub invoke: u64,
+    pub done: u64,
+    /// A final read, taken after healing.
+    pub is_final: bool,
     pub micro: u32,
     pub ev: u32,
     pub state: State,
@@ -128,6 +146,8 @@ pub struct Core<'h> {
     pub keys: Vec<Key>,
     /// True for keys that are lists (appended to, or read as arrays).
     pub list_key: Vec<bool>,
+    /// Interned processes: `procs[i]` is process `i` of the records.
+    pub procs: Vec<Process>,
     pub writes: Vec<WriteRec>,
     pub reads: Vec<ReadRec>,
     /// Reads and writes in the order operations were invoked; within a
@@ -137,10 +157,13 @@ pub struct Core<'h> {
     pub unattributed_reads: usize,
     /// Operations that took part (read or wrote something).
     pub ops_seen: usize,
+    /// Indexes of the final operations (`"final": true`), in order.
+    pub final_ops: Vec<u32>,
 }
 
 /// A read or write found in one operation, before values are resolved.
 struct Raw<'a> {
+    op: u32,
     key: u32,
     micro: u32,
     kind: RawKind<'a>,
@@ -156,84 +179,107 @@ impl<'h> Core<'h> {
     /// Derives the core of `history`.
     pub fn derive(history: &'h History) -> Core<'h> {
         let mut keys = KeyTable::new(history);
-        let mut raws: Vec<(u32, Vec<Raw<'h>>)> = Vec::with_capacity(history.ops.len());
+        let mut raws: Vec<Raw<'h>> = Vec::with_capacity(history.ops.len() + history.ops.len() / 4);
+        let (mut ops_seen, mut final_ops) = (0, Vec::new());
+        let mut proc_ids: FxMap<Process, u32> = FxMap::default();
+        let mut procs = Vec::new();
+        let mut op_proc = Vec::with_capacity(history.ops.len());
         for (i, op) in history.ops.iter().enumerate() {
-            let r = raw_steps(op, &mut keys);
-            if !r.is_empty() {
-                raws.push((i as u32, r));
+            let before = raws.len();
+            raw_steps(i as u32, op, &mut keys, &mut raws);
+            ops_seen += usize::from(raws.len() > before);
+            if op.is_final {
+                final_ops.push(i as u32);
             }
+            op_proc.push(*proc_ids.entry(op.process).or_insert_with(|| {
+                procs.push(op.process);
+                procs.len() as u32 - 1
+            }));
         }
         let list_key = classify_keys(&keys.keys, &raws);
         let mut core = Core {
             history,
             list_key,
+            procs,
             keys: keys.keys,
-            writes: Vec::new(),
-            reads: Vec::new(),
-            events: Vec::new(),
+            writes: Vec::with_capacity(raws.len() / 2),
+            reads: Vec::with_capacity(raws.len() / 2),
+            events: Vec::with_capacity(raws.len()),
             unattributed_reads: 0,
-            ops_seen: raws.len(),
+            ops_seen,
+            final_ops,
         };
-        let writers = core.collect_writes(&raws);
-        core.collect_reads(&raws, &writers);
+        let writers = core.collect_writes(&raws, &op_proc);
+        core.collect_reads(&raws, &writers, &op_proc);
         core
     }
 
-    fn collect_writes(&mut self, raws: &[(u32, Vec<Raw<'h>>)]) -> FxMap<(u32, ValKey), u32> {
+    fn collect_writes(&mut self, raws: &[Raw<'h>], op_proc: &[u32]) -> FxMap<(u32, ValKey), u32> {
         let mut writers: FxMap<(u32, ValKey), u32> = FxMap::default();
-        writers.reserve(raws.len());
-        for (op, steps) in raws {
-            for s in steps {
-                let RawKind::Write(v, _) = s.kind else { continue };
-                let id = self.writes.len() as u32;
-                let mut ambiguous = false;
-                match writers.entry((s.key, ValKey::of(v))) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        self.writes[*e.get() as usize].ambiguous = true;
-                        ambiguous = true;
-                    }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(id);
-                    }
+        writers.reserve(raws.len() / 2);
+        for s in raws {
+            let RawKind::Write(v, _) = s.kind else { continue };
+            let id = self.writes.len() as u32;
+            let mut ambiguous = false;
+            match writers.entry((s.key, ValKey::of(v))) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    self.writes[*e.get() as usize].ambiguous = true;
+                    ambiguous = true;
                 }
-                self.writes.push(WriteRec {
-                    op: *op,
-                    key: s.key,
-                    micro: s.micro,
-                    ev: NONE,
-                    ambiguous,
-                });
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(id);
+                }
             }
+            let op = &self.history.ops[s.op as usize];
+            let done_ok = match (op.outcome, op.complete_time) {
+                (Outcome::Ok, Some(t)) => t,
+                _ => u64::MAX,
+            };
+            self.writes.push(WriteRec {
+                op: s.op,
+                key: s.key,
+                micro: s.micro,
+                ev: NONE,
+                ambiguous,
+                proc: op_proc[s.op as usize],
+                invoke: op.invoke_time,
+                done_ok,
+                failed: op.outcome == Outcome::Fail,
+            });
         }
         writers
     }
 
     /// Resolves reads to writers and lays out the event order.
-    fn collect_reads(&mut self, raws: &[(u32, Vec<Raw<'h>>)], writers: &FxMap<(u32, ValKey), u32>) {
+    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &FxMap<(u32, ValKey), u32>, op_proc: &[u32]) {
         let mut next_write = 0u32;
-        for (op, steps) in raws {
-            for s in steps {
-                match s.kind {
-                    RawKind::Write(..) => {
-                        self.writes[next_write as usize].ev = self.events.len() as u32;
-                        self.events.push(Ev::Write(next_write));
-                        next_write += 1;
-                    }
-                    RawKind::Read(v) => match self.resolve(s.key, v, writers) {
-                        Some(state) => {
-                            let id = self.reads.len() as u32;
-                            self.reads.push(ReadRec {
-                                op: *op,
-                                key: s.key,
-                                micro: s.micro,
-                                ev: self.events.len() as u32,
-                                state,
-                            });
-                            self.events.push(Ev::Read(id));
-                        }
-                        None => self.unattributed_reads += 1,
-                    },
+        for s in raws {
+            match s.kind {
+                RawKind::Write(..) => {
+                    self.writes[next_write as usize].ev = self.events.len() as u32;
+                    self.events.push(Ev::Write(next_write));
+                    next_write += 1;
                 }
+                RawKind::Read(v) => match self.resolve(s.key, v, writers) {
+                    Some(state) => {
+                        let id = self.reads.len() as u32;
+                        let op = &self.history.ops[s.op as usize];
+                        self.reads.push(ReadRec {
+                            op: s.op,
+                            key: s.key,
+                            proc: op_proc[s.op as usize],
+                            node: op.node.map_or(NONE, |n| n.0),
+                            invoke: op.invoke_time,
+                            done: op.complete_time.unwrap_or(u64::MAX),
+                            is_final: op.is_final,
+                            micro: s.micro,
+                            ev: self.events.len() as u32,
+                            state,
+                        });
+                        self.events.push(Ev::Read(id));
+                    }
+                    None => self.unattributed_reads += 1,
+                },
             }
         }
     }
@@ -301,17 +347,17 @@ impl<'h> Core<'h> {
 
     /// The process of a write.
     pub fn wproc(&self, w: u32) -> Process {
-        self.wop(w).process
+        self.procs[self.writes[w as usize].proc as usize]
     }
 
     /// The process of a read.
     pub fn rproc(&self, r: u32) -> Process {
-        self.rop(r).process
+        self.procs[self.reads[r as usize].proc as usize]
     }
 
     /// True when the write certainly took effect.
     pub fn w_ok(&self, w: u32) -> bool {
-        self.wop(w).outcome == Outcome::Ok
+        self.writes[w as usize].done_ok != u64::MAX
     }
 }
 
@@ -321,92 +367,115 @@ fn micro(v: &Value, i: u32) -> Option<&Value> {
 }
 
 /// Interns keys: the history's first, then keys found in transactions.
+/// Looked up by `&str` or integer, so a micro-op's key is not copied.
 struct KeyTable {
     keys: Vec<Key>,
-    ids: HashMap<Key, u32>,
+    strs: HashMap<String, u32>,
+    ints: FxMap<i64, u32>,
 }
 
 impl KeyTable {
     fn new(h: &History) -> KeyTable {
-        let ids = h.keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u32)).collect();
-        KeyTable {
+        let mut t = KeyTable {
             keys: h.keys.clone(),
-            ids,
+            strs: HashMap::new(),
+            ints: FxMap::default(),
+        };
+        for (i, k) in h.keys.iter().enumerate() {
+            match k {
+                Key::Str(s) => t.strs.insert(s.clone(), i as u32),
+                Key::Int(n) => t.ints.insert(*n, i as u32),
+            };
         }
+        t
     }
 
     /// The id of a key named inside a micro-op, if it is a string or integer.
     fn of_json(&mut self, v: &Value) -> Option<u32> {
-        let key = match v {
-            Value::String(s) => Key::Str(s.clone()),
-            Value::Number(n) => Key::Int(n.as_i64()?),
+        let found = match v {
+            Value::String(s) => self.strs.get(s.as_str()).copied(),
+            Value::Number(n) => self.ints.get(&n.as_i64()?).copied(),
             _ => return None,
         };
-        if let Some(id) = self.ids.get(&key) {
-            return Some(*id);
+        if found.is_some() {
+            return found;
         }
         let id = self.keys.len() as u32;
-        self.keys.push(key.clone());
-        self.ids.insert(key, id);
+        match v {
+            Value::String(s) => {
+                self.strs.insert(s.clone(), id);
+                self.keys.push(Key::Str(s.clone()));
+            }
+            _ => {
+                let n = v.as_i64()?;
+                self.ints.insert(n, id);
+                self.keys.push(Key::Int(n));
+            }
+        }
         Some(id)
     }
 }
 
-/// The reads and writes one operation performed. Writes are kept whatever
-/// their outcome (a failed write must never be read; an indeterminate one
-/// may be); reads only when the operation completed ok.
-fn raw_steps<'h>(op: &'h Op, keys: &mut KeyTable) -> Vec<Raw<'h>> {
+/// The reads and writes operation `i` performed, appended to `out`. Writes
+/// are kept whatever their outcome (a failed write must never be read; an
+/// indeterminate one may be); reads only when the operation completed ok.
+fn raw_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>) {
     let ok = op.outcome == Outcome::Ok;
     let Some(key) = op.key.map(|k| k.0) else {
-        return if op.f == F::Txn {
-            txn_steps(op, keys)
-        } else {
-            Vec::new()
-        };
+        if op.f == F::Txn {
+            txn_steps(i, op, keys, out);
+        }
+        return;
     };
-    let one = |kind| vec![Raw { key, micro: NONE, kind }];
+    let mut one = |kind| {
+        out.push(Raw {
+            op: i,
+            key,
+            micro: NONE,
+            kind,
+        })
+    };
     match op.f {
         F::Read if ok => one(RawKind::Read(&op.output)),
         F::Write => one(RawKind::Write(&op.input, false)),
         F::Append => one(RawKind::Write(&op.input, true)),
-        F::Cas => cas_steps(op, key),
-        F::Txn => txn_steps(op, keys),
-        _ => Vec::new(),
+        F::Cas => cas_steps(i, op, key, out),
+        F::Txn => txn_steps(i, op, keys, out),
+        _ => {}
     }
 }
 
 /// An ok cas read its expected value and wrote its new one; any other cas
 /// only (maybe) wrote.
-fn cas_steps(op: &Op, key: u32) -> Vec<Raw<'_>> {
+fn cas_steps<'h>(i: u32, op: &'h Op, key: u32, out: &mut Vec<Raw<'h>>) {
     let Some([expected, new]) = op.input.as_array().map(|a| a.as_slice()) else {
-        return Vec::new();
+        return;
     };
-    let mut v = Vec::with_capacity(2);
     if op.outcome == Outcome::Ok {
-        v.push(Raw {
+        out.push(Raw {
+            op: i,
             key,
             micro: NONE,
             kind: RawKind::Read(expected),
         });
     }
-    v.push(Raw {
+    out.push(Raw {
+        op: i,
         key,
         micro: NONE,
         kind: RawKind::Write(new, false),
     });
-    v
 }
 
 /// The micro-ops of a transaction: reads from its result (when ok), writes
 /// from its argument.
-fn txn_steps<'h>(op: &'h Op, keys: &mut KeyTable) -> Vec<Raw<'h>> {
+fn txn_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>) {
     let ok = op.outcome == Outcome::Ok;
     let source = if ok { &op.output } else { &op.input };
     let Some(micros) = source.as_array() else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::with_capacity(micros.len());
-    for (i, m) in micros.iter().enumerate() {
+    for (m_i, m) in micros.iter().enumerate() {
         let Some([f, k, v]) = m.as_array().map(|a| a.as_slice()) else {
             continue;
         };
@@ -418,23 +487,21 @@ fn txn_steps<'h>(op: &'h Op, keys: &mut KeyTable) -> Vec<Raw<'h>> {
             _ => continue,
         };
         out.push(Raw {
+            op: i,
             key,
-            micro: i as u32,
+            micro: m_i as u32,
             kind,
         });
     }
-    out
 }
 
 /// A key is a list when something appends to it or reads it as an array.
-fn classify_keys(keys: &[Key], raws: &[(u32, Vec<Raw<'_>>)]) -> Vec<bool> {
+fn classify_keys(keys: &[Key], raws: &[Raw<'_>]) -> Vec<bool> {
     let mut list = vec![false; keys.len()];
-    for (_, steps) in raws {
-        for s in steps {
-            match s.kind {
-                RawKind::Write(_, true) | RawKind::Read(Value::Array(_)) => list[s.key as usize] = true,
-                _ => {}
-            }
+    for s in raws {
+        match s.kind {
+            RawKind::Write(_, true) | RawKind::Read(Value::Array(_)) => list[s.key as usize] = true,
+            _ => {}
         }
     }
     list

@@ -5,7 +5,7 @@
 //! so they all read the same way: "process 7 wrote 12 to k3 (op 881, ok at
 //! 3.200 s), then read k3 at 3.400 s (op 902) and saw 9".
 
-use faultline_histories::{Op, Outcome};
+use faultline_histories::Op;
 use serde_json::Value;
 
 use super::core::{Core, State, NONE};
@@ -126,7 +126,7 @@ pub fn wop_opt<'h>(core: &Core<'h>, w: u32) -> Option<&'h Op> {
 
 /// True when a write is known to have failed (it must never be read).
 pub fn failed(core: &Core<'_>, w: u32) -> bool {
-    w != NONE && core.wop(w).outcome == Outcome::Fail
+    w != NONE && core.writes[w as usize].failed
 }
 
 /// An anomaly about key `k` proven by `ops`.

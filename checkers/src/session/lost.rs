@@ -26,12 +26,12 @@ use crate::verdict::Anomaly;
 
 pub fn check(a: &Analysis<'_>) -> Judged {
     let core = &a.core;
-    if !core.history.ops.iter().any(|op| op.is_final) {
+    if core.final_ops.is_empty() {
         return Judged::NotApplicable("no final reads (\"final\": true) in the history".into());
     }
     let mut finals: FxMap<u32, Vec<u32>> = FxMap::default();
     for (r, rec) in core.reads.iter().enumerate() {
-        if core.rop(r as u32).is_final {
+        if rec.is_final {
             finals.entry(rec.key).or_default().push(r as u32);
         }
     }

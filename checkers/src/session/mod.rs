@@ -160,6 +160,19 @@ impl Kind {
         }
     }
 
+    /// Rough order of cost on large histories, costliest first (0).
+    fn cost_rank(self) -> u8 {
+        match self {
+            Kind::WritesFollowReads => 0,
+            Kind::ConsistentPrefix => 1,
+            Kind::MonotonicReads => 2,
+            Kind::MonotonicWrites => 3,
+            Kind::ReadYourWrites => 4,
+            Kind::LostWrites => 5,
+            Kind::Convergence => 6,
+        }
+    }
+
     fn judge(self, a: &Analysis<'_>) -> Judged {
         match self {
             Kind::ReadYourWrites => ryw::check(a),
@@ -285,7 +298,7 @@ pub fn applicable(history: &History) -> Vec<Box<dyn Checker + Send + Sync>> {
 
 /// Runs the named checkers (names or aliases; all of them when `names` is
 /// empty) on `history`, deriving the shared tables once and spreading the
-/// checkers over two threads. Returns `(name, verdict)` in the order asked,
+/// checkers over two threads, costliest first. Returns `(name, verdict)` in the order asked,
 /// or the first unknown name as the error. Each verdict's time includes the
 /// shared derivation.
 pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str, Verdict)>, String> {
@@ -302,10 +315,22 @@ pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str,
         let start = Instant::now();
         (k.name(), k.judge(&a).into_verdict(a.derive_time + start.elapsed()))
     };
-    let (even, odd): (Vec<_>, Vec<_>) = kinds.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    // The costliest first, pulled by two threads as they free up.
+    let mut queue: Vec<usize> = (0..kinds.len()).collect();
+    queue.sort_by_key(|&i| kinds[i].cost_rank());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = queue.get(at) else { break };
+            done.push((i, judge(kinds[i])));
+        }
+        done
+    };
     let mut out: Vec<(usize, (&'static str, Verdict))> = std::thread::scope(|s| {
-        let other = s.spawn(|| odd.iter().map(|(i, k)| (*i, judge(**k))).collect::<Vec<_>>());
-        let mut mine: Vec<_> = even.iter().map(|(i, k)| (*i, judge(**k))).collect();
+        let other = s.spawn(work);
+        let mut mine = work();
         mine.extend(other.join().expect("a checker thread panicked"));
         mine
     });

@@ -16,7 +16,6 @@
 
 use std::collections::HashSet;
 
-use faultline_histories::{NodeId, Process};
 use serde_json::{json, Map};
 
 use super::core::{Core, Ev, FxMap, State, NONE};
@@ -38,7 +37,7 @@ struct Seen {
 
 pub fn check_reads(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let mut seen: FxMap<(Process, u32), Seen> = FxMap::default();
+    let mut seen: FxMap<(u32, u32), Seen> = FxMap::default();
     let mut found = Found::default();
     let mut checked = 0usize;
     for ev in &core.events {
@@ -50,7 +49,7 @@ pub fn check_reads(a: &Analysis<'_>) -> Judged {
             }
         }
         let fresh = Seen { read: r, best: NONE };
-        let entry = seen.entry((core.rproc(r), rec.key));
+        let entry = seen.entry((rec.proc, rec.key));
         let prev = match entry {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(advance(core, orders, fresh, r));
@@ -77,7 +76,8 @@ fn advance(core: &Core<'_>, orders: &Orders, prev: Seen, r: u32) -> Seen {
     let rec = &core.reads[r as usize];
     match &rec.state {
         State::Reg(x) => {
-            let newer = *x != NONE && (prev.best == NONE || core.wop(*x).invoke_time > core.wop(prev.best).invoke_time);
+            let newer = *x != NONE
+                && (prev.best == NONE || core.writes[*x as usize].invoke > core.writes[prev.best as usize].invoke);
             if newer || prev.read == r {
                 Seen { read: r, best: *x }
             } else {
@@ -204,7 +204,7 @@ fn inconsistent_lists(core: &Core<'_>, orders: &Orders, found: &mut Found) -> us
 /// monotonic reads' business, not a write order.) Reads without a node are
 /// not judged here.
 fn registers(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usize {
-    let mut newest: FxMap<(NodeId, u32, Process), (u32, u32)> = FxMap::default();
+    let mut newest: FxMap<(u32, u32, u32), (u32, u32)> = FxMap::default();
     let mut checked = 0;
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
@@ -214,15 +214,18 @@ fn registers(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usize {
         if x == NONE || explain::failed(core, x) {
             continue;
         }
-        let Some(node) = core.rop(r).node else { continue };
-        let slot = (node, core.reads[r as usize].key, core.wproc(x));
+        let node = core.reads[r as usize].node;
+        if node == NONE {
+            continue;
+        }
+        let slot = (node, core.reads[r as usize].key, core.writes[x as usize].proc);
         match newest.get_mut(&slot) {
             None => {
                 newest.insert(slot, (x, r));
             }
             Some((y, ry)) => {
                 checked += 1;
-                let after = core.rop(*ry).complete_time.is_some_and(|t| t < core.rop(r).invoke_time);
+                let after = core.reads[*ry as usize].done < core.reads[r as usize].invoke;
                 if orders.seq_pk[x as usize] < orders.seq_pk[*y as usize] && after {
                     let (y, ry) = (*y, *ry);
                     found.push(|| report_writes(core, x, y, r, Some(ry)));

@@ -15,8 +15,6 @@
 //!
 //! Also here: each process's own order of writes, per key and overall.
 
-use faultline_histories::Outcome;
-
 use super::core::{Core, FxMap, State, NONE};
 
 /// Two reads of a list key that no single order of appends can explain.
@@ -113,22 +111,19 @@ impl Orders {
     }
 
     fn process_orders(&mut self, core: &Core<'_>) {
-        let mut last_pk: FxMap<(faultline_histories::Process, u32), u32> = FxMap::default();
-        let mut last_p: FxMap<faultline_histories::Process, u32> = FxMap::default();
+        let mut last_pk: FxMap<(u32, u32), u32> = FxMap::default();
+        let mut last_p = vec![NONE; core.procs.len()];
         for (i, w) in core.writes.iter().enumerate() {
-            let op = &core.history.ops[w.op as usize];
-            if op.outcome == Outcome::Fail {
+            if w.failed {
                 continue;
             }
             let i = i as u32;
-            if let Some(prev) = last_pk.insert((op.process, w.key), i) {
+            if let Some(prev) = last_pk.insert((w.proc, w.key), i) {
                 self.prev_pk[i as usize] = prev;
                 self.next_pk[prev as usize] = i;
                 self.seq_pk[i as usize] = self.seq_pk[prev as usize] + 1;
             }
-            if let Some(prev) = last_p.insert(op.process, i) {
-                self.prev_p[i as usize] = prev;
-            }
+            self.prev_p[i as usize] = std::mem::replace(&mut last_p[w.proc as usize], i);
         }
     }
 
@@ -143,8 +138,7 @@ impl Orders {
         if a == NONE {
             return true;
         }
-        let (wa, wb) = (core.wop(a), core.wop(b));
-        wa.outcome == Outcome::Ok && wa.complete_time.is_some_and(|t| t < wb.invoke_time)
+        core.writes[a as usize].done_ok < core.writes[b as usize].invoke
     }
 
     /// True when the list read `r` contains write `w`.

@@ -20,7 +20,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use faultline_histories::{Op, F};
+use faultline_histories::Op;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde_json::{json, Map};
@@ -153,7 +153,7 @@ impl<'a, 'h> Builder<'a, 'h> {
         while start < core.reads.len() {
             let op = core.reads[start].op;
             let end = start + core.reads[start..].iter().take_while(|r| r.op == op).count();
-            if core.history.ops[op as usize].f == F::Txn && end - start > 1 {
+            if core.reads[start].micro != NONE && end - start > 1 {
                 n += 1;
                 let node = self.g.add_node(Node::Snapshot(start as u32));
                 for r in start..end {

@@ -13,7 +13,6 @@
 //!   (the appended element with the furthest position against the read's
 //!   length); otherwise the latest [`OWN_APPENDS_MAX`] appends are looked up.
 
-use faultline_histories::{Outcome, Process};
 use serde_json::{json, Map};
 
 use super::core::{Core, Ev, FxMap, State, NONE};
@@ -37,7 +36,7 @@ struct Session {
 
 pub fn check(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let mut sessions: FxMap<(Process, u32), Session> = FxMap::default();
+    let mut sessions: FxMap<(u32, u32), Session> = FxMap::default();
     let mut found = Found::default();
     let mut checked = 0usize;
     for ev in &core.events {
@@ -45,7 +44,7 @@ pub fn check(a: &Analysis<'_>) -> Judged {
             Ev::Write(w) => remember(core, orders, &mut sessions, w),
             Ev::Read(r) => {
                 let rec = &core.reads[r as usize];
-                let Some(s) = sessions.get(&(core.rproc(r), rec.key)) else {
+                let Some(s) = sessions.get(&(rec.proc, rec.key)) else {
                     continue;
                 };
                 checked += 1;
@@ -64,12 +63,12 @@ pub fn check(a: &Analysis<'_>) -> Judged {
 }
 
 /// Records an ok write in its process's session.
-fn remember(core: &Core<'_>, orders: &Orders, sessions: &mut FxMap<(Process, u32), Session>, w: u32) {
-    if core.wop(w).outcome != Outcome::Ok {
+fn remember(core: &Core<'_>, orders: &Orders, sessions: &mut FxMap<(u32, u32), Session>, w: u32) {
+    if !core.w_ok(w) {
         return;
     }
     let key = core.writes[w as usize].key;
-    let s = sessions.entry((core.wproc(w), key)).or_default();
+    let s = sessions.entry((core.writes[w as usize].proc, key)).or_default();
     if !core.list_key[key as usize] {
         s.need = Some(w);
     } else if orders.consistent(key) || orders.canon_read[key as usize] == NONE {

@@ -3,7 +3,7 @@
 //!
 //! A write `y` by process `p` depends, on each key `k`, on the newest thing
 //! `p` had read of `k` before issuing `y` (the value, or the last element of
-//! a list): found by binary search in `p`'s reads of `k`. The history shows a
+//! a list): found for every write in one sweep over the events. The history shows a
 //! violation in three ways, each checked here:
 //! - registers: a node serves `y`, then later serves the value `y` depended
 //!   on on the same key (so that node ordered the value after `y`);
@@ -18,7 +18,6 @@
 
 use std::collections::HashSet;
 
-use faultline_histories::{NodeId, Process, F};
 use serde_json::{json, Map};
 
 use super::core::{Core, Ev, FxMap, State, NONE};
@@ -32,9 +31,6 @@ pub const FORBIDDEN_MAX: usize = 16;
 /// Reads of one multi-key read compared with each other.
 pub const TXN_READS_MAX: usize = 32;
 
-/// Each process's reads of each key, in issue order.
-struct ReadsByProcess(FxMap<(Process, u32), Vec<u32>>);
-
 /// What a write depended on: the write it must follow and the read that
 /// showed it to the writer.
 #[derive(Clone, Copy)]
@@ -43,21 +39,61 @@ struct Dep {
     read: u32,
 }
 
-impl ReadsByProcess {
-    fn new(core: &Core<'_>) -> ReadsByProcess {
-        let mut m: FxMap<(Process, u32), Vec<u32>> = FxMap::default();
-        for (r, rec) in core.reads.iter().enumerate() {
-            m.entry((core.rproc(r as u32), rec.key)).or_default().push(r as u32);
+/// The dependencies of writes, found in one sweep over the events: for each
+/// write, its writer's latest read of the same key before it; and for the
+/// (write, other key) pairs that multi-key reads ask about, its writer's
+/// latest read of that key.
+struct Deps {
+    same: Vec<u32>,
+    cross: FxMap<(u32, u32), u32>,
+}
+
+impl Deps {
+    fn new(core: &Core<'_>, mut asked: Vec<(u32, u32)>) -> Deps {
+        // Write ids follow the event order, so sorting by id sorts by time.
+        asked.sort_unstable();
+        asked.dedup();
+        let mut last: FxMap<(u32, u32), u32> = FxMap::default();
+        let mut deps = Deps {
+            same: vec![NONE; core.writes.len()],
+            cross: FxMap::default(),
+        };
+        deps.cross.reserve(asked.len());
+        let mut q = 0;
+        for ev in &core.events {
+            match *ev {
+                Ev::Read(r) => {
+                    let rec = &core.reads[r as usize];
+                    last.insert((rec.proc, rec.key), r);
+                }
+                Ev::Write(y) => {
+                    let w = &core.writes[y as usize];
+                    if let Some(&r) = last.get(&(w.proc, w.key)) {
+                        deps.same[y as usize] = r;
+                    }
+                    while q < asked.len() && asked[q].0 == y {
+                        if let Some(&r) = last.get(&(w.proc, asked[q].1)) {
+                            deps.cross.insert(asked[q], r);
+                        }
+                        q += 1;
+                    }
+                }
+            }
         }
-        ReadsByProcess(m)
+        deps
     }
 
-    /// What write `y` depended on on key `k`, if its writer had read `k`.
+    /// What write `y` depended on on key `k`, if its writer had read `k`
+    /// (for another key than `y`'s, only when asked in [`Deps::new`]).
     fn dep(&self, core: &Core<'_>, y: u32, k: u32) -> Option<Dep> {
-        let group = self.0.get(&(core.wproc(y), k))?;
-        let ev = core.writes[y as usize].ev;
-        let i = group.partition_point(|r| core.reads[*r as usize].ev < ev);
-        let read = *group.get(i.checked_sub(1)?)?;
+        let read = if k == core.writes[y as usize].key {
+            self.same[y as usize]
+        } else {
+            *self.cross.get(&(y, k))?
+        };
+        if read == NONE {
+            return None;
+        }
         let x = match &core.reads[read as usize].state {
             State::Reg(x) => *x,
             State::List(l) => *l.last()?,
@@ -68,7 +104,7 @@ impl ReadsByProcess {
 
 pub fn check(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let by = ReadsByProcess::new(core);
+    let by = Deps::new(core, questions(core));
     let mut found = Found::default();
     let checked = registers(core, &by, &mut found) + lists(core, orders, &by, &mut found) + multi(a, &by, &mut found);
     if checked == 0 {
@@ -86,14 +122,16 @@ struct Forbidden {
     dep: Dep,
     y: u32,
     ry: u32,
+    /// When read `ry` completed.
+    ry_done: u64,
 }
 
 /// Registers, per node: once a node served `y`, a later read from it (invoked
 /// after that one completed) must not return what `y` depended on. Two
 /// nodes answering out of order only show a stale replica, which is
 /// monotonic reads' business; reads without a node are not judged here.
-fn registers(core: &Core<'_>, by: &ReadsByProcess, found: &mut Found) -> usize {
-    let mut forbidden: FxMap<(NodeId, u32), Vec<Forbidden>> = FxMap::default();
+fn registers(core: &Core<'_>, by: &Deps, found: &mut Found) -> usize {
+    let mut forbidden: FxMap<(u32, u32), Vec<Forbidden>> = FxMap::default();
     let mut checked = 0;
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
@@ -102,11 +140,13 @@ fn registers(core: &Core<'_>, by: &ReadsByProcess, found: &mut Found) -> usize {
         if explain::failed(core, v) {
             continue;
         }
-        let Some(node) = core.rop(r).node else { continue };
-        let invoked = core.rop(r).invoke_time;
+        let (node, invoked) = (rec.node, rec.invoke);
+        if node == NONE {
+            continue;
+        }
         let slot = forbidden.entry((node, rec.key)).or_default();
         checked += usize::from(!slot.is_empty());
-        let before = |f: &&Forbidden| core.rop(f.ry).complete_time.is_some_and(|t| t < invoked);
+        let before = |f: &&Forbidden| f.ry_done < invoked;
         if let Some(f) = slot.iter().filter(before).find(|f| f.dep.x == v) {
             let f = *f;
             found.push(|| {
@@ -127,13 +167,18 @@ fn registers(core: &Core<'_>, by: &ReadsByProcess, found: &mut Found) -> usize {
             if slot.len() == FORBIDDEN_MAX {
                 slot.remove(0);
             }
-            slot.push(Forbidden { dep, y: v, ry: r });
+            slot.push(Forbidden {
+                dep,
+                y: v,
+                ry: r,
+                ry_done: rec.done,
+            });
         }
     }
     checked
 }
 
-fn lists(core: &Core<'_>, orders: &Orders, by: &ReadsByProcess, found: &mut Found) -> usize {
+fn lists(core: &Core<'_>, orders: &Orders, by: &Deps, found: &mut Found) -> usize {
     let mut checked = 0;
     let mut reported: HashSet<(u32, u32)> = HashSet::new();
     for (r, rec) in core.reads.iter().enumerate() {
@@ -169,14 +214,7 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &ReadsByProcess, found: &mut Foun
 /// `l`): each element must come after the one its appender had read last.
 /// A read that showed it could not have shown the other way round, so this
 /// holds unless values repeat; it is checked all the same, as cheaply.
-fn consistent_list(
-    core: &Core<'_>,
-    orders: &Orders,
-    by: &ReadsByProcess,
-    l: &[u32],
-    r: u32,
-    found: &mut Found,
-) -> usize {
+fn consistent_list(core: &Core<'_>, orders: &Orders, by: &Deps, l: &[u32], r: u32, found: &mut Found) -> usize {
     let mut checked = 0;
     for &y in l {
         let Some(dep) = by.dep(core, y, core.reads[r as usize].key) else {
@@ -199,35 +237,62 @@ fn consistent_list(
     checked
 }
 
-/// Multi-key reads: runs of reads from one transaction.
-fn multi(a: &Analysis<'_>, by: &ReadsByProcess, found: &mut Found) -> usize {
-    let core = &a.core;
-    let mut checked = 0;
+/// The multi-key reads: runs of read records from one transaction (at most
+/// [`TXN_READS_MAX`] of each).
+fn snapshots(core: &Core<'_>) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
     let mut start = 0;
     while start < core.reads.len() {
         let op = core.reads[start].op;
         let end = start + core.reads[start..].iter().take_while(|r| r.op == op).count();
-        if core.history.ops[op as usize].f == F::Txn && end - start > 1 {
-            checked += snapshot(a, by, start..end.min(start + TXN_READS_MAX), found);
+        if core.reads[start].micro != NONE && end - start > 1 {
+            out.push(start..end.min(start + TXN_READS_MAX));
         }
         start = end;
     }
-    checked
+    out
+}
+
+/// The write a read of a snapshot saw last, if it is one to judge.
+fn seen_last(core: &Core<'_>, r: usize) -> Option<u32> {
+    let y = match &core.reads[r].state {
+        State::Reg(y) => *y,
+        State::List(l) => l.last().copied().unwrap_or(NONE),
+    };
+    (y != NONE && !explain::failed(core, y)).then_some(y)
+}
+
+/// The (write, other key) pairs multi-key reads ask about.
+fn questions(core: &Core<'_>) -> Vec<(u32, u32)> {
+    let mut asked = Vec::new();
+    for reads in snapshots(core) {
+        for r2 in reads.clone() {
+            let Some(y) = seen_last(core, r2) else { continue };
+            for r1 in reads.clone() {
+                if core.reads[r1].key != core.reads[r2].key {
+                    asked.push((y, core.reads[r1].key));
+                }
+            }
+        }
+    }
+    asked
+}
+
+/// Multi-key reads.
+fn multi(a: &Analysis<'_>, by: &Deps, found: &mut Found) -> usize {
+    snapshots(&a.core)
+        .into_iter()
+        .map(|reads| snapshot(a, by, reads, found))
+        .sum()
 }
 
 /// One multi-key read: each write it saw against the dependencies of that
 /// write on the other keys it read.
-fn snapshot(a: &Analysis<'_>, by: &ReadsByProcess, reads: std::ops::Range<usize>, found: &mut Found) -> usize {
+fn snapshot(a: &Analysis<'_>, by: &Deps, reads: std::ops::Range<usize>, found: &mut Found) -> usize {
     let core = &a.core;
     let mut checked = 0;
     for r2 in reads.clone() {
-        let y = match &core.reads[r2].state {
-            State::Reg(y) => *y,
-            State::List(l) => l.last().copied().unwrap_or(NONE),
-        };
-        if y == NONE || explain::failed(core, y) {
-            continue;
-        }
+        let Some(y) = seen_last(core, r2) else { continue };
         for r1 in reads.clone() {
             let k1 = core.reads[r1].key;
             if k1 == core.reads[r2].key {

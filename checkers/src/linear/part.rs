@@ -7,8 +7,6 @@
 //! operations into the search's compact form, dropping the ones that
 //! constrain nothing.
 
-use std::collections::HashMap;
-
 use faultline_histories::{History, KeyId};
 
 use super::search::SearchOp;
@@ -43,17 +41,22 @@ pub fn partition(history: &History, split: bool) -> Vec<Part> {
             ops: (0..history.ops.len()).collect(),
         }];
     }
-    let mut index: HashMap<Option<KeyId>, usize> = HashMap::new();
+    // Part of each key id (slot 0: operations without a key), dense.
+    let mut index: Vec<usize> = vec![usize::MAX; history.keys.len() + 1];
     let mut parts: Vec<Part> = Vec::new();
     for (i, op) in history.ops.iter().enumerate() {
-        let p = *index.entry(op.key).or_insert_with(|| {
+        let slot = op.key.map_or(0, |k| k.0 as usize + 1);
+        if slot >= index.len() {
+            index.resize(slot + 1, usize::MAX);
+        }
+        if index[slot] == usize::MAX {
+            index[slot] = parts.len();
             parts.push(Part {
                 key: op.key,
                 ops: Vec::new(),
             });
-            parts.len() - 1
-        });
-        parts[p].ops.push(i);
+        }
+        parts[index[slot]].ops.push(i);
     }
     parts
 }

@@ -114,27 +114,53 @@ impl Memory {
     }
 }
 
-/// Charges a budget and gives everything back when dropped.
+/// Charges a budget and gives everything back when dropped. Takes from the
+/// shared budget in chunks, so that two searches on two threads do not
+/// fight over one atomic counter at every allocation.
 pub struct Charge<'a> {
     memory: &'a Memory,
+    /// Bytes in use by the owner.
     bytes: usize,
+    /// Bytes taken from the shared budget (at least `bytes`).
+    reserved: usize,
 }
+
+/// The smallest chunk taken from the shared budget at once.
+const CHUNK: usize = 256 << 10;
 
 impl<'a> Charge<'a> {
     pub fn new(memory: &'a Memory) -> Charge<'a> {
-        Charge { memory, bytes: 0 }
+        Charge {
+            memory,
+            bytes: 0,
+            reserved: 0,
+        }
     }
 
+    /// Takes `bytes`, or refuses if the shared budget cannot cover them.
+    #[inline]
     pub fn add(&mut self, bytes: usize) -> Result<(), OutOfMemory> {
-        self.memory.charge(bytes)?;
+        if self.bytes + bytes > self.reserved {
+            let need = self.bytes + bytes - self.reserved;
+            let chunk = need
+                .max(CHUNK)
+                .min(self.memory.limit.saturating_sub(self.reserved).max(need));
+            self.memory.charge(chunk)?;
+            self.reserved += chunk;
+        }
         self.bytes += bytes;
         Ok(())
+    }
+
+    /// Gives back `bytes` the owner freed.
+    pub fn sub(&mut self, bytes: usize) {
+        self.bytes -= bytes.min(self.bytes);
     }
 }
 
 impl Drop for Charge<'_> {
     fn drop(&mut self) {
-        self.memory.release(self.bytes);
+        self.memory.release(self.reserved);
     }
 }
 
@@ -313,8 +339,7 @@ impl VisitedSet {
             self.slots[i * stride..(i + 1) * stride].copy_from_slice(slot);
         }
         // The old table is freed now; give its bytes back.
-        charge.memory.release(old.len() * 8);
-        charge.bytes -= old.len() * 8;
+        charge.sub(old.len() * 8);
         Ok(())
     }
 }
@@ -340,7 +365,7 @@ mod tests {
         }
         assert!(set.insert(&[1, 7], zobrist(1), 2, &mut charge).unwrap());
         assert_eq!(set.len(), 1001);
-        assert!(charge.bytes > 0);
+        assert!(charge.bytes > 0 && charge.reserved >= charge.bytes);
         drop(charge);
         assert_eq!(mem.used.load(Ordering::Relaxed), 0);
     }

@@ -9,7 +9,7 @@
 //! must be called after every operation has been encoded (the checker
 //! does).
 
-use std::collections::HashMap;
+use crate::linear::table::FxMap;
 use std::sync::Arc;
 
 use faultline_histories::{History, KeyId, Op};
@@ -20,7 +20,7 @@ use crate::model::{Effect, Model, ModelError, Role};
 #[derive(Clone, Debug)]
 pub struct Keyed<M> {
     inner: M,
-    slots: HashMap<Option<KeyId>, u32>,
+    slots: FxMap<Option<KeyId>, u32>,
     names: Vec<String>,
 }
 
@@ -29,7 +29,7 @@ impl<M: Model> Keyed<M> {
     pub fn new(inner: M) -> Keyed<M> {
         Keyed {
             inner,
-            slots: HashMap::new(),
+            slots: FxMap::default(),
             names: Vec::new(),
         }
     }

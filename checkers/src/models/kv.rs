@@ -15,7 +15,6 @@
 //! equal ids), the table only remembers what it already computed.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use faultline_histories::{History, Op, Outcome, F};
@@ -36,7 +35,7 @@ pub enum KvOp {
 #[derive(Debug, Default)]
 struct Strings {
     texts: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, u32>,
+    ids: FxMap<Arc<str>, u32>,
     appends: FxMap<u64, u32>,
 }
 

@@ -5,7 +5,7 @@
 //! (`serde_json::Value`'s equality: `1` and `1.0` differ, object key order
 //! does not matter).
 
-use std::collections::HashMap;
+use crate::linear::table::FxMap;
 
 use serde_json::Value;
 
@@ -33,7 +33,7 @@ fn canon(v: &Value) -> Canon {
 /// A table of distinct values; ids count up from 0 in order of first sight.
 #[derive(Clone, Debug, Default)]
 pub struct ValueInterner {
-    ids: HashMap<Canon, u32>,
+    ids: FxMap<Canon, u32>,
     values: Vec<Value>,
 }
 

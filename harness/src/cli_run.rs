@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Clients talk to nodes directly instead of through proxies.
     #[arg(long)]
     direct_clients: bool,
+    /// Where reads go: home (one replica per client), any (a replica per read), auto (home under reads=sticky).
+    #[arg(long, default_value = "auto")]
+    read_routing: String,
     #[command(flatten)]
     env: EnvArgs,
     /// Print results.json on stdout instead of the table.
@@ -160,6 +163,7 @@ fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.checkers = args.checkers.clone();
     cfg.check_time_limit_s = args.check_time_limit;
     cfg.client_proxies = !args.direct_clients;
+    cfg.read_routing = args.read_routing.clone();
     cfg.validate()?;
     Ok(cfg)
 }

@@ -24,4 +24,4 @@ pub use client::{Client, Completion, Outcome};
 pub use error::WorkloadError;
 pub use generator::{Generator, KeyDist, Mix, WorkloadConfig, WorkloadKind};
 pub use request::Request;
-pub use server_client::{ServerClient, ServerClientConfig};
+pub use server_client::{ReadRouting, ServerClient, ServerClientConfig};

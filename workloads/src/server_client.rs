@@ -1,15 +1,18 @@
 //! The `Client` for faultline-server: its framed-JSON protocol (a 4-byte
 //! big-endian length, then a JSON object) over TCP.
 //!
-//! Routing: a client has a home node (reads go there, so a session sticks to
-//! one replica) and follows a `leader_hint` on a `fail` reply at most
+//! Routing: a client has a home node. Reads go there ([`ReadRouting::Home`],
+//! a session sticks to one replica, as `reads=sticky` wants) or to a replica
+//! drawn per read from a seeded RNG ([`ReadRouting::Any`], a load-balancing
+//! client, as `reads=follower` and leaderless quorums meet them). It follows a `leader_hint` on a `fail` reply at most
 //! [`MAX_REDIRECTS`] times; it remembers the leader for later writes (and for
 //! reads, once a read has been redirected) and forgets it on any doubt.
 //! Sessions: it remembers the highest LSN it saw per shard and sends it, so a
 //! `reads=lsn` replica can wait until it has caught up.
 //!
 //! Honesty: the request is certainly not applied only when no byte of it
-//! left (the connection could not be opened) or the server said `fail`.
+//! left (the connection could not be opened, or a fresh connection did not
+//! answer its `status` probe) or the server said `fail`.
 //! Everything else that goes wrong (timeout, reset, a half reply, a reply to
 //! another request, `unknown`) is info, and the connection is dropped so a
 //! late reply can never be taken for the next request's.
@@ -18,6 +21,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,10 +43,37 @@ pub struct ServerClientConfig {
     pub routes: BTreeMap<String, SocketAddr>,
     /// The node this client reads from and sends writes to first.
     pub home: String,
+    /// Where reads go.
+    pub read_routing: ReadRouting,
+    /// Seeds the replica draws of `ReadRouting::Any`.
+    pub seed: u64,
     /// How long an operation may take before it is info.
     pub timeout_ms: u64,
     /// How long opening a connection may take before the operation fails.
     pub connect_timeout_ms: u64,
+}
+
+/// Where a client sends its reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadRouting {
+    /// Always the home node.
+    Home,
+    /// A replica drawn at random for each read.
+    Any,
+}
+
+impl ReadRouting {
+    /// Parses `home` or `any`.
+    pub fn parse(s: &str) -> Result<ReadRouting, WorkloadError> {
+        match s {
+            "home" | "sticky" => Ok(ReadRouting::Home),
+            "any" => Ok(ReadRouting::Any),
+            o => Err(WorkloadError::BadConfig(format!(
+                "read routing {o:?}: expected home or any"
+            ))),
+        }
+    }
 }
 
 /// A client of faultline-server with one operation in flight.
@@ -52,6 +84,7 @@ pub struct ServerClient {
     leader: Option<String>,
     reads_to_leader: bool,
     shard_lsns: Vec<u64>,
+    rng: ChaCha8Rng,
 }
 
 /// What one exchange with one node gave.
@@ -68,6 +101,7 @@ impl ServerClient {
     /// A client; connections open on first use.
     pub fn new(cfg: ServerClientConfig) -> ServerClient {
         ServerClient {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
             conns: BTreeMap::new(),
             next_id: 0,
@@ -104,8 +138,11 @@ impl ServerClient {
                 TcpStream::connect(addr),
             );
             match connect.await {
-                Ok(Ok(s)) => {
+                Ok(Ok(mut s)) => {
                     let _ = s.set_nodelay(true);
+                    if let Err(e) = self.probe(&mut s).await {
+                        return Exchange::NotSent(e);
+                    }
                     self.conns.insert(node.to_owned(), s);
                 }
                 Ok(Err(e)) => return Exchange::NotSent(format!("connect: {e}")),
@@ -136,6 +173,25 @@ impl ServerClient {
         Exchange::Reply(reply)
     }
 
+    /// Asks a fresh connection for `status` before any operation uses it.
+    /// Under a proxy, connecting succeeds even when the node is down or cut
+    /// off; the probe tells, while the operation has certainly not been
+    /// sent, so such an operation is an honest `fail` rather than an `info`.
+    async fn probe(&mut self, s: &mut TcpStream) -> Result<(), String> {
+        self.next_id += 1;
+        let body = json!({"id": self.next_id, "op": "status"});
+        let limit = Duration::from_millis(self.cfg.connect_timeout_ms);
+        match tokio::time::timeout(limit, round_trip(s, &body)).await {
+            Ok(Ok(reply)) if reply.get("id") == body.get("id") => Ok(()),
+            Ok(Ok(_)) => Err("the probe's reply names another request".into()),
+            Ok(Err(e)) => Err(format!("the node did not answer a probe: {e}")),
+            Err(_) => Err(format!(
+                "the node did not answer a probe within {} ms",
+                self.cfg.connect_timeout_ms
+            )),
+        }
+    }
+
     fn note_lsn(&mut self, reply: &Map<String, Value>) {
         let Some(lsn) = reply.get("lsn").and_then(Value::as_u64) else {
             return;
@@ -149,10 +205,14 @@ impl ServerClient {
         }
     }
 
-    fn first_target(&self, req: &Request) -> String {
+    fn first_target(&mut self, req: &Request) -> String {
         let to_leader = req.is_write() || self.reads_to_leader;
         match (&self.leader, to_leader) {
             (Some(l), true) => l.clone(),
+            _ if !req.is_write() && self.cfg.read_routing == ReadRouting::Any && !self.cfg.routes.is_empty() => {
+                let i = self.rng.gen_range(0..self.cfg.routes.len());
+                self.cfg.routes.keys().nth(i).expect("i < routes").clone()
+            }
             _ => self.cfg.home.clone(),
         }
     }
@@ -316,6 +376,8 @@ mod tests {
         ServerClient::new(ServerClientConfig {
             routes: [("n1".to_owned(), addr)].into(),
             home: "n1".into(),
+            read_routing: ReadRouting::Home,
+            seed: 1,
             timeout_ms: 300,
             connect_timeout_ms: 300,
         })
@@ -351,16 +413,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_is_info_and_an_unreachable_node_is_fail() {
-        let silent = node(|_| None).await;
-        let mut c = client(silent);
-        let t = c
-            .call(&Request::Write {
-                key: "k".into(),
-                value: 1,
-            })
-            .await;
+        let write = Request::Write {
+            key: "k".into(),
+            value: 1,
+        };
+        let stalls = node(|req| (req["op"] == "status").then(|| json!({"id": req["id"], "result": "ok"}))).await;
+        let mut c = client(stalls);
+        let t = c.call(&write).await;
         assert_eq!(t.outcome, Outcome::Info, "{t:?}");
         assert!(c.conns.is_empty(), "a timed-out connection must be dropped");
+
+        // Reachable (a proxy accepts) but the node never answers: the probe
+        // fails before the operation is sent.
+        let silent = node(|_| None).await;
+        let mut c = client(silent);
+        let p = c.call(&write).await;
+        assert_eq!(p.outcome, Outcome::Fail, "{p:?}");
 
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
         let mut c = client(closed);
@@ -381,6 +449,8 @@ mod tests {
         let mut c = ServerClient::new(ServerClientConfig {
             routes: [("n1".to_owned(), follower), ("n2".to_owned(), leader)].into(),
             home: "n1".into(),
+            read_routing: ReadRouting::Home,
+            seed: 1,
             timeout_ms: 300,
             connect_timeout_ms: 300,
         });
@@ -398,5 +468,27 @@ mod tests {
             }),
             "n2"
         );
+    }
+
+    #[tokio::test]
+    async fn any_routing_spreads_reads_and_home_routing_sticks() {
+        let a = node(|req| Some(json!({"id": req["id"], "result": "ok", "node": "n1"}))).await;
+        let b = node(|req| Some(json!({"id": req["id"], "result": "ok", "node": "n2"}))).await;
+        let routes: BTreeMap<String, SocketAddr> = [("n1".to_owned(), a), ("n2".to_owned(), b)].into();
+        for (routing, expect_both) in [(ReadRouting::Any, true), (ReadRouting::Home, false)] {
+            let mut c = ServerClient::new(ServerClientConfig {
+                routes: routes.clone(),
+                home: "n1".into(),
+                read_routing: routing,
+                seed: 3,
+                timeout_ms: 300,
+                connect_timeout_ms: 300,
+            });
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..20 {
+                seen.insert(c.call(&Request::Read { key: "k".into() }).await.node.unwrap());
+            }
+            assert_eq!(seen.len() == 2, expect_both, "{routing:?}: {seen:?}");
+        }
     }
 }

@@ -63,6 +63,7 @@ pub struct TestSpec {
     pub checkers: Option<Vec<String>>,
     pub check_time_limit_s: Option<f64>,
     pub direct_clients: Option<bool>,
+    pub read_routing: Option<String>,
     /// Checker name to `pass`, `fail` or `unset`.
     pub expect: Option<BTreeMap<String, String>>,
     /// Why this test cannot run yet (it is then skipped and listed).
@@ -167,6 +168,7 @@ fn merge(d: &TestSpec, t: &TestSpec) -> TestSpec {
         checkers,
         check_time_limit_s,
         direct_clients,
+        read_routing,
         expect,
         needs,
         about
@@ -211,6 +213,9 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
             .filter(|w| !w.is_empty() && *w != "none")
             .map(str::to_owned)
             .collect();
+    }
+    if let Some(r) = &spec.read_routing {
+        cfg.read_routing = r.clone();
     }
     if let Some(d) = spec.direct_clients {
         cfg.client_proxies = !d;

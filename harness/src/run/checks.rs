@@ -2,8 +2,10 @@
 //! history.
 //!
 //! - register: linearizable (compare-and-set register, per key);
-//! - list-append: lost-writes, consistent-prefix, monotonic-writes and
-//!   linearizable (list model);
+//! - list-append: lost-writes, consistent-prefix and monotonic-writes (the
+//!   list model's linearizability search is run only when asked: with many
+//!   indeterminate appends it rarely decides within budget, and the
+//!   register workload answers that question cheaply);
 //! - session: read-your-writes, monotonic-reads, writes-follow-reads and
 //!   linearizable (register);
 //! - multi-key: consistent-prefix across keys.
@@ -22,7 +24,7 @@ use faultline_workloads::WorkloadKind;
 pub fn default_checkers(kind: WorkloadKind) -> Vec<String> {
     let names: &[&str] = match kind {
         WorkloadKind::Register => &["linearizable"],
-        WorkloadKind::ListAppend => &["linearizable", "lost-writes", "consistent-prefix", "monotonic-writes"],
+        WorkloadKind::ListAppend => &["lost-writes", "consistent-prefix", "monotonic-writes"],
         WorkloadKind::Session => &[
             "linearizable",
             "read-your-writes",

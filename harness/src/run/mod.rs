@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use faultline_checkers::{Validity, Verdict};
 use faultline_histories::Header;
 use faultline_nemesis::{FaultKind, LocalControl, NemesisRunner, Net, Plan, ProxyMesh};
-use faultline_workloads::{Client, ServerClient, ServerClientConfig, WorkloadConfig};
+use faultline_workloads::{Client, ReadRouting, ServerClient, ServerClientConfig, WorkloadConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -86,6 +86,9 @@ pub struct RunConfig {
     pub check_time_limit_s: f64,
     /// Route clients through proxies too (they can then be cut as well).
     pub client_proxies: bool,
+    /// Where clients send reads: `home`, `any`, or `auto` (home under
+    /// `reads=sticky`, any replica otherwise).
+    pub read_routing: String,
 }
 
 impl RunConfig {
@@ -108,7 +111,20 @@ impl RunConfig {
             checkers: Vec::new(),
             check_time_limit_s: 60.0,
             client_proxies: true,
+            read_routing: "auto".into(),
         }
+    }
+
+    /// The read routing in force.
+    pub fn routing(&self) -> Result<ReadRouting, RunError> {
+        if self.read_routing != "auto" {
+            return ReadRouting::parse(&self.read_routing).map_err(|e| RunError::Config(e.to_string()));
+        }
+        let sticky = self
+            .server
+            .split(',')
+            .any(|kv| kv.trim().replace(' ', "") == "reads=sticky");
+        Ok(if sticky { ReadRouting::Home } else { ReadRouting::Any })
     }
 
     /// Checks every field; returns the fault kinds.
@@ -139,6 +155,7 @@ impl RunConfig {
             return bad(format!("test name {:?} must be a plain folder name", self.test));
         }
         self.workload.validate().map_err(|e| RunError::Config(e.to_string()))?;
+        self.routing()?;
         checks::validate_names(&self.checkers).map_err(RunError::Config)?;
         faultline_server_settings_look_sane(&self.server)?;
         FaultKind::parse_list(&self.nemesis.join(",")).map_err(|e| RunError::Config(e.to_string()))
@@ -199,6 +216,9 @@ impl RunConfig {
         }
         if !self.client_proxies {
             cmd += " --direct-clients";
+        }
+        if self.read_routing != "auto" {
+            cmd += &format!(" --read-routing {}", self.read_routing);
         }
         cmd
     }
@@ -347,11 +367,14 @@ impl Cluster {
             .collect()
     }
 
-    /// A client for endpoint `me`, homed on `home`.
-    pub fn client(&self, me: &str, home: &str, timeout_ms: u64) -> Box<dyn Client> {
+    /// A client for endpoint `me`, homed on `home`, reading as `routing`
+    /// says (replica draws seeded by `seed`).
+    pub fn client(&self, me: &str, home: &str, routing: ReadRouting, seed: u64, timeout_ms: u64) -> Box<dyn Client> {
         Box::new(ServerClient::new(ServerClientConfig {
             routes: self.routes(me),
             home: home.to_owned(),
+            read_routing: routing,
+            seed,
             timeout_ms,
             connect_timeout_ms: 1_000,
         }))
@@ -463,6 +486,79 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
     finish(cfg, &store, &stats, elapsed, interrupted, warnings)
 }
 
+/// What a workload-only phase did (for the overhead benchmark).
+#[derive(Clone, Copy, Debug)]
+pub struct PhaseStats {
+    /// Operations completed (ok, fail or info).
+    pub completed: u64,
+    /// Of which ok.
+    pub ok: u64,
+    /// Wall time of the phase.
+    pub elapsed: Duration,
+}
+
+impl PhaseStats {
+    /// Completed operations per second.
+    pub fn ops_per_s(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Drives `cfg`'s workload on a running cluster for `cfg.time_limit_s`,
+/// without faults, recording the history into `store` exactly as a run
+/// does (the same workers, generators, clients and history writer). The
+/// overhead benchmark compares it with a bare client loop.
+pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -> Result<PhaseStats, RunError> {
+    cfg.validate()?;
+    let header = Header {
+        faultline_history: 1,
+        test: Some(cfg.test.clone()),
+        seed: Some(cfg.seed),
+        started_at: Some(store::utc_rfc3339(SystemTime::now())),
+        nodes: cluster.nodes.clone(),
+        extra: Default::default(),
+    };
+    let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
+    let stats = Arc::new(Stats::default());
+    let runner = NemesisRunner::new(
+        cluster.mesh.clone() as Arc<dyn Net>,
+        cluster.db.clone(),
+        log.clone(),
+        cluster.nodes.clone(),
+        cfg.seed,
+    );
+    let (done_tx, done_rx) = watch::channel(false);
+    let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx));
+    let (_stop_tx, stop) = watch::channel(false);
+    let next_process = Arc::new(AtomicU64::new(cfg.concurrency as u64));
+    let start = Instant::now();
+    run_phase(
+        cfg,
+        cluster,
+        &runner,
+        &Plan::default(),
+        &log,
+        &stats,
+        &next_process,
+        start,
+        stop,
+    )
+    .await;
+    let elapsed = start.elapsed();
+    let _ = done_tx.send(true);
+    let _ = flusher.await;
+    if let Some(e) = log.error() {
+        return Err(RunError::Store(std::io::Error::other(format!(
+            "writing the history: {e}"
+        ))));
+    }
+    Ok(PhaseStats {
+        completed: stats.completed(),
+        ok: stats.ok.load(Ordering::Relaxed),
+        elapsed,
+    })
+}
+
 /// The workload and the nemesis, side by side; returns the keys touched.
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
@@ -486,11 +582,13 @@ async fn run_phase(
         stop: stop.clone(),
         period,
     };
+    let routing = cfg.routing().unwrap_or(ReadRouting::Home);
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..cfg.concurrency {
         let gen = cfg.workload.generator(cfg.seed, w);
         let home = &cluster.nodes[w % cluster.nodes.len()];
-        let client = cluster.client(&format!("c{w}"), home, cfg.op_timeout_ms);
+        let seed = cfg.seed ^ (w as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f);
+        let client = cluster.client(&format!("c{w}"), home, routing, seed, cfg.op_timeout_ms);
         workers.spawn(drive::worker(gen, client, w as u64, ctx.clone()));
     }
     let nemesis = async {
@@ -534,7 +632,8 @@ async fn final_phase(
     }
     let reads = cfg.workload.final_reads(keys);
     for node in &cluster.nodes {
-        let client = cluster.client("final", node, cfg.op_timeout_ms);
+        // Final reads ask each node itself.
+        let client = cluster.client("final", node, ReadRouting::Home, cfg.seed, cfg.op_timeout_ms);
         drive::final_reads(log, stats, client, next_process, &reads, stop.clone()).await;
     }
 }

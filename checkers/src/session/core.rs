@@ -60,21 +60,41 @@ impl Hasher for FxHasher {
 /// A `HashMap` with [`FxHasher`].
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// A hashable form of a JSON value: integers as themselves, anything else by
-/// its canonical text (so `5` and `"5"` differ).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ValKey {
-    Int(i64),
-    Text(Box<str>),
+/// Who wrote each (key, value): integers (what workloads write) in a map of
+/// their own, anything else by its canonical text (so `5` and `"5"` differ).
+/// A value written twice maps to [`AMBIGUOUS`].
+#[derive(Default)]
+struct Writers {
+    ints: FxMap<(u32, i64), u32>,
+    texts: FxMap<(u32, Box<str>), u32>,
 }
 
-impl ValKey {
-    /// The key of a JSON value.
-    pub fn of(v: &Value) -> ValKey {
-        match v.as_i64() {
-            Some(i) => ValKey::Int(i),
-            None => ValKey::Text(v.to_string().into()),
+/// The writer of a value that two operations wrote.
+const AMBIGUOUS: u32 = u32::MAX - 1;
+
+impl Writers {
+    /// Records `id` as the writer; returns the earlier writer if there was one.
+    fn insert(&mut self, key: u32, v: &Value, id: u32) -> Option<u32> {
+        let slot = match v.as_i64() {
+            Some(i) => self.ints.entry((key, i)).or_insert(NONE),
+            None => self.texts.entry((key, v.to_string().into())).or_insert(NONE),
+        };
+        match std::mem::replace(slot, id) {
+            NONE => None,
+            earlier => {
+                *slot = AMBIGUOUS;
+                Some(earlier)
+            }
         }
+    }
+
+    /// The single writer of a value.
+    fn get(&self, key: u32, v: &Value) -> Option<u32> {
+        let w = match v.as_i64() {
+            Some(i) => *self.ints.get(&(key, i))?,
+            None => *self.texts.get(&(key, Box::<str>::from(v.to_string())))?,
+        };
+        (w != AMBIGUOUS).then_some(w)
     }
 }
 
@@ -214,21 +234,18 @@ impl<'h> Core<'h> {
         core
     }
 
-    fn collect_writes(&mut self, raws: &[Raw<'h>], op_proc: &[u32]) -> FxMap<(u32, ValKey), u32> {
-        let mut writers: FxMap<(u32, ValKey), u32> = FxMap::default();
-        writers.reserve(raws.len() / 2);
+    fn collect_writes(&mut self, raws: &[Raw<'h>], op_proc: &[u32]) -> Writers {
+        let mut writers = Writers::default();
+        writers.ints.reserve(raws.len() / 2);
         for s in raws {
             let RawKind::Write(v, _) = s.kind else { continue };
             let id = self.writes.len() as u32;
             let mut ambiguous = false;
-            match writers.entry((s.key, ValKey::of(v))) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    self.writes[*e.get() as usize].ambiguous = true;
-                    ambiguous = true;
+            if let Some(earlier) = writers.insert(s.key, v, id) {
+                if earlier != AMBIGUOUS {
+                    self.writes[earlier as usize].ambiguous = true;
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(id);
-                }
+                ambiguous = true;
             }
             let op = &self.history.ops[s.op as usize];
             let done_ok = match (op.outcome, op.complete_time) {
@@ -251,8 +268,11 @@ impl<'h> Core<'h> {
     }
 
     /// Resolves reads to writers and lays out the event order.
-    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &FxMap<(u32, ValKey), u32>, op_proc: &[u32]) {
+    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, op_proc: &[u32]) {
         let mut next_write = 0u32;
+        // Each list key's latest read: the next read usually repeats it as a
+        // prefix, and comparing values in order is cheaper than hashing.
+        let mut last_list: Vec<(Option<&'h Value>, u32)> = vec![(None, NONE); self.keys.len()];
         for s in raws {
             match s.kind {
                 RawKind::Write(..) => {
@@ -260,8 +280,11 @@ impl<'h> Core<'h> {
                     self.events.push(Ev::Write(next_write));
                     next_write += 1;
                 }
-                RawKind::Read(v) => match self.resolve(s.key, v, writers) {
+                RawKind::Read(v) => match self.resolve(s.key, v, writers, last_list[s.key as usize]) {
                     Some(state) => {
+                        if matches!(state, State::List(_)) {
+                            last_list[s.key as usize] = (Some(v), self.reads.len() as u32);
+                        }
                         let id = self.reads.len() as u32;
                         let op = &self.history.ops[s.op as usize];
                         self.reads.push(ReadRec {
@@ -286,22 +309,34 @@ impl<'h> Core<'h> {
 
     /// The state a read value names, or `None` when some value in it has no
     /// single writer.
-    fn resolve(&self, key: u32, v: &Value, writers: &FxMap<(u32, ValKey), u32>) -> Option<State> {
-        let writer = |x: &Value| -> Option<u32> {
-            let w = *writers.get(&(key, ValKey::of(x)))?;
-            (!self.writes[w as usize].ambiguous).then_some(w)
-        };
-        if self.list_key[key as usize] {
+    /// `last` is the key's latest list read (its value and record), whose
+    /// elements are reused where the new read repeats them.
+    fn resolve(&self, key: u32, v: &Value, writers: &Writers, last: (Option<&Value>, u32)) -> Option<State> {
+        if !self.list_key[key as usize] {
             return match v {
-                Value::Null => Some(State::List(Vec::new())),
-                Value::Array(xs) => xs.iter().map(writer).collect::<Option<Vec<u32>>>().map(State::List),
-                _ => None,
+                Value::Null => Some(State::Reg(NONE)),
+                x => writers.get(key, x).map(State::Reg),
             };
         }
-        match v {
-            Value::Null => Some(State::Reg(NONE)),
-            x => writer(x).map(State::Reg),
+        let xs = match v {
+            Value::Null => return Some(State::List(Vec::new())),
+            Value::Array(xs) => xs,
+            _ => return None,
+        };
+        let (before, ids): (&[Value], &[u32]) = match last {
+            (Some(Value::Array(p)), r) => match &self.reads[r as usize].state {
+                State::List(ids) => (p, ids),
+                State::Reg(_) => (&[], &[]),
+            },
+            _ => (&[], &[]),
+        };
+        let same = xs.iter().zip(before).take_while(|(a, b)| a == b).count();
+        let mut out = Vec::with_capacity(xs.len());
+        out.extend_from_slice(&ids[..same]);
+        for x in &xs[same..] {
+            out.push(writers.get(key, x)?);
         }
+        Some(State::List(out))
     }
 
     /// The operation of a write.

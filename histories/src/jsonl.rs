@@ -105,11 +105,26 @@ fn parse_line(text: &[u8], first: bool) -> Result<Line, String> {
     if first && text.windows(TAG.len()).any(|w| w == TAG) {
         return serde_json::from_slice::<Header>(text)
             .map(Line::Header)
-            .map_err(|e| format!("header: {e}"));
+            .map_err(|e| format!("header: {}", json_message(&e)));
     }
     serde_json::from_slice::<Event>(text)
         .map(Line::Event)
-        .map_err(|e| e.to_string())
+        .map_err(|e| json_message(&e))
+}
+
+/// serde_json's message without its " at line 1 column N" suffix: every
+/// line is parsed on its own, so "line 1" would mislead; the column stays.
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let bare = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    if e.column() > 0 {
+        format!("{bare} (column {})", e.column())
+    } else {
+        bare.to_owned()
+    }
 }
 
 /// Reads a whole history from any buffered input.

@@ -290,6 +290,9 @@ pub fn start_writer(
         .open(&path)
         .map_err(io_err(&path))?;
     file.seek(SeekFrom::Start(rec.valid_len)).map_err(io_err(&path))?;
+    // The log file may have just been created: make its directory entry
+    // durable too, or a power loss could lose the whole synced file.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     let base_lsn = rec.snapshot.as_ref().map_or(0, |s| s.lsn);
     let first_lsn = rec.entries.first().map_or(base_lsn + 1, |e| e.lsn);
     let mut writer = Writer {
@@ -571,6 +574,20 @@ mod tests {
         assert_eq!(rec.snapshot, Some(snap));
         let lsns: Vec<u64> = rec.entries.iter().map(|e| e.lsn).collect();
         assert_eq!(lsns, vec![6, 7, 8, 9]);
+    }
+
+    #[tokio::test]
+    async fn batch_and_never_policies_report_without_waiting_for_sync() {
+        for policy in [FsyncPolicy::Batch { interval_ms: 5 }, FsyncPolicy::Never] {
+            let dir = tempfile::tempdir().unwrap();
+            let rec = recover(dir.path()).unwrap();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let w = start_writer(dir.path(), &rec, policy, "t", tx).unwrap();
+            w.send(WalCmd::Append((1..=3).map(entry).collect()));
+            assert_eq!(wait_for(&mut rx, 3).await.lsn, 3);
+            drop(w);
+            assert_eq!(recover(dir.path()).unwrap().entries.len(), 3);
+        }
     }
 
     #[test]

@@ -263,3 +263,55 @@ async fn lagging_follower_catches_up_from_a_snapshot() {
     assert_eq!(s.main.role, "leader");
     assert!(s.main.peer_lag.contains_key(&lagger));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_leader_cut_off_never_answers_a_stale_read() {
+    let c = Cluster::start(3, &format!("{SAFE},{FAST}")).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let old = c.wait_leader(&all).await;
+    write_ok(&c, &[&old], "r", int(1)).await;
+    let mut to_old = c.client(&old).await;
+    c.isolate(&old, true);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rest = others(&ids, &[&old]);
+    let new = c.wait_leader(&rest).await;
+    write_ok(&c, &[&new], "r", int(2)).await;
+    // The old leader cannot confirm its epoch with a majority: no answer is
+    // ok, so it can never return the stale 1.
+    let r = to_old.read("r").await;
+    assert_ne!(r.result, Outcome::Ok, "stale read served: {r:?}");
+    // And it steps down on its own (check quorum), refusing writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = c.status(&old).await.unwrap().status.unwrap();
+        if s.main.role != "leader" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "isolated leader never stepped down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let w = c.client(&old).await.write("r", int(3)).await;
+    assert_ne!(w.result, Outcome::Ok, "isolated node acknowledged a write: {w:?}");
+    c.isolate(&old, false);
+    assert_eq!(read_ok(&c, &all, "r").await, int(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_off_never_elects_a_new_leader() {
+    let mut c = Cluster::start(3, &format!("failover=off,ack=majority,leader=n1,{FAST}")).await;
+    assert_eq!(c.wait_leader(&["n1"]).await, "n1");
+    write_ok(&c, &["n2"], "z", int(1)).await;
+    c.kill("n1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in ["n2", "n3"] {
+        let s = c.status(id).await.unwrap().status.unwrap();
+        assert_eq!(s.main.role, "follower", "{id} promoted itself");
+    }
+    let w = c.client("n2").await.write("z", int(2)).await;
+    assert_ne!(w.result, Outcome::Ok);
+    // The configured leader comes back and leads again, data intact.
+    c.restart("n1").await;
+    assert_eq!(c.wait_leader(&["n1"]).await, "n1");
+    assert_eq!(read_ok(&c, &["n1"], "z").await, int(1));
+}

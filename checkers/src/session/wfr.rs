@@ -39,26 +39,34 @@ struct Dep {
     read: u32,
 }
 
+/// A pair a multi-key read asks about: read `r2` saw write `y`; read `r1`
+/// (of the same operation, another key) must reflect what `y` depended on.
+#[derive(Clone, Copy)]
+struct Question {
+    y: u32,
+    r2: u32,
+    r1: u32,
+}
+
 /// The dependencies of writes, found in one sweep over the events: for each
-/// write, its writer's latest read of the same key before it; and for the
-/// (write, other key) pairs that multi-key reads ask about, its writer's
-/// latest read of that key.
+/// write, its writer's latest read of the same key before it ([`NONE`] if
+/// none); and for each [`Question`], in the same order, the writer's latest
+/// read of `r1`'s key before it wrote `y`.
 struct Deps {
     same: Vec<u32>,
-    cross: FxMap<(u32, u32), u32>,
+    cross: Vec<u32>,
 }
 
 impl Deps {
-    fn new(core: &Core<'_>, mut asked: Vec<(u32, u32)>) -> Deps {
+    fn new(core: &Core<'_>, asked: &[Question]) -> Deps {
         // Write ids follow the event order, so sorting by id sorts by time.
-        asked.sort_unstable();
-        asked.dedup();
+        let mut order: Vec<(u32, u32)> = asked.iter().enumerate().map(|(i, q)| (q.y, i as u32)).collect();
+        order.sort_unstable();
         let mut last: FxMap<(u32, u32), u32> = FxMap::default();
         let mut deps = Deps {
             same: vec![NONE; core.writes.len()],
-            cross: FxMap::default(),
+            cross: vec![NONE; asked.len()],
         };
-        deps.cross.reserve(asked.len());
         let mut q = 0;
         for ev in &core.events {
             match *ev {
@@ -71,9 +79,11 @@ impl Deps {
                     if let Some(&r) = last.get(&(w.proc, w.key)) {
                         deps.same[y as usize] = r;
                     }
-                    while q < asked.len() && asked[q].0 == y {
-                        if let Some(&r) = last.get(&(w.proc, asked[q].1)) {
-                            deps.cross.insert(asked[q], r);
+                    while q < order.len() && order[q].0 == y {
+                        let i = order[q].1 as usize;
+                        let k1 = core.reads[asked[i].r1 as usize].key;
+                        if let Some(&r) = last.get(&(w.proc, k1)) {
+                            deps.cross[i] = r;
                         }
                         q += 1;
                     }
@@ -83,30 +93,31 @@ impl Deps {
         deps
     }
 
-    /// What write `y` depended on on key `k`, if its writer had read `k`
-    /// (for another key than `y`'s, only when asked in [`Deps::new`]).
-    fn dep(&self, core: &Core<'_>, y: u32, k: u32) -> Option<Dep> {
-        let read = if k == core.writes[y as usize].key {
-            self.same[y as usize]
-        } else {
-            *self.cross.get(&(y, k))?
-        };
-        if read == NONE {
-            return None;
-        }
-        let x = match &core.reads[read as usize].state {
-            State::Reg(x) => *x,
-            State::List(l) => *l.last()?,
-        };
-        (x != NONE && !explain::failed(core, x) && x != y).then_some(Dep { x, read })
+    /// What write `y` depended on on its own key, if its writer had read it.
+    fn dep(&self, core: &Core<'_>, y: u32) -> Option<Dep> {
+        dep_via(core, y, self.same[y as usize])
     }
+}
+
+/// What write `y` depended on, given its writer's latest read of a key.
+fn dep_via(core: &Core<'_>, y: u32, read: u32) -> Option<Dep> {
+    if read == NONE {
+        return None;
+    }
+    let x = match &core.reads[read as usize].state {
+        State::Reg(x) => *x,
+        State::List(l) => *l.last()?,
+    };
+    (x != NONE && !explain::failed(core, x) && x != y).then_some(Dep { x, read })
 }
 
 pub fn check(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let by = Deps::new(core, questions(core));
+    let asked = questions(core);
+    let by = Deps::new(core, &asked);
     let mut found = Found::default();
-    let checked = registers(core, &by, &mut found) + lists(core, orders, &by, &mut found) + multi(a, &by, &mut found);
+    let checked =
+        registers(core, &by, &mut found) + lists(core, orders, &by, &mut found) + multi(a, &asked, &by, &mut found);
     if checked == 0 {
         return Judged::NotApplicable("no write was seen whose writer had read before writing it".into());
     }
@@ -163,7 +174,7 @@ fn registers(core: &Core<'_>, by: &Deps, found: &mut Found) -> usize {
         if v == NONE {
             continue;
         }
-        if let Some(dep) = by.dep(core, v, rec.key) {
+        if let Some(dep) = by.dep(core, v) {
             if slot.len() == FORBIDDEN_MAX {
                 slot.remove(0);
             }
@@ -191,7 +202,7 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &Deps, found: &mut Found) -> usiz
         }
         let at: FxMap<u32, usize> = l.iter().enumerate().map(|(i, w)| (*w, i)).collect();
         for (i, &y) in l.iter().enumerate() {
-            let Some(dep) = by.dep(core, y, rec.key) else { continue };
+            let Some(dep) = by.dep(core, y) else { continue };
             checked += 1;
             if at.get(&dep.x).is_none_or(|&ix| ix > i) && reported.insert((dep.x, y)) {
                 found.push(|| {
@@ -217,7 +228,7 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &Deps, found: &mut Found) -> usiz
 fn consistent_list(core: &Core<'_>, orders: &Orders, by: &Deps, l: &[u32], r: u32, found: &mut Found) -> usize {
     let mut checked = 0;
     for &y in l {
-        let Some(dep) = by.dep(core, y, core.reads[r as usize].key) else {
+        let Some(dep) = by.dep(core, y) else {
             continue;
         };
         checked += 1;
@@ -262,15 +273,19 @@ fn seen_last(core: &Core<'_>, r: usize) -> Option<u32> {
     (y != NONE && !explain::failed(core, y)).then_some(y)
 }
 
-/// The (write, other key) pairs multi-key reads ask about.
-fn questions(core: &Core<'_>) -> Vec<(u32, u32)> {
+/// The questions multi-key reads ask, in order.
+fn questions(core: &Core<'_>) -> Vec<Question> {
     let mut asked = Vec::new();
     for reads in snapshots(core) {
         for r2 in reads.clone() {
             let Some(y) = seen_last(core, r2) else { continue };
             for r1 in reads.clone() {
                 if core.reads[r1].key != core.reads[r2].key {
-                    asked.push((y, core.reads[r1].key));
+                    asked.push(Question {
+                        y,
+                        r2: r2 as u32,
+                        r1: r1 as u32,
+                    });
                 }
             }
         }
@@ -278,39 +293,24 @@ fn questions(core: &Core<'_>) -> Vec<(u32, u32)> {
     asked
 }
 
-/// Multi-key reads.
-fn multi(a: &Analysis<'_>, by: &Deps, found: &mut Found) -> usize {
-    snapshots(&a.core)
-        .into_iter()
-        .map(|reads| snapshot(a, by, reads, found))
-        .sum()
-}
-
-/// One multi-key read: each write it saw against the dependencies of that
-/// write on the other keys it read.
-fn snapshot(a: &Analysis<'_>, by: &Deps, reads: std::ops::Range<usize>, found: &mut Found) -> usize {
+/// Multi-key reads: a read that saw `y` on one key and, on another key `y`
+/// depended on, a state provably older than the dependency.
+fn multi(a: &Analysis<'_>, asked: &[Question], by: &Deps, found: &mut Found) -> usize {
     let core = &a.core;
     let mut checked = 0;
-    for r2 in reads.clone() {
-        let Some(y) = seen_last(core, r2) else { continue };
-        for r1 in reads.clone() {
-            let k1 = core.reads[r1].key;
-            if k1 == core.reads[r2].key {
-                continue;
-            }
-            let Some(dep) = by.dep(core, y, k1) else { continue };
-            checked += 1;
-            if !reflects(a, r1 as u32, dep.x) {
-                found.push(|| {
-                    let tail = format!(
-                        "{}, and in the same operation {}: older than {}",
-                        explain::p_read(core, r2 as u32),
-                        explain::read(core, r1 as u32),
-                        explain::show(core.wvalue(dep.x))
-                    );
-                    report(core, dep, y, r2 as u32, r1 as u32, tail)
-                });
-            }
+    for (q, &read) in asked.iter().zip(&by.cross) {
+        let Some(dep) = dep_via(core, q.y, read) else { continue };
+        checked += 1;
+        if !reflects(a, q.r1, dep.x) {
+            found.push(|| {
+                let tail = format!(
+                    "{}, and in the same operation {}: older than {}",
+                    explain::p_read(core, q.r2),
+                    explain::read(core, q.r1),
+                    explain::show(core.wvalue(dep.x))
+                );
+                report(core, dep, q.y, q.r2, q.r1, tail)
+            });
         }
     }
     checked

@@ -4,15 +4,17 @@
 //!
 //! Shrinking must not invent a violation. Removing an operation from a
 //! history can make it non-linearizable (drop the write a read saw), so the
-//! shrinker never removes: it *relaxes* determinate operations into crashed
-//! ones (same effect, may happen at any time after their call, or never;
-//! reads, which then constrain nothing, disappear). Relaxing only adds
-//! orders, so if the relaxed history is still not linearizable, neither is
-//! the original, and the determinate operations left are a proof: they
-//! cannot be linearized even if every other operation on the object took
-//! effect at any time or never. Each relaxation is kept only when a
-//! bounded re-check confirms the violation; a re-check that runs out of
-//! budget counts as "not confirmed", so the proof only grows less small.
+//! shrinker never removes: it *relaxes* determinate operations. A relaxed
+//! read constrains nothing and disappears; a relaxed update becomes
+//! optional: it took effect within its interval, or never. Relaxing only
+//! adds orders, so if the relaxed history is still not linearizable,
+//! neither is the original, and the determinate operations left are a
+//! proof: they cannot be linearized even if none of the others took effect
+//! (or, for the crashed ones, whenever they did). Each relaxation is kept
+//! only when a bounded re-check confirms the violation; a re-check that
+//! runs out of budget counts as "not confirmed", so the proof only grows
+//! less small. Reads are relaxed first: dropping them makes the re-checks
+//! cheaper still.
 
 use std::time::Instant;
 
@@ -37,6 +39,7 @@ pub fn blocked_op<O>(ops: &[SearchOp<O>], longest: &[u32]) -> Option<u32> {
     }
     (0..ops.len() as u32)
         .filter(|&i| !done[i as usize])
+        .filter(|&i| ops[i as usize].mandatory())
         .filter_map(|i| ops[i as usize].ret.map(|r| (r, i)))
         .min()
         .map(|(_, i)| i)
@@ -54,7 +57,8 @@ fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> Vec<S
             (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
                 op,
                 call: o.call,
-                ret: None,
+                ret: o.ret,
+                optional: true,
             }),
         })
         .collect();
@@ -68,8 +72,9 @@ fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> Vec<S
 /// Shrinks the determinate operations of a non-linearizable `ops` to a
 /// small set that still proves it; returns a mask over `ops` (true: keep
 /// determinate). `must_keep` stays in the set. First relaxes everything
-/// invoked after `must_keep` returned, then halves chunks of the rest
-/// (a simplified ddmin), within [`SHRINK_STEPS_MAX`] steps and `deadline`.
+/// invoked after `must_keep` returned, then the reads, then the updates,
+/// each by halving chunks (a simplified ddmin), within
+/// [`SHRINK_STEPS_MAX`] steps and `deadline`.
 pub fn shrink<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],
@@ -78,11 +83,13 @@ pub fn shrink<M: Model>(
     deadline: Instant,
     memory: &Memory,
 ) -> Vec<bool> {
-    let mut keep: Vec<bool> = ops.iter().map(|o| o.ret.is_some()).collect();
+    let mut keep: Vec<bool> = ops.iter().map(|o| o.mandatory()).collect();
     let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
         .filter(|&i| keep[i] && i != must_keep as usize)
         .partition(|&i| ops[i].call > blocked_ret);
+    let (reads, updates): (Vec<usize>, Vec<usize>) =
+        early.into_iter().partition(|&i| model.relax(&ops[i].op).is_none());
     let mut shrinker = Shrinker {
         model,
         ops,
@@ -91,19 +98,9 @@ pub fn shrink<M: Model>(
         steps_left: (search_steps / 8).clamp(SHRINK_STEPS_MIN, SHRINK_STEPS_MAX),
     };
     shrinker.try_relax(&mut keep, &late);
-    let mut chunk = early.len().div_ceil(2).max(1);
-    loop {
-        for group in early.chunks(chunk) {
-            if !shrinker.has_budget() {
-                return keep;
-            }
-            shrinker.try_relax(&mut keep, group);
-        }
-        if chunk == 1 {
-            return keep;
-        }
-        chunk = chunk.div_ceil(2);
-    }
+    shrinker.ddmin(&mut keep, &reads);
+    shrinker.ddmin(&mut keep, &updates);
+    keep
 }
 
 /// The re-checks of one shrink and their shared budget.
@@ -116,6 +113,23 @@ struct Shrinker<'a, M: Model> {
 }
 
 impl<M: Model> Shrinker<'_, M> {
+    /// Relaxes what it can of `candidates`: halves, quarters, ... singles.
+    fn ddmin(&mut self, keep: &mut Vec<bool>, candidates: &[usize]) {
+        let mut chunk = candidates.len().div_ceil(2).max(1);
+        loop {
+            for group in candidates.chunks(chunk) {
+                if !self.has_budget() {
+                    return;
+                }
+                self.try_relax(keep, group);
+            }
+            if chunk == 1 {
+                return;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+
     fn has_budget(&self) -> bool {
         self.steps_left > 0 && Instant::now() < self.deadline
     }

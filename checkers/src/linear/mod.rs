@@ -143,17 +143,23 @@ fn drive<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make
     };
     let outcomes: Vec<Mutex<Option<PartOutcome>>> = parts.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = parts.get(i) else { break };
+        let outcome = check_part(&shared, part, make());
+        *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    };
     let threads = config.threads.clamp(1, parts.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(part) = parts.get(i) else { break };
-                let outcome = check_part(&shared, part, make());
-                *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-            });
-        }
-    });
+    if threads == 1 {
+        // One part or one thread: no thread to start.
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
     let outcomes = outcomes
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))

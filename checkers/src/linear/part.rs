@@ -22,13 +22,13 @@ pub struct Part {
 }
 
 impl Part {
-    /// How the part is named in reports: `key k3`, `operations without a
-    /// key`, `the whole history`.
+    /// How the part is named in reports: `key k3`, `the history` (split, but
+    /// the operations have no key), `the whole history`.
     pub fn label(&self, history: &History, split: bool) -> String {
         match (split, self.key) {
             (false, _) => "the whole history".into(),
             (true, Some(k)) => format!("key {}", history.key(k)),
-            (true, None) => "operations without a key".into(),
+            (true, None) => "the history".into(),
         }
     }
 }
@@ -86,6 +86,7 @@ pub fn encode<M: Model>(history: &History, part: &Part, mut model: M) -> Result<
             op: encoded,
             call: op.invoke_index,
             ret,
+            optional: false,
         });
         origin.push(i);
     }
@@ -97,13 +98,14 @@ pub fn encode<M: Model>(history: &History, part: &Part, mut model: M) -> Result<
     Ok(Encoded { model, ops, origin })
 }
 
-/// Which operations can matter: all but the crashed ones invoked after the
-/// last determinate operation returned. Such an operation can only be
-/// linearized after every determinate one, so dropping it from any
-/// linearization leaves a linearization: dropping it changes no verdict.
+/// Which operations can matter: all but the optional ones (crashed, or
+/// relaxed) invoked after the last mandatory operation returned. Such an
+/// operation can only be linearized after every mandatory one, so dropping
+/// it from any linearization leaves a linearization: dropping it changes
+/// no verdict.
 pub fn needed<O>(ops: &[SearchOp<O>]) -> Vec<bool> {
-    let last_ret = ops.iter().filter_map(|o| o.ret).max();
+    let last_ret = ops.iter().filter(|o| o.mandatory()).filter_map(|o| o.ret).max();
     ops.iter()
-        .map(|o| o.ret.is_some() || last_ret.is_some_and(|r| o.call < r))
+        .map(|o| o.mandatory() || last_ret.is_some_and(|r| o.call < r))
         .collect()
 }

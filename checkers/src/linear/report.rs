@@ -123,7 +123,7 @@ impl PartOutcome {
         if refuted_alone(&enc.model, &enc.ops, &keep, deadline, memory) {
             // Cannot happen if the shrinker is right; fall back to every
             // determinate operation, which the main search proved.
-            keep = enc.ops.iter().map(|o| o.ret.is_some()).collect();
+            keep = enc.ops.iter().map(|o| o.mandatory()).collect();
         }
         let proof: Vec<u32> = (0..enc.ops.len() as u32).filter(|&i| keep[i as usize]).collect();
         let op_ref = |i: u32| OpRef::new(history, &history.ops[enc.origin[i as usize]]);
@@ -190,8 +190,8 @@ fn explain(label: &str, prefix_len: usize, state: &str, blocked: &OpRef, proof: 
     };
     format!(
         "on {label}, after linearizing {} (the longest linearizable prefix, which leaves the state at {state}), \
-         no order that respects real time can place {}. {these} be linearized even if every other operation on \
-         {label} took effect at any time after its invocation, or never: {}.",
+         no order that respects real time can place {}. {these} be linearized, whether or not any of the \
+         other operations on {label} took effect (each at a time it could have): {}.",
         operations(prefix_len),
         blocked.describe(),
         listed.join("; ")

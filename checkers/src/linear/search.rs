@@ -32,6 +32,12 @@
 //!   completion `P·c·o·R` gives `P·o·R`; and `o` was already a candidate
 //!   after `P` (lifting `c` exposes none), so the search tries `P·o` too.
 //!
+//! Optional operations with a completion (used only to shrink evidence) may
+//! take effect within their interval or never: when the search reaches the
+//! return of one it has not linearized, it may *skip* it (mark it decided,
+//! state unchanged) instead of backtracking. The dominance rules above are
+//! applied to crashed operations only.
+//!
 //! Budgets: wall-clock deadline, a step count (for the small re-checks that
 //! shrink evidence) and the shared memory budget. Past any of them the
 //! result is [`Found::Unknown`], never a guess.
@@ -50,6 +56,16 @@ pub struct SearchOp<O> {
     pub call: u64,
     /// Event index of the completion; `None` for a crashed operation.
     pub ret: Option<u64>,
+    /// With a completion: the operation took effect within its interval
+    /// *or never* (a relaxed determinate operation, see `evidence`).
+    pub optional: bool,
+}
+
+impl<O> SearchOp<O> {
+    /// True for an operation every linearization must contain.
+    pub fn mandatory(&self) -> bool {
+        self.ret.is_some() && !self.optional
+    }
 }
 
 /// A deadline that can be brought forward while searches run: once one
@@ -214,10 +230,21 @@ impl Events {
     }
 }
 
+/// A linearized (or skipped) operation on the search stack.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    /// Its call node.
+    node: u32,
+    /// The state before it.
+    state: u32,
+    /// Skipped: an optional operation decided not to take effect.
+    skipped: bool,
+}
+
 /// The longest prefix seen so far, kept in amortized constant time per
 /// step: `common` is how much of `best` the current stack still shares.
 struct Longest {
-    best: Vec<u32>,
+    best: Vec<Frame>,
     best_det: usize,
     best_state: u32,
     common: usize,
@@ -228,13 +255,12 @@ impl Longest {
         self.common = self.common.min(depth);
     }
 
-    fn on_push(&mut self, stack: &[(u32, u32)], events: &Events, det: usize, state: u32) {
+    fn on_push(&mut self, stack: &[Frame], det: usize, state: u32) {
         if det <= self.best_det {
             return;
         }
         self.best.truncate(self.common);
-        self.best
-            .extend(stack[self.common..].iter().map(|&(node, _)| events.op[node as usize]));
+        self.best.extend_from_slice(&stack[self.common..]);
         self.common = stack.len();
         self.best_det = det;
         self.best_state = state;
@@ -245,16 +271,18 @@ impl Longest {
 struct Search<'a, 'm, M: Model> {
     ops: &'a [SearchOp<M::Op>],
     crashed: Vec<bool>,
+    optional: Vec<bool>,
     effects: Vec<Effect>,
     events: Events,
+    /// The call node of each operation.
+    call_node: Vec<u32>,
     table: StateTable<'m, M>,
     visited: VisitedSet,
     bits: Vec<u64>,
     /// Zobrist keys of the operations, and the hash of `bits`.
     keys: Vec<u64>,
     bits_hash: u64,
-    /// (call node, state before it) of each linearized operation.
-    stack: Vec<(u32, u32)>,
+    stack: Vec<Frame>,
     state: u32,
     determinate: usize,
     remaining_det: usize,
@@ -265,7 +293,7 @@ struct Search<'a, 'm, M: Model> {
 /// Searches for a linearization of `ops` under `model`.
 pub fn search<M: Model>(model: &M, ops: &[SearchOp<M::Op>], budget: Budget) -> (Found<M::State>, Stats) {
     let mut charge = Charge::new(budget.memory);
-    let determinate = ops.iter().filter(|o| o.ret.is_some()).count();
+    let determinate = ops.iter().filter(|o| o.mandatory()).count();
     let result = Search::new(model, ops, &mut charge).and_then(|mut s| {
         let found = s.run(budget, &mut charge);
         Ok((found?, s.stats()))
@@ -299,11 +327,21 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
     fn new(model: &'m M, ops: &'a [SearchOp<M::Op>], charge: &mut Charge) -> Result<Self, OutOfMemory> {
         let words = ops.len().div_ceil(64).max(1);
         charge.add(ops.len() * 64)?;
+        let events = Events::new(ops);
+        let mut call_node = vec![NO; ops.len()];
+        for (node, &is_call) in events.is_call.iter().enumerate() {
+            if is_call {
+                call_node[events.op[node] as usize] = node as u32;
+            }
+        }
+        let determinate = ops.iter().filter(|o| o.mandatory()).count();
         Ok(Search {
             ops,
             crashed: ops.iter().map(|o| o.ret.is_none()).collect(),
+            optional: ops.iter().map(|o| o.ret.is_some() && o.optional).collect(),
             effects: ops.iter().map(|o| model.effect(&o.op)).collect(),
-            events: Events::new(ops),
+            events,
+            call_node,
             table: StateTable::new(model, charge)?,
             visited: VisitedSet::new(words, charge)?,
             bits: vec![0; words],
@@ -311,8 +349,8 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             bits_hash: 0,
             stack: Vec::with_capacity(ops.len()),
             state: 0,
-            determinate: ops.iter().filter(|o| o.ret.is_some()).count(),
-            remaining_det: ops.iter().filter(|o| o.ret.is_some()).count(),
+            determinate,
+            remaining_det: determinate,
             longest: Longest {
                 best: Vec::new(),
                 best_det: 0,
@@ -336,6 +374,10 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
         self.bits_hash ^= self.keys[op as usize];
     }
 
+    fn is_mandatory(&self, op: u32) -> bool {
+        !self.crashed[op as usize] && !self.optional[op as usize]
+    }
+
     /// The outcome once the search stopped for lack of budget.
     fn unknown(&self, why: Exhausted) -> Found<M::State> {
         Found::Unknown {
@@ -343,6 +385,15 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             longest_det: self.longest.best_det,
             determinate: self.determinate,
         }
+    }
+
+    /// The operations of `frames` that took effect, in order.
+    fn order(&self, frames: &[Frame]) -> Vec<u32> {
+        frames
+            .iter()
+            .filter(|f| !f.skipped)
+            .map(|f| self.events.op[f.node as usize])
+            .collect()
     }
 
     fn run(&mut self, budget: Budget, charge: &mut Charge) -> Result<Found<M::State>, OutOfMemory> {
@@ -357,21 +408,24 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             if self.stats.steps > budget.max_steps {
                 return Ok(self.unknown(Exhausted::Steps));
             }
-            if !self.events.is_call[node as usize] {
-                match self.backtrack() {
-                    Some(next) => node = next,
-                    None => return Ok(self.not_linearizable()),
-                }
-                continue;
-            }
-            node = match self.try_call(node, charge) {
+            let attempt = if self.events.is_call[node as usize] {
+                self.try_call(node, charge)
+            } else {
+                self.try_skip(node, charge)
+            };
+            node = match attempt {
                 Ok(true) => self.events.next[HEAD as usize],
-                Ok(false) => self.events.next[node as usize],
+                Ok(false) if self.events.is_call[node as usize] => self.events.next[node as usize],
+                Ok(false) => match self.backtrack() {
+                    Some(next) => next,
+                    None => return Ok(self.not_linearizable()),
+                },
                 Err(OutOfMemory) => return Ok(self.unknown(Exhausted::Memory)),
             };
         }
-        let order = self.stack.iter().map(|&(n, _)| self.events.op[n as usize]).collect();
-        Ok(Found::Linearizable { order })
+        Ok(Found::Linearizable {
+            order: self.order(&self.stack),
+        })
     }
 
     /// Whether a dominance rule (module doc) skips linearizing `op` next.
@@ -380,11 +434,33 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
             return true;
         }
         match self.stack.last() {
-            Some(&(top, _)) if self.effects[op as usize] == Effect::Overwrite => {
-                self.crashed[self.events.op[top as usize] as usize]
+            Some(top) if self.effects[op as usize] == Effect::Overwrite => {
+                self.crashed[self.events.op[top.node as usize] as usize]
             }
             _ => false,
         }
+    }
+
+    /// Marks `op` decided with state `next`, if that configuration is new.
+    fn push(&mut self, node: u32, op: u32, next: u32, skipped: bool, charge: &mut Charge) -> Result<bool, OutOfMemory> {
+        self.flip(op);
+        if !self.visited.insert(&self.bits, self.bits_hash, next, charge)? {
+            self.flip(op);
+            return Ok(false);
+        }
+        self.stack.push(Frame {
+            node,
+            state: self.state,
+            skipped,
+        });
+        self.state = next;
+        self.events.lift(node);
+        if self.is_mandatory(op) {
+            self.remaining_det -= 1;
+        }
+        let det = self.determinate - self.remaining_det;
+        self.longest.on_push(&self.stack, det, next);
+        Ok(true)
     }
 
     /// Tries to linearize the call at `node` next; true if it did.
@@ -396,40 +472,42 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
         if self.dominated(op, next) {
             return Ok(false);
         }
-        self.flip(op);
-        if !self.visited.insert(&self.bits, self.bits_hash, next, charge)? {
-            self.flip(op);
-            return Ok(false);
-        }
-        self.stack.push((node, self.state));
-        self.state = next;
-        self.events.lift(node);
-        if !self.crashed[op as usize] {
-            self.remaining_det -= 1;
-        }
-        let det = self.determinate - self.remaining_det;
-        self.longest.on_push(&self.stack, &self.events, det, next);
-        Ok(true)
+        self.push(node, op, next, false, charge)
     }
 
-    /// Undoes the last linearized operation; the node to try after it, or
-    /// `None` when there is nothing left to undo.
-    fn backtrack(&mut self) -> Option<u32> {
-        let (node, state) = self.stack.pop()?;
+    /// At the return `node` of an operation not yet linearized: skips it if
+    /// it is optional; true if it did.
+    fn try_skip(&mut self, node: u32, charge: &mut Charge) -> Result<bool, OutOfMemory> {
         let op = self.events.op[node as usize];
-        self.flip(op);
-        self.state = state;
-        self.events.unlift(node);
-        if !self.crashed[op as usize] {
-            self.remaining_det += 1;
+        if !self.optional[op as usize] {
+            return Ok(false);
         }
-        self.longest.on_pop(self.stack.len());
-        Some(self.events.next[node as usize])
+        self.push(self.call_node[op as usize], op, self.state, true, charge)
+    }
+
+    /// Undoes the last linearized operation (and the skips above it, which
+    /// had no alternative); the node to try after it, or `None` when there
+    /// is nothing left to undo.
+    fn backtrack(&mut self) -> Option<u32> {
+        loop {
+            let frame = self.stack.pop()?;
+            let op = self.events.op[frame.node as usize];
+            self.flip(op);
+            self.state = frame.state;
+            self.events.unlift(frame.node);
+            if self.is_mandatory(op) {
+                self.remaining_det += 1;
+            }
+            self.longest.on_pop(self.stack.len());
+            if !frame.skipped {
+                return Some(self.events.next[frame.node as usize]);
+            }
+        }
     }
 
     fn not_linearizable(&self) -> Found<M::State> {
         Found::NotLinearizable {
-            longest: self.longest.best.clone(),
+            longest: self.order(&self.longest.best),
             state: self.table.state(self.longest.best_state).clone(),
         }
     }

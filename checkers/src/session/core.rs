@@ -124,12 +124,21 @@ pub struct WriteRec {
 }
 
 /// What a read saw of one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum State {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State<'a> {
     /// A register: the write it names, or [`NONE`] for the initial (absent) value.
     Reg(u32),
     /// A list: the appends it shows, in order.
-    List(Vec<u32>),
+    List(&'a [u32]),
+}
+
+/// A [`State`] as stored: a list's elements live in [`Core::elems`], so a
+/// million reads do not cost a million allocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Reg(u32),
+    /// Start and length in [`Core::elems`].
+    List(u32, u32),
 }
 
 /// One read of one key: a `read`, the expected value of an ok `cas`, or an
@@ -149,7 +158,8 @@ pub struct ReadRec {
     pub is_final: bool,
     pub micro: u32,
     pub ev: u32,
-    pub state: State,
+    /// What it saw; see [`Core::state`].
+    pub stored: Stored,
 }
 
 /// One step of a process, in the order it issued them.
@@ -170,6 +180,8 @@ pub struct Core<'h> {
     pub procs: Vec<Process>,
     pub writes: Vec<WriteRec>,
     pub reads: Vec<ReadRec>,
+    /// The elements of every list read, one after another.
+    pub elems: Vec<u32>,
     /// Reads and writes in the order operations were invoked; within a
     /// transaction, in micro-op order.
     pub events: Vec<Ev>,
@@ -224,6 +236,7 @@ impl<'h> Core<'h> {
             keys: keys.keys,
             writes: Vec::with_capacity(raws.len() / 2),
             reads: Vec::with_capacity(raws.len() / 2),
+            elems: Vec::new(),
             events: Vec::with_capacity(raws.len()),
             unattributed_reads: 0,
             ops_seen,
@@ -281,8 +294,8 @@ impl<'h> Core<'h> {
                     next_write += 1;
                 }
                 RawKind::Read(v) => match self.resolve(s.key, v, writers, last_list[s.key as usize]) {
-                    Some(state) => {
-                        if matches!(state, State::List(_)) {
+                    Some(stored) => {
+                        if matches!(stored, Stored::List(..)) {
                             last_list[s.key as usize] = (Some(v), self.reads.len() as u32);
                         }
                         let id = self.reads.len() as u32;
@@ -297,7 +310,7 @@ impl<'h> Core<'h> {
                             is_final: op.is_final,
                             micro: s.micro,
                             ev: self.events.len() as u32,
-                            state,
+                            stored,
                         });
                         self.events.push(Ev::Read(id));
                     }
@@ -311,32 +324,46 @@ impl<'h> Core<'h> {
     /// single writer.
     /// `last` is the key's latest list read (its value and record), whose
     /// elements are reused where the new read repeats them.
-    fn resolve(&self, key: u32, v: &Value, writers: &Writers, last: (Option<&Value>, u32)) -> Option<State> {
+    fn resolve(&mut self, key: u32, v: &Value, writers: &Writers, last: (Option<&Value>, u32)) -> Option<Stored> {
         if !self.list_key[key as usize] {
             return match v {
-                Value::Null => Some(State::Reg(NONE)),
-                x => writers.get(key, x).map(State::Reg),
+                Value::Null => Some(Stored::Reg(NONE)),
+                x => writers.get(key, x).map(Stored::Reg),
             };
         }
+        let start = self.elems.len();
         let xs = match v {
-            Value::Null => return Some(State::List(Vec::new())),
+            Value::Null => return Some(Stored::List(start as u32, 0)),
             Value::Array(xs) => xs,
             _ => return None,
         };
-        let (before, ids): (&[Value], &[u32]) = match last {
-            (Some(Value::Array(p)), r) => match &self.reads[r as usize].state {
-                State::List(ids) => (p, ids),
-                State::Reg(_) => (&[], &[]),
+        let (before, at): (&[Value], usize) = match last {
+            (Some(Value::Array(p)), r) => match self.reads[r as usize].stored {
+                Stored::List(at, _) => (p, at as usize),
+                Stored::Reg(_) => (&[], 0),
             },
-            _ => (&[], &[]),
+            _ => (&[], 0),
         };
         let same = xs.iter().zip(before).take_while(|(a, b)| a == b).count();
-        let mut out = Vec::with_capacity(xs.len());
-        out.extend_from_slice(&ids[..same]);
+        self.elems.extend_from_within(at..at + same);
         for x in &xs[same..] {
-            out.push(writers.get(key, x)?);
+            match writers.get(key, x) {
+                Some(w) => self.elems.push(w),
+                None => {
+                    self.elems.truncate(start);
+                    return None;
+                }
+            }
         }
-        Some(State::List(out))
+        Some(Stored::List(start as u32, xs.len() as u32))
+    }
+
+    /// What read `r` saw.
+    pub fn state(&self, r: u32) -> State<'_> {
+        match self.reads[r as usize].stored {
+            Stored::Reg(w) => State::Reg(w),
+            Stored::List(at, len) => State::List(&self.elems[at as usize..(at + len) as usize]),
+        }
     }
 
     /// The operation of a write.
@@ -570,8 +597,8 @@ mod tests {
         let c = Core::derive(&h);
         assert_eq!(c.writes.len(), 2);
         assert_eq!(c.reads.len(), 2);
-        assert_eq!(c.reads[0].state, State::Reg(0));
-        assert_eq!(c.reads[1].state, State::List(vec![1]));
+        assert_eq!(c.state(0), State::Reg(0));
+        assert_eq!(c.state(1), State::List(&[1]));
         assert_eq!(c.unattributed_reads, 1);
         assert_eq!(c.list_key, vec![false, true]);
         assert_eq!(c.events.len(), 4);
@@ -616,8 +643,8 @@ mod tests {
         .unwrap();
         let c = Core::derive(&h);
         assert_eq!(c.keys, vec![Key::Str("a".into()), Key::Int(5)]);
-        assert_eq!(c.reads[0].state, State::Reg(0));
-        assert_eq!(c.reads[1].state, State::Reg(NONE));
+        assert_eq!(c.state(0), State::Reg(0));
+        assert_eq!(c.state(1), State::Reg(NONE));
         assert_eq!(c.rvalue(0), &json!(1));
         assert_eq!(c.wvalue(1), &json!(2));
     }

@@ -78,7 +78,7 @@ pub fn p_wrote(core: &Core<'_>, w: u32) -> String {
 pub fn read(core: &Core<'_>, r: u32) -> String {
     let op = core.rop(r);
     let rec = &core.reads[r as usize];
-    let saw = match &rec.state {
+    let saw = match &core.state(r) {
         State::Reg(NONE) => "nothing (the initial value)".to_owned(),
         State::List(l) if l.len() == 1 => format!("{} (1 element)", show(core.rvalue(r))),
         State::List(l) => format!("{} ({} elements)", show(core.rvalue(r)), l.len()),

@@ -21,6 +21,7 @@ use serde_json::{json, Map};
 
 use super::core::{Core, FxMap, State, NONE};
 use super::explain::{self, Found};
+use super::order::list;
 use super::{Analysis, Judged};
 use crate::verdict::Anomaly;
 
@@ -82,7 +83,8 @@ pub fn check(a: &Analysis<'_>) -> Judged {
 fn failed_writes_read(core: &Core<'_>, found: &mut Found) -> usize {
     let mut reported: HashSet<u32> = HashSet::new();
     for (r, rec) in core.reads.iter().enumerate() {
-        let seen: &[u32] = match &rec.state {
+        let state = core.state(r as u32);
+        let seen: &[u32] = match &state {
             State::Reg(x) => std::slice::from_ref(x),
             State::List(l) => l,
         };
@@ -110,14 +112,7 @@ fn failed_writes_read(core: &Core<'_>, found: &mut Found) -> usize {
 
 /// Ok appends no final read of their key contains.
 fn lost_appends(core: &Core<'_>, writes: &[u32], finals: &[u32], found: &mut Found) {
-    let present: HashSet<u32> = finals
-        .iter()
-        .flat_map(|r| match &core.reads[*r as usize].state {
-            State::List(l) => l.as_slice(),
-            State::Reg(_) => &[],
-        })
-        .copied()
-        .collect();
+    let present: HashSet<u32> = finals.iter().flat_map(|r| list(&core.state(*r))).copied().collect();
     for &w in writes {
         if !present.contains(&w) {
             found.push(|| {
@@ -147,7 +142,7 @@ fn lost_register_writes(core: &Core<'_>, k: u32, writes: &[u32], finals: &[u32],
     // The newest final value: the one whose write completed last.
     let mut newest: Option<(u64, u32)> = None;
     for &r in finals {
-        let State::Reg(x) = core.reads[r as usize].state else {
+        let State::Reg(x) = core.state(r) else {
             return false;
         };
         let t = match x {
@@ -160,7 +155,7 @@ fn lost_register_writes(core: &Core<'_>, k: u32, writes: &[u32], finals: &[u32],
         }
     }
     let Some((_, r)) = newest else { return false };
-    let State::Reg(x) = core.reads[r as usize].state else {
+    let State::Reg(x) = core.state(r) else {
         return false;
     };
     let lost: Vec<u32> = writes

@@ -43,7 +43,7 @@ pub fn check_reads(a: &Analysis<'_>) -> Judged {
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
         let rec = &core.reads[r as usize];
-        if let State::Reg(x) = rec.state {
+        if let State::Reg(x) = core.state(r) {
             if explain::failed(core, x) {
                 continue;
             }
@@ -74,7 +74,7 @@ pub fn check_reads(a: &Analysis<'_>) -> Judged {
 /// The state to compare later reads with, once `r` has been read.
 fn advance(core: &Core<'_>, orders: &Orders, prev: Seen, r: u32) -> Seen {
     let rec = &core.reads[r as usize];
-    match &rec.state {
+    match &core.state(r) {
         State::Reg(x) => {
             let newer = *x != NONE
                 && (prev.best == NONE || core.writes[*x as usize].invoke > core.writes[prev.best as usize].invoke);
@@ -85,7 +85,7 @@ fn advance(core: &Core<'_>, orders: &Orders, prev: Seen, r: u32) -> Seen {
             }
         }
         State::List(l) => {
-            let longer = l.len() > list(&core.reads[prev.read as usize].state).len();
+            let longer = l.len() > list(&core.state(prev.read)).len();
             if !orders.consistent(rec.key) || longer {
                 Seen { read: r, best: NONE }
             } else {
@@ -99,10 +99,10 @@ fn advance(core: &Core<'_>, orders: &Orders, prev: Seen, r: u32) -> Seen {
 /// element it lacks, for registers [`NONE`].
 fn went_back(core: &Core<'_>, orders: &Orders, prev: Seen, r: u32) -> Option<u32> {
     let rec = &core.reads[r as usize];
-    match &rec.state {
+    match &core.state(r) {
         State::Reg(x) => (prev.best != NONE && Orders::older(core, *x, prev.best)).then_some(NONE),
         State::List(l) => {
-            let before = list(&core.reads[prev.read as usize].state);
+            let before = list(&core.state(prev.read));
             if orders.consistent(rec.key) {
                 return before.get(l.len()).copied();
             }
@@ -114,7 +114,7 @@ fn went_back(core: &Core<'_>, orders: &Orders, prev: Seen, r: u32) -> Option<u32
 
 fn report_reads(core: &Core<'_>, prev: Seen, r: u32, lacked: u32) -> Anomaly {
     let rec = &core.reads[r as usize];
-    let why = match rec.state {
+    let why = match core.state(r) {
         State::List(_) => format!(
             "without {}, which it had already seen",
             explain::show(core.wvalue(lacked))
@@ -135,7 +135,7 @@ fn report_reads(core: &Core<'_>, prev: Seen, r: u32, lacked: u32) -> Anomaly {
         why
     );
     let mut ops = vec![core.rop(prev.read), core.rop(r)];
-    if let State::Reg(x) = rec.state {
+    if let State::Reg(x) = core.state(r) {
         ops.extend(explain::wop_opt(core, prev.best));
         ops.extend(explain::wop_opt(core, x));
     }
@@ -179,7 +179,7 @@ fn inconsistent_lists(core: &Core<'_>, orders: &Orders, found: &mut Found) -> us
     let mut checked = 0;
     let mut reported: HashSet<(u32, u32)> = HashSet::new();
     for (r, rec) in core.reads.iter().enumerate() {
-        let State::List(l) = &rec.state else { continue };
+        let State::List(l) = core.state(r as u32) else { continue };
         if orders.consistent(rec.key) {
             continue;
         }
@@ -208,7 +208,7 @@ fn registers(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usize {
     let mut checked = 0;
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
-        let State::Reg(x) = core.reads[r as usize].state else {
+        let State::Reg(x) = core.state(r) else {
             continue;
         };
         if x == NONE || explain::failed(core, x) {
@@ -276,5 +276,5 @@ fn report_writes(core: &Core<'_>, a: u32, b: u32, r: u32, rb: Option<u32>) -> An
 }
 
 fn orders_contains(core: &Core<'_>, r: u32, w: u32) -> bool {
-    list(&core.reads[r as usize].state).contains(&w)
+    list(&core.state(r)).contains(&w)
 }

@@ -74,25 +74,25 @@ impl Orders {
     pub fn canon<'a>(&self, core: &'a Core<'_>, k: u32) -> &'a [u32] {
         match self.canon_read[k as usize] {
             NONE => &[],
-            r => list(&core.reads[r as usize].state),
+            r => list(&core.state(r)),
         }
     }
 
     fn list_orders(&mut self, core: &Core<'_>) {
         for (i, r) in core.reads.iter().enumerate() {
-            let State::List(l) = &r.state else { continue };
+            let State::List(l) = core.state(i as u32) else { continue };
             let best = &mut self.canon_read[r.key as usize];
-            if *best == NONE || list(&core.reads[*best as usize].state).len() < l.len() {
+            if *best == NONE || list(&core.state(*best)).len() < l.len() {
                 *best = i as u32;
             }
         }
         for (i, r) in core.reads.iter().enumerate() {
-            let State::List(l) = &r.state else { continue };
+            let State::List(l) = core.state(i as u32) else { continue };
             let k = r.key as usize;
             if self.conflict[k].is_some() {
                 continue;
             }
-            let canon = list(&core.reads[self.canon_read[k] as usize].state);
+            let canon = list(&core.state(self.canon_read[k]));
             if let Some(at) = l.iter().zip(canon).position(|(a, b)| a != b) {
                 self.conflict[k] = Some(Conflict {
                     longest: self.canon_read[k],
@@ -144,7 +144,7 @@ impl Orders {
     /// True when the list read `r` contains write `w`.
     pub fn list_contains(&self, core: &Core<'_>, r: u32, w: u32) -> bool {
         let rec = &core.reads[r as usize];
-        let l = list(&rec.state);
+        let l = list(&core.state(r));
         if self.consistent(rec.key) {
             let p = self.pos[w as usize];
             return p != NONE && (p as usize) < l.len() && core.writes[w as usize].key == rec.key;
@@ -154,8 +154,8 @@ impl Orders {
 }
 
 /// The elements of a list state (empty for a register state).
-pub fn list(s: &State) -> &[u32] {
-    match s {
+pub fn list<'a>(s: &State<'a>) -> &'a [u32] {
+    match *s {
         State::List(l) => l,
         State::Reg(_) => &[],
     }

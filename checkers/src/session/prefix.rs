@@ -122,7 +122,7 @@ impl<'a, 'h> Builder<'a, 'h> {
         let mut seen: HashSet<(u32, u32)> = HashSet::new();
         let mut n = 0;
         for (r, rec) in core.reads.iter().enumerate() {
-            let State::List(l) = &rec.state else { continue };
+            let State::List(l) = core.state(r as u32) else { continue };
             n += 1;
             let canon = orders.canon_read[rec.key as usize] == r as u32;
             if !canon && orders.consistent(rec.key) {
@@ -170,7 +170,7 @@ impl<'a, 'h> Builder<'a, 'h> {
         let core = self.core;
         let rec = &core.reads[r as usize];
         let w = |x: u32| NodeIndex::new(x as usize);
-        match &rec.state {
+        match &core.state(r) {
             State::List(l) => {
                 if let Some(&last) = l.last() {
                     self.g.add_edge(w(last), node, Why::Saw(r));
@@ -234,7 +234,7 @@ fn divergent_lists(core: &Core<'_>, orders: &Orders, found: &mut Found) {
     for (k, c) in orders.conflict.iter().enumerate() {
         let Some(c) = c else { continue };
         found.push(|| {
-            let (a, b) = (list(&core.reads[c.longest as usize].state), list(&core.reads[c.other as usize].state));
+            let (a, b) = (list(&core.state(c.longest)), list(&core.state(c.other)));
             let at = c.at as usize;
             let sentence = format!(
                 "{}; {}: at position {} one shows {} and the other {}, so no single order of appends has both as prefixes.",

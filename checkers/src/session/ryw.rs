@@ -87,7 +87,7 @@ fn remember(core: &Core<'_>, orders: &Orders, sessions: &mut FxMap<(u32, u32), S
 /// The own write that read `r` provably misses, if any.
 fn violated(core: &Core<'_>, orders: &Orders, s: &Session, r: u32) -> Option<u32> {
     let rec = &core.reads[r as usize];
-    match &rec.state {
+    match &core.state(r) {
         State::Reg(x) => {
             let w = s.need?;
             let own_txn = core.writes[w as usize].op == rec.op;
@@ -111,7 +111,7 @@ fn violated(core: &Core<'_>, orders: &Orders, s: &Session, r: u32) -> Option<u32
 
 fn report(core: &Core<'_>, w: u32, r: u32) -> crate::verdict::Anomaly {
     let rec = &core.reads[r as usize];
-    let tail = match &rec.state {
+    let tail = match &core.state(r) {
         State::Reg(x) if *x == NONE => ", the value before any write".to_owned(),
         State::Reg(x) => format!(", written by op {} before {} was written", core.wop(*x).invoke_index, {
             explain::show(core.wvalue(w))
@@ -125,7 +125,7 @@ fn report(core: &Core<'_>, w: u32, r: u32) -> crate::verdict::Anomaly {
         tail
     );
     let mut ops = vec![core.wop(w), core.rop(r)];
-    if let State::Reg(x) = rec.state {
+    if let State::Reg(x) = core.state(r) {
         ops.extend(explain::wop_opt(core, x));
     }
     explain::anomaly(core, "read-your-writes", rec.key, &ops, sentence)

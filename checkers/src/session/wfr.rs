@@ -104,7 +104,7 @@ fn dep_via(core: &Core<'_>, y: u32, read: u32) -> Option<Dep> {
     if read == NONE {
         return None;
     }
-    let x = match &core.reads[read as usize].state {
+    let x = match &core.state(read) {
         State::Reg(x) => *x,
         State::List(l) => *l.last()?,
     };
@@ -147,7 +147,7 @@ fn registers(core: &Core<'_>, by: &Deps, found: &mut Found) -> usize {
     for ev in &core.events {
         let Ev::Read(r) = *ev else { continue };
         let rec = &core.reads[r as usize];
-        let State::Reg(v) = rec.state else { continue };
+        let State::Reg(v) = core.state(r) else { continue };
         if explain::failed(core, v) {
             continue;
         }
@@ -193,7 +193,7 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &Deps, found: &mut Found) -> usiz
     let mut checked = 0;
     let mut reported: HashSet<(u32, u32)> = HashSet::new();
     for (r, rec) in core.reads.iter().enumerate() {
-        let State::List(l) = &rec.state else { continue };
+        let State::List(l) = core.state(r as u32) else { continue };
         if orders.consistent(rec.key) {
             if orders.canon_read[rec.key as usize] == r as u32 {
                 checked += consistent_list(core, orders, by, l, r as u32, found);
@@ -266,7 +266,7 @@ fn snapshots(core: &Core<'_>) -> Vec<std::ops::Range<usize>> {
 
 /// The write a read of a snapshot saw last, if it is one to judge.
 fn seen_last(core: &Core<'_>, r: usize) -> Option<u32> {
-    let y = match &core.reads[r].state {
+    let y = match &core.state(r as u32) {
         State::Reg(y) => *y,
         State::List(l) => l.last().copied().unwrap_or(NONE),
     };
@@ -318,7 +318,7 @@ fn multi(a: &Analysis<'_>, asked: &[Question], by: &Deps, found: &mut Found) -> 
 
 /// True unless read `r` is provably older than write `x` on `x`'s key.
 fn reflects(a: &Analysis<'_>, r: u32, x: u32) -> bool {
-    match &a.core.reads[r as usize].state {
+    match &a.core.state(r) {
         State::Reg(v) => !Orders::older(&a.core, *v, x),
         State::List(_) => a.orders.list_contains(&a.core, r, x),
     }

@@ -236,14 +236,17 @@ impl<'m, M: Model> StateTable<'m, M> {
     }
 }
 
-/// An open-addressing set of (bitset of `words` words, state id) pairs,
-/// stored flat: `words` words of bitset, the pair's hash, then one word
-/// holding state + 1 (0 marks an empty slot). The caller supplies the
-/// hash of the bitset (the search keeps it up to date incrementally), so an
-/// insert costs one probe sequence and, on a hash match, one comparison.
+/// A set of (bitset of `words` words, state id) pairs. The table holds
+/// 16-byte slots (the pair's hash; state + 1 and the entry's place in the
+/// arena, 0 marking an empty slot), and the bitsets live in an arena in
+/// insertion order, so probing touches little memory and growing rehashes
+/// only the slots. The caller supplies the hash of the bitset (the search
+/// keeps it up to date incrementally), so an insert costs one probe
+/// sequence and, on a hash match, one comparison.
 pub struct VisitedSet {
     words: usize,
-    slots: Vec<u64>,
+    slots: Vec<[u64; 2]>,
+    arena: Vec<u64>,
     len: usize,
     mask: usize,
 }
@@ -271,11 +274,11 @@ impl VisitedSet {
 
     /// An empty set for bitsets of `words` words.
     pub fn new(words: usize, charge: &mut Charge) -> Result<VisitedSet, OutOfMemory> {
-        let stride = words + 2;
-        charge.add(Self::INITIAL_SLOTS * stride * 8)?;
+        charge.add(Self::INITIAL_SLOTS * 16)?;
         Ok(VisitedSet {
             words,
-            slots: vec![0; Self::INITIAL_SLOTS * stride],
+            slots: vec![[0; 2]; Self::INITIAL_SLOTS],
+            arena: Vec::new(),
             len: 0,
             mask: Self::INITIAL_SLOTS - 1,
         })
@@ -300,46 +303,53 @@ impl VisitedSet {
         if (self.len + 1) * 4 > (self.mask + 1) * 3 {
             self.grow(charge)?;
         }
-        let w = self.words;
-        let stride = w + 2;
         let tag = u64::from(state) + 1;
         let h = fold(bits_hash ^ tag.wrapping_mul(SEED));
         let mut i = h as usize & self.mask;
         loop {
-            let slot = &mut self.slots[i * stride..(i + 1) * stride];
-            if slot[w + 1] == 0 {
-                slot[..w].copy_from_slice(bits);
-                slot[w] = h;
-                slot[w + 1] = tag;
-                self.len += 1;
-                return Ok(true);
+            let [slot_hash, packed] = self.slots[i];
+            if packed == 0 {
+                return self.put(i, h, tag, bits, charge).map(|()| true);
             }
-            if slot[w] == h && slot[w + 1] == tag && slot[..w].iter().zip(bits).all(|(a, b)| a == b) {
-                return Ok(false);
+            if slot_hash == h && packed >> 32 == tag {
+                let at = (packed & 0xffff_ffff) as usize * self.words;
+                if &self.arena[at..at + self.words] == bits {
+                    return Ok(false);
+                }
             }
             i = (i + 1) & self.mask;
         }
     }
 
+    /// Fills the empty slot `i`.
+    fn put(&mut self, i: usize, h: u64, tag: u64, bits: &[u64], charge: &mut Charge) -> Result<(), OutOfMemory> {
+        let before = self.arena.capacity();
+        if self.arena.len() + bits.len() > before {
+            let grown = (before * 2).max(bits.len() * 64);
+            charge.add((grown - before) * 8)?;
+            self.arena.reserve_exact(grown - self.arena.len());
+        }
+        let index = (self.arena.len() / self.words.max(1)) as u64;
+        self.arena.extend_from_slice(bits);
+        self.slots[i] = [h, tag << 32 | index];
+        self.len += 1;
+        Ok(())
+    }
+
     fn grow(&mut self, charge: &mut Charge) -> Result<(), OutOfMemory> {
-        let w = self.words;
-        let stride = w + 2;
         let n = (self.mask + 1) * 2;
-        charge.add(n * stride * 8)?;
-        let old = std::mem::replace(&mut self.slots, vec![0; n * stride]);
+        charge.add(n * 16)?;
+        let old = std::mem::replace(&mut self.slots, vec![[0; 2]; n]);
         self.mask = n - 1;
-        for slot in old.chunks_exact(stride) {
-            if slot[w + 1] == 0 {
-                continue;
-            }
-            let mut i = slot[w] as usize & self.mask;
-            while self.slots[i * stride + w + 1] != 0 {
+        for slot in old.iter().filter(|s| s[1] != 0) {
+            let mut i = slot[0] as usize & self.mask;
+            while self.slots[i][1] != 0 {
                 i = (i + 1) & self.mask;
             }
-            self.slots[i * stride..(i + 1) * stride].copy_from_slice(slot);
+            self.slots[i] = *slot;
         }
         // The old table is freed now; give its bytes back.
-        charge.sub(old.len() * 8);
+        charge.sub(old.len() * 16);
         Ok(())
     }
 }

@@ -272,7 +272,7 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no leader among {among:?}");
+        panic!("no leader among {among:?}\n{}", self.logs());
     }
 
     /// Cuts (or heals) every link to and from `id`.

@@ -121,6 +121,8 @@ pub struct WriteRec {
     pub done_ok: u64,
     /// It certainly did not take effect.
     pub failed: bool,
+    /// Its (process, key) pair, numbered ([`Core::pk_ids`]).
+    pub pk: u32,
 }
 
 /// What a read saw of one key.
@@ -156,6 +158,8 @@ pub struct ReadRec {
     pub done: u64,
     /// A final read, taken after healing.
     pub is_final: bool,
+    /// Its (process, key) pair, numbered ([`Core::pk_ids`]).
+    pub pk: u32,
     pub micro: u32,
     pub ev: u32,
     /// What it saw; see [`Core::state`].
@@ -189,6 +193,9 @@ pub struct Core<'h> {
     pub unattributed_reads: usize,
     /// Operations that took part (read or wrote something).
     pub ops_seen: usize,
+    /// Every (process, key) pair that read or wrote, numbered 0, 1, ...: the
+    /// per-session state of the checkers lives in vectors indexed by it.
+    pub pk_ids: FxMap<(u32, u32), u32>,
     /// Indexes of the final operations (`"final": true`), in order.
     pub final_ops: Vec<u32>,
 }
@@ -241,6 +248,7 @@ impl<'h> Core<'h> {
             unattributed_reads: 0,
             ops_seen,
             final_ops,
+            pk_ids: FxMap::default(),
         };
         let writers = core.collect_writes(&raws, &op_proc);
         core.collect_reads(&raws, &writers, &op_proc);
@@ -261,6 +269,7 @@ impl<'h> Core<'h> {
                 ambiguous = true;
             }
             let op = &self.history.ops[s.op as usize];
+            let pk = self.pk(op_proc[s.op as usize], s.key);
             let done_ok = match (op.outcome, op.complete_time) {
                 (Outcome::Ok, Some(t)) => t,
                 _ => u64::MAX,
@@ -275,6 +284,7 @@ impl<'h> Core<'h> {
                 invoke: op.invoke_time,
                 done_ok,
                 failed: op.outcome == Outcome::Fail,
+                pk,
             });
         }
         writers
@@ -300,6 +310,7 @@ impl<'h> Core<'h> {
                         }
                         let id = self.reads.len() as u32;
                         let op = &self.history.ops[s.op as usize];
+                        let pk = self.pk(op_proc[s.op as usize], s.key);
                         self.reads.push(ReadRec {
                             op: s.op,
                             key: s.key,
@@ -308,6 +319,7 @@ impl<'h> Core<'h> {
                             invoke: op.invoke_time,
                             done: op.complete_time.unwrap_or(u64::MAX),
                             is_final: op.is_final,
+                            pk,
                             micro: s.micro,
                             ev: self.events.len() as u32,
                             stored,
@@ -356,6 +368,12 @@ impl<'h> Core<'h> {
             }
         }
         Some(Stored::List(start as u32, xs.len() as u32))
+    }
+
+    /// The number of a (process, key) pair, assigned on first sight.
+    fn pk(&mut self, proc: u32, key: u32) -> u32 {
+        let next = self.pk_ids.len() as u32;
+        *self.pk_ids.entry((proc, key)).or_insert(next)
     }
 
     /// What read `r` saw.

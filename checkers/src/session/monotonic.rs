@@ -37,7 +37,7 @@ struct Seen {
 
 pub fn check_reads(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let mut seen: FxMap<(u32, u32), Seen> = FxMap::default();
+    let mut seen = vec![Seen { read: NONE, best: NONE }; core.pk_ids.len()];
     let mut found = Found::default();
     let mut checked = 0usize;
     for ev in &core.events {
@@ -48,15 +48,11 @@ pub fn check_reads(a: &Analysis<'_>) -> Judged {
                 continue;
             }
         }
-        let fresh = Seen { read: r, best: NONE };
-        let entry = seen.entry((rec.proc, rec.key));
-        let prev = match entry {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(advance(core, orders, fresh, r));
-                continue;
-            }
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-        };
+        let prev = &mut seen[rec.pk as usize];
+        if prev.read == NONE {
+            *prev = advance(core, orders, Seen { read: r, best: NONE }, r);
+            continue;
+        }
         checked += 1;
         if let Some(detail) = went_back(core, orders, *prev, r) {
             found.push(|| report_reads(core, *prev, r, detail));

@@ -15,7 +15,7 @@
 //!
 //! Also here: each process's own order of writes, per key and overall.
 
-use super::core::{Core, FxMap, State, NONE};
+use super::core::{Core, State, NONE};
 
 /// Two reads of a list key that no single order of appends can explain.
 #[derive(Clone, Copy, Debug)]
@@ -111,14 +111,15 @@ impl Orders {
     }
 
     fn process_orders(&mut self, core: &Core<'_>) {
-        let mut last_pk: FxMap<(u32, u32), u32> = FxMap::default();
+        let mut last_pk = vec![NONE; core.pk_ids.len()];
         let mut last_p = vec![NONE; core.procs.len()];
         for (i, w) in core.writes.iter().enumerate() {
             if w.failed {
                 continue;
             }
             let i = i as u32;
-            if let Some(prev) = last_pk.insert((w.proc, w.key), i) {
+            let prev = std::mem::replace(&mut last_pk[w.pk as usize], i);
+            if prev != NONE {
                 self.prev_pk[i as usize] = prev;
                 self.next_pk[prev as usize] = i;
                 self.seq_pk[i as usize] = self.seq_pk[prev as usize] + 1;

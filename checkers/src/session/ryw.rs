@@ -24,31 +24,36 @@ use super::{Analysis, Judged};
 /// each read is checked against.
 pub const OWN_APPENDS_MAX: usize = 256;
 
-#[derive(Default)]
-struct Session {
+/// Every session's own writes, by (process, key) number.
+struct Sessions {
     /// Register: the latest own ok write. List, consistent key: the own
     /// append furthest along the key's order ([`NONE`] position counts as
-    /// furthest: no read ever showed it).
-    need: Option<u32>,
+    /// furthest: no read ever showed it). [`NONE`] when there is none.
+    need: Vec<u32>,
     /// List, inconsistent key: the latest own appends.
-    own: Vec<u32>,
+    own: FxMap<u32, Vec<u32>>,
 }
 
 pub fn check(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let mut sessions: FxMap<(u32, u32), Session> = FxMap::default();
+    let mut sessions = Sessions {
+        need: vec![NONE; core.pk_ids.len()],
+        own: FxMap::default(),
+    };
     let mut found = Found::default();
     let mut checked = 0usize;
     for ev in &core.events {
         match *ev {
             Ev::Write(w) => remember(core, orders, &mut sessions, w),
             Ev::Read(r) => {
-                let rec = &core.reads[r as usize];
-                let Some(s) = sessions.get(&(rec.proc, rec.key)) else {
+                let pk = core.reads[r as usize].pk;
+                let need = sessions.need[pk as usize];
+                let own = sessions.own.get(&pk).map_or(&[][..], Vec::as_slice);
+                if need == NONE && own.is_empty() {
                     continue;
-                };
+                }
                 checked += 1;
-                if let Some(missed) = violated(core, orders, s, r) {
+                if let Some(missed) = violated(core, orders, need, own, r) {
                     found.push(|| report(core, missed, r));
                 }
             }
@@ -63,45 +68,47 @@ pub fn check(a: &Analysis<'_>) -> Judged {
 }
 
 /// Records an ok write in its process's session.
-fn remember(core: &Core<'_>, orders: &Orders, sessions: &mut FxMap<(u32, u32), Session>, w: u32) {
+fn remember(core: &Core<'_>, orders: &Orders, sessions: &mut Sessions, w: u32) {
     if !core.w_ok(w) {
         return;
     }
-    let key = core.writes[w as usize].key;
-    let s = sessions.entry((core.writes[w as usize].proc, key)).or_default();
+    let rec = &core.writes[w as usize];
+    let (key, pk) = (rec.key, rec.pk as usize);
     if !core.list_key[key as usize] {
-        s.need = Some(w);
+        sessions.need[pk] = w;
     } else if orders.consistent(key) || orders.canon_read[key as usize] == NONE {
-        let further = |n: u32| orders.pos[w as usize] >= orders.pos[n as usize];
-        if s.need.is_none_or(further) {
-            s.need = Some(w);
+        let n = sessions.need[pk];
+        if n == NONE || orders.pos[w as usize] >= orders.pos[n as usize] {
+            sessions.need[pk] = w;
         }
     } else {
-        if s.own.len() == OWN_APPENDS_MAX {
-            s.own.remove(0);
+        let own = sessions.own.entry(pk as u32).or_default();
+        if own.len() == OWN_APPENDS_MAX {
+            own.remove(0);
         }
-        s.own.push(w);
+        own.push(w);
     }
 }
 
 /// The own write that read `r` provably misses, if any.
-fn violated(core: &Core<'_>, orders: &Orders, s: &Session, r: u32) -> Option<u32> {
+fn violated(core: &Core<'_>, orders: &Orders, need: u32, own: &[u32], r: u32) -> Option<u32> {
     let rec = &core.reads[r as usize];
-    match &core.state(r) {
+    match core.state(r) {
         State::Reg(x) => {
-            let w = s.need?;
-            let own_txn = core.writes[w as usize].op == rec.op;
-            (!own_txn && !explain::failed(core, *x) && Orders::older(core, *x, w)).then_some(w)
+            if need == NONE {
+                return None;
+            }
+            let own_txn = core.writes[need as usize].op == rec.op;
+            (!own_txn && !explain::failed(core, x) && Orders::older(core, x, need)).then_some(need)
         }
         State::List(l) => {
-            if let Some(w) = s.need {
-                let p = orders.pos[w as usize];
-                if core.writes[w as usize].op != rec.op && (p == NONE || p as usize >= l.len()) {
-                    return Some(w);
+            if need != NONE {
+                let p = orders.pos[need as usize];
+                if core.writes[need as usize].op != rec.op && (p == NONE || p as usize >= l.len()) {
+                    return Some(need);
                 }
             }
-            s.own
-                .iter()
+            own.iter()
                 .rev()
                 .find(|w| core.writes[**w as usize].op != rec.op && !l.contains(w))
                 .copied()

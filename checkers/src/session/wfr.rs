@@ -62,7 +62,7 @@ impl Deps {
         // Write ids follow the event order, so sorting by id sorts by time.
         let mut order: Vec<(u32, u32)> = asked.iter().enumerate().map(|(i, q)| (q.y, i as u32)).collect();
         order.sort_unstable();
-        let mut last: FxMap<(u32, u32), u32> = FxMap::default();
+        let mut last = vec![NONE; core.pk_ids.len()];
         let mut deps = Deps {
             same: vec![NONE; core.writes.len()],
             cross: vec![NONE; asked.len()],
@@ -71,19 +71,16 @@ impl Deps {
         for ev in &core.events {
             match *ev {
                 Ev::Read(r) => {
-                    let rec = &core.reads[r as usize];
-                    last.insert((rec.proc, rec.key), r);
+                    last[core.reads[r as usize].pk as usize] = r;
                 }
                 Ev::Write(y) => {
                     let w = &core.writes[y as usize];
-                    if let Some(&r) = last.get(&(w.proc, w.key)) {
-                        deps.same[y as usize] = r;
-                    }
+                    deps.same[y as usize] = last[w.pk as usize];
                     while q < order.len() && order[q].0 == y {
                         let i = order[q].1 as usize;
                         let k1 = core.reads[asked[i].r1 as usize].key;
-                        if let Some(&r) = last.get(&(w.proc, k1)) {
-                            deps.cross[i] = r;
+                        if let Some(&pk) = core.pk_ids.get(&(w.proc, k1)) {
+                            deps.cross[i] = last[pk as usize];
                         }
                         q += 1;
                     }

@@ -136,12 +136,15 @@ struct InFlight {
     f: &'static str,
     input: String,
     output: Option<String>,
+    /// Ends `info`; `applied` says whether it took effect first.
+    crash: bool,
+    applied: bool,
 }
 
 /// Writes a linearizable key-value history of `ops` operations to `out`:
 /// `clients` processes on `keys` keys doing get / put / append; each
 /// operation takes effect atomically at some point between its invoke and
-/// its completion; 1% crash (`info`), having taken effect or not.
+/// its completion; 1% crash (`info`), half of them having taken effect.
 fn generate(out: &mut impl Write, ops: u64, clients: u64, keys: u64, seed: u64) -> std::io::Result<()> {
     let mut rng = Rng(seed);
     let mut store: Vec<String> = vec![String::new(); keys as usize];
@@ -172,12 +175,15 @@ fn generate(out: &mut impl Write, ops: u64, clients: u64, keys: u64, seed: u64) 
                     r#"{{"index":{index},"time":{index},"process":{},"type":"invoke","f":"{f}","key":{key},"value":{value}}}"#,
                     processes[c]
                 )?;
+                let crash = rng.below(100) == 0;
                 slots[c] = Some(InFlight {
                     process: processes[c],
                     key,
                     f,
                     input,
                     output: None,
+                    crash,
+                    applied: !crash || rng.below(2) == 0,
                 });
             }
             None => {}
@@ -185,6 +191,7 @@ fn generate(out: &mut impl Write, ops: u64, clients: u64, keys: u64, seed: u64) 
                 let k = op.key as usize;
                 match op.f {
                     "read" => op.output = Some(store[k].clone()),
+                    _ if !op.applied => {}
                     "write" => store[k] = op.input.clone(),
                     _ => store[k].push_str(&op.input),
                 }
@@ -192,10 +199,11 @@ fn generate(out: &mut impl Write, ops: u64, clients: u64, keys: u64, seed: u64) 
                 slots[c] = Some(op);
             }
             Some(op) => {
-                let crashed = rng.below(100) == 0;
-                let (ty, value) = match (crashed, op.f) {
-                    (true, _) => ("info", format!("\"{}\"", op.input)),
-                    (false, _) => ("ok", format!("\"{}\"", op.output.unwrap_or_default())),
+                let crashed = op.crash;
+                let (ty, value) = if crashed {
+                    ("info", format!("\"{}\"", op.input))
+                } else {
+                    ("ok", format!("\"{}\"", op.output.unwrap_or_default()))
                 };
                 writeln!(
                     out,

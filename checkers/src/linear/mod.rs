@@ -186,7 +186,7 @@ fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
         max_steps: u64::MAX,
     };
     let (found, stats) = search::search(&enc.model, &enc.ops, budget);
-    let mut out = PartOutcome::new(label, part.key, enc.ops.len(), stats);
+    let mut out = PartOutcome::new(label, part.key, enc.considered, stats);
     match found {
         Found::Linearizable { order } => out.valid(&enc, &order, shared.history),
         Found::NotLinearizable { longest, state } => {

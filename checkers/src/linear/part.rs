@@ -67,6 +67,9 @@ pub struct Encoded<M: Model> {
     pub ops: Vec<SearchOp<M::Op>>,
     /// For each search operation, its index in `History::ops`.
     pub origin: Vec<usize>,
+    /// How many operations the model took into account (before dropping
+    /// crashed ones that cannot matter).
+    pub considered: usize,
 }
 
 /// Encodes the operations of `part` with `model`.
@@ -90,12 +93,18 @@ pub fn encode<M: Model>(history: &History, part: &Part, mut model: M) -> Result<
         });
         origin.push(i);
     }
+    let considered = ops.len();
     let keep = needed(&ops);
     let mut k = keep.iter();
     origin.retain(|_| *k.next().unwrap_or(&true));
     let mut k = keep.iter();
     ops.retain(|_| *k.next().unwrap_or(&true));
-    Ok(Encoded { model, ops, origin })
+    Ok(Encoded {
+        model,
+        ops,
+        origin,
+        considered,
+    })
 }
 
 /// Which operations can matter: all but the optional ones (crashed, or

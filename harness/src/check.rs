@@ -125,7 +125,13 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
     let checkers = select_checkers(history, format, opts)?;
     let mut verdicts = BTreeMap::new();
     for c in checkers {
-        verdicts.insert(c.name().to_owned(), c.check(history));
+        let verdict = c.check(history);
+        // Unasked, a checker that found nothing to judge is left out rather
+        // than shown as a pass; asked by name, it is shown as not applicable.
+        if opts.checkers.is_none() && !applies(&verdict) {
+            continue;
+        }
+        verdicts.insert(c.name().to_owned(), verdict);
     }
     let valid = verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid));
     Ok(Report {
@@ -135,6 +141,12 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
         checkers: verdicts,
         warnings: history.warnings.clone(),
     })
+}
+
+/// False when a checker says it had nothing to judge in this history
+/// (`details.applicable == false`).
+pub fn applies(v: &Verdict) -> bool {
+    v.details.get("applicable").and_then(Value::as_bool) != Some(false)
 }
 
 type BoxedChecker = Box<dyn Checker + Send + Sync>;

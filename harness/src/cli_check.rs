@@ -140,6 +140,15 @@ fn print_human(out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
 }
 
 fn print_verdict(out: &mut impl Write, name: &str, v: &Verdict) -> anyhow::Result<()> {
+    if !check::applies(v) {
+        let why = v
+            .details
+            .get("why")
+            .and_then(Value::as_str)
+            .unwrap_or("nothing to judge");
+        writeln!(out, "  {name:<20} n/a      ({why})")?;
+        return Ok(());
+    }
     writeln!(
         out,
         "  {name:<20} {:<8} {:>8} ops {:>10.1} ms",

@@ -24,11 +24,11 @@ use super::table::Memory;
 use crate::model::Model;
 
 /// Steps allowed to each re-check while shrinking.
-pub const RECHECK_STEPS: u64 = 20_000;
+pub const RECHECK_STEPS: u64 = 50_000;
 /// Steps allowed to all the re-checks of one part together: an eighth of
 /// what the search itself took, within these bounds.
-pub const SHRINK_STEPS_MIN: u64 = 20_000;
-pub const SHRINK_STEPS_MAX: u64 = 400_000;
+pub const SHRINK_STEPS_MIN: u64 = 200_000;
+pub const SHRINK_STEPS_MAX: u64 = 1_000_000;
 
 /// The operation that cannot follow the longest prefix: of the determinate
 /// operations left out of it, the one that must end first.

@@ -88,7 +88,7 @@ fn f_and_input(kind: Kind, s: &Spec) -> (F, Value) {
 
 /// Schedules the specs into events: at each choice, invoke the next
 /// operation on an idle process or complete one in flight.
-fn build(kind: Kind, specs: &[Spec], choices: &[u8], keys: u8) -> History {
+fn build(kind: Kind, specs: &[Spec], choices: &[u8], keys: u8, crash_heavy: bool) -> History {
     let mut events = Vec::new();
     let mut in_flight: Vec<(u64, usize)> = Vec::new();
     let mut next_process = 3u64;
@@ -112,7 +112,12 @@ fn build(kind: Kind, specs: &[Spec], choices: &[u8], keys: u8) -> History {
         let s = &specs[i];
         let (f, input) = f_and_input(kind, s);
         let key = i64::from(s.key % keys);
-        let (ty, value, error) = match s.outcome % 10 {
+        // Crash-heavy histories turn 4 of the 10 outcomes into info/pending.
+        let outcome = match s.outcome % 10 {
+            o @ 4..=7 if crash_heavy => [0, 3][o as usize % 2],
+            o => o,
+        };
+        let (ty, value, error) = match outcome {
             0 => (EventType::Info, input, None),
             1 => (EventType::Fail, input, Some("cas-mismatch")),
             2 => (EventType::Fail, input, None),
@@ -287,10 +292,12 @@ fn model_spec(kind: Kind) -> ModelSpec {
 
 static VALID: AtomicUsize = AtomicUsize::new(0);
 static INVALID: AtomicUsize = AtomicUsize::new(0);
+static VALID_CRASHY: AtomicUsize = AtomicUsize::new(0);
+static INVALID_CRASHY: AtomicUsize = AtomicUsize::new(0);
 
 /// One case: checker (split and unsplit) against brute force, plus evidence.
-fn one_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8]) -> Result<(), TestCaseError> {
-    let h = build(kind, specs, choices, keys);
+fn one_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8], crash_heavy: bool) -> Result<(), TestCaseError> {
+    let h = build(kind, specs, choices, keys, crash_heavy);
     let all: Vec<&Op> = h.ops.iter().collect();
     let expected = brute(kind, &all);
     for split in [true, false] {
@@ -332,17 +339,18 @@ fn one_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8]) -> Result<(), 
             );
         }
     }
-    let counter = if expected { &VALID } else { &INVALID };
+    let counter = match (crash_heavy, expected) {
+        (false, true) => &VALID,
+        (false, false) => &INVALID,
+        (true, true) => &VALID_CRASHY,
+        (true, false) => &INVALID_CRASHY,
+    };
     counter.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
-#[test]
-fn checker_agrees_with_brute_force_on_small_histories() {
-    let cases = std::env::var("FAULTLINE_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(3000);
+/// Runs `cases` random cases of up to `max_ops` operations.
+fn run_cases(cases: u32, max_ops: usize, crash_heavy: bool) {
     let mut runner = TestRunner::new(PtConfig {
         cases,
         failure_persistence: None,
@@ -351,21 +359,46 @@ fn checker_agrees_with_brute_force_on_small_histories() {
     let strategy = (
         0u8..4,
         1u8..=2,
-        proptest::collection::vec(spec_strategy(), 1..=7),
+        proptest::collection::vec(spec_strategy(), 1..=max_ops),
         proptest::collection::vec(any::<u8>(), 4..16),
     );
     runner
         .run(&strategy, |(k, keys, specs, choices)| {
-            one_case(kind_of(k), keys, &specs, &choices)
+            one_case(kind_of(k), keys, &specs, &choices, crash_heavy)
         })
         .unwrap();
+}
+
+fn cases(default: u32) -> u32 {
+    std::env::var("FAULTLINE_PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn checker_agrees_with_brute_force_on_small_histories() {
+    let n = cases(3000);
+    run_cases(n, 7, false);
     let (valid, invalid) = (VALID.load(Ordering::Relaxed), INVALID.load(Ordering::Relaxed));
     eprintln!("{valid} linearizable, {invalid} not");
-    assert!(valid * 10 > cases as usize, "too few linearizable cases: {valid}");
-    assert!(
-        invalid * 10 > cases as usize,
-        "too few non-linearizable cases: {invalid}"
+    assert!(valid * 10 > n as usize, "too few linearizable cases: {valid}");
+    assert!(invalid * 10 > n as usize, "too few non-linearizable cases: {invalid}");
+}
+
+/// Most operations crashed: the dominance rules of the search are at work
+/// in nearly every case.
+#[test]
+fn checker_agrees_with_brute_force_when_most_operations_crashed() {
+    let n = cases(1500);
+    run_cases(n, 8, true);
+    let (valid, invalid) = (
+        VALID_CRASHY.load(Ordering::Relaxed),
+        INVALID_CRASHY.load(Ordering::Relaxed),
     );
+    eprintln!("crash-heavy: {valid} linearizable, {invalid} not");
+    assert!(valid * 20 > n as usize, "too few linearizable cases: {valid}");
+    assert!(invalid * 20 > n as usize, "too few non-linearizable cases: {invalid}");
 }
 
 /// A regression found while writing the dominance rules: a crashed write

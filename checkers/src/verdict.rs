@@ -101,8 +101,15 @@ impl OpRef {
             Some(t) => format!("{} at {}", self.outcome, seconds(t)),
             None => format!("{}, invoked at {}", self.outcome, seconds(self.invoke_time)),
         };
-        let value = if self.outcome == "ok" { &self.output } else { &self.input };
-        format!("op {} (process {} {}{} {}, {})", self.index, self.process, self.f, key, value, end)
+        let value = if self.outcome == "ok" {
+            &self.output
+        } else {
+            &self.input
+        };
+        format!(
+            "op {} (process {} {}{} {}, {})",
+            self.index, self.process, self.f, key, value, end
+        )
     }
 }
 

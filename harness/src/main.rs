@@ -10,7 +10,11 @@ mod cli_check;
 mod cli_run;
 
 #[derive(Parser)]
-#[command(name = "faultline", version, about = "Jepsen-style fault injection and consistency checking")]
+#[command(
+    name = "faultline",
+    version,
+    about = "Jepsen-style fault injection and consistency checking"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -250,8 +250,26 @@ impl<'h> Core<'h> {
             final_ops,
             pk_ids: FxMap::default(),
         };
-        let writers = core.collect_writes(&raws, &op_proc);
-        core.collect_reads(&raws, &writers, &op_proc);
+        // Numbering (process, key) pairs needs nothing else: do it on the
+        // other core while values are resolved.
+        let (pks, pk_ids, read_raws) = std::thread::scope(|scope| {
+            let numbering = scope.spawn(|| number_pairs(&raws, &op_proc));
+            let writers = core.collect_writes(&raws, &op_proc);
+            let read_raws = core.collect_reads(&raws, &writers, &op_proc);
+            let (pks, pk_ids) = numbering.join().expect("the numbering thread panicked");
+            (pks, pk_ids, read_raws)
+        });
+        let raw_writes = raws
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.kind, RawKind::Write(..)));
+        for (w, (i, _)) in core.writes.iter_mut().zip(raw_writes) {
+            w.pk = pks[i];
+        }
+        for (r, i) in core.reads.iter_mut().zip(read_raws) {
+            r.pk = pks[i as usize];
+        }
+        core.pk_ids = pk_ids;
         core
     }
 
@@ -269,7 +287,6 @@ impl<'h> Core<'h> {
                 ambiguous = true;
             }
             let op = &self.history.ops[s.op as usize];
-            let pk = self.pk(op_proc[s.op as usize], s.key);
             let done_ok = match (op.outcome, op.complete_time) {
                 (Outcome::Ok, Some(t)) => t,
                 _ => u64::MAX,
@@ -284,19 +301,21 @@ impl<'h> Core<'h> {
                 invoke: op.invoke_time,
                 done_ok,
                 failed: op.outcome == Outcome::Fail,
-                pk,
+                pk: NONE,
             });
         }
         writers
     }
 
     /// Resolves reads to writers and lays out the event order.
-    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, op_proc: &[u32]) {
+    /// Returns the index in `raws` of each read kept.
+    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, op_proc: &[u32]) -> Vec<u32> {
+        let mut read_raws = Vec::with_capacity(raws.len() / 2);
         let mut next_write = 0u32;
         // Each list key's latest read: the next read usually repeats it as a
         // prefix, and comparing values in order is cheaper than hashing.
         let mut last_list: Vec<(Option<&'h Value>, u32)> = vec![(None, NONE); self.keys.len()];
-        for s in raws {
+        for (i, s) in raws.iter().enumerate() {
             match s.kind {
                 RawKind::Write(..) => {
                     self.writes[next_write as usize].ev = self.events.len() as u32;
@@ -310,7 +329,7 @@ impl<'h> Core<'h> {
                         }
                         let id = self.reads.len() as u32;
                         let op = &self.history.ops[s.op as usize];
-                        let pk = self.pk(op_proc[s.op as usize], s.key);
+                        read_raws.push(i as u32);
                         self.reads.push(ReadRec {
                             op: s.op,
                             key: s.key,
@@ -319,7 +338,7 @@ impl<'h> Core<'h> {
                             invoke: op.invoke_time,
                             done: op.complete_time.unwrap_or(u64::MAX),
                             is_final: op.is_final,
-                            pk,
+                            pk: NONE,
                             micro: s.micro,
                             ev: self.events.len() as u32,
                             stored,
@@ -330,6 +349,7 @@ impl<'h> Core<'h> {
                 },
             }
         }
+        read_raws
     }
 
     /// The state a read value names, or `None` when some value in it has no
@@ -368,12 +388,6 @@ impl<'h> Core<'h> {
             }
         }
         Some(Stored::List(start as u32, xs.len() as u32))
-    }
-
-    /// The number of a (process, key) pair, assigned on first sight.
-    fn pk(&mut self, proc: u32, key: u32) -> u32 {
-        let next = self.pk_ids.len() as u32;
-        *self.pk_ids.entry((proc, key)).or_insert(next)
     }
 
     /// What read `r` saw.
@@ -573,6 +587,20 @@ fn txn_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>
             kind,
         });
     }
+}
+
+/// Numbers the (process, key) pair of every step, in order of first sight:
+/// the number of each step, and the table.
+fn number_pairs(raws: &[Raw<'_>], op_proc: &[u32]) -> (Vec<u32>, FxMap<(u32, u32), u32>) {
+    let mut ids: FxMap<(u32, u32), u32> = FxMap::default();
+    let pks = raws
+        .iter()
+        .map(|s| {
+            let next = ids.len() as u32;
+            *ids.entry((op_proc[s.op as usize], s.key)).or_insert(next)
+        })
+        .collect();
+    (pks, ids)
 }
 
 /// A key is a list when something appends to it or reads it as an array.

@@ -1,0 +1,201 @@
+//! The nemesis's faults as bands of time: when each fault started, when it
+//! was healed, and what it did.
+//!
+//! The history records faults as paired verbs of the nemesis process
+//! (STYLE.md, 7): `start-partition`/`stop-partition`, `kill`/`start`,
+//! `pause`/`resume`, and in general `start-X`/`stop-X`. Pairing them here
+//! gives every part of the report one answer to "which fault was active at
+//! that moment". A fault never healed in the history runs to its end; an
+//! event with no partner is an instant. At most [`MAX_BANDS`] bands are kept.
+
+use std::collections::BTreeMap;
+
+use faultline_histories::{Event, History};
+use serde_json::Value;
+
+use crate::escape::truncate;
+
+/// Most bands a report draws; a history with more keeps the first ones.
+pub const MAX_BANDS: usize = 10_000;
+/// Longest fault label, in characters.
+const LABEL_CHARS_MAX: usize = 120;
+
+/// What kind of fault a band is; decides its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    Partition,
+    Kill,
+    Pause,
+    Other,
+}
+
+impl FaultKind {
+    /// The CSS class suffix and legend word.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Other => "other",
+        }
+    }
+}
+
+/// One fault, from its start to its heal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultBand {
+    pub kind: FaultKind,
+    /// `partition {"n1":["n2"]}`, `kill n2`, ...
+    pub label: String,
+    pub start_ns: u64,
+    /// When it was healed; `None` when the history ends first.
+    pub end_ns: Option<u64>,
+}
+
+impl FaultBand {
+    /// The end, or `t_end` for a fault never healed.
+    pub fn end_or(&self, t_end: u64) -> u64 {
+        self.end_ns.unwrap_or(t_end).max(self.start_ns)
+    }
+
+    /// Whether the fault was in force at some time in `[from, to]`.
+    pub fn overlaps(&self, from: u64, to: u64, t_end: u64) -> bool {
+        self.start_ns <= to && self.end_or(t_end) >= from
+    }
+}
+
+/// The node a node fault names: `{"node": "n1"}` or a bare string.
+fn node_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) => m.get("node").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// How an event opens or closes a fault: `(kind, slot, opens)`, where the
+/// slot pairs an opening with its closing.
+fn classify(ev: &Event) -> (FaultKind, String, Option<bool>) {
+    let f = ev.f.as_str();
+    let node = || node_of(&ev.value).unwrap_or_default();
+    match f {
+        "start-partition" => (FaultKind::Partition, "partition".into(), Some(true)),
+        "stop-partition" => (FaultKind::Partition, "partition".into(), Some(false)),
+        "kill" => (FaultKind::Kill, format!("kill {}", node()), Some(true)),
+        "start" => (FaultKind::Kill, format!("kill {}", node()), Some(false)),
+        "pause" => (FaultKind::Pause, format!("pause {}", node()), Some(true)),
+        "resume" => (FaultKind::Pause, format!("pause {}", node()), Some(false)),
+        _ => {
+            if let Some(what) = f.strip_prefix("start-") {
+                (FaultKind::Other, what.to_owned(), Some(true))
+            } else if let Some(what) = f.strip_prefix("stop-") {
+                (FaultKind::Other, what.to_owned(), Some(false))
+            } else {
+                (FaultKind::Other, f.to_owned(), None)
+            }
+        }
+    }
+}
+
+fn label(kind: FaultKind, slot: &str, value: &Value) -> String {
+    let text = match kind {
+        FaultKind::Partition | FaultKind::Other if !value.is_null() => format!("{slot} {value}"),
+        _ => slot.to_owned(),
+    };
+    truncate(&text, LABEL_CHARS_MAX)
+}
+
+/// The history's faults as bands, in order of start.
+pub fn fault_bands(history: &History) -> Vec<FaultBand> {
+    let mut open: BTreeMap<String, FaultBand> = BTreeMap::new();
+    let mut done = Vec::new();
+    for ev in &history.nemesis {
+        if done.len() + open.len() >= MAX_BANDS {
+            break;
+        }
+        let (kind, slot, opens) = classify(ev);
+        match opens {
+            Some(true) => {
+                // A second start of the same slot ends the first one.
+                if let Some(mut prev) = open.remove(&slot) {
+                    prev.end_ns = Some(ev.time);
+                    done.push(prev);
+                }
+                let band = FaultBand {
+                    kind,
+                    label: label(kind, &slot, &ev.value),
+                    start_ns: ev.time,
+                    end_ns: None,
+                };
+                open.insert(slot, band);
+            }
+            Some(false) => match open.remove(&slot) {
+                Some(mut b) => {
+                    b.end_ns = Some(ev.time);
+                    done.push(b);
+                }
+                None => done.push(instant(kind, &format!("{} (no start)", ev.f), ev)),
+            },
+            None => done.push(instant(kind, &slot, ev)),
+        }
+    }
+    done.extend(open.into_values());
+    done.sort_by_key(|b| (b.start_ns, b.end_ns));
+    done
+}
+
+fn instant(kind: FaultKind, slot: &str, ev: &Event) -> FaultBand {
+    FaultBand {
+        kind,
+        label: label(kind, slot, &ev.value),
+        start_ns: ev.time,
+        end_ns: Some(ev.time),
+    }
+}
+
+/// The labels of the faults in force at some time in `[from, to]`.
+pub fn active_during(bands: &[FaultBand], from: u64, to: u64, t_end: u64) -> Vec<&str> {
+    bands
+        .iter()
+        .filter(|b| b.overlaps(from, to, t_end))
+        .map(|b| b.label.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_histories::{EventType, Process, F};
+    use serde_json::json;
+
+    fn nem(i: u64, t: u64, f: &str, v: Value) -> Event {
+        Event::new(i, t, Process::Nemesis, EventType::Info, F::parse(f), v)
+    }
+
+    #[test]
+    fn pairs_starts_with_stops_per_node_and_keeps_unhealed_faults_open() {
+        let h = History::from_events([
+            nem(0, 10, "start-partition", json!({"n1": ["n2", "n3"]})),
+            nem(1, 20, "kill", json!({"node": "n2", "pid": 7})),
+            nem(2, 30, "stop-partition", json!({"n1": ["n2", "n3"]})),
+            nem(3, 35, "pause", json!({"node": "n3"})),
+            nem(4, 40, "start", json!({"node": "n2", "pid": 8})),
+            nem(5, 50, "clock-bump", json!(5)),
+        ])
+        .unwrap();
+        let bands = fault_bands(&h);
+        let by_label: Vec<(&str, u64, Option<u64>)> =
+            bands.iter().map(|b| (b.label.as_str(), b.start_ns, b.end_ns)).collect();
+        assert_eq!(
+            by_label,
+            vec![
+                (r#"partition {"n1":["n2","n3"]}"#, 10, Some(30)),
+                ("kill n2", 20, Some(40)),
+                ("pause n3", 35, None),
+                ("clock-bump 5", 50, Some(50)),
+            ]
+        );
+        assert_eq!(active_during(&bands, 31, 36, 100), vec!["kill n2", "pause n3"]);
+        assert_eq!(active_during(&bands, 0, 5, 100), Vec::<&str>::new());
+    }
+}

@@ -1,0 +1,190 @@
+//! JUnit XML, the format every CI system shows as a test list.
+//!
+//! One `<testsuite>` per run, one `<testcase>` per checker. An invalid
+//! verdict is a `<failure>` whose message is the first anomaly's sentence
+//! and whose body lists every anomaly (bounded) with the operations that
+//! prove it; an unknown verdict is an `<error>` with the reason, because a
+//! checker that could not decide did not pass (exit code 2, not 0). All
+//! text is escaped, and characters XML cannot carry are replaced, so the
+//! file always parses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use faultline_checkers::{Validity, Verdict};
+
+use crate::escape::{truncate, xml};
+
+/// Anomalies written out per failing checker; the rest are counted.
+pub const ANOMALIES_MAX: usize = 100;
+/// Operations listed per anomaly.
+const OPS_MAX: usize = 20;
+/// Longest `message` attribute.
+const MESSAGE_CHARS_MAX: usize = 500;
+
+/// One run's verdicts, as a test suite.
+#[derive(Clone, Debug)]
+pub struct JunitSuite<'a> {
+    /// The suite's name: the test's name.
+    pub name: String,
+    pub verdicts: &'a BTreeMap<String, Verdict>,
+    /// Properties shown with the suite (seed, rerun command, store folder).
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Counts {
+    tests: usize,
+    failures: usize,
+    errors: usize,
+    time_s: f64,
+}
+
+impl Counts {
+    fn of(verdicts: &BTreeMap<String, Verdict>) -> Counts {
+        let mut c = Counts::default();
+        for v in verdicts.values() {
+            c.tests += 1;
+            c.time_s += v.elapsed_ms / 1e3;
+            match v.valid {
+                Validity::Valid => {}
+                Validity::Invalid => c.failures += 1,
+                Validity::Unknown => c.errors += 1,
+            }
+        }
+        c
+    }
+
+    fn add(&mut self, o: &Counts) {
+        self.tests += o.tests;
+        self.failures += o.failures;
+        self.errors += o.errors;
+        self.time_s += o.time_s;
+    }
+
+    fn attrs(&self) -> String {
+        format!(
+            "tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" time=\"{:.3}\"",
+            self.tests, self.failures, self.errors, self.time_s
+        )
+    }
+}
+
+/// The JUnit XML document for one or more runs (a campaign is many).
+pub fn junit_xml(suites: &[JunitSuite<'_>]) -> String {
+    let mut body = String::new();
+    let mut total = Counts::default();
+    for s in suites {
+        let c = Counts::of(s.verdicts);
+        total.add(&c);
+        write_suite(&mut body, s, &c);
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"faultline\" {}>\n{body}</testsuites>\n",
+        total.attrs()
+    )
+}
+
+fn write_suite(out: &mut String, s: &JunitSuite<'_>, c: &Counts) {
+    let _ = writeln!(out, "  <testsuite name=\"{}\" {}>", xml(&s.name), c.attrs());
+    if !s.properties.is_empty() {
+        out.push_str("    <properties>\n");
+        for (k, v) in &s.properties {
+            let _ = writeln!(out, "      <property name=\"{}\" value=\"{}\"/>", xml(k), xml(v));
+        }
+        out.push_str("    </properties>\n");
+    }
+    for (name, v) in s.verdicts {
+        write_case(out, &s.name, name, v);
+    }
+    out.push_str("  </testsuite>\n");
+}
+
+fn write_case(out: &mut String, suite: &str, name: &str, v: &Verdict) {
+    let _ = write!(
+        out,
+        "    <testcase classname=\"faultline.{}\" name=\"{}\" time=\"{:.3}\"",
+        xml(suite),
+        xml(name),
+        v.elapsed_ms / 1e3
+    );
+    match v.valid {
+        Validity::Valid => out.push_str("/>\n"),
+        Validity::Invalid => {
+            let first = v.anomalies.first();
+            let message = first.map(|a| a.explanation.as_str()).unwrap_or("invalid");
+            let kind = first.map(|a| a.kind.as_str()).unwrap_or("invalid");
+            let _ = write!(
+                out,
+                ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>\n",
+                xml(kind),
+                xml(&truncate(message, MESSAGE_CHARS_MAX)),
+                xml(&failure_body(v))
+            );
+        }
+        Validity::Unknown => {
+            let reason = v.unknown_reason.as_deref().unwrap_or("the checker could not decide");
+            let _ = write!(
+                out,
+                ">\n      <error type=\"unknown\" message=\"{}\">{}</error>\n    </testcase>\n",
+                xml(&truncate(reason, MESSAGE_CHARS_MAX)),
+                xml(reason)
+            );
+        }
+    }
+}
+
+/// Every anomaly's sentence and the operations that prove it.
+fn failure_body(v: &Verdict) -> String {
+    let mut s = String::new();
+    for a in v.anomalies.iter().take(ANOMALIES_MAX) {
+        let _ = writeln!(s, "{}: {}", a.kind, a.explanation);
+        for op in a.ops.iter().take(OPS_MAX) {
+            let _ = writeln!(s, "  {}", op.describe());
+        }
+        if a.ops.len() > OPS_MAX {
+            let _ = writeln!(s, "  ... and {} more operations", a.ops.len() - OPS_MAX);
+        }
+    }
+    if v.anomalies.len() > ANOMALIES_MAX {
+        let _ = writeln!(s, "... and {} more anomalies", v.anomalies.len() - ANOMALIES_MAX);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_checkers::Anomaly;
+    use std::time::Duration;
+
+    #[test]
+    fn one_case_per_checker_failures_carry_sentences_unknown_is_an_error() {
+        let mut verdicts = BTreeMap::new();
+        verdicts.insert("lin<&>".to_owned(), Verdict::valid(3, Duration::from_millis(5)));
+        let a = Anomaly::new("stale-read", None, vec![], "read 1 after \"2\" & <3>\u{7}".into());
+        verdicts.insert(
+            "monotonic-reads".to_owned(),
+            Verdict::from_anomalies(3, Duration::ZERO, vec![a]),
+        );
+        verdicts.insert(
+            "read-your-writes".to_owned(),
+            Verdict::unknown(3, Duration::ZERO, "budget spent".into()),
+        );
+        let x = junit_xml(&[JunitSuite {
+            name: "reg".into(),
+            verdicts: &verdicts,
+            properties: vec![("seed".into(), "42".into())],
+        }]);
+        assert_eq!(x.matches("<testcase ").count(), 3);
+        assert!(x.contains("tests=\"3\" failures=\"1\" errors=\"1\""), "{x}");
+        assert!(x.contains("name=\"lin&lt;&amp;&gt;\""), "{x}");
+        assert!(
+            x.contains("message=\"read 1 after &quot;2&quot; &amp; &lt;3&gt;\u{FFFD}\""),
+            "{x}"
+        );
+        assert!(x.contains("<error type=\"unknown\" message=\"budget spent\">"), "{x}");
+        assert!(x.contains("<property name=\"seed\" value=\"42\"/>"), "{x}");
+        assert!(!x.contains('\u{7}'));
+    }
+}

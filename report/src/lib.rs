@@ -1,0 +1,113 @@
+//! faultline's verdict report: the page a person reads when a run goes red,
+//! and the JUnit file a CI system reads.
+//!
+//! [`render_html`] turns a history and its named verdicts into one
+//! self-contained `report.html`: a summary (verdict per checker, the test's
+//! settings, seed, duration and the command that reruns it), every anomaly
+//! with the operations that prove it, its sentence and the faults in force
+//! at that moment, a zoomable timeline of operations per process with the
+//! nemesis's faults as bands and the anomalous operations marked, latency
+//! and throughput plots as SVG, and per-node status and logs. What it
+//! promises:
+//!
+//! - The page needs nothing but itself: CSS, script and data are inline; it
+//!   names no URL with a scheme, so it opens offline and from a CI artifact.
+//! - It stays fast at any size: the timeline keeps at most 50,000
+//!   operations individually (all of a small history; the windows around
+//!   anomalies and fault starts of a large one) and counts the rest into a
+//!   bounded grid, and the plots are bounded by pixels, so a
+//!   million-operation report stays a few megabytes.
+//! - Text from the history is escaped everywhere; a value cannot inject
+//!   markup or script.
+//!
+//! [`junit_xml`] writes one test case per checker. [`store`] reads a run's
+//! folder and writes both files into it. The crate depends on the history
+//! and checker crates only, and does no I/O except in [`store`].
+
+pub mod escape;
+pub mod faults;
+mod html;
+pub mod junit;
+mod nodes;
+pub mod plots;
+pub mod store;
+pub mod timeline;
+
+use std::collections::BTreeMap;
+
+use faultline_checkers::Verdict;
+use faultline_histories::History;
+
+pub use html::render_html;
+pub use junit::{junit_xml, JunitSuite};
+pub use store::{write_store_reports, ReportError};
+
+/// Everything a report shows.
+#[derive(Clone, Copy, Debug)]
+pub struct ReportInput<'a> {
+    pub history: &'a History,
+    /// Verdicts by checker name.
+    pub verdicts: &'a BTreeMap<String, Verdict>,
+    /// What is known about the run; a history checked on its own has little.
+    pub meta: &'a RunMeta,
+}
+
+/// What is known about the run that recorded the history.
+#[derive(Clone, Debug, Default)]
+pub struct RunMeta {
+    /// The test's name; the history header's when `None`.
+    pub test: Option<String>,
+    /// The seed; the history header's when `None`.
+    pub seed: Option<u64>,
+    /// When the run started (RFC 3339); the header's when `None`.
+    pub started_at: Option<String>,
+    /// Wall time of the run.
+    pub duration_s: Option<f64>,
+    /// The command that reruns the test.
+    pub rerun: Option<String>,
+    /// The test's settings, as shown.
+    pub settings: Vec<(String, String)>,
+    /// Things a person should know (history truncated, healing failed, ...).
+    pub warnings: Vec<String>,
+    /// Files of the run, as (label, link relative to the report).
+    pub files: Vec<(String, String)>,
+    /// The cluster's nodes and their logs.
+    pub nodes: Vec<NodeInfo>,
+    /// The nodes' `status` as the harness sampled it over time.
+    pub samples: Vec<NodeSample>,
+}
+
+/// One node of the cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Its log files, as links relative to the report.
+    pub logs: Vec<String>,
+}
+
+/// One answer of a node to `status`, at a time of the test.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeSample {
+    /// Nanoseconds since the test started, on the history's clock.
+    pub time_ns: u64,
+    pub node: String,
+    /// leader, follower, candidate, replica; `None` when it did not answer.
+    pub role: Option<String>,
+    pub epoch: Option<u64>,
+    /// How far behind the leader it is, in log entries.
+    pub lag: Option<u64>,
+}
+
+impl RunMeta {
+    /// The test's name, from the run or the history's header.
+    pub fn test_name(&self, history: &History) -> Option<String> {
+        self.test
+            .clone()
+            .or_else(|| history.header.as_ref().and_then(|h| h.test.clone()))
+    }
+
+    /// The seed, from the run or the history's header.
+    pub fn seed_of(&self, history: &History) -> Option<u64> {
+        self.seed.or_else(|| history.header.as_ref().and_then(|h| h.seed))
+    }
+}

@@ -125,6 +125,15 @@ pub trait Model {
     /// to weaken a history when shrinking evidence: weakening never turns a
     /// linearizable history into a non-linearizable one.
     fn relax(&self, op: &Self::Op) -> Option<Self::Op>;
+    /// Which independent object `op` touches. Operations on different
+    /// objects must be independent: the state is a product of one state per
+    /// object, and an operation reads and changes only its own object's.
+    /// Then (Herlihy and Wing's locality) a history is linearizable exactly
+    /// when each object's sub-history is, and evidence can be looked for in
+    /// one object. Models of a single object keep the default.
+    fn object(&self, _op: &Self::Op) -> u32 {
+        0
+    }
     /// A state for people: `4`, `"x 1 0 y"`, `[1, 2]`.
     fn describe_state(&self, state: &Self::State) -> String;
     /// Bytes a state holds outside itself (a string's text), for the

@@ -15,6 +15,12 @@
 //! runs out of budget counts as "not confirmed", so the proof only grows
 //! less small. Reads are relaxed first: dropping them makes the re-checks
 //! cheaper still.
+//!
+//! One thing is dropped outright: when the model says the operations touch
+//! independent objects (a map checked without the per-key split), the
+//! shrinker first looks for one object whose sub-history alone is not
+//! linearizable; by locality (Herlihy and Wing) that proves the whole, and
+//! every re-check after it is a small one.
 
 use std::time::Instant;
 
@@ -45,14 +51,16 @@ pub fn blocked_op<O>(ops: &[SearchOp<O>], longest: &[u32]) -> Option<u32> {
         .map(|(_, i)| i)
 }
 
-/// `ops` with the determinate operations not in `keep` relaxed (and the
-/// crashed operations that can no longer matter dropped, see
-/// [`needed`]).
-fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> Vec<SearchOp<M::Op>> {
+/// The operations of `ops` in `scope`, with the determinate ones not in
+/// `keep` relaxed (and the optional ones that can no longer matter
+/// dropped, see [`needed`]).
+fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool], scope: &[bool]) -> Vec<SearchOp<M::Op>> {
     let all: Vec<SearchOp<M::Op>> = ops
         .iter()
         .zip(keep)
-        .filter_map(|(o, &k)| match (k, o.ret) {
+        .zip(scope)
+        .filter(|(_, &in_scope)| in_scope)
+        .filter_map(|((o, &k), _)| match (k, o.ret) {
             (true, _) | (_, None) => Some(o.clone()),
             (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
                 op,
@@ -84,22 +92,25 @@ pub fn shrink<M: Model>(
     memory: &Memory,
 ) -> Vec<bool> {
     let mut keep: Vec<bool> = ops.iter().map(|o| o.mandatory()).collect();
-    let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
-    let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
-        .filter(|&i| keep[i] && i != must_keep as usize)
-        .partition(|&i| ops[i].call > blocked_ret);
-    let (reads, updates): (Vec<usize>, Vec<usize>) =
-        early.into_iter().partition(|&i| model.relax(&ops[i].op).is_none());
     let mut shrinker = Shrinker {
         model,
         ops,
         deadline,
         memory,
         steps_left: (search_steps / 8).clamp(SHRINK_STEPS_MIN, SHRINK_STEPS_MAX),
+        scope: vec![true; ops.len()],
     };
+    shrinker.narrow_to_one_object(&keep, must_keep);
+    let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
+    let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
+        .filter(|&i| keep[i] && shrinker.scope[i] && i != must_keep as usize)
+        .partition(|&i| ops[i].call > blocked_ret);
+    let (reads, updates): (Vec<usize>, Vec<usize>) =
+        early.into_iter().partition(|&i| model.relax(&ops[i].op).is_none());
     shrinker.try_relax(&mut keep, &late);
     shrinker.ddmin(&mut keep, &reads);
     shrinker.ddmin(&mut keep, &updates);
+    keep.iter_mut().zip(&shrinker.scope).for_each(|(k, &s)| *k &= s);
     keep
 }
 
@@ -110,9 +121,52 @@ struct Shrinker<'a, M: Model> {
     deadline: Instant,
     memory: &'a Memory,
     steps_left: u64,
+    /// The operations still looked at; the others are dropped, which is
+    /// sound only for whole independent objects (see [`Model::object`]).
+    scope: Vec<bool>,
 }
 
 impl<M: Model> Shrinker<'_, M> {
+    /// When the operations touch several independent objects, keeps only
+    /// the first object (that of `blocked`, then the busiest) whose
+    /// sub-history is confirmed not linearizable on its own: by locality
+    /// that alone proves the whole history is not.
+    fn narrow_to_one_object(&mut self, keep: &[bool], blocked: u32) {
+        let objects: Vec<u32> = self.ops.iter().map(|o| self.model.object(&o.op)).collect();
+        let mut counts: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
+        objects.iter().for_each(|&o| *counts.entry(o).or_default() += 1);
+        if counts.len() < 2 {
+            return;
+        }
+        let first = objects[blocked as usize];
+        let mut order: Vec<u32> = counts.keys().copied().filter(|&o| o != first).collect();
+        order.sort_by_key(|o| std::cmp::Reverse(counts[o]));
+        for object in std::iter::once(first).chain(order) {
+            if !self.has_budget() {
+                return;
+            }
+            let scope: Vec<bool> = objects.iter().map(|&o| o == object).collect();
+            if self.confirmed(keep, &scope) {
+                self.scope = scope;
+                return;
+            }
+        }
+    }
+
+    /// Whether the history restricted to `scope`, with `keep` determinate
+    /// and the rest relaxed, is confirmed not linearizable.
+    fn confirmed(&mut self, keep: &[bool], scope: &[bool]) -> bool {
+        let budget = Budget {
+            deadline: self.deadline,
+            soft: None,
+            memory: self.memory,
+            max_steps: RECHECK_STEPS.min(self.steps_left),
+        };
+        let (found, stats) = search(self.model, &relaxed(self.model, self.ops, keep, scope), budget);
+        self.steps_left = self.steps_left.saturating_sub(stats.steps.max(1));
+        matches!(found, Found::NotLinearizable { .. })
+    }
+
     /// Relaxes what it can of `candidates`: halves, quarters, ... singles.
     fn ddmin(&mut self, keep: &mut Vec<bool>, candidates: &[usize]) {
         let mut chunk = candidates.len().div_ceil(2).max(1);
@@ -141,16 +195,10 @@ impl<M: Model> Shrinker<'_, M> {
         }
         let mut trial = keep.clone();
         group.iter().for_each(|&i| trial[i] = false);
-        let budget = Budget {
-            deadline: self.deadline,
-            soft: None,
-            memory: self.memory,
-            max_steps: RECHECK_STEPS.min(self.steps_left),
-        };
-        let (found, stats) = search(self.model, &relaxed(self.model, self.ops, &trial), budget);
-        self.steps_left = self.steps_left.saturating_sub(stats.steps.max(1));
-        if matches!(found, Found::NotLinearizable { .. }) {
+        let scope = std::mem::take(&mut self.scope);
+        if self.confirmed(&trial, &scope) {
             *keep = trial;
         }
+        self.scope = scope;
     }
 }

@@ -92,6 +92,11 @@ impl<M: Model> Model for Keyed<M> {
         }
     }
 
+    /// Keys are independent objects.
+    fn object(&self, (slot, _): &Self::Op) -> u32 {
+        *slot
+    }
+
     fn relax(&self, (slot, op): &Self::Op) -> Option<Self::Op> {
         self.inner.relax(op).map(|o| (*slot, o))
     }

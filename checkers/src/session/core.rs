@@ -241,8 +241,8 @@ impl<'h> Core<'h> {
             list_key,
             procs,
             keys: keys.keys,
-            writes: Vec::with_capacity(raws.len() / 2),
-            reads: Vec::with_capacity(raws.len() / 2),
+            writes: Vec::new(),
+            reads: Vec::new(),
             elems: Vec::new(),
             events: Vec::with_capacity(raws.len()),
             unattributed_reads: 0,
@@ -274,8 +274,10 @@ impl<'h> Core<'h> {
     }
 
     fn collect_writes(&mut self, raws: &[Raw<'h>], op_proc: &[u32]) -> Writers {
+        let writes = raws.iter().filter(|s| matches!(s.kind, RawKind::Write(..))).count();
+        self.writes.reserve_exact(writes);
         let mut writers = Writers::default();
-        writers.ints.reserve(raws.len() / 2);
+        writers.ints.reserve(writes);
         for s in raws {
             let RawKind::Write(v, _) = s.kind else { continue };
             let id = self.writes.len() as u32;
@@ -310,7 +312,17 @@ impl<'h> Core<'h> {
     /// Resolves reads to writers and lays out the event order.
     /// Returns the index in `raws` of each read kept.
     fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, op_proc: &[u32]) -> Vec<u32> {
-        let mut read_raws = Vec::with_capacity(raws.len() / 2);
+        let reads = raws.len() - self.writes.len();
+        let elems: usize = raws
+            .iter()
+            .map(|s| match s.kind {
+                RawKind::Read(Value::Array(xs)) => xs.len(),
+                _ => 0,
+            })
+            .sum();
+        self.reads.reserve_exact(reads);
+        self.elems.reserve_exact(elems);
+        let mut read_raws = Vec::with_capacity(reads);
         let mut next_write = 0u32;
         // Each list key's latest read: the next read usually repeats it as a
         // prefix, and comparing values in order is cheaper than hashing.

@@ -16,6 +16,14 @@
 //! - **Evidence.** An invalid part names its longest linearizable prefix,
 //!   the operation that cannot follow it, and a shrunk set of operations
 //!   that alone cannot be linearized (see [`evidence`]).
+//! - **Limits.** One deadline and one memory budget cover the whole check
+//!   (searches and evidence); once a part is proven non-linearizable the
+//!   others get [`STOP_GRACE`] more and are then reported undecided, so a
+//!   bad history does not wait on its hardest key.
+//!
+//! The verdict's `ops` counts the operations the model took into account
+//! (failed operations and reads that never completed constrain nothing and
+//! are not counted).
 
 mod evidence;
 mod part;
@@ -200,4 +208,32 @@ fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
         } => out.unknown(why, longest_det, determinate, shared.config),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(
+            c.model,
+            ModelSpec::CasRegister {
+                initial: serde_json::Value::Null
+            }
+        );
+        assert!(c.split_by_key && !c.want_linearization);
+        assert_eq!(c.time_limit, Duration::from_secs(60));
+        assert_eq!(c.memory_limit_bytes, 1 << 30);
+        assert!(c.threads >= 1);
+        assert_eq!(Linearizable::default().name(), "linearizable");
+    }
+
+    #[test]
+    fn an_empty_history_is_valid() {
+        let v = check(&History::default(), &Config::default());
+        assert_eq!(v.valid, crate::Validity::Valid);
+        assert_eq!(v.ops, 0);
+    }
 }

@@ -37,10 +37,11 @@ pub struct PartOutcome {
     kind: Kind,
 }
 
-fn invoke_indices<O>(history: &History, enc_origin: &[usize], _ops: &[SearchOp<O>], order: &[u32]) -> Vec<u64> {
+/// The names (invoke event indices) of search operations `order`.
+fn invoke_indices(history: &History, origin: &[usize], order: &[u32]) -> Vec<u64> {
     order
         .iter()
-        .map(|&i| history.ops[enc_origin[i as usize]].invoke_index)
+        .map(|&i| history.ops[origin[i as usize]].invoke_index)
         .collect()
 }
 
@@ -74,7 +75,7 @@ impl PartOutcome {
     /// The search found `order`.
     pub fn valid<M: Model>(&mut self, enc: &Encoded<M>, order: &[u32], history: &History) {
         self.kind = Kind::Valid {
-            linearization: invoke_indices(history, &enc.origin, &enc.ops, order),
+            linearization: invoke_indices(history, &enc.origin, order),
         };
     }
 
@@ -133,10 +134,10 @@ impl PartOutcome {
         let key = self.key.map(|k| history.key(k));
         let mut anomaly = Anomaly::new("nonlinearizable", key, refs, explanation);
         anomaly.details = json!({
-            "longest_prefix": invoke_indices(history, &enc.origin, &enc.ops, longest),
+            "longest_prefix": invoke_indices(history, &enc.origin, longest),
             "prefix_state": state_text,
             "blocked_op": op_ref(blocked).index,
-            "proof_ops": invoke_indices(history, &enc.origin, &enc.ops, &proof),
+            "proof_ops": invoke_indices(history, &enc.origin, &proof),
             "relaxed_ops": enc.ops.len() - proof.len(),
         });
         self.kind = Kind::Invalid(Box::new(anomaly));

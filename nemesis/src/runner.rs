@@ -102,8 +102,8 @@ impl NemesisRunner {
         self.active_count.clone()
     }
 
-    /// Plays `plan` from `start` until it ends or `stop` turns true, then
-    /// heals everything. Errors of single steps are logged and recorded, and
+    /// Plays `plan` from `start` until it ends (`plan.end_ms`) or `stop`
+    /// turns true, then heals everything. Errors of single steps are logged and recorded, and
     /// the plan goes on; the first one is returned at the end.
     pub async fn run(&self, plan: &Plan, start: Instant, mut stop: watch::Receiver<bool>) -> Result<(), NemesisError> {
         let mut first_err = None;
@@ -120,6 +120,13 @@ impl NemesisRunner {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "nemesis step failed");
                 first_err.get_or_insert(e);
+            }
+        }
+        // A fault started by the last step stays in force until the plan ends.
+        if !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(start + Duration::from_millis(plan.end_ms)) => {}
+                _ = stop.wait_for(|s| *s) => {}
             }
         }
         let healed = self.heal_all();

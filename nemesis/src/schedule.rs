@@ -153,6 +153,9 @@ pub struct Step {
 pub struct Plan {
     /// Steps in time order; starts and stops alternate, starting with a start.
     pub steps: Vec<Step>,
+    /// When the plan ends (the workload's duration): a fault started last
+    /// stays in force until then.
+    pub end_ms: u64,
 }
 
 impl Plan {
@@ -166,7 +169,10 @@ impl Plan {
         seed: u64,
     ) -> Result<Plan, NemesisError> {
         if kinds.is_empty() {
-            return Ok(Plan::default());
+            return Ok(Plan {
+                steps: Vec::new(),
+                end_ms: duration_ms,
+            });
         }
         if nodes.is_empty() {
             return Err(NemesisError::BadSchedule("faults need at least one node".into()));
@@ -194,7 +200,10 @@ impl Plan {
             };
             steps.push(Step { at_ms, action });
         }
-        Ok(Plan { steps })
+        Ok(Plan {
+            steps,
+            end_ms: duration_ms,
+        })
     }
 }
 

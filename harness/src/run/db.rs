@@ -108,18 +108,16 @@ const STATUS_TIMEOUT_MS: u64 = 500;
 /// Poll period of readiness waits.
 const READY_POLL_MS: u64 = 50;
 
-/// Reserves `n` distinct ports on 127.0.0.1 by binding port 0 and releasing
-/// it. Another process could take one in between; the node would then fail
-/// to start and the run reports it, which is rare enough on a test machine.
-pub fn reserve_ports(n: usize) -> Result<Vec<u16>, DbError> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
+/// Reserves `n` distinct ports on 127.0.0.1 by binding port 0. Hold the
+/// listeners while the proxies bind (so the OS cannot hand them a node's
+/// port) and drop them just before the nodes start; another process could
+/// take a port in that instant, the node would then fail to start and the
+/// run would say so.
+pub fn reserve_ports(n: usize) -> Result<Vec<std::net::TcpListener>, DbError> {
+    (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
-        .map_err(DbError::Port)?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()).map_err(DbError::Port))
-        .collect()
+        .map_err(DbError::Port)
 }
 
 /// Finds the faultline-server binary: the given path, `$FAULTLINE_SERVER_BIN`,

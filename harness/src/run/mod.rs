@@ -312,12 +312,13 @@ impl Cluster {
     /// cluster is ready. Clients `c0..c{clients}` and `final` get proxies.
     pub async fn start(cfg: &RunConfig, env: &RunEnv, store: &Store, clients: usize) -> Result<Cluster, RunError> {
         let nodes = cfg.node_names();
-        let ports = db::reserve_ports(nodes.len())?;
+        let reserved = db::reserve_ports(nodes.len())?;
         let addrs: Vec<(String, SocketAddr)> = nodes
             .iter()
-            .zip(&ports)
-            .map(|(n, p)| (n.clone(), SocketAddr::from(([127, 0, 0, 1], *p))))
-            .collect();
+            .zip(&reserved)
+            .map(|(n, l)| l.local_addr().map(|a| (n.clone(), a)))
+            .collect::<Result<_, _>>()
+            .map_err(DbError::Port)?;
         let client_names: Vec<String> = (0..clients)
             .map(|i| format!("c{i}"))
             .chain(["final".to_owned()])
@@ -342,6 +343,7 @@ impl Cluster {
             server_nodes,
             Arc::new(LocalControl),
         ));
+        drop(reserved);
         db.start_all()?;
         db.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).await?;
         Ok(Cluster {

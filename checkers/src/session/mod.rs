@@ -338,6 +338,15 @@ pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str,
     Ok(out.into_iter().map(|(_, v)| v).collect())
 }
 
+/// Runs one checker (by name or alias) on tables already derived, on this
+/// thread; the verdict's time is the checker's own. `None` for an unknown
+/// name.
+pub fn check_analysis(a: &Analysis<'_>, name: &str) -> Option<Verdict> {
+    let kind = Kind::parse(name)?;
+    let start = Instant::now();
+    Some(kind.judge(a).into_verdict(start.elapsed()))
+}
+
 /// What kinds of operations a history holds, from one cheap pass.
 struct Shape {
     finals: bool,

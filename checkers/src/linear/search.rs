@@ -35,8 +35,15 @@
 //! Optional operations with a completion (used only to shrink evidence) may
 //! take effect within their interval or never: when the search reaches the
 //! return of one it has not linearized, it may *skip* it (mark it decided,
-//! state unchanged) instead of backtracking. The dominance rules above are
-//! applied to crashed operations only.
+//! state unchanged) instead of backtracking. Both rules hold for them too,
+//! with one more step in each proof: lifting an optional `c` may expose
+//! candidates (those called after its return), but then `c`'s return was
+//! the first in the list at `P`, so the search also tries `P·skip(c)`,
+//! which reaches the very configuration `P·c` reaches (rule 1) or, followed
+//! by `o`, the one `P·c·o` reaches (rule 2); and where lifting `c` exposed
+//! nothing, a completion of `P·c·R` gives one of `P` that skips `c` at the
+//! first point where its return leads the list, which every completion
+//! passes before any operation called after that return.
 //!
 //! Budgets: wall-clock deadline, a step count (for the small re-checks that
 //! shrink evidence) and the shared memory budget. Past any of them the
@@ -430,15 +437,20 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
 
     /// Whether a dominance rule (module doc) skips linearizing `op` next.
     fn dominated(&self, op: u32, next_state: u32) -> bool {
-        if self.crashed[op as usize] && next_state == self.state {
+        if self.may_omit(op) && next_state == self.state {
             return true;
         }
         match self.stack.last() {
-            Some(top) if self.effects[op as usize] == Effect::Overwrite => {
-                self.crashed[self.events.op[top.node as usize] as usize]
+            Some(top) if !top.skipped && self.effects[op as usize] == Effect::Overwrite => {
+                self.may_omit(self.events.op[top.node as usize])
             }
             _ => false,
         }
+    }
+
+    /// Crashed or optional: an operation no linearization needs.
+    fn may_omit(&self, op: u32) -> bool {
+        self.crashed[op as usize] || self.optional[op as usize]
     }
 
     /// Marks `op` decided with state `next`, if that configuration is new.

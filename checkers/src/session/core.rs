@@ -309,97 +309,55 @@ impl<'h> Core<'h> {
         writers
     }
 
-    /// Resolves reads to writers and lays out the event order.
-    /// Returns the index in `raws` of each read kept.
+    /// Resolves reads to writers (the two halves of the history on two
+    /// threads) and lays out the event order. Returns the index in `raws` of
+    /// each read kept.
     fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, op_proc: &[u32]) -> Vec<u32> {
-        let reads = raws.len() - self.writes.len();
-        let elems: usize = raws
-            .iter()
-            .map(|s| match s.kind {
-                RawKind::Read(Value::Array(xs)) => xs.len(),
-                _ => 0,
-            })
-            .sum();
-        self.reads.reserve_exact(reads);
-        self.elems.reserve_exact(elems);
-        let mut read_raws = Vec::with_capacity(reads);
-        let mut next_write = 0u32;
-        // Each list key's latest read: the next read usually repeats it as a
-        // prefix, and comparing values in order is cheaper than hashing.
-        let mut last_list: Vec<(Option<&'h Value>, u32)> = vec![(None, NONE); self.keys.len()];
-        for (i, s) in raws.iter().enumerate() {
-            match s.kind {
-                RawKind::Write(..) => {
-                    self.writes[next_write as usize].ev = self.events.len() as u32;
-                    self.events.push(Ev::Write(next_write));
-                    next_write += 1;
-                }
-                RawKind::Read(v) => match self.resolve(s.key, v, writers, last_list[s.key as usize]) {
-                    Some(stored) => {
-                        if matches!(stored, Stored::List(..)) {
-                            last_list[s.key as usize] = (Some(v), self.reads.len() as u32);
-                        }
-                        let id = self.reads.len() as u32;
-                        let op = &self.history.ops[s.op as usize];
-                        read_raws.push(i as u32);
-                        self.reads.push(ReadRec {
-                            op: s.op,
-                            key: s.key,
-                            proc: op_proc[s.op as usize],
-                            node: op.node.map_or(NONE, |n| n.0),
-                            invoke: op.invoke_time,
-                            done: op.complete_time.unwrap_or(u64::MAX),
-                            is_final: op.is_final,
-                            pk: NONE,
-                            micro: s.micro,
-                            ev: self.events.len() as u32,
-                            stored,
-                        });
-                        self.events.push(Ev::Read(id));
-                    }
-                    None => self.unattributed_reads += 1,
-                },
+        let mid = raws.len() / 2;
+        let ctx = ResolveCtx {
+            history: self.history,
+            list_key: &self.list_key,
+            writers,
+            op_proc,
+        };
+        let (first, second) = std::thread::scope(|scope| {
+            let second = scope.spawn(|| ctx.run(raws, mid..raws.len()));
+            let first = ctx.run(raws, 0..mid);
+            (first, second.join().expect("a resolving thread panicked"))
+        });
+        self.unattributed_reads = first.unattributed + second.unattributed;
+        self.reads = first.reads;
+        self.elems = first.elems;
+        let shift = self.elems.len() as u32;
+        self.reads.extend(second.reads.into_iter().map(|mut r| {
+            if let Stored::List(at, len) = r.stored {
+                r.stored = Stored::List(at + shift, len);
             }
-        }
+            r
+        }));
+        self.elems.extend_from_slice(&second.elems);
+        let mut read_raws = first.raws;
+        read_raws.extend(second.raws);
+        self.lay_out_events(raws, &read_raws);
         read_raws
     }
 
-    /// The state a read value names, or `None` when some value in it has no
-    /// single writer.
-    /// `last` is the key's latest list read (its value and record), whose
-    /// elements are reused where the new read repeats them.
-    fn resolve(&mut self, key: u32, v: &Value, writers: &Writers, last: (Option<&Value>, u32)) -> Option<Stored> {
-        if !self.list_key[key as usize] {
-            return match v {
-                Value::Null => Some(Stored::Reg(NONE)),
-                x => writers.get(key, x).map(Stored::Reg),
-            };
-        }
-        let start = self.elems.len();
-        let xs = match v {
-            Value::Null => return Some(Stored::List(start as u32, 0)),
-            Value::Array(xs) => xs,
-            _ => return None,
-        };
-        let (before, at): (&[Value], usize) = match last {
-            (Some(Value::Array(p)), r) => match self.reads[r as usize].stored {
-                Stored::List(at, _) => (p, at as usize),
-                Stored::Reg(_) => (&[], 0),
-            },
-            _ => (&[], 0),
-        };
-        let same = xs.iter().zip(before).take_while(|(a, b)| a == b).count();
-        self.elems.extend_from_within(at..at + same);
-        for x in &xs[same..] {
-            match writers.get(key, x) {
-                Some(w) => self.elems.push(w),
-                None => {
-                    self.elems.truncate(start);
-                    return None;
-                }
+    /// Every write and kept read, in the order of `raws`.
+    fn lay_out_events(&mut self, raws: &[Raw<'h>], read_raws: &[u32]) {
+        self.events = Vec::with_capacity(self.writes.len() + self.reads.len());
+        let (mut w, mut r) = (0usize, 0usize);
+        for (i, s) in raws.iter().enumerate() {
+            let ev = self.events.len() as u32;
+            if matches!(s.kind, RawKind::Write(..)) {
+                self.writes[w].ev = ev;
+                self.events.push(Ev::Write(w as u32));
+                w += 1;
+            } else if read_raws.get(r) == Some(&(i as u32)) {
+                self.reads[r].ev = ev;
+                self.events.push(Ev::Read(r as u32));
+                r += 1;
             }
         }
-        Some(Stored::List(start as u32, xs.len() as u32))
     }
 
     /// What read `r` saw.
@@ -464,6 +422,111 @@ impl<'h> Core<'h> {
     /// True when the write certainly took effect.
     pub fn w_ok(&self, w: u32) -> bool {
         self.writes[w as usize].done_ok != u64::MAX
+    }
+}
+
+/// What resolving reads needs, shared by the threads that do it.
+#[derive(Clone, Copy)]
+struct ResolveCtx<'a, 'h> {
+    history: &'h History,
+    list_key: &'a [bool],
+    writers: &'a Writers,
+    op_proc: &'a [u32],
+}
+
+/// The reads of part of the history, resolved; list elements in their own
+/// arena, positions relative to it.
+struct Resolved {
+    reads: Vec<ReadRec>,
+    elems: Vec<u32>,
+    /// Index in `raws` of each read kept.
+    raws: Vec<u32>,
+    unattributed: usize,
+}
+
+impl<'h> ResolveCtx<'_, 'h> {
+    /// Resolves the reads among `raws[range]`.
+    fn run(&self, raws: &[Raw<'h>], range: std::ops::Range<usize>) -> Resolved {
+        let part = &raws[range.clone()];
+        let elems = part
+            .iter()
+            .map(|s| match s.kind {
+                RawKind::Read(Value::Array(xs)) => xs.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut out = Resolved {
+            reads: Vec::with_capacity(part.len()),
+            elems: Vec::with_capacity(elems),
+            raws: Vec::with_capacity(part.len()),
+            unattributed: 0,
+        };
+        // Each list key's latest read: the next read usually repeats it as a
+        // prefix, and comparing values in order is cheaper than hashing.
+        let mut last_list: Vec<(Option<&'h Value>, u32)> = vec![(None, NONE); self.list_key.len()];
+        for (i, s) in part.iter().enumerate() {
+            let RawKind::Read(v) = s.kind else { continue };
+            let Some(stored) = self.resolve(&mut out, s.key, v, last_list[s.key as usize]) else {
+                out.unattributed += 1;
+                continue;
+            };
+            if matches!(stored, Stored::List(..)) {
+                last_list[s.key as usize] = (Some(v), out.reads.len() as u32);
+            }
+            let op = &self.history.ops[s.op as usize];
+            out.raws.push((range.start + i) as u32);
+            out.reads.push(ReadRec {
+                op: s.op,
+                key: s.key,
+                proc: self.op_proc[s.op as usize],
+                node: op.node.map_or(NONE, |n| n.0),
+                invoke: op.invoke_time,
+                done: op.complete_time.unwrap_or(u64::MAX),
+                is_final: op.is_final,
+                pk: NONE,
+                micro: s.micro,
+                ev: NONE,
+                stored,
+            });
+        }
+        out
+    }
+
+    /// The state a read value names, or `None` when some value in it has no
+    /// single writer. `last` is the key's latest list read (its value and
+    /// record), whose elements are reused where the new read repeats them.
+    fn resolve(&self, out: &mut Resolved, key: u32, v: &Value, last: (Option<&Value>, u32)) -> Option<Stored> {
+        if !self.list_key[key as usize] {
+            return match v {
+                Value::Null => Some(Stored::Reg(NONE)),
+                x => self.writers.get(key, x).map(Stored::Reg),
+            };
+        }
+        let start = out.elems.len();
+        let xs = match v {
+            Value::Null => return Some(Stored::List(start as u32, 0)),
+            Value::Array(xs) => xs,
+            _ => return None,
+        };
+        let (before, at): (&[Value], usize) = match last {
+            (Some(Value::Array(p)), r) => match out.reads[r as usize].stored {
+                Stored::List(at, _) => (p, at as usize),
+                Stored::Reg(_) => (&[], 0),
+            },
+            _ => (&[], 0),
+        };
+        let same = xs.iter().zip(before).take_while(|(a, b)| a == b).count();
+        out.elems.extend_from_within(at..at + same);
+        for x in &xs[same..] {
+            match self.writers.get(key, x) {
+                Some(w) => out.elems.push(w),
+                None => {
+                    out.elems.truncate(start);
+                    return None;
+                }
+            }
+        }
+        Some(Stored::List(start as u32, xs.len() as u32))
     }
 }
 

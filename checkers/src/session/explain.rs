@@ -52,9 +52,20 @@ pub fn show(v: &Value) -> String {
     format!("{cut}...")
 }
 
-/// `wrote 12 to k3 (op 881, ok at 3.200 s)` or `appended ...`.
+/// `wrote 12 to k3 (op 881, ok at 3.200 s)`, `appended ...` or `changed k3
+/// from 9 to 12 with a cas ...`.
 pub fn wrote(core: &Core<'_>, w: u32) -> String {
     let op = core.wop(w);
+    if op.f == faultline_histories::F::Cas {
+        return format!(
+            "changed {} from {} to {} with a cas (op {}, {})",
+            core.key(core.writes[w as usize].key),
+            show(op.input.get(0).unwrap_or(&Value::Null)),
+            show(core.wvalue(w)),
+            op.invoke_index,
+            ended(op)
+        );
+    }
     let verb = if core.list_key[core.writes[w as usize].key as usize] {
         "appended"
     } else {

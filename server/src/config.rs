@@ -101,6 +101,8 @@ pub struct Settings {
     pub fsync: FsyncPolicy,
     /// Followers / replicas apply writes this much late.
     pub replay_delay_ms: u64,
+    /// `ack=none`: the leader ships its durable log every this many ms.
+    pub async_ship_ms: u64,
     /// Number of shards (single leader), each its own group.
     pub shards: usize,
     /// The node that leads at start (shard k: the k-th next node).
@@ -146,6 +148,7 @@ impl Default for Settings {
             reads: ReadMode::Leader,
             fsync: FsyncPolicy::Always,
             replay_delay_ms: 0,
+            async_ship_ms: 10,
             shards: 1,
             leader: None,
             n: 0,
@@ -215,6 +218,7 @@ impl Settings {
             "reads" => self.reads = parse_reads(value)?,
             "fsync" => self.fsync = parse_fsync(value)?,
             "replay_delay_ms" => self.replay_delay_ms = num(key, value)?,
+            "async_ship_ms" => self.async_ship_ms = num(key, value)?,
             "shards" => self.shards = num(key, value)?,
             "leader" => self.leader = Some(value.to_string()),
             "n" => self.n = num(key, value)?,
@@ -240,9 +244,9 @@ impl Settings {
 
 fn parse_mode(v: &str) -> Result<Mode, ConfigError> {
     match v {
-        "single_leader" | "leader" => Ok(Mode::SingleLeader),
+        "single_leader" | "single-leader" | "leader" => Ok(Mode::SingleLeader),
         "leaderless" => Ok(Mode::Leaderless),
-        "multi_leader" | "multileader" => Ok(Mode::MultiLeader),
+        "multi_leader" | "multi-leader" | "multileader" => Ok(Mode::MultiLeader),
         _ => Err(bad("mode", v, "expected single_leader, leaderless or multi_leader")),
     }
 }

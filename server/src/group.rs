@@ -243,6 +243,7 @@ pub struct Group {
     hb_seq: u64,
     hb_sent_seq: u64,
     last_heartbeat: Instant,
+    last_ship: Instant,
     leader_since: Instant,
     votes: Vec<String>,
     election_deadline: Instant,
@@ -303,6 +304,7 @@ pub fn start(cfg: Arc<Config>, shard: u32, transport: Arc<Transport>) -> Result<
         hb_seq: 0,
         hb_sent_seq: 0,
         last_heartbeat: now,
+        last_ship: now,
         leader_since: now,
         votes: Vec::new(),
         election_deadline: now,
@@ -430,7 +432,12 @@ impl Group {
     fn flush(&mut self) {
         self.flush_wal_buf();
         if self.role == Role::Leader {
-            self.replicate(false);
+            // Synchronous policies ship at once (the ack waits for it);
+            // asynchronous shipping happens on its own cadence (leader_tick),
+            // except for the heartbeat rounds leader reads are waiting on.
+            if !self.async_shipping() || self.reads_need_round() {
+                self.replicate(false);
+            }
             self.advance_commit();
         }
         self.apply_ready();
@@ -452,8 +459,11 @@ impl Group {
 
     fn leader_tick(&mut self, now: Instant) {
         let hb = Duration::from_millis(self.settings().heartbeat_ms);
+        let ship = Duration::from_millis(self.settings().async_ship_ms);
         if now.duration_since(self.last_heartbeat) >= hb {
             self.replicate(true);
+        } else if self.async_shipping() && now.duration_since(self.last_ship) >= ship {
+            self.replicate(false);
         }
         if self.settings().failover == Failover::Fenced {
             self.check_quorum(now);
@@ -738,8 +748,8 @@ impl Group {
 
     /// Sends entries (or heartbeats) to every follower.
     fn replicate(&mut self, heartbeat: bool) {
-        let need_round = self.leader_reads.iter().any(|r| r.seq > self.hb_sent_seq);
-        let heartbeat = heartbeat || need_round;
+        let heartbeat = heartbeat || self.reads_need_round();
+        self.last_ship = Instant::now();
         if heartbeat {
             self.hb_seq += 1;
             self.hb_sent_seq = self.hb_seq;
@@ -750,10 +760,27 @@ impl Group {
         }
     }
 
+    /// `ack=none` is asynchronous replication as PostgreSQL's WAL sender or
+    /// MySQL's binlog dump does it: only the part of the log that is already
+    /// durable on the leader is shipped, by a sender that wakes up every
+    /// `async_ship_ms`, after the client has been answered. That gap is the
+    /// replication lag an asynchronous leader's crash loses.
+    fn async_shipping(&self) -> bool {
+        self.settings().ack == Ack::None
+    }
+
+    fn reads_need_round(&self) -> bool {
+        self.leader_reads.iter().any(|r| r.seq > self.hb_sent_seq)
+    }
+
     fn replicate_to(&mut self, peer: &str, heartbeat: bool) {
         let max_batch = self.settings().max_batch_entries as u64;
         let inflight_max = max_batch * 8;
-        let last = self.last_lsn();
+        let last = if self.async_shipping() {
+            self.last_lsn().min(self.durable_lsn)
+        } else {
+            self.last_lsn()
+        };
         let Some(p) = self.progress.get(peer) else {
             return;
         };
@@ -1083,7 +1110,10 @@ impl Group {
             return self.reject_at(from, seq, prev_lsn.saturating_sub(1));
         }
         let last_new = prev_lsn + entries.len() as u64;
-        self.merge_entries(entries);
+        if !self.merge_entries(entries) {
+            // Rewound to an empty state: start again from the beginning.
+            return self.reject_at(from, seq, 0);
+        }
         self.verified_lsn = self.verified_lsn.max(last_new.max(self.base_lsn));
         let new_commit = commit_lsn.min(last_new.max(self.base_lsn));
         if new_commit > self.commit_lsn {
@@ -1093,8 +1123,9 @@ impl Group {
         self.report_match(true);
     }
 
-    /// Appends what is new and replaces a conflicting suffix.
-    fn merge_entries(&mut self, entries: Vec<Entry>) {
+    /// Appends what is new and replaces a conflicting suffix. False when
+    /// the node had to rewind instead (nothing merged).
+    fn merge_entries(&mut self, entries: Vec<Entry>) -> bool {
         let mut fresh = Vec::new();
         for e in entries {
             if e.lsn <= self.base_lsn {
@@ -1107,7 +1138,7 @@ impl Group {
             if self.epoch_at(e.lsn) != Some(e.epoch) {
                 if !self.truncate_from(e.lsn) {
                     // We rewound to an empty state; the leader resends.
-                    return;
+                    return false;
                 }
                 fresh.push(e);
             }
@@ -1116,6 +1147,7 @@ impl Group {
             self.log.push_back(e.clone());
         }
         self.wal_buf.extend(fresh);
+        true
     }
 
     /// Drops entries from `lsn` on. Returns false when they were already

@@ -524,3 +524,139 @@ impl<'a, 'm, M: Model> Search<'a, 'm, M> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The search, with crashed and optional operations, against brute
+    //! force over every subset of omittable operations in every order that
+    //! respects real time.
+
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::models::{Register, RegisterOp};
+
+    fn register() -> Register {
+        let mut r = Register::cas(&serde_json::Value::Null);
+        // Ids 1..=3 name the values 0..=2 (id 0 is the initial null).
+        let h = faultline_histories::History::default();
+        for v in 0..3 {
+            let op = faultline_histories::Op {
+                process: faultline_histories::Process::Client(0),
+                f: faultline_histories::F::Write,
+                key: None,
+                input: serde_json::json!(v),
+                output: serde_json::json!(v),
+                outcome: faultline_histories::Outcome::Ok,
+                invoke_index: 0,
+                complete_index: Some(1),
+                invoke_time: 0,
+                complete_time: Some(1),
+                node: None,
+                error: None,
+                is_final: false,
+            };
+            crate::model::Model::encode(&mut r, &h, &op).unwrap();
+        }
+        r
+    }
+
+    fn brute(model: &Register, ops: &[SearchOp<RegisterOp>], used: &mut Vec<bool>, state: u32) -> bool {
+        // i may go next unless an undecided op (one to place, or optional
+        // and not yet dropped) returned before i was called.
+        let open = |i: usize, used: &[bool]| {
+            !ops.iter()
+                .enumerate()
+                .any(|(j, o)| j != i && !used[j] && o.ret.is_some_and(|r| r < ops[i].call))
+        };
+        if (0..ops.len()).all(|i| used[i] || !ops[i].mandatory()) {
+            return true;
+        }
+        for i in 0..ops.len() {
+            if used[i] || !open(i, used) {
+                continue;
+            }
+            // An omittable op may also be dropped here for good: mark it
+            // used without effect, if nothing forces it to have happened.
+            let omittable = !ops[i].mandatory();
+            if let Some(next) = model.step(&state, &ops[i].op) {
+                used[i] = true;
+                if brute(model, ops, used, next) {
+                    return true;
+                }
+                used[i] = false;
+            }
+            if omittable {
+                used[i] = true;
+                let ok = brute(model, ops, used, state);
+                used[i] = false;
+                if ok {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn op_strategy() -> impl Strategy<Value = (u8, u8, u8, u8, u8)> {
+        (0u8..4, 1u8..4, 0u8..4, 0u8..12, 0u8..6)
+    }
+
+    fn build(specs: &[(u8, u8, u8, u8, u8)]) -> Vec<SearchOp<RegisterOp>> {
+        specs
+            .iter()
+            .map(|&(f, a, b, start, len)| {
+                let op = match f {
+                    0 => RegisterOp::Read(u32::from(a % 4)),
+                    1 => RegisterOp::Write(u32::from(a)),
+                    2 => RegisterOp::Cas(u32::from(a), u32::from(b % 3 + 1)),
+                    _ => RegisterOp::CasMismatch(u32::from(a)),
+                };
+                let call = u64::from(start) * 2;
+                let (ret, optional) = match len {
+                    0 => (None, false),
+                    1 if !matches!(op, RegisterOp::Read(_) | RegisterOp::CasMismatch(_)) => {
+                        (Some(call + 1 + u64::from(b) * 2), true)
+                    }
+                    _ => (Some(call + 1 + u64::from(len) * 2), false),
+                };
+                SearchOp {
+                    op,
+                    call,
+                    ret,
+                    optional,
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn search_agrees_with_brute_force(specs in proptest::collection::vec(op_strategy(), 1..7)) {
+            let model = register();
+            let mut ops = build(&specs);
+            // Event indices must be distinct: spread them by position.
+            for (i, o) in ops.iter_mut().enumerate() {
+                o.call = o.call * 16 + i as u64;
+                o.ret = o.ret.map(|r| r * 16 + i as u64 + 8);
+            }
+            let memory = Memory::new(1 << 26);
+            let budget = Budget {
+                deadline: Instant::now() + Duration::from_secs(10),
+                soft: None,
+                memory: &memory,
+                max_steps: u64::MAX,
+            };
+            let (found, _) = search(&model, &ops, budget);
+            let expected = brute(&model, &ops, &mut vec![false; ops.len()], 0);
+            match found {
+                Found::Linearizable { .. } => prop_assert!(expected, "{:?}", ops),
+                Found::NotLinearizable { .. } => prop_assert!(!expected, "{:?}", ops),
+                Found::Unknown { .. } => prop_assert!(false, "undecided"),
+            }
+        }
+    }
+}

@@ -296,18 +296,23 @@ pub fn applicable(history: &History) -> Vec<Box<dyn Checker + Send + Sync>> {
         .collect()
 }
 
+/// A checker name that is neither a name nor an alias of this module's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown checker `{0}`; known: read-your-writes (ryw), monotonic-reads (mr), monotonic-writes (mw), writes-follow-reads (wfr), consistent-prefix (cp), lost-writes (lost), convergence (conv)")]
+pub struct UnknownChecker(pub String);
+
 /// Runs the named checkers (names or aliases; all of them when `names` is
 /// empty) on `history`, deriving the shared tables once and spreading the
-/// checkers over two threads, costliest first. Returns `(name, verdict)` in the order asked,
-/// or the first unknown name as the error. Each verdict's time includes the
-/// shared derivation.
-pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str, Verdict)>, String> {
+/// checkers over two threads, costliest first. Returns `(name, verdict)` in
+/// the order asked, or the first unknown name as the error. Each verdict's
+/// time includes the shared derivation.
+pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str, Verdict)>, UnknownChecker> {
     let kinds: Vec<Kind> = if names.is_empty() {
         ALL.to_vec()
     } else {
         names
             .iter()
-            .map(|n| Kind::parse(n).ok_or_else(|| (*n).to_owned()))
+            .map(|n| Kind::parse(n).ok_or_else(|| UnknownChecker((*n).to_owned())))
             .collect::<Result<_, _>>()?
     };
     let a = Analysis::new(history);

@@ -46,6 +46,8 @@ struct Question {
     y: u32,
     r2: u32,
     r1: u32,
+    /// The (process, key) number of `y`'s writer and `r1`'s key.
+    pk: u32,
 }
 
 /// The dependencies of writes, found in one sweep over the events: for each
@@ -74,14 +76,10 @@ impl Deps {
                     last[core.reads[r as usize].pk as usize] = r;
                 }
                 Ev::Write(y) => {
-                    let w = &core.writes[y as usize];
-                    deps.same[y as usize] = last[w.pk as usize];
+                    deps.same[y as usize] = last[core.writes[y as usize].pk as usize];
                     while q < order.len() && order[q].0 == y {
                         let i = order[q].1 as usize;
-                        let k1 = core.reads[asked[i].r1 as usize].key;
-                        if let Some(&pk) = core.pk_ids.get(&(w.proc, k1)) {
-                            deps.cross[i] = last[pk as usize];
-                        }
+                        deps.cross[i] = last[asked[i].pk as usize];
                         q += 1;
                     }
                 }
@@ -270,18 +268,25 @@ fn seen_last(core: &Core<'_>, r: usize) -> Option<u32> {
     (y != NONE && !explain::failed(core, y)).then_some(y)
 }
 
-/// The questions multi-key reads ask, in order.
+/// The questions multi-key reads ask, in order: only those whose writer
+/// ever touched the other key (otherwise it cannot have read it before).
 fn questions(core: &Core<'_>) -> Vec<Question> {
     let mut asked = Vec::new();
     for reads in snapshots(core) {
         for r2 in reads.clone() {
             let Some(y) = seen_last(core, r2) else { continue };
+            let proc = core.writes[y as usize].proc;
             for r1 in reads.clone() {
-                if core.reads[r1].key != core.reads[r2].key {
+                let k1 = core.reads[r1].key;
+                if k1 == core.reads[r2].key {
+                    continue;
+                }
+                if let Some(&pk) = core.pk_ids.get(&(proc, k1)) {
                     asked.push(Question {
                         y,
                         r2: r2 as u32,
                         r1: r1 as u32,
+                        pk,
                     });
                 }
             }

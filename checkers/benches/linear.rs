@@ -228,6 +228,16 @@ fn peak_rss_mib() -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// CPU time (user + system) this process has used so far, from
+/// `/proc/self/stat`, assuming the usual 100 clock ticks per second.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// The 1M-operation run: generate, then time reading and checking once.
 fn heavy() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -240,9 +250,11 @@ fn heavy() {
     }
     eprintln!("generated {} in {:.2?}", path.display(), t.elapsed());
     let base = peak_rss_mib();
+    let cpu0 = cpu_seconds();
     let t = Instant::now();
     let h = read_history_file(&path).expect("read history");
     let read = t.elapsed();
+    let cpu1 = cpu_seconds();
     let config = Config {
         model: ModelSpec::Kv,
         ..Config::default()
@@ -250,6 +262,10 @@ fn heavy() {
     let t = Instant::now();
     let v = check(&h, &config);
     let checked = t.elapsed();
+    let cpu2 = cpu_seconds();
+    if let (Some(a), Some(b), Some(c)) = (cpu0, cpu1, cpu2) {
+        eprintln!("CPU time: read {:.2} s, check {:.2} s (both threads)", b - a, c - b);
+    }
     eprintln!(
         "kv 1M ops, {} keys: read {read:.2?}, check {checked:.2?}, total {:.2?}; verdict {:?} ({} ops); peak RSS {:?} MiB (before reading: {:?} MiB)",
         h.keys.len(),

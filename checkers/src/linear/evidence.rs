@@ -29,12 +29,13 @@ use super::search::{search, Budget, Found, SearchOp};
 use super::table::Memory;
 use crate::model::Model;
 
-/// Steps allowed to each re-check while shrinking.
+/// Steps allowed to each re-check while shrinking, at least (a quarter of
+/// the budget left, if more).
 pub const RECHECK_STEPS: u64 = 50_000;
-/// Steps allowed to all the re-checks of one part together: an eighth of
-/// what the search itself took, within these bounds.
+/// Bounds of the steps allowed to all the re-checks of one part together
+/// (see `shrink_budget`).
 pub const SHRINK_STEPS_MIN: u64 = 200_000;
-pub const SHRINK_STEPS_MAX: u64 = 1_000_000;
+pub const SHRINK_STEPS_MAX: u64 = 2_000_000;
 
 /// The operation that cannot follow the longest prefix: of the determinate
 /// operations left out of it, the one that must end first.
@@ -77,6 +78,16 @@ fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool], scope: &
         .collect()
 }
 
+/// Steps for all the re-checks of a part of `ops` operations whose search
+/// took `search_steps`: an eighth of the search, or the square of the
+/// part's size (a re-check where many updates became optional explores
+/// about that many configurations), within [`SHRINK_STEPS_MIN`] and
+/// [`SHRINK_STEPS_MAX`].
+fn shrink_budget(search_steps: u64, ops: usize) -> u64 {
+    let square = (ops as u64).saturating_mul(ops as u64);
+    (search_steps / 8).max(square).clamp(SHRINK_STEPS_MIN, SHRINK_STEPS_MAX)
+}
+
 /// Shrinks the determinate operations of a non-linearizable `ops` to a
 /// small set that still proves it; returns a mask over `ops` (true: keep
 /// determinate). `must_keep` stays in the set. First relaxes everything
@@ -97,7 +108,7 @@ pub fn shrink<M: Model>(
         ops,
         deadline,
         memory,
-        steps_left: (search_steps / 8).clamp(SHRINK_STEPS_MIN, SHRINK_STEPS_MAX),
+        steps_left: shrink_budget(search_steps, ops.len()),
         scope: vec![true; ops.len()],
     };
     shrinker.narrow_to_one_object(&keep, must_keep);
@@ -160,7 +171,7 @@ impl<M: Model> Shrinker<'_, M> {
             deadline: self.deadline,
             soft: None,
             memory: self.memory,
-            max_steps: RECHECK_STEPS.min(self.steps_left),
+            max_steps: RECHECK_STEPS.max(self.steps_left / 4).min(self.steps_left),
         };
         let (found, stats) = search(self.model, &relaxed(self.model, self.ops, keep, scope), budget);
         self.steps_left = self.steps_left.saturating_sub(stats.steps.max(1));

@@ -275,6 +275,7 @@ mod tests {
             assert_eq!(matches!(s.action, StepAction::Start(_)), i % 2 == 0);
         }
         assert!(p.steps.last().unwrap().at_ms < 30_000);
+        assert_eq!(p.end_ms, 30_000, "a fault started last lasts until the end");
     }
 
     #[test]

@@ -130,7 +130,13 @@ impl PartOutcome {
         let op_ref = |i: u32| OpRef::new(history, &history.ops[enc.origin[i as usize]]);
         let refs: Vec<OpRef> = proof.iter().map(|&i| op_ref(i)).collect();
         let state_text = enc.model.describe_state(state);
-        let explanation = explain(&self.label, longest.len(), &state_text, &op_ref(blocked), &refs);
+        let explanation = explain(
+            &self.label,
+            longest.len(),
+            &abbreviate(&state_text),
+            &op_ref(blocked),
+            &refs,
+        );
         let key = self.key.map(|k| history.key(k));
         let mut anomaly = Anomaly::new("nonlinearizable", key, refs, explanation);
         anomaly.details = json!({
@@ -171,6 +177,20 @@ fn refuted_alone<M: Model>(
         max_steps: SANITY_STEPS,
     };
     matches!(search(model, &alone, budget).0, Found::Linearizable { .. })
+}
+
+/// Longest state text quoted whole in an explanation; `details` keeps it all.
+const STATE_TEXT_MAX: usize = 160;
+
+/// `text`, or its start and end around an ellipsis when it is long.
+fn abbreviate(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= STATE_TEXT_MAX {
+        return text.to_owned();
+    }
+    let head: String = chars[..STATE_TEXT_MAX / 2].iter().collect();
+    let tail: String = chars[chars.len() - STATE_TEXT_MAX / 4..].iter().collect();
+    format!("{head} … {tail} ({} characters)", chars.len())
 }
 
 /// `1 operation`, `3 operations`.
@@ -265,4 +285,22 @@ fn summarize(reasons: &[String]) -> String {
         s.push_str(&format!("; and {} more parts undecided", reasons.len() - SHOWN));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_states_are_abbreviated_in_sentences() {
+        assert_eq!(abbreviate("\"x 1 y\""), "\"x 1 y\"");
+        let long = "ab".repeat(200);
+        let short = abbreviate(&long);
+        assert!(short.len() < 200 && short.ends_with("(400 characters)"), "{short}");
+        assert_eq!(operations(1), "1 operation");
+        assert_eq!(operations(3), "3 operations");
+        assert_eq!(bytes(100), "100 bytes");
+        assert_eq!(bytes(8 << 20), "8 MiB");
+        assert_eq!(bytes(1 << 30), "1.0 GiB");
+    }
 }

@@ -83,7 +83,7 @@ pub fn run_checkers(
         out.insert("linearizable".to_owned(), checker.check(history));
     }
     if !others.is_empty() {
-        for (name, verdict) in session::check_all(history, &others)? {
+        for (name, verdict) in session::check_all(history, &others).map_err(|e| e.to_string())? {
             out.insert(name.to_owned(), verdict);
         }
     }

@@ -54,12 +54,14 @@ pub enum DbError {
         detail: String,
     },
     /// A node exited on its own.
-    #[error("node {node} exited; see {}", log.display())]
+    #[error("node {node} exited: {last_words} (see {})", log.display())]
     Exited {
         /// The node.
         node: String,
         /// Its log.
         log: PathBuf,
+        /// The last line of its log.
+        last_words: String,
     },
 }
 
@@ -281,6 +283,23 @@ impl ServerDb {
     }
 }
 
+/// The last non-empty line of a log (at most its last 4 KiB are read).
+fn last_line(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return "no log".into();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut tail = String::new();
+    let _ = f.read_to_string(&mut tail);
+    tail.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("empty log")
+        .to_owned()
+}
+
 /// The node that says it leads (the highest epoch wins when several do).
 pub fn leader_of(statuses: &BTreeMap<String, Option<Value>>) -> Option<String> {
     statuses
@@ -358,7 +377,8 @@ impl Db for ServerDb {
             loop {
                 if let Some(node) = self.exited_node() {
                     let log = self.log_of(&node);
-                    return Err(DbError::Exited { node, log });
+                    let last_words = last_line(&log);
+                    return Err(DbError::Exited { node, log, last_words });
                 }
                 let detail = match self.ready_once().await {
                     Ok(()) => return Ok(()),

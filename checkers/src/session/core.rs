@@ -121,7 +121,7 @@ pub struct WriteRec {
     pub done_ok: u64,
     /// It certainly did not take effect.
     pub failed: bool,
-    /// Its (process, key) pair, numbered ([`Core::pk_ids`]).
+    /// Its (process, key) pair, numbered ([`Core::pk_of`]).
     pub pk: u32,
 }
 
@@ -158,7 +158,7 @@ pub struct ReadRec {
     pub done: u64,
     /// A final read, taken after healing.
     pub is_final: bool,
-    /// Its (process, key) pair, numbered ([`Core::pk_ids`]).
+    /// Its (process, key) pair, numbered ([`Core::pk_of`]).
     pub pk: u32,
     pub micro: u32,
     pub ev: u32,
@@ -193,9 +193,9 @@ pub struct Core<'h> {
     pub unattributed_reads: usize,
     /// Operations that took part (read or wrote something).
     pub ops_seen: usize,
-    /// Every (process, key) pair that read or wrote, numbered 0, 1, ...: the
-    /// per-session state of the checkers lives in vectors indexed by it.
-    pub pk_ids: FxMap<(u32, u32), u32>,
+    /// How (process, key) pairs are numbered: the per-session state of the
+    /// checkers lives in vectors indexed by these numbers.
+    pub pairs: Pairs,
     /// Indexes of the final operations (`"final": true`), in order.
     pub final_ops: Vec<u32>,
 }
@@ -248,16 +248,18 @@ impl<'h> Core<'h> {
             unattributed_reads: 0,
             ops_seen,
             final_ops,
-            pk_ids: FxMap::default(),
+            pairs: Pairs::Dense { keys: 0 },
         };
         // Numbering (process, key) pairs needs nothing else: do it on the
         // other core while values are resolved.
-        let (pks, pk_ids, read_raws) = std::thread::scope(|scope| {
-            let numbering = scope.spawn(|| number_pairs(&raws, &op_proc));
+        let (pks, pairs, read_raws) = std::thread::scope(|scope| {
+            let (procs, nkeys) = (core.procs.len(), core.keys.len());
+            let (raws_ref, op_proc_ref) = (&raws, &op_proc);
+            let numbering = scope.spawn(move || number_pairs(raws_ref, op_proc_ref, procs, nkeys));
             let writers = core.collect_writes(&raws, &op_proc);
             let read_raws = core.collect_reads(&raws, &writers, &op_proc);
-            let (pks, pk_ids) = numbering.join().expect("the numbering thread panicked");
-            (pks, pk_ids, read_raws)
+            let (pks, pairs) = numbering.join().expect("the numbering thread panicked");
+            (pks, pairs, read_raws)
         });
         let raw_writes = raws
             .iter()
@@ -269,7 +271,7 @@ impl<'h> Core<'h> {
         for (r, i) in core.reads.iter_mut().zip(read_raws) {
             r.pk = pks[i as usize];
         }
-        core.pk_ids = pk_ids;
+        core.pairs = pairs;
         core
     }
 
@@ -357,6 +359,22 @@ impl<'h> Core<'h> {
                 self.events.push(Ev::Read(r as u32));
                 r += 1;
             }
+        }
+    }
+
+    /// The number of a (process, key) pair, if that pair read or wrote.
+    pub fn pk_of(&self, proc: u32, key: u32) -> Option<u32> {
+        match &self.pairs {
+            Pairs::Dense { keys } => Some(proc * keys + key),
+            Pairs::Sparse(ids) => ids.get(&(proc, key)).copied(),
+        }
+    }
+
+    /// How many pair numbers there are (the size of per-session vectors).
+    pub fn pk_count(&self) -> usize {
+        match &self.pairs {
+            Pairs::Dense { keys } => self.procs.len() * *keys as usize,
+            Pairs::Sparse(ids) => ids.len(),
         }
     }
 
@@ -664,9 +682,29 @@ fn txn_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>
     }
 }
 
-/// Numbers the (process, key) pair of every step, in order of first sight:
-/// the number of each step, and the table.
-fn number_pairs(raws: &[Raw<'_>], op_proc: &[u32]) -> (Vec<u32>, FxMap<(u32, u32), u32>) {
+/// Above this many (process, key) combinations, pairs are numbered through
+/// a hash table instead of arithmetically.
+pub const DENSE_PAIRS_MAX: usize = 1 << 22;
+
+/// How (process, key) pairs are numbered.
+pub enum Pairs {
+    /// `process * keys + key`: every combination has a number (few
+    /// processes and keys; no hashing).
+    Dense { keys: u32 },
+    /// The pairs that occur, numbered in order of first sight.
+    Sparse(FxMap<(u32, u32), u32>),
+}
+
+/// Numbers the (process, key) pair of every step: the number of each step,
+/// and the numbering.
+fn number_pairs(raws: &[Raw<'_>], op_proc: &[u32], procs: usize, keys: usize) -> (Vec<u32>, Pairs) {
+    if procs.saturating_mul(keys) <= DENSE_PAIRS_MAX {
+        let pks = raws
+            .iter()
+            .map(|s| op_proc[s.op as usize] * keys as u32 + s.key)
+            .collect();
+        return (pks, Pairs::Dense { keys: keys as u32 });
+    }
     let mut ids: FxMap<(u32, u32), u32> = FxMap::default();
     let pks = raws
         .iter()
@@ -675,7 +713,7 @@ fn number_pairs(raws: &[Raw<'_>], op_proc: &[u32]) -> (Vec<u32>, FxMap<(u32, u32
             *ids.entry((op_proc[s.op as usize], s.key)).or_insert(next)
         })
         .collect();
-    (pks, ids)
+    (pks, Pairs::Sparse(ids))
 }
 
 /// A key is a list when something appends to it or reads it as an array.
@@ -768,5 +806,24 @@ mod tests {
         assert_eq!(c.state(1), State::Reg(NONE));
         assert_eq!(c.rvalue(0), &json!(1));
         assert_eq!(c.wvalue(1), &json!(2));
+    }
+
+    #[test]
+    fn pairs_are_numbered_by_arithmetic_when_few_and_by_table_past_the_limit() {
+        let v = json!(1);
+        let raw = |op, key| Raw {
+            op,
+            key,
+            micro: NONE,
+            kind: RawKind::Read(&v),
+        };
+        let raws = [raw(0, 5), raw(1, 5), raw(0, 7)];
+        let op_proc = [3, 3];
+        let (pks, pairs) = number_pairs(&raws, &op_proc, 4, 8);
+        assert_eq!(pks, vec![29, 29, 31]);
+        assert!(matches!(pairs, Pairs::Dense { keys: 8 }));
+        let (pks, pairs) = number_pairs(&raws, &op_proc, 1 << 20, 1 << 10);
+        assert_eq!(pks, vec![0, 0, 1]);
+        assert!(matches!(pairs, Pairs::Sparse(ref ids) if ids.len() == 2));
     }
 }

@@ -37,7 +37,7 @@ struct Seen {
 
 pub fn check_reads(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
-    let mut seen = vec![Seen { read: NONE, best: NONE }; core.pk_ids.len()];
+    let mut seen = vec![Seen { read: NONE, best: NONE }; core.pk_count()];
     let mut found = Found::default();
     let mut checked = 0usize;
     for ev in &core.events {

@@ -111,7 +111,7 @@ impl Orders {
     }
 
     fn process_orders(&mut self, core: &Core<'_>) {
-        let mut last_pk = vec![NONE; core.pk_ids.len()];
+        let mut last_pk = vec![NONE; core.pk_count()];
         let mut last_p = vec![NONE; core.procs.len()];
         for (i, w) in core.writes.iter().enumerate() {
             if w.failed {

@@ -37,7 +37,7 @@ struct Sessions {
 pub fn check(a: &Analysis<'_>) -> Judged {
     let (core, orders) = (&a.core, &a.orders);
     let mut sessions = Sessions {
-        need: vec![NONE; core.pk_ids.len()],
+        need: vec![NONE; core.pk_count()],
         own: FxMap::default(),
     };
     let mut found = Found::default();

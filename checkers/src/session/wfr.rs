@@ -64,7 +64,7 @@ impl Deps {
         // Write ids follow the event order, so sorting by id sorts by time.
         let mut order: Vec<(u32, u32)> = asked.iter().enumerate().map(|(i, q)| (q.y, i as u32)).collect();
         order.sort_unstable();
-        let mut last = vec![NONE; core.pk_ids.len()];
+        let mut last = vec![NONE; core.pk_count()];
         let mut deps = Deps {
             same: vec![NONE; core.writes.len()],
             cross: vec![NONE; asked.len()],
@@ -281,7 +281,7 @@ fn questions(core: &Core<'_>) -> Vec<Question> {
                 if k1 == core.reads[r2].key {
                     continue;
                 }
-                if let Some(&pk) = core.pk_ids.get(&(proc, k1)) {
+                if let Some(pk) = core.pk_of(proc, k1) {
                     asked.push(Question {
                         y,
                         r2: r2 as u32,

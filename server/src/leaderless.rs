@@ -663,7 +663,7 @@ struct Replica {
     base_lsn: u64,
     snapshot_every: u64,
     delay: Duration,
-    /// Stored but not yet applied, with the time they arrived.
+    /// Stored but not yet applied, with the time they become due.
     unapplied: VecDeque<(Entry, Instant)>,
     acks: BTreeMap<u64, Vec<AckTo>>,
     wal_buf: Vec<Entry>,
@@ -744,7 +744,11 @@ impl Replica {
                     cmd: Command::Put { key, value, stamp },
                 };
                 self.wal_buf.push(entry.clone());
-                self.unapplied.push_back((entry, Instant::now()));
+                let due = match &ack {
+                    AckTo::Local(_) => Instant::now(),
+                    _ => Instant::now() + self.delay,
+                };
+                self.unapplied.push_back((entry, due));
                 self.acks.entry(self.last_lsn).or_default().push(ack);
             }
             ReplicaMsg::Get { key, reply } => {
@@ -774,16 +778,28 @@ impl Replica {
         }
     }
 
-    /// Applies stored writes once durable and `replay_delay_ms` old.
+    /// Applies stored writes once durable and due: a write this node
+    /// coordinated is due at once, a write from another coordinator
+    /// `replay_delay_ms` after it arrived (so replicas really differ, as
+    /// they do when writes reach them at different times). Last-write-wins
+    /// puts commute, so applying out of arrival order is safe; `applied_lsn`
+    /// stays the highest LSN below which everything is applied.
     fn apply_due(&mut self) {
-        while let Some((e, at)) = self.unapplied.front() {
-            if e.lsn > self.durable_lsn || at.elapsed() < self.delay {
-                break;
+        let now = Instant::now();
+        let durable = self.durable_lsn;
+        let mut waiting = VecDeque::with_capacity(self.unapplied.len());
+        for (e, due) in std::mem::take(&mut self.unapplied) {
+            if e.lsn <= durable && due <= now {
+                self.sm.apply(&e.cmd);
+            } else {
+                waiting.push_back((e, due));
             }
-            self.sm.apply(&e.cmd);
-            self.applied_lsn = e.lsn;
-            self.unapplied.pop_front();
         }
+        self.unapplied = waiting;
+        self.applied_lsn = match self.unapplied.front() {
+            Some((e, _)) => e.lsn - 1,
+            None => durable.min(self.last_lsn),
+        };
         if self.applied_lsn >= self.base_lsn + self.snapshot_every {
             self.base_lsn = self.applied_lsn;
             let snap = Snapshot {

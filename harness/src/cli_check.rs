@@ -39,6 +39,9 @@ pub struct CheckArgs {
     /// One JSON object per file, on its own line.
     #[arg(long)]
     json: bool,
+    /// Also write the HTML report of the checked file here (one file only).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     /// History files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -79,6 +82,12 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
 /// Runs the command; returns the exit code.
 pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     let opts = options(&args)?;
+    if args.report.is_some() && args.files.len() != 1 {
+        bail!(
+            "--report writes the report of one history; got {} files",
+            args.files.len()
+        );
+    }
     let mut validities = Vec::new();
     let mut any_error = false;
     let stdout = std::io::stdout();
@@ -87,6 +96,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         let mut out = stdout.lock();
         match result {
             Ok(report) => {
+                if let Some(path) = &args.report {
+                    crate::cli_report::write_check_report(path, file, &opts, &report)?;
+                }
                 validities.push(report.valid);
                 if args.json {
                     print_json(&mut out, &report)?;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli_check;
+mod cli_report;
 mod cli_run;
+mod cli_serve;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +30,10 @@ enum Command {
     Run(Box<cli_run::RunArgs>),
     /// Run a campaign of tests and compare each checker's verdict with the expected one.
     Campaign(cli_run::CampaignArgs),
+    /// Write a run's report.html and junit.xml from its store folder.
+    Report(cli_report::ReportArgs),
+    /// Serve the store: every run, newest first, with its report, history and logs.
+    Serve(cli_serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Check(args) => cli_check::run(args),
         Command::Run(args) => cli_run::run(*args),
         Command::Campaign(args) => cli_run::campaign(args),
+        Command::Report(args) => cli_report::run(args),
+        Command::Serve(args) => cli_serve::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -111,10 +111,11 @@ impl<M: Model> Model for Keyed<M> {
         format!("{{{}}}", parts.join(", "))
     }
 
+    /// The vector, plus what one inner state may hold: a step changes one
+    /// key, so a new map state brings at most one new inner state (the
+    /// others are shared with the state it came from).
     fn state_heap_bytes(&self, state: &Self::State) -> usize {
-        state
-            .iter()
-            .map(|s| std::mem::size_of::<M::State>() + self.inner.state_heap_bytes(s))
-            .sum()
+        let inner = state.iter().map(|s| self.inner.state_heap_bytes(s)).max().unwrap_or(0);
+        state.len() * std::mem::size_of::<M::State>() + inner
     }
 }

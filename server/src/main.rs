@@ -95,7 +95,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(faultline_server::node::run(cfg)) {
+    // One machine-readable line on stdout, so a harness that asked for port
+    // 0 learns the address without racing for a free port.
+    let announce = |addr| println!("faultline-server listening on {addr}");
+    if let Err(e) = runtime.block_on(faultline_server::node::run(cfg, announce)) {
         eprintln!("faultline-server: {e:#}");
         std::process::exit(1);
     }

@@ -64,13 +64,16 @@ pub struct Node {
     local_addr: SocketAddr,
 }
 
-/// Binds the listen address, opens storage, and serves until the process ends.
-pub async fn run(cfg: Config) -> Result<(), NodeError> {
+/// Binds the listen address, opens storage, calls `on_bound` with the
+/// address actually bound (port 0 picks a free one), and serves until the
+/// process ends.
+pub async fn run(cfg: Config, on_bound: impl FnOnce(SocketAddr)) -> Result<(), NodeError> {
     let listener = TcpListener::bind(cfg.listen).await.map_err(|source| NodeError::Bind {
         addr: cfg.listen,
         source,
     })?;
     let node = start(cfg, &listener)?;
+    on_bound(node.local_addr());
     node.accept_loop(listener).await;
     Ok(())
 }

@@ -12,49 +12,58 @@ use faultline_server::protocol::{Outcome, Reply};
 use faultline_server::Client;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Timing settings that make failover quick in tests.
 pub const FAST: &str = "heartbeat_ms=30,election_timeout_ms=300,request_timeout_ms=2000";
 
-/// A port the OS says is free right now.
-pub fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().unwrap().port()
-}
-
 /// A one-way cuttable TCP proxy (one per directed peer link).
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    target: Arc<Mutex<Option<SocketAddr>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
+    /// A proxy whose target is set later (once the node said its address).
+    pub async fn start() -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let target: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
         let flag = cut.clone();
+        let to = target.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if flag.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
+                let dest = *to.lock().unwrap();
+                match dest {
+                    Some(dest) if !flag.load(Ordering::SeqCst) => {
+                        tokio::spawn(pipe(inbound, dest, flag.clone()));
+                    }
+                    _ => drop(inbound),
                 }
-                tokio::spawn(pipe(inbound, target, flag.clone()));
             }
         });
-        Proxy { addr, cut, task }
+        Proxy {
+            addr,
+            cut,
+            target,
+            task,
+        }
+    }
+
+    pub fn set_target(&self, addr: SocketAddr) {
+        *self.target.lock().unwrap() = Some(addr);
     }
 
     pub fn set_cut(&self, cut: bool) {
@@ -99,20 +108,60 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    fn spawn(&mut self) {
+    /// Starts the process listening on `listen` (port 0: any free port) and
+    /// waits (bounded) for it to announce its address. False if it did not.
+    fn spawn_on(&mut self, listen: &str) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.with_extension("log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_faultline-server"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faultline-server"))
+            .args(["--listen", listen])
             .args(&self.args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start faultline-server");
+        let stdout = child.stdout.take().unwrap();
         self.child = Some(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(15)) else {
+            self.kill();
+            return false;
+        };
+        match line.rsplit(' ').next().and_then(|a| a.parse().ok()) {
+            Some(addr) => {
+                self.addr = addr;
+                true
+            }
+            None => {
+                self.kill();
+                false
+            }
+        }
+    }
+
+    /// Restarts on the same port when it is still free, else on a new one.
+    fn spawn(&mut self) {
+        let same = self.addr.to_string();
+        if !self.spawn_on(&same) {
+            assert!(
+                self.spawn_on("127.0.0.1:0"),
+                "node {} did not start:\n{}",
+                self.id,
+                self.log_tail()
+            );
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -178,15 +227,11 @@ impl Cluster {
     pub async fn start_with(n: usize, settings: &str, extra: impl Fn(usize) -> String) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-        let addrs: Vec<SocketAddr> = ids
-            .iter()
-            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
-            .collect();
         let mut links = BTreeMap::new();
-        for (i, from) in ids.iter().enumerate() {
-            for (j, to) in ids.iter().enumerate() {
-                if i != j {
-                    links.insert((from.clone(), to.clone()), Proxy::start(addrs[j]).await);
+        for from in &ids {
+            for to in &ids {
+                if from != to {
+                    links.insert((from.clone(), to.clone()), Proxy::start().await);
                 }
             }
         }
@@ -196,8 +241,6 @@ impl Cluster {
             let mut args = vec![
                 "--node".to_string(),
                 id.clone(),
-                "--listen".into(),
-                addrs[i].to_string(),
                 "--data-dir".into(),
                 dir.display().to_string(),
                 "--settings".into(),
@@ -209,19 +252,34 @@ impl Cluster {
             }
             let mut node = NodeProc {
                 id: id.clone(),
-                addr: addrs[i],
+                addr: "127.0.0.1:0".parse().unwrap(),
                 dir,
                 args,
                 child: None,
             };
-            node.spawn();
+            assert!(
+                node.spawn_on("127.0.0.1:0"),
+                "node {id} did not start:\n{}",
+                node.log_tail()
+            );
             nodes.push(node);
         }
         let c = Cluster { nodes, links, tmp };
         for i in 0..n {
+            c.retarget(i);
             c.wait_serving(i).await;
         }
         c
+    }
+
+    /// Points every proxy in front of node i at its current address.
+    fn retarget(&self, i: usize) {
+        let n = &self.nodes[i];
+        for ((_, to), p) in &self.links {
+            if *to == n.id {
+                p.set_target(n.addr);
+            }
+        }
     }
 
     pub fn idx(&self, id: &str) -> usize {
@@ -302,6 +360,7 @@ impl Cluster {
         let i = self.idx(id);
         self.nodes[i].kill();
         self.nodes[i].spawn();
+        self.retarget(i);
         self.wait_serving(i).await;
     }
 

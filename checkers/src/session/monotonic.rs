@@ -115,7 +115,7 @@ fn report_reads(core: &Core<'_>, prev: Seen, r: u32, lacked: u32) -> Anomaly {
             "without {}, which it had already seen",
             explain::show(core.wvalue(lacked))
         ),
-        State::Reg(NONE) => "the value before any write".to_owned(),
+        State::Reg(NONE) => "older than what it had already seen".to_owned(),
         State::Reg(x) => format!(
             "older: {} was written by op {}, which completed before op {} (which wrote {}) began",
             explain::show(core.wvalue(x)),

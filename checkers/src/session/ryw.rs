@@ -119,7 +119,7 @@ fn violated(core: &Core<'_>, orders: &Orders, need: u32, own: &[u32], r: u32) ->
 fn report(core: &Core<'_>, w: u32, r: u32) -> crate::verdict::Anomaly {
     let rec = &core.reads[r as usize];
     let tail = match &core.state(r) {
-        State::Reg(x) if *x == NONE => ", the value before any write".to_owned(),
+        State::Reg(x) if *x == NONE => ", as if it had never written".to_owned(),
         State::Reg(x) => format!(", written by op {} before {} was written", core.wop(*x).invoke_index, {
             explain::show(core.wvalue(w))
         }),

@@ -16,12 +16,31 @@
 //!   no process that read a key twice for `monotonic-reads`, ...) answers
 //!   valid with `ops: 0` and `details.applicable: false` and says why, so a
 //!   valid verdict always means it looked.
-//! - Cost is O(n log n) in the size of the history; [`check_all`] derives the
-//!   shared tables once and runs the checkers on two threads.
+//! - Cost is O(n log n) in the size of the history (hashing, sorting and
+//!   one topological sort; no search), and every list kept is bounded:
+//!   [`explain::ANOMALIES_MAX`] anomalies per checker, [`prefix::CYCLES_MAX`]
+//!   cycles, and the per-session windows of `ryw` and `wfr`.
+//!
+//! Entry points: the [`Checker`] structs (each derives the shared tables on
+//! its own); [`check_all`], which derives them once and runs the named
+//! checkers on two threads (what `faultline check` uses); [`check_analysis`]
+//! for one checker on tables already derived; [`applicable`] and [`by_name`]
+//! for the command line.
+//!
+//! Two judgements are made per node rather than per reader: on registers,
+//! monotonic writes and writes-follow-reads are broken only when one node
+//! serves a write and later the value it had to follow. A reader that sees
+//! them out of order from two nodes has met a stale replica, which is
+//! monotonic reads' finding, not a reordering.
+//!
+//! Anomaly kinds: `read-your-writes`, `monotonic-reads`, `monotonic-writes`,
+//! `writes-follow-reads`, `consistent-prefix` (details `shape`: `cycle` or
+//! `divergent-list-reads`), `lost-write`, `failed-write-read`,
+//! `not-converged`.
 
 pub mod convergence;
 pub mod core;
-mod explain;
+pub mod explain;
 pub mod lost;
 mod monotonic;
 pub mod order;

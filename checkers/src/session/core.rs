@@ -186,6 +186,11 @@ pub struct Core<'h> {
     pub reads: Vec<ReadRec>,
     /// The elements of every list read, one after another.
     pub elems: Vec<u32>,
+    /// `writes[w].failed`, packed tight: checkers ask it of every element
+    /// they look at, and a million writes' records do not fit in cache.
+    pub write_failed: Vec<bool>,
+    /// True when some write failed at all (most histories: none).
+    pub any_failed: bool,
     /// Reads and writes in the order operations were invoked; within a
     /// transaction, in micro-op order.
     pub events: Vec<Ev>,
@@ -244,6 +249,8 @@ impl<'h> Core<'h> {
             writes: Vec::new(),
             reads: Vec::new(),
             elems: Vec::new(),
+            write_failed: Vec::new(),
+            any_failed: false,
             events: Vec::with_capacity(raws.len()),
             unattributed_reads: 0,
             ops_seen,
@@ -272,6 +279,8 @@ impl<'h> Core<'h> {
             r.pk = pks[i as usize];
         }
         core.pairs = pairs;
+        core.write_failed = core.writes.iter().map(|w| w.failed).collect();
+        core.any_failed = core.write_failed.contains(&true);
         core
     }
 

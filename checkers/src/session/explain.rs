@@ -137,7 +137,7 @@ pub fn wop_opt<'h>(core: &Core<'h>, w: u32) -> Option<&'h Op> {
 
 /// True when a write is known to have failed (it must never be read).
 pub fn failed(core: &Core<'_>, w: u32) -> bool {
-    w != NONE && core.writes[w as usize].failed
+    core.any_failed && w != NONE && core.write_failed[w as usize]
 }
 
 /// An anomaly about key `k` proven by `ops`.

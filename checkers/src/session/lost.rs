@@ -82,6 +82,9 @@ pub fn check(a: &Analysis<'_>) -> Judged {
 /// Failed writes that some read saw; returns how many.
 fn failed_writes_read(core: &Core<'_>, found: &mut Found) -> usize {
     let mut reported: HashSet<u32> = HashSet::new();
+    if !core.any_failed {
+        return 0;
+    }
     for (r, rec) in core.reads.iter().enumerate() {
         let state = core.state(r as u32);
         let seen: &[u32] = match &state {

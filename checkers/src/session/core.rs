@@ -223,15 +223,14 @@ impl<'h> Core<'h> {
     /// Derives the core of `history`.
     pub fn derive(history: &'h History) -> Core<'h> {
         let mut keys = KeyTable::new(history);
-        let mut raws: Vec<Raw<'h>> = Vec::with_capacity(history.ops.len() + history.ops.len() / 4);
-        let (mut ops_seen, mut final_ops) = (0, Vec::new());
+        let mut final_ops = Vec::new();
         let mut proc_ids: FxMap<Process, u32> = FxMap::default();
         let mut procs = Vec::new();
         let mut op_proc = Vec::with_capacity(history.ops.len());
         for (i, op) in history.ops.iter().enumerate() {
-            let before = raws.len();
-            raw_steps(i as u32, op, &mut keys, &mut raws);
-            ops_seen += usize::from(raws.len() > before);
+            if op.f == F::Txn {
+                keys.intern_txn(op);
+            }
             if op.is_final {
                 final_ops.push(i as u32);
             }
@@ -240,6 +239,17 @@ impl<'h> Core<'h> {
                 procs.len() as u32 - 1
             }));
         }
+        // Every key is interned now, so the two halves of the history can be
+        // taken apart on two threads.
+        let mid = history.ops.len() / 2;
+        let (mut raws, second) = std::thread::scope(|scope| {
+            let second = scope.spawn(|| extract(history, mid..history.ops.len(), &keys));
+            let first = extract(history, 0..mid, &keys);
+            (first, second.join().expect("an extracting thread panicked"))
+        });
+        let ops_seen = raws.1 + second.1;
+        raws.0.extend(second.0);
+        let raws = raws.0;
         let list_key = classify_keys(&keys.keys, &raws);
         let mut core = Core {
             history,
@@ -586,8 +596,31 @@ impl KeyTable {
         t
     }
 
+    /// Interns the keys a transaction names, in micro-op order.
+    fn intern_txn(&mut self, op: &Op) {
+        let source = if op.outcome == Outcome::Ok {
+            &op.output
+        } else {
+            &op.input
+        };
+        for m in source.as_array().map_or(&[][..], Vec::as_slice) {
+            if let Some([_, k, _]) = m.as_array().map(|a| a.as_slice()) {
+                self.intern(k);
+            }
+        }
+    }
+
+    /// The id of a key named inside a micro-op, once interned.
+    fn get(&self, v: &Value) -> Option<u32> {
+        match v {
+            Value::String(s) => self.strs.get(s.as_str()).copied(),
+            Value::Number(n) => self.ints.get(&n.as_i64()?).copied(),
+            _ => None,
+        }
+    }
+
     /// The id of a key named inside a micro-op, if it is a string or integer.
-    fn of_json(&mut self, v: &Value) -> Option<u32> {
+    fn intern(&mut self, v: &Value) -> Option<u32> {
         let found = match v {
             Value::String(s) => self.strs.get(s.as_str()).copied(),
             Value::Number(n) => self.ints.get(&n.as_i64()?).copied(),
@@ -612,10 +645,23 @@ impl KeyTable {
     }
 }
 
+/// The reads and writes of `history.ops[range]`, and how many operations
+/// had any.
+fn extract<'h>(history: &'h History, range: std::ops::Range<usize>, keys: &KeyTable) -> (Vec<Raw<'h>>, usize) {
+    let mut raws = Vec::with_capacity(range.len() + range.len() / 4);
+    let mut seen = 0;
+    for i in range {
+        let before = raws.len();
+        raw_steps(i as u32, &history.ops[i], keys, &mut raws);
+        seen += usize::from(raws.len() > before);
+    }
+    (raws, seen)
+}
+
 /// The reads and writes operation `i` performed, appended to `out`. Writes
 /// are kept whatever their outcome (a failed write must never be read; an
 /// indeterminate one may be); reads only when the operation completed ok.
-fn raw_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>) {
+fn raw_steps<'h>(i: u32, op: &'h Op, keys: &KeyTable, out: &mut Vec<Raw<'h>>) {
     let ok = op.outcome == Outcome::Ok;
     let Some(key) = op.key.map(|k| k.0) else {
         if op.f == F::Txn {
@@ -665,7 +711,7 @@ fn cas_steps<'h>(i: u32, op: &'h Op, key: u32, out: &mut Vec<Raw<'h>>) {
 
 /// The micro-ops of a transaction: reads from its result (when ok), writes
 /// from its argument.
-fn txn_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>) {
+fn txn_steps<'h>(i: u32, op: &'h Op, keys: &KeyTable, out: &mut Vec<Raw<'h>>) {
     let ok = op.outcome == Outcome::Ok;
     let source = if ok { &op.output } else { &op.input };
     let Some(micros) = source.as_array() else {
@@ -675,7 +721,7 @@ fn txn_steps<'h>(i: u32, op: &'h Op, keys: &mut KeyTable, out: &mut Vec<Raw<'h>>
         let Some([f, k, v]) = m.as_array().map(|a| a.as_slice()) else {
             continue;
         };
-        let Some(key) = keys.of_json(k) else { continue };
+        let Some(key) = keys.get(k) else { continue };
         let kind = match f.as_str() {
             Some("r") if ok => RawKind::Read(v),
             Some("w") => RawKind::Write(v, false),

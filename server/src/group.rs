@@ -246,6 +246,9 @@ pub struct Group {
     last_ship: Instant,
     leader_since: Instant,
     votes: Vec<String>,
+    prevotes: Vec<String>,
+    prevote_epoch: u64,
+    last_leader_contact: Option<Instant>,
     election_deadline: Instant,
     /// Follower: highest LSN known to match the current leader's log.
     verified_lsn: u64,
@@ -307,6 +310,9 @@ pub fn start(cfg: Arc<Config>, shard: u32, transport: Arc<Transport>) -> Result<
         last_ship: now,
         leader_since: now,
         votes: Vec::new(),
+        prevotes: Vec::new(),
+        prevote_epoch: 0,
+        last_leader_contact: None,
         election_deadline: now,
         verified_lsn: 0,
         reported_match: 0,
@@ -491,7 +497,7 @@ impl Group {
     fn on_election_timeout(&mut self) {
         match self.settings().failover {
             Failover::Off => self.reset_election_timer(),
-            Failover::Fenced => self.start_election(),
+            Failover::Fenced => self.start_prevote(),
             Failover::Unfenced => {
                 warn!(node = %self.node, shard = self.shard, epoch = self.hard.epoch, lsn = self.last_lsn(), "missed heartbeats; promoting myself without votes (unfenced)");
                 self.become_leader(self.hard.epoch + 1);
@@ -1028,6 +1034,12 @@ impl Group {
                 last_epoch,
             } => self.on_vote(&from, epoch, last_lsn, last_epoch),
             PeerMsg::VoteResp { epoch, granted } => self.on_vote_resp(&from, epoch, granted),
+            PeerMsg::PreVote {
+                epoch,
+                last_lsn,
+                last_epoch,
+            } => self.on_prevote(&from, epoch, last_lsn, last_epoch),
+            PeerMsg::PreVoteResp { epoch, granted } => self.on_prevote_resp(&from, epoch, granted),
             PeerMsg::Snapshot { epoch, snapshot, seq } => self.on_snapshot(&from, epoch, *snapshot, seq),
             PeerMsg::Forward { fwd_id, request } => self.on_forward(from, fwd_id, request),
             PeerMsg::ForwardResp { fwd_id, reply } => self.on_forward_resp(fwd_id, reply),
@@ -1084,6 +1096,7 @@ impl Group {
             self.verified_lsn = 0;
             self.reported_match = 0;
         }
+        self.last_leader_contact = Some(Instant::now());
         self.reset_election_timer();
         true
     }
@@ -1262,6 +1275,59 @@ impl Group {
     }
 
     // ----- elections --------------------------------------------------
+
+    /// Asks whether a majority would vote for us before taking a new epoch.
+    fn start_prevote(&mut self) {
+        self.prevote_epoch = self.hard.epoch + 1;
+        self.prevotes = vec![self.node.clone()];
+        self.reset_election_timer();
+        if self.prevotes.len() >= self.majority() {
+            return self.start_election();
+        }
+        debug!(node = %self.node, shard = self.shard, epoch = self.hard.epoch, lsn = self.last_lsn(), "pre-vote");
+        let msg = PeerMsg::PreVote {
+            epoch: self.prevote_epoch,
+            last_lsn: self.last_lsn(),
+            last_epoch: self.last_epoch(),
+        };
+        for p in &self.peers {
+            self.transport.send(p, self.shard, msg.clone());
+        }
+    }
+
+    /// Grants a pre-vote when a real vote would be granted and we have not
+    /// heard from a live leader within an election timeout (leader
+    /// stickiness). Changes no state.
+    fn on_prevote(&mut self, from: &str, epoch: u64, last_lsn: u64, last_epoch: u64) {
+        if self.settings().failover != Failover::Fenced {
+            return;
+        }
+        let window = Duration::from_millis(self.settings().election_timeout_ms);
+        let leader_alive = self.role == Role::Leader
+            || self
+                .last_leader_contact
+                .is_some_and(|t| t.elapsed() < window && self.leader.is_some());
+        let up_to_date = (last_epoch, last_lsn) >= (self.last_epoch(), self.last_lsn());
+        let granted = epoch > self.hard.epoch && up_to_date && !leader_alive;
+        let msg = PeerMsg::PreVoteResp { epoch, granted };
+        self.transport.send(from, self.shard, msg);
+    }
+
+    fn on_prevote_resp(&mut self, from: &str, epoch: u64, granted: bool) {
+        if self.role == Role::Leader || !granted || epoch != self.prevote_epoch {
+            return;
+        }
+        if epoch != self.hard.epoch + 1 {
+            return;
+        }
+        if !self.prevotes.iter().any(|v| v == from) {
+            self.prevotes.push(from.to_string());
+        }
+        if self.prevotes.len() >= self.majority() {
+            self.prevotes.clear();
+            self.start_election();
+        }
+    }
 
     fn start_election(&mut self) {
         self.hard.epoch += 1;

@@ -100,6 +100,24 @@ pub enum PeerMsg {
         /// Epoch of the candidate's last entry.
         last_epoch: u64,
     },
+    /// Would-be candidate -> all: would you vote for me in `epoch`? Nobody
+    /// changes state for it (pre-vote), so a node cut off from the cluster
+    /// does not inflate epochs and depose a healthy leader when it returns.
+    PreVote {
+        /// The epoch the sender would campaign in.
+        epoch: u64,
+        /// Sender's last LSN.
+        last_lsn: u64,
+        /// Epoch of the sender's last entry.
+        last_epoch: u64,
+    },
+    /// Answer to `PreVote`.
+    PreVoteResp {
+        /// The epoch asked about.
+        epoch: u64,
+        /// Whether a real vote would be granted.
+        granted: bool,
+    },
     /// Voter -> candidate.
     VoteResp {
         /// Voter's epoch.

@@ -17,8 +17,8 @@ use clap::Args;
 use faultline_checkers::Verdict;
 use faultline_harness::check::{self, CheckOptions, Report};
 use faultline_histories::import::{self, Format};
-use faultline_report::store::{meta_from_store, read_json, verdicts_from_results};
-use faultline_report::{render_html, write_store_reports, ReportInput, RunMeta};
+use faultline_report::store::{read_json, verdicts_from_results};
+use faultline_report::{render_html, write_run_reports, ReportInput, RunMeta};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -33,11 +33,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
     let history = faultline_histories::read_history_file(&history_path)
         .with_context(|| format!("reading {}", history_path.display()))?;
     let verdicts = store_verdicts(dir, &history)?;
-    let mut meta = meta_from_store(dir)?;
-    if !meta.files.iter().any(|(name, _)| name == "junit.xml") {
-        meta.files.push(("junit.xml".into(), "junit.xml".into()));
-    }
-    write_store_reports(dir, &history, &verdicts, &meta)?;
+    write_run_reports(dir, &history, &verdicts)?;
     println!("{}", dir.join("report.html").display());
     println!("{}", dir.join("junit.xml").display());
     Ok(0)

@@ -42,7 +42,11 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     let bands = fault_bands(h);
     let t_end = end_time(h);
     let overall = input.verdicts.values().fold(Validity::Valid, |a, v| a.and(v.valid));
-    let (word, class) = verdict_word(overall);
+    let (word, class) = if input.verdicts.is_empty() {
+        ("unchecked", "unknown")
+    } else {
+        verdict_word(overall)
+    };
     let test = input.meta.test_name(h).unwrap_or_else(|| "history".into());
     let marked = marked_ops(input);
     let data = timeline_json(h, &marked, &bands, &Limits::default());

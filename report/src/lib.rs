@@ -40,7 +40,7 @@ use faultline_histories::History;
 
 pub use html::render_html;
 pub use junit::{junit_xml, JunitSuite};
-pub use store::{write_store_reports, ReportError};
+pub use store::{write_run_reports, write_store_reports, ReportError};
 
 /// Everything a report shows.
 #[derive(Clone, Copy, Debug)]

@@ -31,6 +31,8 @@ pub const BUCKETS_MAX: usize = 300;
 pub const LATENCY_PLOTS_MAX: usize = 8;
 /// Most dots per outcome in one latency plot.
 pub const DOTS_MAX: usize = 12_000;
+/// Time buckets of the quantile lines drawn past [`DOTS_MAX`].
+const QUANTILE_BUCKETS: usize = 200;
 /// Lowest latency shown, in ms (the log axis needs a floor).
 const LATENCY_FLOOR_MS: f64 = 0.01;
 
@@ -203,42 +205,74 @@ fn latency_svg(history: &History, f: &str, bands: &[FaultBand], t_end: u64) -> S
             .collect();
         out.push_str(&dots(&pts, class));
     }
+    if out.contains(" p99\"") {
+        let _ = write!(
+            out,
+            "<text class=\"tick\" x=\"{}\" y=\"{}\">too many points: median (solid), p99 (dashed), max (dotted)</text>",
+            ML + 6.0,
+            MT + 10.0
+        );
+    }
     legend(&mut out);
     out.push_str("</svg>");
     out
 }
 
-/// Points as one path of dots, one dot per occupied grid cell. The cell
-/// grows (1, 2, 3, ... units) until at most [`DOTS_MAX`] cells are
-/// occupied, so a plot of a million scattered points stays small.
+/// Points as one path of dots, one dot per occupied pixel cell, when at
+/// most [`DOTS_MAX`] cells are occupied; past that a scatter is a solid
+/// block that hides everything, so the outcome is drawn as quantile lines
+/// instead.
 fn dots(pts: &[(f64, f64)], class: &str) -> String {
-    let mut cell = 1.0f64;
-    let occupied = loop {
-        let mut seen: HashSet<(i32, i32)> = HashSet::new();
-        for (px, py) in pts {
-            seen.insert(((px / cell).round() as i32, (py / cell).round() as i32));
-            if seen.len() > DOTS_MAX {
-                break;
-            }
+    let mut seen: HashSet<(i32, i32)> = HashSet::new();
+    for (px, py) in pts {
+        seen.insert((px.round() as i32, py.round() as i32));
+        if seen.len() > DOTS_MAX {
+            return quantile_lines(pts, class);
         }
-        if seen.len() <= DOTS_MAX || cell >= 16.0 {
-            break seen;
-        }
-        cell += 1.0;
-    };
-    if occupied.is_empty() {
+    }
+    if seen.is_empty() {
         return String::new();
     }
-    let mut cells: Vec<(i32, i32)> = occupied.into_iter().collect();
+    let mut cells: Vec<(i32, i32)> = seen.into_iter().collect();
     cells.sort_unstable();
     let mut d = String::with_capacity(cells.len() * 10);
     for (cx, cy) in cells {
-        let _ = write!(d, "M{} {}h0", fmt_px(cx as f64 * cell), fmt_px(cy as f64 * cell));
+        let _ = write!(d, "M{cx} {cy}h0");
     }
-    format!(
-        "<path class=\"dots {class}\" style=\"stroke-width:{}\" d=\"{d}\"/>",
-        (cell + 1.5).max(2.5)
-    )
+    format!("<path class=\"dots {class}\" d=\"{d}\"><title>{class}</title></path>")
+}
+
+/// The median, 99th percentile and maximum latency of each time bucket,
+/// as three lines. Points are `(x, y)` in SVG units, where a smaller `y`
+/// is a longer latency.
+fn quantile_lines(pts: &[(f64, f64)], class: &str) -> String {
+    let (x_lo, x_hi) = (ML, W - MR);
+    let width = (x_hi - x_lo) / QUANTILE_BUCKETS as f64;
+    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); QUANTILE_BUCKETS];
+    for (px, py) in pts {
+        let b = (((px - x_lo) / width) as usize).min(QUANTILE_BUCKETS - 1);
+        buckets[b].push(*py);
+    }
+    let mut lines = [String::new(), String::new(), String::new()];
+    for (b, ys) in buckets.iter_mut().enumerate().filter(|(_, ys)| !ys.is_empty()) {
+        // Larger y is lower on screen: sort descending so quantiles read upward.
+        ys.sort_unstable_by(|a, b| b.total_cmp(a));
+        let q = |f: f64| ys[((ys.len() - 1) as f64 * f).round() as usize];
+        let x = x_lo + (b as f64 + 0.5) * width;
+        for (line, y) in lines.iter_mut().zip([q(0.5), q(0.99), q(1.0)]) {
+            let _ = write!(line, "{},{} ", fmt_px(x), fmt_px(y));
+        }
+    }
+    ["p50", "p99", "max"]
+        .iter()
+        .zip(&lines)
+        .map(|(name, pts)| {
+            format!(
+                "<polyline class=\"line {class} {name}\" points=\"{}\"><title>{class} {name}</title></polyline>",
+                pts.trim_end()
+            )
+        })
+        .collect()
 }
 
 /// A coordinate with at most one decimal, and none when whole.
@@ -267,7 +301,8 @@ fn legend(out: &mut String) {
 /// Completed operations per second, per outcome.
 pub fn throughput_svg(history: &History, bands: &[FaultBand], t_end: u64) -> String {
     let t_end_s = t_end as f64 / 1e9;
-    let buckets = BUCKETS_MAX.min(((t_end_s * 4.0).ceil() as usize).max(1));
+    // Four buckets a second, but never fewer than 20, so a short test still draws lines.
+    let buckets = BUCKETS_MAX.min(((t_end_s * 4.0).ceil() as usize).max(20));
     let width_s = (t_end_s / buckets as f64).max(1e-6);
     let mut counts = vec![[0u64; 3]; buckets];
     for op in &history.ops {
@@ -341,10 +376,19 @@ mod tests {
         let b = latency_svgs(&big, &[], 200_000_000_000)[0].1.len();
         assert!(b < 500_000, "{b} bytes");
         assert!(b < s * 40, "small {s} big {b}");
-        assert!(latency_svgs(&big, &[], 200_000_000_000)[0].1.contains("dots fail"));
+        let big_svg = &latency_svgs(&big, &[], 200_000_000_000)[0].1;
+        assert!(big_svg.contains("line ok p99"), "dense outcomes become quantile lines");
+        assert!(
+            !s_has_quantiles(&latency_svgs(&small, &[], 1_000_000_000)[0].1),
+            "sparse ones stay dots"
+        );
         let t = throughput_svg(&big, &[], 200_000_000_000);
         assert!(t.contains("class=\"line fail\""));
         assert!(t.len() < 50_000, "{}", t.len());
+    }
+
+    fn s_has_quantiles(svg: &str) -> bool {
+        svg.contains(" p99\"")
     }
 
     #[test]

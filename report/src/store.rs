@@ -359,6 +359,22 @@ pub fn write_store_reports(
     std::fs::write(&junit_path, junit_xml(&[suite])).map_err(io_err(&junit_path))
 }
 
+/// Writes `report.html` and `junit.xml` into a run's folder from what the
+/// folder holds (config, results, node logs, status samples) and the
+/// run's history and verdicts, already in memory: the one call at the end
+/// of `faultline run`.
+pub fn write_run_reports(
+    dir: &Path,
+    history: &History,
+    verdicts: &BTreeMap<String, Verdict>,
+) -> Result<(), ReportError> {
+    let mut meta = meta_from_store(dir)?;
+    if !meta.files.iter().any(|(name, _)| name == "junit.xml") {
+        meta.files.push(("junit.xml".into(), "junit.xml".into()));
+    }
+    write_store_reports(dir, history, verdicts, &meta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -695,6 +695,11 @@ fn finish(
         "rerun": cfg.rerun_command(),
     });
     store.write_json("results.json", &results)?;
+    // report.html and junit.xml beside it; one that cannot be written is a
+    // warning, not a failed run.
+    if let Err(e) = faultline_report::write_run_reports(&store.dir, &history, &verdicts) {
+        tracing::warn!(error = %e, "writing report.html and junit.xml");
+    }
     Ok(RunOutcome {
         store: store.dir.clone(),
         verdicts,

@@ -226,7 +226,7 @@ impl<'h> Core<'h> {
         let mut final_ops = Vec::new();
         let mut proc_ids: FxMap<Process, u32> = FxMap::default();
         let mut procs = Vec::new();
-        let mut op_proc = Vec::with_capacity(history.ops.len());
+        let mut facts = Vec::with_capacity(history.ops.len());
         for (i, op) in history.ops.iter().enumerate() {
             if op.f == F::Txn {
                 keys.intern_txn(op);
@@ -234,10 +234,18 @@ impl<'h> Core<'h> {
             if op.is_final {
                 final_ops.push(i as u32);
             }
-            op_proc.push(*proc_ids.entry(op.process).or_insert_with(|| {
+            let proc = *proc_ids.entry(op.process).or_insert_with(|| {
                 procs.push(op.process);
                 procs.len() as u32 - 1
-            }));
+            });
+            facts.push(OpFacts {
+                proc,
+                invoke: op.invoke_time,
+                done: op.complete_time.unwrap_or(u64::MAX),
+                node: op.node.map_or(NONE, |n| n.0),
+                outcome: op.outcome,
+                is_final: op.is_final,
+            });
         }
         // Every key is interned now, so the two halves of the history can be
         // taken apart on two threads.
@@ -271,10 +279,10 @@ impl<'h> Core<'h> {
         // other core while values are resolved.
         let (pks, pairs, read_raws) = std::thread::scope(|scope| {
             let (procs, nkeys) = (core.procs.len(), core.keys.len());
-            let (raws_ref, op_proc_ref) = (&raws, &op_proc);
-            let numbering = scope.spawn(move || number_pairs(raws_ref, op_proc_ref, procs, nkeys));
-            let writers = core.collect_writes(&raws, &op_proc);
-            let read_raws = core.collect_reads(&raws, &writers, &op_proc);
+            let (raws_ref, facts_ref) = (&raws, &facts);
+            let numbering = scope.spawn(move || number_pairs(raws_ref, facts_ref, procs, nkeys));
+            let writers = core.collect_writes(&raws, &facts);
+            let read_raws = core.collect_reads(&raws, &writers, &facts);
             let (pks, pairs) = numbering.join().expect("the numbering thread panicked");
             (pks, pairs, read_raws)
         });
@@ -294,7 +302,7 @@ impl<'h> Core<'h> {
         core
     }
 
-    fn collect_writes(&mut self, raws: &[Raw<'h>], op_proc: &[u32]) -> Writers {
+    fn collect_writes(&mut self, raws: &[Raw<'h>], facts: &[OpFacts]) -> Writers {
         let writes = raws.iter().filter(|s| matches!(s.kind, RawKind::Write(..))).count();
         self.writes.reserve_exact(writes);
         let mut writers = Writers::default();
@@ -309,19 +317,16 @@ impl<'h> Core<'h> {
                 }
                 ambiguous = true;
             }
-            let op = &self.history.ops[s.op as usize];
-            let done_ok = match (op.outcome, op.complete_time) {
-                (Outcome::Ok, Some(t)) => t,
-                _ => u64::MAX,
-            };
+            let op = &facts[s.op as usize];
+            let done_ok = if op.outcome == Outcome::Ok { op.done } else { u64::MAX };
             self.writes.push(WriteRec {
                 op: s.op,
                 key: s.key,
                 micro: s.micro,
                 ev: NONE,
                 ambiguous,
-                proc: op_proc[s.op as usize],
-                invoke: op.invoke_time,
+                proc: op.proc,
+                invoke: op.invoke,
                 done_ok,
                 failed: op.outcome == Outcome::Fail,
                 pk: NONE,
@@ -333,13 +338,12 @@ impl<'h> Core<'h> {
     /// Resolves reads to writers (the two halves of the history on two
     /// threads) and lays out the event order. Returns the index in `raws` of
     /// each read kept.
-    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, op_proc: &[u32]) -> Vec<u32> {
+    fn collect_reads(&mut self, raws: &[Raw<'h>], writers: &Writers, facts: &[OpFacts]) -> Vec<u32> {
         let mid = raws.len() / 2;
         let ctx = ResolveCtx {
-            history: self.history,
             list_key: &self.list_key,
             writers,
-            op_proc,
+            facts,
         };
         let (first, second) = std::thread::scope(|scope| {
             let second = scope.spawn(|| ctx.run(raws, mid..raws.len()));
@@ -462,13 +466,27 @@ impl<'h> Core<'h> {
     }
 }
 
+/// What the checkers need of an operation, copied out of [`Op`] once: a
+/// million operations' records are too large to walk again and again.
+#[derive(Clone, Copy)]
+struct OpFacts {
+    /// The process, interned.
+    proc: u32,
+    invoke: u64,
+    /// Completion time, or `u64::MAX`.
+    done: u64,
+    /// The node that answered, or [`NONE`].
+    node: u32,
+    outcome: Outcome,
+    is_final: bool,
+}
+
 /// What resolving reads needs, shared by the threads that do it.
 #[derive(Clone, Copy)]
-struct ResolveCtx<'a, 'h> {
-    history: &'h History,
+struct ResolveCtx<'a> {
     list_key: &'a [bool],
     writers: &'a Writers,
-    op_proc: &'a [u32],
+    facts: &'a [OpFacts],
 }
 
 /// The reads of part of the history, resolved; list elements in their own
@@ -481,9 +499,9 @@ struct Resolved {
     unattributed: usize,
 }
 
-impl<'h> ResolveCtx<'_, 'h> {
+impl ResolveCtx<'_> {
     /// Resolves the reads among `raws[range]`.
-    fn run(&self, raws: &[Raw<'h>], range: std::ops::Range<usize>) -> Resolved {
+    fn run<'h>(&self, raws: &[Raw<'h>], range: std::ops::Range<usize>) -> Resolved {
         let part = &raws[range.clone()];
         let elems = part
             .iter()
@@ -510,15 +528,15 @@ impl<'h> ResolveCtx<'_, 'h> {
             if matches!(stored, Stored::List(..)) {
                 last_list[s.key as usize] = (Some(v), out.reads.len() as u32);
             }
-            let op = &self.history.ops[s.op as usize];
+            let op = &self.facts[s.op as usize];
             out.raws.push((range.start + i) as u32);
             out.reads.push(ReadRec {
                 op: s.op,
                 key: s.key,
-                proc: self.op_proc[s.op as usize],
-                node: op.node.map_or(NONE, |n| n.0),
-                invoke: op.invoke_time,
-                done: op.complete_time.unwrap_or(u64::MAX),
+                proc: op.proc,
+                node: op.node,
+                invoke: op.invoke,
+                done: op.done,
                 is_final: op.is_final,
                 pk: NONE,
                 micro: s.micro,
@@ -752,11 +770,11 @@ pub enum Pairs {
 
 /// Numbers the (process, key) pair of every step: the number of each step,
 /// and the numbering.
-fn number_pairs(raws: &[Raw<'_>], op_proc: &[u32], procs: usize, keys: usize) -> (Vec<u32>, Pairs) {
+fn number_pairs(raws: &[Raw<'_>], facts: &[OpFacts], procs: usize, keys: usize) -> (Vec<u32>, Pairs) {
     if procs.saturating_mul(keys) <= DENSE_PAIRS_MAX {
         let pks = raws
             .iter()
-            .map(|s| op_proc[s.op as usize] * keys as u32 + s.key)
+            .map(|s| facts[s.op as usize].proc * keys as u32 + s.key)
             .collect();
         return (pks, Pairs::Dense { keys: keys as u32 });
     }
@@ -765,7 +783,7 @@ fn number_pairs(raws: &[Raw<'_>], op_proc: &[u32], procs: usize, keys: usize) ->
         .iter()
         .map(|s| {
             let next = ids.len() as u32;
-            *ids.entry((op_proc[s.op as usize], s.key)).or_insert(next)
+            *ids.entry((facts[s.op as usize].proc, s.key)).or_insert(next)
         })
         .collect();
     (pks, Pairs::Sparse(ids))
@@ -873,11 +891,19 @@ mod tests {
             kind: RawKind::Read(&v),
         };
         let raws = [raw(0, 5), raw(1, 5), raw(0, 7)];
-        let op_proc = [3, 3];
-        let (pks, pairs) = number_pairs(&raws, &op_proc, 4, 8);
+        let facts = OpFacts {
+            proc: 3,
+            invoke: 0,
+            done: 1,
+            node: NONE,
+            outcome: Outcome::Ok,
+            is_final: false,
+        };
+        let facts = [facts, facts];
+        let (pks, pairs) = number_pairs(&raws, &facts, 4, 8);
         assert_eq!(pks, vec![29, 29, 31]);
         assert!(matches!(pairs, Pairs::Dense { keys: 8 }));
-        let (pks, pairs) = number_pairs(&raws, &op_proc, 1 << 20, 1 << 10);
+        let (pks, pairs) = number_pairs(&raws, &facts, 1 << 20, 1 << 10);
         assert_eq!(pks, vec![0, 0, 1]);
         assert!(matches!(pairs, Pairs::Sparse(ref ids) if ids.len() == 2));
     }

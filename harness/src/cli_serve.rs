@@ -69,12 +69,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if active.load(Ordering::Acquire) >= CONNECTIONS_MAX {
+        // Count first, then check, so the bound holds however fast clients come.
+        if active.fetch_add(1, Ordering::AcqRel) >= CONNECTIONS_MAX {
+            active.fetch_sub(1, Ordering::AcqRel);
             let mut s = stream;
             let _ = respond(&mut s, 503, "text/plain; charset=utf-8", b"busy\n", false);
             continue;
         }
-        active.fetch_add(1, Ordering::AcqRel);
         let (root, active) = (root.clone(), active.clone());
         std::thread::spawn(move || {
             let mut s = stream;

@@ -160,6 +160,23 @@ fn the_report_opens_in_chromium_with_the_verdict_and_the_anomalys_operations() {
     );
 }
 
+/// The checks above can fail: a page whose data is corrupt is caught.
+#[test]
+fn a_broken_page_is_caught() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run_folder(tmp.path(), "t", "20261122T050000Z");
+    assert_eq!(run(&["report", dir.to_str().unwrap()]).status.code(), Some(0));
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let broken = page.replacen("id=\"timeline-data\">{", "id=\"timeline-data\">{,", 1);
+    assert_ne!(page, broken);
+    std::fs::write(dir.join("report.html"), broken).unwrap();
+    let l = load(&browser, &dir.join("report.html"), "");
+    let body = body_tag(&l.dom);
+    assert!(body.contains("data-js-error") && !body.contains("data-ready"), "{body}");
+    assert!(l.log.contains("Uncaught"), "Chromium logs the error");
+}
+
 #[test]
 fn a_million_operation_report_loads_in_chromium_in_under_5_s_and_weighs_under_20_mb() {
     let Some(browser) = chromium() else { return };

@@ -121,6 +121,7 @@
     for (var t = Math.ceil(this.v0 / step) * step, n = 0; t <= this.v1 && n < 40; t += step, n++) {
       var x = this.x(t);
       ctx.fillRect(x, y, 1, 4);
+      ctx.textAlign = x < 20 ? "left" : x > this.w - 20 ? "right" : "center";
       ctx.fillText(fmt(t), x, y + 15);
     }
   };

@@ -79,7 +79,10 @@
       var n = [cells[c + 2], cells[c + 3], cells[c + 4], cells[c + 5]];
       var total = n[0] + n[1] + n[2] + n[3], k = 0;
       for (var j = 1; j < 4; j++) if (n[j] > n[k]) k = j;
-      ctx.globalAlpha = 0.25 + 0.75 * Math.min(1, total / this.maxCell);
+      // Zoomed in past a bucket, its count says little about this instant:
+      // keep it as a faint background behind the individual operations.
+      var faint = x1 - x0 > 40 ? 0.3 : 1;
+      ctx.globalAlpha = faint * (0.25 + 0.75 * Math.min(1, total / this.maxCell));
       ctx.fillStyle = n[1] > 0 && k === 0 ? "#8a79b8" : COLORS[k];
       ctx.fillRect(x0, top + cells[c] * lh, Math.max(1, x1 - x0), Math.max(1, lh - 1));
     }
@@ -103,12 +106,21 @@
     });
     this.axis(bottom);
     var range = document.getElementById("tl-range");
-    if (range) range.textContent = fmt(this.v0) + " – " + fmt(this.v1);
+    this.canvas.setAttribute("data-view", Math.round(this.v0) + "," + Math.round(this.v1));
+    var span = Math.max(this.v1 - this.v0, 1);
+    if (range) range.textContent = fmtTick(Math.max(0, this.v0), span / 100) + " – " + fmtTick(this.v1, span / 100);
   };
 
   function fmt(us) {
     var s = us / 1e6;
     return s >= 100 ? s.toFixed(0) + " s" : s >= 1 ? s.toFixed(2) + " s" : (us / 1e3).toFixed(2) + " ms";
+  }
+
+  // A tick in seconds with as many decimals as the step needs, so ticks
+  // a millisecond apart at 500 s do not all read "500 s".
+  function fmtTick(us, step) {
+    var decimals = Math.max(0, Math.min(6, Math.ceil(-Math.log10(step / 1e6))));
+    return (us / 1e6).toFixed(decimals) + " s";
   }
 
   Timeline.prototype.axis = function (y) {
@@ -122,7 +134,7 @@
       var x = this.x(t);
       ctx.fillRect(x, y, 1, 4);
       ctx.textAlign = x < 20 ? "left" : x > this.w - 20 ? "right" : "center";
-      ctx.fillText(fmt(t), x, y + 15);
+      ctx.fillText(fmtTick(t, step), x, y + 15);
     }
   };
 

@@ -417,4 +417,20 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("checkers.lin.anomalies[0].ops[0]"), "{err}");
     }
+
+    #[test]
+    fn status_samples_skip_what_is_not_a_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.jsonl");
+        std::fs::write(
+            &path,
+            "{\"time\":5,\"node\":\"n1\",\"role\":\"leader\",\"epoch\":3,\"lag\":0}\nnot json\n{\"node\":\"n2\"}\n{\"time\":9,\"node\":\"n2\"}\n",
+        )
+        .unwrap();
+        let s = samples_of(&path).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].role.as_deref(), Some("leader"));
+        assert_eq!((s[1].node.as_str(), s[1].role.clone()), ("n2", None));
+        assert!(samples_of(&dir.path().join("absent")).unwrap().is_empty());
+    }
 }

@@ -246,3 +246,50 @@ fn a_million_operation_report_stays_under_20_mb_and_keeps_the_anomaly_in_detail(
     );
     assert!(v["cells"].as_array().unwrap().len() / 6 <= 200_000);
 }
+
+#[test]
+fn nodes_show_roles_epochs_lag_and_log_links() {
+    use faultline_report::{NodeInfo, NodeSample};
+    let h = stale_read();
+    let sample = |t_ms: u64, node: &str, role: Option<&str>, epoch, lag| NodeSample {
+        time_ns: t_ms * 1_000_000,
+        node: node.into(),
+        role: role.map(str::to_owned),
+        epoch,
+        lag,
+    };
+    let meta = RunMeta {
+        nodes: vec![NodeInfo {
+            name: "n1".into(),
+            logs: vec!["nodes/n1/node.log".into()],
+        }],
+        samples: vec![
+            sample(0, "n1", Some("leader"), Some(1), Some(0)),
+            sample(5, "n1", None, None, None),
+            sample(0, "n2", Some("follower"), Some(1), Some(7)),
+            sample(5, "n2", Some("leader"), Some(2), Some(0)),
+        ],
+        ..RunMeta::default()
+    };
+    let verdicts = BTreeMap::new();
+    let page = render_html(&ReportInput {
+        history: &h,
+        verdicts: &verdicts,
+        meta: &meta,
+    });
+    let nodes = page
+        .split("id=\"nodes\"")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(
+        nodes.contains("class=\"role leader\"") && nodes.contains("class=\"role silent\""),
+        "{nodes}"
+    );
+    assert!(nodes.contains("leader epoch 2"), "{nodes}");
+    assert!(nodes.contains("<title>n2 lag</title>"), "{nodes}");
+    assert!(nodes.contains("href=\"nodes/n1/node.log\""), "{nodes}");
+    assert!(page.contains("id=\"verdict\">unchecked<"), "no checker is not a pass");
+}

@@ -131,6 +131,8 @@ pub struct Settings {
     pub read_wait_ms: u64,
     /// Compact the log into a snapshot every this many applied entries.
     pub snapshot_every_entries: u64,
+    /// A follower this many entries behind gets a snapshot (0 = never).
+    pub snapshot_lag_entries: u64,
     /// Most entries in one replication message.
     pub max_batch_entries: usize,
     /// Most client connections at once.
@@ -163,6 +165,7 @@ impl Default for Settings {
             request_timeout_ms: 3000,
             read_wait_ms: 1000,
             snapshot_every_entries: 100_000,
+            snapshot_lag_entries: 50_000,
             max_batch_entries: 512,
             max_connections: 1024,
             max_inflight_per_conn: 256,
@@ -233,6 +236,7 @@ impl Settings {
             "request_timeout_ms" => self.request_timeout_ms = num(key, value)?,
             "read_wait_ms" => self.read_wait_ms = num(key, value)?,
             "snapshot_every_entries" => self.snapshot_every_entries = num(key, value)?,
+            "snapshot_lag_entries" => self.snapshot_lag_entries = num(key, value)?,
             "max_batch_entries" => self.max_batch_entries = num(key, value)?,
             "max_connections" => self.max_connections = num(key, value)?,
             "max_inflight_per_conn" => self.max_inflight_per_conn = num(key, value)?,

@@ -249,6 +249,7 @@ pub struct Group {
     prevotes: Vec<String>,
     prevote_epoch: u64,
     last_leader_contact: Option<Instant>,
+    last_forced_snapshot: Option<Instant>,
     election_deadline: Instant,
     /// Follower: highest LSN known to match the current leader's log.
     verified_lsn: u64,
@@ -313,6 +314,7 @@ pub fn start(cfg: Arc<Config>, shard: u32, transport: Arc<Transport>) -> Result<
         prevotes: Vec::new(),
         prevote_epoch: 0,
         last_leader_contact: None,
+        last_forced_snapshot: None,
         election_deadline: now,
         verified_lsn: 0,
         reported_match: 0,
@@ -474,6 +476,7 @@ impl Group {
         if self.settings().failover == Failover::Fenced {
             self.check_quorum(now);
         }
+        self.snapshot_lagging_followers();
     }
 
     /// A fenced leader that has not heard from a majority for an election
@@ -958,9 +961,44 @@ impl Group {
 
     fn maybe_compact(&mut self) {
         let every = self.settings().snapshot_every_entries;
-        if self.applied_lsn < self.base_lsn + every {
+        if self.applied_lsn >= self.base_lsn + every {
+            self.compact();
+        }
+    }
+
+    /// Leader: a follower more than `snapshot_lag_entries` behind is
+    /// rebuilt from a snapshot instead of the log (at most one forced
+    /// snapshot per election timeout), like a full resync once a
+    /// replication backlog is exceeded.
+    fn snapshot_lagging_followers(&mut self) {
+        let max_lag = self.settings().snapshot_lag_entries;
+        if max_lag == 0 || self.applied_lsn <= self.base_lsn {
             return;
         }
+        let window = Duration::from_millis(self.settings().election_timeout_ms);
+        if self.last_forced_snapshot.is_some_and(|t| t.elapsed() < window) {
+            return;
+        }
+        let last = self.last_lsn();
+        let lagging = self
+            .progress
+            .iter()
+            .find(|(_, p)| last.saturating_sub(p.match_lsn) > max_lag && p.next_lsn > self.base_lsn)
+            .map(|(peer, p)| (peer.clone(), p.match_lsn));
+        let Some((peer, match_lsn)) = lagging else {
+            return;
+        };
+        info!(node = %self.node, shard = self.shard, epoch = self.hard.epoch, lsn = last, peer = %peer, match_lsn, "follower too far behind; snapshot instead of log");
+        self.last_forced_snapshot = Some(Instant::now());
+        self.compact();
+        if let Some(p) = self.progress.get_mut(&peer) {
+            p.next_lsn = p.next_lsn.min(p.match_lsn + 1);
+        }
+    }
+
+    /// Snapshots the state machine at the applied LSN and drops the log
+    /// before it (memory and disk).
+    fn compact(&mut self) {
         let lsn = self.applied_lsn;
         let epoch = self.epoch_at(lsn).unwrap_or(self.base_epoch);
         let snap = Arc::new(Snapshot {

@@ -352,3 +352,29 @@ async fn ack_none_plain_leader_kill_loses_acked_writes() {
     assert!(!lost.is_empty(), "no acknowledged write was lost in 8 leader kills");
     eprintln!("acknowledged writes lost on attempts {lost:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_too_far_behind_gets_a_snapshot_before_compaction_is_due() {
+    let mut c = Cluster::start(
+        3,
+        &format!("ack=majority,reads=follower,snapshot_lag_entries=30,{FAST}"),
+    )
+    .await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let leader = c.wait_leader(&all).await;
+    let lagger = others(&ids, &[&leader])[0].to_string();
+    c.kill(&lagger);
+    let mut cl = c.client(&leader).await;
+    for i in 0..100 {
+        assert_eq!(cl.write("k", int(i)).await.result, Outcome::Ok);
+    }
+    c.restart(&lagger).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.client(&lagger).await.read("k").await.value != int(99) {
+        assert!(Instant::now() < deadline, "lagger never caught up\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(c.nodes[c.idx(&lagger)].dir.with_extension("log")).unwrap();
+    assert!(log.contains("installing snapshot"), "caught up without a snapshot");
+}

@@ -592,14 +592,14 @@ fn micro(v: &Value, i: u32) -> Option<&Value> {
 
 /// Interns keys: the history's first, then keys found in transactions.
 /// Looked up by `&str` or integer, so a micro-op's key is not copied.
-struct KeyTable {
+pub(crate) struct KeyTable {
     keys: Vec<Key>,
     strs: HashMap<String, u32>,
     ints: FxMap<i64, u32>,
 }
 
 impl KeyTable {
-    fn new(h: &History) -> KeyTable {
+    pub(crate) fn new(h: &History) -> KeyTable {
         let mut t = KeyTable {
             keys: h.keys.clone(),
             strs: HashMap::new(),
@@ -638,7 +638,7 @@ impl KeyTable {
     }
 
     /// The id of a key named inside a micro-op, if it is a string or integer.
-    fn intern(&mut self, v: &Value) -> Option<u32> {
+    pub(crate) fn intern(&mut self, v: &Value) -> Option<u32> {
         let found = match v {
             Value::String(s) => self.strs.get(s.as_str()).copied(),
             Value::Number(n) => self.ints.get(&n.as_i64()?).copied(),

@@ -380,25 +380,27 @@ struct Shape {
 
 impl Shape {
     fn of(history: &History) -> Shape {
-        use faultline_histories::{Outcome, Process, F};
-        use std::collections::HashSet;
+        use faultline_histories::Outcome;
         let mut s = Shape {
             finals: false,
             list_or_multi_reads: false,
             write_then_read: false,
         };
-        let mut wrote: HashSet<(Process, String)> = HashSet::new();
+        let mut keys = core::KeyTable::new(history);
+        let mut wrote: core::FxMap<(faultline_histories::Process, u32), ()> = core::FxMap::default();
         for op in &history.ops {
             s.finals |= op.is_final;
-            let ok = op.outcome == Outcome::Ok;
-            let steps = op_keys(history, op);
-            let reads = steps.iter().filter(|(r, _)| *r).count();
-            s.list_or_multi_reads |= ok && (reads > 1 || (op.f == F::Read && op.output.is_array()));
-            for (is_read, k) in steps {
-                if is_read && ok {
-                    s.write_then_read |= wrote.contains(&(op.process, k));
-                } else if !is_read && ok {
-                    wrote.insert((op.process, k));
+            if op.outcome != Outcome::Ok {
+                continue;
+            }
+            let steps = op_keys(op, &mut keys);
+            let reads = steps.iter().filter(|(r, _, _)| *r).count();
+            for (is_read, k, list) in steps {
+                s.list_or_multi_reads |= is_read && (list || reads > 1);
+                if is_read {
+                    s.write_then_read |= wrote.contains_key(&(op.process, k));
+                } else {
+                    wrote.insert((op.process, k), ());
                 }
             }
         }
@@ -406,35 +408,28 @@ impl Shape {
     }
 }
 
-/// The keys an operation reads (`true`) and writes (`false`), by name.
-fn op_keys(history: &History, op: &faultline_histories::Op) -> Vec<(bool, String)> {
+/// The keys an ok operation reads (`true`) and writes (`false`), and
+/// whether the value read is a list.
+fn op_keys(op: &faultline_histories::Op, keys: &mut core::KeyTable) -> Vec<(bool, u32, bool)> {
     use faultline_histories::F;
     if op.f == F::Txn {
-        let micros = if op.outcome == faultline_histories::Outcome::Ok {
-            &op.output
-        } else {
-            &op.input
-        };
+        let micros = op.output.as_array().map_or(&[][..], Vec::as_slice);
         return micros
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| {
-                        let f = m.get(0)?.as_str()?;
-                        let k = m.get(1)?;
-                        let k = k.as_str().map(str::to_owned).unwrap_or_else(|| k.to_string());
-                        Some((f == "r", k))
-                    })
-                    .collect()
+            .iter()
+            .filter_map(|m| {
+                let [f, k, v] = m.as_array()?.as_slice() else {
+                    return None;
+                };
+                let k = keys.intern(k)?;
+                Some((f.as_str()? == "r", k, v.is_array()))
             })
-            .unwrap_or_default();
+            .collect();
     }
     let Some(k) = op.key else { return Vec::new() };
-    let k = history.key(k).to_string();
     match op.f {
-        F::Read => vec![(true, k)],
-        F::Write | F::Append => vec![(false, k)],
-        F::Cas => vec![(true, k.clone()), (false, k)],
+        F::Read => vec![(true, k.0, op.output.is_array())],
+        F::Write | F::Append => vec![(false, k.0, false)],
+        F::Cas => vec![(true, k.0, false), (false, k.0, false)],
         _ => Vec::new(),
     }
 }

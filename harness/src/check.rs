@@ -122,16 +122,24 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<Report, CheckError
 
 /// Checks a history already in memory.
 pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> Result<Report, CheckError> {
-    let checkers = select_checkers(history, format, opts)?;
+    let plan = plan(history, format, opts)?;
     let mut verdicts = BTreeMap::new();
-    for c in checkers {
-        let verdict = c.check(history);
-        // Unasked, a checker that found nothing to judge is left out rather
-        // than shown as a pass; asked by name, it is shown as not applicable.
-        if opts.checkers.is_none() && !applies(&verdict) {
-            continue;
+    if let Some(model) = plan.linearizable {
+        verdicts.insert("linearizable".to_owned(), linearizable(model, opts).check(history));
+    }
+    if !plan.session.is_empty() {
+        // One pass builds the tables every session checker shares.
+        let judged = session::check_all(history, &plan.session)
+            .map_err(|e| CheckError::UnknownChecker(e.0, CHECKER_NAMES.join(", ")))?;
+        for (name, verdict) in judged {
+            // Unasked, a checker that found nothing to judge is left out
+            // rather than shown as a pass; asked by name, it is shown as not
+            // applicable.
+            if opts.checkers.is_none() && !applies(&verdict) {
+                continue;
+            }
+            verdicts.insert(name.to_owned(), verdict);
         }
-        verdicts.insert(c.name().to_owned(), verdict);
     }
     let valid = verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid));
     Ok(Report {
@@ -149,31 +157,41 @@ pub fn applies(v: &Verdict) -> bool {
     v.details.get("applicable").and_then(Value::as_bool) != Some(false)
 }
 
-type BoxedChecker = Box<dyn Checker + Send + Sync>;
-
-fn select_checkers(history: &History, format: Format, opts: &CheckOptions) -> Result<Vec<BoxedChecker>, CheckError> {
-    let Some(names) = &opts.checkers else {
-        let mut all: Vec<BoxedChecker> = Vec::new();
-        if let Some(spec) = linear_model(history, format, opts) {
-            all.push(Box::new(linearizable(spec, opts)));
-        }
-        all.extend(session::applicable(history));
-        return Ok(all);
-    };
-    names.iter().map(|n| named_checker(n, history, format, opts)).collect()
+/// What to run: the linearizability model, if any, and the session-family
+/// checkers by their canonical names.
+struct Plan {
+    linearizable: Option<ModelSpec>,
+    session: Vec<&'static str>,
 }
 
-fn named_checker(
-    name: &str,
-    history: &History,
-    format: Format,
-    opts: &CheckOptions,
-) -> Result<BoxedChecker, CheckError> {
-    if matches!(name, "linearizable" | "linearizability" | "lin") {
-        let spec = linear_model(history, format, opts).unwrap_or_else(|| model_spec(ModelName::Register, opts));
-        return Ok(Box::new(linearizable(spec, opts)));
+fn is_linearizable_name(name: &str) -> bool {
+    matches!(name, "linearizable" | "linearizability" | "lin")
+}
+
+fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, CheckError> {
+    let Some(names) = &opts.checkers else {
+        return Ok(Plan {
+            linearizable: linear_model(history, format, opts),
+            session: session::applicable(history).iter().map(|c| c.name()).collect(),
+        });
+    };
+    let mut plan = Plan {
+        linearizable: None,
+        session: Vec::new(),
+    };
+    for name in names {
+        if is_linearizable_name(name) {
+            let model = linear_model(history, format, opts).unwrap_or_else(|| model_spec(ModelName::Register, opts));
+            plan.linearizable = Some(model);
+            continue;
+        }
+        let checker =
+            session::by_name(name).ok_or_else(|| CheckError::UnknownChecker(name.clone(), CHECKER_NAMES.join(", ")))?;
+        if !plan.session.contains(&checker.name()) {
+            plan.session.push(checker.name());
+        }
     }
-    session::by_name(name).ok_or_else(|| CheckError::UnknownChecker(name.to_owned(), CHECKER_NAMES.join(", ")))
+    Ok(plan)
 }
 
 fn linearizable(model: ModelSpec, opts: &CheckOptions) -> linear::Linearizable {

@@ -301,15 +301,19 @@ pub fn names() -> Vec<&'static str> {
 
 /// Every checker of this module whose operations appear in the history:
 /// convergence and lost-writes when final reads exist; consistent-prefix when
-/// there are list reads or multi-key reads; the session checkers when some
-/// process both writes and reads a key.
+/// there are list reads or multi-key reads; each session checker when some
+/// process does what it judges (reads a key after writing it, reads a key
+/// twice, writes a key twice, writes after reading).
 pub fn applicable(history: &History) -> Vec<Box<dyn Checker + Send + Sync>> {
     let shape = Shape::of(history);
     ALL.into_iter()
         .filter(|k| match k {
             Kind::LostWrites | Kind::Convergence => shape.finals,
             Kind::ConsistentPrefix => shape.list_or_multi_reads,
-            _ => shape.write_then_read,
+            Kind::ReadYourWrites => shape.write_then_read,
+            Kind::MonotonicReads => shape.read_twice,
+            Kind::MonotonicWrites => shape.wrote_twice,
+            Kind::WritesFollowReads => shape.read_then_write,
         })
         .map(Kind::boxed)
         .collect()
@@ -375,7 +379,14 @@ pub fn check_analysis(a: &Analysis<'_>, name: &str) -> Option<Verdict> {
 struct Shape {
     finals: bool,
     list_or_multi_reads: bool,
+    /// Some process read a key after writing it (read-your-writes).
     write_then_read: bool,
+    /// Some process read a key twice (monotonic reads).
+    read_twice: bool,
+    /// Some process wrote a key twice (monotonic writes).
+    wrote_twice: bool,
+    /// Some process wrote a key after reading one (writes-follow-reads).
+    read_then_write: bool,
 }
 
 impl Shape {
@@ -385,9 +396,14 @@ impl Shape {
             finals: false,
             list_or_multi_reads: false,
             write_then_read: false,
+            read_twice: false,
+            wrote_twice: false,
+            read_then_write: false,
         };
         let mut keys = core::KeyTable::new(history);
         let mut wrote: core::FxMap<(faultline_histories::Process, u32), ()> = core::FxMap::default();
+        let mut read: core::FxMap<(faultline_histories::Process, u32), ()> = core::FxMap::default();
+        let mut readers: core::FxMap<faultline_histories::Process, ()> = core::FxMap::default();
         for op in &history.ops {
             s.finals |= op.is_final;
             if op.outcome != Outcome::Ok {
@@ -399,8 +415,11 @@ impl Shape {
                 s.list_or_multi_reads |= is_read && (list || reads > 1);
                 if is_read {
                     s.write_then_read |= wrote.contains_key(&(op.process, k));
+                    s.read_twice |= read.insert((op.process, k), ()).is_some();
+                    readers.insert(op.process, ());
                 } else {
-                    wrote.insert((op.process, k), ());
+                    s.wrote_twice |= wrote.insert((op.process, k), ()).is_some();
+                    s.read_then_write |= readers.contains_key(&op.process);
                 }
             }
         }
@@ -431,5 +450,58 @@ fn op_keys(op: &faultline_histories::Op, keys: &mut core::KeyTable) -> Vec<(bool
         F::Write | F::Append => vec![(false, k.0, false)],
         F::Cas => vec![(true, k.0, false), (false, k.0, false)],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_histories::{Event, EventType, Process, F};
+    use serde_json::json;
+
+    fn op(i: u64, p: u64, f: F, invoke: Value, ok: Value) -> [Event; 2] {
+        [
+            Event::new(2 * i, 10 * i, Process::Client(p), EventType::Invoke, f.clone(), invoke).with_key("k"),
+            Event::new(2 * i + 1, 10 * i + 5, Process::Client(p), EventType::Ok, f, ok).with_key("k"),
+        ]
+    }
+
+    fn names(h: &History) -> Vec<&'static str> {
+        applicable(h).iter().map(|c| c.name()).collect()
+    }
+
+    /// A regression: monotonic reads was offered only when a process read
+    /// its own write, so a history of readers that never write went unjudged.
+    #[test]
+    fn each_session_checker_applies_when_its_pattern_occurs() {
+        let readers_only = History::from_events(
+            [
+                op(0, 0, F::Write, json!(1), json!(1)),
+                op(1, 1, F::Read, json!(null), json!(1)),
+                op(2, 1, F::Read, json!(null), json!(1)),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(names(&readers_only), vec!["monotonic-reads"]);
+        let writer_reads = History::from_events(
+            [
+                op(0, 0, F::Read, json!(null), json!(null)),
+                op(1, 0, F::Write, json!(1), json!(1)),
+                op(2, 0, F::Write, json!(2), json!(2)),
+                op(3, 0, F::Read, json!(null), json!(2)),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&writer_reads),
+            vec![
+                "read-your-writes",
+                "monotonic-reads",
+                "monotonic-writes",
+                "writes-follow-reads"
+            ]
+        );
     }
 }

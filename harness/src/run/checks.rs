@@ -15,10 +15,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use faultline_checkers::linear::{self, ModelSpec};
-use faultline_checkers::{session, Checker, Verdict};
+use faultline_checkers::{session, Verdict};
+use faultline_histories::import::Format;
 use faultline_histories::History;
 use faultline_workloads::WorkloadKind;
+
+use crate::check::{self, CheckOptions, ModelName};
 
 /// The checkers a workload is judged by when the user names none.
 pub fn default_checkers(kind: WorkloadKind) -> Vec<String> {
@@ -53,39 +55,25 @@ pub fn validate_names(names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the named checkers; a linearizability search gets `time_limit`.
+/// Runs the named checkers through `check::check_history`, the same path
+/// as `faultline check`, so a run's history re-checked later gets the same
+/// verdicts; a linearizability search gets `time_limit`.
 pub fn run_checkers(
     history: &History,
     kind: WorkloadKind,
     names: &[String],
     time_limit: Duration,
 ) -> Result<BTreeMap<String, Verdict>, String> {
-    let mut out = BTreeMap::new();
-    let others: Vec<&str> = names
-        .iter()
-        .filter(|n| !is_linearizable(n))
-        .map(String::as_str)
-        .collect();
-    if names.iter().any(|n| is_linearizable(n)) {
-        let model = match kind {
-            WorkloadKind::ListAppend => ModelSpec::List,
-            _ => ModelSpec::CasRegister {
-                initial: serde_json::Value::Null,
-            },
-        };
-        let checker = linear::Linearizable {
-            config: linear::Config {
-                model,
-                time_limit,
-                ..linear::Config::default()
-            },
-        };
-        out.insert("linearizable".to_owned(), checker.check(history));
-    }
-    if !others.is_empty() {
-        for (name, verdict) in session::check_all(history, &others).map_err(|e| e.to_string())? {
-            out.insert(name.to_owned(), verdict);
-        }
-    }
-    Ok(out)
+    let opts = CheckOptions {
+        model: Some(match kind {
+            WorkloadKind::ListAppend => ModelName::List,
+            _ => ModelName::CasRegister,
+        }),
+        time_limit,
+        checkers: Some(names.to_vec()),
+        ..CheckOptions::default()
+    };
+    check::check_history(history, Format::Jsonl, &opts)
+        .map(|r| r.checkers)
+        .map_err(|e| e.to_string())
 }

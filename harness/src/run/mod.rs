@@ -410,23 +410,7 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
     store.write_json("config.json", &config_json)?;
 
     let cluster = Cluster::start(cfg, env, &store, cfg.concurrency).await?;
-    let header = Header {
-        faultline_history: 1,
-        test: Some(cfg.test.clone()),
-        seed: Some(cfg.seed),
-        started_at: Some(store::utc_rfc3339(SystemTime::now())),
-        nodes: nodes.clone(),
-        extra: Default::default(),
-    };
-    let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
-    let stats = Arc::new(Stats::default());
-    let runner = NemesisRunner::new(
-        cluster.mesh.clone() as Arc<dyn Net>,
-        cluster.db.clone(),
-        log.clone(),
-        nodes.clone(),
-        cfg.seed,
-    );
+    let (log, stats, runner) = start_recording(cfg, &cluster, &store)?;
     let (done_tx, done_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx.clone()));
     let progress = env.progress.then(|| {
@@ -506,12 +490,14 @@ impl PhaseStats {
     }
 }
 
-/// Drives `cfg`'s workload on a running cluster for `cfg.time_limit_s`,
-/// without faults, recording the history into `store` exactly as a run
-/// does (the same workers, generators, clients and history writer). The
-/// overhead benchmark compares it with a bare client loop.
-pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -> Result<PhaseStats, RunError> {
-    cfg.validate()?;
+/// Opens the history (its header written) and the nemesis runner that
+/// records faults into it: how every phase that records starts, so a run
+/// and the overhead benchmark record the same way.
+fn start_recording(
+    cfg: &RunConfig,
+    cluster: &Cluster,
+    store: &Store,
+) -> Result<(Arc<HistoryLog>, Arc<Stats>, NemesisRunner), RunError> {
     let header = Header {
         faultline_history: 1,
         test: Some(cfg.test.clone()),
@@ -521,7 +507,6 @@ pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -
         extra: Default::default(),
     };
     let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
-    let stats = Arc::new(Stats::default());
     let runner = NemesisRunner::new(
         cluster.mesh.clone() as Arc<dyn Net>,
         cluster.db.clone(),
@@ -529,6 +514,16 @@ pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -
         cluster.nodes.clone(),
         cfg.seed,
     );
+    Ok((log, Arc::new(Stats::default()), runner))
+}
+
+/// Drives `cfg`'s workload on a running cluster for `cfg.time_limit_s`,
+/// without faults, recording the history into `store` exactly as a run
+/// does (the same workers, generators, clients and history writer). The
+/// overhead benchmark compares it with a bare client loop.
+pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -> Result<PhaseStats, RunError> {
+    cfg.validate()?;
+    let (log, stats, runner) = start_recording(cfg, cluster, store)?;
     let (done_tx, done_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx));
     let (_stop_tx, stop) = watch::channel(false);

@@ -114,6 +114,10 @@ pub struct CampaignArgs {
     /// Print the rows as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write the rows as JUnit XML to this file (one suite per test,
+    /// one case per expectation).
+    #[arg(long)]
+    junit: Option<PathBuf>,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -292,6 +296,9 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         );
     }));
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    if let Some(path) = &args.junit {
+        write_campaign_junit(path, &rows)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -304,6 +311,26 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         bail!("the campaign ran no test");
     }
     Ok(if rows.iter().all(|r| r.holds) { 0 } else { 1 })
+}
+
+fn write_campaign_junit(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<()> {
+    let cases: Vec<faultline_report::ExpectationCase> = rows
+        .iter()
+        .map(|r| faultline_report::ExpectationCase {
+            test: r.test.clone(),
+            checker: r.checker.clone(),
+            expected: expect_word(r.expected).into(),
+            observed: r.observed.clone(),
+            holds: r.holds,
+            detail: [r.note.clone(), r.store.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+        .collect();
+    std::fs::write(path, faultline_report::campaign_junit_xml(&cases))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_campaign(rows: &[Row], seed: u64, file: &std::path::Path) {

@@ -188,3 +188,125 @@ mod tests {
         assert!(!x.contains('\u{7}'));
     }
 }
+
+/// One expectation of a campaign row: the test case passes when the
+/// observed verdict is the expected one (an unsafe setting whose anomaly is
+/// found passes; a safe one that shows an anomaly fails).
+#[derive(Clone, Debug)]
+pub struct ExpectationCase {
+    /// The campaign test (the suite).
+    pub test: String,
+    pub checker: String,
+    /// `pass`, `fail` or `-` (reported only).
+    pub expected: String,
+    /// valid, invalid, unknown, `skipped` or `error`.
+    pub observed: String,
+    pub holds: bool,
+    /// Why, for a row that did not hold or was skipped (a note, the store
+    /// folder to open).
+    pub detail: String,
+}
+
+/// The JUnit XML document of a campaign: one suite per test, one case per
+/// expectation. A row that could not run is an `<error>`, one skipped for a
+/// missing capability is `<skipped>`, one whose observation differs from
+/// its expectation a `<failure>`.
+pub fn campaign_junit_xml(cases: &[ExpectationCase]) -> String {
+    let mut suites: Vec<(&str, Vec<&ExpectationCase>)> = Vec::new();
+    for c in cases {
+        match suites.iter_mut().find(|(t, _)| *t == c.test) {
+            Some((_, v)) => v.push(c),
+            None => suites.push((&c.test, vec![c])),
+        }
+    }
+    let mut body = String::new();
+    let (mut tests, mut failures, mut errors, mut skipped) = (0, 0, 0, 0);
+    for (test, cases) in &suites {
+        let f = cases.iter().filter(|c| is_failure(c)).count();
+        let e = cases.iter().filter(|c| c.observed == "error").count();
+        let s = cases.iter().filter(|c| c.observed == "skipped").count();
+        (tests, failures, errors, skipped) = (tests + cases.len(), failures + f, errors + e, skipped + s);
+        let _ = writeln!(
+            body,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\">",
+            xml(test),
+            cases.len()
+        );
+        for c in cases {
+            write_expectation(&mut body, c);
+        }
+        body.push_str("  </testsuite>\n");
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"faultline campaign\" tests=\"{tests}\" \
+         failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\">\n{body}</testsuites>\n"
+    )
+}
+
+fn is_failure(c: &ExpectationCase) -> bool {
+    !c.holds && c.observed != "error" && c.observed != "skipped"
+}
+
+fn write_expectation(out: &mut String, c: &ExpectationCase) {
+    let _ = write!(
+        out,
+        "    <testcase classname=\"faultline.campaign.{}\" name=\"{} expected {}\"",
+        xml(&c.test),
+        xml(&c.checker),
+        xml(&c.expected)
+    );
+    let message = xml(&truncate(
+        &format!("expected {}, observed {}: {}", c.expected, c.observed, c.detail),
+        MESSAGE_CHARS_MAX,
+    ));
+    if c.observed == "error" {
+        let _ = writeln!(out, ">\n      <error message=\"{message}\"/>\n    </testcase>");
+    } else if c.observed == "skipped" {
+        let _ = writeln!(out, ">\n      <skipped message=\"{message}\"/>\n    </testcase>");
+    } else if is_failure(c) {
+        let _ = writeln!(
+            out,
+            ">\n      <failure type=\"expectation\" message=\"{message}\"/>\n    </testcase>"
+        );
+    } else {
+        out.push_str("/>\n");
+    }
+}
+
+#[cfg(test)]
+mod campaign_tests {
+    use super::*;
+
+    fn case(test: &str, expected: &str, observed: &str, holds: bool) -> ExpectationCase {
+        ExpectationCase {
+            test: test.into(),
+            checker: "linearizable".into(),
+            expected: expected.into(),
+            observed: observed.into(),
+            holds,
+            detail: "store/x <1>".into(),
+        }
+    }
+
+    #[test]
+    fn a_found_anomaly_that_was_expected_passes_and_a_surprise_fails() {
+        let xml = campaign_junit_xml(&[
+            case("unsafe", "fail", "invalid", true),
+            case("safe", "pass", "invalid", false),
+            case("disk", "pass", "skipped", true),
+            case("broken", "pass", "error", false),
+        ]);
+        assert!(
+            xml.contains("tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testsuite name=\"unsafe\" tests=\"1\" failures=\"0\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("expected pass, observed invalid: store/x &lt;1&gt;"),
+            "{xml}"
+        );
+    }
+}

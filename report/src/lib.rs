@@ -39,7 +39,7 @@ use faultline_checkers::Verdict;
 use faultline_histories::History;
 
 pub use html::render_html;
-pub use junit::{junit_xml, JunitSuite};
+pub use junit::{campaign_junit_xml, junit_xml, ExpectationCase, JunitSuite};
 pub use store::{write_run_reports, write_store_reports, ReportError};
 
 /// Everything a report shows.

@@ -38,6 +38,16 @@ async fn a_run_writes_its_report_and_junit_beside_its_results() {
         "the partitions are bands on the timeline"
     );
     assert!(page.contains("href=\"nodes/n1/node.log\""), "node logs are linked");
+    let samples = std::fs::read_to_string(out.store.join("status.jsonl")).expect("status.jsonl");
+    let leaders = samples
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a sample is JSON"))
+        .filter(|s| s["role"] == "leader" && s["epoch"].as_u64().is_some() && s["lag"].as_u64().is_some())
+        .count();
+    assert!(
+        leaders > 0,
+        "the nodes' status was sampled while the test ran:\n{samples}"
+    );
     assert!(junit.contains("name=\"linearizable\""), "{junit}");
     assert!(junit.contains("<property name=\"seed\" value=\"5\"/>"), "{junit}");
 }

@@ -24,6 +24,7 @@ pub mod report;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -413,6 +414,12 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
     let (log, stats, runner) = start_recording(cfg, &cluster, &store)?;
     let (done_tx, done_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx.clone()));
+    let sampler = tokio::spawn(sample_status(
+        cluster.db.clone(),
+        log.clone(),
+        store.dir.join("status.jsonl"),
+        done_rx.clone(),
+    ));
     let progress = env.progress.then(|| {
         tokio::spawn(drive::progress(
             stats.clone(),
@@ -457,6 +464,7 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
     }
     let _ = done_tx.send(true);
     let _ = flusher.await;
+    let _ = sampler.await;
     if let Some(p) = progress {
         let _ = p.await;
     }
@@ -633,6 +641,61 @@ async fn final_phase(
         let client = cluster.client("final", node, ReadRouting::Home, cfg.seed, cfg.op_timeout_ms);
         drive::final_reads(log, stats, client, next_process, &reads, stop.clone()).await;
     }
+}
+
+/// How often every node's `status` is sampled while a test runs.
+const STATUS_SAMPLE_MS: u64 = 500;
+/// Samples written at most (a line a node and a sample), so a long run's
+/// `status.jsonl` stays small.
+const STATUS_LINES_MAX: u64 = 100_000;
+
+/// Samples every node's `status` until `done` into `path`, one line a node
+/// and a sample on the history's clock: `{"time","node","role","epoch",
+/// "commit_lsn","applied_lsn","lag"}`, where `lag` is how many LSNs the
+/// node has applied fewer than the highest commit any node reports. A node
+/// that did not answer (killed, paused, cut off) gets only time and node.
+/// The report draws role, epoch and lag over time from it.
+async fn sample_status(db: Arc<ServerDb>, log: Arc<HistoryLog>, path: PathBuf, mut done: watch::Receiver<bool>) {
+    let Ok(file) = std::fs::File::create(&path) else {
+        tracing::warn!(path = %path.display(), "cannot write status samples");
+        return;
+    };
+    let mut out = std::io::BufWriter::new(file);
+    let mut written = 0u64;
+    while written < STATUS_LINES_MAX {
+        let statuses = db.statuses().await;
+        let time = log.now_ns();
+        for line in status_lines(time, &statuses) {
+            let _ = writeln!(out, "{line}");
+            written += 1;
+        }
+        let _ = out.flush();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(STATUS_SAMPLE_MS)) => {}
+            _ = done.wait_for(|d| *d) => break,
+        }
+    }
+}
+
+/// One sample line per node; see [`sample_status`].
+fn status_lines(time: u64, statuses: &BTreeMap<String, Option<Value>>) -> Vec<Value> {
+    let lsn = |s: &Value, f: &str| s.get(f).and_then(Value::as_u64);
+    let top_commit = statuses.values().flatten().filter_map(|s| lsn(s, "commit_lsn")).max();
+    statuses
+        .iter()
+        .map(|(node, s)| match s {
+            Some(s) => json!({
+                "time": time,
+                "node": node,
+                "role": s.get("role"),
+                "epoch": lsn(s, "epoch"),
+                "commit_lsn": lsn(s, "commit_lsn"),
+                "applied_lsn": lsn(s, "applied_lsn"),
+                "lag": top_commit.zip(lsn(s, "applied_lsn")).map(|(t, a)| t.saturating_sub(a)),
+            }),
+            None => json!({"time": time, "node": node}),
+        })
+        .collect()
 }
 
 async fn flush_periodically(log: Arc<HistoryLog>, mut done: watch::Receiver<bool>) {

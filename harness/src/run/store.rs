@@ -146,6 +146,12 @@ impl HistoryLog {
         })
     }
 
+    /// Nanoseconds since the history started: the clock of every event, so
+    /// other records of the run (status samples) line up with operations.
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
     /// Stamps `ev` with the next index and the current time, and buffers it.
     pub fn append(&self, mut ev: Event) {
         let mut g = self.inner.lock().expect("history log");

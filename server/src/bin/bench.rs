@@ -149,6 +149,20 @@ async fn find_leader(addrs: &[String]) -> Result<String> {
     bail!("no leader elected")
 }
 
+/// Adds up the clients' counts and latencies; the whole phase's wall time
+/// runs from `start` until the last client is done.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Result<Stats>>>, start: Instant) -> Result<Stats> {
+    let mut all = Stats::default();
+    for t in tasks {
+        let s = t.await??;
+        all.ok += s.ok;
+        all.not_ok += s.not_ok;
+        all.lat_us.extend(s.lat_us);
+    }
+    all.secs = start.elapsed().as_secs_f64();
+    Ok(all)
+}
+
 #[derive(Default)]
 struct Stats {
     ok: usize,
@@ -208,15 +222,7 @@ async fn drive(addr: &str, clients: usize, secs: u64, phase: Phase) -> Result<St
             anyhow::Ok(stats)
         }));
     }
-    let mut all = Stats::default();
-    for t in tasks {
-        let s = t.await??;
-        all.ok += s.ok;
-        all.not_ok += s.not_ok;
-        all.lat_us.extend(s.lat_us);
-    }
-    all.secs = start.elapsed().as_secs_f64();
-    Ok(all)
+    gather(tasks, start).await
 }
 
 struct Row {
@@ -410,15 +416,7 @@ mod etcd_bench {
                 anyhow::Ok(st)
             }));
         }
-        let mut all = Stats::default();
-        for t in tasks {
-            let s = t.await??;
-            all.ok += s.ok;
-            all.not_ok += s.not_ok;
-            all.lat_us.extend(s.lat_us);
-        }
-        all.secs = start.elapsed().as_secs_f64();
-        Ok(all)
+        gather(tasks, start).await
     }
 
     async fn wait_ready(addrs: &[String]) -> Result<String> {

@@ -245,18 +245,25 @@ impl Leaderless {
         hints.push_back(hint);
     }
 
+    /// Hands a write to this node's own replica; the receiver fires once it
+    /// is durable. `None` when the replica's queue is full (nothing was
+    /// sent, so the write certainly did not happen here).
+    fn put_locally(&self, key: &str, value: &Value, stamp: &Stamp) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        let msg = ReplicaMsg::Put {
+            key: key.to_string(),
+            value: value.clone(),
+            stamp: stamp.clone(),
+            ack: AckTo::Local(tx),
+        };
+        self.replica.try_send(msg).ok().map(|()| rx)
+    }
+
     /// Sends a write to `to` (or the local replica), answers arrive on the
     /// request's channel as `PutAck`.
     fn send_put(&self, to: &str, req_id: u64, key: &str, value: &Value, stamp: &Stamp, hint_for: Option<String>) {
         if to == self.node && hint_for.is_none() {
-            let (tx, rx) = oneshot::channel();
-            let msg = ReplicaMsg::Put {
-                key: key.to_string(),
-                value: value.clone(),
-                stamp: stamp.clone(),
-                ack: AckTo::Local(tx),
-            };
-            if self.replica.try_send(msg).is_ok() {
+            if let Some(rx) = self.put_locally(key, value, stamp) {
                 let route = self.pending.lock().expect("pending lock").get(&req_id).cloned();
                 let node = self.node.clone();
                 tokio::spawn(async move {
@@ -529,16 +536,9 @@ impl Leaderless {
     }
 
     async fn multi_leader_write(self: &Arc<Self>, id: u64, key: &str, value: Value, stamp: Stamp) -> Reply {
-        let (tx, rx) = oneshot::channel();
-        let msg = ReplicaMsg::Put {
-            key: key.to_string(),
-            value: value.clone(),
-            stamp: stamp.clone(),
-            ack: AckTo::Local(tx),
-        };
-        if self.replica.try_send(msg).is_err() {
+        let Some(rx) = self.put_locally(key, &value, &stamp) else {
             return Reply::fail(id, "local replica overloaded");
-        }
+        };
         let durable = tokio::time::timeout(self.timeout(), rx).await;
         let peers: Vec<String> = self.members.iter().filter(|m| **m != self.node).cloned().collect();
         let (req_id, rx) = self.register();

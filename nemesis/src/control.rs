@@ -81,14 +81,67 @@ pub trait Daemon: Send {
     fn stop(&mut self) -> Result<(), ControlError>;
 }
 
-/// Runs processes on nodes.
+/// A command to run to completion on a node.
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Bytes written to its standard input, which is then closed.
+    pub stdin: Vec<u8>,
+    /// Past this it is killed and the call fails with `Timeout`.
+    pub timeout: Duration,
+}
+
+impl CommandSpec {
+    /// `program args...` with no input, killed past `timeout`.
+    pub fn new(program: impl Into<PathBuf>, args: &[&str], timeout: Duration) -> CommandSpec {
+        CommandSpec {
+            program: program.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            stdin: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// The same command fed `input` on its standard input.
+    pub fn with_stdin(mut self, input: impl Into<Vec<u8>>) -> CommandSpec {
+        self.stdin = input.into();
+        self
+    }
+
+    /// The command line, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.display().to_string())
+            .chain(self.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Runs processes on nodes and moves files to and from them.
+///
+/// Paths are the node's own: for local processes and namespaces they are
+/// this machine's paths; over SSH they are paths on the remote machine.
 pub trait Control: Send + Sync {
     /// Starts a daemon on `node`.
     fn start(&self, node: &str, spec: &DaemonSpec) -> Result<Box<dyn Daemon>, ControlError>;
-    /// Runs a command to completion on `node`, killing it past `timeout`.
-    fn run(&self, node: &str, program: &Path, args: &[String], timeout: Duration) -> Result<Output, ControlError>;
+    /// Runs a command to completion on `node`, killing it past its timeout.
+    /// A command that exits non-zero is not an error here: the caller reads
+    /// the status.
+    fn run(&self, node: &str, cmd: &CommandSpec) -> Result<Output, ControlError>;
+    /// Copies a local file to `remote` on `node` (parent folders created),
+    /// with permission bits `mode`.
+    fn put(&self, node: &str, local: &Path, remote: &Path, mode: u32) -> Result<(), ControlError>;
     /// Copies a file from `node` to a local path.
     fn fetch(&self, node: &str, remote: &Path, local: &Path) -> Result<(), ControlError>;
+    /// Whether the nodes see this machine's filesystem (local processes and
+    /// namespaces do; remote machines do not), so node paths and store
+    /// paths may be the same.
+    fn shares_filesystem(&self) -> bool {
+        true
+    }
 }
 
 /// Every node is this machine; daemons are child processes.
@@ -115,55 +168,21 @@ fn open_log(path: &Path) -> Result<File, ControlError> {
 
 impl Control for LocalControl {
     fn start(&self, node: &str, spec: &DaemonSpec) -> Result<Box<dyn Daemon>, ControlError> {
-        let log = open_log(&spec.log_file)?;
-        let log2 = log.try_clone().map_err(io_err(&spec.log_file))?;
         let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .envs(spec.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        detach_and_tie_to_parent(&mut cmd);
-        let child = cmd.spawn().map_err(|source| ControlError::Spawn {
-            node: node.to_owned(),
-            program: spec.program.clone(),
-            source,
-        })?;
-        tracing::debug!(node, pid = child.id(), "started daemon");
-        Ok(Box::new(LocalDaemon { child, exited: false }))
+        cmd.args(&spec.args).envs(spec.env.iter().cloned());
+        spawn_daemon(node, cmd, spec)
     }
 
-    fn run(&self, node: &str, program: &Path, args: &[String], timeout: Duration) -> Result<Output, ControlError> {
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ControlError::Spawn {
-                node: node.to_owned(),
-                program: program.to_owned(),
-                source,
-            })?;
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(timeout) {
-            Ok(out) => out.map_err(io_err(program)),
-            Err(_) => {
-                // SAFETY: kill(2) has no memory-safety preconditions; the pid is
-                // our unreaped child, so it cannot have been reused.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                let _ = rx.recv_timeout(Duration::from_millis(REAP_TIMEOUT_MS));
-                Err(ControlError::Timeout {
-                    node: node.to_owned(),
-                    program: program.display().to_string(),
-                    timeout_ms: timeout.as_millis() as u64,
-                })
-            }
+    fn run(&self, node: &str, cmd: &CommandSpec) -> Result<Output, ControlError> {
+        run_local(node, Command::new(&cmd.program).args(&cmd.args), cmd)
+    }
+
+    fn put(&self, node: &str, local: &Path, remote: &Path, mode: u32) -> Result<(), ControlError> {
+        use std::os::unix::fs::PermissionsExt;
+        if local != remote {
+            self.fetch(node, local, remote)?;
         }
+        std::fs::set_permissions(remote, std::fs::Permissions::from_mode(mode)).map_err(io_err(remote))
     }
 
     fn fetch(&self, _node: &str, remote: &Path, local: &Path) -> Result<(), ControlError> {
@@ -176,6 +195,76 @@ impl Control for LocalControl {
         std::fs::copy(remote, local).map_err(io_err(remote))?;
         Ok(())
     }
+}
+
+/// Starts `cmd` (its program, arguments and environment already set, and
+/// any `pre_exec` of the caller, such as entering a namespace) as a daemon:
+/// output appended to `spec.log_file`, its own process group, tied to our
+/// life. Namespaces reuse it.
+pub fn spawn_daemon(node: &str, mut cmd: Command, spec: &DaemonSpec) -> Result<Box<dyn Daemon>, ControlError> {
+    let log = open_log(&spec.log_file)?;
+    let log2 = log.try_clone().map_err(io_err(&spec.log_file))?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+    detach_and_tie_to_parent(&mut cmd);
+    let child = cmd.spawn().map_err(|source| ControlError::Spawn {
+        node: node.to_owned(),
+        program: spec.program.clone(),
+        source,
+    })?;
+    tracing::debug!(node, pid = child.id(), "started daemon");
+    Ok(Box::new(LocalDaemon { child, exited: false }))
+}
+
+/// Runs `command` (already given its program and arguments) to completion
+/// on this machine with `spec`'s input and time limit. Namespaces reuse it
+/// with a command that enters the node's namespace first.
+pub fn run_local(node: &str, command: &mut Command, spec: &CommandSpec) -> Result<Output, ControlError> {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(if spec.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ControlError::Spawn {
+            node: node.to_owned(),
+            program: spec.program.clone(),
+            source,
+        })?;
+    let pid = child.id();
+    let input = child.stdin.take().map(|mut pipe| {
+        let bytes = spec.stdin.clone();
+        // A separate thread, so a program that does not read its input
+        // cannot block us past the timeout.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        })
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(spec.timeout) {
+        Ok(out) => out.map_err(io_err(&spec.program)),
+        Err(_) => {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is
+            // our unreaped child, so it cannot have been reused.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = rx.recv_timeout(Duration::from_millis(REAP_TIMEOUT_MS));
+            Err(ControlError::Timeout {
+                node: node.to_owned(),
+                program: spec.display(),
+                timeout_ms: spec.timeout.as_millis() as u64,
+            })
+        }
+    };
+    if let Some(t) = input {
+        let _ = t.join();
+    }
+    out
 }
 
 /// Puts the child in its own process group (a terminal Ctrl-C reaches only
@@ -309,10 +398,12 @@ mod tests {
 
     #[test]
     fn run_is_bounded() {
-        let out = LocalControl.run("n1", Path::new("echo"), &["hi".into()], Duration::from_secs(5));
+        let out = LocalControl.run("n1", &CommandSpec::new("echo", &["hi"], Duration::from_secs(5)));
         assert_eq!(out.unwrap().stdout, b"hi\n");
+        let cat = CommandSpec::new("cat", &[], Duration::from_secs(5)).with_stdin("fed");
+        assert_eq!(LocalControl.run("n1", &cat).unwrap().stdout, b"fed");
         let err = LocalControl
-            .run("n1", Path::new("sleep"), &["10".into()], Duration::from_millis(100))
+            .run("n1", &CommandSpec::new("sleep", &["10"], Duration::from_millis(100)))
             .unwrap_err();
         assert!(matches!(err, ControlError::Timeout { .. }), "{err}");
     }

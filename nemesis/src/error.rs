@@ -17,6 +17,25 @@ pub enum NetError {
     /// A fault setting outside its range.
     #[error("bad link fault: {0}")]
     BadFault(String),
+    /// This backend cannot apply that kind of fault.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Firewall rules could not be applied on a node.
+    #[error("applying firewall rules on {node}: {detail}")]
+    Apply {
+        /// The node.
+        node: String,
+        /// What the command said.
+        detail: String,
+    },
+    /// A network namespace, bridge or veth could not be set up.
+    #[error("setting up {what}: {detail}")]
+    Setup {
+        /// What was being made (`namespace fl-ab12cd-n1`, ...).
+        what: String,
+        /// What the command said.
+        detail: String,
+    },
     /// A proxy could not bind its listening socket.
     #[error("binding a proxy for {from}->{to}: {source}")]
     Bind {

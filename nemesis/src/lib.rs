@@ -6,6 +6,10 @@
 //!   partitions need no root.
 //! - [`control`]: the `Control` boundary (run a daemon on a node, signal it,
 //!   run a command, fetch files) and its local-process implementation.
+//! - [`nft`]: a `Net` of nftables rules on the nodes themselves (drops on
+//!   the receiver's input), run through `Control`, for nodes with addresses
+//!   of their own; [`netns`] gives local nodes such addresses (a network
+//!   namespace each, on a bridge) and `faultline clean` its leftovers.
 //! - [`partition`]: partition shapes as pure functions of a node list and a
 //!   seeded RNG (random halves, isolate one, majorities ring, bridge, one-way).
 //! - [`schedule`]: a fault schedule drawn from the seed, and [`runner`], which
@@ -18,15 +22,19 @@
 pub mod control;
 pub mod error;
 pub mod net;
+pub mod netns;
+pub mod nft;
 pub mod partition;
 pub mod proxy;
 pub mod runner;
 pub mod schedule;
 
-pub use control::{Control, Daemon, DaemonSpec, LocalControl, Signal};
+pub use control::{CommandSpec, Control, Daemon, DaemonSpec, LocalControl, Signal};
 pub use error::{ControlError, NemesisError, NetError};
 pub use net::{Link, LinkFault, Net};
+pub use netns::{NetnsCluster, NetnsControl};
+pub use nft::NftNet;
 pub use partition::{Partition, Shape};
 pub use proxy::ProxyMesh;
-pub use runner::{NemesisRunner, NodeOps, Recorder};
+pub use runner::{DiskCommand, NemesisRunner, NoSurroundings, NodeOps, Recorder, Surroundings};
 pub use schedule::{Fault, FaultKind, Plan, Step, StepAction, Target};

@@ -7,7 +7,7 @@
 //! [`NemesisRunner::heal_all`] undoes them in a safe order (links healed,
 //! paused nodes resumed, killed nodes restarted) and records each undo.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +42,57 @@ pub trait NodeOps: Send + Sync {
     fn resume(&self, node: &str) -> Result<u32, String>;
     /// The node that currently leads, if the system has one and it answers.
     fn leader(&self) -> BoxFuture<'_, Option<String>>;
+    /// Promotes a replica in place of the primary `old` and re-points the
+    /// other replicas (not `old`) at it; returns the event's value. Only
+    /// databases with operator failover (Redis) have it.
+    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+        let _ = old;
+        Box::pin(async { Err("this database has no failover to drive".to_owned()) })
+    }
+    /// Makes `node` (a former primary) a replica of the current primary.
+    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, String>> {
+        let _ = node;
+        Box::pin(async { Err("this database has no failover to drive".to_owned()) })
+    }
+}
+
+/// A disk fault, as the disk-fault filesystem takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskCommand {
+    /// Every filesystem operation blocks for this long.
+    Stall { ms: u64 },
+    /// Writes and fsyncs fail with EIO.
+    Errors,
+    /// Every write not yet fsynced is lost (as in a power loss).
+    DropUnsynced,
+    /// Ends every disk fault.
+    Heal,
+}
+
+/// What the nemesis can do to a node's surroundings rather than its
+/// process: its disk (the disk-fault filesystem) and its clock
+/// (libfaketime). The harness implements it through `Control`, so it works
+/// on local nodes, namespaces and remote machines alike.
+pub trait Surroundings: Send + Sync {
+    /// Applies a disk fault to `node`'s data directory; returns what the
+    /// filesystem said (as the event's detail).
+    fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, String>;
+    /// Sets `node`'s clock this far from the true one.
+    fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), String>;
+}
+
+/// Surroundings that can do nothing: a run without the disk-fault
+/// filesystem or libfaketime. Every call says which flag turns it on.
+pub struct NoSurroundings;
+
+impl Surroundings for NoSurroundings {
+    fn disk(&self, _node: &str, _cmd: DiskCommand) -> Result<Value, String> {
+        Err("disk faults need the disk-fault filesystem (a disk nemesis turns it on)".into())
+    }
+
+    fn set_clock(&self, _node: &str, _offset_ms: i64) -> Result<(), String> {
+        Err("clock faults need libfaketime (a clock nemesis turns it on)".into())
+    }
 }
 
 /// Where nemesis events go: the harness stamps them with the history's
@@ -57,11 +108,26 @@ struct Active {
     partition: Option<Value>,
     killed: BTreeSet<String>,
     paused: BTreeSet<String>,
+    /// A failover in force: the old primary, and the event value.
+    failover: Option<(String, Value)>,
+    /// Nodes with a disk fault, and its name.
+    disk: BTreeMap<String, &'static str>,
+    /// A power loss in force (its nodes are also in `killed`).
+    power_loss: Option<Value>,
+    /// Nodes whose clock is off.
+    clocks: BTreeSet<String>,
+    /// The strobe task, cancelled when the clocks are reset.
+    strobe: Option<watch::Sender<bool>>,
 }
 
 impl Active {
     fn count(&self) -> usize {
-        usize::from(self.partition.is_some()) + self.killed.len() + self.paused.len()
+        usize::from(self.partition.is_some())
+            + self.killed.len()
+            + self.paused.len()
+            + usize::from(self.failover.is_some())
+            + self.disk.len()
+            + usize::from(!self.clocks.is_empty())
     }
 }
 
@@ -69,6 +135,7 @@ impl Active {
 pub struct NemesisRunner {
     net: Arc<dyn Net>,
     ops: Arc<dyn NodeOps>,
+    around: Arc<dyn Surroundings>,
     recorder: Arc<dyn Recorder>,
     nodes: Vec<String>,
     active: Mutex<Active>,
@@ -89,12 +156,19 @@ impl NemesisRunner {
         NemesisRunner {
             net,
             ops,
+            around: Arc::new(NoSurroundings),
             recorder,
             nodes,
             active: Mutex::new(Active::default()),
             active_count: Arc::new(AtomicUsize::new(0)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973)),
         }
+    }
+
+    /// The same runner, with disk and clock faults acting through `around`.
+    pub fn with_surroundings(mut self, around: Arc<dyn Surroundings>) -> NemesisRunner {
+        self.around = around;
+        self
     }
 
     /// How many faults are in force (for the progress line).
@@ -115,7 +189,7 @@ impl NemesisRunner {
             }
             let r = match &step.action {
                 StepAction::Start(fault) => self.start_fault(fault).await,
-                StepAction::Stop => self.heal_all(),
+                StepAction::Stop => self.heal_all().await,
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e, "nemesis step failed");
@@ -129,7 +203,7 @@ impl NemesisRunner {
                 _ = stop.wait_for(|s| *s) => {}
             }
         }
-        let healed = self.heal_all();
+        let healed = self.heal_all().await;
         match first_err {
             Some(e) => Err(e),
             None => healed,
@@ -175,7 +249,142 @@ impl NemesisRunner {
                 }
                 Ok(())
             }
+            Fault::Failover => self.failover().await,
+            Fault::DiskStall(t) => {
+                for node in self.resolve(t).await {
+                    self.disk_fault(&node, "disk-stall", DiskCommand::Stall { ms: DISK_STALL_MAX_MS })?;
+                }
+                Ok(())
+            }
+            Fault::DiskError(t) => {
+                for node in self.resolve(t).await {
+                    self.disk_fault(&node, "disk-error", DiskCommand::Errors)?;
+                }
+                Ok(())
+            }
+            Fault::LoseUnsynced => self.power_loss(),
+            Fault::Clock(offsets) => self.clock(offsets),
+            Fault::ClockStrobe {
+                node,
+                offset_ms,
+                period_ms,
+            } => self.clock_strobe(node, *offset_ms, *period_ms),
         }
+    }
+
+    /// Cuts the primary off from everyone, promotes a replica, and leaves
+    /// the old primary serving whoever still reaches it until healed.
+    async fn failover(&self) -> Result<(), NemesisError> {
+        let old = self.leader_or_random().await;
+        let cut = partition::isolate(&self.nodes, &old, Shape::IsolateLeader);
+        self.net.partition(&cut.cuts)?;
+        let mut value = match self.ops.promote(&old).await {
+            Ok(v) => v,
+            Err(m) => {
+                self.net.heal_all();
+                return Err(Self::node_err("promote a replica of", &old, m));
+            }
+        };
+        value["partition"] = cut.event_value();
+        self.recorder.record("start-failover", value.clone());
+        self.update(|a| a.failover = Some((old, value)));
+        Ok(())
+    }
+
+    fn disk_fault(&self, node: &str, name: &'static str, cmd: DiskCommand) -> Result<(), NemesisError> {
+        let detail = self.around.disk(node, cmd).map_err(|m| Self::node_err(name, node, m))?;
+        self.recorder
+            .record(&format!("start-{name}"), json!({"node": node, "detail": detail}));
+        self.update(|a| {
+            a.disk.insert(node.to_owned(), name);
+        });
+        Ok(())
+    }
+
+    /// Every node killed at the same moment, then every write they had not
+    /// fsynced dropped, as when the power goes. Healing restarts them.
+    fn power_loss(&self) -> Result<(), NemesisError> {
+        let mut pids = BTreeMap::new();
+        let mut first = None;
+        for node in &self.nodes {
+            match self.ops.kill(node) {
+                Ok(pid) => {
+                    pids.insert(node.clone(), pid);
+                }
+                Err(m) => {
+                    first.get_or_insert(Self::node_err("kill", node, m));
+                }
+            }
+        }
+        let mut dropped = BTreeMap::new();
+        for node in pids.keys() {
+            match self.around.disk(node, DiskCommand::DropUnsynced) {
+                Ok(d) => {
+                    dropped.insert(node.clone(), d);
+                }
+                Err(m) => {
+                    first.get_or_insert(Self::node_err("drop unsynced writes of", node, m));
+                }
+            }
+        }
+        let value = json!({"pids": pids, "dropped": dropped});
+        self.recorder.record("start-power-loss", value.clone());
+        self.update(|a| {
+            a.power_loss = Some(value);
+            a.killed.extend(pids.keys().cloned());
+        });
+        first.map_or(Ok(()), Err)
+    }
+
+    fn clock(&self, offsets: &BTreeMap<String, i64>) -> Result<(), NemesisError> {
+        for (node, off) in offsets {
+            self.around
+                .set_clock(node, *off)
+                .map_err(|m| Self::node_err("set the clock of", node, m))?;
+            self.update(|a| {
+                a.clocks.insert(node.clone());
+            });
+        }
+        self.recorder.record("start-clock", json!({"offsets_ms": offsets}));
+        Ok(())
+    }
+
+    /// Starts a task that flips `node`'s clock until the clocks are reset.
+    fn clock_strobe(&self, node: &str, offset_ms: i64, period_ms: u64) -> Result<(), NemesisError> {
+        self.around
+            .set_clock(node, offset_ms)
+            .map_err(|m| Self::node_err("set the clock of", node, m))?;
+        let (tx, mut rx) = watch::channel(false);
+        let around = self.around.clone();
+        let target = node.to_owned();
+        // The task's last act, once cancelled, is to set true time, so no
+        // step still in flight can leave the clock off after healing.
+        tokio::spawn(async move {
+            let mut off = true;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(period_ms)) => {}
+                    _ = rx.wait_for(|stop| *stop) => break,
+                }
+                off = !off;
+                let value = if off { offset_ms } else { 0 };
+                if let Err(e) = set_clock_off_runtime(&around, &target, value).await {
+                    tracing::warn!(node = %target, error = %e, "a clock strobe step failed");
+                }
+            }
+            if let Err(e) = set_clock_off_runtime(&around, &target, 0).await {
+                tracing::warn!(node = %target, error = %e, "resetting a strobed clock failed");
+            }
+        });
+        self.recorder.record(
+            "start-clock",
+            json!({"strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
+        );
+        self.update(|a| {
+            a.clocks.insert(node.to_owned());
+            a.strobe = Some(tx);
+        });
+        Ok(())
     }
 
     fn update(&self, f: impl FnOnce(&mut Active)) {
@@ -221,10 +430,19 @@ impl NemesisRunner {
     /// Undoes every fault in force, recording each undo: links first, then
     /// paused nodes, then killed ones. Tries every undo even when one fails,
     /// and returns the first error.
-    pub fn heal_all(&self) -> Result<(), NemesisError> {
-        let (partition, paused, killed) = {
-            let a = self.active.lock().expect("active faults");
-            (a.partition.clone(), a.paused.clone(), a.killed.clone())
+    pub async fn heal_all(&self) -> Result<(), NemesisError> {
+        let (partition, paused, killed, failover, disk, power_loss, clocks, strobe) = {
+            let mut a = self.active.lock().expect("active faults");
+            (
+                a.partition.clone(),
+                a.paused.clone(),
+                a.killed.clone(),
+                a.failover.clone(),
+                a.disk.clone(),
+                a.power_loss.take(),
+                a.clocks.clone(),
+                a.strobe.take(),
+            )
         };
         let mut first_err = None;
         // The links are healed even when no partition is recorded: a cut set
@@ -233,6 +451,42 @@ impl NemesisRunner {
         if let Some(v) = partition {
             self.recorder.record("stop-partition", v);
             self.update(|a| a.partition = None);
+        }
+        if let Some((old, v)) = failover {
+            match self.ops.rejoin(&old).await {
+                Ok(r) => self
+                    .recorder
+                    .record("stop-failover", json!({"started": v, "rejoined": r})),
+                Err(m) => {
+                    first_err.get_or_insert(Self::node_err("rejoin", &old, m));
+                }
+            }
+            self.update(|a| a.failover = None);
+        }
+        // Disks before processes: a node resumed onto a stalled disk would
+        // still hang.
+        for (node, name) in disk {
+            match self.around.disk(&node, DiskCommand::Heal) {
+                Ok(_) => self.recorder.record(&format!("stop-{name}"), json!({"node": node})),
+                Err(m) => {
+                    first_err.get_or_insert(Self::node_err("heal the disk of", &node, m));
+                }
+            }
+            self.update(|a| {
+                a.disk.remove(&node);
+            });
+        }
+        if let Some(tx) = strobe {
+            let _ = tx.send(true);
+        }
+        if !clocks.is_empty() {
+            for node in &clocks {
+                if let Err(m) = self.around.set_clock(node, 0) {
+                    first_err.get_or_insert(Self::node_err("reset the clock of", node, m));
+                }
+            }
+            self.recorder.record("stop-clock", json!({"nodes": clocks}));
+            self.update(|a| a.clocks.clear());
         }
         for node in paused {
             match self.ops.resume(&node) {
@@ -245,10 +499,12 @@ impl NemesisRunner {
                 a.paused.remove(&node);
             });
         }
+        let mut restarted = BTreeMap::new();
         for node in killed {
             match self.ops.start(&node) {
                 Ok(pid) => {
                     self.recorder.record("start", json!({"node": node, "pid": pid}));
+                    restarted.insert(node.clone(), pid);
                     self.update(|a| {
                         a.killed.remove(&node);
                     });
@@ -258,9 +514,26 @@ impl NemesisRunner {
                 }
             }
         }
+        if let Some(v) = power_loss {
+            self.recorder
+                .record("stop-power-loss", json!({"started": v, "restarted": restarted}));
+        }
         first_err.map_or(Ok(()), Err)
     }
 }
+
+/// `set_clock` on a blocking thread (it may run a command on a node).
+async fn set_clock_off_runtime(around: &Arc<dyn Surroundings>, node: &str, offset_ms: i64) -> Result<(), String> {
+    let (around, node) = (around.clone(), node.to_owned());
+    match tokio::task::spawn_blocking(move || around.set_clock(&node, offset_ms)).await {
+        Ok(r) => r,
+        Err(e) => Err(format!("the clock task died: {e}")),
+    }
+}
+
+/// How long a disk stall may last: past the longest sensible fault, so the
+/// stall ends when the nemesis heals it, not on its own.
+pub const DISK_STALL_MAX_MS: u64 = 600_000;
 
 impl Drop for NemesisRunner {
     /// The last line of defence (a panic, an early return): heal the links
@@ -268,6 +541,30 @@ impl Drop for NemesisRunner {
     /// restarted here; whoever owns the cluster is tearing it down.
     fn drop(&mut self) {
         self.net.heal_all();
+        let (disks, clocks, strobe) = self
+            .active
+            .lock()
+            .map(|mut a| {
+                (
+                    std::mem::take(&mut a.disk),
+                    std::mem::take(&mut a.clocks),
+                    a.strobe.take(),
+                )
+            })
+            .unwrap_or_default();
+        if let Some(tx) = strobe {
+            let _ = tx.send(true);
+        }
+        for node in disks.keys() {
+            if let Err(m) = self.around.disk(node, DiskCommand::Heal) {
+                tracing::error!(node, error = m, "could not heal a disk");
+            }
+        }
+        for node in &clocks {
+            if let Err(m) = self.around.set_clock(node, 0) {
+                tracing::error!(node, error = m, "could not reset a clock");
+            }
+        }
         let paused = std::mem::take(
             &mut self
                 .active

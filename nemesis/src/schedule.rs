@@ -9,8 +9,10 @@
 //! exist at run time (the leader) are named as such and resolved when the
 //! step plays.
 
+use std::collections::BTreeMap;
+
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
@@ -37,6 +39,20 @@ pub enum FaultKind {
     Pause,
     /// SIGSTOP the leader, SIGCONT it later.
     PauseLeader,
+    /// Cut the primary off, promote a replica; rejoin the old primary later
+    /// (databases with operator failover: Redis).
+    Failover,
+    /// Stall every disk operation of a random node for the fault's length.
+    DiskStall,
+    /// Fail a random node's writes and fsyncs with EIO.
+    DiskError,
+    /// Power loss: kill every node at once and lose their unsynced writes;
+    /// restart them later.
+    LoseUnsynced,
+    /// Set random nodes' clocks off by up to a few seconds; reset later.
+    Clock,
+    /// Flip one node's clock between true and off, every few milliseconds.
+    ClockStrobe,
 }
 
 impl FaultKind {
@@ -55,6 +71,12 @@ impl FaultKind {
         "kill-all",
         "pause",
         "pause-leader",
+        "failover",
+        "disk-stall",
+        "disk-error",
+        "lose-unsynced",
+        "clock",
+        "clock-strobe",
     ];
 
     /// Parses one name.
@@ -72,8 +94,35 @@ impl FaultKind {
             "kill-all" => FaultKind::KillAll,
             "pause" => FaultKind::Pause,
             "pause-leader" => FaultKind::PauseLeader,
+            "failover" => FaultKind::Failover,
+            "disk-stall" => FaultKind::DiskStall,
+            "disk-error" => FaultKind::DiskError,
+            "lose-unsynced" | "power-loss" => FaultKind::LoseUnsynced,
+            "clock" => FaultKind::Clock,
+            "clock-strobe" => FaultKind::ClockStrobe,
             other => return Err(NemesisError::UnknownFault(other.to_owned())),
         })
+    }
+
+    /// Whether the fault needs the disk-fault filesystem.
+    pub fn needs_disk(self) -> bool {
+        matches!(
+            self,
+            FaultKind::DiskStall | FaultKind::DiskError | FaultKind::LoseUnsynced
+        )
+    }
+
+    /// Whether the fault needs libfaketime.
+    pub fn needs_clock(self) -> bool {
+        matches!(self, FaultKind::Clock | FaultKind::ClockStrobe)
+    }
+
+    /// Whether the fault cuts links between nodes.
+    pub fn cuts_links(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::PartitionOf(_) | FaultKind::Failover
+        )
     }
 
     /// Parses a comma-separated list; `none` or an empty string is no fault.
@@ -108,6 +157,22 @@ pub enum Fault {
     Kill(Target),
     /// SIGSTOP, later SIGCONT.
     Pause(Target),
+    /// Cut the primary off and promote a replica; later rejoin the old one.
+    Failover,
+    /// Stall the node's disk until the fault stops.
+    DiskStall(Target),
+    /// EIO on the node's writes and fsyncs until the fault stops.
+    DiskError(Target),
+    /// Kill every node at once and drop their unsynced writes; restart later.
+    LoseUnsynced,
+    /// Each named node's clock this many milliseconds off.
+    Clock(BTreeMap<String, i64>),
+    /// The node's clock flips between true and `offset_ms` off every `period_ms`.
+    ClockStrobe {
+        node: String,
+        offset_ms: i64,
+        period_ms: u64,
+    },
 }
 
 impl Fault {
@@ -118,6 +183,16 @@ impl Fault {
             Fault::PartitionLeader => json!({"partition": "isolate-leader"}),
             Fault::Kill(t) => json!({"kill": target_name(t)}),
             Fault::Pause(t) => json!({"pause": target_name(t)}),
+            Fault::Failover => json!({"failover": "primary"}),
+            Fault::DiskStall(t) => json!({"disk-stall": target_name(t)}),
+            Fault::DiskError(t) => json!({"disk-error": target_name(t)}),
+            Fault::LoseUnsynced => json!({"lose-unsynced": "all"}),
+            Fault::Clock(offsets) => json!({"clock": offsets}),
+            Fault::ClockStrobe {
+                node,
+                offset_ms,
+                period_ms,
+            } => json!({"clock-strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
         }
     }
 }
@@ -233,7 +308,50 @@ fn draw_fault(kind: FaultKind, nodes: &[String], rng: &mut ChaCha8Rng) -> Fault 
         FaultKind::KillAll => Fault::Kill(Target::All),
         FaultKind::Pause => Fault::Pause(node(rng)),
         FaultKind::PauseLeader => Fault::Pause(Target::Leader),
+        FaultKind::Failover => Fault::Failover,
+        FaultKind::DiskStall => Fault::DiskStall(node(rng)),
+        FaultKind::DiskError => Fault::DiskError(node(rng)),
+        FaultKind::LoseUnsynced => Fault::LoseUnsynced,
+        FaultKind::Clock => Fault::Clock(draw_offsets(nodes, rng)),
+        FaultKind::ClockStrobe => Fault::ClockStrobe {
+            node: nodes.choose(rng).expect("nodes is not empty").clone(),
+            offset_ms: signed(rng, CLOCK_OFFSET_MAX_MS),
+            period_ms: rng.gen_range(10..=200),
+        },
     }
+}
+
+/// The most a clock fault sets a clock off, either way.
+pub const CLOCK_OFFSET_MAX_MS: i64 = 5_000;
+
+/// A non-zero offset of at least 100 ms and at most `max` ms, either way.
+fn signed(rng: &mut ChaCha8Rng, max: i64) -> i64 {
+    let magnitude = rng.gen_range(100..=max);
+    if rng.gen_bool(0.5) {
+        magnitude
+    } else {
+        -magnitude
+    }
+}
+
+/// Offsets for a random non-empty subset of the nodes (one node keeps true
+/// time when there are several, so the skew is between nodes).
+fn draw_offsets(nodes: &[String], rng: &mut ChaCha8Rng) -> BTreeMap<String, i64> {
+    let mut shuffled = nodes.to_vec();
+    shuffled.shuffle(rng);
+    let count = if nodes.len() > 1 {
+        rng.gen_range(1..nodes.len())
+    } else {
+        1
+    };
+    shuffled
+        .into_iter()
+        .take(count)
+        .map(|n| {
+            let off = signed(rng, CLOCK_OFFSET_MAX_MS);
+            (n, off)
+        })
+        .collect()
 }
 
 #[cfg(test)]

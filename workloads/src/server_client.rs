@@ -76,6 +76,22 @@ impl ReadRouting {
     }
 }
 
+/// The history's error for a `fail` reply. A compare-and-set the server
+/// rejected because the value differed is HISTORY_FORMAT's `cas-mismatch`:
+/// the server judged it in log order (at apply time), so it observed the
+/// value at an instant within the operation, and the linearizability
+/// checker may use it as an observation.
+fn fail_error(error: Option<String>) -> String {
+    match error {
+        Some(e) if e.starts_with("cas mismatch") => CAS_MISMATCH.to_owned(),
+        Some(e) => e,
+        None => "fail".into(),
+    }
+}
+
+/// The error of a compare-and-set that found another value.
+pub const CAS_MISMATCH: &str = "cas-mismatch";
+
 /// A client of faultline-server with one operation in flight.
 pub struct ServerClient {
     cfg: ServerClientConfig,
@@ -263,7 +279,7 @@ impl ServerClient {
                             node = h;
                         }
                         _ => {
-                            return Completion::fail(Some(answered_by), error.unwrap_or_else(|| "fail".into()));
+                            return Completion::fail(Some(answered_by), fail_error(error));
                         }
                     }
                 }
@@ -391,6 +407,9 @@ mod tests {
                 Some("fail") => "fail",
                 _ => "unknown",
             };
+            if req["op"] == "cas" {
+                return Some(json!({"id": req["id"], "result": "fail", "error": "cas mismatch: current value is 3"}));
+            }
             Some(json!({"id": req["id"], "result": result, "value": 5, "node": "n1", "lsn": 9}))
         })
         .await;
@@ -407,6 +426,18 @@ mod tests {
             })
             .await;
         assert_eq!(unknown.outcome, Outcome::Info);
+        let cas = Request::Cas {
+            key: "fail".into(),
+            expected: Some(1),
+            new: 2,
+        };
+        let mismatch = c.call(&cas).await;
+        assert_eq!(mismatch.outcome, Outcome::Fail);
+        assert_eq!(
+            mismatch.error.as_deref(),
+            Some(CAS_MISMATCH),
+            "an observation, as HISTORY_FORMAT says"
+        );
         c.new_session();
         assert!(c.shard_lsns.is_empty());
     }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use faultline_harness::run::campaign::{self, Expect, Row};
 use faultline_harness::run::db::find_server_bin;
-use faultline_harness::run::{report, run_test, RunConfig, RunEnv, RunOutcome};
+use faultline_harness::run::{report, run_test, Bins, RunConfig, RunEnv, RunOutcome};
 use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
@@ -22,9 +22,30 @@ pub struct RunArgs {
     /// Test name (the store folder); defaults to the workload's name.
     #[arg(long)]
     test: Option<String>,
-    /// Cluster size.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    /// Cluster size, or the machines to run the nodes on over SSH (host[:port],host[:port],...; n1 first).
+    #[arg(long, default_value = "3")]
+    nodes: String,
+    /// A file naming the machines, one host[:port] per line (# starts a comment); runs over SSH.
+    #[arg(long, conflicts_with = "nodes")]
+    nodes_file: Option<PathBuf>,
+    /// SSH: the user on every machine.
+    #[arg(long, default_value = "root")]
+    ssh_user: String,
+    /// SSH: a private key file (default: the ssh-agent).
+    #[arg(long)]
+    ssh_key: Option<PathBuf>,
+    /// SSH: the port, where a host does not name its own.
+    #[arg(long, default_value_t = 22)]
+    ssh_port: u16,
+    /// SSH: the known_hosts file host keys are checked against (default ~/.ssh/known_hosts).
+    #[arg(long)]
+    known_hosts: Option<PathBuf>,
+    /// SSH: trust machines that known_hosts does not list (their fingerprints are logged). A changed key is refused regardless.
+    #[arg(long)]
+    accept_unknown_hosts: bool,
+    /// SSH: the folder on each machine for the runs' binaries, data and logs.
+    #[arg(long, default_value = "/tmp/faultline")]
+    remote_dir: PathBuf,
     /// faultline-server settings, k=v,k=v (e.g. 'ack=none,reads=follower,replay_delay_ms=50'); empty is the safe setting.
     #[arg(long, default_value = "")]
     server: String,
@@ -55,7 +76,7 @@ pub struct RunArgs {
     /// Seconds of workload.
     #[arg(long, visible_alias = "duration", default_value_t = 30.0)]
     time_limit: f64,
-    /// Faults, comma-separated: partition, partition-{halves,one,leader,ring,bridge,one-way}, kill, kill-leader, kill-all, pause, pause-leader, none.
+    /// Faults, comma-separated: partition, partition-{halves,one,leader,ring,bridge,one-way}, kill, kill-leader, kill-all, pause, pause-leader, failover (Redis), disk-stall, disk-error, lose-unsynced, clock, clock-strobe, none.
     #[arg(long, default_value = "partition,kill")]
     nemesis: String,
     /// Seconds between fault starts and stops.
@@ -82,6 +103,24 @@ pub struct RunArgs {
     /// Where reads go: home (one replica per client), any (a replica per read), auto (home under reads=sticky).
     #[arg(long, default_value = "auto")]
     read_routing: String,
+    /// How nodes are joined: proxy (userspace proxies on loopback, no root) or netns (a network namespace per node, partitions as nftables drops; needs root).
+    #[arg(long, default_value = "proxy")]
+    net: String,
+    /// The system under test: faultline (the project's server), etcd, or redis.
+    #[arg(long, default_value = "faultline")]
+    db: String,
+    /// etcd: serializable reads (a member answers from its own state) instead of linearizable ones.
+    #[arg(long)]
+    etcd_serializable_reads: bool,
+    /// Redis: where reads go, primary or replica (each client's home node).
+    #[arg(long, default_value = "primary")]
+    redis_reads: String,
+    /// Redis: WAIT for this many replicas after every write (0: no WAIT).
+    #[arg(long, default_value_t = 0)]
+    redis_wait: u32,
+    /// Put the nodes' data on the disk-fault filesystem even without a disk nemesis.
+    #[arg(long)]
+    diskfs: bool,
     #[command(flatten)]
     env: EnvArgs,
     /// Print results.json on stdout instead of the table.
@@ -101,6 +140,18 @@ pub struct EnvArgs {
     /// No progress line on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// The etcd binary (default: $PATH).
+    #[arg(long)]
+    etcd_bin: Option<PathBuf>,
+    /// The redis-server binary (default: $PATH).
+    #[arg(long)]
+    redis_bin: Option<PathBuf>,
+    /// The faultline-diskfs binary (default: next to faultline, then $PATH).
+    #[arg(long)]
+    diskfs_bin: Option<PathBuf>,
+    /// libfaketime's multithreaded library (default: Debian's faketime package's).
+    #[arg(long)]
+    faketime_lib: Option<PathBuf>,
 }
 
 /// Flags of `faultline campaign`.
@@ -130,6 +181,25 @@ fn draw_seed() -> u64 {
     (t ^ (u64::from(std::process::id()) << 32)) % 1_000_000_000_000
 }
 
+/// The machines of `--nodes h1,h2` or `--nodes-file`; empty for a count.
+fn hosts(args: &RunArgs) -> anyhow::Result<Vec<String>> {
+    let text = match &args.nodes_file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        None if args.nodes.parse::<usize>().is_ok() => return Ok(Vec::new()),
+        None => args.nodes.replace(',', "\n"),
+    };
+    let hosts: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if hosts.is_empty() {
+        bail!("no hosts given");
+    }
+    Ok(hosts)
+}
+
 fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     let kind = WorkloadKind::parse(&args.workload)?;
     let mut workload = WorkloadConfig::new(kind);
@@ -148,7 +218,14 @@ fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     }
     let mut cfg = RunConfig::new(args.seed.unwrap_or_else(draw_seed));
     cfg.test = args.test.clone().unwrap_or_else(|| kind.name().to_owned());
-    cfg.nodes = args.nodes;
+    cfg.hosts = hosts(args)?;
+    cfg.nodes = if cfg.hosts.is_empty() {
+        args.nodes
+            .parse()
+            .with_context(|| format!("--nodes {:?}: a count, or host names", args.nodes))?
+    } else {
+        cfg.hosts.len()
+    };
     cfg.server = args.server.clone();
     cfg.workload = workload;
     cfg.concurrency = args.concurrency;
@@ -168,6 +245,33 @@ fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.check_time_limit_s = args.check_time_limit;
     cfg.client_proxies = !args.direct_clients;
     cfg.read_routing = args.read_routing.clone();
+    cfg.net = if cfg.hosts.is_empty() {
+        args.net.clone()
+    } else {
+        "ssh".into()
+    };
+    if !cfg.hosts.is_empty() && args.net != "proxy" && args.net != "ssh" {
+        bail!(
+            "--net {} runs on this machine; remote machines are cut with nftables over SSH",
+            args.net
+        );
+    }
+    cfg.ssh = faultline_harness::run::SshSettings {
+        user: args.ssh_user.clone(),
+        port: args.ssh_port,
+        key: args.ssh_key.clone(),
+        known_hosts: args.known_hosts.clone(),
+        accept_unknown_hosts: args.accept_unknown_hosts,
+        remote_dir: args.remote_dir.clone(),
+    };
+    cfg.db = args.db.clone();
+    cfg.etcd_serializable_reads = args.etcd_serializable_reads;
+    cfg.redis_reads = args.redis_reads.clone();
+    cfg.redis_wait = args.redis_wait;
+    cfg.diskfs = args.diskfs;
+    if cfg.db != "faultline" && args.test.is_none() {
+        cfg.test = format!("{}-{}", cfg.db, kind.name());
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -177,6 +281,12 @@ fn env(args: &EnvArgs) -> anyhow::Result<RunEnv> {
         store_root: args.store.clone(),
         server_bin: find_server_bin(args.server_bin.as_deref())?,
         progress: !args.no_progress,
+        bins: Bins {
+            etcd: args.etcd_bin.clone(),
+            redis: args.redis_bin.clone(),
+            diskfs: args.diskfs_bin.clone(),
+            faketime: args.faketime_lib.clone(),
+        },
     })
 }
 
@@ -200,12 +310,17 @@ fn runtime() -> anyhow::Result<(tokio::runtime::Runtime, watch::Receiver<bool>)>
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cfg = config(&args)?;
     let env = env(&args.env)?;
+    let target = if cfg.db == "faultline" {
+        format!("server '{}'", cfg.server)
+    } else {
+        cfg.db.clone()
+    };
     eprintln!(
-        "faultline: test {} seed {} ({} nodes, server '{}', workload {}, nemesis {}, {} s)",
+        "faultline: test {} seed {} ({} nodes, {target}, net {}, workload {}, nemesis {}, {} s)",
         cfg.test,
         cfg.seed,
         cfg.nodes,
-        cfg.server,
+        cfg.net,
         cfg.workload.kind.name(),
         if cfg.nemesis.is_empty() {
             "none".to_owned()

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli_check;
+mod cli_clean;
 mod cli_report;
 mod cli_run;
 mod cli_serve;
@@ -34,6 +35,8 @@ enum Command {
     Report(cli_report::ReportArgs),
     /// Serve the store: every run, newest first, with its report, history and logs.
     Serve(cli_serve::ServeArgs),
+    /// Remove what runs that died left behind: network namespaces, bridges, disk-fault mounts.
+    Clean(cli_clean::CleanArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Campaign(args) => cli_run::campaign(args),
         Command::Report(args) => cli_report::run(args),
         Command::Serve(args) => cli_serve::run(args),
+        Command::Clean(args) => cli_clean::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

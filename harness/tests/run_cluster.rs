@@ -8,12 +8,10 @@ mod run_support;
 use std::time::Duration;
 
 use faultline_checkers::Validity;
-use faultline_harness::run::db::Db;
 use faultline_harness::run::store::Store;
 use faultline_harness::run::{run_test, Cluster, RunConfig};
 use faultline_histories::{read_history_file, EventType, Outcome, F};
 use faultline_nemesis::control::pid_exists;
-use faultline_nemesis::NodeOps;
 use run_support::{env, process_state, processes_mentioning};
 use tokio::sync::watch;
 
@@ -43,7 +41,7 @@ async fn kill_pause_and_restart_act_on_real_processes() {
     cluster.db.wait_ready(Duration::from_secs(20)).await.unwrap();
     assert!(cluster.db.leader().await.is_some());
 
-    let proxy = cluster.mesh.addr("c0", "n1").unwrap();
+    let proxy = cluster.route("c0", "n1").unwrap();
     let all: Vec<u32> = cluster.db.pids().into_values().collect();
     cluster.stop().unwrap();
     for pid in all {

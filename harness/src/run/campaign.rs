@@ -64,6 +64,14 @@ pub struct TestSpec {
     pub check_time_limit_s: Option<f64>,
     pub direct_clients: Option<bool>,
     pub read_routing: Option<String>,
+    /// `proxy` or `netns`.
+    pub net: Option<String>,
+    /// `faultline`, `etcd` or `redis`.
+    pub db: Option<String>,
+    pub etcd_serializable_reads: Option<bool>,
+    pub redis_reads: Option<String>,
+    pub redis_wait: Option<u32>,
+    pub diskfs: Option<bool>,
     /// Checker name to `pass`, `fail` or `unset`.
     pub expect: Option<BTreeMap<String, String>>,
     /// Why this test cannot run yet (it is then skipped and listed).
@@ -169,6 +177,12 @@ fn merge(d: &TestSpec, t: &TestSpec) -> TestSpec {
         check_time_limit_s,
         direct_clients,
         read_routing,
+        net,
+        db,
+        etcd_serializable_reads,
+        redis_reads,
+        redis_wait,
+        diskfs,
         expect,
         needs,
         about
@@ -203,7 +217,9 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
     macro_rules! set {
         ($($f:ident => $g:ident),*) => { $(if let Some(v) = spec.$f.clone() { cfg.$g = v; })* };
     }
-    set!(nodes => nodes, server => server, concurrency => concurrency, rate => rate,
+    set!(nodes => nodes, server => server, concurrency => concurrency, rate => rate, net => net, db => db,
+         etcd_serializable_reads => etcd_serializable_reads, redis_reads => redis_reads,
+         redis_wait => redis_wait, diskfs => diskfs,
          time_limit_s => time_limit_s, nemesis_interval_s => nemesis_interval_s,
          op_timeout_ms => op_timeout_ms, quiet_ms => quiet_ms, check_time_limit_s => check_time_limit_s);
     if let Some(n) = &spec.nemesis {

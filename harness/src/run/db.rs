@@ -15,21 +15,25 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{Control, Daemon, DaemonSpec, NodeOps, Signal};
+use faultline_nemesis::{Control, DaemonSpec, NodeOps};
 use faultline_workloads::server_client::status;
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub use super::procs::{last_line, make_dir, ProcessSet};
+
 /// Why the cluster could not be set up or driven.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The server binary is not where we looked.
-    #[error("cannot find the faultline-server binary (looked at {looked}); build it with `cargo build -p faultline-server` or pass --server-bin")]
+    /// A binary is not where we looked.
+    #[error("cannot find the {name} binary (looked at {looked}); {}", install_hint(name))]
     NoBinary {
+        /// The program.
+        name: String,
         /// The paths tried.
         looked: String,
     },
@@ -65,8 +69,45 @@ pub enum DbError {
     },
 }
 
+/// What a client needs to reach the cluster.
+#[derive(Clone, Debug)]
+pub struct ClientSpec {
+    /// The address to use for each node (a proxy, under the proxy mesh).
+    pub routes: BTreeMap<String, SocketAddr>,
+    /// The node the client is homed on.
+    pub home: String,
+    /// Where its reads go (faultline-server; other databases have their own
+    /// setting).
+    pub routing: faultline_workloads::ReadRouting,
+    /// Seeds its random choices.
+    pub seed: u64,
+    /// How long an operation may take before it is info.
+    pub timeout_ms: u64,
+}
+
+fn install_hint(name: &str) -> &'static str {
+    match name {
+        "faultline-server" => "build it with `cargo build --release` or pass --server-bin",
+        "faultline-diskfs" => "build it with `cargo build --release` (it sits next to faultline)",
+        "etcd" => "install Debian's etcd-server or pass --etcd-bin",
+        "redis-server" => "install Debian's redis-server or pass --redis-bin",
+        _ => "install it or put it on $PATH",
+    }
+}
+
 /// How to start, stop and fault the system under test.
 pub trait Db: NodeOps {
+    /// The database's name (`faultline`, `etcd`, `redis`).
+    fn name(&self) -> &'static str;
+    /// A client of this database, one operation in flight at a time.
+    fn client(&self, spec: ClientSpec) -> Box<dyn faultline_workloads::Client>;
+    /// Every node's status as faultline-server reports it (`role`,
+    /// `epoch`, `commit_lsn`, `applied_lsn`), `None` where a node did not
+    /// answer; sampled into `status.jsonl`. Empty where the database
+    /// reports nothing comparable.
+    fn statuses(&self) -> BoxFuture<'_, BTreeMap<String, Option<Value>>> {
+        Box::pin(async { BTreeMap::new() })
+    }
     /// Node names, in order.
     fn nodes(&self) -> Vec<String>;
     /// The address clients use to reach `node` directly (not via a proxy).
@@ -82,33 +123,52 @@ pub trait Db: NodeOps {
     fn pids(&self) -> BTreeMap<String, u32>;
 }
 
-/// One node of a faultline-server cluster.
-#[derive(Clone, Debug)]
-pub struct ServerNode {
-    /// Its id (n1, n2, ...).
-    pub name: String,
-    /// Where it listens.
-    pub listen: SocketAddr,
-    /// Its folder in the store: `data/` and `node.log`.
-    pub dir: PathBuf,
-    /// Peer id to the address it dials (a proxy under the proxy mesh).
-    pub peers: BTreeMap<String, SocketAddr>,
+/// Where the nodes of a cluster listen, how each reaches the others, and
+/// what runs them: the part of a cluster that every database shares and
+/// the backend (proxy mesh, namespaces) decides.
+#[derive(Clone)]
+pub struct Layout {
+    /// Node names, in order.
+    pub nodes: Vec<String>,
+    /// Each node's main address: clients and (for most databases) peers.
+    pub listen: BTreeMap<String, SocketAddr>,
+    /// A second address of each node's own (etcd's peer port).
+    pub aux: BTreeMap<String, SocketAddr>,
+    /// `(from, to)`: the address `from` dials to reach `to`'s main address
+    /// (a proxy under the proxy mesh, so the link can be cut).
+    pub dial: BTreeMap<(String, String), SocketAddr>,
+    /// Each node's folder (its `data/` and `node.log`).
+    pub dirs: BTreeMap<String, PathBuf>,
+    /// Runs the processes.
+    pub control: Arc<dyn Control>,
+    /// Extra environment per node (libfaketime for the clock nemesis).
+    pub env: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl Layout {
+    /// The folder of `node`.
+    pub fn dir(&self, node: &str) -> &Path {
+        &self.dirs[node]
+    }
+
+    /// What `from` dials to reach `to`.
+    pub fn dial(&self, from: &str, to: &str) -> SocketAddr {
+        self.dial[&(from.to_owned(), to.to_owned())]
+    }
 }
 
 /// A cluster of faultline-server processes.
 pub struct ServerDb {
     bin: PathBuf,
     settings: String,
-    nodes: Vec<ServerNode>,
-    control: Arc<dyn Control>,
-    daemons: Mutex<BTreeMap<String, Box<dyn Daemon>>>,
-    paused: Mutex<std::collections::BTreeSet<String>>,
+    layout: Layout,
+    procs: ProcessSet,
 }
 
 /// How long one status query may take.
 const STATUS_TIMEOUT_MS: u64 = 500;
 /// Poll period of readiness waits.
-const READY_POLL_MS: u64 = 50;
+pub const READY_POLL_MS: u64 = 50;
 
 /// Reserves `n` distinct ports on 127.0.0.1 by binding port 0. Hold the
 /// listeners while the proxies bind (so the OS cannot hand them a node's
@@ -126,24 +186,30 @@ pub fn reserve_ports(n: usize) -> Result<Vec<std::net::TcpListener>, DbError> {
 /// next to the running executable (or its parent folder, for test binaries
 /// in `deps/`), then `$PATH`.
 pub fn find_server_bin(given: Option<&Path>) -> Result<PathBuf, DbError> {
+    find_bin("faultline-server", given, "FAULTLINE_SERVER_BIN")
+}
+
+/// Finds a program: the given path, then `$env_var`, then next to the
+/// running executable (or its parent folder), then `$PATH`.
+pub fn find_bin(name: &str, given: Option<&Path>, env_var: &str) -> Result<PathBuf, DbError> {
     let mut tried = Vec::new();
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(p) = given {
         candidates.push(p.to_owned());
     }
-    if let Some(p) = std::env::var_os("FAULTLINE_SERVER_BIN") {
+    if let Some(p) = std::env::var_os(env_var) {
         candidates.push(PathBuf::from(p));
     }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("faultline-server"));
+            candidates.push(dir.join(name));
             if let Some(up) = dir.parent() {
-                candidates.push(up.join("faultline-server"));
+                candidates.push(up.join(name));
             }
         }
     }
     if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("faultline-server")));
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
     }
     for c in candidates {
         if c.is_file() {
@@ -156,97 +222,65 @@ pub fn find_server_bin(given: Option<&Path>) -> Result<PathBuf, DbError> {
     }
     tried.truncate(4);
     Err(DbError::NoBinary {
+        name: name.to_owned(),
         looked: tried.join(", "),
     })
 }
 
 impl ServerDb {
-    /// A cluster of `nodes`, not started yet.
-    pub fn new(bin: PathBuf, settings: String, nodes: Vec<ServerNode>, control: Arc<dyn Control>) -> ServerDb {
+    /// A cluster laid out as `layout`, not started yet.
+    pub fn new(bin: PathBuf, settings: String, layout: Layout) -> ServerDb {
         ServerDb {
             bin,
             settings,
-            nodes,
-            control,
-            daemons: Mutex::new(BTreeMap::new()),
-            paused: Mutex::new(Default::default()),
+            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
+            layout,
         }
     }
 
-    fn node(&self, name: &str) -> Result<&ServerNode, String> {
-        self.nodes
-            .iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| format!("no node named {name}"))
+    fn check(&self, name: &str) -> Result<(), String> {
+        if self.layout.listen.contains_key(name) {
+            Ok(())
+        } else {
+            Err(format!("no node named {name}"))
+        }
     }
 
-    fn spec(&self, n: &ServerNode) -> DaemonSpec {
+    fn spec(&self, node: &str) -> DaemonSpec {
+        let dir = self.layout.dir(node);
         let mut args = vec![
             "--node".to_owned(),
-            n.name.clone(),
+            node.to_owned(),
             "--listen".to_owned(),
-            n.listen.to_string(),
+            self.layout.listen[node].to_string(),
             "--data-dir".to_owned(),
-            n.dir.join("data").display().to_string(),
+            dir.join("data").display().to_string(),
             "--settings".to_owned(),
             self.settings.clone(),
         ];
-        for (peer, addr) in &n.peers {
+        for peer in self.layout.nodes.iter().filter(|p| *p != node) {
             args.push("--peer".to_owned());
-            args.push(format!("{peer}={addr}"));
+            args.push(format!("{peer}={}", self.layout.dial(node, peer)));
         }
         DaemonSpec {
             program: self.bin.clone(),
             args,
             env: Vec::new(),
-            log_file: n.dir.join("node.log"),
+            log_file: dir.join("node.log"),
         }
-    }
-
-    fn start_node(&self, name: &str) -> Result<u32, DbError> {
-        let n = self.node(name).expect("start_node is called with known names");
-        let mut daemons = self.daemons.lock().expect("daemons");
-        if let Some(d) = daemons.get_mut(name) {
-            if d.is_running() {
-                return Ok(d.pid());
-            }
-        }
-        let d = self
-            .control
-            .start(name, &self.spec(n))
-            .map_err(|source| DbError::Control {
-                node: name.to_owned(),
-                source,
-            })?;
-        let pid = d.pid();
-        daemons.insert(name.to_owned(), d);
-        Ok(pid)
-    }
-
-    fn signal(&self, node: &str, sig: Signal) -> Result<u32, String> {
-        let mut daemons = self.daemons.lock().expect("daemons");
-        let d = daemons
-            .get_mut(node)
-            .filter(|d| d.pid() > 0)
-            .ok_or_else(|| format!("{node} is not running"))?;
-        if !d.is_running() {
-            return Err(format!("{node} is not running"));
-        }
-        d.signal(sig).map_err(|e| e.to_string())?;
-        Ok(d.pid())
     }
 
     /// Every node's status, `None` where it did not answer.
-    pub async fn statuses(&self) -> BTreeMap<String, Option<Value>> {
+    pub async fn statuses_now(&self) -> BTreeMap<String, Option<Value>> {
         let mut asks = tokio::task::JoinSet::new();
-        for n in &self.nodes {
-            let (name, addr) = (n.name.clone(), n.listen);
+        for (name, addr) in &self.layout.listen {
+            let (name, addr) = (name.clone(), *addr);
             asks.spawn(async move {
                 let s = status(&name, addr, Duration::from_millis(STATUS_TIMEOUT_MS)).await;
                 (name, s.ok())
             });
         }
-        let mut out: BTreeMap<String, Option<Value>> = self.nodes.iter().map(|n| (n.name.clone(), None)).collect();
+        let mut out: BTreeMap<String, Option<Value>> = self.layout.nodes.iter().map(|n| (n.clone(), None)).collect();
         while let Some(r) = asks.join_next().await {
             if let Ok((name, s)) = r {
                 out.insert(name, s);
@@ -256,7 +290,7 @@ impl ServerDb {
     }
 
     async fn ready_once(&self) -> Result<(), String> {
-        let statuses = self.statuses().await;
+        let statuses = self.statuses_now().await;
         let silent: Vec<&String> = statuses.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n).collect();
         if !silent.is_empty() {
             return Err(format!("no status from {silent:?}"));
@@ -270,34 +304,33 @@ impl ServerDb {
         }
         Ok(())
     }
-
-    fn log_of(&self, node: &str) -> PathBuf {
-        self.node(node).map(|n| n.dir.join("node.log")).unwrap_or_default()
-    }
-
-    fn exited_node(&self) -> Option<String> {
-        let mut daemons = self.daemons.lock().expect("daemons");
-        daemons
-            .iter_mut()
-            .find_map(|(n, d)| (!d.is_running()).then(|| n.clone()))
-    }
 }
 
-/// The last non-empty line of a log (at most its last 4 KiB are read).
-fn last_line(path: &Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return "no log".into();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
-    let mut tail = String::new();
-    let _ = f.read_to_string(&mut tail);
-    tail.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("empty log")
-        .to_owned()
+/// Waits, at most `timeout`, until `ready` says yes, failing early when a
+/// node of `procs` has exited on its own. Every `Db`'s `wait_ready`.
+pub async fn wait_until_ready<'a, F, Fut>(procs: &'a ProcessSet, timeout: Duration, ready: F) -> Result<(), DbError>
+where
+    F: Fn() -> Fut + 'a,
+    Fut: std::future::Future<Output = Result<(), String>> + 'a,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some((node, log)) = procs.exited() {
+            let last_words = last_line(&log);
+            return Err(DbError::Exited { node, log, last_words });
+        }
+        let detail = match ready().await {
+            Ok(()) => return Ok(()),
+            Err(d) => d,
+        };
+        if Instant::now() >= deadline {
+            return Err(DbError::NotReady {
+                timeout_ms: timeout.as_millis() as u64,
+                detail,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
+    }
 }
 
 /// The node that says it leads (the highest epoch wins when several do).
@@ -312,117 +345,74 @@ pub fn leader_of(statuses: &BTreeMap<String, Option<Value>>) -> Option<String> {
 
 impl NodeOps for ServerDb {
     fn kill(&self, node: &str) -> Result<u32, String> {
-        let pid = self.signal(node, Signal::Cont)?;
-        self.signal(node, Signal::Kill)?;
-        self.paused.lock().expect("paused").remove(node);
-        // Reap it, bounded, so a test that looks for the pid sees it gone.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let mut daemons = self.daemons.lock().expect("daemons");
-        if let Some(d) = daemons.get_mut(node) {
-            while d.is_running() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        Ok(pid)
+        self.procs.kill(node)
     }
 
     fn start(&self, node: &str) -> Result<u32, String> {
-        self.node(node)?;
-        self.start_node(node).map_err(|e| e.to_string())
+        self.check(node)?;
+        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
     }
 
     fn pause(&self, node: &str) -> Result<u32, String> {
-        let pid = self.signal(node, Signal::Stop)?;
-        self.paused.lock().expect("paused").insert(node.to_owned());
-        Ok(pid)
+        self.procs.pause(node)
     }
 
     fn resume(&self, node: &str) -> Result<u32, String> {
-        let pid = self.signal(node, Signal::Cont)?;
-        self.paused.lock().expect("paused").remove(node);
-        Ok(pid)
+        self.procs.resume(node)
     }
 
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
-        Box::pin(async move { leader_of(&self.statuses().await) })
+        Box::pin(async move { leader_of(&self.statuses_now().await) })
     }
 }
 
 impl Db for ServerDb {
+    fn name(&self) -> &'static str {
+        "faultline"
+    }
+
+    fn client(&self, spec: ClientSpec) -> Box<dyn faultline_workloads::Client> {
+        Box::new(faultline_workloads::ServerClient::new(
+            faultline_workloads::ServerClientConfig {
+                routes: spec.routes,
+                home: spec.home,
+                read_routing: spec.routing,
+                seed: spec.seed,
+                timeout_ms: spec.timeout_ms,
+                connect_timeout_ms: 1_000,
+            },
+        ))
+    }
+
+    fn statuses(&self) -> BoxFuture<'_, BTreeMap<String, Option<Value>>> {
+        Box::pin(self.statuses_now())
+    }
+
     fn nodes(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.name.clone()).collect()
+        self.layout.nodes.clone()
     }
 
     fn client_addr(&self, node: &str) -> Option<SocketAddr> {
-        self.node(node).ok().map(|n| n.listen)
+        self.layout.listen.get(node).copied()
     }
 
     fn start_all(&self) -> Result<(), DbError> {
-        for n in &self.nodes {
-            std::fs::create_dir_all(n.dir.join("data")).map_err(|source| DbError::Control {
-                node: n.name.clone(),
-                source: faultline_nemesis::ControlError::Io {
-                    path: n.dir.clone(),
-                    source,
-                },
-            })?;
-            self.start_node(&n.name)?;
+        for n in &self.layout.nodes {
+            make_dir(n, &self.layout.dir(n).join("data"))?;
+            self.procs.start(n, &self.spec(n))?;
         }
         Ok(())
     }
 
     fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(async move {
-            let deadline = Instant::now() + timeout;
-            loop {
-                if let Some(node) = self.exited_node() {
-                    let log = self.log_of(&node);
-                    let last_words = last_line(&log);
-                    return Err(DbError::Exited { node, log, last_words });
-                }
-                let detail = match self.ready_once().await {
-                    Ok(()) => return Ok(()),
-                    Err(d) => d,
-                };
-                if Instant::now() >= deadline {
-                    return Err(DbError::NotReady {
-                        timeout_ms: timeout.as_millis() as u64,
-                        detail,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
-            }
-        })
+        Box::pin(wait_until_ready(&self.procs, timeout, move || self.ready_once()))
     }
 
     fn stop_all(&self) -> Result<(), DbError> {
-        let mut daemons = std::mem::take(&mut *self.daemons.lock().expect("daemons"));
-        self.paused.lock().expect("paused").clear();
-        let mut first_err = None;
-        for (node, d) in daemons.iter_mut() {
-            if let Err(source) = d.stop() {
-                first_err.get_or_insert(DbError::Control {
-                    node: node.clone(),
-                    source,
-                });
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        self.procs.stop_all()
     }
 
     fn pids(&self) -> BTreeMap<String, u32> {
-        let mut daemons = self.daemons.lock().expect("daemons");
-        daemons
-            .iter_mut()
-            .filter_map(|(n, d)| d.is_running().then(|| (n.clone(), d.pid())))
-            .collect()
-    }
-}
-
-impl Drop for ServerDb {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop_all() {
-            tracing::error!(error = %e, "stopping the cluster");
-        }
+        self.procs.pids()
     }
 }

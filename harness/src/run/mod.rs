@@ -18,14 +18,18 @@
 
 pub mod campaign;
 pub mod checks;
+pub mod cluster;
 pub mod db;
 pub mod drive;
+pub mod etcd;
+pub mod procs;
+pub mod redis;
 pub mod report;
 pub mod store;
+pub mod surroundings;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,14 +37,16 @@ use std::time::{Duration, SystemTime};
 
 use faultline_checkers::{Validity, Verdict};
 use faultline_histories::Header;
-use faultline_nemesis::{FaultKind, LocalControl, NemesisRunner, Net, Plan, ProxyMesh};
-use faultline_workloads::{Client, ReadRouting, ServerClient, ServerClientConfig, WorkloadConfig};
+use faultline_nemesis::{FaultKind, NemesisRunner, Plan};
+use faultline_workloads::{ReadRouting, WorkloadConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use db::{Db, DbError, ServerDb, ServerNode};
+pub use cluster::{Cluster, NETNS_PORTS};
+
+use db::{Db, DbError};
 use drive::{Stats, WorkerCtx};
 use store::{HistoryLog, Store};
 
@@ -90,6 +96,79 @@ pub struct RunConfig {
     /// Where clients send reads: `home`, `any`, or `auto` (home under
     /// `reads=sticky`, any replica otherwise).
     pub read_routing: String,
+    /// How nodes are joined: `proxy` (the userspace proxy mesh on
+    /// loopback, no root) or `netns` (a network namespace per node on a
+    /// bridge, partitions as nftables drops; root).
+    #[serde(default = "default_net")]
+    pub net: String,
+    /// The system under test: `faultline` (the project's server, tuned by
+    /// `server`), `etcd` or `redis`.
+    #[serde(default = "default_db")]
+    pub db: String,
+    /// etcd: serializable (possibly stale, member-local) reads instead of
+    /// linearizable ones.
+    #[serde(default)]
+    pub etcd_serializable_reads: bool,
+    /// Redis: where reads go, `primary` or `replica` (the client's home).
+    #[serde(default = "default_redis_reads")]
+    pub redis_reads: String,
+    /// Redis: `WAIT n` replicas after every write (0: no WAIT).
+    #[serde(default)]
+    pub redis_wait: u32,
+    /// Put every node's data directory on the disk-fault filesystem even
+    /// when no disk fault is asked for (disk nemeses turn it on anyway).
+    #[serde(default)]
+    pub diskfs: bool,
+    /// Machines to run the nodes on, over SSH (`host` or `host:port`, one
+    /// per node, n1 first); empty runs them on this machine.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// How to log in to `hosts`.
+    #[serde(default)]
+    pub ssh: SshSettings,
+}
+
+/// How to log in to remote machines. Paths only: no key material.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SshSettings {
+    /// The user on every machine.
+    pub user: String,
+    /// The port, unless a host names its own.
+    pub port: u16,
+    /// A private key file; none uses the ssh-agent.
+    pub key: Option<PathBuf>,
+    /// The known_hosts file host keys are checked against (default
+    /// `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Trust hosts that known_hosts does not list.
+    pub accept_unknown_hosts: bool,
+    /// The folder on each machine that holds the runs' binaries and data.
+    pub remote_dir: PathBuf,
+}
+
+impl Default for SshSettings {
+    fn default() -> SshSettings {
+        SshSettings {
+            user: "root".into(),
+            port: 22,
+            key: None,
+            known_hosts: None,
+            accept_unknown_hosts: false,
+            remote_dir: PathBuf::from("/tmp/faultline"),
+        }
+    }
+}
+
+fn default_net() -> String {
+    "proxy".into()
+}
+
+fn default_db() -> String {
+    "faultline".into()
+}
+
+fn default_redis_reads() -> String {
+    "primary".into()
 }
 
 impl RunConfig {
@@ -113,6 +192,14 @@ impl RunConfig {
             check_time_limit_s: 60.0,
             client_proxies: true,
             read_routing: "auto".into(),
+            net: default_net(),
+            db: default_db(),
+            etcd_serializable_reads: false,
+            redis_reads: default_redis_reads(),
+            redis_wait: 0,
+            diskfs: false,
+            hosts: Vec::new(),
+            ssh: SshSettings::default(),
         }
     }
 
@@ -158,8 +245,42 @@ impl RunConfig {
         self.workload.validate().map_err(|e| RunError::Config(e.to_string()))?;
         self.routing()?;
         checks::validate_names(&self.checkers).map_err(RunError::Config)?;
+        let net = NetKind::parse(&self.net)?;
+        let db = DbKind::parse(&self.db)?;
         faultline_server_settings_look_sane(&self.server)?;
-        FaultKind::parse_list(&self.nemesis.join(",")).map_err(|e| RunError::Config(e.to_string()))
+        if db != DbKind::Faultline && !self.server.is_empty() {
+            return bad(format!(
+                "--server sets faultline-server's settings; it means nothing to {}",
+                self.db
+            ));
+        }
+        faultline_workloads::RedisReads::parse(&self.redis_reads).map_err(|e| RunError::Config(e.to_string()))?;
+        let kinds = FaultKind::parse_list(&self.nemesis.join(",")).map_err(|e| RunError::Config(e.to_string()))?;
+        check_faults_fit(&kinds, db, net)?;
+        if (net == NetKind::Ssh) == self.hosts.is_empty() {
+            return bad("--net ssh goes with a list of hosts (--nodes h1,h2,h3), and a list of hosts with it".into());
+        }
+        if net == NetKind::Ssh && self.hosts.len() != self.nodes {
+            return bad(format!("{} hosts for {} nodes", self.hosts.len(), self.nodes));
+        }
+        for h in &self.hosts {
+            parse_host(h, self.ssh.port).map_err(RunError::Config)?;
+        }
+        Ok(kinds)
+    }
+
+    /// Whether the run mounts the disk-fault filesystem under every node.
+    pub fn uses_diskfs(&self) -> bool {
+        self.diskfs || self.fault_kinds().iter().any(|k| k.needs_disk())
+    }
+
+    /// Whether the nodes run under libfaketime.
+    pub fn uses_faketime(&self) -> bool {
+        self.fault_kinds().iter().any(|k| k.needs_clock())
+    }
+
+    fn fault_kinds(&self) -> Vec<FaultKind> {
+        FaultKind::parse_list(&self.nemesis.join(",")).unwrap_or_default()
     }
 
     /// Node names: n1, n2, ...
@@ -221,8 +342,135 @@ impl RunConfig {
         if self.read_routing != "auto" {
             cmd += &format!(" --read-routing {}", self.read_routing);
         }
+        if self.net != "proxy" {
+            cmd += &format!(" --net {}", self.net);
+        }
+        if self.db != "faultline" {
+            cmd += &format!(" --db {}", self.db);
+        }
+        if self.etcd_serializable_reads {
+            cmd += " --etcd-serializable-reads";
+        }
+        if self.db == "redis" {
+            cmd += &format!(" --redis-reads {}", self.redis_reads);
+            if self.redis_wait > 0 {
+                cmd += &format!(" --redis-wait {}", self.redis_wait);
+            }
+        }
+        if self.diskfs {
+            cmd += " --diskfs";
+        }
+        if !self.hosts.is_empty() {
+            let ssh = &self.ssh;
+            cmd = cmd.replacen(
+                &format!("--nodes {}", self.nodes),
+                &format!("--nodes {}", self.hosts.join(",")),
+                1,
+            );
+            cmd = cmd.replacen(" --net ssh", "", 1);
+            cmd += &format!(" --ssh-user {} --ssh-port {}", ssh.user, ssh.port);
+            if let Some(k) = &ssh.key {
+                cmd += &format!(" --ssh-key {}", k.display());
+            }
+            if let Some(k) = &ssh.known_hosts {
+                cmd += &format!(" --known-hosts {}", k.display());
+            }
+            if ssh.accept_unknown_hosts {
+                cmd += " --accept-unknown-hosts";
+            }
+            if ssh.remote_dir != SshSettings::default().remote_dir {
+                cmd += &format!(" --remote-dir {}", ssh.remote_dir.display());
+            }
+        }
         cmd
     }
+}
+
+/// How the nodes of a local cluster are joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    /// Loopback, every link through a proxy of the harness.
+    Proxy,
+    /// A network namespace per node, joined by a bridge.
+    Netns,
+    /// Remote machines over SSH, cut with nftables on each.
+    Ssh,
+}
+
+impl NetKind {
+    /// Parses `proxy`, `netns` or `ssh`.
+    pub fn parse(s: &str) -> Result<NetKind, RunError> {
+        match s {
+            "proxy" => Ok(NetKind::Proxy),
+            "netns" => Ok(NetKind::Netns),
+            "ssh" => Ok(NetKind::Ssh),
+            o => Err(RunError::Config(format!("--net {o:?}: expected proxy, netns or ssh"))),
+        }
+    }
+}
+
+/// `host` or `host:port` (`[v6]:port`), with `port` when none is given.
+pub fn parse_host(s: &str, port: u16) -> Result<(String, u16), String> {
+    let bad = || format!("host {s:?}: expected host or host:port");
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once(']').ok_or_else(bad)?;
+        let p = match p.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if p.is_empty() => port,
+            None => return Err(bad()),
+        };
+        return Ok((h.to_owned(), p));
+    }
+    match s.split_once(':') {
+        Some((h, p)) if !h.is_empty() => Ok((h.to_owned(), p.parse().map_err(|_| bad())?)),
+        None if !s.is_empty() && !s.contains(char::is_whitespace) => Ok((s.to_owned(), port)),
+        _ => Err(bad()),
+    }
+}
+
+/// The system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    /// faultline-server, the project's own.
+    Faultline,
+    /// etcd 3.4.
+    Etcd,
+    /// Redis 7, a primary and replicas.
+    Redis,
+}
+
+impl DbKind {
+    /// Parses `faultline`, `etcd` or `redis`.
+    pub fn parse(s: &str) -> Result<DbKind, RunError> {
+        match s {
+            "faultline" | "faultline-server" => Ok(DbKind::Faultline),
+            "etcd" => Ok(DbKind::Etcd),
+            "redis" => Ok(DbKind::Redis),
+            o => Err(RunError::Config(format!(
+                "--db {o:?}: expected faultline, etcd or redis"
+            ))),
+        }
+    }
+}
+
+/// Refuses faults the database or backend cannot really inject, so a fault
+/// never silently does nothing.
+fn check_faults_fit(kinds: &[FaultKind], db: DbKind, net: NetKind) -> Result<(), RunError> {
+    let bad = |m: &str| Err(RunError::Config(m.to_owned()));
+    let cuts = kinds.iter().any(|k| k.cuts_links());
+    if db == DbKind::Etcd && net == NetKind::Proxy && cuts {
+        return bad(
+            "etcd members dial one advertised peer address each, which a proxy per link cannot sit behind: \
+             partitions of etcd need --net netns",
+        );
+    }
+    if kinds.contains(&FaultKind::Failover) && db != DbKind::Redis {
+        return bad("the failover nemesis promotes a Redis replica; other databases elect their own leaders");
+    }
+    if db == DbKind::Etcd && kinds.iter().any(|k| k.needs_clock()) {
+        return bad("libfaketime cannot move a Go program's clock (etcd reads time without libc)");
+    }
+    Ok(())
 }
 
 /// A cheap check of the settings string's shape (`k=v,k=v`); the server
@@ -245,6 +493,22 @@ pub struct RunEnv {
     pub server_bin: PathBuf,
     /// Print the progress line.
     pub progress: bool,
+    /// Programs other than faultline-server, where the user named them;
+    /// otherwise they are looked for when a run needs them.
+    pub bins: Bins,
+}
+
+/// Where the other programs a run may need are.
+#[derive(Clone, Debug, Default)]
+pub struct Bins {
+    /// etcd.
+    pub etcd: Option<PathBuf>,
+    /// redis-server.
+    pub redis: Option<PathBuf>,
+    /// faultline-diskfs, the disk-fault filesystem.
+    pub diskfs: Option<PathBuf>,
+    /// libfaketime's multithreaded library.
+    pub faketime: Option<PathBuf>,
 }
 
 /// Why a run could not run (exit code 3).
@@ -293,101 +557,6 @@ impl RunOutcome {
             Validity::Invalid => 1,
             Validity::Unknown => 2,
         }
-    }
-}
-
-/// A running cluster: nodes, proxies, and how clients reach each node.
-pub struct Cluster {
-    /// The proxies (`Net`).
-    pub mesh: Arc<ProxyMesh>,
-    /// The nodes (`Db`).
-    pub db: Arc<ServerDb>,
-    /// Node names.
-    pub nodes: Vec<String>,
-    client_proxies: bool,
-}
-
-impl Cluster {
-    /// Starts `cfg.nodes` faultline-server nodes with their folders under
-    /// `store`, every peer link through the proxy mesh, and waits until the
-    /// cluster is ready. Clients `c0..c{clients}` and `final` get proxies.
-    pub async fn start(cfg: &RunConfig, env: &RunEnv, store: &Store, clients: usize) -> Result<Cluster, RunError> {
-        let nodes = cfg.node_names();
-        let reserved = db::reserve_ports(nodes.len())?;
-        let addrs: Vec<(String, SocketAddr)> = nodes
-            .iter()
-            .zip(&reserved)
-            .map(|(n, l)| l.local_addr().map(|a| (n.clone(), a)))
-            .collect::<Result<_, _>>()
-            .map_err(DbError::Port)?;
-        let client_names: Vec<String> = (0..clients)
-            .map(|i| format!("c{i}"))
-            .chain(["final".to_owned()])
-            .collect();
-        let mesh = Arc::new(ProxyMesh::start(&addrs, &client_names, cfg.seed).await?);
-        let server_nodes = addrs
-            .iter()
-            .map(|(n, a)| ServerNode {
-                name: n.clone(),
-                listen: *a,
-                dir: store.node_dir(n),
-                peers: nodes
-                    .iter()
-                    .filter(|p| *p != n)
-                    .map(|p| (p.clone(), mesh.addr(n, p).expect("every node pair has a proxy")))
-                    .collect(),
-            })
-            .collect();
-        let db = Arc::new(ServerDb::new(
-            env.server_bin.clone(),
-            cfg.server.clone(),
-            server_nodes,
-            Arc::new(LocalControl),
-        ));
-        drop(reserved);
-        db.start_all()?;
-        db.wait_ready(Duration::from_millis(READY_TIMEOUT_MS)).await?;
-        Ok(Cluster {
-            mesh,
-            db,
-            nodes,
-            client_proxies: cfg.client_proxies,
-        })
-    }
-
-    /// Routes for client endpoint `me`: through its proxies, or direct.
-    pub fn routes(&self, me: &str) -> BTreeMap<String, SocketAddr> {
-        self.nodes
-            .iter()
-            .map(|n| {
-                let addr = if self.client_proxies {
-                    self.mesh.addr(me, n)
-                } else {
-                    self.db.client_addr(n)
-                };
-                (n.clone(), addr.expect("every client has a route to every node"))
-            })
-            .collect()
-    }
-
-    /// A client for endpoint `me`, homed on `home`, reading as `routing`
-    /// says (replica draws seeded by `seed`).
-    pub fn client(&self, me: &str, home: &str, routing: ReadRouting, seed: u64, timeout_ms: u64) -> Box<dyn Client> {
-        Box::new(ServerClient::new(ServerClientConfig {
-            routes: self.routes(me),
-            home: home.to_owned(),
-            read_routing: routing,
-            seed,
-            timeout_ms,
-            connect_timeout_ms: 1_000,
-        }))
-    }
-
-    /// Stops the nodes and the proxies.
-    pub fn stop(&self) -> Result<(), RunError> {
-        let r = self.db.stop_all();
-        self.mesh.shutdown();
-        Ok(r?)
     }
 }
 
@@ -443,7 +612,7 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
         stop.clone(),
     )
     .await;
-    let heal_error = runner.heal_all().err();
+    let heal_error = runner.heal_all().await.err();
     let interrupted = *stop.borrow();
     let mut warnings = Vec::new();
     if let Some(e) = &heal_error {
@@ -516,12 +685,13 @@ fn start_recording(
     };
     let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
     let runner = NemesisRunner::new(
-        cluster.mesh.clone() as Arc<dyn Net>,
+        cluster.net.clone(),
         cluster.db.clone(),
         log.clone(),
         cluster.nodes.clone(),
         cfg.seed,
-    );
+    )
+    .with_surroundings(cluster.surroundings.clone());
     Ok((log, Arc::new(Stats::default()), runner))
 }
 
@@ -655,7 +825,7 @@ const STATUS_LINES_MAX: u64 = 100_000;
 /// node has applied fewer than the highest commit any node reports. A node
 /// that did not answer (killed, paused, cut off) gets only time and node.
 /// The report draws role, epoch and lag over time from it.
-async fn sample_status(db: Arc<ServerDb>, log: Arc<HistoryLog>, path: PathBuf, mut done: watch::Receiver<bool>) {
+async fn sample_status(db: Arc<dyn Db>, log: Arc<HistoryLog>, path: PathBuf, mut done: watch::Receiver<bool>) {
     let Ok(file) = std::fs::File::create(&path) else {
         tracing::warn!(path = %path.display(), "cannot write status samples");
         return;

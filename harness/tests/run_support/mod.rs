@@ -49,6 +49,7 @@ pub fn env(dir: &Path) -> RunEnv {
         store_root: dir.to_owned(),
         server_bin: server_bin(),
         progress: false,
+        bins: Default::default(),
     }
 }
 
@@ -81,4 +82,47 @@ pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     after.trim_start().chars().next()
+}
+
+/// Whether network namespaces (root, `ip netns`, `nft`) work here. Without
+/// them a test says why and skips; with `CI=true` it fails instead.
+pub fn netns_capable() -> bool {
+    let why = match faultline_nemesis::netns::available() {
+        Ok(()) if on_path("nft") => return true,
+        Ok(()) => "the nft command is missing (Debian: nftables)".to_owned(),
+        Err(e) => e,
+    };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// Whether `program` is on $PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// What a `--net netns` run left behind, named after its `netns.json`:
+/// namespaces, the bridge, the registration. Empty when all is gone.
+pub fn netns_leftovers(run_dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run_dir.join("netns.json")).expect("a netns run writes netns.json");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = v["run_id"].as_str().unwrap().to_owned();
+    let mut left = Vec::new();
+    for (_, n) in v["nodes"].as_object().unwrap() {
+        let ns = n["namespace"].as_str().unwrap();
+        if Path::new("/run/netns").join(ns).exists() {
+            left.push(format!("namespace {ns}"));
+        }
+    }
+    if Path::new("/sys/class/net").join(format!("fl-{id}")).exists() {
+        left.push(format!("bridge fl-{id}"));
+    }
+    let reg = Path::new(faultline_nemesis::netns::REGISTRY_DIR).join(format!("{id}.json"));
+    if reg.exists() {
+        left.push(format!("registration {}", reg.display()));
+    }
+    left
 }

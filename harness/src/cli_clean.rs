@@ -1,0 +1,34 @@
+//! `faultline clean`: removes what runs that died left behind.
+//!
+//! A run registers its namespaces, bridge and disk-fault mounts under
+//! `/run/faultline/` before it creates them, with the pid of its harness.
+//! `clean` removes every registered run whose harness is gone, and any
+//! `fl-XXXXXX` namespace or bridge that no registration claims; runs that
+//! are still alive are left alone and listed.
+
+use clap::Args;
+
+/// Flags of `faultline clean`.
+#[derive(Args, Debug)]
+pub struct CleanArgs {}
+
+/// `faultline clean`: 0 when everything found was removed, 3 otherwise.
+pub fn run(_args: CleanArgs) -> anyhow::Result<u8> {
+    let report = faultline_nemesis::netns::clean_leftovers();
+    for id in &report.removed {
+        println!("removed run {id}");
+    }
+    for name in &report.strays {
+        println!("removed unregistered {name}");
+    }
+    for id in &report.alive {
+        println!("left run {id} alone: its harness is still running");
+    }
+    for e in &report.errors {
+        eprintln!("faultline: could not remove {e}");
+    }
+    if report.removed.is_empty() && report.strays.is_empty() && report.errors.is_empty() {
+        println!("nothing to clean");
+    }
+    Ok(if report.errors.is_empty() { 0 } else { 3 })
+}

@@ -1,0 +1,192 @@
+//! The processes of a cluster, one daemon per node, as every `Db` keeps
+//! them: started through `Control`, signalled, killed and reaped (bounded),
+//! paused and resumed, all stopped at the end (paused ones resumed first).
+//! faultline-server, etcd and Redis differ in how a node is started and
+//! asked for its state, not in this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faultline_nemesis::{Control, ControlError, Daemon, DaemonSpec, Signal};
+
+use super::db::DbError;
+
+/// How long a killed node may take to be reaped.
+const KILL_REAP_MS: u64 = 5_000;
+
+/// One daemon per node.
+pub struct ProcessSet {
+    control: Arc<dyn Control>,
+    /// Variables added to every node's environment (the clock nemesis's
+    /// libfaketime), by node.
+    env: BTreeMap<String, Vec<(String, String)>>,
+    daemons: Mutex<BTreeMap<String, Box<dyn Daemon>>>,
+    paused: Mutex<BTreeSet<String>>,
+    logs: Mutex<BTreeMap<String, PathBuf>>,
+}
+
+impl ProcessSet {
+    /// No process yet; they start through `control`, each node with the
+    /// extra environment `env` gives it.
+    pub fn new(control: Arc<dyn Control>, env: BTreeMap<String, Vec<(String, String)>>) -> ProcessSet {
+        ProcessSet {
+            control,
+            env,
+            daemons: Mutex::new(BTreeMap::new()),
+            paused: Mutex::new(BTreeSet::new()),
+            logs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The `Control` the processes run under.
+    pub fn control(&self) -> &Arc<dyn Control> {
+        &self.control
+    }
+
+    /// Starts `node` with `spec` unless it runs; returns its pid.
+    pub fn start(&self, node: &str, spec: &DaemonSpec) -> Result<u32, DbError> {
+        let mut daemons = self.daemons.lock().expect("daemons");
+        if let Some(d) = daemons.get_mut(node) {
+            if d.is_running() {
+                return Ok(d.pid());
+            }
+        }
+        let mut spec = spec.clone();
+        spec.env.extend(self.env.get(node).into_iter().flatten().cloned());
+        let d = self.control.start(node, &spec).map_err(|source| DbError::Control {
+            node: node.to_owned(),
+            source,
+        })?;
+        let pid = d.pid();
+        daemons.insert(node.to_owned(), d);
+        self.logs
+            .lock()
+            .expect("logs")
+            .insert(node.to_owned(), spec.log_file.clone());
+        Ok(pid)
+    }
+
+    /// Sends `sig` to a running node; returns its pid.
+    pub fn signal(&self, node: &str, sig: Signal) -> Result<u32, String> {
+        let mut daemons = self.daemons.lock().expect("daemons");
+        let d = daemons
+            .get_mut(node)
+            .filter(|d| d.pid() > 0)
+            .ok_or_else(|| format!("{node} is not running"))?;
+        if !d.is_running() {
+            return Err(format!("{node} is not running"));
+        }
+        d.signal(sig).map_err(|e| e.to_string())?;
+        Ok(d.pid())
+    }
+
+    /// SIGKILLs a node (resumed first, so it dies at once) and waits,
+    /// bounded, until it is reaped.
+    pub fn kill(&self, node: &str) -> Result<u32, String> {
+        let pid = self.signal(node, Signal::Cont)?;
+        self.signal(node, Signal::Kill)?;
+        self.paused.lock().expect("paused").remove(node);
+        let deadline = std::time::Instant::now() + Duration::from_millis(KILL_REAP_MS);
+        let mut daemons = self.daemons.lock().expect("daemons");
+        if let Some(d) = daemons.get_mut(node) {
+            while d.is_running() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(pid)
+    }
+
+    /// SIGSTOPs a node.
+    pub fn pause(&self, node: &str) -> Result<u32, String> {
+        let pid = self.signal(node, Signal::Stop)?;
+        self.paused.lock().expect("paused").insert(node.to_owned());
+        Ok(pid)
+    }
+
+    /// SIGCONTs a node.
+    pub fn resume(&self, node: &str) -> Result<u32, String> {
+        let pid = self.signal(node, Signal::Cont)?;
+        self.paused.lock().expect("paused").remove(node);
+        Ok(pid)
+    }
+
+    /// Whether `node` runs.
+    pub fn is_running(&self, node: &str) -> bool {
+        let mut daemons = self.daemons.lock().expect("daemons");
+        daemons.get_mut(node).is_some_and(|d| d.is_running())
+    }
+
+    /// A node that was started and has exited on its own, with its log.
+    pub fn exited(&self) -> Option<(String, PathBuf)> {
+        let mut daemons = self.daemons.lock().expect("daemons");
+        let node = daemons
+            .iter_mut()
+            .find_map(|(n, d)| (!d.is_running()).then(|| n.clone()))?;
+        let log = self.logs.lock().expect("logs").get(&node).cloned().unwrap_or_default();
+        Some((node, log))
+    }
+
+    /// Stops every node (resuming paused ones first) and waits until each
+    /// is gone; tries them all and returns the first error.
+    pub fn stop_all(&self) -> Result<(), DbError> {
+        let mut daemons = std::mem::take(&mut *self.daemons.lock().expect("daemons"));
+        self.paused.lock().expect("paused").clear();
+        let mut first_err = None;
+        for (node, d) in daemons.iter_mut() {
+            if let Err(source) = d.stop() {
+                first_err.get_or_insert(DbError::Control {
+                    node: node.clone(),
+                    source,
+                });
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Pids of the running nodes.
+    pub fn pids(&self) -> BTreeMap<String, u32> {
+        let mut daemons = self.daemons.lock().expect("daemons");
+        daemons
+            .iter_mut()
+            .filter_map(|(n, d)| d.is_running().then(|| (n.clone(), d.pid())))
+            .collect()
+    }
+}
+
+impl Drop for ProcessSet {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_all() {
+            tracing::error!(error = %e, "stopping the cluster");
+        }
+    }
+}
+
+/// Creates `dir` (a node's folder) or says which node could not have it.
+pub fn make_dir(node: &str, dir: &Path) -> Result<(), DbError> {
+    std::fs::create_dir_all(dir).map_err(|source| DbError::Control {
+        node: node.to_owned(),
+        source: ControlError::Io {
+            path: dir.to_owned(),
+            source,
+        },
+    })
+}
+
+/// The last non-empty line of a log (at most its last 4 KiB are read).
+pub fn last_line(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return "no log".into();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut tail = String::new();
+    let _ = f.read_to_string(&mut tail);
+    tail.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("empty log")
+        .to_owned()
+}

@@ -1,0 +1,284 @@
+//! Redis as a `Db`: Debian's redis-server 7, a primary (n1 at first) and
+//! its replicas, started by the harness with their data in the run's store.
+//!
+//! Replicas dial their primary through `Layout::dial`, so under the proxy
+//! mesh the replication link runs through a proxy and partitions cut it;
+//! in namespaces they dial its address. Persistence is Redis's usual
+//! production setting (an append-only file, fsynced every second), so a
+//! killed node restarts with what it had written out.
+//!
+//! Failover is the nemesis's (`--nemesis failover`), as Sentinel or an
+//! operator would do it when the primary seems gone: the primary is cut
+//! off from its replicas, the most advanced replica is promoted
+//! (`REPLICAOF NO ONE`) and the others are re-pointed at it; the old
+//! primary, still reachable by clients, keeps taking writes until the fault
+//! ends, when it is made a replica of the new primary and throws away what
+//! only it had. Those were acknowledged writes: a lost-writes checker finds
+//! them. A killed node restarts in the role it holds now.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use faultline_nemesis::runner::BoxFuture;
+use faultline_nemesis::{DaemonSpec, NodeOps};
+use faultline_workloads::redis_client::admin;
+use faultline_workloads::{RedisClient, RedisClientConfig, RedisReads};
+use serde_json::{json, Value};
+
+use super::db::{make_dir, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
+
+/// How long one admin command may take.
+const ADMIN_TIMEOUT_MS: u64 = 1_000;
+
+/// How clients of a [`RedisDb`] behave.
+#[derive(Clone, Copy, Debug)]
+pub struct RedisOptions {
+    /// Where reads go.
+    pub reads: RedisReads,
+    /// `WAIT n timeout_ms` after every write.
+    pub wait_replicas: Option<(u32, u64)>,
+}
+
+/// A Redis primary and its replicas.
+pub struct RedisDb {
+    bin: PathBuf,
+    layout: Layout,
+    opts: RedisOptions,
+    primary: Mutex<String>,
+    procs: ProcessSet,
+}
+
+impl RedisDb {
+    /// Nodes laid out as `layout`, the first the primary; not started yet.
+    pub fn new(bin: PathBuf, layout: Layout, opts: RedisOptions) -> RedisDb {
+        RedisDb {
+            bin,
+            primary: Mutex::new(layout.nodes[0].clone()),
+            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
+            layout,
+            opts,
+        }
+    }
+
+    fn primary(&self) -> String {
+        self.primary.lock().expect("primary").clone()
+    }
+
+    fn spec(&self, node: &str) -> DaemonSpec {
+        let dir = self.layout.dir(node);
+        let listen = self.layout.listen[node];
+        let mut args: Vec<String> = [
+            "--port",
+            &listen.port().to_string(),
+            "--bind",
+            &listen.ip().to_string(),
+            "--dir",
+            &dir.join("data").display().to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let primary = self.primary();
+        if primary != node {
+            let to = self.layout.dial(node, &primary);
+            args.extend(["--replicaof".to_owned(), to.ip().to_string(), to.port().to_string()]);
+        }
+        DaemonSpec {
+            program: self.bin.clone(),
+            args,
+            env: Vec::new(),
+            log_file: dir.join("node.log"),
+        }
+    }
+
+    async fn role(&self, node: &str) -> Option<Value> {
+        admin(self.layout.listen[node], &["ROLE"], ADMIN_TIMEOUT_MS).await.ok()
+    }
+
+    async fn roles(&self) -> BTreeMap<String, Option<Value>> {
+        let mut out = BTreeMap::new();
+        for n in &self.layout.nodes {
+            out.insert(n.clone(), self.role(n).await);
+        }
+        out
+    }
+
+    async fn ready_once(&self) -> Result<(), String> {
+        let primary = self.primary();
+        for (node, role) in self.roles().await {
+            let Some(role) = role else {
+                return Err(format!("{node} does not answer ROLE"));
+            };
+            let kind = role.get(0).and_then(Value::as_str).unwrap_or("");
+            if node == primary && kind != "master" {
+                return Err(format!("{node} should be the primary but says {kind}"));
+            }
+            // A replica's ROLE: ["slave", host, port, state, offset].
+            if node != primary && (kind != "slave" || role.get(3).and_then(Value::as_str) != Some("connected")) {
+                return Err(format!("{node} is not a connected replica yet: {role}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `REPLICAOF` on `node`: of `primary`, or of no one.
+    async fn replicaof(&self, node: &str, primary: Option<&str>) -> Result<(), String> {
+        let target = primary.map(|p| self.layout.dial(node, p));
+        let (host, port) = match target {
+            Some(a) => (a.ip().to_string(), a.port().to_string()),
+            None => ("NO".to_owned(), "ONE".to_owned()),
+        };
+        admin(self.layout.listen[node], &["REPLICAOF", &host, &port], ADMIN_TIMEOUT_MS)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("REPLICAOF {host} {port} on {node}: {e}"))
+    }
+
+    /// The replica with the highest replication offset (then the first by
+    /// name), among those that answer.
+    async fn most_advanced_replica(&self, old: &str) -> Option<String> {
+        let mut best: Option<(i64, String)> = None;
+        for n in self.layout.nodes.iter().filter(|n| *n != old) {
+            let Some(role) = self.role(n).await else { continue };
+            let offset = role.get(4).and_then(Value::as_i64).unwrap_or(-1);
+            if best.as_ref().is_none_or(|(o, _)| offset > *o) {
+                best = Some((offset, n.clone()));
+            }
+        }
+        best.map(|(_, n)| n)
+    }
+}
+
+/// A node's ROLE in faultline-server's terms, for `status.jsonl`.
+fn as_server_status(role: &Value) -> Value {
+    match role.get(0).and_then(Value::as_str) {
+        Some("master") => json!({"role": "leader", "commit_lsn": role.get(1), "applied_lsn": role.get(1)}),
+        Some("slave") => json!({"role": "follower", "applied_lsn": role.get(4)}),
+        other => json!({"role": other}),
+    }
+}
+
+impl NodeOps for RedisDb {
+    fn kill(&self, node: &str) -> Result<u32, String> {
+        self.procs.kill(node)
+    }
+
+    fn start(&self, node: &str) -> Result<u32, String> {
+        if !self.layout.listen.contains_key(node) {
+            return Err(format!("no node named {node}"));
+        }
+        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
+    }
+
+    fn pause(&self, node: &str) -> Result<u32, String> {
+        self.procs.pause(node)
+    }
+
+    fn resume(&self, node: &str) -> Result<u32, String> {
+        self.procs.resume(node)
+    }
+
+    fn leader(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { Some(self.primary()) })
+    }
+
+    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+        let old = old.to_owned();
+        Box::pin(async move {
+            let new = self
+                .most_advanced_replica(&old)
+                .await
+                .ok_or_else(|| "no replica answers; nothing to promote".to_owned())?;
+            self.replicaof(&new, None).await?;
+            *self.primary.lock().expect("primary") = new.clone();
+            let mut repointed = Vec::new();
+            for n in self.layout.nodes.iter().filter(|n| **n != old && **n != new) {
+                match self.replicaof(n, Some(&new)).await {
+                    Ok(()) => repointed.push(n.clone()),
+                    Err(e) => tracing::warn!(node = %n, error = %e, "not re-pointed"),
+                }
+            }
+            Ok(json!({"old": old, "new": new, "repointed": repointed}))
+        })
+    }
+
+    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, String>> {
+        let node = node.to_owned();
+        Box::pin(async move {
+            let primary = self.primary();
+            if node == primary {
+                return Ok(json!({"node": node, "primary": primary}));
+            }
+            self.replicaof(&node, Some(&primary)).await?;
+            Ok(json!({"node": node, "primary": primary}))
+        })
+    }
+}
+
+impl Db for RedisDb {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn client(&self, spec: ClientSpec) -> Box<dyn faultline_workloads::Client> {
+        let mut cfg = RedisClientConfig::new(spec.routes, self.primary(), spec.home);
+        cfg.reads = self.opts.reads;
+        cfg.wait_replicas = self.opts.wait_replicas;
+        cfg.seed = spec.seed;
+        cfg.timeout_ms = spec.timeout_ms;
+        Box::new(RedisClient::new(cfg).expect("the harness gives every client a route to every node"))
+    }
+
+    fn statuses(&self) -> BoxFuture<'_, BTreeMap<String, Option<Value>>> {
+        Box::pin(async move {
+            self.roles()
+                .await
+                .into_iter()
+                .map(|(n, r)| (n, r.map(|r| as_server_status(&r))))
+                .collect()
+        })
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.layout.nodes.clone()
+    }
+
+    fn client_addr(&self, node: &str) -> Option<SocketAddr> {
+        self.layout.listen.get(node).copied()
+    }
+
+    fn start_all(&self) -> Result<(), DbError> {
+        for n in &self.layout.nodes {
+            make_dir(n, &self.layout.dir(n).join("data"))?;
+            self.procs.start(n, &self.spec(n))?;
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(wait_until_ready(&self.procs, timeout, move || self.ready_once()))
+    }
+
+    fn stop_all(&self) -> Result<(), DbError> {
+        self.procs.stop_all()
+    }
+
+    fn pids(&self) -> BTreeMap<String, u32> {
+        self.procs.pids()
+    }
+}

@@ -1,0 +1,143 @@
+//! `faultline run --net netns`: each node in a network namespace of its
+//! own, partitions as nftables drops. A run of the safe setting under
+//! partitions is valid, the partitions really cost operations, and nothing
+//! is left behind, after a normal end and after Ctrl-C mid-partition.
+//!
+//! Needs root, `ip netns` and `nft`: elsewhere the tests say why and skip;
+//! with `CI=true` they fail instead.
+
+mod run_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use run_support::{netns_capable, netns_leftovers, processes_mentioning, server_bin};
+
+fn faultline(store: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.args(["run", "--net", "netns", "--no-progress", "--store"])
+        .arg(store)
+        .arg("--server-bin")
+        .arg(server_bin())
+        .args(extra);
+    cmd
+}
+
+fn latest(store: &Path) -> PathBuf {
+    std::fs::canonicalize(store.join("latest")).unwrap()
+}
+
+#[test]
+fn a_netns_run_of_the_safe_setting_is_valid_and_leaves_nothing() {
+    if !netns_capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = faultline(
+        &store,
+        &[
+            "--time-limit",
+            "10",
+            "--nemesis",
+            "partition-halves,partition-one-way",
+            "--nemesis-interval",
+            "2",
+            "--seed",
+            "11",
+            "--json",
+        ],
+    )
+    .stderr(Stdio::inherit())
+    .output()
+    .unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("results on stdout");
+    assert_eq!(out.status.code(), Some(0), "{results:#}");
+    assert_eq!(results["valid"], true);
+    let stats = &results["stats"];
+    let lost = stats["fail"].as_u64().unwrap() + stats["info"].as_u64().unwrap();
+    assert!(lost > 0, "partitions cost no operation at all: {stats}");
+    assert!(
+        results["nemesis"]["start-partition"].as_u64().unwrap() >= 1,
+        "{results:#}"
+    );
+    let run = latest(&store);
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"stop-partition\""));
+    let left = netns_leftovers(&run);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let procs = processes_mentioning(&dir.path().display().to_string());
+    assert!(procs.is_empty(), "processes left behind: {procs:?}");
+}
+
+#[test]
+fn sigint_mid_partition_removes_rules_namespaces_and_processes() {
+    if !netns_capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut child = faultline(
+        &store,
+        &[
+            "--time-limit",
+            "60",
+            "--nemesis",
+            "partition-halves",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "5",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let history = store.join("latest/history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&history)
+        .unwrap_or_default()
+        .contains("start-partition")
+    {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("no partition started within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = latest(&store);
+    assert!(
+        !netns_leftovers(&run).is_empty(),
+        "the namespaces exist while the run does"
+    );
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("faultline did not exit within 30 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.code().is_some_and(|c| c <= 2), "{status:?}");
+    let text = std::fs::read_to_string(&history).unwrap();
+    let started = text.rfind("start-partition").unwrap();
+    assert!(
+        text[started..].contains("stop-partition"),
+        "the partition was not healed"
+    );
+    let left = netns_leftovers(&run);
+    assert!(left.is_empty(), "left behind after SIGINT: {left:?}");
+    let procs = processes_mentioning(&dir.path().display().to_string());
+    assert!(procs.is_empty(), "processes left behind: {procs:?}");
+}

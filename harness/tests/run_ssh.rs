@@ -1,0 +1,218 @@
+//! `faultline run` against machines reached over SSH, for real: each node
+//! is a network namespace running its own sshd, the harness logs in with a
+//! key and checks host keys against a known_hosts file, uploads
+//! faultline-server, starts the nodes as daemons, partitions them with
+//! nftables and kills them through SSH commands, and downloads their logs.
+//! A host missing from known_hosts is refused.
+//!
+//! Needs root, `ip netns`, `nft`, sshd and ssh-keygen: elsewhere the tests
+//! say why and skip; with `CI=true` they fail instead.
+
+mod run_support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use faultline_nemesis::netns::{self, NetnsCluster};
+use faultline_nemesis::{Control, Daemon, DaemonSpec};
+use run_support::{netns_capable, on_path, processes_mentioning, server_bin};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+fn capable() -> bool {
+    if !netns_capable() {
+        return false;
+    }
+    let why = if !Path::new(SSHD).is_file() {
+        "sshd is missing (Debian: openssh-server)"
+    } else if !on_path("ssh-keygen") {
+        "ssh-keygen is missing (Debian: openssh-client)"
+    } else {
+        return true;
+    };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen");
+}
+
+/// Three namespaced machines, each with sshd on port 22 of its address.
+struct Machines {
+    _sshds: Vec<Box<dyn Daemon>>,
+    cluster: NetnsCluster,
+    dir: PathBuf,
+    hosts: Vec<String>,
+}
+
+impl Machines {
+    fn start(dir: &Path) -> Machines {
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        keygen(&dir.join("client"));
+        std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
+        let nodes: Vec<String> = (1..=3).map(|i| format!("n{i}")).collect();
+        let cluster = NetnsCluster::create(&netns::new_run_id(), &nodes).unwrap();
+        let control = cluster.control();
+        let mut known = String::new();
+        let mut sshds = Vec::new();
+        let mut hosts = Vec::new();
+        for n in &nodes {
+            let ip = cluster.node(n).unwrap().ip;
+            let key = dir.join(format!("host_{n}"));
+            keygen(&key);
+            let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+            known += &format!("{ip} {public}");
+            let config = dir.join(format!("sshd_{n}.conf"));
+            std::fs::write(&config, sshd_config(ip.to_string(), &key, dir, n)).unwrap();
+            let spec = DaemonSpec {
+                program: SSHD.into(),
+                args: vec!["-D".into(), "-e".into(), "-f".into(), config.display().to_string()],
+                env: vec![],
+                log_file: dir.join(format!("sshd_{n}.log")),
+            };
+            sshds.push(control.start(n, &spec).unwrap());
+            hosts.push(ip.to_string());
+        }
+        std::fs::write(dir.join("known_hosts"), known).unwrap();
+        for h in &hosts {
+            wait_for_port(SocketAddr::new(h.parse().unwrap(), 22));
+        }
+        Machines {
+            _sshds: sshds,
+            cluster,
+            dir: dir.to_owned(),
+            hosts,
+        }
+    }
+
+    fn faultline(&self, known_hosts: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+        cmd.args([
+            "run",
+            "--nodes",
+            &self.hosts.join(","),
+            "--ssh-user",
+            "root",
+            "--ssh-key",
+        ])
+        .arg(self.dir.join("client"))
+        .arg("--known-hosts")
+        .arg(known_hosts)
+        .arg("--remote-dir")
+        .arg(self.dir.join("remote"))
+        .arg("--store")
+        .arg(self.dir.join("store"))
+        .arg("--server-bin")
+        .arg(server_bin())
+        .args(["--no-progress"])
+        .args(extra);
+        cmd
+    }
+
+    /// The nftables tables left in each machine's namespace.
+    fn tables(&self) -> String {
+        let control = self.cluster.control();
+        let cmd = faultline_nemesis::CommandSpec::new("nft", &["list", "tables"], Duration::from_secs(5));
+        (1..=3)
+            .map(|i| String::from_utf8_lossy(&control.run(&format!("n{i}"), &cmd).unwrap().stdout).into_owned())
+            .collect()
+    }
+}
+
+fn sshd_config(ip: String, host_key: &Path, dir: &Path, node: &str) -> String {
+    format!(
+        "Port 22\nListenAddress {ip}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+         StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\n",
+        host_key.display(),
+        dir.join("authorized_keys").display(),
+        dir.join(format!("sshd_{node}.pid")).display(),
+    )
+}
+
+fn wait_for_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "sshd at {addr} did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_full_run_over_ssh_from_upload_to_log_download() {
+    if !capable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let out = m
+        .faultline(
+            &m.dir.join("known_hosts"),
+            &[
+                "--time-limit",
+                "10",
+                "--nemesis",
+                "partition-halves,kill",
+                "--nemesis-interval",
+                "2",
+                "--seed",
+                "9",
+                "--json",
+            ],
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("results on stdout");
+    assert_eq!(out.status.code(), Some(0), "{results:#}");
+    assert_eq!(results["valid"], true);
+    let faults = &results["nemesis"];
+    assert!(
+        faults["start-partition"].as_u64().unwrap_or(0) + faults["kill"].as_u64().unwrap_or(0) >= 2,
+        "the nemesis fired: {faults}"
+    );
+    // Uploaded, run from the remote folder, logs downloaded into the store.
+    let run = std::fs::canonicalize(m.dir.join("store/latest")).unwrap();
+    let stamp = run.file_name().unwrap();
+    assert!(m.dir.join("remote").join(stamp).join("bin/faultline-server").is_file());
+    for n in ["n1", "n2", "n3"] {
+        let log = std::fs::read_to_string(run.join("nodes").join(n).join("node.log")).unwrap();
+        assert!(log.contains(n), "{n}'s downloaded log names it:\n{log}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert!(config["rerun"].as_str().unwrap().contains(&m.hosts.join(",")));
+    // Nothing left: no node process, no nftables table.
+    let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
+    assert!(procs.is_empty(), "node processes left behind: {procs:?}");
+    assert!(!m.tables().contains("faultline"), "tables left behind: {}", m.tables());
+}
+
+#[test]
+fn an_unknown_host_is_refused_before_anything_runs() {
+    if !capable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let empty = m.dir.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let out = m.faultline(&empty, &["--time-limit", "5"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("ssh-keyscan"),
+        "the error says how to add the host: {stderr}"
+    );
+    assert!(!m.dir.join("remote").exists(), "nothing was uploaded");
+}

@@ -266,7 +266,7 @@ pub fn start(cfg: Arc<Config>, shard: u32, transport: Arc<Transport>) -> Result<
     } else {
         cfg.data_dir.clone()
     };
-    let rec = wal::recover(&dir)?;
+    let rec = wal::recover(&dir, cfg.settings.fsync)?;
     let (durable_tx, durable_rx) = mpsc::unbounded_channel();
     let wal = wal::start_writer(&dir, &rec, cfg.settings.fsync, &cfg.node_id, durable_tx)?;
     let members = cfg.members();

@@ -671,7 +671,7 @@ struct Replica {
 
 impl Replica {
     fn open(cfg: &Config, transport: Arc<Transport>) -> Result<mpsc::Sender<ReplicaMsg>, WalError> {
-        let rec = wal::recover(&cfg.data_dir)?;
+        let rec = wal::recover(&cfg.data_dir, cfg.settings.fsync)?;
         let (dtx, drx) = mpsc::unbounded_channel();
         let wal = wal::start_writer(&cfg.data_dir, &rec, cfg.settings.fsync, &cfg.node_id, dtx)?;
         let (base_lsn, mut sm) = match &rec.snapshot {

@@ -359,10 +359,14 @@ impl Node {
             }
         };
         let mut reply = Reply::new(id, Outcome::Ok);
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         reply.status = Some(StatusInfo {
             mode: mode.into(),
             main: shards[0].clone(),
             shards,
+            clock_ms: wall_ms + self.cfg.settings.clock_offset_ms,
         });
         reply
     }

@@ -311,6 +311,11 @@ pub struct StatusInfo {
     pub main: ShardStatus,
     /// Every shard's state.
     pub shards: Vec<ShardStatus>,
+    /// The node's wall clock as it reads it (milliseconds since the epoch,
+    /// `clock_offset_ms` included): what its last-write-wins stamps use, so
+    /// a clock fault can be seen from outside.
+    #[serde(default)]
+    pub clock_ms: i64,
 }
 
 /// A reply to one request.

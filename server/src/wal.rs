@@ -111,10 +111,18 @@ pub struct Recovered {
 }
 
 /// Reads snapshot, hard state and log from `dir`, truncating a bad tail.
-pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
+///
+/// Under `fsync=always` a snapshot or hard state that does not parse is
+/// corruption, and the node refuses to start. Under `batch` and `never`
+/// they were renamed into place without a sync, so after a power loss one
+/// may be empty or torn, as on any filesystem: that is the data loss the
+/// policy accepts, so it is logged and the file is taken as absent (the node
+/// forgets its vote, or its snapshot) rather than keeping the node down.
+pub fn recover(dir: &Path, fsync: FsyncPolicy) -> Result<Recovered, WalError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let snapshot: Option<Snapshot> = read_json(&dir.join(SNAPSHOT_FILE))?;
-    let hard: HardState = read_json(&dir.join(HARD_STATE_FILE))?.unwrap_or_default();
+    let lenient = fsync != FsyncPolicy::Always;
+    let snapshot: Option<Snapshot> = read_json_or_lost(&dir.join(SNAPSHOT_FILE), lenient)?;
+    let hard: HardState = read_json_or_lost(&dir.join(HARD_STATE_FILE), lenient)?.unwrap_or_default();
     let base_lsn = snapshot.as_ref().map_or(0, |s| s.lsn);
     let path = dir.join(LOG_FILE);
     let bytes = match fs::read(&path) {
@@ -203,6 +211,18 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, W
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// [`read_json`], but when `lenient` a file that does not parse is logged
+/// and taken as absent (see [`recover`]).
+fn read_json_or_lost<T: serde::de::DeserializeOwned>(path: &Path, lenient: bool) -> Result<Option<T>, WalError> {
+    match read_json(path) {
+        Err(WalError::Corrupt { path, reason }) if lenient => {
+            warn!(path = %path.display(), reason, "unsynced file lost its contents; taken as absent");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// Writes `value` as JSON atomically: temp file, sync, rename, sync dir.
@@ -552,7 +572,7 @@ mod tests {
     #[tokio::test]
     async fn append_truncate_compact_recover() {
         let dir = tempfile::tempdir().unwrap();
-        let rec = recover(dir.path()).unwrap();
+        let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let w = start_writer(dir.path(), &rec, FsyncPolicy::Always, "t", tx).unwrap();
         w.send(WalCmd::Append((1..=10).map(entry).collect()));
@@ -570,7 +590,7 @@ mod tests {
         w.send(WalCmd::Append(vec![entry(9)]));
         wait_for(&mut rx, 9).await;
         drop(w);
-        let rec = recover(dir.path()).unwrap();
+        let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
         assert_eq!(rec.snapshot, Some(snap));
         let lsns: Vec<u64> = rec.entries.iter().map(|e| e.lsn).collect();
         assert_eq!(lsns, vec![6, 7, 8, 9]);
@@ -580,13 +600,13 @@ mod tests {
     async fn batch_and_never_policies_report_without_waiting_for_sync() {
         for policy in [FsyncPolicy::Batch { interval_ms: 5 }, FsyncPolicy::Never] {
             let dir = tempfile::tempdir().unwrap();
-            let rec = recover(dir.path()).unwrap();
+            let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
             let (tx, mut rx) = mpsc::unbounded_channel();
             let w = start_writer(dir.path(), &rec, policy, "t", tx).unwrap();
             w.send(WalCmd::Append((1..=3).map(entry).collect()));
             assert_eq!(wait_for(&mut rx, 3).await.lsn, 3);
             drop(w);
-            assert_eq!(recover(dir.path()).unwrap().entries.len(), 3);
+            assert_eq!(recover(dir.path(), FsyncPolicy::Always).unwrap().entries.len(), 3);
         }
     }
 
@@ -601,7 +621,7 @@ mod tests {
         encode_record(&entry(4), &mut bytes);
         bytes.truncate(bytes.len() - 3);
         fs::write(dir.path().join(LOG_FILE), &bytes).unwrap();
-        let rec = recover(dir.path()).unwrap();
+        let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
         assert_eq!(rec.entries.len(), 3);
         assert_eq!(fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(), good as u64);
     }
@@ -616,7 +636,20 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] ^= 0xff;
         fs::write(dir.path().join(LOG_FILE), &bytes).unwrap();
-        let rec = recover(dir.path()).unwrap();
+        let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
         assert_eq!(rec.entries.len(), 2);
+    }
+
+    #[test]
+    fn an_emptied_hard_state_is_corruption_only_when_it_was_synced() {
+        // A power loss after an unsynced rename leaves the file empty.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(HARD_STATE_FILE), b"").unwrap();
+        fs::write(dir.path().join(SNAPSHOT_FILE), b"{\"ls").unwrap();
+        let err = recover(dir.path(), FsyncPolicy::Always).unwrap_err();
+        assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
+        let rec = recover(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(rec.hard, HardState::default());
+        assert!(rec.snapshot.is_none());
     }
 }

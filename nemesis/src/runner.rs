@@ -61,6 +61,8 @@ pub trait NodeOps: Send + Sync {
 pub enum DiskCommand {
     /// Every filesystem operation blocks for this long.
     Stall { ms: u64 },
+    /// Every fsync takes this much longer.
+    SlowFsync { ms: u64 },
     /// Writes and fsyncs fail with EIO.
     Errors,
     /// Every write not yet fsynced is lost (as in a power loss).
@@ -79,6 +81,11 @@ pub trait Surroundings: Send + Sync {
     fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, String>;
     /// Sets `node`'s clock this far from the true one.
     fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), String>;
+    /// Whether the nodes' data is on the disk-fault filesystem, so a kill
+    /// also loses what the node had not fsynced.
+    fn has_disks(&self) -> bool {
+        false
+    }
 }
 
 /// Surroundings that can do nothing: a run without the disk-fault
@@ -129,6 +136,13 @@ impl Active {
             + self.disk.len()
             + usize::from(!self.clocks.is_empty())
     }
+}
+
+/// What a blocking nemesis step works with.
+struct Handles {
+    ops: Arc<dyn NodeOps>,
+    around: Arc<dyn Surroundings>,
+    net: Arc<dyn Net>,
 }
 
 /// Plays fault plans and undoes them.
@@ -228,47 +242,70 @@ impl NemesisRunner {
         }
     }
 
+    /// Runs `f` on a blocking thread with the runner's handles: a kill waits
+    /// for its process to be reaped, and in namespaces or over SSH every
+    /// fault is a command; none of it may hold up the runtime's workers,
+    /// which drive the clients.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Handles) -> T + Send + 'static) -> T {
+        let h = Handles {
+            ops: self.ops.clone(),
+            around: self.around.clone(),
+            net: self.net.clone(),
+        };
+        tokio::task::spawn_blocking(move || f(&h))
+            .await
+            .expect("a nemesis step panicked")
+    }
+
     /// Starts one fault and records it.
     pub async fn start_fault(&self, fault: &Fault) -> Result<(), NemesisError> {
         match fault {
-            Fault::Partition(p) => self.partition(&p.cuts, p.event_value()),
+            Fault::Partition(p) => self.partition(&p.cuts, p.event_value()).await,
             Fault::PartitionLeader => {
                 let leader = self.leader_or_random().await;
                 let p = partition::isolate(&self.nodes, &leader, Shape::IsolateLeader);
-                self.partition(&p.cuts, p.event_value())
+                self.partition(&p.cuts, p.event_value()).await
             }
             Fault::Kill(t) => {
                 for node in self.resolve(t).await {
-                    self.kill(&node)?;
+                    self.kill(&node).await?;
                 }
                 Ok(())
             }
             Fault::Pause(t) => {
                 for node in self.resolve(t).await {
-                    self.pause(&node)?;
+                    self.pause(&node).await?;
                 }
                 Ok(())
             }
             Fault::Failover => self.failover().await,
             Fault::DiskStall(t) => {
                 for node in self.resolve(t).await {
-                    self.disk_fault(&node, "disk-stall", DiskCommand::Stall { ms: DISK_STALL_MAX_MS })?;
+                    self.disk_fault(&node, "disk-stall", DiskCommand::Stall { ms: DISK_STALL_MAX_MS })
+                        .await?;
                 }
                 Ok(())
             }
             Fault::DiskError(t) => {
                 for node in self.resolve(t).await {
-                    self.disk_fault(&node, "disk-error", DiskCommand::Errors)?;
+                    self.disk_fault(&node, "disk-error", DiskCommand::Errors).await?;
                 }
                 Ok(())
             }
-            Fault::LoseUnsynced => self.power_loss(),
-            Fault::Clock(offsets) => self.clock(offsets),
+            Fault::DiskSlow { target, fsync_ms } => {
+                for node in self.resolve(target).await {
+                    self.disk_fault(&node, "disk-slow", DiskCommand::SlowFsync { ms: *fsync_ms })
+                        .await?;
+                }
+                Ok(())
+            }
+            Fault::LoseUnsynced => self.power_loss().await,
+            Fault::Clock(offsets) => self.clock(offsets).await,
             Fault::ClockStrobe {
                 node,
                 offset_ms,
                 period_ms,
-            } => self.clock_strobe(node, *offset_ms, *period_ms),
+            } => self.clock_strobe(node, *offset_ms, *period_ms).await,
         }
     }
 
@@ -277,11 +314,12 @@ impl NemesisRunner {
     async fn failover(&self) -> Result<(), NemesisError> {
         let old = self.leader_or_random().await;
         let cut = partition::isolate(&self.nodes, &old, Shape::IsolateLeader);
-        self.net.partition(&cut.cuts)?;
+        let cuts = cut.cuts.clone();
+        self.blocking(move |h| h.net.partition(&cuts)).await?;
         let mut value = match self.ops.promote(&old).await {
             Ok(v) => v,
             Err(m) => {
-                self.net.heal_all();
+                self.blocking(|h| h.net.heal_all()).await;
                 return Err(Self::node_err("promote a replica of", &old, m));
             }
         };
@@ -291,8 +329,12 @@ impl NemesisRunner {
         Ok(())
     }
 
-    fn disk_fault(&self, node: &str, name: &'static str, cmd: DiskCommand) -> Result<(), NemesisError> {
-        let detail = self.around.disk(node, cmd).map_err(|m| Self::node_err(name, node, m))?;
+    async fn disk_fault(&self, node: &str, name: &'static str, cmd: DiskCommand) -> Result<(), NemesisError> {
+        let target = node.to_owned();
+        let detail = self
+            .blocking(move |h| h.around.disk(&target, cmd))
+            .await
+            .map_err(|m| Self::node_err(name, node, m))?;
         self.recorder
             .record(&format!("start-{name}"), json!({"node": node, "detail": detail}));
         self.update(|a| {
@@ -303,30 +345,36 @@ impl NemesisRunner {
 
     /// Every node killed at the same moment, then every write they had not
     /// fsynced dropped, as when the power goes. Healing restarts them.
-    fn power_loss(&self) -> Result<(), NemesisError> {
-        let mut pids = BTreeMap::new();
-        let mut first = None;
-        for node in &self.nodes {
-            match self.ops.kill(node) {
-                Ok(pid) => {
-                    pids.insert(node.clone(), pid);
+    async fn power_loss(&self) -> Result<(), NemesisError> {
+        let nodes = self.nodes.clone();
+        let (pids, dropped, first) = self
+            .blocking(move |h| {
+                let mut pids = BTreeMap::new();
+                let mut first = None;
+                for node in &nodes {
+                    match h.ops.kill(node) {
+                        Ok(pid) => {
+                            pids.insert(node.clone(), pid);
+                        }
+                        Err(m) => {
+                            first.get_or_insert(Self::node_err("kill", node, m));
+                        }
+                    }
                 }
-                Err(m) => {
-                    first.get_or_insert(Self::node_err("kill", node, m));
+                let mut dropped = BTreeMap::new();
+                for node in pids.keys() {
+                    match h.around.disk(node, DiskCommand::DropUnsynced) {
+                        Ok(d) => {
+                            dropped.insert(node.clone(), d);
+                        }
+                        Err(m) => {
+                            first.get_or_insert(Self::node_err("drop unsynced writes of", node, m));
+                        }
+                    }
                 }
-            }
-        }
-        let mut dropped = BTreeMap::new();
-        for node in pids.keys() {
-            match self.around.disk(node, DiskCommand::DropUnsynced) {
-                Ok(d) => {
-                    dropped.insert(node.clone(), d);
-                }
-                Err(m) => {
-                    first.get_or_insert(Self::node_err("drop unsynced writes of", node, m));
-                }
-            }
-        }
+                (pids, dropped, first)
+            })
+            .await;
         let value = json!({"pids": pids, "dropped": dropped});
         self.recorder.record("start-power-loss", value.clone());
         self.update(|a| {
@@ -336,10 +384,11 @@ impl NemesisRunner {
         first.map_or(Ok(()), Err)
     }
 
-    fn clock(&self, offsets: &BTreeMap<String, i64>) -> Result<(), NemesisError> {
+    async fn clock(&self, offsets: &BTreeMap<String, i64>) -> Result<(), NemesisError> {
         for (node, off) in offsets {
-            self.around
-                .set_clock(node, *off)
+            let (target, off) = (node.clone(), *off);
+            self.blocking(move |h| h.around.set_clock(&target, off))
+                .await
                 .map_err(|m| Self::node_err("set the clock of", node, m))?;
             self.update(|a| {
                 a.clocks.insert(node.clone());
@@ -350,9 +399,10 @@ impl NemesisRunner {
     }
 
     /// Starts a task that flips `node`'s clock until the clocks are reset.
-    fn clock_strobe(&self, node: &str, offset_ms: i64, period_ms: u64) -> Result<(), NemesisError> {
-        self.around
-            .set_clock(node, offset_ms)
+    async fn clock_strobe(&self, node: &str, offset_ms: i64, period_ms: u64) -> Result<(), NemesisError> {
+        let target = node.to_owned();
+        self.blocking(move |h| h.around.set_clock(&target, offset_ms))
+            .await
             .map_err(|m| Self::node_err("set the clock of", node, m))?;
         let (tx, mut rx) = watch::channel(false);
         let around = self.around.clone();
@@ -393,8 +443,9 @@ impl NemesisRunner {
         self.active_count.store(a.count(), Ordering::Relaxed);
     }
 
-    fn partition(&self, cuts: &BTreeSet<crate::net::Link>, value: Value) -> Result<(), NemesisError> {
-        self.net.partition(cuts)?;
+    async fn partition(&self, cuts: &BTreeSet<crate::net::Link>, value: Value) -> Result<(), NemesisError> {
+        let cuts = cuts.clone();
+        self.blocking(move |h| h.net.partition(&cuts)).await?;
         self.recorder.record("start-partition", value.clone());
         self.update(|a| a.partition = Some(value));
         Ok(())
@@ -408,9 +459,27 @@ impl NemesisRunner {
         }
     }
 
-    fn kill(&self, node: &str) -> Result<(), NemesisError> {
-        let pid = self.ops.kill(node).map_err(|m| Self::node_err("kill", node, m))?;
-        self.recorder.record("kill", json!({"node": node, "pid": pid}));
+    /// SIGKILL; on the disk-fault filesystem the node's unsynced writes go
+    /// with it, as when a machine crashes (what Jepsen's LazyFS does on a
+    /// kill), and the event says how many bytes were dropped.
+    async fn kill(&self, node: &str) -> Result<(), NemesisError> {
+        let target = node.to_owned();
+        let (pid, dropped) = self
+            .blocking(move |h| {
+                let pid = h.ops.kill(&target)?;
+                let dropped = match h.around.has_disks() {
+                    true => Some(h.around.disk(&target, DiskCommand::DropUnsynced)?),
+                    false => None,
+                };
+                Ok::<_, String>((pid, dropped))
+            })
+            .await
+            .map_err(|m| Self::node_err("kill", node, m))?;
+        let mut value = json!({"node": node, "pid": pid});
+        if let Some(d) = dropped {
+            value["dropped"] = d;
+        }
+        self.recorder.record("kill", value);
         self.update(|a| {
             a.paused.remove(node);
             a.killed.insert(node.to_owned());
@@ -418,8 +487,12 @@ impl NemesisRunner {
         Ok(())
     }
 
-    fn pause(&self, node: &str) -> Result<(), NemesisError> {
-        let pid = self.ops.pause(node).map_err(|m| Self::node_err("pause", node, m))?;
+    async fn pause(&self, node: &str) -> Result<(), NemesisError> {
+        let target = node.to_owned();
+        let pid = self
+            .blocking(move |h| h.ops.pause(&target))
+            .await
+            .map_err(|m| Self::node_err("pause", node, m))?;
         self.recorder.record("pause", json!({"node": node, "pid": pid}));
         self.update(|a| {
             a.paused.insert(node.to_owned());
@@ -447,7 +520,7 @@ impl NemesisRunner {
         let mut first_err = None;
         // The links are healed even when no partition is recorded: a cut set
         // by hand, or half-applied, must not outlive the test either.
-        self.net.heal_all();
+        self.blocking(|h| h.net.heal_all()).await;
         if let Some(v) = partition {
             self.recorder.record("stop-partition", v);
             self.update(|a| a.partition = None);
@@ -466,7 +539,8 @@ impl NemesisRunner {
         // Disks before processes: a node resumed onto a stalled disk would
         // still hang.
         for (node, name) in disk {
-            match self.around.disk(&node, DiskCommand::Heal) {
+            let target = node.clone();
+            match self.blocking(move |h| h.around.disk(&target, DiskCommand::Heal)).await {
                 Ok(_) => self.recorder.record(&format!("stop-{name}"), json!({"node": node})),
                 Err(m) => {
                     first_err.get_or_insert(Self::node_err("heal the disk of", &node, m));
@@ -481,7 +555,8 @@ impl NemesisRunner {
         }
         if !clocks.is_empty() {
             for node in &clocks {
-                if let Err(m) = self.around.set_clock(node, 0) {
+                let target = node.clone();
+                if let Err(m) = self.blocking(move |h| h.around.set_clock(&target, 0)).await {
                     first_err.get_or_insert(Self::node_err("reset the clock of", node, m));
                 }
             }
@@ -489,7 +564,8 @@ impl NemesisRunner {
             self.update(|a| a.clocks.clear());
         }
         for node in paused {
-            match self.ops.resume(&node) {
+            let target = node.clone();
+            match self.blocking(move |h| h.ops.resume(&target)).await {
                 Ok(pid) => self.recorder.record("resume", json!({"node": node, "pid": pid})),
                 Err(m) => {
                     first_err.get_or_insert(Self::node_err("resume", &node, m));
@@ -501,7 +577,8 @@ impl NemesisRunner {
         }
         let mut restarted = BTreeMap::new();
         for node in killed {
-            match self.ops.start(&node) {
+            let target = node.clone();
+            match self.blocking(move |h| h.ops.start(&target)).await {
                 Ok(pid) => {
                     self.recorder.record("start", json!({"node": node, "pid": pid}));
                     restarted.insert(node.clone(), pid);

@@ -46,6 +46,8 @@ pub enum FaultKind {
     DiskStall,
     /// Fail a random node's writes and fsyncs with EIO.
     DiskError,
+    /// Slow a random node's fsyncs down by tens to hundreds of milliseconds.
+    DiskSlow,
     /// Power loss: kill every node at once and lose their unsynced writes;
     /// restart them later.
     LoseUnsynced,
@@ -74,6 +76,7 @@ impl FaultKind {
         "failover",
         "disk-stall",
         "disk-error",
+        "disk-slow",
         "lose-unsynced",
         "clock",
         "clock-strobe",
@@ -97,6 +100,7 @@ impl FaultKind {
             "failover" => FaultKind::Failover,
             "disk-stall" => FaultKind::DiskStall,
             "disk-error" => FaultKind::DiskError,
+            "disk-slow" => FaultKind::DiskSlow,
             "lose-unsynced" | "power-loss" => FaultKind::LoseUnsynced,
             "clock" => FaultKind::Clock,
             "clock-strobe" => FaultKind::ClockStrobe,
@@ -108,7 +112,7 @@ impl FaultKind {
     pub fn needs_disk(self) -> bool {
         matches!(
             self,
-            FaultKind::DiskStall | FaultKind::DiskError | FaultKind::LoseUnsynced
+            FaultKind::DiskStall | FaultKind::DiskError | FaultKind::DiskSlow | FaultKind::LoseUnsynced
         )
     }
 
@@ -163,6 +167,8 @@ pub enum Fault {
     DiskStall(Target),
     /// EIO on the node's writes and fsyncs until the fault stops.
     DiskError(Target),
+    /// Every fsync of the node takes `fsync_ms` longer until the fault stops.
+    DiskSlow { target: Target, fsync_ms: u64 },
     /// Kill every node at once and drop their unsynced writes; restart later.
     LoseUnsynced,
     /// Each named node's clock this many milliseconds off.
@@ -186,6 +192,7 @@ impl Fault {
             Fault::Failover => json!({"failover": "primary"}),
             Fault::DiskStall(t) => json!({"disk-stall": target_name(t)}),
             Fault::DiskError(t) => json!({"disk-error": target_name(t)}),
+            Fault::DiskSlow { target, fsync_ms } => json!({"disk-slow": target_name(target), "fsync_ms": fsync_ms}),
             Fault::LoseUnsynced => json!({"lose-unsynced": "all"}),
             Fault::Clock(offsets) => json!({"clock": offsets}),
             Fault::ClockStrobe {
@@ -311,6 +318,10 @@ fn draw_fault(kind: FaultKind, nodes: &[String], rng: &mut ChaCha8Rng) -> Fault 
         FaultKind::Failover => Fault::Failover,
         FaultKind::DiskStall => Fault::DiskStall(node(rng)),
         FaultKind::DiskError => Fault::DiskError(node(rng)),
+        FaultKind::DiskSlow => Fault::DiskSlow {
+            target: node(rng),
+            fsync_ms: rng.gen_range(20..=500),
+        },
         FaultKind::LoseUnsynced => Fault::LoseUnsynced,
         FaultKind::Clock => Fault::Clock(draw_offsets(nodes, rng)),
         FaultKind::ClockStrobe => Fault::ClockStrobe {

@@ -388,6 +388,10 @@ impl Surroundings for NodeSurroundings {
                 ms = m.to_string();
                 vec!["stall", ms.as_str()]
             }
+            DiskCommand::SlowFsync { ms: m } => {
+                ms = m.to_string();
+                vec!["fsync-delay", ms.as_str()]
+            }
             DiskCommand::Errors => {
                 disks.ctl(self.control.as_ref(), node, &["fail-writes", "on"])?;
                 vec!["fail-fsync", "on"]
@@ -396,6 +400,10 @@ impl Surroundings for NodeSurroundings {
             DiskCommand::Heal => vec!["heal"],
         };
         disks.ctl(self.control.as_ref(), node, &words)
+    }
+
+    fn has_disks(&self) -> bool {
+        self.disks.is_some()
     }
 
     fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), String> {

@@ -9,38 +9,53 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use faultline_harness::run::db::find_server_bin;
+use faultline_harness::run::db::find_bin;
 use faultline_harness::run::RunEnv;
 
 /// The faultline-server binary, built with the same cargo and target dir as
 /// these tests if it is not there yet.
 pub fn server_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = find_server_bin(None) {
-            return p;
+    BIN.get_or_init(|| workspace_bin("faultline-server", "FAULTLINE_SERVER_BIN"))
+        .clone()
+}
+
+/// The faultline-diskfs binary, built on demand like [`server_bin`].
+pub fn diskfs_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("faultline-diskfs", "FAULTLINE_DISKFS_BIN"))
+        .clone()
+}
+
+/// A binary of the workspace (package and binary share `name`), built
+/// (bounded) with this test's cargo, profile and target dir when missing.
+fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
+    if let Ok(p) = find_bin(name, None, env_var) {
+        return p;
+    }
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-q", "-p", name, "--bin", name]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let mut child = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("running cargo build for {name}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "building {name} failed");
+            break;
         }
-        let mut child = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "faultline-server", "--bin", "faultline-server"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .spawn()
-            .expect("running cargo build for faultline-server");
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "building faultline-server failed");
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("building faultline-server took more than 600 s");
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("building {name} took more than 600 s");
         }
-        find_server_bin(None).expect("faultline-server after building it")
-    })
-    .clone()
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    find_bin(name, None, env_var).unwrap_or_else(|e| panic!("{name} after building it: {e}"))
 }
 
 /// A run environment whose store is `dir`.
@@ -49,7 +64,10 @@ pub fn env(dir: &Path) -> RunEnv {
         store_root: dir.to_owned(),
         server_bin: server_bin(),
         progress: false,
-        bins: Default::default(),
+        bins: faultline_harness::run::Bins {
+            diskfs: Some(diskfs_bin()),
+            ..Default::default()
+        },
     }
 }
 
@@ -125,4 +143,48 @@ pub fn netns_leftovers(run_dir: &Path) -> Vec<String> {
         left.push(format!("registration {}", reg.display()));
     }
     left
+}
+
+/// Whether FUSE mounts work here (root, /dev/fuse, fusermount3). Without
+/// them a test says why and skips; with `CI=true` it fails instead.
+pub fn fuse_capable() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let why = if !root {
+        "FUSE mounts need root"
+    } else if !Path::new("/dev/fuse").exists() {
+        "/dev/fuse is missing"
+    } else if !on_path("fusermount3") {
+        "fusermount3 is missing (Debian: fuse3)"
+    } else {
+        return true;
+    };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// Whether libfaketime is installed. Without it a test says why and skips;
+/// with `CI=true` it fails instead.
+pub fn faketime_capable() -> bool {
+    let lib = Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    if lib.is_file() || cfg!(not(target_arch = "x86_64")) {
+        return true;
+    }
+    let why = "libfaketime is missing (Debian: faketime)";
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// Mountpoints under `dir` (per /proc/self/mounts).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
 }

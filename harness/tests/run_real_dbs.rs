@@ -1,0 +1,163 @@
+//! Real databases as targets, end to end through `faultline run`: etcd with
+//! linearizable reads passes under partitions, kills and pauses, and with
+//! serializable reads is caught serving stale values; Redis read from its
+//! replicas is caught breaking read-your-writes and monotonic reads when
+//! partitions cut replicas off the primary, and a failover is caught losing
+//! acknowledged writes. Short versions of `ci/campaigns/real.toml`.
+//!
+//! Needs Debian's etcd-server and redis-server, and root for etcd's
+//! partitions (namespaces). Without them the tests say why and skip; with
+//! `CI=true` they fail instead.
+
+mod run_support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use run_support::{netns_capable, on_path, processes_mentioning, server_bin};
+
+fn have(program: &str, package: &str) -> bool {
+    if on_path(program) {
+        return true;
+    }
+    let why = format!("{program} is missing (Debian: {package})");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// Runs `faultline run args...` with `--json`; returns the exit code and
+/// results.json.
+fn run(store: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("run")
+        .args(args)
+        .args(["--json", "--no-progress", "--store"])
+        .arg(store)
+        .arg("--server-bin")
+        .arg(server_bin())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let results = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("no results: {}", String::from_utf8_lossy(&out.stdout));
+    });
+    (out.status.code().unwrap_or(-1), results)
+}
+
+fn verdict(results: &serde_json::Value, checker: &str) -> serde_json::Value {
+    results["checkers"][checker]["valid"].clone()
+}
+
+fn assert_nothing_left(dir: &Path) {
+    let procs = processes_mentioning(&dir.display().to_string());
+    assert!(procs.is_empty(), "processes left behind: {procs:?}");
+}
+
+#[test]
+fn etcd_linearizable_reads_pass_and_serializable_reads_are_caught() {
+    if !have("etcd", "etcd-server") || !netns_capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--db",
+        "etcd",
+        "--net",
+        "netns",
+        "--nemesis-interval",
+        "2",
+        "--rate",
+        "300",
+    ];
+    let (code, r) = run(
+        dir.path(),
+        &[
+            &common[..],
+            &["--time-limit", "12", "--nemesis", "partition,kill,pause", "--seed", "1"],
+        ]
+        .concat(),
+    );
+    assert_eq!((code, verdict(&r, "linearizable")), (0, true.into()), "{r:#}");
+    assert!(
+        r["nemesis"].as_object().is_some_and(|n| !n.is_empty()),
+        "faults fired: {r:#}"
+    );
+    let (code, r) = run(
+        dir.path(),
+        &[
+            &common[..],
+            &[
+                "--etcd-serializable-reads",
+                "--time-limit",
+                "15",
+                "--nemesis",
+                "partition",
+                "--seed",
+                "2",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!((code, verdict(&r, "linearizable")), (1, false.into()), "{r:#}");
+    assert_nothing_left(dir.path());
+}
+
+#[test]
+fn redis_replica_reads_break_session_guarantees_under_partitions() {
+    if !have("redis-server", "redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = run(
+        dir.path(),
+        &[
+            "--db",
+            "redis",
+            "--redis-reads",
+            "replica",
+            "--workload",
+            "session",
+            "--nemesis",
+            "partition-one,partition-halves",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "15",
+            "--seed",
+            "5",
+        ],
+    );
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(verdict(&r, "read-your-writes"), false, "{r:#}");
+    assert_eq!(verdict(&r, "monotonic-reads"), false, "{r:#}");
+    assert_nothing_left(dir.path());
+}
+
+#[test]
+fn a_redis_failover_loses_acknowledged_writes() {
+    if !have("redis-server", "redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = run(
+        dir.path(),
+        &[
+            "--db",
+            "redis",
+            "--workload",
+            "list-append",
+            "--nemesis",
+            "failover",
+            "--nemesis-interval",
+            "3",
+            "--time-limit",
+            "12",
+            "--seed",
+            "4",
+        ],
+    );
+    assert_eq!((code, verdict(&r, "lost-writes")), (1, false.into()), "{r:#}");
+    assert!(r["nemesis"]["start-failover"].as_u64().unwrap_or(0) >= 1, "{r:#}");
+    assert_nothing_left(dir.path());
+}

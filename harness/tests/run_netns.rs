@@ -141,3 +141,78 @@ fn sigint_mid_partition_removes_rules_namespaces_and_processes() {
     let procs = processes_mentioning(&dir.path().display().to_string());
     assert!(procs.is_empty(), "processes left behind: {procs:?}");
 }
+
+#[test]
+fn faultline_clean_removes_what_a_killed_run_left_and_spares_a_live_one() {
+    if !netns_capable() || !run_support::fuse_capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (dead_store, live_store) = (dir.path().join("dead"), dir.path().join("live"));
+    let spawn = |store: &Path| {
+        faultline(
+            store,
+            &["--time-limit", "120", "--nemesis", "none", "--diskfs", "--seed", "3"],
+        )
+        .arg("--diskfs-bin")
+        .arg(run_support::diskfs_bin())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let mut dead = spawn(&dead_store);
+    let mut live = spawn(&live_store);
+    for store in [&dead_store, &live_store] {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !store.join("latest/history.jsonl").exists() {
+            assert!(Instant::now() < deadline, "the run did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The harness dies without a chance to clean up: its nodes and their
+    // filesystems die with it, the namespaces and mounts stay.
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let dead_run = latest(&dead_store);
+    assert!(
+        !netns_leftovers(&dead_run).is_empty(),
+        "a killed run leaves its namespaces"
+    );
+    assert!(!run_support::mounts_under(&dead_run).is_empty(), "and its mounts");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("clean")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("removed run"), "{said}");
+    let left = netns_leftovers(&dead_run);
+    assert!(left.is_empty(), "clean left: {left:?}");
+    assert!(run_support::mounts_under(&dead_run).is_empty(), "clean left mounts");
+
+    let live_run = latest(&live_store);
+    assert!(!netns_leftovers(&live_run).is_empty(), "a live run was cleaned");
+    assert_eq!(
+        run_support::mounts_under(&live_run).len(),
+        3,
+        "a live run's mounts were touched"
+    );
+    let _ = Command::new("kill").args(["-INT", &live.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while live.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = live.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = live.wait();
+    assert!(netns_leftovers(&live_run).is_empty());
+}

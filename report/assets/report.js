@@ -12,7 +12,8 @@
 
   var COLORS = ["#3b82c4", "#e6799a", "#e0a800", "#9aa0a6"];
   var OUTCOMES = ["ok", "fail", "info", "pending"];
-  var BAND_COLORS = { partition: "rgba(120,80,200,", kill: "rgba(220,40,40,", pause: "rgba(230,150,0,", other: "rgba(0,150,150," };
+  var BAND_COLORS = { partition: "rgba(120,80,200,", kill: "rgba(220,40,40,", pause: "rgba(230,150,0,", other: "rgba(0,150,150,",
+    disk: "rgba(140,90,40,", clock: "rgba(40,110,220," };
   var BAND_ROWS = { partition: 0, kill: 1, pause: 2, other: 3 };
   var MARK = "#d0021b";
   var STRIP = 4 * 9 + 4;   // fault strip above the lanes

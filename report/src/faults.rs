@@ -26,6 +26,10 @@ pub enum FaultKind {
     Partition,
     Kill,
     Pause,
+    /// Disk stalls, errors, slow fsyncs, power loss.
+    Disk,
+    /// Clock skew.
+    Clock,
     Other,
 }
 
@@ -36,6 +40,8 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Disk => "disk",
+            FaultKind::Clock => "clock",
             FaultKind::Other => "other",
         }
     }
@@ -87,9 +93,9 @@ fn classify(ev: &Event) -> (FaultKind, String, Option<bool>) {
         "resume" => (FaultKind::Pause, format!("pause {}", node()), Some(false)),
         _ => {
             if let Some(what) = f.strip_prefix("start-") {
-                (FaultKind::Other, what.to_owned(), Some(true))
+                (kind_of(what), what.to_owned(), Some(true))
             } else if let Some(what) = f.strip_prefix("stop-") {
-                (FaultKind::Other, what.to_owned(), Some(false))
+                (kind_of(what), what.to_owned(), Some(false))
             } else {
                 (FaultKind::Other, f.to_owned(), None)
             }
@@ -97,9 +103,23 @@ fn classify(ev: &Event) -> (FaultKind, String, Option<bool>) {
     }
 }
 
+/// The colour of a `start-X`/`stop-X` fault: disks, clocks, a failover
+/// (a partition and a promotion), or anything else.
+fn kind_of(what: &str) -> FaultKind {
+    match what {
+        "failover" => FaultKind::Partition,
+        "clock" => FaultKind::Clock,
+        "power-loss" => FaultKind::Disk,
+        w if w.starts_with("disk-") => FaultKind::Disk,
+        _ => FaultKind::Other,
+    }
+}
+
 fn label(kind: FaultKind, slot: &str, value: &Value) -> String {
     let text = match kind {
-        FaultKind::Partition | FaultKind::Other if !value.is_null() => format!("{slot} {value}"),
+        FaultKind::Partition | FaultKind::Disk | FaultKind::Clock | FaultKind::Other if !value.is_null() => {
+            format!("{slot} {value}")
+        }
         _ => slot.to_owned(),
     };
     truncate(&text, LABEL_CHARS_MAX)
@@ -197,5 +217,31 @@ mod tests {
         );
         assert_eq!(active_during(&bands, 31, 36, 100), vec!["kill n2", "pause n3"]);
         assert_eq!(active_during(&bands, 0, 5, 100), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn disk_clock_and_failover_faults_get_their_own_colours() {
+        let h = History::from_events([
+            nem(0, 10, "start-disk-stall", json!({"node": "n1"})),
+            nem(1, 20, "stop-disk-stall", json!({"node": "n1"})),
+            nem(2, 30, "start-power-loss", json!({"pids": {}})),
+            nem(3, 40, "stop-power-loss", json!({})),
+            nem(4, 50, "start-clock", json!({"offsets_ms": {"n2": -1500}})),
+            nem(5, 60, "stop-clock", json!({})),
+            nem(6, 70, "start-failover", json!({"old": "n1", "new": "n2"})),
+            nem(7, 80, "stop-failover", json!({})),
+        ])
+        .unwrap();
+        let kinds: Vec<(FaultKind, u64, Option<u64>)> =
+            fault_bands(&h).iter().map(|b| (b.kind, b.start_ns, b.end_ns)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (FaultKind::Disk, 10, Some(20)),
+                (FaultKind::Disk, 30, Some(40)),
+                (FaultKind::Clock, 50, Some(60)),
+                (FaultKind::Partition, 70, Some(80)),
+            ]
+        );
     }
 }

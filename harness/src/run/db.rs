@@ -1,16 +1,18 @@
 //! The `Db` boundary and its implementation for faultline-server.
 //!
 //! A `Db` knows how to start, stop, kill, pause and resume the system under
-//! test on each node, when the cluster is ready, and who leads. It does it
-//! through `Control` (local processes today; namespaces and SSH later), so
-//! other databases plug in as other `Db`s. It also serves the nemesis as its
-//! `NodeOps`, which is how kill and pause faults reach the processes.
+//! test on each node, when the cluster is ready, who leads, and how a
+//! client talks to it. It does it through the `Control` of its [`Layout`]
+//! (local processes, namespaces, or SSH), so databases and backends combine
+//! freely. It also serves the nemesis as its `NodeOps`, which is how kill
+//! and pause faults reach the processes. etcd and Redis live in
+//! [`super::etcd`] and [`super::redis`].
 //!
 //! [`ServerDb`] runs one `faultline-server` process per node with its data
-//! directory and log in the run's store folder (`nodes/<node>/data`,
-//! `nodes/<node>/node.log`, appended to across restarts), listening on
-//! 127.0.0.1 at a port picked by the OS, and reaching each peer through the
-//! address the `Net` gives (a proxy). Dropping it stops every node.
+//! directory and log in the node's folder (`data/`, `node.log`, appended to
+//! across restarts), listening on the address the layout gives and
+//! reaching each peer through the address it dials (a proxy under the
+//! proxy mesh). Dropping it stops every node.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

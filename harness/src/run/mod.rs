@@ -1,20 +1,24 @@
-//! `faultline run`: start a cluster on this machine, drive a workload while
-//! a nemesis injects faults, record the history, check it, report.
+//! `faultline run`: start a cluster, drive a workload while a nemesis
+//! injects faults, record the history, check it, report.
 //!
-//! The loop is written against the boundaries of ARCHITECTURE.md so the
-//! next steps plug in without rewriting it: the cluster is a [`db::Db`]
-//! (faultline-server here), processes go through `Control`, links through
-//! `Net` (the userspace proxy mesh here), clients are `Client`s, and the
-//! verdicts come from the checkers crate. One seed drives the workload
-//! generators, the fault schedule and the proxies' loss draws, and is
-//! written to `config.json` with the command that reruns the test.
+//! The loop is written against the boundaries of ARCHITECTURE.md, so the
+//! backends and databases plug in without changing it: the cluster
+//! ([`cluster::Cluster`]) is a [`db::Db`] (faultline-server, etcd or Redis)
+//! placed by a backend (the proxy mesh on loopback, network namespaces, or
+//! machines over SSH), processes go through `Control`, links through `Net`,
+//! disks and clocks through the nemesis's `Surroundings`, clients are
+//! `Client`s, and the verdicts come from the checkers crate. One seed
+//! drives the workload generators, the fault schedule and the proxies' loss
+//! draws, and is written to `config.json` with the command that reruns the
+//! test.
 //!
 //! Clean-up is not optional. Every fault is healed when the schedule ends,
 //! when a stop is requested (Ctrl-C), and by the nemesis runner's `Drop` on
-//! a panic; every node process is stopped by the `Db`'s `Drop` (SIGCONT,
+//! a panic; every node process is stopped by its `Db`'s `Drop` (SIGCONT,
 //! then SIGKILL, then reaped) and dies with the harness in any case
-//! (`PR_SET_PDEATHSIG`); every proxy closes when the mesh is dropped. Every
-//! wait is bounded.
+//! (`PR_SET_PDEATHSIG`); proxies close, disks unmount and namespaces go
+//! when the cluster is stopped or dropped, and what a killed harness leaves
+//! is registered for `faultline clean`. Every wait is bounded.
 
 pub mod campaign;
 pub mod checks;
@@ -935,4 +939,54 @@ fn finish(
         results,
         interrupted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_take_an_optional_port() {
+        assert_eq!(parse_host("10.0.0.1", 22), Ok(("10.0.0.1".into(), 22)));
+        assert_eq!(parse_host("vm2:2222", 22), Ok(("vm2".into(), 2222)));
+        assert_eq!(parse_host("[fd00::1]:2200", 22), Ok(("fd00::1".into(), 2200)));
+        assert_eq!(parse_host("[fd00::1]", 22), Ok(("fd00::1".into(), 22)));
+        for bad in ["", ":22", "vm:port", "two words", "[fd00::1"] {
+            assert!(parse_host(bad, 22).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn faults_that_cannot_fire_are_refused() {
+        let mut cfg = RunConfig::new(1);
+        cfg.db = "etcd".into();
+        cfg.nemesis = vec!["partition".into()];
+        assert!(cfg.validate().is_err(), "etcd partitions behind proxies");
+        cfg.net = "netns".into();
+        assert!(cfg.validate().is_ok());
+        cfg.nemesis = vec!["clock".into()];
+        assert!(cfg.validate().is_err(), "libfaketime cannot move Go's clock");
+        cfg.db = "faultline".into();
+        cfg.nemesis = vec!["failover".into()];
+        assert!(cfg.validate().is_err(), "failover is Redis's");
+        cfg.db = "redis".into();
+        assert!(cfg.validate().is_ok());
+        cfg.server = "ack=none".into();
+        assert!(cfg.validate().is_err(), "--server means nothing to Redis");
+    }
+
+    #[test]
+    fn ssh_runs_name_their_hosts_in_the_rerun_command() {
+        let mut cfg = RunConfig::new(1);
+        cfg.net = "ssh".into();
+        cfg.hosts = vec!["a".into(), "b:2222".into(), "c".into()];
+        cfg.ssh.key = Some("/k/id".into());
+        cfg.validate().unwrap();
+        let cmd = cfg.rerun_command();
+        assert!(cmd.contains("--nodes a,b:2222,c "), "{cmd}");
+        assert!(cmd.contains("--ssh-key /k/id"), "{cmd}");
+        assert!(!cmd.contains("--net"), "{cmd}");
+        cfg.hosts.pop();
+        assert!(cfg.validate().is_err(), "two hosts for three nodes");
+    }
 }

@@ -216,3 +216,49 @@ fn an_unknown_host_is_refused_before_anything_runs() {
     );
     assert!(!m.dir.join("remote").exists(), "nothing was uploaded");
 }
+
+#[test]
+fn redis_runs_over_ssh_from_the_machines_own_package() {
+    if !capable() || !on_path("redis-server") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true") || on_path("redis-server"),
+            "CI=true and redis-server is missing (Debian: redis-server)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let out = m
+        .faultline(
+            &m.dir.join("known_hosts"),
+            &[
+                "--db",
+                "redis",
+                "--workload",
+                "list-append",
+                "--nemesis",
+                "failover",
+                "--nemesis-interval",
+                "3",
+                "--time-limit",
+                "12",
+                "--seed",
+                "4",
+                "--json",
+            ],
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("results on stdout");
+    assert_eq!(out.status.code(), Some(1), "{results:#}");
+    assert_eq!(results["checkers"]["lost-writes"]["valid"], false, "{results:#}");
+    let run = std::fs::canonicalize(m.dir.join("store/latest")).unwrap();
+    let log = std::fs::read_to_string(run.join("nodes/n2/node.log")).unwrap();
+    assert!(
+        log.contains("MASTER") || log.contains("master"),
+        "n2's Redis log was downloaded:\n{log}"
+    );
+    let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
+    assert!(procs.is_empty(), "redis left behind: {procs:?}");
+}

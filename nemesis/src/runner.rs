@@ -42,6 +42,12 @@ pub trait NodeOps: Send + Sync {
     fn resume(&self, node: &str) -> Result<u32, String>;
     /// The node that currently leads, if the system has one and it answers.
     fn leader(&self) -> BoxFuture<'_, Option<String>>;
+    /// Whether the node's process runs (it may have exited on its own, as
+    /// a database does when its disk fails).
+    fn running(&self, node: &str) -> bool {
+        let _ = node;
+        true
+    }
     /// Promotes a replica in place of the primary `old` and re-points the
     /// other replicas (not `old`) at it; returns the event's value. Only
     /// databases with operator failover (Redis) have it.
@@ -500,6 +506,25 @@ impl NemesisRunner {
         Ok(())
     }
 
+    /// Starts `node` again if its process exited on its own while its disk
+    /// was faulty (a database that exits on a failed fsync), as a
+    /// supervisor would once the disk is fixed; records the start.
+    async fn restart_if_exited(&self, node: &str) -> Result<(), NemesisError> {
+        let target = node.to_owned();
+        let started = self
+            .blocking(move |h| match h.ops.running(&target) {
+                true => Ok(None),
+                false => h.ops.start(&target).map(Some),
+            })
+            .await
+            .map_err(|m| Self::node_err("restart", node, m))?;
+        if let Some(pid) = started {
+            self.recorder
+                .record("start", json!({"node": node, "pid": pid, "after": "its disk failed"}));
+        }
+        Ok(())
+    }
+
     /// Undoes every fault in force, recording each undo: links first, then
     /// paused nodes, then killed ones. Tries every undo even when one fails,
     /// and returns the first error.
@@ -545,6 +570,9 @@ impl NemesisRunner {
                 Err(m) => {
                     first_err.get_or_insert(Self::node_err("heal the disk of", &node, m));
                 }
+            }
+            if let Err(e) = self.restart_if_exited(&node).await {
+                first_err.get_or_insert(e);
             }
             self.update(|a| {
                 a.disk.remove(&node);

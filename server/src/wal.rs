@@ -14,6 +14,9 @@
 //!   for, so the policy is exactly what a client's "ok" is worth.
 //! - Snapshots and hard state are written to a temporary file, synced and
 //!   renamed, so they are either the old or the new version.
+//! - A write or sync of the log that fails ends the process (exit code
+//!   [`WAL_FAILED_EXIT_CODE`]): after a failed fsync nothing in memory can be
+//!   trusted to be on disk, so the node recovers from its log when restarted.
 
 use crate::state::{Entry, StateMachine};
 use serde::{Deserialize, Serialize};
@@ -25,6 +28,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+/// The exit code of a node whose log could not be written (EX_IOERR).
+pub const WAL_FAILED_EXIT_CODE: i32 = 74;
 const LOG_FILE: &str = "wal.log";
 const SNAPSHOT_FILE: &str = "snapshot.json";
 const HARD_STATE_FILE: &str = "hardstate.json";
@@ -372,10 +377,13 @@ impl Writer {
             }
             if let Err(e) = self.process(batch) {
                 // A node that cannot write its log must not acknowledge
-                // anything again: stop reporting, the group stalls, clients
-                // get `unknown`, and the operator sees this line.
-                error!(node = %self.node, error = %e, "write-ahead log failed; node stops acknowledging");
-                return;
+                // anything again, and after a failed fsync the kernel may
+                // have dropped the unwritten pages, so nothing in memory can
+                // be trusted to be on disk. As PostgreSQL does on a failed
+                // fsync, the node exits (EX_IOERR) and comes back, when
+                // restarted, from what its log really holds.
+                error!(node = %self.node, error = %e, "write-ahead log failed; exiting to recover from the log");
+                std::process::exit(WAL_FAILED_EXIT_CODE);
             }
             let report = Durable {
                 gen: self.gen,

@@ -363,6 +363,10 @@ impl NodeOps for ServerDb {
         self.procs.resume(node)
     }
 
+    fn running(&self, node: &str) -> bool {
+        self.procs.is_running(node)
+    }
+
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { leader_of(&self.statuses_now().await) })
     }
@@ -400,7 +404,7 @@ impl Db for ServerDb {
 
     fn start_all(&self) -> Result<(), DbError> {
         for n in &self.layout.nodes {
-            make_dir(n, &self.layout.dir(n).join("data"))?;
+            make_dir(self.layout.control.as_ref(), n, &self.layout.dir(n).join("data"))?;
             self.procs.start(n, &self.spec(n))?;
         }
         Ok(())

@@ -174,6 +174,10 @@ impl NodeOps for EtcdDb {
         self.procs.resume(node)
     }
 
+    fn running(&self, node: &str) -> bool {
+        self.procs.is_running(node)
+    }
+
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { etcd_leader(&self.raw_statuses().await) })
     }
@@ -211,7 +215,7 @@ impl Db for EtcdDb {
 
     fn start_all(&self) -> Result<(), DbError> {
         for n in &self.layout.nodes {
-            make_dir(n, self.layout.dir(n))?;
+            make_dir(self.layout.control.as_ref(), n, self.layout.dir(n))?;
             self.procs.start(n, &self.spec(n))?;
         }
         Ok(())

@@ -163,15 +163,32 @@ impl Drop for ProcessSet {
     }
 }
 
-/// Creates `dir` (a node's folder) or says which node could not have it.
-pub fn make_dir(node: &str, dir: &Path) -> Result<(), DbError> {
-    std::fs::create_dir_all(dir).map_err(|source| DbError::Control {
+/// Creates `dir` (a node's folder) on `node`: here when the node shares
+/// this machine's filesystem, else with `mkdir -p` run there; or says which
+/// node could not have it.
+pub fn make_dir(control: &dyn Control, node: &str, dir: &Path) -> Result<(), DbError> {
+    let err = |source| DbError::Control {
         node: node.to_owned(),
-        source: ControlError::Io {
-            path: dir.to_owned(),
-            source,
-        },
-    })
+        source,
+    };
+    if control.shares_filesystem() {
+        return std::fs::create_dir_all(dir).map_err(|source| {
+            err(ControlError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        });
+    }
+    let path = dir.display().to_string();
+    let cmd = faultline_nemesis::CommandSpec::new("mkdir", &["-p", &path], Duration::from_secs(30));
+    let out = control.run(node, &cmd).map_err(err)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(err(ControlError::Io {
+        path: dir.to_owned(),
+        source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+    }))
 }
 
 /// The last non-empty line of a log (at most its last 4 KiB are read).

@@ -193,6 +193,10 @@ impl NodeOps for RedisDb {
         self.procs.resume(node)
     }
 
+    fn running(&self, node: &str) -> bool {
+        self.procs.is_running(node)
+    }
+
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { Some(self.primary()) })
     }
@@ -264,7 +268,7 @@ impl Db for RedisDb {
 
     fn start_all(&self) -> Result<(), DbError> {
         for n in &self.layout.nodes {
-            make_dir(n, &self.layout.dir(n).join("data"))?;
+            make_dir(self.layout.control.as_ref(), n, &self.layout.dir(n).join("data"))?;
             self.procs.start(n, &self.spec(n))?;
         }
         Ok(())

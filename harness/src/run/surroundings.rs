@@ -114,7 +114,7 @@ impl Disks {
     fn mount_one(&self, node: &str, dir: &Path) -> Result<(), DbError> {
         let (backing, mountpoint, socket) = (dir.join("disk"), dir.join("data"), socket_path(node, dir));
         for d in [&backing, &mountpoint] {
-            super::procs::make_dir(node, d)?;
+            super::procs::make_dir(self.control.as_ref(), node, d)?;
         }
         let _ = std::fs::remove_file(&socket);
         let spec = DaemonSpec {
@@ -308,7 +308,7 @@ impl Clocks {
             control,
         };
         for node in dirs.keys() {
-            super::procs::make_dir(node, &dirs[node])?;
+            super::procs::make_dir(clocks.control.as_ref(), node, &dirs[node])?;
             clocks.set(node, 0).map_err(|e| other(node, e))?;
         }
         Ok(clocks)

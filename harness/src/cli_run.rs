@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// Clients talk to nodes directly instead of through proxies.
     #[arg(long)]
     direct_clients: bool,
-    /// Where reads go: home (one replica per client), any (a replica per read), auto (home under reads=sticky).
+    /// Where reads go: home (one replica per client), any (a replica per read), leader (where writes go), auto (home under reads=sticky, else any).
     #[arg(long, default_value = "auto")]
     read_routing: String,
     /// How nodes are joined: proxy (userspace proxies on loopback, no root) or netns (a network namespace per node, partitions as nftables drops; needs root).

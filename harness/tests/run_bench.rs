@@ -13,8 +13,10 @@
 //! register operation mix and no rate limit. The bare loop records nothing;
 //! the harness side generates seeded operations, records every invoke and
 //! completion to `history.jsonl` and retires processes on info.
-//! `FAULTLINE_BENCH_SECS` (default 10) and `FAULTLINE_BENCH_CLIENTS`
-//! (default 64) tune it; `FAULTLINE_BENCH_MIN_OPS` (default 10000) and the
+//! `FAULTLINE_BENCH_SECS` (default 10, per side), `FAULTLINE_BENCH_ROUNDS`
+//! (default 4: the sides alternate, ABBA, so drift of the machine's speed
+//! weighs on both), `FAULTLINE_BENCH_CLIENTS` (default 64) and
+//! `FAULTLINE_BENCH_ROUTING` (`auto`, `any`, `leader`, `home`) tune it; `FAULTLINE_BENCH_MIN_OPS` (default 10000) and the
 //! 90% ratio are asserted.
 
 mod run_support;
@@ -81,6 +83,7 @@ async fn bare_loop(
 #[ignore = "a benchmark: run with --release --ignored --nocapture"]
 async fn harness_overhead_against_a_bare_loop() {
     let secs: f64 = var("FAULTLINE_BENCH_SECS", 10.0);
+    let rounds: usize = var("FAULTLINE_BENCH_ROUNDS", 4).max(1);
     let clients: usize = var("FAULTLINE_BENCH_CLIENTS", 64);
     let min_ops: f64 = var("FAULTLINE_BENCH_MIN_OPS", 10_000.0);
     let direct = std::env::var("FAULTLINE_BENCH_DIRECT").is_ok_and(|v| v == "1");
@@ -90,26 +93,46 @@ async fn harness_overhead_against_a_bare_loop() {
     cfg.test = "bench".into();
     cfg.concurrency = clients;
     cfg.rate = 0.0;
-    cfg.time_limit_s = secs;
+    cfg.time_limit_s = secs / rounds as f64;
     cfg.nemesis = Vec::new();
     cfg.client_proxies = !direct;
+    if let Ok(r) = std::env::var("FAULTLINE_BENCH_ROUTING") {
+        cfg.read_routing = r;
+    }
     let store = Store::create(dir.path(), "bench").unwrap();
     let cluster = Cluster::start(&cfg, &env, &store, clients).await.unwrap();
+    let routing = cfg.routing().unwrap();
 
-    // Warm up connections and the leader, then measure each side once.
-    bare_loop(&cluster, cfg.routing().unwrap(), clients, 1.0, cfg.op_timeout_ms).await;
-    let (bare_ops, bare_time) = bare_loop(&cluster, cfg.routing().unwrap(), clients, secs, cfg.op_timeout_ms).await;
-    let bare = bare_ops as f64 / bare_time.as_secs_f64();
-    let phase = drive_workload(&cfg, &cluster, &store).await.unwrap();
-    let harness = phase.ops_per_s();
+    // Warm up connections and the leader. Then the two sides take turns in
+    // rounds, in the order bare-harness, harness-bare, ..., so a machine
+    // that speeds up or slows down during the run weighs on both alike.
+    bare_loop(&cluster, routing, clients, 1.0, cfg.op_timeout_ms).await;
+    let (mut bare_ops, mut bare_time) = (0u64, Duration::ZERO);
+    let (mut harness_ops, mut harness_time, mut harness_ok) = (0u64, Duration::ZERO, 0u64);
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                let (ops, time) = bare_loop(&cluster, routing, clients, cfg.time_limit_s, cfg.op_timeout_ms).await;
+                bare_ops += ops;
+                bare_time += time;
+            } else {
+                let phase = drive_workload(&cfg, &cluster, &store).await.unwrap();
+                harness_ops += phase.completed;
+                harness_ok += phase.ok;
+                harness_time += phase.elapsed;
+            }
+        }
+    }
     cluster.stop().unwrap();
 
+    let bare = bare_ops as f64 / bare_time.as_secs_f64();
+    let harness = harness_ops as f64 / harness_time.as_secs_f64();
     let ratio = harness / bare;
     println!(
-        "overhead bench: {clients} clients, {secs} s each, {} clients: bare loop {bare:.0} ops/s, \
-         faultline run {harness:.0} ops/s ({} ok), ratio {:.1}%",
+        "overhead bench: {clients} clients, {secs} s a side in {rounds} alternating rounds, {} clients, \
+         reads {}: bare loop {bare:.0} ops/s, faultline run {harness:.0} ops/s ({harness_ok} ok), ratio {:.1}%",
         if direct { "direct" } else { "proxied" },
-        phase.ok,
+        cfg.read_routing,
         ratio * 100.0
     );
     assert!(

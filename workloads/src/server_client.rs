@@ -61,16 +61,21 @@ pub enum ReadRouting {
     Home,
     /// A replica drawn at random for each read.
     Any,
+    /// The leader the client knows (where its writes go), else home: a
+    /// client of a single-leader database that reads where it writes,
+    /// saving the hop a follower takes to forward a leader read.
+    Leader,
 }
 
 impl ReadRouting {
-    /// Parses `home` or `any`.
+    /// Parses `home`, `any` or `leader`.
     pub fn parse(s: &str) -> Result<ReadRouting, WorkloadError> {
         match s {
             "home" | "sticky" => Ok(ReadRouting::Home),
             "any" => Ok(ReadRouting::Any),
+            "leader" => Ok(ReadRouting::Leader),
             o => Err(WorkloadError::BadConfig(format!(
-                "read routing {o:?}: expected home or any"
+                "read routing {o:?}: expected home, any or leader"
             ))),
         }
     }
@@ -222,7 +227,7 @@ impl ServerClient {
     }
 
     fn first_target(&mut self, req: &Request) -> String {
-        let to_leader = req.is_write() || self.reads_to_leader;
+        let to_leader = req.is_write() || self.reads_to_leader || self.cfg.read_routing == ReadRouting::Leader;
         match (&self.leader, to_leader) {
             (Some(l), true) => l.clone(),
             _ if !req.is_write() && self.cfg.read_routing == ReadRouting::Any && !self.cfg.routes.is_empty() => {
@@ -257,7 +262,7 @@ impl ServerClient {
             match reply.get("result").and_then(Value::as_str) {
                 Some("ok") => {
                     self.note_lsn(&reply);
-                    if req.is_write() {
+                    if req.is_write() || self.cfg.read_routing == ReadRouting::Leader {
                         self.leader = Some(answered_by.clone());
                     }
                     let returned = reply.get("value").cloned().unwrap_or(Value::Null);

@@ -118,6 +118,9 @@ pub struct RunArgs {
     /// Redis: WAIT for this many replicas after every write (0: no WAIT).
     #[arg(long, default_value_t = 0)]
     redis_wait: u32,
+    /// Redis: the failover nemesis first WAITs for every replica, as a careful operator would.
+    #[arg(long)]
+    redis_failover_wait: bool,
     /// Put the nodes' data on the disk-fault filesystem even without a disk nemesis.
     #[arg(long)]
     diskfs: bool,
@@ -268,6 +271,7 @@ fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.etcd_serializable_reads = args.etcd_serializable_reads;
     cfg.redis_reads = args.redis_reads.clone();
     cfg.redis_wait = args.redis_wait;
+    cfg.redis_failover_wait = args.redis_failover_wait;
     cfg.diskfs = args.diskfs;
     if cfg.db != "faultline" && args.test.is_none() {
         cfg.test = format!("{}-{}", cfg.db, kind.name());

@@ -55,6 +55,13 @@ pub trait NodeOps: Send + Sync {
         let _ = old;
         Box::pin(async { Err("this database has no failover to drive".to_owned()) })
     }
+    /// What a careful operator does before a failover (Redis: `WAIT` for
+    /// the replicas to catch up with the primary `old`); returns what it
+    /// found, for the event. Nothing by default.
+    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+        let _ = old;
+        Box::pin(async { Ok(Value::Null) })
+    }
     /// Makes `node` (a former primary) a replica of the current primary.
     fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, String>> {
         let _ = node;
@@ -319,6 +326,11 @@ impl NemesisRunner {
     /// the old primary serving whoever still reaches it until healed.
     async fn failover(&self) -> Result<(), NemesisError> {
         let old = self.leader_or_random().await;
+        let before = self
+            .ops
+            .before_failover(&old)
+            .await
+            .map_err(|m| Self::node_err("prepare the failover of", &old, m))?;
         let cut = partition::isolate(&self.nodes, &old, Shape::IsolateLeader);
         let cuts = cut.cuts.clone();
         self.blocking(move |h| h.net.partition(&cuts)).await?;
@@ -330,6 +342,9 @@ impl NemesisRunner {
             }
         };
         value["partition"] = cut.event_value();
+        if !before.is_null() {
+            value["before"] = before;
+        }
         self.recorder.record("start-failover", value.clone());
         self.update(|a| a.failover = Some((old, value)));
         Ok(())

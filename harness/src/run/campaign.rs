@@ -71,6 +71,7 @@ pub struct TestSpec {
     pub etcd_serializable_reads: Option<bool>,
     pub redis_reads: Option<String>,
     pub redis_wait: Option<u32>,
+    pub redis_failover_wait: Option<bool>,
     pub diskfs: Option<bool>,
     /// Checker name to `pass`, `fail` or `unset`.
     pub expect: Option<BTreeMap<String, String>>,
@@ -182,6 +183,7 @@ fn merge(d: &TestSpec, t: &TestSpec) -> TestSpec {
         etcd_serializable_reads,
         redis_reads,
         redis_wait,
+        redis_failover_wait,
         diskfs,
         expect,
         needs,
@@ -219,7 +221,7 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
     }
     set!(nodes => nodes, server => server, concurrency => concurrency, rate => rate, net => net, db => db,
          etcd_serializable_reads => etcd_serializable_reads, redis_reads => redis_reads,
-         redis_wait => redis_wait, diskfs => diskfs,
+         redis_wait => redis_wait, redis_failover_wait => redis_failover_wait, diskfs => diskfs,
          time_limit_s => time_limit_s, nemesis_interval_s => nemesis_interval_s,
          op_timeout_ms => op_timeout_ms, quiet_ms => quiet_ms, check_time_limit_s => check_time_limit_s);
     if let Some(n) = &spec.nemesis {

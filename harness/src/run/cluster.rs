@@ -460,6 +460,7 @@ fn make_db(cfg: &RunConfig, bins: &NodeBins, layout: Layout, store: &Store) -> R
                 redis::RedisOptions {
                     reads,
                     wait_replicas: wait,
+                    failover_wait: cfg.redis_failover_wait,
                 },
             ))
         }

@@ -119,6 +119,10 @@ pub struct RunConfig {
     /// Redis: `WAIT n` replicas after every write (0: no WAIT).
     #[serde(default)]
     pub redis_wait: u32,
+    /// Redis: the failover nemesis waits for every replica (`WAIT`) before
+    /// it cuts the primary off and promotes one.
+    #[serde(default)]
+    pub redis_failover_wait: bool,
     /// Put every node's data directory on the disk-fault filesystem even
     /// when no disk fault is asked for (disk nemeses turn it on anyway).
     #[serde(default)]
@@ -201,6 +205,7 @@ impl RunConfig {
             etcd_serializable_reads: false,
             redis_reads: default_redis_reads(),
             redis_wait: 0,
+            redis_failover_wait: false,
             diskfs: false,
             hosts: Vec::new(),
             ssh: SshSettings::default(),
@@ -359,6 +364,9 @@ impl RunConfig {
             cmd += &format!(" --redis-reads {}", self.redis_reads);
             if self.redis_wait > 0 {
                 cmd += &format!(" --redis-wait {}", self.redis_wait);
+            }
+            if self.redis_failover_wait {
+                cmd += " --redis-failover-wait";
             }
         }
         if self.diskfs {

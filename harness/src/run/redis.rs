@@ -8,7 +8,8 @@
 //! killed node restarts with what it had written out.
 //!
 //! Failover is the nemesis's (`--nemesis failover`), as Sentinel or an
-//! operator would do it when the primary seems gone: the primary is cut
+//! operator would do it when the primary seems gone (optionally after a
+//! `WAIT` for every replica, `--redis-failover-wait`): the primary is cut
 //! off from its replicas, the most advanced replica is promoted
 //! (`REPLICAOF NO ONE`) and the others are re-pointed at it; the old
 //! primary, still reachable by clients, keeps taking writes until the fault
@@ -32,6 +33,8 @@ use super::db::{make_dir, wait_until_ready, ClientSpec, Db, DbError, Layout, Pro
 
 /// How long one admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 1_000;
+/// How long a careful failover waits for the replicas to catch up.
+const FAILOVER_WAIT_MS: u64 = 2_000;
 
 /// How clients of a [`RedisDb`] behave.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +43,9 @@ pub struct RedisOptions {
     pub reads: RedisReads,
     /// `WAIT n timeout_ms` after every write.
     pub wait_replicas: Option<(u32, u64)>,
+    /// The failover nemesis first sends the primary `WAIT` for every
+    /// replica (a careful operator's failover), then cuts and promotes.
+    pub failover_wait: bool,
 }
 
 /// A Redis primary and its replicas.
@@ -218,6 +224,24 @@ impl NodeOps for RedisDb {
                 }
             }
             Ok(json!({"old": old, "new": new, "repointed": repointed}))
+        })
+    }
+
+    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+        let old = old.to_owned();
+        Box::pin(async move {
+            if !self.opts.failover_wait {
+                return Ok(Value::Null);
+            }
+            let replicas = (self.layout.nodes.len() - 1).to_string();
+            let acked = admin(
+                self.layout.listen[&old],
+                &["WAIT", &replicas, &FAILOVER_WAIT_MS.to_string()],
+                FAILOVER_WAIT_MS + ADMIN_TIMEOUT_MS,
+            )
+            .await
+            .map_err(|e| format!("WAIT on {old}: {e}"))?;
+            Ok(json!({"wait": {"replicas": replicas, "acknowledged": acked}}))
         })
     }
 

@@ -112,7 +112,7 @@ pub struct RunArgs {
     /// etcd: serializable reads (a member answers from its own state) instead of linearizable ones.
     #[arg(long)]
     etcd_serializable_reads: bool,
-    /// Redis: where reads go, primary or replica (each client's home node).
+    /// Redis: where reads go: primary, replica (one drawn per read) or home (the client's own node).
     #[arg(long, default_value = "primary")]
     redis_reads: String,
     /// Redis: WAIT for this many replicas after every write (0: no WAIT).

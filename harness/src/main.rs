@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Check recorded histories (faultline JSONL, Jepsen EDN, Porcupine logs).
     Check(cli_check::CheckArgs),
-    /// Run a test: start a local cluster, drive a workload under faults, check the history.
+    /// Run a test: start a cluster (local, in namespaces or over SSH), drive a workload under faults, check the history.
     Run(Box<cli_run::RunArgs>),
     /// Run a campaign of tests and compare each checker's verdict with the expected one.
     Campaign(cli_run::CampaignArgs),

@@ -401,6 +401,7 @@ impl MountRecord {
     pub fn create(points: &[PathBuf]) -> Result<MountRecord, NetError> {
         std::fs::create_dir_all(REGISTRY_DIR).map_err(|e| setup_err(REGISTRY_DIR, e.to_string()))?;
         let id = format!("{}d", new_run_id());
+        let _lock = lock_registry()?;
         let reg = Registration {
             id: id.clone(),
             pid: std::process::id(),
@@ -470,6 +471,20 @@ pub struct CleanReport {
 /// registration claims (a run that died between creating and recording).
 pub fn clean_leftovers() -> CleanReport {
     let mut report = CleanReport::default();
+    // Under the registry lock: a run registers (under the lock) before it
+    // creates anything, so every namespace that exists now and that no
+    // registration read here claims is truly a stray, never a run that is
+    // just starting.
+    let _lock = match std::fs::create_dir_all(REGISTRY_DIR)
+        .map_err(|e| setup_err(REGISTRY_DIR, e.to_string()))
+        .and_then(|()| lock_registry())
+    {
+        Ok(lock) => lock,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
     let regs = registrations();
     for reg in &regs {
         if owner_alive(reg) {

@@ -208,6 +208,18 @@ impl Verdict {
         v
     }
 
+    /// How many anomalies the checker found. Checkers that find thousands
+    /// keep only the first few as evidence (`anomalies`) and record the
+    /// whole count in `details.anomalies_found`; a count shown to a person
+    /// must be this one, not the length of the evidence.
+    pub fn anomalies_found(&self) -> usize {
+        self.details
+            .get("anomalies_found")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(self.anomalies.len(), |n| n as usize)
+            .max(self.anomalies.len())
+    }
+
     /// An unknown verdict with its reason.
     pub fn unknown(ops: usize, elapsed: Duration, reason: String) -> Verdict {
         let mut v = Verdict::valid(ops, elapsed);
@@ -235,6 +247,22 @@ mod tests {
         assert_eq!(serde_json::to_string(&Validity::Valid).unwrap(), "true");
         assert_eq!(serde_json::to_string(&Validity::Invalid).unwrap(), "false");
         assert_eq!(serde_json::to_string(&Validity::Unknown).unwrap(), "\"unknown\"");
+    }
+
+    #[test]
+    fn the_count_found_outlives_the_evidence_kept() {
+        let a = Anomaly {
+            kind: "lost-write".into(),
+            key: None,
+            processes: Vec::new(),
+            ops: Vec::new(),
+            explanation: String::new(),
+            details: serde_json::Value::Null,
+        };
+        let mut v = Verdict::from_anomalies(10, Duration::ZERO, vec![a.clone(), a]);
+        assert_eq!(v.anomalies_found(), 2);
+        v.details = serde_json::json!({"anomalies_found": 2198});
+        assert_eq!(v.anomalies_found(), 2198);
     }
 
     #[test]

@@ -177,6 +177,14 @@ fn print_verdict(out: &mut impl Write, name: &str, v: &Verdict) -> anyhow::Resul
             writeln!(out, "      {}", op.describe())?;
         }
     }
+    if v.anomalies_found() > v.anomalies.len() {
+        writeln!(
+            out,
+            "    {} anomalies found in all; the first {} are shown (each is proven on its own).",
+            v.anomalies_found(),
+            v.anomalies.len()
+        )?;
+    }
     if !v.details.is_null() && v.valid == Validity::Valid && v.details.get("linearization").is_some() {
         writeln!(out, "    linearization: {}", v.details["linearization"])?;
     }

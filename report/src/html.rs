@@ -98,7 +98,7 @@ fn summary(input: &ReportInput<'_>, t_end: u64) -> String {
             out,
             "<tr class=\"{class}\"><td>{}</td><td class=\"verdict {class}\">{word}</td><td>{}</td><td>{}</td><td>{:.0} ms</td><td>{}</td></tr>",
             html(name),
-            v.anomalies.len(),
+            v.anomalies_found(),
             v.ops,
             v.elapsed_ms,
             html(note)
@@ -186,12 +186,14 @@ fn anomalies(input: &ReportInput<'_>, bands: &[FaultBand], t_end: u64) -> String
         for (i, a) in v.anomalies.iter().take(ANOMALIES_SHOWN_MAX).enumerate() {
             out.push_str(&anomaly(name, i, a, bands, t_end));
         }
-        if v.anomalies.len() > ANOMALIES_SHOWN_MAX {
+        let shown = v.anomalies.len().min(ANOMALIES_SHOWN_MAX);
+        if v.anomalies_found() > shown {
             let _ = write!(
                 out,
-                "<p class=\"muted\">{}: {} more anomalies not shown (see results.json).</p>",
+                "<p class=\"muted\">{}: {} more anomalies not shown ({} kept as evidence in results.json).</p>",
                 html(name),
-                v.anomalies.len() - ANOMALIES_SHOWN_MAX
+                v.anomalies_found() - shown,
+                v.anomalies.len()
             );
         }
         unknown_note(&mut out, name, v);

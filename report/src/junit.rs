@@ -146,8 +146,9 @@ fn failure_body(v: &Verdict) -> String {
             let _ = writeln!(s, "  ... and {} more operations", a.ops.len() - OPS_MAX);
         }
     }
-    if v.anomalies.len() > ANOMALIES_MAX {
-        let _ = writeln!(s, "... and {} more anomalies", v.anomalies.len() - ANOMALIES_MAX);
+    let shown = v.anomalies.len().min(ANOMALIES_MAX);
+    if v.anomalies_found() > shown {
+        let _ = writeln!(s, "... and {} more anomalies", v.anomalies_found() - shown);
     }
     s
 }

@@ -320,7 +320,7 @@ pub async fn run_campaign(
                         };
                         let holds = e.holds(v.valid) && !out.interrupted;
                         let mut r = row(name, e, observed.into(), holds);
-                        r.anomalies = v.anomalies.len();
+                        r.anomalies = v.anomalies_found();
                         r.store = Some(out.store.display().to_string());
                         r.note = v.unknown_reason.clone();
                         rows.push(r);

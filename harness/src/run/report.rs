@@ -37,11 +37,15 @@ fn anomalies_cell(v: &Verdict) -> String {
     if kinds.is_empty() {
         return "-".into();
     }
-    kinds
+    let cell = kinds
         .iter()
         .map(|(k, n)| format!("{n} {k}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    match v.anomalies_found() {
+        n if n > v.anomalies.len() => format!("{cell} ({n} found in all)"),
+        _ => cell,
+    }
 }
 
 /// The verdict table.
@@ -63,7 +67,7 @@ pub fn table(verdicts: &BTreeMap<String, Verdict>) -> String {
 pub fn first_anomalies(verdicts: &BTreeMap<String, Verdict>) -> Vec<String> {
     verdicts
         .iter()
-        .filter_map(|(name, v)| v.anomalies.first().map(|a| (name, a, v.anomalies.len())))
+        .filter_map(|(name, v)| v.anomalies.first().map(|a| (name, a, v.anomalies_found())))
         .map(|(name, a, n)| {
             let ops: Vec<String> = a.ops.iter().take(4).map(|o| o.describe()).collect();
             format!(

@@ -37,12 +37,16 @@ fn anomalies_cell(v: &Verdict) -> String {
     if kinds.is_empty() {
         return "-".into();
     }
+    let found = v.anomalies_found();
+    if let (true, [(kind, _)]) = (found > v.anomalies.len(), &kinds.iter().collect::<Vec<_>>()[..]) {
+        return format!("{found} {kind} ({} shown)", v.anomalies.len());
+    }
     let cell = kinds
         .iter()
         .map(|(k, n)| format!("{n} {k}"))
         .collect::<Vec<_>>()
         .join(", ");
-    match v.anomalies_found() {
+    match found {
         n if n > v.anomalies.len() => format!("{cell} ({n} found in all)"),
         _ => cell,
     }
@@ -78,4 +82,35 @@ pub fn first_anomalies(verdicts: &BTreeMap<String, Verdict>) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_checkers::Anomaly;
+    use std::time::Duration;
+
+    fn anomaly(kind: &str) -> Anomaly {
+        Anomaly {
+            kind: kind.into(),
+            key: None,
+            processes: Vec::new(),
+            ops: Vec::new(),
+            explanation: String::new(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn the_cell_counts_what_was_found_not_what_was_kept() {
+        let mut v = Verdict::from_anomalies(9, Duration::ZERO, vec![anomaly("lost-write"); 3]);
+        assert_eq!(anomalies_cell(&v), "3 lost-write");
+        v.details = serde_json::json!({"anomalies_found": 2198});
+        assert_eq!(anomalies_cell(&v), "2198 lost-write (3 shown)");
+        v.anomalies.push(anomaly("resurrected-write"));
+        assert_eq!(
+            anomalies_cell(&v),
+            "3 lost-write, 1 resurrected-write (2198 found in all)"
+        );
+    }
 }

@@ -23,38 +23,27 @@ const PHASE_SECS_MAX: u64 = 120;
 /// Most concurrent clients.
 const CLIENTS_MAX: usize = 1024;
 
+/// Write and read throughput and latency of a local 3-node cluster of
+/// faultline-server, one row per acknowledgement policy, optionally beside
+/// a 3-member etcd cluster driven by the same number of clients.
+#[derive(clap::Parser)]
+#[command(name = "faultline-server-bench")]
 struct Opts {
-    clients: usize,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=CLIENTS_MAX as u64))]
+    clients: u64,
+    /// Seconds per phase (writes, then reads).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=PHASE_SECS_MAX))]
     secs: u64,
+    /// Acknowledgement policies to measure, one row each.
+    #[arg(long, value_delimiter = ',', default_value = "majority,any:1,none")]
     acks: Vec<String>,
+    /// The nodes' fsync policy: always, batch or never.
+    #[arg(long, default_value = "always")]
     fsync: String,
+    /// An etcd binary (Debian's etcd-server: /usr/bin/etcd) to measure in the same run.
+    #[arg(long)]
     etcd: Option<PathBuf>,
-}
-
-fn parse_opts() -> Result<Opts> {
-    let mut o = Opts {
-        clients: 32,
-        secs: 5,
-        acks: vec!["majority".into(), "any:1".into(), "none".into()],
-        fsync: "always".into(),
-        etcd: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let v = args.next().with_context(|| format!("{a} needs a value"))?;
-        match a.as_str() {
-            "--clients" => o.clients = v.parse()?,
-            "--secs" => o.secs = v.parse()?,
-            "--acks" => o.acks = v.split(',').map(str::to_string).collect(),
-            "--fsync" => o.fsync = v,
-            "--etcd" => o.etcd = Some(PathBuf::from(v)),
-            _ => bail!("unknown flag {a}"),
-        }
-    }
-    if o.clients == 0 || o.clients > CLIENTS_MAX || o.secs == 0 || o.secs > PHASE_SECS_MAX {
-        bail!("need 1..={CLIENTS_MAX} clients and 1..={PHASE_SECS_MAX} seconds");
-    }
-    Ok(o)
 }
 
 /// Child processes killed on drop, whatever happens.
@@ -238,8 +227,8 @@ async fn bench_ack(o: &Opts, ack: &str) -> Result<Row> {
     let leader = find_leader(&addrs).await?;
     // Warm up: links and the leader's first entries.
     drive(&leader, 4, 1, Phase::Write).await?;
-    let write = drive(&leader, o.clients, o.secs, Phase::Write).await?;
-    let read = drive(&leader, o.clients, o.secs, Phase::Read).await?;
+    let write = drive(&leader, o.clients as usize, o.secs, Phase::Write).await?;
+    let read = drive(&leader, o.clients as usize, o.secs, Phase::Read).await?;
     Ok(Row {
         name: format!("ack={ack} fsync={}", o.fsync),
         write,
@@ -268,7 +257,7 @@ fn print_table(rows: &mut [Row], clients: usize) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let o = parse_opts()?;
+    let o = <Opts as clap::Parser>::parse();
     let mut rows = Vec::new();
     for ack in &o.acks {
         eprintln!("benchmarking ack={ack} ...");
@@ -276,9 +265,9 @@ async fn main() -> Result<()> {
     }
     if let Some(etcd) = &o.etcd {
         eprintln!("benchmarking etcd at {} ...", etcd.display());
-        rows.push(etcd_bench::run(etcd, o.clients, o.secs).await?);
+        rows.push(etcd_bench::run(etcd, o.clients as usize, o.secs).await?);
     }
-    print_table(&mut rows, o.clients);
+    print_table(&mut rows, o.clients as usize);
     Ok(())
 }
 

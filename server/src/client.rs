@@ -10,7 +10,7 @@
 use crate::protocol::{encode_frame, read_frame, Outcome, RawRequest, Reply, Session, MAX_FRAME_BYTES};
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Why a client could not be created.
@@ -30,7 +30,9 @@ pub enum ClientError {
 pub struct Client {
     addr: String,
     timeout: Duration,
-    stream: Option<TcpStream>,
+    /// Reads are buffered (one `recv` per reply, not three); writes pass
+    /// straight through, one `send` per request.
+    stream: Option<BufReader<TcpStream>>,
     next_id: u64,
     session: Session,
 }
@@ -59,7 +61,7 @@ impl Client {
             .map_err(|_| err("timeout".into()))?
             .map_err(|e| err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        self.stream = Some(stream);
+        self.stream = Some(BufReader::new(stream));
         Ok(())
     }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::client::{BoxFuture, Client, Completion, Outcome};
@@ -100,7 +100,8 @@ pub const CAS_MISMATCH: &str = "cas-mismatch";
 /// A client of faultline-server with one operation in flight.
 pub struct ServerClient {
     cfg: ServerClientConfig,
-    conns: BTreeMap<String, TcpStream>,
+    /// Reads are buffered, so a reply costs one `recv`, not two.
+    conns: BTreeMap<String, BufReader<TcpStream>>,
     next_id: u64,
     leader: Option<String>,
     reads_to_leader: bool,
@@ -159,8 +160,9 @@ impl ServerClient {
                 TcpStream::connect(addr),
             );
             match connect.await {
-                Ok(Ok(mut s)) => {
+                Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
+                    let mut s = BufReader::new(s);
                     if let Err(e) = self.probe(&mut s).await {
                         return Exchange::NotSent(e);
                     }
@@ -198,7 +200,7 @@ impl ServerClient {
     /// Under a proxy, connecting succeeds even when the node is down or cut
     /// off; the probe tells, while the operation has certainly not been
     /// sent, so such an operation is an honest `fail` rather than an `info`.
-    async fn probe(&mut self, s: &mut TcpStream) -> Result<(), String> {
+    async fn probe(&mut self, s: &mut BufReader<TcpStream>) -> Result<(), String> {
         self.next_id += 1;
         let body = json!({"id": self.next_id, "op": "status"});
         let limit = Duration::from_millis(self.cfg.connect_timeout_ms);
@@ -313,7 +315,7 @@ impl Client for ServerClient {
 }
 
 /// Writes one frame and reads one reply frame.
-async fn round_trip(stream: &mut TcpStream, body: &Value) -> Result<Map<String, Value>, String> {
+async fn round_trip(stream: &mut BufReader<TcpStream>, body: &Value) -> Result<Map<String, Value>, String> {
     let bytes = serde_json::to_vec(body).expect("requests serialize");
     let mut frame = Vec::with_capacity(bytes.len() + 4);
     frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -348,7 +350,8 @@ pub async fn status(node: &str, addr: SocketAddr, timeout: Duration) -> Result<V
         message,
     };
     let ask = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let mut s = BufReader::new(s);
         round_trip(&mut s, &json!({"id": 0, "op": "status"})).await
     };
     let reply = tokio::time::timeout(timeout, ask)

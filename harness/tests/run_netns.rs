@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::{netns_capable, netns_leftovers, processes_mentioning, server_bin};
+use run_support::{
+    assert_healed, interrupt, netns_capable, netns_leftovers, processes_mentioning, server_bin, wait_for_event,
+};
 
 fn faultline(store: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
@@ -96,46 +98,15 @@ fn sigint_mid_partition_removes_rules_namespaces_and_processes() {
     .spawn()
     .unwrap();
     let history = store.join("latest/history.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&history)
-        .unwrap_or_default()
-        .contains("start-partition")
-    {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!("no partition started within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_event(&mut child, &history, "start-partition", Duration::from_secs(30));
     let run = latest(&store);
     assert!(
         !netns_leftovers(&run).is_empty(),
         "the namespaces exist while the run does"
     );
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("faultline did not exit within 30 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(&mut child, Duration::from_secs(30));
     assert!(status.code().is_some_and(|c| c <= 2), "{status:?}");
-    let text = std::fs::read_to_string(&history).unwrap();
-    let started = text.rfind("start-partition").unwrap();
-    assert!(
-        text[started..].contains("stop-partition"),
-        "the partition was not healed"
-    );
+    assert_healed(&history, "partition");
     let left = netns_leftovers(&run);
     assert!(left.is_empty(), "left behind after SIGINT: {left:?}");
     let procs = processes_mentioning(&dir.path().display().to_string());

@@ -12,37 +12,22 @@
 mod run_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use run_support::{netns_capable, on_path, processes_mentioning, server_bin};
-
-fn have(program: &str, package: &str) -> bool {
-    if on_path(program) {
-        return true;
-    }
-    let why = format!("{program} is missing (Debian: {package})");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
-    eprintln!("skipping: {why}");
-    false
-}
+use run_support::{have, netns_capable, processes_mentioning, run_json, server_bin};
 
 /// Runs `faultline run args...` with `--json`; returns the exit code and
 /// results.json.
 fn run(store: &Path, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("run")
-        .args(args)
-        .args(["--json", "--no-progress", "--store"])
-        .arg(store)
-        .arg("--server-bin")
-        .arg(server_bin())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    let results = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!("no results: {}", String::from_utf8_lossy(&out.stdout));
-    });
-    (out.status.code().unwrap_or(-1), results)
+    run_json(
+        Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("run")
+            .args(args)
+            .args(["--json", "--no-progress", "--store"])
+            .arg(store)
+            .arg("--server-bin")
+            .arg(server_bin()),
+    )
 }
 
 fn verdict(results: &serde_json::Value, checker: &str) -> serde_json::Value {

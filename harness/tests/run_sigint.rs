@@ -5,9 +5,9 @@
 mod run_support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use run_support::{processes_mentioning, server_bin};
+use run_support::{assert_healed, interrupt, processes_mentioning, server_bin, wait_for_event};
 
 #[test]
 fn sigint_mid_partition_heals_and_cleans_up() {
@@ -33,42 +33,10 @@ fn sigint_mid_partition_heals_and_cleans_up() {
         .unwrap();
     // Wait (bounded) until the partition is in force.
     let history = store.join("latest/history.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(&history).unwrap_or_default();
-        if text.contains("start-partition") {
-            break;
-        }
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!("no partition started within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("faultline did not exit within 30 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    wait_for_event(&mut child, &history, "start-partition", Duration::from_secs(30));
+    let status = interrupt(&mut child, Duration::from_secs(30));
     assert!(status.code().is_some_and(|c| c <= 2), "{status:?}");
-    let text = std::fs::read_to_string(&history).unwrap();
-    let started = text.rfind("start-partition").unwrap();
-    assert!(
-        text[started..].contains("stop-partition"),
-        "the partition was not healed"
-    );
+    assert_healed(&history, "partition");
     let results = std::fs::read_to_string(store.join("latest/results.json")).unwrap();
     assert!(results.contains("\"interrupted\": true"));
     let left = processes_mentioning(&dir.path().display().to_string());

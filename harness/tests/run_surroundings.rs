@@ -18,7 +18,8 @@ use faultline_nemesis::DiskCommand;
 use faultline_workloads::server_client::status;
 use faultline_workloads::{Outcome, ReadRouting, Request};
 use run_support::{
-    env, faketime_capable, fuse_capable, mounts_under, netns_capable, netns_leftovers, processes_mentioning, server_bin,
+    assert_healed, env, faketime_capable, fuse_capable, interrupt, mounts_under, netns_capable, netns_leftovers,
+    processes_mentioning, server_bin, wait_for_event,
 };
 
 async fn clock_of(cluster: &Cluster, node: &str) -> i64 {
@@ -154,40 +155,12 @@ fn sigint_mid_stall_in_namespaces_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     let history = store.join("latest/history.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !std::fs::read_to_string(&history)
-        .unwrap_or_default()
-        .contains("start-disk-stall")
-    {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!("no disk stall started within 40 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_event(&mut child, &history, "start-disk-stall", Duration::from_secs(40));
     let run = std::fs::canonicalize(store.join("latest")).unwrap();
     assert_eq!(mounts_under(&run).len(), 3, "mounted while the run runs");
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("faultline did not exit within 40 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(&mut child, Duration::from_secs(40));
     assert!(status.code().is_some_and(|c| c <= 2), "{status:?}");
-    let text = std::fs::read_to_string(&history).unwrap();
-    let started = text.rfind("start-disk-stall").unwrap();
-    assert!(text[started..].contains("stop-disk-stall"), "the stall was not healed");
+    assert_healed(&history, "disk-stall");
     assert!(mounts_under(&run).is_empty(), "left mounted: {:?}", mounts_under(&run));
     let left = netns_leftovers(&run);
     assert!(left.is_empty(), "left behind: {left:?}");

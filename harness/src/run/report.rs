@@ -37,19 +37,20 @@ fn anomalies_cell(v: &Verdict) -> String {
     if kinds.is_empty() {
         return "-".into();
     }
-    let found = v.anomalies_found();
-    if let (true, [(kind, _)]) = (found > v.anomalies.len(), &kinds.iter().collect::<Vec<_>>()[..]) {
-        return format!("{found} {kind} ({} shown)", v.anomalies.len());
+    let (found, kept) = (v.anomalies_found(), v.anomalies.len());
+    if found > kept && kinds.len() == 1 {
+        let kind = kinds.keys().next().expect("one kind");
+        return format!("{found} {kind} ({kept} shown)");
     }
     let cell = kinds
         .iter()
         .map(|(k, n)| format!("{n} {k}"))
         .collect::<Vec<_>>()
         .join(", ");
-    match found {
-        n if n > v.anomalies.len() => format!("{cell} ({n} found in all)"),
-        _ => cell,
+    if found > kept {
+        return format!("{cell} ({found} found in all)");
     }
+    cell
 }
 
 /// The verdict table.

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -110,9 +110,7 @@ pub fn netns_capable() -> bool {
         Ok(()) => "the nft command is missing (Debian: nftables)".to_owned(),
         Err(e) => e,
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
-    eprintln!("skipping: {why}");
-    false
+    cannot(&why)
 }
 
 /// Whether `program` is on $PATH.
@@ -159,9 +157,7 @@ pub fn fuse_capable() -> bool {
     } else {
         return true;
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
-    eprintln!("skipping: {why}");
-    false
+    cannot(why)
 }
 
 /// Whether libfaketime is installed. Without it a test says why and skips;
@@ -172,9 +168,7 @@ pub fn faketime_capable() -> bool {
         return true;
     }
     let why = "libfaketime is missing (Debian: faketime)";
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
-    eprintln!("skipping: {why}");
-    false
+    cannot(why)
 }
 
 /// Mountpoints under `dir` (per /proc/self/mounts).
@@ -187,4 +181,72 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .filter(|m| m.starts_with(&prefix))
         .map(str::to_owned)
         .collect()
+}
+
+/// A test that lacks `why` says so and skips (returns false); with
+/// `CI=true`, where every capability is installed, it fails instead.
+pub fn cannot(why: &str) -> bool {
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// Whether `program` (from Debian's `package`) is installed; see [`cannot`].
+pub fn have(program: &str, package: &str) -> bool {
+    on_path(program) || cannot(&format!("{program} is missing (Debian: {package})"))
+}
+
+/// Runs a `faultline run ... --json` command; returns its exit code and the
+/// results it printed.
+pub fn run_json(cmd: &mut Command) -> (i32, serde_json::Value) {
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().unwrap();
+    let results = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("no results: {}", String::from_utf8_lossy(&out.stdout));
+    });
+    (out.status.code().unwrap_or(-1), results)
+}
+
+/// Waits (bounded by `within`) until the history at `history` records
+/// `event`; kills `child` and panics if it does not, or if `child` exits.
+pub fn wait_for_event(child: &mut Child, history: &Path, event: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !std::fs::read_to_string(history).unwrap_or_default().contains(event) {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no {event} within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `child` SIGINT and waits (bounded by `within`) until it exits.
+pub fn interrupt(child: &mut Child, within: Duration) -> ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("faultline did not exit within {within:?} of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts that the history's last `start-X` event has its `stop-X` after it.
+pub fn assert_healed(history: &Path, fault: &str) {
+    let text = std::fs::read_to_string(history).unwrap();
+    let started = text.rfind(&format!("start-{fault}")).expect("the fault started");
+    assert!(
+        text[started..].contains(&format!("stop-{fault}")),
+        "the {fault} was not healed"
+    );
 }

@@ -30,8 +30,8 @@ const CLIENTS_MAX: usize = 1024;
 #[command(name = "faultline-server-bench")]
 struct Opts {
     /// Concurrent clients, each with one request in flight.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=CLIENTS_MAX as u64))]
-    clients: u64,
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=CLIENTS_MAX as u64))]
+    clients: usize,
     /// Seconds per phase (writes, then reads).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=PHASE_SECS_MAX))]
     secs: u64,
@@ -227,8 +227,8 @@ async fn bench_ack(o: &Opts, ack: &str) -> Result<Row> {
     let leader = find_leader(&addrs).await?;
     // Warm up: links and the leader's first entries.
     drive(&leader, 4, 1, Phase::Write).await?;
-    let write = drive(&leader, o.clients as usize, o.secs, Phase::Write).await?;
-    let read = drive(&leader, o.clients as usize, o.secs, Phase::Read).await?;
+    let write = drive(&leader, o.clients, o.secs, Phase::Write).await?;
+    let read = drive(&leader, o.clients, o.secs, Phase::Read).await?;
     Ok(Row {
         name: format!("ack={ack} fsync={}", o.fsync),
         write,
@@ -265,9 +265,9 @@ async fn main() -> Result<()> {
     }
     if let Some(etcd) = &o.etcd {
         eprintln!("benchmarking etcd at {} ...", etcd.display());
-        rows.push(etcd_bench::run(etcd, o.clients as usize, o.secs).await?);
+        rows.push(etcd_bench::run(etcd, o.clients, o.secs).await?);
     }
-    print_table(&mut rows, o.clients as usize);
+    print_table(&mut rows, o.clients);
     Ok(())
 }
 

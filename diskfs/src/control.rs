@@ -117,9 +117,12 @@ fn handle_lines(stream: UnixStream, device: &Device) -> io::Result<()> {
         let text = match line {
             Ok(text) => text,
             Err(reason) => {
-                // The rest of an overlong line is garbage: resync by closing.
+                // Read the rest of the bad line before answering: closing on
+                // unread bytes would cut the client off mid-write (EPIPE)
+                // before it reads the reason.
+                skip_line(&mut reader)?;
                 writeln!(writer, "{}", Reply::err(reason))?;
-                return Ok(());
+                continue;
             }
         };
         let reply = match Command::parse(&text) {
@@ -150,6 +153,27 @@ fn read_line_bounded<R: BufRead>(reader: &mut R) -> io::Result<Option<Result<Str
     ))
 }
 
+/// Discards bytes up to and including the next newline (or end of stream),
+/// in constant memory; the idle timeout bounds how long a sender may take.
+fn skip_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
 /// Sends one command line to the daemon at `socket` and returns its reply;
 /// waits at most `timeout` to connect and `timeout` again for the reply.
 pub fn send_command(socket: &Path, line: &str, timeout: Duration) -> Result<Reply, ClientError> {
@@ -162,10 +186,17 @@ pub fn send_command(socket: &Path, line: &str, timeout: Duration) -> Result<Repl
     stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
     stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
     // One command, one line: an embedded newline would send a second.
-    let line = line.replace(['\n', '\r'], " ");
-    writeln!(stream, "{}", line.trim()).map_err(io_err)?;
+    let line = format!("{}\n", line.replace(['\n', '\r'], " ").trim());
+    let written = stream.write_all(line.as_bytes());
     let mut reader = BufReader::new(stream);
-    match read_line_bounded(&mut reader).map_err(io_err)? {
+    let read = read_line_bounded(&mut reader);
+    // A daemon may answer and close before taking all of a bad line: its
+    // reply says more than our broken pipe does.
+    let read = match (written, read) {
+        (Err(e), Err(_) | Ok(None)) => return Err(io_err(e)),
+        (_, read) => read,
+    };
+    match read.map_err(io_err)? {
         None => Err(ClientError::NoReply(path)),
         Some(Err(reason)) => Err(ClientError::Malformed { path, reason }),
         Some(Ok(text)) => Reply::parse(&text).map_err(|reason| ClientError::Malformed { path, reason }),
@@ -228,6 +259,27 @@ mod tests {
             "{reply:?}"
         );
         assert!(matches!(ControlServer::bind(&sock), Err(DaemonError::ControlInUse(_))));
+    }
+
+    #[test]
+    fn an_overlong_line_is_answered_and_the_connection_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("ctl.sock");
+        ControlServer::bind(&sock).unwrap().spawn(device()).unwrap();
+        let mut stream = UnixStream::connect(&sock).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let long = "x".repeat(LINE_BYTES_MAX * 3);
+        // Written in pieces, as a slow client would: the reply must wait
+        // for the newline, and the next command must still be served.
+        for chunk in long.as_bytes().chunks(1000) {
+            stream.write_all(chunk).unwrap();
+        }
+        stream.write_all(b"\nstatus\n").unwrap();
+        let mut reader = BufReader::new(stream);
+        let first = read_line_bounded(&mut reader).unwrap().unwrap().unwrap();
+        assert!(first.contains("longer than"), "{first}");
+        let second = read_line_bounded(&mut reader).unwrap().unwrap().unwrap();
+        assert!(matches!(Reply::parse(&second), Ok(Reply::OkJson(_))), "{second}");
     }
 
     #[test]

@@ -119,7 +119,12 @@ impl NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline-server"))
             .args(["--listen", listen])
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            // FAULTLINE_NODE_LOG=debug shows elections and votes when
+            // chasing a failure.
+            .env(
+                "RUST_LOG",
+                std::env::var("FAULTLINE_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -191,10 +196,38 @@ impl NodeProc {
         }
     }
 
+    /// The last 40 distinct lines of the node's log (`FAULTLINE_LOG_TAIL`
+    /// sets how many): a run of lines that
+    /// differ only in their timestamp (a dead peer's redials) is one line
+    /// with a count, so it cannot push the lines that explain out of view.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        let path = self.dir.with_extension("log");
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => return format!("(cannot read {}: {e})", path.display()),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mut runs: Vec<(&str, usize)> = Vec::new();
+        for line in text.lines() {
+            let message = line.split_once(' ').map_or(line, |(_, rest)| rest);
+            match runs.last_mut() {
+                Some((last, n)) if last.split_once(' ').map_or(*last, |(_, r)| r) == message => *n += 1,
+                _ => runs.push((line, 1)),
+            }
+        }
+        let keep = std::env::var("FAULTLINE_LOG_TAIL")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(40);
+        let shown = &runs[runs.len().saturating_sub(keep)..];
+        let lines: Vec<String> = shown
+            .iter()
+            .map(|(line, n)| match n {
+                1 => line.to_string(),
+                n => format!("{line}  (and {} more like it)", n - 1),
+            })
+            .collect();
+        format!("({} bytes)\n{}", bytes.len(), lines.join("\n"))
     }
 }
 

@@ -18,7 +18,8 @@
 //! - `failover=fenced`: Raft election (vote persisted before answering, log
 //!   up-to-date check, lower epochs rejected, leader steps down without a
 //!   majority). `unfenced`: a follower that misses heartbeats promotes itself
-//!   without votes and an isolated leader never steps down (split brain).
+//!   without votes (into an epoch dealt to it alone) and an isolated leader
+//!   never steps down (split brain).
 //!   `off`: the configured leader leads forever.
 //! - Reads: `leader` waits for a majority to confirm the leader's epoch after
 //!   the read arrived (read index); `follower`/`sticky` answer from local
@@ -420,7 +421,7 @@ impl Group {
         let first_leader = self.cfg.initial_leader(self.shard as usize) == self.node;
         match self.settings().failover {
             Failover::Off if first_leader => self.become_leader(self.hard.epoch + 1),
-            Failover::Unfenced if first_leader && self.hard.epoch == 0 => self.become_leader(1),
+            Failover::Unfenced if first_leader && self.hard.epoch == 0 => self.become_leader(self.own_epoch_after(0)),
             Failover::Fenced if first_leader && self.hard.epoch == 0 => self.start_election(),
             _ => {}
         }
@@ -503,9 +504,13 @@ impl Group {
             Failover::Fenced => self.start_prevote(),
             Failover::Unfenced => {
                 warn!(node = %self.node, shard = self.shard, epoch = self.hard.epoch, lsn = self.last_lsn(), "missed heartbeats; promoting myself without votes (unfenced)");
-                self.become_leader(self.hard.epoch + 1);
+                self.become_leader(self.own_epoch_after(self.hard.epoch));
             }
         }
+    }
+
+    fn own_epoch_after(&self, epoch: u64) -> u64 {
+        own_epoch_after(&self.members, &self.node, epoch)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -1077,7 +1082,11 @@ impl Group {
                 last_lsn,
                 last_epoch,
             } => self.on_prevote(&from, epoch, last_lsn, last_epoch),
-            PeerMsg::PreVoteResp { epoch, granted } => self.on_prevote_resp(&from, epoch, granted),
+            PeerMsg::PreVoteResp {
+                epoch,
+                granted,
+                voter_epoch,
+            } => self.on_prevote_resp(&from, epoch, granted, voter_epoch),
             PeerMsg::Snapshot { epoch, snapshot, seq } => self.on_snapshot(&from, epoch, *snapshot, seq),
             PeerMsg::Forward { fwd_id, request } => self.on_forward(from, fwd_id, request),
             PeerMsg::ForwardResp { fwd_id, reply } => self.on_forward_resp(fwd_id, reply),
@@ -1118,8 +1127,9 @@ impl Group {
             return false;
         }
         if self.role == Role::Leader && epoch == self.hard.epoch {
-            // Two leaders in one epoch only happen without fencing: the
-            // higher id keeps the role.
+            // Never expected: fenced elections have one winner per epoch
+            // and unfenced promotions take epochs of their own. Should it
+            // happen, the higher id keeps the role.
             if from < self.node.as_str() {
                 return false;
             }
@@ -1347,11 +1357,21 @@ impl Group {
                 .is_some_and(|t| t.elapsed() < window && self.leader.is_some());
         let up_to_date = (last_epoch, last_lsn) >= (self.last_epoch(), self.last_lsn());
         let granted = epoch > self.hard.epoch && up_to_date && !leader_alive;
-        let msg = PeerMsg::PreVoteResp { epoch, granted };
+        let msg = PeerMsg::PreVoteResp {
+            epoch,
+            granted,
+            voter_epoch: self.hard.epoch,
+        };
         self.transport.send(from, self.shard, msg);
     }
 
-    fn on_prevote_resp(&mut self, from: &str, epoch: u64, granted: bool) {
+    fn on_prevote_resp(&mut self, from: &str, epoch: u64, granted: bool, voter_epoch: u64) {
+        if !granted && voter_epoch > self.hard.epoch {
+            // The voter is in a later epoch than ours: take it (as for any
+            // higher epoch), so our next pre-vote asks for one past it. Its
+            // vote may then follow our log, should ours be the better one.
+            return self.step_down(voter_epoch, None);
+        }
         if self.role == Role::Leader || !granted || epoch != self.prevote_epoch {
             return;
         }
@@ -1514,5 +1534,202 @@ impl Group {
             leader: self.leader.clone(),
             peer_lag,
         }
+    }
+}
+
+/// The next epoch this node may promote itself into without votes.
+/// Epochs are dealt round-robin to the members, so two followers that
+/// promote themselves at the same moment never share one, and
+/// (lsn, epoch) still names a single entry even in split brain: the
+/// follower of the higher epoch truncates the other's suffix by plain
+/// log matching. (Sharing an epoch, the loser kept writes the winner
+/// never had, and the replicas never converged.)
+fn own_epoch_after(members: &[String], node: &str, epoch: u64) -> u64 {
+    let n = members.len().max(1) as u64;
+    let me = members.iter().position(|m| m == node).unwrap_or(0) as u64;
+    let next = epoch + 1;
+    next + (me + n - next % n) % n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::read_frame;
+    use crate::transport::{Envelope, PEER_MAX_FRAME_BYTES};
+    use tokio::net::TcpListener;
+
+    /// One group ("n3") with two peers played by the test: every message
+    /// the group sends arrives on `sent` as (peer, message), and the test
+    /// answers through `group.deliver`.
+    struct Harness {
+        group: GroupHandle,
+        sent: mpsc::UnboundedReceiver<(String, PeerMsg)>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness {
+        async fn start() -> Harness {
+            let (tx, sent) = mpsc::unbounded_channel();
+            let mut peers = BTreeMap::new();
+            for id in ["n1", "n2"] {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                peers.insert(id.to_string(), listener.local_addr().unwrap().to_string());
+                tokio::spawn(play_peer(id, listener, tx.clone()));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = Config {
+                node_id: "n3".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                data_dir: dir.path().to_path_buf(),
+                settings: crate::config::Settings::parse(
+                    "ack=majority,failover=fenced,fsync=never,heartbeat_ms=20,election_timeout_ms=100",
+                )
+                .unwrap(),
+                peers,
+            }
+            .validate()
+            .unwrap();
+            let transport = Transport::start("n3", &cfg.peers);
+            let group = start(Arc::new(cfg), 0, transport).unwrap();
+            Harness { group, sent, _dir: dir }
+        }
+
+        /// The next message the group sends that `want` accepts (bounded).
+        async fn expect<T>(&mut self, what: &str, mut want: impl FnMut(&str, &PeerMsg) -> Option<T>) -> T {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                match tokio::time::timeout_at(deadline, self.sent.recv()).await {
+                    Ok(Some((to, msg))) => {
+                        if let Some(found) = want(&to, &msg) {
+                            return found;
+                        }
+                    }
+                    _ => panic!("the group never sent {what}"),
+                }
+            }
+        }
+
+        /// Makes "n3" a follower of epoch 3 whose log ends at (lsn 3, epoch 3).
+        async fn follow_epoch_3(&mut self) {
+            let entries = [(1, 1), (2, 3), (3, 3)]
+                .map(|(lsn, epoch)| Entry {
+                    lsn,
+                    epoch,
+                    cmd: crate::state::Command::Noop,
+                })
+                .to_vec();
+            let append = PeerMsg::Append {
+                epoch: 3,
+                prev_lsn: 0,
+                prev_epoch: 0,
+                entries,
+                commit_lsn: 0,
+                seq: 1,
+            };
+            self.group.deliver("n1".into(), append).await;
+            self.expect("an append answer", |_, m| match m {
+                PeerMsg::AppendResp { match_lsn: 3, .. } => Some(()),
+                _ => None,
+            })
+            .await;
+        }
+    }
+
+    /// Accepts the group's link to `id` and reports every envelope on it.
+    async fn play_peer(id: &'static str, listener: TcpListener, tx: mpsc::UnboundedSender<(String, PeerMsg)>) {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut rd = tokio::io::BufReader::new(stream);
+            let _hello = read_frame(&mut rd, PEER_MAX_FRAME_BYTES).await;
+            while let Ok(Some(frame)) = read_frame(&mut rd, PEER_MAX_FRAME_BYTES).await {
+                let env: Envelope = serde_json::from_slice(&frame).unwrap();
+                if tx.send((id.to_string(), env.msg)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_pre_vote_from_a_later_epoch_moves_the_candidate_past_it() {
+        // n3 has the better log (3, epoch 3); n2 has seen epoch 4 but holds
+        // an older log, and n1 is gone. n3 must end up asking for epoch 5,
+        // which n2 can grant; asking for 4 forever left the group leaderless.
+        let mut h = Harness::start().await;
+        h.follow_epoch_3().await;
+        h.expect("a pre-vote for epoch 4", |_, m| match m {
+            PeerMsg::PreVote {
+                epoch: 4, last_lsn: 3, ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+        let refusal = PeerMsg::PreVoteResp {
+            epoch: 4,
+            granted: false,
+            voter_epoch: 4,
+        };
+        h.group.deliver("n2".into(), refusal).await;
+        h.expect("a pre-vote for epoch 5", |_, m| match m {
+            PeerMsg::PreVote { epoch: 5, .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        let grant = PeerMsg::PreVoteResp {
+            epoch: 5,
+            granted: true,
+            voter_epoch: 4,
+        };
+        h.group.deliver("n2".into(), grant).await;
+        h.expect("a vote request for epoch 5", |_, m| match m {
+            PeerMsg::Vote { epoch: 5, .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        let vote = PeerMsg::VoteResp {
+            epoch: 5,
+            granted: true,
+        };
+        h.group.deliver("n2".into(), vote).await;
+        let status = h.group.status().await.unwrap();
+        assert_eq!((status.role.as_str(), status.epoch), ("leader", 5), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pre_vote_refusal_names_the_voters_epoch() {
+        let mut h = Harness::start().await;
+        h.follow_epoch_3().await;
+        let stale = PeerMsg::PreVote {
+            epoch: 2,
+            last_lsn: 9,
+            last_epoch: 1,
+        };
+        h.group.deliver("n2".into(), stale).await;
+        let (granted, voter_epoch) = h
+            .expect("an answer to n2's pre-vote", |to, m| match m {
+                PeerMsg::PreVoteResp {
+                    epoch: 2,
+                    granted,
+                    voter_epoch,
+                } if to == "n2" => Some((*granted, *voter_epoch)),
+                _ => None,
+            })
+            .await;
+        assert_eq!((granted, voter_epoch), (false, 3));
+    }
+
+    #[test]
+    fn self_promotions_take_the_next_epoch_dealt_to_the_node_and_no_other() {
+        let members: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        for epoch in 0..20 {
+            let picked: Vec<u64> = members.iter().map(|m| own_epoch_after(&members, m, epoch)).collect();
+            for (i, e) in picked.iter().enumerate() {
+                assert!(*e > epoch && *e <= epoch + 3, "{e} after {epoch}");
+                assert_eq!(e % 3, i as u64, "{} took {e}", members[i]);
+            }
+            let mut distinct = picked.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "{picked:?} after {epoch}");
+        }
+        assert_eq!(own_epoch_after(&["solo".to_string()], "solo", 4), 5);
     }
 }

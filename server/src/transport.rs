@@ -117,6 +117,10 @@ pub enum PeerMsg {
         epoch: u64,
         /// Whether a real vote would be granted.
         granted: bool,
+        /// The voter's own epoch. A refused sender adopts it when higher:
+        /// else a node with the better log but the lower epoch asks
+        /// forever for an epoch the other has already passed.
+        voter_epoch: u64,
     },
     /// Voter -> candidate.
     VoteResp {

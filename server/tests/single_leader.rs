@@ -182,24 +182,67 @@ async fn unfenced_partitioned_old_leader_keeps_accepting_writes() {
     // After healing the nodes converge on one history, and it cannot hold
     // both acknowledged writes: split brain lost one of them.
     c.isolate(&old, false);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (k, j) = loop {
-        let mut seen = Vec::new();
-        for id in &ids {
-            let mut cl = c.client(id).await;
-            seen.push((cl.read("k").await.value, cl.read("j").await.value));
-        }
-        if seen.iter().all(|s| *s == seen[0]) {
-            break seen[0].clone();
-        }
-        assert!(Instant::now() < deadline, "no convergence: {seen:?}\n{}", c.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let [k, j] = converged(&c, &ids, ["k", "j"]).await;
     assert!(
         !(k == int(1) && j == int(2)),
         "both sides' writes survived: no split brain after all"
     );
     eprintln!("converged on k={k} j={j}: one acknowledged write lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfenced_followers_promoted_at_once_still_converge() {
+    // Every link cut: both followers miss heartbeats and promote
+    // themselves, each acknowledging a write at the same LSN. When they
+    // met in one epoch, the loser kept its write and replicas never agreed.
+    let c = Cluster::start(3, &format!("ack=none,failover=unfenced,reads=follower,{FAST}")).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let old = c.wait_leader(&all).await;
+    write_ok(&c, &[&old], "k", int(0)).await;
+    assert_eq!(converged(&c, &ids, ["k"]).await, [int(0)]);
+    for id in &ids {
+        c.isolate(id, true);
+    }
+    let followers = others(&ids, &[&old]);
+    for f in &followers {
+        assert_eq!(c.wait_leader(&[f]).await, *f);
+    }
+    for (i, f) in followers.iter().enumerate() {
+        let mut cl = c.client(f).await;
+        assert_eq!(cl.write(&format!("from{i}"), int(i as i64)).await.result, Outcome::Ok);
+    }
+    for id in &ids {
+        c.isolate(id, false);
+    }
+    let [a, b] = converged(&c, &ids, ["from0", "from1"]).await;
+    assert!(
+        a.is_null() || b.is_null(),
+        "both promoted leaders' writes survived: a={a} b={b}"
+    );
+    eprintln!("converged on from0={a} from1={b}");
+}
+
+/// Reads `keys` at every node until all nodes answer alike (bounded) and
+/// returns what they agree on.
+async fn converged<const N: usize>(c: &Cluster, ids: &[String], keys: [&str; N]) -> [Value; N] {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = Vec::new();
+        for id in ids {
+            let mut cl = c.client(id).await;
+            let mut values = Vec::new();
+            for key in keys {
+                values.push(cl.read(key).await.value);
+            }
+            seen.push(values);
+        }
+        if seen.iter().all(|s| *s == seen[0]) {
+            return seen.swap_remove(0).try_into().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no convergence: {seen:?}\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,7 @@
 //! - Followers apply committed entries `replay_delay_ms` late.
 
 use crate::config::{Ack, Config, Failover, ReadMode};
-use crate::protocol::{Op, RawRequest, Reply, Session, ShardStatus};
+use crate::protocol::{encode_frame, Op, RawRequest, Reply, Session, ShardStatus};
 use crate::state::{Applied, Command, Entry, StateMachine};
 use crate::transport::{PeerMsg, Transport};
 use crate::wal::{self, Durable, HardState, Snapshot, WalCmd, WalError, WalHandle};
@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, error, info, warn};
 
 /// Most client requests waiting in one group's inbox.
@@ -58,7 +58,7 @@ pub enum GroupMsg {
         /// The request (read or write kind, already validated).
         req: ClientReq,
         /// Where the answer goes.
-        reply: oneshot::Sender<Reply>,
+        reply: ClientReply,
     },
     /// A message from a peer's group for this shard.
     Peer {
@@ -122,6 +122,68 @@ impl ClientReq {
     }
 }
 
+/// Where the answer to a client request goes.
+pub enum ClientReply {
+    /// To a task waiting on [`GroupHandle::call`].
+    Wait(oneshot::Sender<Reply>),
+    /// Encoded, straight onto the client's connection (see [`ConnReply`]).
+    Conn(ConnReply),
+}
+
+/// The answer slot of one request read from a client connection: the group
+/// encodes its reply into the connection's outgoing queue itself, so a
+/// request costs no task of its own, no timer and no extra wake-up between
+/// the group and the writer (the common path of every read and write).
+///
+/// Promise: the client hears exactly once. A slot dropped unanswered (the
+/// group stopped, say) answers `unknown` on drop; the connection's
+/// in-flight permit is released only after the reply is queued.
+pub struct ConnReply {
+    out: mpsc::Sender<Vec<u8>>,
+    id: u64,
+    answered: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnReply {
+    /// A slot for request `id`, answering on `out`, holding `permit`.
+    pub fn new(out: mpsc::Sender<Vec<u8>>, id: u64, permit: OwnedSemaphorePermit) -> ConnReply {
+        ConnReply {
+            out,
+            id,
+            answered: false,
+            _permit: permit,
+        }
+    }
+
+    /// Queues `reply` for the client.
+    pub fn send(mut self, reply: &Reply) {
+        self.answered = true;
+        self.push(encode_frame(reply));
+    }
+
+    fn push(&self, frame: Vec<u8>) {
+        // The queue holds as many frames as the connection has permits, so
+        // it is full only while error replies of bad frames wait in it.
+        if let Err(mpsc::error::TrySendError::Full(frame)) = self.out.try_send(frame) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let out = self.out.clone();
+                rt.spawn(async move {
+                    let _ = out.send(frame).await;
+                });
+            }
+        }
+    }
+}
+
+impl Drop for ConnReply {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.push(encode_frame(&Reply::unknown(self.id, "the server dropped the request")));
+        }
+    }
+}
+
 /// Handle the node uses to talk to a group.
 #[derive(Clone)]
 pub struct GroupHandle {
@@ -134,13 +196,33 @@ impl GroupHandle {
         let id = req.id;
         let is_write = req.op.is_write();
         let (tx, rx) = oneshot::channel();
-        if self.tx.try_send(GroupMsg::Client { req, reply: tx }).is_err() {
+        let reply = ClientReply::Wait(tx);
+        if self.tx.try_send(GroupMsg::Client { req, reply }).is_err() {
             return Reply::fail(id, "server overloaded");
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => reply,
             _ if is_write => Reply::unknown(id, "timed out waiting for replication"),
             _ => Reply::unknown(id, "timed out"),
+        }
+    }
+
+    /// Hands a request to the group with its answer slot; gives the slot
+    /// back when the group's inbox is full (the caller answers).
+    pub fn submit(&self, req: ClientReq, slot: ConnReply) -> Result<(), ConnReply> {
+        let msg = GroupMsg::Client {
+            req,
+            reply: ClientReply::Conn(slot),
+        };
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => match m {
+                GroupMsg::Client {
+                    reply: ClientReply::Conn(slot),
+                    ..
+                } => Err(slot),
+                _ => unreachable!("the message sent is the one returned"),
+            },
         }
     }
 
@@ -177,7 +259,33 @@ impl Role {
 /// Where an answer goes: a local client or a node that forwarded.
 enum Replier {
     Local(oneshot::Sender<Reply>),
+    Conn(ConnReply),
     Remote { to: String, fwd_id: u64 },
+}
+
+impl From<ClientReply> for Replier {
+    fn from(reply: ClientReply) -> Replier {
+        match reply {
+            ClientReply::Wait(tx) => Replier::Local(tx),
+            ClientReply::Conn(slot) => Replier::Conn(slot),
+        }
+    }
+}
+
+impl Replier {
+    /// Hands `reply` over unchanged; a forwarding node's answer goes back
+    /// to the node it came from.
+    fn deliver(self, reply: Reply, transport: &Transport, shard: u32) {
+        match self {
+            Replier::Local(tx) => {
+                let _ = tx.send(reply);
+            }
+            Replier::Conn(slot) => slot.send(&reply),
+            Replier::Remote { to, fwd_id } => {
+                transport.send(&to, shard, PeerMsg::ForwardResp { fwd_id, reply });
+            }
+        }
+    }
 }
 
 struct PendingWrite {
@@ -429,7 +537,7 @@ impl Group {
 
     fn handle(&mut self, msg: GroupMsg) {
         match msg {
-            GroupMsg::Client { req, reply } => self.on_client(req, Replier::Local(reply)),
+            GroupMsg::Client { req, reply } => self.on_client(req, reply.into()),
             GroupMsg::Peer { from, msg } => self.on_peer(from, msg),
             GroupMsg::Status(tx) => {
                 let _ = tx.send(self.status());
@@ -569,15 +677,7 @@ impl Group {
         if reply.leader_hint.is_none() && self.role != Role::Leader {
             reply.leader_hint = self.leader.clone();
         }
-        match replier {
-            Replier::Local(tx) => {
-                let _ = tx.send(reply);
-            }
-            Replier::Remote { to, fwd_id } => {
-                self.transport
-                    .send(&to, self.shard, PeerMsg::ForwardResp { fwd_id, reply });
-            }
-        }
+        replier.deliver(reply, &self.transport, self.shard);
     }
 
     // ----- client requests ---------------------------------------------
@@ -1115,8 +1215,8 @@ impl Group {
     fn on_forward_resp(&mut self, fwd_id: u64, mut reply: Reply) {
         if let Some(f) = self.forwards.remove(&fwd_id) {
             reply.id = f.id;
-            if let Replier::Local(tx) = f.replier {
-                let _ = tx.send(reply);
+            if !matches!(f.replier, Replier::Remote { .. }) {
+                f.replier.deliver(reply, &self.transport, self.shard);
             }
         }
     }
@@ -1647,6 +1747,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_slot_answers_once_and_unknown_when_dropped() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(2));
+        let (out, mut frames) = mpsc::channel(2);
+        let answered = ConnReply::new(out.clone(), 7, permits.clone().try_acquire_owned().unwrap());
+        let dropped = ConnReply::new(out, 8, permits.clone().try_acquire_owned().unwrap());
+        answered.send(&Reply::new(7, crate::protocol::Outcome::Ok));
+        drop(dropped);
+        let mut replies = Vec::new();
+        while let Ok(frame) = frames.try_recv() {
+            let reply: Reply = serde_json::from_slice(&frame[4..]).unwrap();
+            replies.push((reply.id, reply.result));
+        }
+        use crate::protocol::Outcome;
+        assert_eq!(replies, [(7, Outcome::Ok), (8, Outcome::Unknown)]);
+        assert_eq!(permits.available_permits(), 2, "both permits came back");
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@
 //!   connection) and one log line; it never reaches the replication state.
 
 use crate::config::{Config, Mode};
-use crate::group::{self, ClientReq, GroupHandle};
+use crate::group::{self, ClientReq, ConnReply, GroupHandle};
 use crate::leaderless::{self, stable_hash, Leaderless};
 use crate::protocol::{
     decode_request, encode_frame, read_frame, Op, Outcome, ProtocolError, Reply, Request, StatusInfo, MAX_FRAME_BYTES,
@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 /// A connection's read half behind a buffer: one `recv` takes in every
@@ -251,6 +251,9 @@ impl Node {
                     continue;
                 }
             };
+            let Some((req, permit)) = self.submit_direct(req, &out_tx, permit) else {
+                continue;
+            };
             let node = self.clone();
             let out = out_tx.clone();
             tokio::spawn(async move {
@@ -259,6 +262,37 @@ impl Node {
                 drop(permit);
             });
         }
+    }
+
+    /// Single-key requests on a single-leader node go to their group with
+    /// the connection's answer slot: no task, timer or hop of their own
+    /// (the group answers each within its request timeout). Anything else
+    /// is handed back, to be served by [`Node::handle`].
+    fn submit_direct(
+        &self,
+        req: Request,
+        out: &mpsc::Sender<Vec<u8>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(Request, OwnedSemaphorePermit)> {
+        let Engine::Leader(groups) = &self.engine else {
+            return Some((req, permit));
+        };
+        let key = match &req.op {
+            Op::Read { key } | Op::Write { key, .. } | Op::Cas { key, .. } | Op::Append { key, .. } => key,
+            Op::MultiRead { .. } | Op::Status => return Some((req, permit)),
+        };
+        let shard = self.shard_of(key);
+        let id = req.id;
+        let creq = ClientReq {
+            id,
+            op: req.op,
+            session: req.session,
+            forwarded: false,
+        };
+        if let Err(slot) = groups[shard].submit(creq, ConnReply::new(out.clone(), id, permit)) {
+            slot.send(&self.finish(Reply::fail(id, "server overloaded")));
+        }
+        None
     }
 
     fn finish(&self, mut reply: Reply) -> Reply {

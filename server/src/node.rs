@@ -274,25 +274,22 @@ impl Node {
         out: &mpsc::Sender<Vec<u8>>,
         permit: OwnedSemaphorePermit,
     ) -> Option<(Request, OwnedSemaphorePermit)> {
-        let Engine::Leader(groups) = &self.engine else {
+        let Some(group) = self.group_of(&req.op) else {
             return Some((req, permit));
         };
-        let key = match &req.op {
-            Op::Read { key } | Op::Write { key, .. } | Op::Cas { key, .. } | Op::Append { key, .. } => key,
-            Op::MultiRead { .. } | Op::Status => return Some((req, permit)),
-        };
-        let shard = self.shard_of(key);
         let id = req.id;
-        let creq = ClientReq {
-            id,
-            op: req.op,
-            session: req.session,
-            forwarded: false,
-        };
-        if let Err(slot) = groups[shard].submit(creq, ConnReply::new(out.clone(), id, permit)) {
+        if let Err(slot) = group.submit(client_req(req), ConnReply::new(out.clone(), id, permit)) {
             slot.send(&self.finish(Reply::fail(id, "server overloaded")));
         }
         None
+    }
+
+    /// The group that serves a single-key request on a single-leader node.
+    fn group_of(&self, op: &Op) -> Option<&GroupHandle> {
+        match (&self.engine, op) {
+            (Engine::Leader(_), Op::MultiRead { .. } | Op::Status) | (Engine::Leaderless(_), _) => None,
+            (Engine::Leader(groups), op) => Some(&groups[self.shard_of(op_key(op))]),
+        }
     }
 
     fn finish(&self, mut reply: Reply) -> Reply {
@@ -311,16 +308,10 @@ impl Node {
             (Engine::Leader(groups), Op::MultiRead { keys }) => {
                 self.sharded_multi_read(groups, req, keys, timeout).await
             }
-            (Engine::Leader(groups), op) => {
-                let shard = self.shard_of(op_key(&op));
-                let creq = ClientReq {
-                    id,
-                    op,
-                    session: req.session,
-                    forwarded: false,
-                };
-                groups[shard].call(creq, timeout).await
-            }
+            (Engine::Leader(_), _) => match self.group_of(&req.op) {
+                Some(group) => group.call(client_req(req), timeout).await,
+                None => Reply::fail(id, "no group serves this request"),
+            },
             (Engine::Leaderless(engine), op) => {
                 let is_write = op.is_write();
                 match tokio::time::timeout(timeout, engine.handle(id, op)).await {
@@ -412,6 +403,16 @@ impl Node {
             clock_ms: wall_ms + self.cfg.settings.clock_offset_ms,
         });
         reply
+    }
+}
+
+/// A client's request as its group sees it (not forwarded yet).
+fn client_req(req: Request) -> ClientReq {
+    ClientReq {
+        id: req.id,
+        op: req.op,
+        session: req.session,
+        forwarded: false,
     }
 }
 

@@ -207,12 +207,13 @@ impl NodeProc {
             Err(e) => return format!("(cannot read {}: {e})", path.display()),
         };
         let text = String::from_utf8_lossy(&bytes);
-        let mut runs: Vec<(&str, usize)> = Vec::new();
+        // (first line of the run, its text after the timestamp, count)
+        let mut runs: Vec<(&str, &str, usize)> = Vec::new();
         for line in text.lines() {
             let message = line.split_once(' ').map_or(line, |(_, rest)| rest);
             match runs.last_mut() {
-                Some((last, n)) if last.split_once(' ').map_or(*last, |(_, r)| r) == message => *n += 1,
-                _ => runs.push((line, 1)),
+                Some((_, last, n)) if *last == message => *n += 1,
+                _ => runs.push((line, message, 1)),
             }
         }
         let keep = std::env::var("FAULTLINE_LOG_TAIL")
@@ -222,7 +223,7 @@ impl NodeProc {
         let shown = &runs[runs.len().saturating_sub(keep)..];
         let lines: Vec<String> = shown
             .iter()
-            .map(|(line, n)| match n {
+            .map(|(line, _, n)| match n {
                 1 => line.to_string(),
                 n => format!("{line}  (and {} more like it)", n - 1),
             })

@@ -114,7 +114,7 @@ pub const CHECKER_NAMES: &[&str] = &[
 
 /// Reads the file at `path` and checks it.
 pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<Report, CheckError> {
-    let (history, format) = import::read_any(path, opts.format)?;
+    let (history, format) = import::read_any(path, opts.format, &faultline_histories::ReadLimits::default())?;
     let mut report = check_history(&history, format, opts)?;
     report.file = path.to_owned();
     Ok(report)

@@ -50,7 +50,7 @@ fn store_verdicts(dir: &Path, history: &faultline_histories::History) -> anyhow:
 
 /// Writes the HTML report of one checked file (`faultline check --report`).
 pub fn write_check_report(out: &Path, file: &Path, opts: &CheckOptions, report: &Report) -> anyhow::Result<()> {
-    let (history, _) = import::read_any(file, opts.format)?;
+    let (history, _) = import::read_any(file, opts.format, &faultline_histories::ReadLimits::default())?;
     // The history's own warnings are shown from the history itself.
     let meta = RunMeta {
         settings: vec![

@@ -23,6 +23,15 @@ pub enum HistoryError {
         line: usize,
         message: String,
     },
+    /// A line is longer than the reader's limit
+    /// ([`ReadLimits`](crate::limits::ReadLimits)): the file is no history,
+    /// or one that needs a higher limit.
+    #[error("{}:{line}: line {line} is longer than {} (the limit of one line)", path.display(), size_text(*max_line_bytes))]
+    LineTooLong {
+        path: PathBuf,
+        line: usize,
+        max_line_bytes: usize,
+    },
     /// A completion arrived for a process with no operation in flight.
     #[error("event index {index}: process {process} completes an operation it never invoked")]
     UnmatchedCompletion { index: u64, process: Process },
@@ -44,12 +53,22 @@ pub enum HistoryError {
     },
 }
 
+/// A size in MiB when it is a whole number of them, else in bytes.
+fn size_text(bytes: usize) -> String {
+    const MIB: usize = 1 << 20;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 impl HistoryError {
     /// Wraps an error about one event into a parse error at a file line, so
     /// the user sees where to look.
     pub fn at_line(self, path: &std::path::Path, line: usize) -> HistoryError {
         match self {
-            e @ (HistoryError::Io { .. } | HistoryError::Parse { .. }) => e,
+            e @ (HistoryError::Io { .. } | HistoryError::Parse { .. } | HistoryError::LineTooLong { .. }) => e,
             other => HistoryError::Parse {
                 path: path.to_owned(),
                 line,

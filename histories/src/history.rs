@@ -111,6 +111,11 @@ pub struct History {
     /// Things the reader accepted but a person should know (a truncated last
     /// line that was dropped, for instance).
     pub warnings: Vec<String>,
+    /// Non-blank lines the reader skipped as noise: lines of a log that
+    /// hold no event (an etcd log's other log lines). A history with no
+    /// operations and skipped lines was most likely read in the wrong
+    /// format; zero for formats that skip nothing.
+    pub skipped_lines: usize,
 }
 
 impl History {
@@ -171,6 +176,11 @@ impl HistoryBuilder {
     /// Records a warning to carry into the history.
     pub fn warn(&mut self, warning: String) {
         self.history.warnings.push(warning);
+    }
+
+    /// Counts a line the reader skipped as noise.
+    pub fn skipped_line(&mut self) {
+        self.history.skipped_lines += 1;
     }
 
     /// Adds the next event in file order.

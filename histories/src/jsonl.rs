@@ -5,6 +5,9 @@
 //! leaves: a truncated last line is reported (as a warning) and dropped, and
 //! operations invoked but never completed become pending (crashed)
 //! operations. Any other malformed line is an error naming its line and field.
+//! A line longer than [`ReadLimits::max_line_bytes`] is an error too, read no
+//! further than the limit. Integer literals past 64 bits are read exactly, as
+//! `{"$int": "<digits>"}` ([`crate::value`]), not rounded to floats.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -13,6 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::error::HistoryError;
 use crate::event::Event;
 use crate::history::{Header, History, HistoryBuilder};
+use crate::limits::{self, LineRead, ReadLimits};
 
 /// One parsed line of a history file.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +31,7 @@ pub struct JsonlReader<R> {
     path: PathBuf,
     line: usize,
     buf: Vec<u8>,
+    limits: ReadLimits,
     /// Set once a truncated last line has been seen and dropped.
     pub truncated: Option<String>,
 }
@@ -39,8 +44,15 @@ impl<R: BufRead> JsonlReader<R> {
             path: path.into(),
             line: 0,
             buf: Vec::with_capacity(256),
+            limits: ReadLimits::default(),
             truncated: None,
         }
+    }
+
+    /// The same reader held to `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: &ReadLimits) -> Self {
+        self.limits = *limits;
+        self
     }
 
     /// The 1-based number of the line last returned.
@@ -51,18 +63,13 @@ impl<R: BufRead> JsonlReader<R> {
     /// The next line, `None` at the end of the file.
     pub fn next_line(&mut self) -> Option<Result<Line, HistoryError>> {
         loop {
-            self.buf.clear();
-            match self.input.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(source) => {
-                    return Some(Err(HistoryError::Io {
-                        path: self.path.clone(),
-                        source,
-                    }))
-                }
+            let next = self.line + 1;
+            match limits::read_line(&mut self.input, &mut self.buf, &self.path, next, &self.limits) {
+                Ok(LineRead::End) => return None,
+                Ok(LineRead::Line) => {}
+                Err(e) => return Some(Err(e)),
             }
-            self.line += 1;
+            self.line = next;
             let complete = self.buf.last() == Some(&b'\n');
             let text = trim_ascii(&self.buf);
             if text.is_empty() {
@@ -99,8 +106,17 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
     &b[start..end]
 }
 
-/// Parses one line; the header is recognised only on the first line.
+/// Parses one line; the header is recognised only on the first line. A line
+/// with an integer past 64 bits is parsed with it encoded exactly (error
+/// columns then count in the encoded text).
 fn parse_line(text: &[u8], first: bool) -> Result<Line, String> {
+    match crate::value::exact_json_integers(text) {
+        Some(exact) => parse_json_line(&exact, first),
+        None => parse_json_line(text, first),
+    }
+}
+
+fn parse_json_line(text: &[u8], first: bool) -> Result<Line, String> {
     const TAG: &[u8] = b"\"faultline_history\"";
     if first && text.windows(TAG.len()).any(|w| w == TAG) {
         return serde_json::from_slice::<Header>(text)
@@ -129,7 +145,12 @@ fn json_message(e: &serde_json::Error) -> String {
 
 /// Reads a whole history from any buffered input.
 pub fn read_history<R: BufRead>(input: R, path: &Path) -> Result<History, HistoryError> {
-    let mut reader = JsonlReader::new(input, path);
+    read_history_with(input, path, &ReadLimits::default())
+}
+
+/// Reads a whole history from any buffered input, held to `limits`.
+pub fn read_history_with<R: BufRead>(input: R, path: &Path, limits: &ReadLimits) -> Result<History, HistoryError> {
+    let mut reader = JsonlReader::new(input, path).with_limits(limits);
     let mut builder = HistoryBuilder::default();
     while let Some(line) = reader.next_line() {
         match line? {
@@ -145,11 +166,16 @@ pub fn read_history<R: BufRead>(input: R, path: &Path) -> Result<History, Histor
 
 /// Reads the history file at `path`.
 pub fn read_history_file(path: &Path) -> Result<History, HistoryError> {
+    read_history_file_with(path, &ReadLimits::default())
+}
+
+/// Reads the history file at `path`, held to `limits`.
+pub fn read_history_file_with(path: &Path, limits: &ReadLimits) -> Result<History, HistoryError> {
     let file = File::open(path).map_err(|source| HistoryError::Io {
         path: path.to_owned(),
         source,
     })?;
-    read_history(BufReader::with_capacity(1 << 16, file), path)
+    read_history_with(BufReader::with_capacity(1 << 16, file), path, limits)
 }
 
 /// Appends events to a history file, one line each, flushed as written so
@@ -276,6 +302,98 @@ mod tests {
             .to_string();
         assert!(err.starts_with("x.jsonl:2:"), "{err}");
         assert!(err.contains("field `process`"), "{err}");
+    }
+
+    fn event_line(index: u64, kind: &str, value: &str) -> String {
+        format!(
+            "{{\"index\":{index},\"time\":{index},\"process\":0,\"type\":\"{kind}\",\"f\":\"write\",\"value\":{value}}}\n"
+        )
+    }
+
+    #[test]
+    fn integers_past_64_bits_are_read_exactly() {
+        let two_64 = "18446744073709551616";
+        let text = event_line(0, "invoke", two_64) + &event_line(1, "ok", "18446744073709551617");
+        let h = read_history(text.as_bytes(), Path::new("h.jsonl")).unwrap();
+        assert_eq!(h.ops[0].input, json!({"$int": two_64}));
+        assert_eq!(h.ops[0].output, json!({"$int": "18446744073709551617"}));
+        assert_ne!(h.ops[0].input, h.ops[0].output);
+        // In range they stay numbers; in strings they stay strings.
+        let text = event_line(
+            0,
+            "invoke",
+            "[18446744073709551615,-9223372036854775808,\"18446744073709551616\"]",
+        );
+        let h = read_history(text.as_bytes(), Path::new("h.jsonl")).unwrap();
+        assert_eq!(h.ops[0].input, json!([u64::MAX, i64::MIN, two_64]));
+        // What is written is read back the same.
+        let mut w = JsonlWriter::new(Vec::new());
+        let ev = Event::new(
+            0,
+            0,
+            Process::Client(0),
+            EventType::Invoke,
+            F::Write,
+            json!({"$int": two_64}),
+        );
+        w.write_event(&ev).unwrap();
+        let h = read_history(&w.into_inner()[..], Path::new("h.jsonl")).unwrap();
+        assert_eq!(h.ops[0].input, json!({"$int": two_64}));
+        // A field that must be an integer says so.
+        let text = format!("{{\"index\":{two_64},\"time\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}}\n");
+        let err = read_history(text.as_bytes(), Path::new("h.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("h.jsonl:1: field `index`"), "{err}");
+    }
+
+    #[test]
+    fn an_overlong_line_is_an_error_naming_it() {
+        let limits = ReadLimits { max_line_bytes: 200 };
+        let long = event_line(1, "ok", &format!("\"{}\"", "x".repeat(200)));
+        let text = event_line(0, "invoke", "1") + &long;
+        let err = read_history_with(text.as_bytes(), Path::new("h.jsonl"), &limits)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "h.jsonl:2: line 2 is longer than 200 bytes (the limit of one line)"
+        );
+        // Within the limit it reads, as it does with the default limits.
+        assert_eq!(
+            read_history(text.as_bytes(), Path::new("h.jsonl")).unwrap().ops.len(),
+            1
+        );
+    }
+
+    /// An endless source of zero bytes, like `/dev/zero`, counting what was
+    /// taken from it.
+    struct Zeros(usize);
+
+    impl std::io::Read for Zeros {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            buf.fill(0);
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn an_endless_input_ends_at_the_limit() {
+        let limits = ReadLimits {
+            max_line_bytes: 1 << 20,
+        };
+        let mut input = BufReader::new(Zeros(0));
+        let err = read_history_with(&mut input, Path::new("/dev/zero"), &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero:1: line 1 is longer than 1 MiB (the limit of one line)"
+        );
+        assert!(
+            input.get_ref().0 < (1 << 20) + (1 << 16),
+            "read {} bytes",
+            input.get_ref().0
+        );
     }
 
     #[test]

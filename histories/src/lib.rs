@@ -20,8 +20,11 @@ pub mod event;
 pub mod history;
 pub mod import;
 pub mod jsonl;
+pub mod limits;
+pub mod value;
 
 pub use error::HistoryError;
 pub use event::{Event, EventType, Key, Process, F};
 pub use history::{Header, History, HistoryBuilder, KeyId, NodeId, Op, Outcome};
 pub use jsonl::{read_history, read_history_file, JsonlReader, JsonlWriter, Line};
+pub use limits::ReadLimits;

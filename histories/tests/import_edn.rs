@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use faultline_histories::import::edn::{read_jepsen_edn, EdnOptions};
 use faultline_histories::import::{detect_format, read_any, Format};
-use faultline_histories::{EventType, History, Key, Outcome, Process, F};
+use faultline_histories::{EventType, History, Key, Outcome, Process, ReadLimits, F};
 use serde_json::json;
 
 fn data(name: &str) -> PathBuf {
@@ -60,7 +60,11 @@ fn an_independent_register_history_becomes_keyed_operations() {
     assert_eq!(
         nemesis,
         vec![
-            (EventType::Info, "start-partition".to_owned(), json!("majority")),
+            (
+                EventType::Info,
+                "start-partition".to_owned(),
+                json!({"$keyword": "majority"})
+            ),
             (EventType::Info, "stop-partition".to_owned(), json!(null)),
         ]
     );
@@ -83,6 +87,7 @@ fn independence_can_be_forced_off() {
         &path,
         &EdnOptions {
             independent: Some(false),
+            ..EdnOptions::default()
         },
     )
     .unwrap();
@@ -109,6 +114,9 @@ fn the_fixtures_are_detected_as_jepsen_edn() {
         "jepsen-list-append.edn",
     ] {
         assert_eq!(detect_format(&data(name)).unwrap(), Format::JepsenEdn, "{name}");
-        assert_eq!(read_any(&data(name), None).unwrap().1, Format::JepsenEdn);
+        assert_eq!(
+            read_any(&data(name), None, &ReadLimits::default()).unwrap().1,
+            Format::JepsenEdn
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use faultline_histories::import::porcupine::CAS_MISMATCH;
 use faultline_histories::import::{detect_format, read_any, Format};
-use faultline_histories::{History, Outcome};
+use faultline_histories::{History, Outcome, ReadLimits};
 
 fn data_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/porcupine");
@@ -57,7 +57,7 @@ fn read_all(dir: &Path) -> Vec<(String, History, usize)> {
             let path = dir.join(&file);
             let format = format_of(&file);
             assert_eq!(detect_format(&path).unwrap(), format, "{file}");
-            let (history, read_as) = read_any(&path, None).unwrap_or_else(|e| panic!("{e}"));
+            let (history, read_as) = read_any(&path, None, &ReadLimits::default()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(read_as, format);
             (file, history, ops)
         })

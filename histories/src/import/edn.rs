@@ -1,18 +1,44 @@
 //! Jepsen's `history.edn` as a faultline [`History`].
 //!
-//! Jepsen writes one operation map per line (`{:type :invoke, :f :read,
-//! :value nil, :process 0, :time 12, :index 0}`), since 0.3 as records
-//! (`#jepsen.history.Op{...}`), and some versions write the whole history as
-//! one vector of maps. This importer reads all three with a streaming EDN
-//! reader ([`reader`]) and promises:
+//! Jepsen's store writes one operation map per line (`{:type :invoke, :f
+//! :read, :value nil, :process 0, :time 12, :index 0}`), since 0.3 as
+//! records (`#jepsen.history.Op{...}`); other tools write the whole history
+//! as one vector `[...]` or list `(...)` of them. This importer reads all of
+//! these with a streaming EDN reader ([`reader`], bounded on any input: see
+//! its doc) and promises:
 //!
 //! - Every event keeps what Jepsen recorded. `:type`, `:f`, `:process`,
 //!   `:time`, `:index`, `:value`, `:error`, `:node` (and `:key`, `:final` if
 //!   present) map to the fields of the same name; anything else goes to
-//!   [`Event::extra`]. EDN values become JSON by [`edn_to_json`]: keywords and
-//!   symbols become strings without the colon, so the micro-op
-//!   `[:append 1 2]` becomes `["append",1,2]`, exactly what faultline's own
-//!   txn histories hold.
+//!   [`Event::extra`]. `:f`'s name is the function (`:read` is `read`,
+//!   `:acquire` is `acquire`); `:process` is an integer or `:nemesis`.
+//! - Values compare as Jepsen compares them (Clojure's `=`), since checkers
+//!   compare `serde_json::Value`s with `==`. The encoding:
+//!
+//! | EDN | JSON |
+//! |---|---|
+//! | `nil`, `true`, `false` | `null`, `true`, `false` |
+//! | integer inside `i64`/`u64` (`7`, `7N`) | number `7` |
+//! | integer outside them (`18446744073709551616`, with or without `N`) | `{"$int": "18446744073709551616"}` (decimal, optional leading `-`; JSONL numbers past 64 bits read the same) |
+//! | float (`1.5`, `1.5M`, ratio `1/2`) | number `1.5` |
+//! | `##Inf`, `##-Inf`, `##NaN` | `{"$float": "Inf"}`, `{"$float": "-Inf"}`, `{"$float": "NaN"}` |
+//! | string `"a"` | string `"a"` |
+//! | keyword `:a`, `:ns/a` | `{"$keyword": "a"}`, `{"$keyword": "ns/a"}` |
+//! | symbol `a` | `{"$symbol": "a"}` |
+//! | character `\a` | `{"$char": "a"}` |
+//! | list `(1 2)`, vector `[1 2]` | array `[1, 2]` (Clojure's `=` calls them equal) |
+//! | set `#{2 1}` | `{"$set": [1, 2]}`: no duplicates, sorted by JSON text, so order does not matter |
+//! | map with only string keys `{"a" 1}` | object `{"a": 1}` (order does not matter) |
+//! | any other map `{:a 1, 2 3}` | `{"$map": [[2, 3], [{"$keyword": "a"}, 1]]}`: pairs sorted by the key's JSON text |
+//! | tagged literal `#inst "2026-01-01"`, `#uuid "..."`, `#my.Rec{...}` | `{"$tag": ["inst", "2026-01-01"]}`: the tag and its value, encoded |
+//! | `:f :txn` micro-op `[:append 1 2]`, `[:r 1 [2]]`, `[:read :x nil]`, `[:write :y 2]` | `["append", 1, 2]`, `["r", 1, [2]]`, `["read", "x", null]`, `["write", "y", 2]`: the function's name as written, the key by the key rule, the value by this table |
+//! | key (`:key`, a `jepsen.independent` tuple's first element, a micro-op's key) | an integer stays an integer; a keyword, symbol or string becomes its name as a string |
+//!
+//!   So `:a`, `a` and `"a"` are three different values, `#{1 2}` equals
+//!   `#{2 1}` but not `[1 2]`, and 2^64 differs from 2^64+1. A record
+//!   (`#jepsen.history.Op{...}`) at the top level is the operation map it
+//!   tags; `:error` becomes text (a keyword's or string's name, or the EDN
+//!   text of anything else).
 //! - `jepsen.independent` histories, whose client values are `[key value]`
 //!   tuples, become keyed events (`key`, `value`), so checkers decompose them
 //!   by key as they do faultline's own histories. [`EdnOptions::independent`]
@@ -28,12 +54,25 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use self::reader::{Edn, EdnReader};
 use crate::error::HistoryError;
 use crate::event::{Event, EventType, Key, Process, F};
 use crate::history::{History, HistoryBuilder};
+use crate::limits::ReadLimits;
+use crate::value::{self, tagged};
+
+/// The key of a keyword: `:a` is `{"$keyword": "a"}`.
+pub const KEYWORD: &str = "$keyword";
+/// The key of a symbol: `a` is `{"$symbol": "a"}`.
+pub const SYMBOL: &str = "$symbol";
+/// The key of a character: `\a` is `{"$char": "a"}`.
+pub const CHAR: &str = "$char";
+/// The key of a tagged literal: `#inst "2026"` is `{"$tag": ["inst", "2026"]}`.
+pub const TAG: &str = "$tag";
+/// The key of a float JSON cannot hold: `##Inf` is `{"$float": "Inf"}`.
+pub const FLOAT: &str = "$float";
 
 /// How to read a Jepsen history.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +85,8 @@ pub struct EdnOptions {
     /// `[old new]` pair. A plain `nil` read invocation says it is not; so do
     /// a txn's vector of micro-ops and a plain cas `[1 2]`.
     pub independent: Option<bool>,
+    /// How long a line may be.
+    pub limits: ReadLimits,
 }
 
 /// Reads the Jepsen `history.edn` at `path`.
@@ -71,23 +112,28 @@ pub fn parse_jepsen_edn<R: Read + Seek>(
     path: &Path,
     options: &EdnOptions,
 ) -> Result<History, HistoryError> {
-    if let Some(history) = read_ops(&mut input, path, options.independent)? {
+    if let Some(history) = read_ops(&mut input, path, options)? {
         return Ok(history);
     }
     input.seek(SeekFrom::Start(0)).map_err(|source| HistoryError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let history = read_ops(&mut input, path, Some(false))?;
+    let plain = EdnOptions {
+        independent: Some(false),
+        ..options.clone()
+    };
+    let history = read_ops(&mut input, path, &plain)?;
     Ok(history.expect("a plain reading never restarts"))
 }
 
 /// Reads every operation into a history; `None` when `independent` was to
 /// be detected and a client event contradicted the guess of independence.
-fn read_ops<R: Read>(input: R, path: &Path, independent: Option<bool>) -> Result<Option<History>, HistoryError> {
+fn read_ops<R: Read>(input: R, path: &Path, options: &EdnOptions) -> Result<Option<History>, HistoryError> {
+    let independent = options.independent;
     let mut forms = OpForms {
-        reader: EdnReader::new(input, path),
-        in_vector: false,
+        reader: EdnReader::new(input, path).with_limits(&options.limits),
+        closer: None,
     };
     let mut split = independent;
     let mut builder = HistoryBuilder::default();
@@ -113,44 +159,44 @@ fn read_ops<R: Read>(input: R, path: &Path, independent: Option<bool>) -> Result
                 }
             }
         };
-        event.value = edn_to_json(&value);
+        event.value = op_value(&event.f, &value);
         builder.push(event).map_err(|e| e.at_line(path, line))?;
         position += 1;
     }
     Ok(Some(builder.finish()))
 }
 
-/// The operation forms of a history, one per line or inside a top-level
-/// vector `[{...} {...}]`; either way each comes with the line it begins on.
+/// The operation forms of a history, one per line (Jepsen's store writes
+/// that) or inside a top-level vector `[{...} {...}]` or list `({...}
+/// {...})`; either way each comes with the line it begins on. The top-level
+/// collection is streamed, never held.
 struct OpForms<R> {
     reader: EdnReader<R>,
-    in_vector: bool,
+    /// The byte that closes the top-level collection being read, if any.
+    closer: Option<u8>,
 }
 
 impl<R: Read> OpForms<R> {
     fn next(&mut self) -> Result<Option<(usize, Edn)>, HistoryError> {
         loop {
             let next = self.reader.skip_blank()?;
-            if self.in_vector {
-                match next {
-                    Some(b']') => {
-                        self.reader.eat(b']')?;
-                        self.in_vector = false;
-                        continue;
-                    }
-                    None => {
-                        return Err(self
-                            .reader
-                            .error("the file ends before the `]` that closes the history"))
-                    }
-                    Some(_) => {}
+            match (self.closer, next) {
+                (Some(close), Some(b)) if b == close => {
+                    self.reader.eat(close)?;
+                    self.closer = None;
                 }
-            } else if next == Some(b'[') {
-                self.reader.eat(b'[')?;
-                self.in_vector = true;
-                continue;
+                (Some(close), None) => {
+                    return Err(self.reader.error(format!(
+                        "the file ends before the `{}` that closes the history",
+                        close as char
+                    )))
+                }
+                (None, Some(open @ (b'[' | b'('))) => {
+                    self.reader.eat(open)?;
+                    self.closer = Some(if open == b'[' { b']' } else { b')' });
+                }
+                _ => return self.reader.next_form(),
             }
-            return self.reader.next_form();
         }
     }
 }
@@ -302,11 +348,13 @@ fn optional_key(v: &Edn) -> Result<Option<Key>, String> {
     }
 }
 
-/// The key a value names: integers, strings and keywords qualify.
+/// The key a value names: an integer (of `i64`) stays an integer; a
+/// keyword, symbol or string becomes its name, so `:x`, `x` and `"x"` are
+/// one key (Jepsen's keys are one kind per test).
 fn key_of(v: &Edn) -> Option<Key> {
     match v {
         Edn::Int(i) => Some(Key::Int(*i)),
-        Edn::Str(s) | Edn::Keyword(s) => Some(Key::Str(s.clone())),
+        Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Some(Key::Str(s.clone())),
         _ => None,
     }
 }
@@ -314,6 +362,10 @@ fn key_of(v: &Edn) -> Option<Key> {
 /// `[key value]` into its parts.
 fn split_tuple(v: Edn) -> Result<(Key, Edn), String> {
     const WANTED: &str = "a jepsen.independent [key value] tuple with an integer, string or keyword key";
+    let v = match v {
+        Edn::List(items) => Edn::Vector(items),
+        other => other,
+    };
     match v {
         Edn::Vector(mut items) if items.len() == 2 => match key_of(&items[0]) {
             Some(key) => Ok((key, items.pop().unwrap_or_default())),
@@ -326,50 +378,75 @@ fn split_tuple(v: Edn) -> Result<(Key, Edn), String> {
 /// `[k v]` with a key first; for a cas, `v` must itself be the `[old new]`
 /// pair, which tells `[k [1 2]]` from a plain cas `[1 2]`.
 fn looks_like_tuple(f: &F, value: &Edn) -> bool {
-    let Edn::Vector(items) = value else { return false };
+    let (Edn::Vector(items) | Edn::List(items)) = value else {
+        return false;
+    };
     let [k, v] = items.as_slice() else { return false };
-    key_of(k).is_some() && (*f != F::Cas || matches!(v, Edn::Vector(pair) if pair.len() == 2))
+    key_of(k).is_some() && (*f != F::Cas || matches!(v, Edn::Vector(pair) | Edn::List(pair) if pair.len() == 2))
 }
 
-/// EDN as JSON: `nil` is null; keywords, symbols and characters are strings
-/// (keywords without the colon); lists, vectors and sets are arrays; maps are
-/// objects, keyed by the name of keyword, symbol and string keys and by the
-/// EDN text of any other key; a tagged literal is its value (records read as
-/// maps, `#inst "..."` as its string). Integers outside `i64`/`u64` and
-/// non-finite floats, which JSON numbers cannot hold, become their EDN text.
+/// An operation's value as JSON: a txn's micro-ops by [`micro_op`],
+/// anything else by [`edn_to_json`].
+fn op_value(f: &F, v: &Edn) -> Value {
+    match (f, v) {
+        (F::Txn, Edn::Vector(ops) | Edn::List(ops)) => Value::Array(ops.iter().map(micro_op).collect()),
+        _ => edn_to_json(v),
+    }
+}
+
+/// A micro-op `[:append k v]`, `[:r k v]`, `[:write :y 2]` as `["append",
+/// k, v]`: the function's name as written, the key by the key rule of
+/// [`key_of`] (an integer, else the name as a string), the value by
+/// [`edn_to_json`]. Faultline's own txn histories hold exactly this shape.
+/// A form of another shape is a value like any other.
+fn micro_op(v: &Edn) -> Value {
+    if let Edn::Vector(items) | Edn::List(items) = v {
+        if let [f, k, value] = items.as_slice() {
+            if let Some(name) = name_of(f).filter(|_| !matches!(f, Edn::Str(_))) {
+                let key = match key_of(k) {
+                    Some(Key::Int(i)) => Value::from(i),
+                    Some(Key::Str(s)) => Value::String(s),
+                    None => edn_to_json(k),
+                };
+                return Value::Array(vec![Value::String(name.to_owned()), key, edn_to_json(value)]);
+            }
+        }
+    }
+    edn_to_json(v)
+}
+
+/// EDN as JSON, by the table of the module doc: values equal in Clojure
+/// (`=`) are equal JSON, and values Clojure tells apart stay apart.
 pub fn edn_to_json(v: &Edn) -> Value {
     match v {
         Edn::Nil => Value::Null,
         Edn::Bool(b) => Value::Bool(*b),
         Edn::Int(i) => Value::from(*i),
-        Edn::BigInt(digits) => digits
-            .parse::<u64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(digits.clone())),
-        Edn::Float(x) => Number::from_f64(*x).map_or_else(|| Value::String(v.to_string()), Value::Number),
-        Edn::Decimal(text) => text
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map_or_else(|| Value::String(text.clone()), Value::Number),
-        Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::String(s.clone()),
-        Edn::Char(c) => Value::String(c.to_string()),
-        Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => {
-            Value::Array(items.iter().map(edn_to_json).collect())
-        }
-        Edn::Map(entries) => Value::Object(map_to_json(entries)),
-        Edn::Tagged(_, inner) => edn_to_json(inner),
+        Edn::BigInt(digits) => value::integer(digits).unwrap_or_else(|| Value::String(digits.clone())),
+        Edn::Float(x) => float(*x),
+        Edn::Decimal(text) => match text.parse::<f64>() {
+            Ok(x) => float(x),
+            Err(_) => tagged(FLOAT, Value::String(text.clone())),
+        },
+        Edn::Str(s) => Value::String(s.clone()),
+        Edn::Keyword(s) => tagged(KEYWORD, Value::String(s.clone())),
+        Edn::Symbol(s) => tagged(SYMBOL, Value::String(s.clone())),
+        Edn::Char(c) => tagged(CHAR, Value::String(c.to_string())),
+        Edn::List(items) | Edn::Vector(items) => Value::Array(items.iter().map(edn_to_json).collect()),
+        Edn::Set(items) => value::set(items.iter().map(edn_to_json).collect()),
+        Edn::Map(entries) => value::map(entries.iter().map(|(k, v)| (edn_to_json(k), edn_to_json(v))).collect()),
+        Edn::Tagged(tag, inner) => tagged(TAG, Value::Array(vec![Value::String(tag.clone()), edn_to_json(inner)])),
     }
 }
 
-fn map_to_json(entries: &[(Edn, Edn)]) -> Map<String, Value> {
-    entries
-        .iter()
-        .map(|(k, v)| {
-            let name = name_of(k).map_or_else(|| k.to_string(), str::to_owned);
-            (name, edn_to_json(v))
-        })
-        .collect()
+/// A float as a JSON number, or `{"$float": "Inf" | "-Inf" | "NaN"}`.
+fn float(x: f64) -> Value {
+    match Number::from_f64(x) {
+        Some(n) => Value::Number(n),
+        None if x.is_nan() => tagged(FLOAT, Value::String("NaN".into())),
+        None if x > 0.0 => tagged(FLOAT, Value::String("Inf".into())),
+        None => tagged(FLOAT, Value::String("-Inf".into())),
+    }
 }
 
 #[cfg(test)]
@@ -382,7 +459,10 @@ mod tests {
         parse_jepsen_edn(
             std::io::Cursor::new(text.as_bytes()),
             Path::new("history.edn"),
-            &EdnOptions { independent },
+            &EdnOptions {
+                independent,
+                ..EdnOptions::default()
+            },
         )
     }
 
@@ -451,7 +531,7 @@ mod tests {
         assert_eq!(h.ops[0].output, json!(4));
         assert_eq!(h.ops[1].input, json!([1, 2]));
         assert_eq!(h.ops[2].input, json!(5));
-        assert_eq!(h.nemesis[0].value, json!(["n1", "n2"]));
+        assert_eq!(h.nemesis[0].value, json!([{"$keyword": "n1"}, {"$keyword": "n2"}]));
         let plain = parse(text, Some(false)).unwrap();
         assert!(plain.keys.is_empty());
         assert_eq!(plain.ops[0].output, json!([7, 4]));
@@ -496,22 +576,69 @@ mod tests {
     #[test]
     fn converts_edn_values_to_json() {
         let h = parse(
-            "{:type :invoke, :f :x, :process 0, :value {:a #{1} \"s\" \\c 3 nil, :b/c 1.5, :n 99999999999999999999N, :i ##Inf}, :custom :kw}\n",
+            "{:type :invoke, :f :x, :process 0, :value {\"a\" #{1} \"s\" \\c \"n\" 99999999999999999999N, \"i\" ##Inf, \"t\" #inst \"2026\"}, :custom {:k 1}}\n",
             None,
         )
         .unwrap();
         let v = &h.ops[0].input;
-        assert_eq!(v["a"], json!([1]));
-        assert_eq!(v["s"], json!("c"));
-        assert_eq!(v["3"], json!(null));
-        assert_eq!(v["b/c"], json!(1.5));
-        assert_eq!(v["n"], json!("99999999999999999999"));
-        assert_eq!(v["i"], json!("##Inf"));
-        assert_eq!(
-            edn_to_json(&Edn::BigInt("18446744073709551615".into())),
-            json!(u64::MAX)
-        );
-        assert_eq!(edn_to_json(&Edn::Decimal("2.5".into())), json!(2.5));
+        assert_eq!(v["a"], json!({"$set": [1]}));
+        assert_eq!(v["s"], json!({"$char": "c"}));
+        assert_eq!(v["n"], json!({"$int": "99999999999999999999"}));
+        assert_eq!(v["i"], json!({"$float": "Inf"}));
+        assert_eq!(v["t"], json!({"$tag": ["inst", "2026"]}));
+        assert_eq!(h.ops[0].f, F::Other("x".into()));
+        let one = |text: &str| {
+            let mut r = EdnReader::new(text.as_bytes(), Path::new("v"));
+            edn_to_json(&r.next_form().unwrap().unwrap().1)
+        };
+        assert_eq!(one("18446744073709551615"), json!(u64::MAX));
+        assert_eq!(one("7N"), json!(7));
+        assert_eq!(one("2.5M"), json!(2.5));
+        assert_eq!(one("1/2"), json!(0.5));
+        assert_eq!(one("##-Inf"), json!({"$float": "-Inf"}));
+        assert_eq!(one("nil"), json!(null));
+        assert_eq!(one("(1 [2])"), json!([1, [2]]));
+        assert_eq!(one(":ns/a"), json!({"$keyword": "ns/a"}));
+        assert_eq!(one("a"), json!({"$symbol": "a"}));
+        assert_eq!(one("#uuid \"x\""), json!({"$tag": ["uuid", "x"]}));
+        assert_eq!(one("{:a 1, 2 3}"), json!({"$map": [[2, 3], [{"$keyword": "a"}, 1]]}));
+        assert_eq!(one("{\"b\" 1, \"a\" [:x]}"), json!({"a": [{"$keyword": "x"}], "b": 1}));
+    }
+
+    /// Values as Clojure's `=` compares them: what it calls equal is equal
+    /// JSON, what it tells apart stays apart.
+    #[test]
+    fn values_compare_as_clojure_compares_them() {
+        let one = |text: &str| {
+            let mut r = EdnReader::new(text.as_bytes(), Path::new("v"));
+            edn_to_json(&r.next_form().unwrap().unwrap().1)
+        };
+        let equal = [
+            ("#{1 2}", "#{2 1}"),
+            ("#{1 2 #{3 4}}", "#{#{4 3} 2 1}"),
+            ("{:a 1, :b 2}", "{:b 2, :a 1}"),
+            ("{\"a\" 1, \"b\" 2}", "{\"b\" 2, \"a\" 1}"),
+            ("[1 2]", "(1 2)"),
+            ("18446744073709551616N", "18446744073709551616"),
+            ("5N", "5"),
+        ];
+        for (a, b) in equal {
+            assert_eq!(one(a), one(b), "{a} = {b}");
+        }
+        let different = [
+            ("#{1 2}", "[1 2]"),
+            (":a", "\"a\""),
+            (":a", "a"),
+            ("a", "\"a\""),
+            ("\\a", "\"a\""),
+            ("18446744073709551616", "18446744073709551617"),
+            ("-9223372036854775809", "-9223372036854775810"),
+            ("{:a 1}", "{\"a\" 1}"),
+            ("#inst \"2026\"", "\"2026\""),
+        ];
+        for (a, b) in different {
+            assert_ne!(one(a), one(b), "{a} != {b}");
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   becomes `info`; `:info` keeps the invocation's value as the event's
 //!   value, since the completion's value is irrelevant. (A `:fail :write`,
 //!   which the logs never hold, would be a plain `fail`: it did nothing.) Lines without the
-//!   `jepsen.util - ` marker are log noise and skipped; a marked line with a
+//!   `jepsen.util - ` marker are log noise and skipped (and counted, in
+//!   [`History::skipped_lines`]); a marked line with a
 //!   malformed field is an error naming line and field. Lines of Jepsen's
 //!   nemesis (`:nemesis :info :start nil`), which Porcupine's copies do not
 //!   hold but other Jepsen logs do, become nemesis events. Fields are separated
@@ -35,6 +36,7 @@ use super::edn::reader::{Edn, EdnReader};
 use crate::error::HistoryError;
 use crate::event::{Event, EventType, Key, Process, F};
 use crate::history::{History, HistoryBuilder};
+use crate::limits::{self, LineRead, ReadLimits};
 
 /// The error of a `:fail :cas`: the compare-and-set ran and its comparison
 /// failed, so the register did not hold the expected value at that moment.
@@ -53,22 +55,40 @@ fn open(path: &Path) -> Result<BufReader<File>, HistoryError> {
 
 /// Reads an etcd log of Jepsen at `path`.
 pub fn read_etcd_log(path: &Path) -> Result<History, HistoryError> {
-    parse_etcd_log(open(path)?, path)
+    read_etcd_log_with(path, &ReadLimits::default())
+}
+
+/// Reads an etcd log of Jepsen at `path`, held to `limits`.
+pub fn read_etcd_log_with(path: &Path, limits: &ReadLimits) -> Result<History, HistoryError> {
+    parse_etcd_log_with(open(path)?, path, limits)
 }
 
 /// Reads an etcd log from any buffered input; `path` names it in errors.
 pub fn parse_etcd_log<R: BufRead>(input: R, path: &Path) -> Result<History, HistoryError> {
+    parse_etcd_log_with(input, path, &ReadLimits::default())
+}
+
+/// Reads an etcd log from any buffered input, held to `limits`.
+pub fn parse_etcd_log_with<R: BufRead>(
+    mut input: R,
+    path: &Path,
+    limits: &ReadLimits,
+) -> Result<History, HistoryError> {
     const MARKER: &str = "jepsen.util - ";
     let mut builder = HistoryBuilder::default();
     let mut invoked: HashMap<u64, Value> = HashMap::new();
     let mut position = 0u64;
-    for (i, text) in input.lines().enumerate() {
-        let line = i + 1;
-        let text = text.map_err(|source| HistoryError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+    let mut buf = Vec::new();
+    let mut line = 0;
+    while limits::read_line(&mut input, &mut buf, path, line + 1, limits)? == LineRead::Line {
+        line += 1;
+        // Log noise need not be UTF-8; only a marked line must be.
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim_end_matches(['\n', '\r']);
         let Some((_, fields)) = text.split_once(MARKER) else {
+            if !text.trim().is_empty() {
+                builder.skipped_line();
+            }
             continue;
         };
         let parse_error = |message| HistoryError::Parse {
@@ -250,12 +270,22 @@ fn timed_out(v: EtcdValue) -> Option<&'static str> {
 
 /// Reads a kv log of Porcupine at `path`.
 pub fn read_kv_log(path: &Path) -> Result<History, HistoryError> {
-    parse_kv_log(open(path)?, path)
+    read_kv_log_with(path, &ReadLimits::default())
+}
+
+/// Reads a kv log of Porcupine at `path`, held to `limits`.
+pub fn read_kv_log_with(path: &Path, limits: &ReadLimits) -> Result<History, HistoryError> {
+    parse_kv_log_with(open(path)?, path, limits)
 }
 
 /// Reads a kv log from any buffered input; `path` names it in errors.
 pub fn parse_kv_log<R: BufRead>(input: R, path: &Path) -> Result<History, HistoryError> {
-    let mut reader = EdnReader::new(input, path);
+    parse_kv_log_with(input, path, &ReadLimits::default())
+}
+
+/// Reads a kv log from any buffered input, held to `limits`.
+pub fn parse_kv_log_with<R: BufRead>(input: R, path: &Path, limits: &ReadLimits) -> Result<History, HistoryError> {
+    let mut reader = EdnReader::new(input, path).with_limits(limits);
     let mut builder = HistoryBuilder::default();
     let mut position = 0u64;
     while let Some((line, form)) = reader.next_form()? {
@@ -469,6 +499,31 @@ INFO  jepsen.util - 6\t:invoke\t:cas\t[1 2]
     fn an_empty_etcd_log_is_an_empty_history() {
         let h = etcd("").unwrap();
         assert!(h.ops.is_empty() && h.nemesis.is_empty());
+        assert_eq!(h.skipped_lines, 0);
+    }
+
+    #[test]
+    fn noise_lines_are_counted_so_a_wrong_format_shows() {
+        let h = etcd("starting\n\nINFO  jepsen.util - 0\t:invoke\t:read\tnil\r\nbye\n").unwrap();
+        assert_eq!((h.ops.len(), h.skipped_lines), (1, 2));
+        // A JSONL history read as an etcd log: nothing matched, all skipped.
+        let jsonl = "{\"index\":0,\"time\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n".repeat(3);
+        let h = etcd(&jsonl).unwrap();
+        assert_eq!((h.ops.len(), h.skipped_lines), (0, 3));
+    }
+
+    #[test]
+    fn an_overlong_line_is_an_error_naming_it() {
+        let limits = ReadLimits { max_line_bytes: 64 };
+        let text = format!("INFO  jepsen.util - 0\t:invoke\t:read\tnil\n{}\n", "x".repeat(65));
+        let e = parse_etcd_log_with(text.as_bytes(), Path::new("etcd.log"), &limits).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "etcd.log:2: line 2 is longer than 64 bytes (the limit of one line)"
+        );
+        let text = format!("{}\n", "y".repeat(64));
+        let h = parse_etcd_log_with(text.as_bytes(), Path::new("etcd.log"), &limits).unwrap();
+        assert_eq!(h.skipped_lines, 1);
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! text, and it tracks line numbers so that every error names the line where
 //! the problem is and, when it differs, the line where the form began.
 //!
+//! Bounded on any input: a line longer than [`ReadLimits::max_line_bytes`] is
+//! an error (so `/dev/zero` ends at the limit, not in an out-of-memory
+//! abort); forms nest at most [`DEPTH_MAX`] deep, past which the reader
+//! says so rather than overflow its stack; and a run of `#_` discards,
+//! however long, is counted rather than recursed into.
+//!
 //! Why not the `edn-format` crate: it parses a `&str` (the whole file in
 //! memory), pulls in eight dependencies (chrono, uuid, bigdecimal, ...) that
 //! nothing here needs, and reports the position of syntax errors only, not
@@ -23,9 +29,18 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::HistoryError;
+use crate::limits::{self, ReadLimits};
 
-/// Forms nested deeper than this are rejected rather than risking the stack.
+/// Forms nested deeper than this are rejected rather than risking the stack:
+/// each level costs a few stack frames, and 256 of them fit the smallest
+/// thread stack many times over, while a history nests a handful deep.
 pub const DEPTH_MAX: usize = 256;
+
+/// The most the reader takes from its input at once. The line limit is
+/// checked a block at a time, so it is exact for limits of a block or more
+/// (the command line's are whole MiB); under that, a line may pass it by
+/// less than a block.
+const BLOCK_BYTES: usize = 1 << 16;
 
 /// One EDN value.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -125,6 +140,12 @@ pub struct EdnReader<R> {
     /// Reused for tokens, which are mostly keywords and numbers that need
     /// no allocation of their own.
     scratch: Vec<u8>,
+    limits: ReadLimits,
+    /// Bytes read from the input so far.
+    read_bytes: usize,
+    /// The input offset just past the last newline read, where the line
+    /// being read (the last one in the buffer) begins.
+    line_start: usize,
 }
 
 /// Bytes that end a symbol, keyword or number.
@@ -138,13 +159,22 @@ impl<R: Read> EdnReader<R> {
         EdnReader {
             input,
             path: path.to_owned(),
-            buf: vec![0; 1 << 16].into_boxed_slice(),
+            buf: vec![0; BLOCK_BYTES].into_boxed_slice(),
             start: 0,
             end: 0,
             line: 1,
             form_line: None,
             scratch: Vec::new(),
+            limits: ReadLimits::default(),
+            read_bytes: 0,
+            line_start: 0,
         }
+    }
+
+    /// The same reader held to `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: &ReadLimits) -> Self {
+        self.limits = *limits;
+        self
     }
 
     /// The line of the next unread byte.
@@ -183,12 +213,42 @@ impl<R: Read> EdnReader<R> {
             }
             match self.input.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Ok(()),
-                Ok(k) => self.end += k,
+                Ok(k) => self.took(k)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.io_error(e)),
             }
         }
         Ok(())
+    }
+
+    /// Accounts for `k` bytes just read at the end of the buffer; an error
+    /// once a line exceeds the limit: the line the block's first newline
+    /// ends, or the line its end is in (lines between lie within the block,
+    /// so are shorter than a block). Newlines are looked for from the
+    /// block's two ends, which costs a few bytes a block on text of short
+    /// lines.
+    fn took(&mut self, k: usize) -> Result<(), HistoryError> {
+        let block = &self.buf[self.end..self.end + k];
+        if let Some(first) = block.iter().position(|&b| b == b'\n') {
+            if self.read_bytes + first - self.line_start > self.limits.max_line_bytes {
+                return Err(self.line_too_long());
+            }
+            let last = block.iter().rposition(|&b| b == b'\n').unwrap_or(first);
+            self.line_start = self.read_bytes + last + 1;
+        }
+        self.read_bytes += k;
+        self.end += k;
+        if self.read_bytes - self.line_start > self.limits.max_line_bytes {
+            return Err(self.line_too_long());
+        }
+        Ok(())
+    }
+
+    /// The error of the line that follows the lines read and those waiting
+    /// in the buffer (up to `end`).
+    fn line_too_long(&self) -> HistoryError {
+        let waiting = self.buf[self.start..self.end].iter().filter(|&&b| b == b'\n').count();
+        limits::line_too_long(&self.path, self.line + waiting, &self.limits)
     }
 
     /// The byte `ahead` positions past the next one (0: the next byte).
@@ -249,6 +309,15 @@ impl<R: Read> EdnReader<R> {
     /// Skips whitespace, commas, comments and `#_` discarded forms; returns
     /// the first byte of the next form without consuming it.
     pub fn skip_blank(&mut self) -> Result<Option<u8>, HistoryError> {
+        self.skip_blank_at(0)
+    }
+
+    /// [`EdnReader::skip_blank`] among forms at nesting `depth`. A run of
+    /// `#_` is counted, then as many forms read and dropped (`#_ #_ a b`
+    /// drops both), so a run of any length costs no stack; each dropped form
+    /// nests one level deeper, so nesting bounds discards inside discards.
+    fn skip_blank_at(&mut self, depth: usize) -> Result<Option<u8>, HistoryError> {
+        let mut discards = 0usize;
         loop {
             match self.peek()? {
                 Some(b) if b.is_ascii_whitespace() || b == b',' => self.bump(),
@@ -256,8 +325,13 @@ impl<R: Read> EdnReader<R> {
                 Some(b'#') if self.peek_at(1)? == Some(b'_') => {
                     self.bump();
                     self.bump();
-                    self.read_nested(1)?;
+                    discards += 1;
                 }
+                Some(_) if discards > 0 => {
+                    self.read_nested(depth + 1)?;
+                    discards -= 1;
+                }
+                None if discards > 0 => return Err(self.error("the file ends after `#_`, before the form it discards")),
                 other => return Ok(other),
             }
         }
@@ -296,9 +370,11 @@ impl<R: Read> EdnReader<R> {
     /// Reads one form at nesting `depth`, blanks before it included.
     fn read_nested(&mut self, depth: usize) -> Result<Edn, HistoryError> {
         if depth > DEPTH_MAX {
-            return Err(self.error(format!("forms nested deeper than {DEPTH_MAX}")));
+            return Err(self.error(format!(
+                "forms nested deeper than {DEPTH_MAX} levels (no history nests so deep)"
+            )));
         }
-        let Some(b) = self.skip_blank()? else {
+        let Some(b) = self.skip_blank_at(depth)? else {
             return Err(self.error("the file ends in the middle of a form"));
         };
         match b {
@@ -318,7 +394,7 @@ impl<R: Read> EdnReader<R> {
         self.bump();
         let mut items = Vec::new();
         loop {
-            match self.skip_blank()? {
+            match self.skip_blank_at(depth)? {
                 Some(b) if b == close => {
                     self.bump();
                     return Ok(items);
@@ -334,14 +410,14 @@ impl<R: Read> EdnReader<R> {
         self.bump();
         let mut entries = Vec::new();
         loop {
-            match self.skip_blank()? {
+            match self.skip_blank_at(depth)? {
                 Some(b'}') => {
                     self.bump();
                     return Ok(Edn::Map(entries));
                 }
                 Some(_) => {
                     let key = self.read_nested(depth + 1)?;
-                    if self.skip_blank()? == Some(b'}') {
+                    if self.skip_blank_at(depth)? == Some(b'}') {
                         self.bump();
                         return Err(self.error("a map has a key without a value"));
                     }
@@ -685,7 +761,7 @@ mod tests {
         );
         assert_eq!(
             err(&"[".repeat(DEPTH_MAX + 2)),
-            format!("t.edn:1: forms nested deeper than {DEPTH_MAX}")
+            format!("t.edn:1: forms nested deeper than {DEPTH_MAX} levels (no history nests so deep)")
         );
     }
 
@@ -737,6 +813,85 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(read, forms, "{}", text);
         }
+    }
+
+    #[test]
+    fn a_long_run_of_discards_costs_no_stack() {
+        let n = 50_000;
+        let text = format!("{}{}:kept", "#_ ".repeat(n), "1 ".repeat(n));
+        assert_eq!(read_all(&text).unwrap(), vec![(1, kw("kept"))]);
+        let text = format!("[{} 1]", "#_".repeat(n));
+        assert_eq!(err(&text), "t.edn:1: unexpected `]`");
+        assert_eq!(
+            err(&"#_".repeat(n)),
+            "t.edn:1: the file ends after `#_`, before the form it discards"
+        );
+        // Discards inside discards nest, and nesting is bounded.
+        let e = err(&"#_[".repeat(100_000));
+        assert!(e.contains("nested deeper than 256"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for open in ["[", "(", "{:a ", "#{", "#t ", "#_["] {
+            let e = err(&open.repeat(100_000));
+            assert!(
+                e.starts_with("t.edn:1: forms nested deeper than 256 levels"),
+                "{open}: {e}"
+            );
+        }
+        let ok = format!("{}{}", "[".repeat(DEPTH_MAX), "]".repeat(DEPTH_MAX));
+        assert_eq!(read_all(&ok).unwrap().len(), 1);
+    }
+
+    /// An endless source of zero bytes, like `/dev/zero`, counting what was
+    /// taken from it.
+    struct Zeros<'a>(&'a std::cell::Cell<usize>);
+
+    impl Read for Zeros<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(0);
+            self.0.set(self.0.get() + buf.len());
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error_at_the_limit() {
+        let taken = std::cell::Cell::new(0);
+        let input = "{:a 1}\n\n".as_bytes().chain(Zeros(&taken));
+        let limits = ReadLimits {
+            max_line_bytes: 1 << 20,
+        };
+        let mut r = EdnReader::new(input, Path::new("zero")).with_limits(&limits);
+        assert_eq!(r.next_form().unwrap().map(|f| f.0), Some(1));
+        let e = r.next_form().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "zero:3: line 3 is longer than 1 MiB (the limit of one line)"
+        );
+        assert!(taken.get() < (1 << 20) + (1 << 17), "read {} bytes", taken.get());
+        // Within a string, and on the first line, alike.
+        let taken = std::cell::Cell::new(0);
+        let input = "\"abc".as_bytes().chain(Zeros(&taken));
+        let mut r = EdnReader::new(input, Path::new("zero")).with_limits(&limits);
+        let e = r.next_form().unwrap_err();
+        assert!(matches!(e, HistoryError::LineTooLong { line: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn lines_up_to_the_limit_are_read() {
+        // A limit of at least a block, where the check is exact.
+        let max = BLOCK_BYTES + 10;
+        let limits = ReadLimits { max_line_bytes: max };
+        let text = format!("{}\n{}\n", "x".repeat(max), "y".repeat(max + 1));
+        let mut r = EdnReader::new(text.as_bytes(), Path::new("t")).with_limits(&limits);
+        assert_eq!(r.next_form().unwrap(), Some((1, Edn::Symbol("x".repeat(max)))));
+        let e = r.next_form().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("t:2: line 2 is longer than {max} bytes (the limit of one line)")
+        );
     }
 
     #[test]

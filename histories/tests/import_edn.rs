@@ -120,3 +120,157 @@ fn the_fixtures_are_detected_as_jepsen_edn() {
         );
     }
 }
+
+/// Writes `text` as `name` in a fresh temporary folder.
+fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn read_text(text: &str) -> History {
+    let (_dir, path) = temp_file("history.edn", text);
+    let (h, format) = read_any(&path, None, &ReadLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(format, Format::JepsenEdn);
+    h
+}
+
+const OPS: [&str; 4] = [
+    "{:type :invoke, :f :write, :value 1, :process 0, :time 10, :index 0}",
+    "{:type :invoke, :f :read, :value nil, :process 1, :time 11, :index 1}",
+    "{:type :ok, :f :write, :value 1, :process 0, :time 20, :index 2}",
+    "{:type :ok, :f :read, :value 1, :process 1, :time 21, :index 3}",
+];
+
+#[test]
+fn a_list_a_vector_and_one_form_per_line_read_alike() {
+    let lines = read_text(&(OPS.join("\n") + "\n"));
+    assert_eq!(lines.ops.len(), 2);
+    assert_eq!(lines.ops[1].output, json!(1));
+    let forms = [
+        format!("[{}]", OPS.join("\n ")),
+        format!("({})\n", OPS.join("\n ")),
+        format!("({})", OPS.join(" ")),
+        format!("; Jepsen\n(\n{}\n)\n", OPS.join("\n")),
+        format!("#_ :skip [{} #_ {{:type :ok}}]", OPS.join(", ")),
+    ];
+    for text in forms {
+        let h = read_text(&text);
+        assert_eq!(h.ops, lines.ops, "{text}");
+    }
+    let (_dir, path) = temp_file("history.edn", &format!("({}", OPS.join("\n")));
+    let e = read_any(&path, None, &ReadLimits::default()).unwrap_err().to_string();
+    assert!(
+        e.ends_with("history.edn:4: the file ends before the `)` that closes the history"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_store_folder_reads_its_history() {
+    let (dir, _path) = temp_file("history.edn", &OPS.join("\n"));
+    std::fs::write(dir.path().join("results.edn"), "{:valid? true}").unwrap();
+    let (h, format) = read_any(dir.path(), None, &ReadLimits::default()).unwrap();
+    assert_eq!((h.ops.len(), format), (2, Format::JepsenEdn));
+    assert_eq!(detect_format(dir.path()).unwrap(), Format::JepsenEdn);
+    let empty = tempfile::tempdir().unwrap();
+    let e = read_any(empty.path(), None, &ReadLimits::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("a folder without history.edn or history.jsonl"), "{e}");
+}
+
+#[test]
+fn mutex_and_queue_operations_keep_their_names() {
+    let h = read_text(
+        "{:type :invoke, :f :acquire, :value nil, :process 0}\n\
+         {:type :ok, :f :acquire, :value nil, :process 0}\n\
+         {:type :invoke, :f :release, :value nil, :process 0}\n\
+         {:type :fail, :f :release, :value nil, :process 0, :error :not-held}\n\
+         {:type :invoke, :f :enqueue, :value 3, :process 1}\n\
+         {:type :ok, :f :enqueue, :value 3, :process 1}\n\
+         {:type :invoke, :f :dequeue, :value nil, :process 2}\n\
+         {:type :ok, :f :dequeue, :value 3, :process 2}\n",
+    );
+    let ops: Vec<_> = h
+        .ops
+        .iter()
+        .map(|o| (o.f.clone(), o.input.clone(), o.output.clone(), o.outcome))
+        .collect();
+    let other = |name: &str| F::Other(name.into());
+    assert_eq!(
+        ops,
+        vec![
+            (other("acquire"), json!(null), json!(null), Outcome::Ok),
+            (other("release"), json!(null), json!(null), Outcome::Fail),
+            (other("enqueue"), json!(3), json!(3), Outcome::Ok),
+            (other("dequeue"), json!(null), json!(3), Outcome::Ok),
+        ]
+    );
+    assert_eq!(h.ops[1].error.as_deref(), Some("not-held"));
+    assert!(h.keys.is_empty());
+}
+
+#[test]
+fn multi_register_transactions_become_micro_op_arrays() {
+    let h = read_text(
+        "{:type :invoke, :f :txn, :value [[:read :x nil] [:write :y 2]], :process 0}\n\
+         {:type :ok, :f :txn, :value [[:read :x 1] [:write :y 2]], :process 0}\n\
+         {:type :invoke, :f :txn, :value ([:r \"k\" nil] [:append k 3] [:w 5 #{1}]), :process 1}\n\
+         {:type :ok, :f :txn, :value ([:r \"k\" [1 2]] [:append k 3] [:w 5 #{1}]), :process 1}\n",
+    );
+    assert!(h.ops.iter().all(|o| o.f == F::Txn));
+    assert!(h.keys.is_empty());
+    assert_eq!(h.ops[0].input, json!([["read", "x", null], ["write", "y", 2]]));
+    assert_eq!(h.ops[0].output, json!([["read", "x", 1], ["write", "y", 2]]));
+    assert_eq!(
+        h.ops[1].output,
+        json!([["r", "k", [1, 2]], ["append", "k", 3], ["w", 5, {"$set": [1]}]])
+    );
+}
+
+#[test]
+fn values_are_told_apart_as_jepsen_tells_them() {
+    let write_read = |written: &str, read: &str| {
+        let h = read_text(&format!(
+            "{{:type :invoke, :f :write, :value {written}, :process 0}}\n\
+             {{:type :ok, :f :write, :value {written}, :process 0}}\n\
+             {{:type :invoke, :f :read, :value nil, :process 1}}\n\
+             {{:type :ok, :f :read, :value {read}, :process 1}}\n"
+        ));
+        (h.ops[0].input.clone(), h.ops[1].output.clone())
+    };
+    for (a, b) in [("#{1 2}", "#{2 1}"), ("{:a 1 :b 2}", "{:b 2 :a 1}"), ("(1 2)", "[1 2]")] {
+        let (w, r) = write_read(a, b);
+        assert_eq!(w, r, "{a} = {b}");
+    }
+    for (a, b) in [
+        ("#{1 2}", "[1 2]"),
+        (":a", "\"a\""),
+        (":a", "a"),
+        ("a", "\"a\""),
+        ("18446744073709551616", "18446744073709551617N"),
+    ] {
+        let (w, r) = write_read(a, b);
+        assert_ne!(w, r, "{a} != {b}");
+    }
+    assert_eq!(
+        write_read("18446744073709551616N", "1").0,
+        json!({"$int": "18446744073709551616"})
+    );
+}
+
+#[test]
+fn fifty_thousand_discards_and_deep_nesting_are_read_or_refused_without_a_crash() {
+    let h = read_text(&format!(
+        "{}{}\n{}",
+        "#_ ".repeat(50_000),
+        ":x ".repeat(50_000),
+        OPS.join("\n")
+    ));
+    assert_eq!(h.ops.len(), 2);
+    let (_dir, path) = temp_file("history.edn", &"[".repeat(100_000));
+    let e = read_any(&path, None, &ReadLimits::default()).unwrap_err().to_string();
+    assert!(e.contains("nested deeper than 256 levels"), "{e}");
+}

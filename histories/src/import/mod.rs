@@ -116,8 +116,8 @@ pub fn history_file(path: &Path) -> Result<PathBuf, HistoryError> {
 
 /// Tells a history file's format from its first non-empty lines: `{"` is
 /// JSONL; a `jepsen.util - ` line is an etcd log; `{:process` with `:key` is
-/// a kv log; `{:`, `[`, `#` (a record such as `#jepsen.history.Op`) or `;`
-/// is Jepsen EDN. An empty file is an etcd log if its name ends with `.log`
+/// a kv log; `{:`, `[`, `(`, `#` (a record such as `#jepsen.history.Op`) or
+/// `;` is Jepsen EDN. An empty file is an etcd log if its name ends with `.log`
 /// (Porcupine ships an empty one), and otherwise an empty JSONL history. A
 /// store folder is detected by the history file it holds.
 pub fn detect_format(path: &Path) -> Result<Format, HistoryError> {
@@ -171,7 +171,7 @@ fn format_of_line(text: &str) -> Option<Format> {
         Some(Format::PorcupineEtcd)
     } else if text.starts_with("{:process") && text.contains(":key") {
         Some(Format::PorcupineKv)
-    } else if text.starts_with("{:") || text.starts_with(['[', '#', ';']) {
+    } else if text.starts_with("{:") || text.starts_with(['[', '(', '#', ';']) {
         Some(Format::JepsenEdn)
     } else {
         None
@@ -252,6 +252,7 @@ mod tests {
             "{:process 0, :type :invoke, :f :read}",
             "{:type :invoke}",
             "[{:type :invoke}",
+            "({:type :invoke}",
             "#jepsen.history.Op{:index 0}",
             "; a comment",
         ] {

@@ -11,7 +11,10 @@
 //!   operations, and fields this version does not know are kept.
 //! - Every parse error names the file, the line and the field at fault.
 //! - Other tools' histories (Jepsen's `history.edn`, Porcupine's logs) import
-//!   into the same types, so every checker reads them.
+//!   into the same types, so every checker reads them, with values that
+//!   compare as the other tool compares them ([`value`], [`import::edn`]).
+//! - No input makes a reader panic or grow without end: lines are bounded by
+//!   [`ReadLimits`], EDN nesting by a depth, and errors say which line.
 //!
 //! This crate depends on nothing else of faultline's.
 

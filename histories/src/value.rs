@@ -242,6 +242,17 @@ mod tests {
         assert_eq!(b, map(vec![(json!(1), json!("a")), (json!(2), json!("c"))]));
     }
 
+    /// The canonical orders above rest on objects printing their keys in
+    /// one order whatever order they were built in: serde_json's
+    /// `preserve_order` feature, which breaks that, must stay off.
+    #[test]
+    fn objects_print_alike_whatever_their_key_order() {
+        let a: Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+        assert_eq!(a.to_string(), b.to_string());
+        assert_eq!(set(vec![a.clone(), b]), json!({"$set": [a]}));
+    }
+
     #[test]
     fn finds_digit_runs() {
         for (text, run, want) in [

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Verdict;
 use faultline_histories::{Event, EventType, History, Process, F};
 use serde_json::{json, Value};
@@ -82,8 +82,14 @@ fn parse_input(text: &str) -> (Config, History) {
 
 fn model(name: &str) -> ModelSpec {
     match name {
-        "register" => ModelSpec::Register { initial: Value::Null },
-        "cas-register" => ModelSpec::CasRegister { initial: Value::Null },
+        "register" => ModelSpec::Register {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
+        "cas-register" => ModelSpec::CasRegister {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
         "kv" => ModelSpec::Kv,
         "list" => ModelSpec::List,
         other => panic!("unknown model {other}"),

@@ -103,9 +103,9 @@ fn f_and_input(kind: Kind, s: &Spec) -> (F, Value) {
     let other = |name: &str| F::Other(name.into());
     match kind {
         Kind::Mutex => (other(["acquire", "release"][usize::from(s.f % 2)]), Value::Null),
-        Kind::Set if s.f % 3 == 0 => (F::Read, Value::Null),
+        Kind::Set if s.f.is_multiple_of(3) => (F::Read, Value::Null),
         Kind::Set => (other("add"), json!(s.val % 3)),
-        Kind::Unordered | Kind::Fifo if s.f % 2 == 0 => (other("dequeue"), Value::Null),
+        Kind::Unordered | Kind::Fifo if s.f.is_multiple_of(2) => (other("dequeue"), Value::Null),
         Kind::Unordered | Kind::Fifo => (other("enqueue"), json!(s.val % 3)),
         Kind::Multi => (F::Txn, txn_value(s, false)),
         Kind::KnossosCas => match s.f % 3 {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::import::porcupine::{read_etcd_log, read_kv_log};
 use faultline_histories::{read_history_file, Event, EventType, History, Process, F};
@@ -33,7 +33,10 @@ fn porcupine_dir() -> Option<PathBuf> {
 
 fn cas_register() -> Config {
     Config {
-        model: ModelSpec::CasRegister { initial: Value::Null },
+        model: ModelSpec::CasRegister {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
         ..Config::default()
     }
 }
@@ -102,7 +105,10 @@ fn crashed_writes(read: u64) -> History {
 
 fn crashed(c: &mut Criterion) {
     let config = Config {
-        model: ModelSpec::Register { initial: Value::Null },
+        model: ModelSpec::Register {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
         ..Config::default()
     };
     for (name, read) in [("crashed_writes_24_valid", 17), ("crashed_writes_24_invalid", 99)] {

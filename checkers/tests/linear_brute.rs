@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::{Event, EventType, History, Op, Outcome, Process, F};
 use proptest::prelude::*;
@@ -283,8 +283,14 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
 
 fn model_spec(kind: Kind) -> ModelSpec {
     match kind {
-        Kind::Register => ModelSpec::Register { initial: Value::Null },
-        Kind::Cas => ModelSpec::CasRegister { initial: Value::Null },
+        Kind::Register => ModelSpec::Register {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
+        Kind::Cas => ModelSpec::CasRegister {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
         Kind::Kv => ModelSpec::Kv,
         Kind::List => ModelSpec::List,
     }
@@ -415,7 +421,10 @@ fn a_crashed_write_seen_by_a_read_is_linearizable() {
     ])
     .unwrap();
     let config = Config {
-        model: ModelSpec::Register { initial: Value::Null },
+        model: ModelSpec::Register {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
         ..Config::default()
     };
     assert_eq!(check(&h, &config).valid, Validity::Valid);

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::{Event, EventType, History, Process, F};
 use serde_json::{json, Value};
@@ -34,7 +34,10 @@ fn crashed_writes_then_reads(writers: u64, reads: &[u64]) -> History {
 
 fn decide(h: &History) -> (Validity, Duration) {
     let config = Config {
-        model: ModelSpec::Register { initial: Value::Null },
+        model: ModelSpec::Register {
+            initial: Value::Null,
+            nil_reads: NilReads::Value,
+        },
         time_limit: Duration::from_secs(20),
         threads: 1,
         ..Config::default()

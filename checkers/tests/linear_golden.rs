@@ -7,13 +7,14 @@
 //! The history is written one event per line:
 //! `p<process> <invoke|ok|fail|info> <f> <key> [<value as JSON> [<error>]]`,
 //! event index and time (in milliseconds) being the line's position. Lines
-//! before the events may set `model:` (register, cas-register, kv, list),
-//! `split:` (true or false) and `memory_limit:` (bytes); `#` starts a
-//! comment.
+//! before the events may set `model:` (any name `--model` takes),
+//! `initial:` (the registers' first value, as JSON), `nil_reads:` (value or
+//! unknown), `split:` (true or false) and `memory_limit:` (bytes); `#`
+//! starts a comment.
 
 use std::path::{Path, PathBuf};
 
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Verdict;
 use faultline_histories::{Event, EventType, History, Process, F};
 use serde_json::{json, Value};
@@ -58,6 +59,7 @@ fn parse_input(text: &str) -> (Config, History) {
         ..Config::default()
     };
     let mut events = Vec::new();
+    let (mut model_name, mut initial, mut nil_reads) = ("cas-register".to_owned(), Value::Null, NilReads::Value);
     for line in text
         .lines()
         .map(str::trim)
@@ -65,7 +67,9 @@ fn parse_input(text: &str) -> (Config, History) {
     {
         if let Some((name, value)) = line.split_once(": ") {
             match name {
-                "model" => config.model = model(value),
+                "model" => model_name = value.to_owned(),
+                "initial" => initial = serde_json::from_str(value).expect("initial is JSON"),
+                "nil_reads" => nil_reads = nil_reads_named(value),
                 "split" => config.split_by_key = value == "true",
                 "memory_limit" => config.memory_limit_bytes = value.parse().expect("bytes"),
                 other => panic!("unknown setting {other}"),
@@ -74,16 +78,30 @@ fn parse_input(text: &str) -> (Config, History) {
         }
         events.push(parse_event(events.len() as u64, line));
     }
+    config.model = model(&model_name, initial, nil_reads);
     (
         config,
         History::from_events(events).expect("golden history is well formed"),
     )
 }
 
-fn model(name: &str) -> ModelSpec {
+fn nil_reads_named(name: &str) -> NilReads {
     match name {
-        "register" => ModelSpec::Register { initial: Value::Null },
-        "cas-register" => ModelSpec::CasRegister { initial: Value::Null },
+        "value" => NilReads::Value,
+        "unknown" => NilReads::Unknown,
+        other => panic!("unknown nil_reads {other}"),
+    }
+}
+
+fn model(name: &str, initial: Value, nil_reads: NilReads) -> ModelSpec {
+    match name {
+        "register" => ModelSpec::Register { initial, nil_reads },
+        "cas-register" => ModelSpec::CasRegister { initial, nil_reads },
+        "multi-register" => ModelSpec::MultiRegister { initial, nil_reads },
+        "mutex" => ModelSpec::Mutex,
+        "set" => ModelSpec::Set,
+        "unordered-queue" => ModelSpec::UnorderedQueue,
+        "fifo-queue" => ModelSpec::FifoQueue,
         "kv" => ModelSpec::Kv,
         "list" => ModelSpec::List,
         other => panic!("unknown model {other}"),

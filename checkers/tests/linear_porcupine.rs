@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::import::porcupine::{read_etcd_log, read_kv_log};
 use faultline_histories::History;
@@ -51,6 +51,7 @@ fn load(dir: &Path, file: &str) -> (History, ModelSpec) {
             h,
             ModelSpec::CasRegister {
                 initial: serde_json::Value::Null,
+                nil_reads: NilReads::Value,
             },
         )
     }

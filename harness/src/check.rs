@@ -7,38 +7,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faultline_checkers::linear::{self, ModelSpec};
+use faultline_checkers::linear::{self, ModelSpec, NilReads};
 use faultline_checkers::{session, Checker, Validity, Verdict};
 use faultline_histories::import::{self, Format};
-use faultline_histories::{History, HistoryError, Outcome, F};
+use faultline_histories::{History, HistoryError};
 use serde::Serialize;
 use serde_json::Value;
 
-/// Which model the linearizability checker uses, as the user names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelName {
-    Register,
-    CasRegister,
-    Kv,
-    List,
-}
-
-impl std::str::FromStr for ModelName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "register" => ModelName::Register,
-            "cas-register" => ModelName::CasRegister,
-            "kv" => ModelName::Kv,
-            "list" => ModelName::List,
-            other => {
-                return Err(format!(
-                    "unknown model {other:?}: expected register, cas-register, kv or list"
-                ))
-            }
-        })
-    }
-}
+pub use crate::models::ModelName;
+use crate::models::{self, ModelChoice, ModelRequest};
 
 /// A validated request to check histories.
 #[derive(Clone, Debug)]
@@ -50,6 +27,9 @@ pub struct CheckOptions {
     pub model: Option<ModelName>,
     /// The register's value before any write.
     pub initial: Value,
+    /// What a read of null means; `None` goes by the format (see
+    /// `models::default_nil_reads`).
+    pub nil_reads: Option<NilReads>,
     /// The time budget of each search.
     pub time_limit: Duration,
     /// The memory budget of each search.
@@ -66,6 +46,7 @@ impl Default for CheckOptions {
             format: None,
             model: None,
             initial: Value::Null,
+            nil_reads: None,
             time_limit: Duration::from_secs(60),
             memory_limit_bytes: 1 << 30,
             checkers: None,
@@ -93,6 +74,9 @@ pub struct Report {
     pub valid: Validity,
     /// The format the file was read as.
     pub format: String,
+    /// The linearizability model and why it was chosen; `None` when the
+    /// linearizable checker did not run.
+    pub model: Option<ModelChoice>,
     /// Verdicts by checker name, in a stable order.
     pub checkers: BTreeMap<String, Verdict>,
     /// What the reader accepted but a person should know.
@@ -124,6 +108,8 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<Report, CheckError
 pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> Result<Report, CheckError> {
     let plan = plan(history, format, opts)?;
     let mut verdicts = BTreeMap::new();
+    let mut warnings = history.warnings.clone();
+    warnings.extend(plan.model_warning);
     if let Some(model) = plan.linearizable {
         verdicts.insert("linearizable".to_owned(), linearizable(model, opts).check(history));
     }
@@ -146,8 +132,9 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
         file: PathBuf::new(),
         valid,
         format: format.name().to_owned(),
+        model: plan.model,
         checkers: verdicts,
-        warnings: history.warnings.clone(),
+        warnings,
     })
 }
 
@@ -161,6 +148,10 @@ pub fn applies(v: &Verdict) -> bool {
 /// checkers by their canonical names.
 struct Plan {
     linearizable: Option<ModelSpec>,
+    /// The report's account of the model.
+    model: Option<ModelChoice>,
+    /// Why linearizability was not checked, when no model fits.
+    model_warning: Option<String>,
     session: Vec<&'static str>,
 }
 
@@ -170,19 +161,24 @@ fn is_linearizable_name(name: &str) -> bool {
 
 fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, CheckError> {
     let Some(names) = &opts.checkers else {
-        return Ok(Plan {
-            linearizable: linear_model(history, format, opts),
+        let mut plan = Plan {
+            linearizable: None,
+            model: None,
+            model_warning: None,
             session: session::applicable(history).iter().map(|c| c.name()).collect(),
-        });
+        };
+        plan.set_model(models::decide(history, format, &model_request(opts), false), history);
+        return Ok(plan);
     };
     let mut plan = Plan {
         linearizable: None,
+        model: None,
+        model_warning: None,
         session: Vec::new(),
     };
     for name in names {
         if is_linearizable_name(name) {
-            let model = linear_model(history, format, opts).unwrap_or_else(|| model_spec(ModelName::Register, opts));
-            plan.linearizable = Some(model);
+            plan.set_model(models::decide(history, format, &model_request(opts), true), history);
             continue;
         }
         let checker =
@@ -206,67 +202,25 @@ fn linearizable(model: ModelSpec, opts: &CheckOptions) -> linear::Linearizable {
     }
 }
 
-fn model_spec(name: ModelName, opts: &CheckOptions) -> ModelSpec {
-    match name {
-        ModelName::Register => ModelSpec::Register {
-            initial: opts.initial.clone(),
-        },
-        ModelName::CasRegister => ModelSpec::CasRegister {
-            initial: opts.initial.clone(),
-        },
-        ModelName::Kv => ModelSpec::Kv,
-        ModelName::List => ModelSpec::List,
+impl Plan {
+    /// Takes the model decision; a history with operations but no model
+    /// that reads them says why in a warning.
+    fn set_model(&mut self, decision: models::Decision, history: &History) {
+        self.linearizable = decision.spec;
+        self.model = decision.choice;
+        self.model_warning = decision
+            .none_why
+            .filter(|_| !history.ops.is_empty())
+            .map(|why| format!("linearizability not checked: {why}"));
     }
 }
 
-/// The model for linearizability: the user's choice, else what the format
-/// implies, else what the operations show. `None` when no operation is one
-/// a model understands (a history of multi-key transactions only, say).
-fn linear_model(history: &History, format: Format, opts: &CheckOptions) -> Option<ModelSpec> {
-    if let Some(m) = opts.model {
-        return Some(model_spec(m, opts));
+fn model_request(opts: &CheckOptions) -> ModelRequest {
+    ModelRequest {
+        model: opts.model,
+        initial: opts.initial.clone(),
+        nil_reads: opts.nil_reads,
     }
-    let inferred = match format {
-        Format::PorcupineEtcd => ModelName::CasRegister,
-        Format::PorcupineKv => ModelName::Kv,
-        Format::Jsonl | Format::JepsenEdn => infer_model(history)?,
-    };
-    Some(model_spec(inferred, opts))
-}
-
-/// Looks at what the operations do: appends read back as lists mean the
-/// list model, appends read back as strings the key-value model, any cas the
-/// compare-and-set register, plain reads and writes the register.
-fn infer_model(history: &History) -> Option<ModelName> {
-    let mut has_cas = false;
-    let mut has_rw = false;
-    let mut append_kind = None;
-    for op in &history.ops {
-        match op.f {
-            F::Cas => has_cas = true,
-            F::Write => has_rw = true,
-            F::Read => {
-                has_rw = true;
-                if op.outcome == Outcome::Ok {
-                    match op.output {
-                        Value::Array(_) => append_kind = Some(ModelName::List),
-                        Value::String(_) if append_kind.is_none() => append_kind = Some(ModelName::Kv),
-                        _ => {}
-                    }
-                }
-            }
-            F::Append => append_kind = append_kind.or(Some(ModelName::List)),
-            _ => {}
-        }
-    }
-    let has_append = history.ops.iter().any(|o| o.f == F::Append);
-    if has_append {
-        return append_kind;
-    }
-    if has_cas {
-        return Some(ModelName::CasRegister);
-    }
-    has_rw.then_some(ModelName::Register)
 }
 
 /// The exit code of ARCHITECTURE.md for a set of results: 3 if any file

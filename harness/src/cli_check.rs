@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use faultline_checkers::{Validity, Verdict};
 use faultline_harness::check::{self, CheckOptions, ModelName, Report};
+use faultline_harness::models;
 use faultline_histories::import::Format;
 use serde_json::{json, Value};
 
@@ -18,12 +19,17 @@ pub struct CheckArgs {
     /// Input format: auto, jsonl, jepsen-edn, porcupine-etcd, porcupine-kv.
     #[arg(long, default_value = "auto")]
     format: String,
-    /// Model for linearizability: register, cas-register, kv, list (inferred when omitted).
+    /// Model for linearizability: register, cas-register, multi-register, mutex, set,
+    /// unordered-queue, fifo-queue, kv, list (inferred when omitted).
     #[arg(long)]
     model: Option<String>,
-    /// The register's value before any write, as JSON (`0`, `"x"`); null by default.
+    /// Every register's value before any write, as JSON (`0`, `"x"`); null by default.
     #[arg(long)]
     initial: Option<String>,
+    /// What a read that returns null means: `unknown` (constrains nothing: Knossos's rule,
+    /// the default for Jepsen EDN) or `value` (a read of null: the default otherwise).
+    #[arg(long, value_name = "unknown|value")]
+    nil_reads: Option<String>,
     /// Time budget of each search, in seconds; past it the verdict is unknown.
     #[arg(long, default_value_t = 60.0)]
     time_limit: f64,
@@ -57,10 +63,10 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         Some(m) => Some(m.parse::<ModelName>().map_err(|e| anyhow::anyhow!("--model: {e}"))?),
         None => None,
     };
-    let initial = match &args.initial {
-        // A bare word that is not JSON is taken as a string, so `--initial a` works.
-        Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
-        None => Value::Null,
+    let initial = args.initial.as_deref().map_or(Value::Null, models::parse_initial);
+    let nil_reads = match &args.nil_reads {
+        Some(s) => Some(models::parse_nil_reads(s).map_err(anyhow::Error::msg)?),
+        None => None,
     };
     if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
         bail!(
@@ -72,6 +78,7 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         format,
         model,
         initial,
+        nil_reads,
         time_limit: Duration::from_secs_f64(args.time_limit),
         memory_limit_bytes: args.memory_limit_mib.saturating_mul(1 << 20),
         checkers: args.checkers.clone(),
@@ -142,6 +149,10 @@ fn print_human(out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
         verdict_word(report.valid),
         report.format
     )?;
+    if let Some(m) = &report.model {
+        let nil = m.nil_reads.map(|n| format!("; nil reads: {n}")).unwrap_or_default();
+        writeln!(out, "  model: {} ({}{nil})", m.name, m.why)?;
+    }
     for w in &report.warnings {
         writeln!(out, "  warning: {w}")?;
     }

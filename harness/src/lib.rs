@@ -2,4 +2,5 @@
 //! running tests against a cluster. The `faultline` binary is a thin
 //! command-line layer over this crate.
 pub mod check;
+pub mod models;
 pub mod run;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use faultline_checkers::linear::{Config, Linearizable, ModelSpec};
+use faultline_checkers::linear::{Config, Linearizable, ModelSpec, NilReads};
 use faultline_checkers::{Anomaly, Checker, OpRef, Validity, Verdict};
 use faultline_histories::{Event, EventType, History, Process, F};
 use faultline_report::{junit_xml, render_html, JunitSuite, ReportInput, RunMeta};
@@ -58,7 +58,10 @@ fn stale_read() -> History {
 fn lin() -> Linearizable {
     Linearizable {
         config: Config {
-            model: ModelSpec::Register { initial: json!(null) },
+            model: ModelSpec::Register {
+                initial: json!(null),
+                nil_reads: NilReads::Value,
+            },
             time_limit: Duration::from_secs(10),
             ..Config::default()
         },

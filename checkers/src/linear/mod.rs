@@ -38,24 +38,63 @@ use std::time::{Duration, Instant};
 use faultline_histories::History;
 
 use crate::model::Model;
-use crate::models::{Keyed, Kv, List, Register};
+pub use crate::models::NilReads;
+use crate::models::{Keyed, Kv, List, MultiRegister, Queue, Register, Set};
 use crate::{Checker, Verdict};
 use part::{encode, partition, Part};
 use report::PartOutcome;
 use search::{Budget, Found, SoftStop};
 use table::Memory;
 
-/// Which sequential specification to check against.
+/// Which sequential specification to check against. The names are the
+/// ones users type (`--model`), Knossos's where Knossos has the model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelSpec {
     /// `read` / `write` on a register that starts at `initial`.
-    Register { initial: serde_json::Value },
+    Register {
+        initial: serde_json::Value,
+        nil_reads: NilReads,
+    },
     /// A register with `cas [expected, new]` too.
-    CasRegister { initial: serde_json::Value },
+    CasRegister {
+        initial: serde_json::Value,
+        nil_reads: NilReads,
+    },
+    /// Knossos's `multi-register`: `txn` of read and write micro-ops over
+    /// named registers that all start at `initial`.
+    MultiRegister {
+        initial: serde_json::Value,
+        nil_reads: NilReads,
+    },
+    /// Knossos's `mutex`: `acquire` and `release`.
+    Mutex,
+    /// Knossos's `set`: `add` an element, `read` the whole set.
+    Set,
+    /// Knossos's `unordered-queue`: `enqueue`, `dequeue` any pending element.
+    UnorderedQueue,
+    /// Knossos's `fifo-queue`: `enqueue`, `dequeue` the oldest element.
+    FifoQueue,
     /// Porcupine's key-value strings: `read` (get), `write` (put), `append`.
     Kv,
     /// Lists: `append` an element, `read` the whole list.
     List,
+}
+
+impl ModelSpec {
+    /// The model's name, as `--model` takes it and reports print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelSpec::Register { .. } => "register",
+            ModelSpec::CasRegister { .. } => "cas-register",
+            ModelSpec::MultiRegister { .. } => "multi-register",
+            ModelSpec::Mutex => "mutex",
+            ModelSpec::Set => "set",
+            ModelSpec::UnorderedQueue => "unordered-queue",
+            ModelSpec::FifoQueue => "fifo-queue",
+            ModelSpec::Kv => "kv",
+            ModelSpec::List => "list",
+        }
+    }
 }
 
 /// How to check.
@@ -80,6 +119,7 @@ impl Default for Config {
         Config {
             model: ModelSpec::CasRegister {
                 initial: serde_json::Value::Null,
+                nil_reads: NilReads::Value,
             },
             split_by_key: true,
             time_limit: Duration::from_secs(60),
@@ -109,8 +149,19 @@ impl Checker for Linearizable {
 /// Checks `history` for linearizability under `config`.
 pub fn check(history: &History, config: &Config) -> Verdict {
     match &config.model {
-        ModelSpec::Register { initial } => check_with(history, config, || Register::new(initial)),
-        ModelSpec::CasRegister { initial } => check_with(history, config, || Register::cas(initial)),
+        ModelSpec::Register { initial, nil_reads } => {
+            check_with(history, config, || Register::new(initial).with_nil_reads(*nil_reads))
+        }
+        ModelSpec::CasRegister { initial, nil_reads } => {
+            check_with(history, config, || Register::cas(initial).with_nil_reads(*nil_reads))
+        }
+        ModelSpec::MultiRegister { initial, nil_reads } => {
+            check_with(history, config, || MultiRegister::new(initial, *nil_reads))
+        }
+        ModelSpec::Mutex => check_with(history, config, || crate::models::Mutex),
+        ModelSpec::Set => check_with(history, config, Set::default),
+        ModelSpec::UnorderedQueue => check_with(history, config, Queue::unordered),
+        ModelSpec::FifoQueue => check_with(history, config, Queue::fifo),
         ModelSpec::Kv => check_with(history, config, Kv::default),
         ModelSpec::List => check_with(history, config, List::default),
     }
@@ -232,7 +283,8 @@ mod tests {
         assert_eq!(
             c.model,
             ModelSpec::CasRegister {
-                initial: serde_json::Value::Null
+                initial: serde_json::Value::Null,
+                nil_reads: NilReads::Value,
             }
         );
         assert!(c.split_by_key && !c.want_linearization);

@@ -8,11 +8,16 @@
 //! crashed write or cas may take effect once after its invocation, or never;
 //! a crashed or failed read constrains nothing. Values are interned per
 //! part, so the state is a `u32`.
+//!
+//! A read that completes ok with `null` follows [`NilReads`]: a read of
+//! null (faultline's own histories), or, as Knossos's `register` and
+//! `cas-register` have it, a read whose result is unknown, which constrains
+//! nothing.
 
 use faultline_histories::{History, Op, Outcome, F};
 use serde_json::Value;
 
-use super::ValueInterner;
+use super::{NilReads, ValueInterner};
 use crate::model::{Effect, Model, ModelError, Role};
 
 /// The error text with which a failed `cas` reports a comparison that did
@@ -33,6 +38,7 @@ pub enum RegisterOp {
 #[derive(Clone, Debug)]
 pub struct Register {
     allow_cas: bool,
+    nil_reads: NilReads,
     values: ValueInterner,
 }
 
@@ -43,8 +49,14 @@ impl Register {
         values.intern(initial);
         Register {
             allow_cas: false,
+            nil_reads: NilReads::Value,
             values,
         }
+    }
+
+    /// The same register, reading ok reads of null as `nil_reads` says.
+    pub fn with_nil_reads(self, nil_reads: NilReads) -> Register {
+        Register { nil_reads, ..self }
     }
 
     /// A compare-and-set register starting at `initial`.
@@ -89,6 +101,7 @@ impl Model for Register {
 
     fn encode(&mut self, _history: &History, op: &Op) -> Result<Role<RegisterOp>, ModelError> {
         match (&op.f, op.outcome) {
+            (F::Read, Outcome::Ok) if self.nil_reads.ignores(&op.output) => Ok(Role::Ignored),
             (F::Read, Outcome::Ok) => Ok(Role::Determinate(RegisterOp::Read(self.values.intern(&op.output)))),
             (F::Read, _) => Ok(Role::Ignored),
             (F::Write, Outcome::Ok) => Ok(Role::Determinate(RegisterOp::Write(self.values.intern(&op.input)))),
@@ -143,5 +156,39 @@ mod tests {
         assert_eq!(r.step(&two, &RegisterOp::CasMismatch(one)), Some(two));
         assert_eq!(r.step(&one, &RegisterOp::CasMismatch(one)), None);
         assert_eq!(r.describe_state(&r.init()), "null");
+    }
+
+    #[test]
+    fn a_nil_read_is_unknown_only_when_asked() {
+        let history = History::default();
+        let mut read = faultline_histories::Op {
+            process: faultline_histories::Process::Client(0),
+            f: F::Read,
+            key: None,
+            input: json!(null),
+            output: json!(null),
+            outcome: Outcome::Ok,
+            invoke_index: 0,
+            complete_index: Some(1),
+            invoke_time: 0,
+            complete_time: Some(1),
+            node: None,
+            error: None,
+            is_final: false,
+        };
+        let mut knossos = Register::cas(&json!(0)).with_nil_reads(NilReads::Unknown);
+        assert_eq!(knossos.encode(&history, &read), Ok(Role::Ignored));
+        let mut own = Register::cas(&json!(0));
+        let null = own.values.intern(&json!(null));
+        assert_eq!(
+            own.encode(&history, &read),
+            Ok(Role::Determinate(RegisterOp::Read(null)))
+        );
+        read.output = json!(0);
+        let zero = knossos.values.intern(&json!(0));
+        assert_eq!(
+            knossos.encode(&history, &read),
+            Ok(Role::Determinate(RegisterOp::Read(zero)))
+        );
     }
 }

@@ -183,7 +183,7 @@ impl Default for Settings {
             max_inflight_per_conn: 256,
             idle_timeout_ms: 300_000,
             conn_bytes_max: 4 << 20,
-            node_bytes_max: 256 << 20,
+            node_bytes_max: 64 << 20,
         }
     }
 }

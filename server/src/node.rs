@@ -48,6 +48,9 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Extra time the node gives an engine beyond the request timeout before it
 /// answers `unknown` itself.
 const ENGINE_GRACE_MS: u64 = 500;
+/// A connection refused for the node's byte budget is not read from for
+/// this long.
+const REFUSED_PAUSE_MS: u64 = 20;
 /// How long a new connection may take to send its first frame.
 const FIRST_FRAME_TIMEOUT_MS: u64 = 60_000;
 
@@ -290,6 +293,11 @@ impl Node {
                 Err(why) => {
                     debug!(node = %self.cfg.node_id, %peer, error = %why, "request refused");
                     self.queue(&out_tx, Reply::fail(req.id, why.to_string()), slot).await;
+                    if matches!(why, BudgetError::Node { .. }) {
+                        // Clients that retry at once would keep the node
+                        // busy refusing them, at the expense of the others.
+                        tokio::time::sleep(Duration::from_millis(REFUSED_PAUSE_MS)).await;
+                    }
                     continue;
                 }
             };

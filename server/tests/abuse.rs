@@ -105,6 +105,13 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_n
     assert!(matches!(read, Ok(Ok(0))), "idle connection not closed: {read:?}");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(500), "closed too early: {waited:?}");
+    // The project's client notices a connection the node closed and sends
+    // its next request on a fresh one: ok, not unknown.
+    let mut quiet = c.client("n1").await;
+    assert_eq!(quiet.write("quiet", json!(1)).await.result, Outcome::Ok);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let w = quiet.write("quiet", json!(2)).await;
+    assert_eq!(w.result, Outcome::Ok, "after the idle timeout: {w:?}");
     // A frame begun and never finished counts as idle too.
     let mut slow = TcpStream::connect(&addr).await.unwrap();
     slow.write_all(&[0, 0, 0, 50, b'{']).await.unwrap();

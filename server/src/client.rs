@@ -127,6 +127,9 @@ impl Client {
             req.session = Some(self.session.clone());
         }
         let id = req.id;
+        if self.closed_by_node().await {
+            self.stream = None;
+        }
         if self.stream.is_none() {
             if let Err(e) = self.dial().await {
                 // The request never left: certainly not applied.
@@ -148,6 +151,25 @@ impl Client {
                 Reply::unknown(id, "timed out")
             }
         }
+    }
+
+    /// Whether the node has closed the kept connection (its idle timeout,
+    /// or room made for a new client), seen without waiting: the request
+    /// then goes on a fresh connection, where its fate is known, instead
+    /// of into a closed one, where it would be `unknown`. Best effort: an
+    /// end of stream the reactor has not seen yet is missed.
+    async fn closed_by_node(&mut self) -> bool {
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        if !stream.buffer().is_empty() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        // A zero timeout polls the peek once: ready only when bytes or an
+        // end of stream are already there.
+        let peek = tokio::time::timeout(Duration::ZERO, stream.get_mut().peek(&mut byte)).await;
+        matches!(peek, Ok(Ok(0)) | Ok(Err(_)))
     }
 
     async fn exchange(&mut self, frame: &[u8], id: u64) -> Result<Reply, String> {

@@ -135,10 +135,22 @@ pub struct Settings {
     pub snapshot_lag_entries: u64,
     /// Most entries in one replication message.
     pub max_batch_entries: usize,
-    /// Most client connections at once.
+    /// Most connections at once. At the limit a new client still gets in:
+    /// the client connection idle the longest is closed to make room (a
+    /// full server of idle connections never locks clients out); only when
+    /// every connection is busy is the new one refused.
     pub max_connections: usize,
     /// Most requests in flight on one client connection.
     pub max_inflight_per_conn: usize,
+    /// A client connection with no request in flight that sends nothing
+    /// for this long is closed; a frame must also arrive whole within it.
+    pub idle_timeout_ms: u64,
+    /// Bytes one client connection may hold in requests being served and
+    /// replies not yet written; past it the node stops reading from it.
+    pub conn_bytes_max: usize,
+    /// Bytes all connections together may hold in large requests and
+    /// replies (over 4 KiB each); a request that would pass it is refused.
+    pub node_bytes_max: usize,
 }
 
 impl Default for Settings {
@@ -169,6 +181,9 @@ impl Default for Settings {
             max_batch_entries: 512,
             max_connections: 1024,
             max_inflight_per_conn: 256,
+            idle_timeout_ms: 300_000,
+            conn_bytes_max: 4 << 20,
+            node_bytes_max: 64 << 20,
         }
     }
 }
@@ -240,6 +255,9 @@ impl Settings {
             "max_batch_entries" => self.max_batch_entries = num(key, value)?,
             "max_connections" => self.max_connections = num(key, value)?,
             "max_inflight_per_conn" => self.max_inflight_per_conn = num(key, value)?,
+            "idle_timeout_ms" => self.idle_timeout_ms = num(key, value)?,
+            "conn_bytes_max" => self.conn_bytes_max = num(key, value)?,
+            "node_bytes_max" => self.node_bytes_max = num(key, value)?,
             _ => return Err(ConfigError::UnknownSetting(key.into())),
         }
         Ok(())
@@ -355,6 +373,17 @@ impl Config {
         }
         if s.max_connections == 0 || s.max_inflight_per_conn == 0 || s.max_batch_entries == 0 {
             return invalid("connection, in-flight and batch limits must be positive".into());
+        }
+        if s.idle_timeout_ms == 0 {
+            return invalid("idle_timeout_ms must be positive".into());
+        }
+        // One largest reply must fit, or a read of a large value could
+        // never be answered.
+        let one_reply = crate::protocol::MAX_FRAME_BYTES + 4;
+        if s.conn_bytes_max < one_reply || s.node_bytes_max < s.conn_bytes_max {
+            return invalid(format!(
+                "need {one_reply} <= conn_bytes_max <= node_bytes_max (one largest reply must fit)"
+            ));
         }
         if let Some(l) = &s.leader {
             if !self.peers.contains_key(l) && l != &self.node_id {

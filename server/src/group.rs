@@ -27,7 +27,11 @@
 //! - Followers apply committed entries `replay_delay_ms` late.
 
 use crate::config::{Ack, Config, Failover, ReadMode};
-use crate::protocol::{encode_frame, Op, RawRequest, Reply, Session, ShardStatus};
+use crate::limits::{Budgets, Held, Hold, Outgoing};
+use crate::protocol::{
+    encode_frame, encode_reply, json_len_capped, reply_too_large, Op, RawRequest, Reply, Session, ShardStatus,
+    MAX_FRAME_BYTES, REPLY_OVERHEAD_BYTES,
+};
 use crate::state::{Applied, Command, Entry, StateMachine};
 use crate::transport::{PeerMsg, Transport};
 use crate::wal::{self, Durable, HardState, Snapshot, WalCmd, WalError, WalHandle};
@@ -136,40 +140,72 @@ pub enum ClientReply {
 /// the group and the writer (the common path of every read and write).
 ///
 /// Promise: the client hears exactly once. A slot dropped unanswered (the
-/// group stopped, say) answers `unknown` on drop; the connection's
-/// in-flight permit is released only after the reply is queued.
+/// group stopped, say) answers `unknown` on drop. The connection's
+/// in-flight slot travels with the reply frame and is released once the
+/// frame is written; a large reply takes its bytes from the connection's
+/// and the node's budgets, or is answered `fail` when they are spent.
 pub struct ConnReply {
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
     id: u64,
-    answered: bool,
-    _permit: OwnedSemaphorePermit,
+    budgets: Budgets,
+    slot: Option<OwnedSemaphorePermit>,
+    /// The request's own bytes, held until it is answered.
+    _request: Held,
 }
 
 impl ConnReply {
-    /// A slot for request `id`, answering on `out`, holding `permit`.
-    pub fn new(out: mpsc::Sender<Vec<u8>>, id: u64, permit: OwnedSemaphorePermit) -> ConnReply {
+    /// A slot for request `id`, answering on `out`, holding the in-flight
+    /// `slot` and the request's bytes.
+    pub fn new(
+        out: mpsc::Sender<Outgoing>,
+        id: u64,
+        slot: OwnedSemaphorePermit,
+        budgets: Budgets,
+        request: Held,
+    ) -> ConnReply {
         ConnReply {
             out,
             id,
-            answered: false,
-            _permit: permit,
+            budgets,
+            slot: Some(slot),
+            _request: request,
         }
     }
 
     /// Queues `reply` for the client.
     pub fn send(mut self, reply: &Reply) {
-        self.answered = true;
-        self.push(encode_frame(reply));
+        self.answer(reply);
     }
 
-    fn push(&self, frame: Vec<u8>) {
-        // The queue holds as many frames as the connection has permits, so
+    fn answer(&mut self, reply: &Reply) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        let mut frame = encode_reply(reply);
+        let bytes = match self.budgets.try_take(frame.len()) {
+            Ok(held) => held,
+            Err(why) => {
+                let mut fail = Reply::fail(reply.id, why.to_string());
+                fail.node = reply.node.clone();
+                frame = encode_frame(&fail);
+                Held::default()
+            }
+        };
+        let hold = Hold {
+            slot: Some(slot),
+            bytes,
+        };
+        self.push(Outgoing { frame, hold });
+    }
+
+    fn push(&self, out: Outgoing) {
+        // The queue holds as many frames as the connection has slots, so
         // it is full only while error replies of bad frames wait in it.
-        if let Err(mpsc::error::TrySendError::Full(frame)) = self.out.try_send(frame) {
+        if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(out) {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let out = self.out.clone();
+                let tx = self.out.clone();
                 rt.spawn(async move {
-                    let _ = out.send(frame).await;
+                    let _ = tx.send(out).await;
                 });
             }
         }
@@ -178,8 +214,9 @@ impl ConnReply {
 
 impl Drop for ConnReply {
     fn drop(&mut self) {
-        if !self.answered {
-            self.push(encode_frame(&Reply::unknown(self.id, "the server dropped the request")));
+        if self.slot.is_some() {
+            let id = self.id;
+            self.answer(&Reply::unknown(id, "the server dropped the request"));
         }
     }
 }
@@ -771,6 +808,9 @@ impl Group {
     }
 
     fn local_read(&self, req: &ClientReq) -> Reply {
+        if let Err(why) = self.check_read_size(&req.op) {
+            return Reply::fail(req.id, why);
+        }
         let mut r = Reply::new(req.id, crate::protocol::Outcome::Ok);
         r.value = match &req.op {
             Op::Read { key } => self.sm.get(key),
@@ -779,6 +819,34 @@ impl Group {
         };
         r.lsn = Some(self.applied_lsn);
         r
+    }
+
+    /// Refuses a read whose reply would not fit in a frame, by measuring
+    /// the values in place before any is copied: a `multi_read` naming a
+    /// large value many times would otherwise build a reply of hundreds
+    /// of megabytes for a request of a few dozen bytes.
+    fn check_read_size(&self, op: &Op) -> Result<(), String> {
+        let keys: &[String] = match op {
+            Op::Read { key } => std::slice::from_ref(key),
+            Op::MultiRead { keys } => keys,
+            _ => return Ok(()),
+        };
+        let room = MAX_FRAME_BYTES - REPLY_OVERHEAD_BYTES;
+        let mut total = 0;
+        for key in keys {
+            // Quotes, colon and comma around each key.
+            total += key.len() + 4;
+            let left = room.saturating_sub(total);
+            match self.sm.map().get(key).map(|v| json_len_capped(v, left)) {
+                Some(Some(n)) => total += n,
+                Some(None) => return Err(reply_too_large(&format!("reading {} keys", keys.len()))),
+                None => total += 4,
+            }
+            if total > room {
+                return Err(reply_too_large(&format!("reading {} keys", keys.len())));
+            }
+        }
+        Ok(())
     }
 
     fn on_leader_read(&mut self, req: ClientReq, replier: Replier) {
@@ -1751,20 +1819,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_slot_answers_once_and_unknown_when_dropped() {
-        let permits = Arc::new(tokio::sync::Semaphore::new(2));
+        let slots = Arc::new(tokio::sync::Semaphore::new(2));
+        let budgets = Budgets::new(2 << 20, &crate::limits::NodeBudget::new(2 << 20));
         let (out, mut frames) = mpsc::channel(2);
-        let answered = ConnReply::new(out.clone(), 7, permits.clone().try_acquire_owned().unwrap());
-        let dropped = ConnReply::new(out, 8, permits.clone().try_acquire_owned().unwrap());
+        let slot = || slots.clone().try_acquire_owned().unwrap();
+        let answered = ConnReply::new(out.clone(), 7, slot(), budgets.clone(), Held::default());
+        let dropped = ConnReply::new(out, 8, slot(), budgets, Held::default());
         answered.send(&Reply::new(7, crate::protocol::Outcome::Ok));
         drop(dropped);
         let mut replies = Vec::new();
-        while let Ok(frame) = frames.try_recv() {
-            let reply: Reply = serde_json::from_slice(&frame[4..]).unwrap();
+        let mut queued = Vec::new();
+        while let Ok(o) = frames.try_recv() {
+            let reply: Reply = serde_json::from_slice(&o.frame[4..]).unwrap();
             replies.push((reply.id, reply.result));
+            queued.push(o);
         }
         use crate::protocol::Outcome;
         assert_eq!(replies, [(7, Outcome::Ok), (8, Outcome::Unknown)]);
-        assert_eq!(permits.available_permits(), 2, "both permits came back");
+        assert_eq!(slots.available_permits(), 0, "a queued frame holds its slot");
+        drop(queued);
+        assert_eq!(slots.available_permits(), 2, "written frames give their slots back");
     }
 
     #[tokio::test]

@@ -22,7 +22,9 @@
 //! - Each replica applies writes `replay_delay_ms` after it stored them.
 
 use crate::config::{Config, Mode};
-use crate::protocol::{Op, Outcome, Reply, ShardStatus};
+use crate::protocol::{
+    json_len_capped, reply_too_large, Op, Outcome, Reply, ShardStatus, MAX_FRAME_BYTES, REPLY_OVERHEAD_BYTES,
+};
 use crate::state::{Command, Entry, Stamp, StateMachine};
 use crate::transport::{PeerMsg, Transport};
 use crate::wal::{self, Durable, Snapshot, WalCmd, WalError, WalHandle};
@@ -333,11 +335,22 @@ impl Leaderless {
         reply
     }
 
+    /// Reads each key in turn; stops with a `fail` as soon as the values
+    /// read would not fit in one reply frame, so a `multi_read` naming a
+    /// large value many times never builds a reply the client refuses.
     async fn multi_read(self: &Arc<Self>, id: u64, keys: Vec<String>) -> Reply {
+        let room = MAX_FRAME_BYTES - REPLY_OVERHEAD_BYTES;
+        let count = keys.len();
+        let mut total = 0;
         let mut out = serde_json::Map::new();
         for key in keys {
             match self.read(&key).await {
                 Ok(v) => {
+                    total += key.len() + 4;
+                    match json_len_capped(&v, room.saturating_sub(total)) {
+                        Some(n) => total += n,
+                        None => return Reply::fail(id, reply_too_large(&format!("reading {count} keys"))),
+                    }
                     out.insert(key, v);
                 }
                 Err(why) => return Reply::fail(id, why),

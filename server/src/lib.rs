@@ -12,13 +12,17 @@
 //! - [`transport`]: peer messaging over TCP through configured addresses;
 //! - [`group`]: single-leader replication (ack, reads, failover) per shard;
 //! - [`leaderless`]: Dynamo-style quorums and multi-leader;
+//! - [`limits`]: bytes in flight per connection and per node;
+//! - [`conns`]: the open connections, the connection limit, idle ones;
 //! - [`node`]: listener, connections, routing;
 //! - [`client`]: the async client library.
 
 pub mod client;
 pub mod config;
+pub mod conns;
 pub mod group;
 pub mod leaderless;
+pub mod limits;
 pub mod node;
 pub mod protocol;
 pub mod state;

@@ -71,6 +71,41 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
     Ok(cfg.validate()?)
 }
 
+/// Descriptors the node needs besides its connections: the log, the
+/// listener, peer links, and margin.
+const FD_RESERVE: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one: the default soft
+/// limit (often 1024) is below `max_connections`, and a node out of
+/// descriptors cannot accept even the client that would replace an idle
+/// one. Says so when the hard limit is still too low.
+fn raise_fd_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    let needed = max_connections as u64 + FD_RESERVE;
+    if lim.rlim_cur < needed {
+        eprintln!(
+            "faultline-server: warning: {} open files allowed, max_connections={max_connections} needs {needed}",
+            lim.rlim_cur
+        );
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let cfg = match build_config(args) {
@@ -88,6 +123,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    raise_fd_limit(cfg.settings.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

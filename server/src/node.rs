@@ -5,18 +5,25 @@
 //! Promises:
 //! - One address serves clients and peers; a connection whose first frame is
 //!   a peer `Hello` is a peer link, anything else is a client.
-//! - Limits: at most `max_connections` connections (more are closed at once,
-//!   with one log line), at most `max_inflight_per_conn` requests in flight
-//!   per connection (pipelining; replies carry the request id), frames of at
-//!   most 1 MiB from clients.
+//! - Limits: at most `max_connections` connections (at the limit the client
+//!   connection idle the longest is closed to admit a new one; when all are
+//!   busy the new one is closed, with one log line); a client connection
+//!   idle for `idle_timeout_ms` is closed; at most `max_inflight_per_conn`
+//!   requests in flight per connection (pipelining; replies carry the
+//!   request id), a slot held until the reply is written; bytes in flight
+//!   bounded per connection and per node (see `limits`); frames of at most
+//!   1 MiB either way: a reply that would be larger is a `fail` saying so.
 //! - Bad input gets a `fail` reply (or, for a broken frame, a closed
 //!   connection) and one log line; it never reaches the replication state.
 
 use crate::config::{Config, Mode};
+use crate::conns::{Admission, ConnGuard, ConnState, ConnTable};
 use crate::group::{self, ClientReq, ConnReply, GroupHandle};
 use crate::leaderless::{self, stable_hash, Leaderless};
+use crate::limits::{BudgetError, Budgets, Held, Hold, NodeBudget, Outgoing, SMALL_BYTES};
 use crate::protocol::{
-    decode_request, encode_frame, read_frame, Op, Outcome, ProtocolError, Reply, Request, StatusInfo, MAX_FRAME_BYTES,
+    decode_request, encode_frame, encode_reply, json_len_capped, read_frame, reply_too_large, Op, Outcome,
+    ProtocolError, Reply, Request, StatusInfo, MAX_FRAME_BYTES, REPLY_OVERHEAD_BYTES,
 };
 use crate::transport::{Envelope, Hello, Transport, PEER_MAX_FRAME_BYTES};
 use crate::wal::WalError;
@@ -24,10 +31,10 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::{debug, info, warn};
 
 /// A connection's read half behind a buffer: one `recv` takes in every
@@ -41,6 +48,9 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Extra time the node gives an engine beyond the request timeout before it
 /// answers `unknown` itself.
 const ENGINE_GRACE_MS: u64 = 500;
+/// A connection refused for the node's byte budget is not read from for
+/// this long.
+const REFUSED_PAUSE_MS: u64 = 20;
 /// How long a new connection may take to send its first frame.
 const FIRST_FRAME_TIMEOUT_MS: u64 = 60_000;
 
@@ -70,6 +80,8 @@ pub struct Node {
     cfg: Arc<Config>,
     engine: Engine,
     local_addr: SocketAddr,
+    conns: Arc<ConnTable>,
+    node_budget: NodeBudget,
 }
 
 /// Binds the listen address, opens storage, calls `on_bound` with the
@@ -105,10 +117,14 @@ pub fn start(cfg: Config, listener: &TcpListener) -> Result<Arc<Node>, NodeError
         Mode::Leaderless | Mode::MultiLeader => Engine::Leaderless(leaderless::start(cfg.clone(), transport)?),
     };
     info!(node = %cfg.node_id, addr = %local_addr, settings = ?cfg.settings, "node started");
+    let conns = ConnTable::new(cfg.settings.max_connections, cfg.settings.max_inflight_per_conn);
+    let node_budget = NodeBudget::new(cfg.settings.node_bytes_max);
     Ok(Arc::new(Node {
         cfg,
         engine,
         local_addr,
+        conns,
+        node_budget,
     }))
 }
 
@@ -118,60 +134,67 @@ impl Node {
         self.local_addr
     }
 
-    /// Accepts connections forever, within the connection limit.
+    /// Accepts connections forever, within the connection limit (see
+    /// [`ConnTable`]: at the limit the longest idle client makes room).
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let limit = Arc::new(Semaphore::new(self.cfg.settings.max_connections));
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
+                    // Out of file descriptors, typically: wait for some
+                    // to close rather than spin.
                     warn!(node = %self.cfg.node_id, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                warn!(node = %self.cfg.node_id, %peer, "connection limit reached; closing");
-                drop(stream);
-                continue;
+            let guard = match self.conns.admit() {
+                Admission::Admitted(guard) => guard,
+                Admission::Replaced { guard, idle_ms } => {
+                    info!(node = %self.cfg.node_id, %peer, idle_ms, "connection limit reached; closing the connection idle the longest to admit a new one");
+                    guard
+                }
+                Admission::Refused => {
+                    warn!(node = %self.cfg.node_id, %peer, "connection limit reached and every connection is busy; closing");
+                    drop(stream);
+                    continue;
+                }
             };
             let node = self.clone();
-            tokio::spawn(async move {
-                node.on_connection(stream, peer).await;
-                drop(permit);
-            });
+            tokio::spawn(async move { node.on_connection(stream, peer, guard).await });
         }
     }
 
-    async fn on_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    async fn on_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
         let _ = stream.set_nodelay(true);
+        let state = guard.state().clone();
         let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
-        let first = tokio::time::timeout(
-            Duration::from_millis(FIRST_FRAME_TIMEOUT_MS),
-            read_frame(&mut rd, MAX_FRAME_BYTES),
-        )
-        .await;
-        let first = match first {
-            Ok(Ok(Some(f))) => f,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
+        let first_wait = self.idle_timeout().min(Duration::from_millis(FIRST_FRAME_TIMEOUT_MS));
+        let first = match next_frame(&mut rd, &state, first_wait, None).await {
+            Next::Frame(f) => f,
+            Next::End(why) => {
+                return debug!(node = %self.cfg.node_id, %peer, why, "connection closed before its first frame")
+            }
+            Next::Bad(e) => {
                 if matches!(e, ProtocolError::FrameTooLarge { .. }) {
                     let reply = self.finish(Reply::fail(0, e.to_string()));
-                    let mut wr = wr;
-                    let _ = wr.write_all(&encode_frame(&reply)).await;
+                    let (mut wr, frame) = (wr, encode_frame(&reply));
+                    let _ = tokio::time::timeout(self.idle_timeout(), wr.write_all(&frame)).await;
                 }
                 return self.log_bad_frame(peer, &e);
             }
-            Err(_) => {
-                debug!(node = %self.cfg.node_id, %peer, "connection sent nothing; closed");
-                return;
-            }
         };
         if let Ok(hello) = serde_json::from_slice::<Hello>(&first) {
+            state.set_peer();
             return self.peer_loop(hello.hello, rd).await;
         }
-        self.client_loop(first, rd, wr, peer).await;
+        self.client_loop(first, rd, wr, peer, state).await;
+        drop(guard);
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.settings.idle_timeout_ms)
     }
 
     fn log_bad_frame(&self, peer: SocketAddr, e: &ProtocolError) {
@@ -218,50 +241,128 @@ impl Node {
         }
     }
 
-    async fn client_loop(self: Arc<Self>, first: Vec<u8>, mut rd: FrameReader, wr: OwnedWriteHalf, peer: SocketAddr) {
-        let max_inflight = self.cfg.settings.max_inflight_per_conn;
-        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(max_inflight);
-        tokio::spawn(write_replies(wr, out_rx));
-        let inflight = Arc::new(Semaphore::new(max_inflight));
+    /// Serves one client connection: reads requests (pipelined, within the
+    /// in-flight and byte limits) until the client leaves, goes idle,
+    /// stops reading its replies, or is closed to make room.
+    async fn client_loop(
+        self: Arc<Self>,
+        first: Vec<u8>,
+        mut rd: FrameReader,
+        wr: OwnedWriteHalf,
+        peer: SocketAddr,
+        state: Arc<ConnState>,
+    ) {
+        let idle = self.idle_timeout();
+        let (out_tx, out_rx) = mpsc::channel::<Outgoing>(self.cfg.settings.max_inflight_per_conn);
+        tokio::spawn(write_replies(wr, out_rx, idle));
+        let budgets = Budgets::new(self.cfg.settings.conn_bytes_max, &self.node_budget);
         let mut frame = Some(first);
         loop {
             let body = match frame.take() {
                 Some(b) => b,
-                None => match read_frame(&mut rd, MAX_FRAME_BYTES).await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => return,
-                    Err(e) => {
+                None => match next_frame(&mut rd, &state, idle, Some(&out_tx)).await {
+                    Next::Frame(b) => b,
+                    Next::End(why) => return debug!(node = %self.cfg.node_id, %peer, why, "client connection closed"),
+                    Next::Bad(e) => {
                         if matches!(e, ProtocolError::FrameTooLarge { .. }) {
                             let reply = self.finish(Reply::fail(0, e.to_string()));
-                            let _ = out_tx.send(encode_frame(&reply)).await;
+                            let _ = out_tx.send(Outgoing::bare(encode_frame(&reply))).await;
                         }
                         return self.log_bad_frame(peer, &e);
                     }
                 },
             };
-            let Ok(permit) = inflight.clone().acquire_owned().await else {
-                return;
+            state.touch();
+            // Every slot taken means as many replies unwritten: the client
+            // is not reading them. Wait for it, within the idle timeout.
+            let slot = match tokio::time::timeout(idle, state.inflight().clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                _ => return debug!(node = %self.cfg.node_id, %peer, "client reads no replies; closing"),
             };
             let req = match decode_request(&body) {
                 Ok(req) => req,
                 Err(e) => {
                     warn!(node = %self.cfg.node_id, %peer, error = %e, "bad request");
-                    let reply = self.finish(Reply::fail(guess_id(&body), e.to_string()));
-                    let _ = out_tx.send(encode_frame(&reply)).await;
+                    let reply = Reply::fail(guess_id(&body), e.to_string());
+                    self.queue(&out_tx, reply, slot).await;
                     continue;
                 }
             };
-            let Some((req, permit)) = self.submit_direct(req, &out_tx, permit) else {
-                continue;
+            let held = match self.reserve(&req, body.len(), &budgets, idle).await {
+                Ok(held) => held,
+                Err(why) => {
+                    debug!(node = %self.cfg.node_id, %peer, error = %why, "request refused");
+                    self.queue(&out_tx, Reply::fail(req.id, why.to_string()), slot).await;
+                    if matches!(why, BudgetError::Node { .. }) {
+                        // Clients that retry at once would keep the node
+                        // busy refusing them, at the expense of the others.
+                        tokio::time::sleep(Duration::from_millis(REFUSED_PAUSE_MS)).await;
+                    }
+                    continue;
+                }
             };
-            let node = self.clone();
-            let out = out_tx.clone();
-            tokio::spawn(async move {
-                let reply = node.handle(req).await;
-                let _ = out.send(encode_frame(&reply)).await;
-                drop(permit);
-            });
+            drop(body);
+            self.dispatch(req, &out_tx, slot, &budgets, held);
         }
+    }
+
+    /// Queues a small reply the connection's own loop makes (a refusal).
+    async fn queue(&self, out: &mpsc::Sender<Outgoing>, reply: Reply, slot: OwnedSemaphorePermit) {
+        let hold = Hold {
+            slot: Some(slot),
+            bytes: Held::default(),
+        };
+        let frame = encode_frame(&self.finish(reply));
+        let _ = out.send(Outgoing { frame, hold }).await;
+    }
+
+    /// Takes the bytes a request may hold before it is served: its own
+    /// body when large, and for a read the node serves itself (a
+    /// `multi_read`, or any read without a leader) the largest reply it
+    /// could build, so no reply is built that the budgets could not hold.
+    async fn reserve(
+        &self,
+        req: &Request,
+        body_bytes: usize,
+        budgets: &Budgets,
+        wait: Duration,
+    ) -> Result<Held, BudgetError> {
+        let request_bytes = if body_bytes > SMALL_BYTES { body_bytes } else { 0 };
+        let served_here = self.group_of(&req.op).is_none();
+        let reply_bytes = match req.op {
+            Op::Read { .. } | Op::MultiRead { .. } if served_here => MAX_FRAME_BYTES + 4,
+            _ => 0,
+        };
+        budgets.take(request_bytes + reply_bytes, wait).await
+    }
+
+    /// Hands a request to its group (single-key requests, answered through
+    /// the connection's slot), or to a task of its own.
+    fn dispatch(
+        self: &Arc<Self>,
+        req: Request,
+        out: &mpsc::Sender<Outgoing>,
+        slot: OwnedSemaphorePermit,
+        budgets: &Budgets,
+        held: Held,
+    ) {
+        let Some((req, slot, mut held)) = self.submit_direct(req, out, slot, budgets, held) else {
+            return;
+        };
+        let node = self.clone();
+        let out = out.clone();
+        tokio::spawn(async move {
+            let reply = node.handle(req).await;
+            let frame = encode_reply(&reply);
+            // The reservation covered the largest reply; keep what this
+            // one needs until it is written.
+            held.shrink_to(frame.len());
+            let hold = Hold {
+                slot: Some(slot),
+                bytes: held,
+            };
+            let _ = out.send(Outgoing { frame, hold }).await;
+        });
     }
 
     /// Single-key requests on a single-leader node go to their group with
@@ -271,15 +372,18 @@ impl Node {
     fn submit_direct(
         &self,
         req: Request,
-        out: &mpsc::Sender<Vec<u8>>,
-        permit: OwnedSemaphorePermit,
-    ) -> Option<(Request, OwnedSemaphorePermit)> {
+        out: &mpsc::Sender<Outgoing>,
+        slot: OwnedSemaphorePermit,
+        budgets: &Budgets,
+        held: Held,
+    ) -> Option<(Request, OwnedSemaphorePermit, Held)> {
         let Some(group) = self.group_of(&req.op) else {
-            return Some((req, permit));
+            return Some((req, slot, held));
         };
         let id = req.id;
-        if let Err(slot) = group.submit(client_req(req), ConnReply::new(out.clone(), id, permit)) {
-            slot.send(&self.finish(Reply::fail(id, "server overloaded")));
+        let answer = ConnReply::new(out.clone(), id, slot, budgets.clone(), held);
+        if let Err(answer) = group.submit(client_req(req), answer) {
+            answer.send(&self.finish(Reply::fail(id, "server overloaded")));
         }
         None
     }
@@ -337,6 +441,8 @@ impl Node {
         keys: Vec<String>,
         timeout: Duration,
     ) -> Reply {
+        let key_count = keys.len();
+        let mut merged_bytes = 0;
         let mut by_shard: Vec<Vec<String>> = vec![Vec::new(); groups.len()];
         for k in keys {
             by_shard[self.shard_of(&k)].push(k);
@@ -353,12 +459,18 @@ impl Node {
                 session: req.session.clone(),
                 forwarded: false,
             };
-            let reply = groups[shard].call(creq, timeout).await;
+            let mut reply = groups[shard].call(creq, timeout).await;
             if reply.result != Outcome::Ok {
                 return reply;
             }
-            if let Value::Object(m) = &reply.value {
-                merged.extend(m.clone());
+            // Each shard's part fits a frame; the parts together may not.
+            let room = (MAX_FRAME_BYTES - REPLY_OVERHEAD_BYTES).saturating_sub(merged_bytes);
+            match json_len_capped(&reply.value, room) {
+                Some(n) => merged_bytes += n,
+                None => return Reply::fail(req.id, reply_too_large(&format!("reading {key_count} keys"))),
+            }
+            if let Value::Object(m) = std::mem::take(&mut reply.value) {
+                merged.extend(m);
             }
             last = Some(reply);
         }
@@ -432,19 +544,89 @@ fn guess_id(body: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+/// How a wait for the next frame ended.
+enum Next {
+    /// A whole frame.
+    Frame(Vec<u8>),
+    /// The connection is done, for the reason given.
+    End(&'static str),
+    /// A broken frame.
+    Bad(ProtocolError),
+}
+
+/// Waits for the next frame, ending the connection when it is asked to
+/// make room, when it has been idle for `idle` (nothing in flight and
+/// nothing received), when its writer gave up (`out` closed: the client
+/// stopped reading), or when a frame, once begun, does not arrive whole
+/// within `idle`.
+async fn next_frame(
+    rd: &mut FrameReader,
+    state: &ConnState,
+    idle: Duration,
+    out: Option<&mpsc::Sender<Outgoing>>,
+) -> Next {
+    let writer_gone = async {
+        match out {
+            Some(out) => out.closed().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(writer_gone);
+    loop {
+        // `fill_buf` is cancel-safe: losing the race loses no bytes.
+        let ready = tokio::select! {
+            biased;
+            _ = state.evicted() => return Next::End("closed to admit a new client"),
+            _ = &mut writer_gone => return Next::End("the client stopped reading replies"),
+            r = async { rd.fill_buf().await.map(|b| b.is_empty()) } => r,
+            _ = tokio::time::sleep(idle) => {
+                if state.is_idle() {
+                    return Next::End("idle");
+                }
+                continue;
+            }
+        };
+        match ready {
+            Ok(true) => return Next::End("closed by the client"),
+            Ok(false) => break,
+            Err(e) => return Next::Bad(e.into()),
+        }
+    }
+    match tokio::time::timeout(idle, read_frame(rd, MAX_FRAME_BYTES)).await {
+        Ok(Ok(Some(f))) => Next::Frame(f),
+        Ok(Ok(None)) => Next::End("closed by the client"),
+        Ok(Err(e)) => Next::Bad(e),
+        Err(_) => Next::End("a frame took longer than the idle timeout to arrive"),
+    }
+}
+
+/// Writes queued replies, batching whatever is ready into one write. A
+/// write that makes no progress for `stall` (a client that does not read)
+/// ends the connection; each frame's slot and bytes are released once it
+/// is written.
+async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, stall: Duration) {
     let mut buf = Vec::new();
+    let mut holds = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();
-        buf.extend_from_slice(&first);
-        while let Ok(more) = rx.try_recv() {
-            buf.extend_from_slice(&more);
-            if buf.len() > MAX_FRAME_BYTES {
-                break;
+        buf.extend_from_slice(&first.frame);
+        holds.push(first.hold);
+        while buf.len() <= MAX_FRAME_BYTES {
+            match rx.try_recv() {
+                Ok(more) => {
+                    buf.extend_from_slice(&more.frame);
+                    holds.push(more.hold);
+                }
+                Err(_) => break,
             }
         }
-        if wr.write_all(&buf).await.is_err() {
-            return;
+        match tokio::time::timeout(stall, wr.write_all(&buf)).await {
+            Ok(Ok(())) => holds.clear(),
+            _ => return,
+        }
+        // A large batch's buffer is not kept for the connection's life.
+        if buf.capacity() > READ_BUFFER_BYTES {
+            buf = Vec::new();
         }
     }
 }

@@ -109,6 +109,66 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     out
 }
 
+/// Room a reply's fields other than its value take (id, result, lsn,
+/// node, error), with margin.
+pub const REPLY_OVERHEAD_BYTES: usize = 512;
+
+/// Counts bytes written and refuses past a cap.
+struct CappedCounter {
+    bytes: usize,
+    cap_bytes: usize,
+}
+
+impl std::io::Write for CappedCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes += buf.len();
+        if self.bytes > self.cap_bytes {
+            return Err(std::io::Error::other("over the cap"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value` as JSON, or `None` when it is over `cap_bytes`.
+/// Nothing is built and the count stops at the cap, so asking about a
+/// huge value costs no memory and at most `cap_bytes` of work: the node
+/// asks before it copies values into a reply.
+pub fn json_len_capped<T: Serialize + ?Sized>(value: &T, cap_bytes: usize) -> Option<usize> {
+    let mut counter = CappedCounter { bytes: 0, cap_bytes };
+    serde_json::to_writer(&mut counter, value).ok()?;
+    Some(counter.bytes)
+}
+
+/// The error of a reply that would not fit in a frame.
+pub fn reply_too_large(what: &str) -> String {
+    format!("{what} would exceed the frame limit of {MAX_FRAME_BYTES} bytes; ask for less at a time")
+}
+
+/// Encodes a reply as a frame. A reply that would exceed the frame limit
+/// (which the project's clients enforce too) becomes a `fail` saying so,
+/// checked before the large frame is built.
+pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+    let room = MAX_FRAME_BYTES.saturating_sub(REPLY_OVERHEAD_BYTES);
+    if json_len_capped(&reply.value, room).is_none() {
+        return encode_frame(&oversized(reply));
+    }
+    let frame = encode_frame(reply);
+    if frame.len() > MAX_FRAME_BYTES + 4 {
+        return encode_frame(&oversized(reply));
+    }
+    frame
+}
+
+fn oversized(reply: &Reply) -> Reply {
+    let mut fail = Reply::fail(reply.id, reply_too_large("the reply"));
+    fail.node = reply.node.clone();
+    fail
+}
+
 /// Session guarantees the client asks for (used by `reads=lsn`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -448,6 +508,29 @@ mod tests {
                 proptest::prop_assert_eq!(req.id, id);
             }
         }
+    }
+
+    #[test]
+    fn lengths_are_counted_up_to_a_cap() {
+        let v = serde_json::json!({"a": [1, 2, 3], "b": "xyz"});
+        let exact = serde_json::to_vec(&v).unwrap().len();
+        assert_eq!(json_len_capped(&v, exact), Some(exact));
+        assert_eq!(json_len_capped(&v, exact - 1), None);
+    }
+
+    #[test]
+    fn a_reply_over_the_frame_limit_becomes_a_fail() {
+        let mut big = Reply::new(9, Outcome::Ok);
+        big.value = Value::String("x".repeat(MAX_FRAME_BYTES));
+        big.node = "n1".into();
+        let frame = encode_reply(&big);
+        let back: Reply = serde_json::from_slice(&frame[4..]).unwrap();
+        assert_eq!((back.id, back.result, back.node.as_str()), (9, Outcome::Fail, "n1"));
+        assert!(back.error.unwrap().contains("frame limit"));
+        let mut fits = Reply::new(10, Outcome::Ok);
+        fits.value = Value::String("x".repeat(MAX_FRAME_BYTES - 2 * REPLY_OVERHEAD_BYTES));
+        let back: Reply = serde_json::from_slice(&encode_reply(&fits)[4..]).unwrap();
+        assert_eq!(back.result, Outcome::Ok);
     }
 
     #[tokio::test]

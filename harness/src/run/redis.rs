@@ -124,22 +124,24 @@ impl RedisDb {
         out
     }
 
+    /// Ready when the primary says `master` and every replica says it is
+    /// a `connected` replica. Every node is asked, and the detail names
+    /// each one that is not ready with the probe's own error (no reply in
+    /// time, connection refused, an error reply): "does not answer" alone
+    /// cannot tell a node still starting from one that is gone.
     async fn ready_once(&self) -> Result<(), String> {
         let primary = self.primary();
-        for (node, role) in self.roles().await {
-            let Some(role) = role else {
-                return Err(format!("{node} does not answer ROLE"));
-            };
-            let kind = role.get(0).and_then(Value::as_str).unwrap_or("");
-            if node == primary && kind != "master" {
-                return Err(format!("{node} should be the primary but says {kind}"));
-            }
-            // A replica's ROLE: ["slave", host, port, state, offset].
-            if node != primary && (kind != "slave" || role.get(3).and_then(Value::as_str) != Some("connected")) {
-                return Err(format!("{node} is not a connected replica yet: {role}"));
+        let mut problems = Vec::new();
+        for node in &self.layout.nodes {
+            let role = admin(self.layout.listen[node], &["ROLE"], ADMIN_TIMEOUT_MS).await;
+            if let Some(problem) = not_ready(node, node == &primary, role) {
+                problems.push(problem);
             }
         }
-        Ok(())
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(problems.join("; "))
     }
 
     /// `REPLICAOF` on `node`: of `primary`, or of no one.
@@ -168,6 +170,23 @@ impl RedisDb {
         }
         best.map(|(_, n)| n)
     }
+}
+
+/// Why a node is not ready, given its answer to ROLE; `None` when it is.
+fn not_ready(node: &str, is_primary: bool, role: Result<Value, String>) -> Option<String> {
+    let role = match role {
+        Ok(role) => role,
+        Err(e) => return Some(format!("{node} does not answer ROLE: {e}")),
+    };
+    let kind = role.get(0).and_then(Value::as_str).unwrap_or("");
+    if is_primary && kind != "master" {
+        return Some(format!("{node} should be the primary but says {role}"));
+    }
+    // A replica's ROLE: ["slave", host, port, state, offset].
+    if !is_primary && (kind != "slave" || role.get(3).and_then(Value::as_str) != Some("connected")) {
+        return Some(format!("{node} is not a connected replica yet: {role}"));
+    }
+    None
 }
 
 /// A node's ROLE in faultline-server's terms, for `status.jsonl`.
@@ -308,5 +327,25 @@ impl Db for RedisDb {
 
     fn pids(&self) -> BTreeMap<String, u32> {
         self.procs.pids()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_each_problem_with_the_probe_error() {
+        let master = json!(["master", 0, []]);
+        let replica = |state: &str| json!(["slave", "127.0.0.1", 7000, state, 0]);
+        assert_eq!(not_ready("n1", true, Ok(master.clone())), None);
+        assert_eq!(not_ready("n2", false, Ok(replica("connected"))), None);
+        let silent = not_ready("n1", true, Err("no reply within 1000 ms".into())).unwrap();
+        assert_eq!(silent, "n1 does not answer ROLE: no reply within 1000 ms");
+        let syncing = not_ready("n2", false, Ok(replica("sync"))).unwrap();
+        assert!(syncing.contains("not a connected replica yet"), "{syncing}");
+        let demoted = not_ready("n1", true, Ok(replica("connected"))).unwrap();
+        assert!(demoted.contains("should be the primary"), "{demoted}");
+        assert!(not_ready("n2", false, Ok(master)).is_some());
     }
 }

@@ -13,12 +13,14 @@
 //! test.
 //!
 //! Clean-up is not optional. Every fault is healed when the schedule ends,
-//! when a stop is requested (Ctrl-C), and by the nemesis runner's `Drop` on
-//! a panic; every node process is stopped by its `Db`'s `Drop` (SIGCONT,
-//! then SIGKILL, then reaped) and dies with the harness in any case
-//! (`PR_SET_PDEATHSIG`); proxies close, disks unmount and namespaces go
-//! when the cluster is stopped or dropped, and what a killed harness leaves
-//! is registered for `faultline clean`. Every wait is bounded.
+//! when a stop is requested (SIGINT, SIGTERM, SIGHUP: [`interrupt`]), and
+//! by the nemesis runner's `Drop` on a panic; every node process is
+//! stopped by its `Db`'s `Drop` (SIGCONT, then SIGKILL, then reaped) and
+//! dies with the harness process in any case (`PR_SET_PDEATHSIG`, from a
+//! spawner thread that lives as long as the process); proxies close, disks
+//! unmount and namespaces go when the cluster is stopped or dropped, and
+//! what a killed harness leaves (remote daemons included, [`remote`]) is
+//! registered for `faultline clean`. Every wait is bounded.
 
 pub mod campaign;
 pub mod checks;
@@ -29,6 +31,7 @@ pub mod etcd;
 pub mod interrupt;
 pub mod procs;
 pub mod redis;
+pub mod remote;
 pub mod report;
 pub mod store;
 pub mod surroundings;

@@ -406,7 +406,10 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
     if out.interrupted && out.interruption.is_none() {
         println!("interrupted: the verdicts judge the history recorded until the stop");
     }
-    println!("verdict: {}", report::verdict_word(out.valid));
+    match out.interrupted {
+        true => println!("verdict: {} (interrupted)", report::verdict_word(out.valid)),
+        false => println!("verdict: {}", report::verdict_word(out.valid)),
+    }
     println!("seed: {}", cfg.seed);
     println!("store: {}", out.store.display());
     println!("rerun: {}", cfg.rerun_command());

@@ -68,7 +68,10 @@ fn start(cwd: &Path, store: &Path, net: &str) -> Harness {
 }
 
 /// Runs `faultline clean` from `/` (not the run's folder) and returns what
-/// it said; it must succeed.
+/// it said. Its exit code is not asserted: it is 3 when any run on this
+/// machine could not be cleaned, which another test running at the same
+/// time may cause on purpose (run_ssh.rs hides a key); what counts is that
+/// this run's leftovers are gone.
 fn clean() -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .current_dir("/")
@@ -80,7 +83,7 @@ fn clean() -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{said}");
     said
 }
 

@@ -243,6 +243,30 @@ fn redis_runs_over_ssh_from_the_machines_own_package() {
     assert!(procs.is_empty(), "redis left behind: {procs:?}");
 }
 
+/// What `faultline clean`, run from `/`, said. Its exit code is not
+/// asserted: it is 3 when any run on this machine could not be cleaned,
+/// which another test running at the same time may cause on purpose.
+fn clean_said() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .current_dir("/")
+        .arg("clean")
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl Machines {
+    /// Whether `clean` said it could not clean one of these machines.
+    fn unreachable_in(&self, said: &str) -> bool {
+        said.lines()
+            .any(|l| l.contains("could not clean") && self.hosts.iter().any(|h| l.contains(&format!("({h}:22)"))))
+    }
+}
+
 /// The machines' `faultline` command run from their folder with relative
 /// paths (store, key, known_hosts): the registration must hold absolute
 /// ones, since `faultline clean` runs from anywhere.
@@ -298,17 +322,8 @@ fn clean_stops_what_a_killed_ssh_run_left_on_its_machines() {
     assert!(m.tables().contains("faultline"), "and the partition's tables stay");
     assert_eq!(run_support::mounts_under(&remote).len(), 3, "and the remote mounts");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .current_dir("/")
-        .arg("clean")
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{said}");
+    let said = clean_said();
+    assert!(!m.unreachable_in(&said), "{said}");
     assert!(said.contains("stopped faultline-server"), "{said}");
     let procs = processes_mentioning(&needle);
     assert!(procs.is_empty(), "clean left remote processes: {procs:?}\n{said}");
@@ -344,14 +359,13 @@ fn clean_names_a_machine_it_cannot_reach_and_keeps_the_run() {
     child.wait().unwrap();
     // Hide the key clean would log in with: every machine is unreachable.
     std::fs::rename(m.dir.join("client"), m.dir.join("client.away")).unwrap();
-    let clean = || {
-        Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .current_dir("/")
-            .arg("clean")
-            .output()
-            .unwrap()
-    };
-    let out = clean();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .current_dir("/")
+        .arg("clean")
+        .output()
+        .unwrap();
+    // The key back at once, so a failing assert leaves a run clean can clean.
+    std::fs::rename(m.dir.join("client.away"), m.dir.join("client")).unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -362,15 +376,13 @@ fn clean_names_a_machine_it_cannot_reach_and_keeps_the_run() {
         said.contains(&format!("could not clean n1 ({}:22)", m.hosts[0])),
         "{said}"
     );
-    // With the key back, the next clean stops the daemons.
-    std::fs::rename(m.dir.join("client.away"), m.dir.join("client")).unwrap();
-    let out = clean();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    assert!(
+        !processes_mentioning(&m.dir.join("remote").display().to_string()).is_empty(),
+        "the daemons still run, and the run stays registered"
     );
-    assert_eq!(out.status.code(), Some(0), "{said}");
+    // With the key back, the next clean stops the daemons.
+    let said = clean_said();
+    assert!(!m.unreachable_in(&said), "{said}");
     let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
     assert!(procs.is_empty(), "clean left remote processes: {procs:?}\n{said}");
 }

@@ -622,10 +622,10 @@ pub struct CleanReport {
 /// why it could not (naming the host).
 pub type RemoteCleaner<'a> = dyn FnMut(&RemoteRun, &[String]) -> Result<Vec<String>, String> + 'a;
 
-/// [`clean_leftovers_with`] for runs on this machine only: a registration
-/// of a run over SSH is reported as not cleaned.
+/// [`clean_leftovers_with`] for runs on this machine only: registrations
+/// of runs over SSH are left for `faultline clean`, which can log in.
 pub fn clean_leftovers() -> CleanReport {
-    clean_leftovers_with(&mut |_, _| Err("stopping remote daemons needs `faultline clean`".into()))
+    clean_some_leftovers(None)
 }
 
 /// Removes the namespaces, bridges and mounts of every registered run whose
@@ -633,6 +633,11 @@ pub fn clean_leftovers() -> CleanReport {
 /// remote machines, and removes any `fl-*` namespace or bridge that no
 /// registration claims (a run that died between creating and recording).
 pub fn clean_leftovers_with(remote: &mut RemoteCleaner<'_>) -> CleanReport {
+    clean_some_leftovers(Some(remote))
+}
+
+/// [`clean_leftovers_with`]; without `remote`, runs over SSH are skipped.
+fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanReport {
     let mut report = CleanReport::default();
     // Under the registry lock: a run registers (under the lock) before it
     // creates anything, so every namespace that exists now and that no
@@ -660,6 +665,9 @@ pub fn clean_leftovers_with(remote: &mut RemoteCleaner<'_>) -> CleanReport {
             continue;
         }
         if let Some(run) = &reg.remote {
+            let Some(remote) = remote.as_mut() else {
+                continue;
+            };
             match remote(run, &live_hosts) {
                 Ok(lines) => report
                     .remote

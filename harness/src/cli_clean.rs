@@ -1,10 +1,14 @@
 //! `faultline clean`: removes what runs that died left behind.
 //!
-//! A run registers its namespaces, bridge and disk-fault mounts under
-//! `/run/faultline/` before it creates them, with the pid of its harness.
-//! `clean` removes every registered run whose harness is gone, and any
-//! `fl-XXXXXX` namespace or bridge that no registration claims; runs that
-//! are still alive are left alone and listed.
+//! A run registers its namespaces, bridge, disk-fault mounts (absolute
+//! paths) and remote machines under `/run/faultline/` before it creates or
+//! starts anything, with the pid of its harness. `clean` removes every
+//! registered run whose harness is gone: its dead FUSE mounts (lazily),
+//! namespaces and bridge, and over SSH the daemons it started, the mounts
+//! under its folders and the `inet faultline` table on each machine (a
+//! machine it cannot reach is named, and the run stays registered). Any
+//! `fl-XXXXXX` namespace or bridge that no registration claims goes too;
+//! runs that are still alive are left alone and listed.
 
 use clap::Args;
 
@@ -14,9 +18,12 @@ pub struct CleanArgs {}
 
 /// `faultline clean`: 0 when everything found was removed, 3 otherwise.
 pub fn run(_args: CleanArgs) -> anyhow::Result<u8> {
-    let report = faultline_nemesis::netns::clean_leftovers();
+    let report = faultline_nemesis::netns::clean_leftovers_with(&mut faultline_harness::run::remote::clean_remote);
     for id in &report.removed {
         println!("removed run {id}");
+    }
+    for line in &report.remote {
+        println!("{line}");
     }
     for name in &report.strays {
         println!("removed unregistered {name}");

@@ -1,7 +1,9 @@
 //! `faultline run` and `faultline campaign`: what the user typed, validated
 //! into a `RunConfig` (or a planned campaign), run on a tokio runtime with
-//! Ctrl-C wired to a clean stop, and printed as a table with the seed and
-//! the command that reruns the test.
+//! SIGINT, SIGTERM and SIGHUP wired to a clean stop (a second signal skips
+//! the check; once nothing of the run is left to clean, it exits at once),
+//! and printed as a table with the seed and the command that reruns the
+//! test.
 
 use std::path::PathBuf;
 
@@ -9,11 +11,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use faultline_harness::run::campaign::{self, Expect, Row};
 use faultline_harness::run::db::find_server_bin;
-use faultline_harness::run::{report, run_test, Bins, RunConfig, RunEnv, RunOutcome};
+use faultline_harness::run::interrupt::Interrupt;
+use faultline_harness::run::{report, run_interruptible, Bins, RunConfig, RunEnv, RunOutcome};
 use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
-use tokio::sync::watch;
 
 /// Flags of `faultline run`. With none, the default test: 3 nodes of the
 /// safe setting, the register workload, partitions and kills, 30 seconds.
@@ -294,20 +296,54 @@ fn env(args: &EnvArgs) -> anyhow::Result<RunEnv> {
     })
 }
 
-/// A runtime whose stop channel turns true on Ctrl-C.
-fn runtime() -> anyhow::Result<(tokio::runtime::Runtime, watch::Receiver<bool>)> {
+/// Exit code of a run ended by a second signal after its clean-up: it
+/// decided nothing.
+const EXIT_INTERRUPTED: i32 = 2;
+
+/// A runtime whose `Interrupt` hears SIGINT, SIGTERM and SIGHUP.
+fn runtime() -> anyhow::Result<(tokio::runtime::Runtime, Interrupt)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let (tx, rx) = watch::channel(false);
-    rt.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nfaultline: interrupted; healing faults and stopping the cluster");
-            let _ = tx.send(true);
-        }
-    });
-    Ok((rt, rx))
+    let interrupt = Interrupt::new();
+    rt.block_on(async { listen_for_signals(&interrupt) })
+        .context("listening for signals")?;
+    Ok((rt, interrupt))
+}
+
+/// Feeds SIGINT, SIGTERM and SIGHUP to `interrupt` for as long as the
+/// runtime runs, saying on stderr what happens next.
+fn listen_for_signals(interrupt: &Interrupt) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+    ];
+    for (kind, name) in kinds {
+        let mut stream = signal(kind)?;
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                on_signal(&interrupt, name);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn on_signal(interrupt: &Interrupt, name: &'static str) {
+    if interrupt.signal(name) == 1 {
+        eprintln!("\nfaultline: {name}: healing faults, stopping the cluster, then checking what was recorded");
+        return;
+    }
+    if interrupt.torn_down() {
+        // Only the check is left, and it was asked to be skipped.
+        eprintln!("\nfaultline: {name} again: nothing of the run is left; exiting without the check");
+        std::process::exit(EXIT_INTERRUPTED);
+    }
+    eprintln!("\nfaultline: {name} again: the check will be skipped; removing namespaces, rules and mounts first");
 }
 
 /// `faultline run`.
@@ -333,8 +369,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         },
         cfg.time_limit_s
     );
-    let (rt, stop) = runtime()?;
-    let out = rt.block_on(run_test(&cfg, &env, stop))?;
+    let (rt, interrupt) = runtime()?;
+    let out = rt.block_on(run_interruptible(&cfg, &env, &interrupt))?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out.results)?);
@@ -346,6 +382,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
     println!("{}", report::table(&out.verdicts));
+    if let Some(i) = &out.interruption {
+        println!("{}: the verdicts judge the history recorded until then", i.message());
+    }
     for a in report::first_anomalies(&out.verdicts) {
         println!("{a}");
     }
@@ -364,10 +403,13 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
             println!("warning: {}", x.as_str().unwrap_or_default());
         }
     }
-    if out.interrupted {
+    if out.interrupted && out.interruption.is_none() {
         println!("interrupted: the verdicts judge the history recorded until the stop");
     }
-    println!("verdict: {}", report::verdict_word(out.valid));
+    match out.interrupted {
+        true => println!("verdict: {} (interrupted)", report::verdict_word(out.valid)),
+        false => println!("verdict: {}", report::verdict_word(out.valid)),
+    }
     println!("seed: {}", cfg.seed);
     println!("store: {}", out.store.display());
     println!("rerun: {}", cfg.rerun_command());
@@ -401,7 +443,8 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         args.file.display(),
         tests.len()
     );
-    let (rt, stop) = runtime()?;
+    let (rt, interrupt) = runtime()?;
+    let stop = interrupt.receiver();
     let rows = rt.block_on(campaign::run_campaign(&tests, &env, stop, |t, rows| {
         let ok = rows.iter().all(|r| r.holds);
         eprintln!(

@@ -156,14 +156,10 @@ fn faultline_clean_removes_what_a_killed_run_left_and_spares_a_live_one() {
         .arg("clean")
         .output()
         .unwrap();
+    // Not its exit code nor "removed run": another test's clean at the
+    // same time may remove this run, or fail on purpose on its own.
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(said.contains("removed run"), "{said}");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{said}");
     let left = netns_leftovers(&dead_run);
     assert!(left.is_empty(), "clean left: {left:?}");
     assert!(run_support::mounts_under(&dead_run).is_empty(), "clean left mounts");

@@ -242,3 +242,147 @@ fn redis_runs_over_ssh_from_the_machines_own_package() {
     let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
     assert!(procs.is_empty(), "redis left behind: {procs:?}");
 }
+
+/// What `faultline clean`, run from `/`, said. Its exit code is not
+/// asserted: it is 3 when any run on this machine could not be cleaned,
+/// which another test running at the same time may cause on purpose.
+fn clean_said() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .current_dir("/")
+        .arg("clean")
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl Machines {
+    /// Whether `clean` said it could not clean one of these machines.
+    fn unreachable_in(&self, said: &str) -> bool {
+        said.lines()
+            .any(|l| l.contains("could not clean") && self.hosts.iter().any(|h| l.contains(&format!("({h}:22)"))))
+    }
+}
+
+/// The machines' `faultline` command run from their folder with relative
+/// paths (store, key, known_hosts): the registration must hold absolute
+/// ones, since `faultline clean` runs from anywhere.
+fn relative_run(m: &Machines, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.current_dir(&m.dir)
+        .args(["run", "--nodes", &m.hosts.join(","), "--ssh-key", "client"])
+        .args(["--known-hosts", "known_hosts", "--remote-dir"])
+        .arg(m.dir.join("remote"))
+        .args(["--store", "store", "--server-bin"])
+        .arg(server_bin())
+        .arg("--diskfs-bin")
+        .arg(run_support::diskfs_bin())
+        .arg("--no-progress")
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn clean_stops_what_a_killed_ssh_run_left_on_its_machines() {
+    if !capable() || !run_support::fuse_capable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let mut child = relative_run(
+        &m,
+        &[
+            "--time-limit",
+            "120",
+            "--nemesis",
+            "partition-halves",
+            "--nemesis-interval",
+            "2",
+        ],
+    )
+    .args(["--diskfs", "--seed", "3"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let history = m.dir.join("store/latest/history.jsonl");
+    run_support::wait_for_event(&mut child, &history, "start-partition", Duration::from_secs(60));
+    // kill -9: the harness cannot clean up, and remote daemons outlive it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let remote = m.dir.join("remote");
+    let needle = remote.display().to_string();
+    assert!(
+        !processes_mentioning(&needle).is_empty(),
+        "remote daemons outlive a killed harness"
+    );
+    assert!(m.tables().contains("faultline"), "and the partition's tables stay");
+    assert_eq!(run_support::mounts_under(&remote).len(), 3, "and the remote mounts");
+
+    let said = clean_said();
+    assert!(!m.unreachable_in(&said), "{said}");
+    assert!(said.contains("stopped faultline-server"), "{said}");
+    let procs = processes_mentioning(&needle);
+    assert!(procs.is_empty(), "clean left remote processes: {procs:?}\n{said}");
+    assert!(
+        !m.tables().contains("faultline"),
+        "clean left tables: {}\n{said}",
+        m.tables()
+    );
+    let mounts = run_support::mounts_under(&remote);
+    assert!(mounts.is_empty(), "clean left mounts: {mounts:?}\n{said}");
+}
+
+#[test]
+fn clean_names_a_machine_it_cannot_reach_and_keeps_the_run() {
+    if !capable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let mut child = relative_run(&m, &["--time-limit", "120", "--nemesis", "none", "--seed", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = m.dir.join("store/latest/history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !history.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Hide the key clean would log in with: every machine is unreachable.
+    std::fs::rename(m.dir.join("client"), m.dir.join("client.away")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .current_dir("/")
+        .arg("clean")
+        .output()
+        .unwrap();
+    // The key back at once, so a failing assert leaves a run clean can clean.
+    std::fs::rename(m.dir.join("client.away"), m.dir.join("client")).unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains(&format!("could not clean n1 ({}:22)", m.hosts[0])),
+        "{said}"
+    );
+    assert!(
+        !processes_mentioning(&m.dir.join("remote").display().to_string()).is_empty(),
+        "the daemons still run, and the run stays registered"
+    );
+    // With the key back, the next clean stops the daemons.
+    let said = clean_said();
+    assert!(!m.unreachable_in(&said), "{said}");
+    let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
+    assert!(procs.is_empty(), "clean left remote processes: {procs:?}\n{said}");
+}

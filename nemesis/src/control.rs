@@ -7,12 +7,19 @@
 //! each daemon gets its own process group (a Ctrl-C at the terminal reaches
 //! the harness, which then heals and stops the cluster in order) and dies
 //! with the harness (`PR_SET_PDEATHSIG`) should the harness itself be killed.
+//! The kernel sends that signal when the *thread* that forked the child
+//! exits, not the process, and tokio retires idle threads: so every daemon
+//! is forked by one spawner thread that lives as long as the process (see
+//! [`spawn_tied`]), and a node restarted from any task lives until it is
+//! stopped or the harness exits.
 //! A [`Daemon`] handle stops its process when dropped: SIGCONT first (a
 //! paused process must not outlive us), then SIGKILL, then reap.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::ControlError;
@@ -21,6 +28,9 @@ use crate::error::ControlError;
 const REAP_TIMEOUT_MS: u64 = 5_000;
 /// Poll period while waiting for a process to exit.
 const POLL_MS: u64 = 5;
+/// How long a caller waits for the spawner thread to fork its daemon (a
+/// fork and exec take milliseconds; this bounds a wedged spawner).
+const SPAWN_TIMEOUT_MS: u64 = 30_000;
 
 /// The signals the nemesis sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +216,7 @@ pub fn spawn_daemon(node: &str, mut cmd: Command, spec: &DaemonSpec) -> Result<B
     let log2 = log.try_clone().map_err(io_err(&spec.log_file))?;
     cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
     detach_and_tie_to_parent(&mut cmd);
-    let child = cmd.spawn().map_err(|source| ControlError::Spawn {
+    let child = spawn_tied(cmd).map_err(|source| ControlError::Spawn {
         node: node.to_owned(),
         program: spec.program.clone(),
         source,
@@ -267,10 +277,63 @@ pub fn run_local(node: &str, command: &mut Command, spec: &CommandSpec) -> Resul
     out
 }
 
+/// A command for the spawner thread, and where to send the child.
+struct SpawnJob {
+    cmd: Command,
+    reply: mpsc::Sender<std::io::Result<Child>>,
+}
+
+/// The spawner thread's queue. The sender lives in a static, so the thread's
+/// `recv` loop never ends: the thread lives exactly as long as the process.
+fn spawner() -> std::io::Result<&'static mpsc::Sender<SpawnJob>> {
+    static SPAWNER: OnceLock<Result<mpsc::Sender<SpawnJob>, String>> = OnceLock::new();
+    let queue = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("faultline-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    serve(job);
+                }
+            })
+            .map(|_| tx)
+            .map_err(|e| format!("starting the spawner thread: {e}"))
+    });
+    queue.as_ref().map_err(|e| std::io::Error::other(e.clone()))
+}
+
+/// Forks `job`'s command; a child whose caller gave up waiting is killed
+/// and reaped here rather than left running unowned.
+fn serve(job: SpawnJob) {
+    let SpawnJob { mut cmd, reply } = job;
+    if let Err(mpsc::SendError(Ok(mut child))) = reply.send(cmd.spawn()) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Spawns `cmd` from the spawner thread, so its `PR_SET_PDEATHSIG` fires
+/// when the harness process dies (kill -9 included) and never because the
+/// thread that asked for it was retired.
+pub fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
+    let (reply, answer) = mpsc::channel();
+    spawner()?
+        .send(SpawnJob { cmd, reply })
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv_timeout(Duration::from_millis(SPAWN_TIMEOUT_MS))
+        .map_err(|_| {
+            std::io::Error::other(format!(
+                "the spawner thread did not answer within {SPAWN_TIMEOUT_MS} ms"
+            ))
+        })?
+}
+
 /// Puts the child in its own process group (a terminal Ctrl-C reaches only
 /// the harness, which then stops the cluster in order) and asks the kernel to
-/// SIGKILL it if the thread that started it dies, so a killed harness leaves
-/// no node behind.
+/// SIGKILL it when the thread that forks it dies: that is the spawner thread
+/// of [`spawn_tied`], which dies only with the process, so a killed harness
+/// leaves no node behind and a living one loses none.
 fn detach_and_tie_to_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
@@ -393,6 +456,22 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(!d.is_running());
+        assert!(!pid_exists(d.pid()));
+    }
+
+    #[test]
+    fn a_daemon_outlives_the_thread_that_started_it() {
+        // PR_SET_PDEATHSIG follows the forking thread: a daemon started
+        // from a thread that then exits (as tokio's idle workers do) must
+        // keep running.
+        let dir = tempfile::tempdir().unwrap();
+        let spec = sleeper(dir.path());
+        let mut d = std::thread::spawn(move || LocalControl.start("n1", &spec).unwrap())
+            .join()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(d.is_running(), "the daemon died with the thread that started it");
+        d.stop().unwrap();
         assert!(!pid_exists(d.pid()));
     }
 

@@ -14,7 +14,11 @@
 //! parallel runs never pick the same one. Every run is written to the
 //! registry (`/run/faultline/<id>.json`, with the harness's pid) *before*
 //! anything is created, so [`clean_leftovers`] (`faultline clean`) can remove
-//! what a run that died left behind, and leaves live runs alone.
+//! what a run that died left behind, and leaves live runs alone. Runs on
+//! this machine's disk-fault filesystem register their mounts the same way
+//! ([`MountRecord`], absolute paths), and runs over SSH their machines and
+//! every daemon they start there ([`RemoteRecord`]), which the harness's
+//! `faultline clean` stops over SSH ([`clean_leftovers_with`]).
 //! [`NetnsCluster`] tears everything down when dropped.
 //!
 //! [`NetnsControl`] starts processes inside a node's namespace (setns(2)
@@ -62,8 +66,54 @@ pub struct Registration {
     /// Node name to namespace name.
     pub namespaces: BTreeMap<String, String>,
     /// FUSE mountpoints of the run (disk faults), unmounted on clean-up.
+    /// Absolute, as the mount table lists them, whatever folder `faultline
+    /// clean` runs from.
     #[serde(default)]
     pub mounts: Vec<PathBuf>,
+    /// The remote machines of a run over SSH and what it started there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteRun>,
+}
+
+/// How to reach a run's remote machines and what runs there, so `faultline
+/// clean` can stop the daemons of a run whose harness died. Paths only: no
+/// key material.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RemoteRun {
+    /// The user on every machine.
+    pub user: String,
+    /// The private key file (absolute); none uses the ssh-agent.
+    pub key: Option<PathBuf>,
+    /// The known_hosts file (absolute); none is the default.
+    pub known_hosts: Option<PathBuf>,
+    /// Whether the run trusted hosts known_hosts does not list.
+    pub accept_unknown_hosts: bool,
+    /// Node name to its machine.
+    pub nodes: BTreeMap<String, RemoteNode>,
+}
+
+/// One remote machine of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RemoteNode {
+    /// Host name or address.
+    pub host: String,
+    /// SSH port.
+    pub port: u16,
+    /// The node's folder there (its data, logs and mounts).
+    pub dir: PathBuf,
+    /// Every daemon started there, recorded before it is started.
+    pub daemons: Vec<RemoteDaemon>,
+}
+
+/// A daemon of a run on a remote machine.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RemoteDaemon {
+    /// The program, as started (its process's first argument).
+    pub program: PathBuf,
+    /// The file its pid is written to beside its log.
+    pub pid_file: PathBuf,
+    /// Its pid once started (the pid file has the latest one).
+    pub pid: Option<u32>,
 }
 
 /// One node's place in the namespaces.
@@ -143,6 +193,7 @@ impl NetnsCluster {
                 .map(|n| (n.clone(), format!("{NAME_PREFIX}-{id}-{n}")))
                 .collect(),
             mounts: Vec::new(),
+            remote: None,
         };
         write_registration(&reg)?;
         drop(lock);
@@ -222,7 +273,7 @@ impl NetnsCluster {
     /// Records a FUSE mountpoint of this run, so `faultline clean` unmounts
     /// it should the run die.
     pub fn register_mount(&mut self, path: &Path) -> Result<(), NetError> {
-        self.reg.mounts.push(path.to_owned());
+        self.reg.mounts.push(absolute(path));
         write_registration(&self.reg)
     }
 
@@ -389,6 +440,45 @@ fn remove_registered(reg: &Registration) -> Result<(), NetError> {
     first.map_or(Ok(()), Err)
 }
 
+/// `path` made absolute the way the mount table spells it: from the
+/// current folder, with the parent's symbolic links resolved where it
+/// exists (the last part may be a dead FUSE mount, which cannot be
+/// resolved). A registration compared with the mount table later, from
+/// another folder, must not hold a relative path.
+pub fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir).map_or(abs.clone(), |d| d.join(name)),
+        _ => abs,
+    }
+}
+
+/// A registration of this process with nothing in it yet, under `id`.
+fn own_registration(id: String) -> Registration {
+    Registration {
+        id,
+        pid: std::process::id(),
+        start_ticks: start_ticks(std::process::id()).unwrap_or(0),
+        bridge: String::new(),
+        subnet: [0; 3],
+        namespaces: BTreeMap::new(),
+        mounts: Vec::new(),
+        remote: None,
+    }
+}
+
+/// Writes a registration of this process made by `fill`, under a new id
+/// ending in `suffix`; returns the id.
+fn register_own(suffix: char, fill: impl FnOnce(&mut Registration)) -> Result<String, NetError> {
+    std::fs::create_dir_all(REGISTRY_DIR).map_err(|e| setup_err(REGISTRY_DIR, e.to_string()))?;
+    let id = format!("{}{suffix}", new_run_id());
+    let _lock = lock_registry()?;
+    let mut reg = own_registration(id.clone());
+    fill(&mut reg);
+    write_registration(&reg)?;
+    Ok(id)
+}
+
 /// A run's disk-fault mounts in the registry, so `faultline clean` can
 /// unmount them should the run die. Made before the mounts are.
 #[derive(Debug)]
@@ -397,27 +487,86 @@ pub struct MountRecord {
 }
 
 impl MountRecord {
-    /// Registers `points` as mounts of this process.
+    /// Registers `points` (made absolute) as mounts of this process.
     pub fn create(points: &[PathBuf]) -> Result<MountRecord, NetError> {
-        std::fs::create_dir_all(REGISTRY_DIR).map_err(|e| setup_err(REGISTRY_DIR, e.to_string()))?;
-        let id = format!("{}d", new_run_id());
-        let _lock = lock_registry()?;
-        let reg = Registration {
-            id: id.clone(),
-            pid: std::process::id(),
-            start_ticks: start_ticks(std::process::id()).unwrap_or(0),
-            bridge: String::new(),
-            subnet: [0; 3],
-            namespaces: BTreeMap::new(),
-            mounts: points.to_vec(),
-        };
-        write_registration(&reg)?;
+        let id = register_own('d', |reg| reg.mounts = points.iter().map(|p| absolute(p)).collect())?;
         Ok(MountRecord { id })
     }
 
     /// Forgets the mounts (they are gone).
     pub fn remove(&self) {
         let _ = std::fs::remove_file(registration_path(&self.id));
+    }
+}
+
+/// A run's remote machines in the registry, and every daemon started on
+/// them, so `faultline clean` can stop what a run that died left running
+/// there. Made before anything is uploaded or started.
+///
+/// Dropped, it forgets the run, unless [`RemoteRecord::keep`] said that
+/// something could not be stopped: then `faultline clean` still sees it.
+#[derive(Debug)]
+pub struct RemoteRecord {
+    id: String,
+    remote: std::sync::Mutex<RemoteRun>,
+    keep: AtomicBool,
+}
+
+impl RemoteRecord {
+    /// Registers `remote` (its key and known_hosts paths made absolute) as
+    /// this process's.
+    pub fn create(mut remote: RemoteRun) -> Result<RemoteRecord, NetError> {
+        remote.key = remote.key.as_deref().map(absolute);
+        remote.known_hosts = remote.known_hosts.as_deref().map(absolute);
+        let id = register_own('s', |reg| reg.remote = Some(remote.clone()))?;
+        Ok(RemoteRecord {
+            id,
+            remote: std::sync::Mutex::new(remote),
+            keep: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a daemon about to start on `node` (before it starts, so a
+    /// harness killed mid-start leaves its pid file on record); returns
+    /// its index for [`RemoteRecord::started`].
+    pub fn starting(&self, node: &str, daemon: RemoteDaemon) -> Result<usize, NetError> {
+        self.update(|r| {
+            let n = r.nodes.entry(node.to_owned()).or_default();
+            n.daemons.push(daemon);
+            n.daemons.len() - 1
+        })
+    }
+
+    /// Records the pid of daemon `index` on `node`.
+    pub fn started(&self, node: &str, index: usize, pid: u32) -> Result<(), NetError> {
+        self.update(|r| {
+            if let Some(d) = r.nodes.get_mut(node).and_then(|n| n.daemons.get_mut(index)) {
+                d.pid = Some(pid);
+            }
+        })
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut RemoteRun) -> T) -> Result<T, NetError> {
+        let mut remote = self.remote.lock().expect("remote record");
+        let out = change(&mut remote);
+        let mut reg = own_registration(self.id.clone());
+        reg.remote = Some(remote.clone());
+        write_registration(&reg)?;
+        Ok(out)
+    }
+
+    /// Keeps the registration when dropped: something it lists may still
+    /// run (a daemon that could not be stopped, a machine not reached).
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for RemoteRecord {
+    fn drop(&mut self) {
+        if !self.keep.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(registration_path(&self.id));
+        }
     }
 }
 
@@ -462,14 +611,33 @@ pub struct CleanReport {
     pub alive: Vec<String>,
     /// Names found without a registration, removed.
     pub strays: Vec<String>,
+    /// What was stopped or removed on remote machines.
+    pub remote: Vec<String>,
     /// What could not be removed.
     pub errors: Vec<String>,
 }
 
-/// Removes the namespaces, bridges and mounts of every registered run whose
-/// harness is no longer alive, and any `fl-*` namespace or bridge that no
-/// registration claims (a run that died between creating and recording).
+/// Stops what a dead run left on its remote machines: given the run's
+/// record and the hosts that live runs still use, says what it did, or
+/// why it could not (naming the host).
+pub type RemoteCleaner<'a> = dyn FnMut(&RemoteRun, &[String]) -> Result<Vec<String>, String> + 'a;
+
+/// [`clean_leftovers_with`] for runs on this machine only: registrations
+/// of runs over SSH are left for `faultline clean`, which can log in.
 pub fn clean_leftovers() -> CleanReport {
+    clean_some_leftovers(None)
+}
+
+/// Removes the namespaces, bridges and mounts of every registered run whose
+/// harness is no longer alive, stops with `remote` what such a run left on
+/// remote machines, and removes any `fl-*` namespace or bridge that no
+/// registration claims (a run that died between creating and recording).
+pub fn clean_leftovers_with(remote: &mut RemoteCleaner<'_>) -> CleanReport {
+    clean_some_leftovers(Some(remote))
+}
+
+/// [`clean_leftovers_with`]; without `remote`, runs over SSH are skipped.
+fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanReport {
     let mut report = CleanReport::default();
     // Under the registry lock: a run registers (under the lock) before it
     // creates anything, so every namespace that exists now and that no
@@ -486,10 +654,29 @@ pub fn clean_leftovers() -> CleanReport {
         }
     };
     let regs = registrations();
+    let live_hosts: Vec<String> = regs
+        .iter()
+        .filter(|r| owner_alive(r))
+        .flat_map(|r| r.remote.iter().flat_map(|x| x.nodes.values().map(|n| n.host.clone())))
+        .collect();
     for reg in &regs {
         if owner_alive(reg) {
             report.alive.push(reg.id.clone());
             continue;
+        }
+        if let Some(run) = &reg.remote {
+            let Some(remote) = remote.as_mut() else {
+                continue;
+            };
+            match remote(run, &live_hosts) {
+                Ok(lines) => report
+                    .remote
+                    .extend(lines.into_iter().map(|l| format!("{}: {l}", reg.id))),
+                Err(e) => {
+                    report.errors.push(format!("{}: {e}", reg.id));
+                    continue;
+                }
+            }
         }
         match remove_registered(reg) {
             Ok(()) => {
@@ -514,6 +701,7 @@ pub fn clean_leftovers() -> CleanReport {
                 subnet: [0; 3],
                 namespaces: [(String::new(), name.to_owned())].into(),
                 mounts: Vec::new(),
+                remote: None,
             };
             match remove_registered(&stray) {
                 Ok(()) => report.strays.push(name.to_owned()),

@@ -61,6 +61,13 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         word,
         html(&test)
     );
+    if let Some(why) = &input.meta.interrupted {
+        let _ = write!(
+            out,
+            "<p class=\"warnings\" id=\"interrupted\"><strong>{}</strong>: the verdicts judge the history recorded until then.</p>",
+            html(why)
+        );
+    }
     out.push_str(&summary(input, t_end));
     out.push_str(&anomalies(input, &bands, t_end));
     out.push_str(&timeline_section(h.ops.len()));

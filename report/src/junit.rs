@@ -4,7 +4,9 @@
 //! verdict is a `<failure>` whose message is the first anomaly's sentence
 //! and whose body lists every anomaly (bounded) with the operations that
 //! prove it; an unknown verdict is an `<error>` with the reason, because a
-//! checker that could not decide did not pass (exit code 2, not 0). All
+//! checker that could not decide did not pass (exit code 2, not 0). A run
+//! stopped early (by SIGTERM, say) adds an errored case `run` that says by
+//! what and when, for the same reason. All
 //! text is escaped, and characters XML cannot carry are replaced, so the
 //! file always parses.
 
@@ -21,6 +23,10 @@ pub const ANOMALIES_MAX: usize = 100;
 const OPS_MAX: usize = 20;
 /// Longest `message` attribute.
 const MESSAGE_CHARS_MAX: usize = 500;
+/// The suite property that marks a run stopped early; its value says by
+/// what and when. Such a suite gets an errored case `run` besides its
+/// checkers, so CI shows the run as not passed whatever they said.
+pub const INTERRUPTED_PROPERTY: &str = "interrupted";
 
 /// One run's verdicts, as a test suite.
 #[derive(Clone, Debug)]
@@ -41,8 +47,13 @@ struct Counts {
 }
 
 impl Counts {
-    fn of(verdicts: &BTreeMap<String, Verdict>) -> Counts {
+    fn of(s: &JunitSuite<'_>) -> Counts {
+        let verdicts = s.verdicts;
         let mut c = Counts::default();
+        if interrupted(s).is_some() {
+            c.tests += 1;
+            c.errors += 1;
+        }
         for v in verdicts.values() {
             c.tests += 1;
             c.time_s += v.elapsed_ms / 1e3;
@@ -75,7 +86,7 @@ pub fn junit_xml(suites: &[JunitSuite<'_>]) -> String {
     let mut body = String::new();
     let mut total = Counts::default();
     for s in suites {
-        let c = Counts::of(s.verdicts);
+        let c = Counts::of(s);
         total.add(&c);
         write_suite(&mut body, s, &c);
     }
@@ -94,10 +105,28 @@ fn write_suite(out: &mut String, s: &JunitSuite<'_>, c: &Counts) {
         }
         out.push_str("    </properties>\n");
     }
+    if let Some(why) = interrupted(s) {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"faultline.{}\" name=\"run\" time=\"0.000\">\n      \
+             <error type=\"interrupted\" message=\"{}\">{}</error>\n    </testcase>\n",
+            xml(&s.name),
+            xml(&truncate(why, MESSAGE_CHARS_MAX)),
+            xml(why)
+        );
+    }
     for (name, v) in s.verdicts {
         write_case(out, &s.name, name, v);
     }
     out.push_str("  </testsuite>\n");
+}
+
+/// Why the suite's run stopped early, if it did.
+fn interrupted<'a>(s: &'a JunitSuite<'_>) -> Option<&'a str> {
+    s.properties
+        .iter()
+        .find(|(k, _)| k == INTERRUPTED_PROPERTY)
+        .map(|(_, v)| v.as_str())
 }
 
 fn write_case(out: &mut String, suite: &str, name: &str, v: &Verdict) {
@@ -158,6 +187,30 @@ mod tests {
     use super::*;
     use faultline_checkers::Anomaly;
     use std::time::Duration;
+
+    #[test]
+    fn an_interrupted_run_is_an_errored_case_whatever_its_checkers_said() {
+        let mut verdicts = BTreeMap::new();
+        verdicts.insert("lin".to_owned(), Verdict::valid(3, Duration::from_millis(5)));
+        let why = "interrupted by SIGTERM at 12.3 s";
+        let x = junit_xml(&[JunitSuite {
+            name: "reg".into(),
+            verdicts: &verdicts,
+            properties: vec![(INTERRUPTED_PROPERTY.into(), why.into())],
+        }]);
+        assert_eq!(x.matches("<testcase ").count(), 2, "{x}");
+        assert!(x.contains("tests=\"2\" failures=\"0\" errors=\"1\""), "{x}");
+        assert!(
+            x.contains(&format!("<error type=\"interrupted\" message=\"{why}\">")),
+            "{x}"
+        );
+        let plain = junit_xml(&[JunitSuite {
+            name: "reg".into(),
+            verdicts: &verdicts,
+            properties: vec![],
+        }]);
+        assert!(!plain.contains("interrupted"), "{plain}");
+    }
 
     #[test]
     fn one_case_per_checker_failures_carry_sentences_unknown_is_an_error() {

@@ -69,6 +69,9 @@ pub struct RunMeta {
     pub settings: Vec<(String, String)>,
     /// Things a person should know (history truncated, healing failed, ...).
     pub warnings: Vec<String>,
+    /// How the run was stopped early ("interrupted by SIGTERM at 12.3 s"),
+    /// when it was.
+    pub interrupted: Option<String>,
     /// Files of the run, as (label, link relative to the report).
     pub files: Vec<(String, String)>,
     /// The cluster's nodes and their logs.

@@ -225,7 +225,8 @@ pub fn meta_from_store(dir: &Path) -> Result<RunMeta, ReportError> {
         meta.rerun = meta.rerun.or_else(|| opt_str(&results, "rerun"));
         meta.duration_s = results.pointer("/stats/elapsed_s").and_then(Value::as_f64);
         if results.get("interrupted").and_then(Value::as_bool) == Some(true) {
-            meta.warnings.push("the run was interrupted before it finished".into());
+            let by = opt_str(&results, "interrupted_by");
+            meta.interrupted = Some(by.unwrap_or_else(|| "interrupted before it finished".into()));
         }
         for w in array(&results, "warnings", "")? {
             meta.warnings
@@ -327,6 +328,9 @@ pub fn samples_of(path: &Path) -> Result<Vec<NodeSample>, ReportError> {
 /// The JUnit suite's properties for a run.
 pub fn junit_properties(meta: &RunMeta, history: &History) -> Vec<(String, String)> {
     let mut p = Vec::new();
+    if let Some(why) = &meta.interrupted {
+        p.push((crate::junit::INTERRUPTED_PROPERTY.to_owned(), why.clone()));
+    }
     if let Some(s) = meta.seed_of(history) {
         p.push(("seed".to_owned(), s.to_string()));
     }

@@ -318,17 +318,19 @@ fn over_ssh(cfg: &RunConfig, nodes: &[String], store: &Store) -> Result<Placemen
         ips.insert(node.clone(), resolve(&name)?);
     }
     let control = Arc::new(faultline_ssh::SshControl::new(ssh).map_err(|e| RunError::Config(e.to_string()))?);
+    let stamp = store.dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let run_dir = settings.remote_dir.join(stamp.unwrap_or_else(|| "run".into()));
+    // Registered before anything is uploaded or started, for `faultline clean`.
+    let record = register_remote(cfg, nodes, &run_dir)?;
     for (node, host) in nodes.iter().zip(&cfg.hosts) {
         control
             .connect(node)
             .map_err(|e| RunError::Config(format!("{node} ({host}): {e}")))?;
     }
-    let stamp = store.dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    let run_dir = settings.remote_dir.join(stamp.unwrap_or_else(|| "run".into()));
     let at = |n: &str, port: u16| SocketAddr::new(ips[n], port);
     let listen: BTreeMap<String, SocketAddr> = nodes.iter().map(|n| (n.clone(), at(n, NETNS_PORTS[0]))).collect();
     let aux = nodes.iter().map(|n| (n.clone(), at(n, NETNS_PORTS[1]))).collect();
-    let control: Arc<dyn faultline_nemesis::Control> = control;
+    let control: Arc<dyn faultline_nemesis::Control> = Arc::new(super::remote::RecordedControl::new(control, record));
     let nft = Arc::new(NftNet::new(control.clone(), ips.clone()));
     Ok(Placement {
         links: Links::Ssh { nft: nft.clone() },
@@ -340,6 +342,34 @@ fn over_ssh(cfg: &RunConfig, nodes: &[String], store: &Store) -> Result<Placemen
         dirs: nodes.iter().map(|n| (n.clone(), run_dir.join(n))).collect(),
         bin_dir: Some(run_dir.join("bin")),
     })
+}
+
+/// Registers the run's machines, how to log in to them and each node's
+/// folder there.
+fn register_remote(
+    cfg: &RunConfig,
+    nodes: &[String],
+    run_dir: &std::path::Path,
+) -> Result<faultline_nemesis::netns::RemoteRecord, RunError> {
+    use faultline_nemesis::netns::{RemoteNode, RemoteRecord, RemoteRun};
+    let mut run = RemoteRun {
+        user: cfg.ssh.user.clone(),
+        key: cfg.ssh.key.clone(),
+        known_hosts: cfg.ssh.known_hosts.clone(),
+        accept_unknown_hosts: cfg.ssh.accept_unknown_hosts,
+        nodes: BTreeMap::new(),
+    };
+    for (node, host) in nodes.iter().zip(&cfg.hosts) {
+        let (host, port) = super::parse_host(host, cfg.ssh.port).map_err(RunError::Config)?;
+        let at = RemoteNode {
+            host,
+            port,
+            dir: run_dir.join(node),
+            daemons: Vec::new(),
+        };
+        run.nodes.insert(node.clone(), at);
+    }
+    Ok(RemoteRecord::create(run)?)
 }
 
 /// A host name's first address, as this machine resolves it (the node must

@@ -13,12 +13,14 @@
 //! test.
 //!
 //! Clean-up is not optional. Every fault is healed when the schedule ends,
-//! when a stop is requested (Ctrl-C), and by the nemesis runner's `Drop` on
-//! a panic; every node process is stopped by its `Db`'s `Drop` (SIGCONT,
-//! then SIGKILL, then reaped) and dies with the harness in any case
-//! (`PR_SET_PDEATHSIG`); proxies close, disks unmount and namespaces go
-//! when the cluster is stopped or dropped, and what a killed harness leaves
-//! is registered for `faultline clean`. Every wait is bounded.
+//! when a stop is requested (SIGINT, SIGTERM, SIGHUP: [`interrupt`]), and
+//! by the nemesis runner's `Drop` on a panic; every node process is
+//! stopped by its `Db`'s `Drop` (SIGCONT, then SIGKILL, then reaped) and
+//! dies with the harness process in any case (`PR_SET_PDEATHSIG`, from a
+//! spawner thread that lives as long as the process); proxies close, disks
+//! unmount and namespaces go when the cluster is stopped or dropped, and
+//! what a killed harness leaves (remote daemons included, [`remote`]) is
+//! registered for `faultline clean`. Every wait is bounded.
 
 pub mod campaign;
 pub mod checks;
@@ -26,8 +28,10 @@ pub mod cluster;
 pub mod db;
 pub mod drive;
 pub mod etcd;
+pub mod interrupt;
 pub mod procs;
 pub mod redis;
+pub mod remote;
 pub mod report;
 pub mod store;
 pub mod surroundings;
@@ -559,14 +563,19 @@ pub struct RunOutcome {
     pub results: Value,
     /// Stopped early by a stop request.
     pub interrupted: bool,
+    /// By what and when, when it was.
+    pub interruption: Option<interrupt::Interruption>,
 }
 
 impl RunOutcome {
-    /// ARCHITECTURE.md's exit code: 0 valid, 1 anomaly, 2 unknown.
+    /// ARCHITECTURE.md's exit code: 0 valid, 1 anomaly, 2 unknown. An
+    /// interrupted run is 2 unless it found an anomaly: a valid verdict on
+    /// part of a test is not a pass.
     pub fn exit_code(&self) -> u8 {
         match self.valid {
-            Validity::Valid => 0,
             Validity::Invalid => 1,
+            _ if self.interrupted => 2,
+            Validity::Valid => 0,
             Validity::Unknown => 2,
         }
     }
@@ -575,6 +584,21 @@ impl RunOutcome {
 /// Runs one test. `stop` turning true (Ctrl-C) ends the workload at once;
 /// faults are healed and the cluster stopped in every case.
 pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>) -> Result<RunOutcome, RunError> {
+    let interrupt = interrupt::Interrupt::new();
+    interrupt.follow(stop);
+    run_interruptible(cfg, env, &interrupt).await
+}
+
+/// [`run_test`] stopped by `interrupt`: the first stop ends the workload,
+/// heals and stops everything, and the history recorded so far is checked;
+/// a second one skips the check (the surroundings are removed all the
+/// same). The outcome says by which signal and when.
+pub async fn run_interruptible(
+    cfg: &RunConfig,
+    env: &RunEnv,
+    interrupt: &interrupt::Interrupt,
+) -> Result<RunOutcome, RunError> {
+    let stop = interrupt.receiver();
     let kinds = cfg.validate()?;
     let nodes = cfg.node_names();
     let duration = Duration::from_secs_f64(cfg.time_limit_s);
@@ -652,13 +676,15 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
     log.flush();
     drop(runner);
     cluster.stop()?;
+    interrupt.mark_torn_down();
     if let Some(e) = log.error() {
         return Err(RunError::Store(std::io::Error::other(format!(
             "writing the history: {e}"
         ))));
     }
     let elapsed = start.elapsed();
-    finish(cfg, &store, &stats, elapsed, interrupted, warnings)
+    let interruption = interrupt.interruption(start.into_std(), *stop.borrow());
+    finish(cfg, &store, &stats, elapsed, interruption, warnings)
 }
 
 /// What a workload-only phase did (for the overhead benchmark).
@@ -896,20 +922,29 @@ fn finish(
     store: &Store,
     stats: &Stats,
     elapsed: Duration,
-    interrupted: bool,
+    interruption: Option<interrupt::Interruption>,
     mut warnings: Vec<String>,
 ) -> Result<RunOutcome, RunError> {
     let history = faultline_histories::read_history_file(&store.history_path())?;
     warnings.extend(history.warnings.iter().cloned());
-    let names = cfg.checker_names();
-    let verdicts = checks::run_checkers(
-        &history,
-        cfg.workload.kind,
-        &names,
-        Duration::from_secs_f64(cfg.check_time_limit_s),
-    )
-    .map_err(RunError::Check)?;
-    let valid = verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid));
+    let checked = interruption.as_ref().is_none_or(|i| i.checked);
+    let verdicts = if checked {
+        checks::run_checkers(
+            &history,
+            cfg.workload.kind,
+            &cfg.checker_names(),
+            Duration::from_secs_f64(cfg.check_time_limit_s),
+        )
+        .map_err(RunError::Check)?
+    } else {
+        BTreeMap::new()
+    };
+    // No checker ran: nothing was shown valid.
+    let valid = match checked {
+        true => verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid)),
+        false => Validity::Unknown,
+    };
+    let interrupted = interruption.is_some();
     let completed = stats.completed();
     let faults: BTreeMap<String, usize> = history.nemesis.iter().fold(BTreeMap::new(), |mut m, e| {
         *m.entry(e.f.to_string()).or_default() += 1;
@@ -920,6 +955,7 @@ fn finish(
         "seed": cfg.seed,
         "valid": valid,
         "interrupted": interrupted,
+        "interrupted_by": interruption.as_ref().map(interrupt::Interruption::message),
         "checkers": verdicts,
         "stats": {
             "invoked": stats.invoked.load(Ordering::Relaxed),
@@ -946,6 +982,7 @@ fn finish(
         valid,
         results,
         interrupted,
+        interruption,
     })
 }
 

@@ -13,4 +13,4 @@ pub mod models;
 pub mod session;
 pub mod verdict;
 
-pub use verdict::{Anomaly, Checker, OpRef, Validity, Verdict};
+pub use verdict::{Anomaly, Checker, Coverage, OpRef, Validity, Verdict};

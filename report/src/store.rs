@@ -192,6 +192,9 @@ pub fn verdict_from_json(v: &Value, at: &str) -> Result<Verdict, ReportError> {
     Ok(Verdict {
         valid: validity(v.get("valid").unwrap_or(&Value::Null), &format!("{at}.valid"))?,
         ops: opt_u64(v, "ops").unwrap_or(0) as usize,
+        // JSON does not carry coverage: what was left unchecked is in the
+        // file's `unchecked`.
+        coverage: Default::default(),
         elapsed_ms: v.get("elapsed_ms").and_then(Value::as_f64).unwrap_or(0.0),
         anomalies,
         unknown_reason: opt_str(v, "unknown_reason"),

@@ -16,6 +16,11 @@
 //!   no process that read a key twice for `monotonic-reads`, ...) answers
 //!   valid with `ops: 0` and `details.applicable: false` and says why, so a
 //!   valid verdict always means it looked.
+//! - Each verdict's coverage is the operations the checker judged: the
+//!   reads and writes its guarantee compared (see each checker). A
+//!   transaction is covered only by `consistent-prefix`, and only when it
+//!   is a multi-key read, which that checker judges as one snapshot; the
+//!   others take a transaction's micro-ops one by one and do not cover it.
 //! - Cost is O(n log n) in the size of the history (hashing, sorting and
 //!   one topological sort; no search), and every list kept is bounded:
 //!   [`explain::ANOMALIES_MAX`] anomalies per checker, [`prefix::CYCLES_MAX`]
@@ -84,9 +89,8 @@ impl<'h> Analysis<'h> {
 pub enum Judged {
     /// Nothing in the history for this checker to judge, and why.
     NotApplicable(String),
-    /// It looked at `ops` operations.
+    /// It looked at the operations `found.covered` names.
     Looked {
-        ops: usize,
         found: Found,
         /// Set when part of the history could not be judged.
         unknown: Option<String>,
@@ -96,9 +100,8 @@ pub enum Judged {
 
 impl Judged {
     /// A judgement with no unknown part.
-    pub fn looked(ops: usize, found: Found, details: Map<String, Value>) -> Judged {
+    pub fn looked(found: Found, details: Map<String, Value>) -> Judged {
         Judged::Looked {
-            ops,
             found,
             unknown: None,
             details,
@@ -113,18 +116,19 @@ impl Judged {
                 v
             }
             Judged::Looked {
-                ops,
                 found,
                 unknown,
                 mut details,
             } => {
+                let ops = found.covered.len();
                 details.insert("applicable".into(), json!(true));
                 details.insert("anomalies_found".into(), json!(found.total));
                 details.insert("anomalies_reported".into(), json!(found.anomalies.len()));
                 let mut v = match unknown {
                     Some(why) if found.total == 0 => Verdict::unknown(ops, elapsed, why),
                     _ => Verdict::from_anomalies(ops, elapsed, found.anomalies),
-                };
+                }
+                .with_coverage(found.covered);
                 v.details = Value::Object(details);
                 v
             }

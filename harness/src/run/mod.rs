@@ -91,7 +91,8 @@ pub struct RunConfig {
     pub op_timeout_ms: u64,
     /// Quiet period after healing, before the final reads.
     pub quiet_ms: u64,
-    /// Checkers to run; empty is the workload's defaults.
+    /// Checkers to run; empty is every checker that applies to the history
+    /// (`auto` in the list stands for them too).
     pub checkers: Vec<String>,
     /// Time budget of each linearizability search, in seconds.
     pub check_time_limit_s: f64,
@@ -295,15 +296,6 @@ impl RunConfig {
     /// Node names: n1, n2, ...
     pub fn node_names(&self) -> Vec<String> {
         (1..=self.nodes).map(|i| format!("n{i}")).collect()
-    }
-
-    /// The checkers that will run.
-    pub fn checker_names(&self) -> Vec<String> {
-        if self.checkers.is_empty() {
-            checks::default_checkers(self.workload.kind)
-        } else {
-            self.checkers.clone()
-        }
     }
 
     /// The command that reruns this test.
@@ -693,7 +685,7 @@ fn start_recording(
         seed: Some(cfg.seed),
         started_at: Some(store::utc_rfc3339(SystemTime::now())),
         nodes: cluster.nodes.clone(),
-        extra: Default::default(),
+        extra: checks::header_fields(cfg.workload.kind.name(), &cfg.checkers),
     };
     let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
     let runner = NemesisRunner::new(
@@ -901,15 +893,9 @@ fn finish(
 ) -> Result<RunOutcome, RunError> {
     let history = faultline_histories::read_history_file(&store.history_path())?;
     warnings.extend(history.warnings.iter().cloned());
-    let names = cfg.checker_names();
-    let verdicts = checks::run_checkers(
-        &history,
-        cfg.workload.kind,
-        &names,
-        Duration::from_secs_f64(cfg.check_time_limit_s),
-    )
-    .map_err(RunError::Check)?;
-    let valid = verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid));
+    let report = checks::check_run_history(&history, Duration::from_secs_f64(cfg.check_time_limit_s))
+        .map_err(RunError::Check)?;
+    let (valid, verdicts, unchecked) = (report.valid, report.checkers, report.unchecked);
     let completed = stats.completed();
     let faults: BTreeMap<String, usize> = history.nemesis.iter().fold(BTreeMap::new(), |mut m, e| {
         *m.entry(e.f.to_string()).or_default() += 1;
@@ -921,6 +907,7 @@ fn finish(
         "valid": valid,
         "interrupted": interrupted,
         "checkers": verdicts,
+        "unchecked": unchecked,
         "stats": {
             "invoked": stats.invoked.load(Ordering::Relaxed),
             "ok": stats.ok.load(Ordering::Relaxed),

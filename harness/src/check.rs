@@ -453,6 +453,112 @@ pub fn exit_code(validities: impl IntoIterator<Item = Validity>, any_error: bool
 mod tests {
     use super::*;
 
+    use faultline_histories::{Event, EventType, Process};
+    use serde_json::json;
+
+    /// Ops: 0 write ok, 1 read ok, 2 write never completed.
+    fn history() -> History {
+        let ev = |i: u64, p: u64, kind, f: F, v| Event::new(i, i, Process::Client(p), kind, f, v).with_key("k");
+        History::from_events([
+            ev(0, 0, EventType::Invoke, F::Write, json!(1)),
+            ev(1, 0, EventType::Ok, F::Write, json!(1)),
+            ev(2, 1, EventType::Invoke, F::Read, json!(null)),
+            ev(3, 1, EventType::Ok, F::Read, json!(1)),
+            ev(4, 2, EventType::Invoke, F::Write, json!(2)),
+        ])
+        .unwrap()
+    }
+
+    fn verdicts(vs: Vec<(&str, Verdict)>) -> BTreeMap<String, Verdict> {
+        vs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()
+    }
+
+    fn covering(valid: Validity, ops: &[usize]) -> Verdict {
+        let mut v = Verdict::valid(0, Duration::ZERO).with_coverage(ops.iter().copied().collect());
+        v.valid = valid;
+        v
+    }
+
+    #[test]
+    fn a_checker_that_covers_nothing_vouches_for_nothing() {
+        let h = history();
+        // Says valid, claims 3 ops, but set no coverage: the default.
+        let f = file_verdict(&h, &verdicts(vec![("forgetful", Verdict::valid(3, Duration::ZERO))]));
+        assert_eq!(f.valid, Validity::Unknown);
+        assert_eq!(f.unchecked["write"].count, 1, "the pending write needs no checker");
+        assert_eq!(f.unchecked["read"].count, 1);
+        let f = file_verdict(&h, &BTreeMap::new());
+        assert_eq!(f.valid, Validity::Unknown, "no checker at all");
+    }
+
+    #[test]
+    fn valid_needs_every_completed_op_covered_by_some_checker_that_said_valid() {
+        let h = history();
+        let split = verdicts(vec![
+            ("a", covering(Validity::Valid, &[0])),
+            ("b", covering(Validity::Valid, &[1])),
+        ]);
+        let f = file_verdict(&h, &split);
+        assert_eq!((f.valid, f.unchecked.len()), (Validity::Valid, 0));
+        let one_unknown = verdicts(vec![
+            ("a", covering(Validity::Valid, &[0, 1])),
+            ("b", covering(Validity::Unknown, &[])),
+        ]);
+        assert_eq!(file_verdict(&h, &one_unknown).valid, Validity::Unknown);
+        let invalid_and_gaps = verdicts(vec![("a", covering(Validity::Invalid, &[0]))]);
+        let f = file_verdict(&h, &invalid_and_gaps);
+        assert_eq!(f.valid, Validity::Invalid, "an anomaly is an anomaly, gaps or not");
+        assert_eq!(f.unchecked["read"].count, 1);
+    }
+
+    #[test]
+    fn hints_name_the_flag_or_say_nothing_can_check_it_yet() {
+        let h = history();
+        let op = &h.ops[0];
+        assert!(coverage_hint("acquire", &[op]).contains("--model mutex"));
+        assert!(coverage_hint("txn", &[op]).contains("--model multi-register"));
+        let mut append = op.clone();
+        append.input = json!([["append", 1, 2], ["r", 1, null]]);
+        assert!(coverage_hint("txn", &[op, &append]).contains("not available"));
+        assert!(coverage_hint("frobnicate", &[op]).contains("frobnicate"));
+    }
+
+    #[test]
+    fn a_history_without_operations_is_an_error_naming_its_format() {
+        let err = check_history(&History::default(), Format::PorcupineKv, &CheckOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("porcupine-kv"), "{err}");
+        let mut h = History::default();
+        h.warnings.push("12 lines skipped".into());
+        let err = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("12 lines skipped"), "{err}");
+    }
+
+    #[test]
+    fn the_list_append_workload_s_header_leaves_out_the_list_search() {
+        let ev = |i: u64, kind, f: F, v| Event::new(i, i, Process::Client(0), kind, f, v).with_key("l");
+        let mut h = History::from_events([
+            ev(0, EventType::Invoke, F::Append, json!(1)),
+            ev(1, EventType::Ok, F::Append, json!(1)),
+            ev(2, EventType::Invoke, F::Read, json!(null)),
+            ev(3, EventType::Ok, F::Read, json!([1])),
+        ])
+        .unwrap();
+        let opts = CheckOptions::default();
+        assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
+        h.header = Some(faultline_histories::Header {
+            faultline_history: 1,
+            extra: crate::run::checks::header_fields("list-append", &[]),
+            ..Default::default()
+        });
+        let p = plan(&h, Format::Jsonl, &opts).unwrap();
+        assert!(p.linearizable.is_none());
+        assert!(p.session.contains(&"consistent-prefix"), "{:?}", p.session);
+        // A run's explicit choice, recorded in the header, is the default.
+        let checkers = ["auto".to_owned(), "linearizable".to_owned()];
+        h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers);
+        assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
+    }
+
     #[test]
     fn exit_codes_follow_the_architecture() {
         use Validity::*;

@@ -57,6 +57,7 @@ pub fn write_check_report(out: &Path, file: &Path, opts: &CheckOptions, report: 
             ("file".into(), file.display().to_string()),
             ("format".into(), report.format.clone()),
         ],
+        unchecked: report.unchecked.clone(),
         ..RunMeta::default()
     };
     let page = render_html(&ReportInput {

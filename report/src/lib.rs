@@ -69,6 +69,9 @@ pub struct RunMeta {
     pub settings: Vec<(String, String)>,
     /// Things a person should know (history truncated, healing failed, ...).
     pub warnings: Vec<String>,
+    /// Completed operations no checker looked at, by `f` (the file's
+    /// `unchecked`): with any, the history is not valid, only unknown.
+    pub unchecked: BTreeMap<String, usize>,
     /// Files of the run, as (label, link relative to the report).
     pub files: Vec<(String, String)>,
     /// The cluster's nodes and their logs.

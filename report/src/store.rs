@@ -234,6 +234,12 @@ pub fn meta_from_store(dir: &Path) -> Result<RunMeta, ReportError> {
             meta.warnings
                 .push(w.as_str().map(str::to_owned).unwrap_or_else(|| w.to_string()));
         }
+        if let Some(u) = results.get("unchecked").and_then(Value::as_object) {
+            meta.unchecked = u
+                .iter()
+                .map(|(f, n)| (f.clone(), n.as_u64().unwrap_or(0) as usize))
+                .collect();
+        }
     }
     for name in ["history.jsonl", "results.json", "config.json", "junit.xml"] {
         if dir.join(name).is_file() {

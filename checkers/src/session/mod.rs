@@ -474,6 +474,43 @@ mod tests {
         applicable(h).iter().map(|c| c.name()).collect()
     }
 
+    /// Coverage is what each checker compared: read-your-writes the read
+    /// and the write it had to reflect; consistent-prefix every write and
+    /// a multi-key read as a snapshot; no checker a transaction that
+    /// writes (its writes are taken one by one, never as a transaction);
+    /// a checker with nothing to judge, nothing.
+    #[test]
+    fn each_checker_covers_what_it_compared_and_no_writing_transaction() {
+        let txn = |i: u64, p: u64, kind, v: Value| Event::new(i, i * 10, Process::Client(p), kind, F::Txn, v);
+        let h = History::from_events(
+            [
+                op(0, 0, F::Write, json!(1), json!(1)).to_vec(),
+                op(1, 0, F::Read, json!(null), json!(1)).to_vec(),
+                vec![
+                    txn(4, 1, EventType::Invoke, json!([["r", "k", null], ["r", "j", null]])),
+                    txn(5, 1, EventType::Ok, json!([["r", "k", 1], ["r", "j", null]])),
+                    txn(6, 2, EventType::Invoke, json!([["w", "j", 5], ["r", "k", null]])),
+                    txn(7, 2, EventType::Ok, json!([["w", "j", 5], ["r", "k", 1]])),
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let verdicts: std::collections::BTreeMap<_, _> = check_all(&h, &[]).unwrap().into_iter().collect();
+        let covered = |name: &str| -> Vec<usize> { (0..4).filter(|&i| verdicts[name].coverage.contains(i)).collect() };
+        assert_eq!(covered("read-your-writes"), vec![0, 1]);
+        assert_eq!(covered("consistent-prefix"), vec![0, 2]);
+        assert_eq!(
+            covered("lost-writes"),
+            Vec::<usize>::new(),
+            "no final reads: nothing judged"
+        );
+        for (name, v) in &verdicts {
+            assert!(!v.coverage.contains(3), "{name} covered a transaction that writes");
+            assert_eq!(v.ops, v.coverage.len(), "{name}");
+        }
+    }
+
     /// A regression: monotonic reads was offered only when a process read
     /// its own write, so a history of readers that never write went unjudged.
     #[test]

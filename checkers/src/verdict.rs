@@ -5,6 +5,11 @@
 //! person can follow; `Unknown` carries the reason the checker could not
 //! decide (budget spent, history incomplete). A malformed history is not a
 //! verdict at all: it is an error before any checker runs.
+//!
+//! Every verdict also carries its [`Coverage`]: which operations the checker
+//! looked at. A verdict that never set it covered nothing, so a checker that
+//! forgets to say what it judged leaves operations unchecked (and the file's
+//! verdict unknown) rather than vouching for them.
 
 use std::time::Duration;
 
@@ -169,12 +174,82 @@ impl Anomaly {
     }
 }
 
+/// Which operations of a history a checker looked at: a set of positions in
+/// `History::ops`. "Looked at" means read and judged, even when judged to
+/// constrain nothing (a failed write); an operation the checker could not
+/// interpret is not covered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Coverage {
+    /// Covers nothing.
+    pub fn new() -> Coverage {
+        Coverage::default()
+    }
+
+    /// Marks operation `i` as looked at; true if it was not already.
+    pub fn insert(&mut self, i: usize) -> bool {
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        let fresh = self.words[w] & bit == 0;
+        self.words[w] |= bit;
+        self.len += usize::from(fresh);
+        fresh
+    }
+
+    /// Whether operation `i` was looked at.
+    pub fn contains(&self, i: usize) -> bool {
+        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// How many operations were looked at.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing was looked at.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds every operation `other` covers.
+    pub fn union_with(&mut self, other: &Coverage) {
+        if other.words.len() > self.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= *b;
+        }
+        self.len = self.words.iter().map(|w| w.count_ones() as usize).sum();
+    }
+}
+
+impl FromIterator<usize> for Coverage {
+    fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Coverage {
+        let mut c = Coverage::new();
+        for i in iter {
+            c.insert(i);
+        }
+        c
+    }
+}
+
 /// What one checker concluded about one history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
     pub valid: Validity,
-    /// How many operations the checker looked at.
+    /// How many operations the checker looked at: `coverage.len()` for a
+    /// verdict made by a checker (one read back from JSON has no coverage).
     pub ops: usize,
+    /// Which operations the checker looked at. Not in JSON: `ops` counts
+    /// them, and the file's verdict names what no checker covered.
+    #[serde(skip)]
+    pub coverage: Coverage,
     pub elapsed_ms: f64,
     pub anomalies: Vec<Anomaly>,
     /// Why the answer is unknown; set only when `valid` is `Unknown`.
@@ -191,6 +266,7 @@ impl Verdict {
         Verdict {
             valid: Validity::Valid,
             ops,
+            coverage: Coverage::new(),
             elapsed_ms: elapsed.as_secs_f64() * 1e3,
             anomalies: Vec::new(),
             unknown_reason: None,
@@ -218,6 +294,13 @@ impl Verdict {
             .and_then(serde_json::Value::as_u64)
             .map_or(self.anomalies.len(), |n| n as usize)
             .max(self.anomalies.len())
+    }
+
+    /// The verdict with `coverage` as what it looked at; `ops` becomes its count.
+    pub fn with_coverage(mut self, coverage: Coverage) -> Verdict {
+        self.ops = coverage.len();
+        self.coverage = coverage;
+        self
     }
 
     /// An unknown verdict with its reason.
@@ -263,6 +346,19 @@ mod tests {
         assert_eq!(v.anomalies_found(), 2);
         v.details = serde_json::json!({"anomalies_found": 2198});
         assert_eq!(v.anomalies_found(), 2198);
+    }
+
+    #[test]
+    fn coverage_counts_each_operation_once() {
+        let mut c: Coverage = [3, 70, 3].into_iter().collect();
+        assert_eq!(c.len(), 2);
+        assert!(c.contains(3) && c.contains(70) && !c.contains(4) && !c.contains(1000));
+        assert!(!c.insert(70));
+        c.union_with(&[1, 3, 200].into_iter().collect());
+        assert_eq!(c.len(), 4);
+        let v = Verdict::valid(99, Duration::ZERO).with_coverage(c);
+        assert_eq!(v.ops, 4);
+        assert!(Verdict::valid(0, Duration::ZERO).coverage.is_empty());
     }
 
     #[test]

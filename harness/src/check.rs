@@ -1,16 +1,23 @@
 //! Checking a recorded history: choose the checkers that apply, run them,
-//! and gather named verdicts. `faultline check` and `faultline run` both come
-//! here, so a history recorded by a run and the same file re-checked later
-//! get the same verdicts.
+//! and gather named verdicts. `faultline check`, `run`, `report` and
+//! `campaign` all come here, so a history recorded by a run and the same
+//! file re-checked later get the same checkers and the same verdict.
+//!
+//! Two functions decide everything a caller could otherwise decide
+//! differently: [`plan`] chooses the checkers from the history (its
+//! operations and header) and the user's explicit choice, never from who
+//! calls; [`file_verdict`] combines the verdicts and their coverage into
+//! the file's verdict, which is valid only when every completed operation
+//! was looked at by some checker and every checker said valid.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
-use faultline_checkers::{session, Checker, Validity, Verdict};
+use faultline_checkers::{session, Checker, Coverage, Validity, Verdict};
 use faultline_histories::import::{self, Format};
-use faultline_histories::{History, HistoryError};
+use faultline_histories::{History, HistoryError, Op, Outcome};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -61,6 +68,14 @@ pub enum CheckError {
     /// The file could not be read or parsed.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// The history holds no client operation: nothing to check.
+    #[error("no operations found reading the history as {format}{detail}")]
+    NoOperations {
+        /// The format it was read as.
+        format: &'static str,
+        /// What the reader said about the lines it skipped, if anything.
+        detail: String,
+    },
     /// The user named a checker that does not exist.
     #[error("unknown checker {0:?}: expected one of {1}")]
     UnknownChecker(String, String),
@@ -79,6 +94,13 @@ pub struct Report {
     pub model: Option<ModelChoice>,
     /// Verdicts by checker name, in a stable order.
     pub checkers: BTreeMap<String, Verdict>,
+    /// Completed operations no checker looked at, by `f`: why the file is
+    /// unknown even when every checker said valid.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unchecked: BTreeMap<String, usize>,
+    /// For each `f` in `unchecked`, what would check it.
+    #[serde(skip)]
+    pub unchecked_hints: BTreeMap<String, String>,
     /// What the reader accepted but a person should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -104,8 +126,15 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<Report, CheckError
     Ok(report)
 }
 
-/// Checks a history already in memory.
+/// Checks a history already in memory. A history without a single client
+/// operation is an error, not a verdict: nothing was looked at.
 pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> Result<Report, CheckError> {
+    if history.ops.is_empty() {
+        return Err(CheckError::NoOperations {
+            format: format.name(),
+            detail: skipped_detail(history),
+        });
+    }
     let plan = plan(history, format, opts)?;
     let mut verdicts = BTreeMap::new();
     let mut warnings = history.warnings.clone();
@@ -118,24 +147,38 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
         let judged = session::check_all(history, &plan.session)
             .map_err(|e| CheckError::UnknownChecker(e.0, CHECKER_NAMES.join(", ")))?;
         for (name, verdict) in judged {
-            // Unasked, a checker that found nothing to judge is left out
-            // rather than shown as a pass; asked by name, it is shown as not
+            // Unless named, a checker that found nothing to judge is left
+            // out rather than shown as a pass; named, it is shown as not
             // applicable.
-            if opts.checkers.is_none() && !applies(&verdict) {
+            if !plan.named.contains(&name) && !applies(&verdict) {
                 continue;
             }
             verdicts.insert(name.to_owned(), verdict);
         }
     }
-    let valid = verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid));
+    let file = file_verdict(history, &verdicts);
     Ok(Report {
         file: PathBuf::new(),
-        valid,
+        valid: file.valid,
         format: format.name().to_owned(),
         model: plan.model,
         checkers: verdicts,
+        unchecked: file.unchecked.iter().map(|(f, u)| (f.clone(), u.count)).collect(),
+        unchecked_hints: file.unchecked.into_iter().map(|(f, u)| (f, u.hint)).collect(),
         warnings,
     })
+}
+
+/// What the reader said about the lines it skipped, for the error of a
+/// history with no operations: today its warnings, if any. (A count of
+/// skipped lines is planned for `History`; it belongs here when it comes.)
+fn skipped_detail(history: &History) -> String {
+    if history.warnings.is_empty() {
+        return " (an empty file, a header only, or no line in that format: a file in another format needs \
+                `--format`)"
+            .to_owned();
+    }
+    format!(" (the reader said: {})", history.warnings.join("; "))
 }
 
 /// False when a checker says it had nothing to judge in this history
@@ -144,8 +187,83 @@ pub fn applies(v: &Verdict) -> bool {
     v.details.get("applicable").and_then(Value::as_bool) != Some(false)
 }
 
+/// A file's verdict, computed from its checkers' verdicts and coverage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileVerdict {
+    pub valid: Validity,
+    /// Completed operations no checker looked at, by `f`.
+    pub unchecked: BTreeMap<String, Unchecked>,
+}
+
+/// Operations of one `f` that no checker looked at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unchecked {
+    pub count: usize,
+    /// What would check them ([`coverage_hint`]).
+    pub hint: String,
+}
+
+/// The file's verdict: invalid if any checker found an anomaly; otherwise
+/// valid only if every checker said valid and every completed (ok, fail,
+/// info) operation was looked at by at least one of them; else unknown,
+/// with the operations no checker covered named by `f`. Operations that
+/// never completed need no checker: they may never have happened.
+pub fn file_verdict(history: &History, verdicts: &BTreeMap<String, Verdict>) -> FileVerdict {
+    let mut covered = Coverage::new();
+    for v in verdicts.values() {
+        covered.union_with(&v.coverage);
+    }
+    let mut uncovered: BTreeMap<String, Vec<&Op>> = BTreeMap::new();
+    for (i, op) in history.ops.iter().enumerate() {
+        if op.outcome != Outcome::Pending && !covered.contains(i) {
+            uncovered.entry(op.f.to_string()).or_default().push(op);
+        }
+    }
+    let said = verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid));
+    let valid = match said {
+        Validity::Valid if !uncovered.is_empty() => Validity::Unknown,
+        other => other,
+    };
+    let unchecked = uncovered
+        .into_iter()
+        .map(|(f, ops)| {
+            let hint = coverage_hint(&f, &ops);
+            (f, Unchecked { count: ops.len(), hint })
+        })
+        .collect();
+    FileVerdict { valid, unchecked }
+}
+
+/// What would check operations of `f` that no checker looked at: the flag
+/// to give, or why nothing can yet. One table, to extend as checkers come.
+pub fn coverage_hint(f: &str, ops: &[&Op]) -> String {
+    let flag = |s: &str| format!("check them with `{s}`");
+    match f {
+        "acquire" | "release" => flag("--model mutex"),
+        "txn" if ops.iter().any(|op| txn_appends(op)) => {
+            "transactional checking (transactions with appends, as Elle checks them) is not available yet".to_owned()
+        }
+        "txn" => flag("--model multi-register"),
+        "add" => flag("--model set"),
+        "enqueue" | "dequeue" => flag("--model unordered-queue (or fifo-queue)"),
+        "read" | "write" | "cas" => flag("--checkers linearizable --model register (or cas-register)"),
+        "append" => flag("--checkers linearizable --model list, or consistent-prefix and lost-writes"),
+        other => format!("no checker knows what `{other}` does"),
+    }
+}
+
+/// True when a transaction holds an append micro-op.
+fn txn_appends(op: &Op) -> bool {
+    [&op.input, &op.output].into_iter().any(|v| {
+        v.as_array().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m.as_array().and_then(|a| a.first()).and_then(Value::as_str) == Some("append"))
+        })
+    })
+}
+
 /// What to run: the linearizability model, if any, and the session-family
-/// checkers by their canonical names.
+/// checkers by their canonical names; `named` are those asked for by name.
 struct Plan {
     linearizable: Option<ModelSpec>,
     /// The report's account of the model.
@@ -153,32 +271,50 @@ struct Plan {
     /// Why linearizability was not checked, when no model fits.
     model_warning: Option<String>,
     session: Vec<&'static str>,
+    named: Vec<&'static str>,
 }
 
 fn is_linearizable_name(name: &str) -> bool {
     matches!(name, "linearizable" | "linearizability" | "lin")
 }
 
+/// The word in a list of checkers that stands for every checker that
+/// applies (`--checkers auto,monotonic-writes`).
+pub const AUTO: &str = "auto";
+
+/// Chooses the checkers: the user's list (`--checkers`) when given, else
+/// the list the history's header names (a run records the `--checkers` it
+/// was given), else every checker that applies to what the history holds.
+/// `auto` in a list stands for that automatic choice. The choice depends on
+/// the history and explicit flags only, so `run`, `check`, `report` and
+/// `campaign` agree.
 fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, CheckError> {
-    let Some(names) = &opts.checkers else {
-        let mut plan = Plan {
-            linearizable: None,
-            model: None,
-            model_warning: None,
-            session: session::applicable(history).iter().map(|c| c.name()).collect(),
-        };
-        plan.set_model(models::decide(history, format, &model_request(opts), false), history);
-        return Ok(plan);
+    let names = match &opts.checkers {
+        Some(names) => names.clone(),
+        None => header_checkers(history).unwrap_or_else(|| vec![AUTO.to_owned()]),
     };
     let mut plan = Plan {
         linearizable: None,
         model: None,
         model_warning: None,
         session: Vec::new(),
+        named: Vec::new(),
     };
-    for name in names {
+    for name in &names {
+        if name == AUTO {
+            if linearizability_by_default(history) && plan.linearizable.is_none() {
+                plan.set_model(models::decide(history, format, &model_request(opts), false), history);
+            }
+            for c in session::applicable(history) {
+                if !plan.session.contains(&c.name()) {
+                    plan.session.push(c.name());
+                }
+            }
+            continue;
+        }
         if is_linearizable_name(name) {
             plan.set_model(models::decide(history, format, &model_request(opts), true), history);
+            plan.named.push("linearizable");
             continue;
         }
         let checker =
@@ -186,8 +322,35 @@ fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, 
         if !plan.session.contains(&checker.name()) {
             plan.session.push(checker.name());
         }
+        plan.named.push(checker.name());
     }
     Ok(plan)
+}
+
+/// The header key under which a run records its workload.
+pub const HEADER_WORKLOAD: &str = "workload";
+/// The header key under which a run records the checkers it was asked for.
+pub const HEADER_CHECKERS: &str = "checkers";
+
+/// The checkers a history's header asks for, if it names any.
+fn header_checkers(history: &History) -> Option<Vec<String>> {
+    let list = history.header.as_ref()?.extra.get(HEADER_CHECKERS)?.as_array()?;
+    let names: Vec<String> = list.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+    (!names.is_empty()).then_some(names)
+}
+
+/// Whether the automatic choice includes linearizability. Not for a
+/// history its header says the list-append workload recorded: its many
+/// indeterminate appends make the list model's search rarely decide within
+/// budget, and consistent-prefix and lost-writes judge the same operations
+/// (`--checkers auto,linearizable` asks for it all the same).
+fn linearizability_by_default(history: &History) -> bool {
+    let workload = history
+        .header
+        .as_ref()
+        .and_then(|h| h.extra.get(HEADER_WORKLOAD))
+        .and_then(Value::as_str);
+    workload != Some("list-append")
 }
 
 fn linearizable(model: ModelSpec, opts: &CheckOptions) -> linear::Linearizable {
@@ -239,6 +402,112 @@ pub fn exit_code(validities: impl IntoIterator<Item = Validity>, any_error: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use faultline_histories::{Event, EventType, Process};
+    use serde_json::json;
+
+    /// Ops: 0 write ok, 1 read ok, 2 write never completed.
+    fn history() -> History {
+        let ev = |i: u64, p: u64, kind, f: F, v| Event::new(i, i, Process::Client(p), kind, f, v).with_key("k");
+        History::from_events([
+            ev(0, 0, EventType::Invoke, F::Write, json!(1)),
+            ev(1, 0, EventType::Ok, F::Write, json!(1)),
+            ev(2, 1, EventType::Invoke, F::Read, json!(null)),
+            ev(3, 1, EventType::Ok, F::Read, json!(1)),
+            ev(4, 2, EventType::Invoke, F::Write, json!(2)),
+        ])
+        .unwrap()
+    }
+
+    fn verdicts(vs: Vec<(&str, Verdict)>) -> BTreeMap<String, Verdict> {
+        vs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()
+    }
+
+    fn covering(valid: Validity, ops: &[usize]) -> Verdict {
+        let mut v = Verdict::valid(0, Duration::ZERO).with_coverage(ops.iter().copied().collect());
+        v.valid = valid;
+        v
+    }
+
+    #[test]
+    fn a_checker_that_covers_nothing_vouches_for_nothing() {
+        let h = history();
+        // Says valid, claims 3 ops, but set no coverage: the default.
+        let f = file_verdict(&h, &verdicts(vec![("forgetful", Verdict::valid(3, Duration::ZERO))]));
+        assert_eq!(f.valid, Validity::Unknown);
+        assert_eq!(f.unchecked["write"].count, 1, "the pending write needs no checker");
+        assert_eq!(f.unchecked["read"].count, 1);
+        let f = file_verdict(&h, &BTreeMap::new());
+        assert_eq!(f.valid, Validity::Unknown, "no checker at all");
+    }
+
+    #[test]
+    fn valid_needs_every_completed_op_covered_by_some_checker_that_said_valid() {
+        let h = history();
+        let split = verdicts(vec![
+            ("a", covering(Validity::Valid, &[0])),
+            ("b", covering(Validity::Valid, &[1])),
+        ]);
+        let f = file_verdict(&h, &split);
+        assert_eq!((f.valid, f.unchecked.len()), (Validity::Valid, 0));
+        let one_unknown = verdicts(vec![
+            ("a", covering(Validity::Valid, &[0, 1])),
+            ("b", covering(Validity::Unknown, &[])),
+        ]);
+        assert_eq!(file_verdict(&h, &one_unknown).valid, Validity::Unknown);
+        let invalid_and_gaps = verdicts(vec![("a", covering(Validity::Invalid, &[0]))]);
+        let f = file_verdict(&h, &invalid_and_gaps);
+        assert_eq!(f.valid, Validity::Invalid, "an anomaly is an anomaly, gaps or not");
+        assert_eq!(f.unchecked["read"].count, 1);
+    }
+
+    #[test]
+    fn hints_name_the_flag_or_say_nothing_can_check_it_yet() {
+        let h = history();
+        let op = &h.ops[0];
+        assert!(coverage_hint("acquire", &[op]).contains("--model mutex"));
+        assert!(coverage_hint("txn", &[op]).contains("--model multi-register"));
+        let mut append = op.clone();
+        append.input = json!([["append", 1, 2], ["r", 1, null]]);
+        assert!(coverage_hint("txn", &[op, &append]).contains("not available"));
+        assert!(coverage_hint("frobnicate", &[op]).contains("frobnicate"));
+    }
+
+    #[test]
+    fn a_history_without_operations_is_an_error_naming_its_format() {
+        let err = check_history(&History::default(), Format::PorcupineKv, &CheckOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("porcupine-kv"), "{err}");
+        let mut h = History::default();
+        h.warnings.push("12 lines skipped".into());
+        let err = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("12 lines skipped"), "{err}");
+    }
+
+    #[test]
+    fn the_list_append_workload_s_header_leaves_out_the_list_search() {
+        let ev = |i: u64, kind, f: F, v| Event::new(i, i, Process::Client(0), kind, f, v).with_key("l");
+        let mut h = History::from_events([
+            ev(0, EventType::Invoke, F::Append, json!(1)),
+            ev(1, EventType::Ok, F::Append, json!(1)),
+            ev(2, EventType::Invoke, F::Read, json!(null)),
+            ev(3, EventType::Ok, F::Read, json!([1])),
+        ])
+        .unwrap();
+        let opts = CheckOptions::default();
+        assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
+        h.header = Some(faultline_histories::Header {
+            faultline_history: 1,
+            extra: crate::run::checks::header_fields("list-append", &[]),
+            ..Default::default()
+        });
+        let p = plan(&h, Format::Jsonl, &opts).unwrap();
+        assert!(p.linearizable.is_none());
+        assert!(p.session.contains(&"consistent-prefix"), "{:?}", p.session);
+        // A run's explicit choice, recorded in the header, is the default.
+        let checkers = ["auto".to_owned(), "linearizable".to_owned()];
+        h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers);
+        assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
+    }
 
     #[test]
     fn exit_codes_follow_the_architecture() {

@@ -1,12 +1,14 @@
 //! `faultline check`: what the user typed, validated into
 //! [`CheckOptions`], then one report per file on stdout (a human summary, or
-//! one JSON object per line with `--json`).
+//! one JSON object per line with `--json`). Every number is checked with a
+//! message naming its flag before anything runs; a closed stdout ends the
+//! output quietly and the exit code is still the verdict's.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use faultline_checkers::{Validity, Verdict};
 use faultline_harness::check::{self, CheckOptions, ModelName, Report};
@@ -35,8 +37,9 @@ pub struct CheckArgs {
     time_limit: f64,
     /// Memory budget of each search, in MiB; past it the verdict is unknown.
     #[arg(long, default_value_t = 1024)]
-    memory_limit_mib: usize,
-    /// Checkers to run, comma-separated (default: every checker that applies).
+    memory_limit_mib: u64,
+    /// Checkers to run, comma-separated; `auto` is every checker that
+    /// applies (the default, unless the history's header names some).
     #[arg(long, value_delimiter = ',')]
     checkers: Option<Vec<String>>,
     /// Print one linearization of each valid key.
@@ -68,22 +71,40 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         Some(s) => Some(models::parse_nil_reads(s).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
-        bail!(
-            "--time-limit must be a positive number of seconds, got {}",
-            args.time_limit
-        );
-    }
     Ok(CheckOptions {
         format,
         model,
         initial,
         nil_reads,
-        time_limit: Duration::from_secs_f64(args.time_limit),
-        memory_limit_bytes: args.memory_limit_mib.saturating_mul(1 << 20),
+        time_limit: time_limit(args.time_limit)?,
+        memory_limit_bytes: memory_limit_bytes(args.memory_limit_mib)?,
         checkers: args.checkers.clone(),
         want_linearization: args.linearization,
     })
+}
+
+/// The longest `--time-limit`: a week, far past any search worth waiting for.
+const TIME_LIMIT_MAX_S: f64 = 7.0 * 24.0 * 3600.0;
+/// The largest `--memory-limit-mib`: 1 TiB.
+const MEMORY_LIMIT_MAX_MIB: u64 = 1 << 20;
+
+/// `--time-limit`: positive, finite, at most [`TIME_LIMIT_MAX_S`].
+fn time_limit(seconds: f64) -> anyhow::Result<Duration> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= TIME_LIMIT_MAX_S) {
+        bail!(
+            "--time-limit must be a number of seconds above 0 and at most {TIME_LIMIT_MAX_S} (a week), got {seconds}"
+        );
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `--memory-limit-mib` in bytes: at least 1 MiB, at most [`MEMORY_LIMIT_MAX_MIB`].
+fn memory_limit_bytes(mib: u64) -> anyhow::Result<usize> {
+    if !(1..=MEMORY_LIMIT_MAX_MIB).contains(&mib) {
+        bail!("--memory-limit-mib must be from 1 to {MEMORY_LIMIT_MAX_MIB} (1 TiB), got {mib}");
+    }
+    usize::try_from(mib << 20)
+        .map_err(|_| anyhow::anyhow!("--memory-limit-mib {mib} does not fit this machine's memory"))
 }
 
 /// Runs the command; returns the exit code.
@@ -97,10 +118,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     }
     let mut validities = Vec::new();
     let mut any_error = false;
-    let stdout = std::io::stdout();
     for file in &args.files {
         let result = check::check_file(file, &opts);
-        let mut out = stdout.lock();
+        // Each file's text is made whole, then written at once: a reader
+        // that closes the pipe stops the output, not the checking.
+        let mut text = Vec::new();
         match result {
             Ok(report) => {
                 if let Some(path) = &args.report {
@@ -108,21 +130,21 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 }
                 validities.push(report.valid);
                 if args.json {
-                    print_json(&mut out, &report)?;
+                    print_json(&mut text, &report)?;
                 } else {
-                    print_human(&mut out, &report)?;
+                    print_human(&mut text, &report)?;
                 }
             }
             Err(e) => {
                 any_error = true;
                 if args.json {
-                    writeln!(out, "{}", json!({"file": file, "error": e.to_string()}))?;
+                    writeln!(text, "{}", json!({"file": file, "error": e.to_string()}))?;
                 } else {
-                    eprintln!("faultline: {e}");
+                    eprintln!("faultline: {}: {e}", file.display());
                 }
             }
         }
-        out.flush().context("writing to stdout")?;
+        crate::stdout::write_all(&text);
     }
     Ok(check::exit_code(validities, any_error))
 }
@@ -158,6 +180,11 @@ fn print_human(out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
     }
     for (name, v) in &report.checkers {
         print_verdict(out, name, v)?;
+    }
+    for (f, n) in &report.unchecked {
+        let hint = report.unchecked_hints.get(f).map_or("", String::as_str);
+        let ops = if *n == 1 { "operation" } else { "operations" };
+        writeln!(out, "  unchecked: {n} `{f}` {ops} no checker looked at; {hint}")?;
     }
     Ok(())
 }

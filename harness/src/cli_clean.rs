@@ -20,22 +20,22 @@ pub struct CleanArgs {}
 pub fn run(_args: CleanArgs) -> anyhow::Result<u8> {
     let report = faultline_nemesis::netns::clean_leftovers_with(&mut faultline_harness::run::remote::clean_remote);
     for id in &report.removed {
-        println!("removed run {id}");
+        outln!("removed run {id}");
     }
     for line in &report.remote {
         println!("{line}");
     }
     for name in &report.strays {
-        println!("removed unregistered {name}");
+        outln!("removed unregistered {name}");
     }
     for id in &report.alive {
-        println!("left run {id} alone: its harness is still running");
+        outln!("left run {id} alone: its harness is still running");
     }
     for e in &report.errors {
         eprintln!("faultline: could not remove {e}");
     }
     if report.removed.is_empty() && report.strays.is_empty() && report.errors.is_empty() {
-        println!("nothing to clean");
+        outln!("nothing to clean");
     }
     Ok(if report.errors.is_empty() { 0 } else { 3 })
 }

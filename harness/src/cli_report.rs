@@ -34,8 +34,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("reading {}", history_path.display()))?;
     let verdicts = store_verdicts(dir, &history)?;
     write_run_reports(dir, &history, &verdicts)?;
-    println!("{}", dir.join("report.html").display());
-    println!("{}", dir.join("junit.xml").display());
+    outln!("{}", dir.join("report.html").display());
+    outln!("{}", dir.join("junit.xml").display());
     Ok(0)
 }
 
@@ -57,6 +57,7 @@ pub fn write_check_report(out: &Path, file: &Path, opts: &CheckOptions, report: 
             ("file".into(), file.display().to_string()),
             ("format".into(), report.format.clone()),
         ],
+        unchecked: report.unchecked.clone(),
         ..RunMeta::default()
     };
     let page = render_html(&ReportInput {

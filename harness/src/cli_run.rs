@@ -373,7 +373,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let out = rt.block_on(run_interruptible(&cfg, &env, &interrupt))?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out.results)?);
+        outln!("{}", serde_json::to_string_pretty(&out.results)?);
     } else {
         print_outcome(&cfg, &out);
     }
@@ -381,15 +381,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
-    println!("{}", report::table(&out.verdicts));
+    outln!("{}", report::table(&out.verdicts));
     if let Some(i) = &out.interruption {
-        println!("{}: the verdicts judge the history recorded until then", i.message());
+        outln!("{}: the verdicts judge the history recorded until then", i.message());
     }
     for a in report::first_anomalies(&out.verdicts) {
-        println!("{a}");
+        outln!("{a}");
     }
     let s = &out.results["stats"];
-    println!(
+    outln!(
         "{} ops ({} ok, {} fail, {} info) in {:.1} s, {:.0} ops/s",
         s["invoked"],
         s["ok"],
@@ -400,19 +400,24 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
     );
     if let Some(w) = out.results["warnings"].as_array().filter(|w| !w.is_empty()) {
         for x in w {
-            println!("warning: {}", x.as_str().unwrap_or_default());
+            outln!("warning: {}", x.as_str().unwrap_or_default());
         }
     }
     if out.interrupted && out.interruption.is_none() {
-        println!("interrupted: the verdicts judge the history recorded until the stop");
+        outln!("interrupted: the verdicts judge the history recorded until the stop");
+    }
+    if let Some(u) = out.results["unchecked"].as_object() {
+        for (f, n) in u {
+            outln!("unchecked: {n} `{f}` operations no checker looked at");
+        }
     }
     match out.interrupted {
-        true => println!("verdict: {} (interrupted)", report::verdict_word(out.valid)),
-        false => println!("verdict: {}", report::verdict_word(out.valid)),
+        true => outln!("verdict: {} (interrupted)", report::verdict_word(out.valid)),
+        false => outln!("verdict: {}", report::verdict_word(out.valid)),
     }
-    println!("seed: {}", cfg.seed);
-    println!("store: {}", out.store.display());
-    println!("rerun: {}", cfg.rerun_command());
+    outln!("seed: {}", cfg.seed);
+    outln!("store: {}", out.store.display());
+    outln!("rerun: {}", cfg.rerun_command());
 }
 
 #[derive(Tabled)]
@@ -462,7 +467,7 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         write_campaign_junit(path, &rows)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print_campaign(&rows, seed, &args.file);
     }
@@ -512,9 +517,9 @@ fn print_campaign(rows: &[Row], seed: u64, file: &std::path::Path) {
             holds: if r.holds { "yes".into() } else { "NO".into() },
         })
         .collect();
-    println!("{}", Table::new(table).with(Style::rounded()));
+    outln!("{}", Table::new(table).with(Style::rounded()));
     let held = rows.iter().filter(|r| r.holds).count();
-    println!("{held}/{} rows hold", rows.len());
-    println!("seed: {seed}");
-    println!("rerun: faultline campaign {} --seed {seed}", file.display());
+    outln!("{held}/{} rows hold", rows.len());
+    outln!("seed: {seed}");
+    outln!("rerun: faultline campaign {} --seed {seed}", file.display());
 }

@@ -63,7 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(root.is_dir(), "the store {} is not a folder", root.display());
     let listener = TcpListener::bind(args.bind).with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
-    println!("faultline serve: http://{addr}/ (store {})", root.display());
+    outln!("faultline serve: http://{addr}/ (store {})", root.display());
     std::io::stdout().flush()?;
     let root = Arc::new(root);
     let active = Arc::new(AtomicUsize::new(0));

@@ -1,10 +1,21 @@
 //! The `faultline` command: parses arguments, calls the harness library, and
 //! maps results to the exit codes of ARCHITECTURE.md (0 valid, 1 anomaly,
-//! 2 unknown, 3 the test or check could not run).
+//! 2 unknown, 3 the test or check could not run: a usage error too, so that
+//! 2 always means "unknown"). Output goes through [`stdout`], so a reader
+//! that closes the pipe early does not change the exit code.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// `println!` through [`stdout::line`]: a closed stdout ends output quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::stdout::line(format_args!($($arg)*))
+    };
+}
+
+mod stdout;
 
 mod cli_check;
 mod cli_clean;
@@ -39,8 +50,20 @@ enum Command {
     Clean(cli_clean::CleanArgs),
 }
 
+/// The exit code of a command line clap refused; `--help` and `--version`
+/// are not refusals and exit 0.
+const USAGE_ERROR: u8 = 3;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's own message, on stderr for errors and stdout for help;
+            // a closed pipe while printing help is no error.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { USAGE_ERROR } else { 0 });
+        }
+    };
     let result: anyhow::Result<u8> = match cli.command {
         Command::Check(args) => cli_check::run(args),
         Command::Run(args) => cli_run::run(*args),

@@ -41,7 +41,12 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     let h = input.history;
     let bands = fault_bands(h);
     let t_end = end_time(h);
-    let overall = input.verdicts.values().fold(Validity::Valid, |a, v| a.and(v.valid));
+    let said = input.verdicts.values().fold(Validity::Valid, |a, v| a.and(v.valid));
+    // Operations no checker looked at leave a history unknown, not valid.
+    let overall = match said {
+        Validity::Valid if !input.meta.unchecked.is_empty() => Validity::Unknown,
+        other => other,
+    };
     let (word, class) = if input.verdicts.is_empty() {
         ("unchecked", "unknown")
     } else {
@@ -174,7 +179,12 @@ fn settings(input: &ReportInput<'_>, t_end: u64) -> String {
             .collect();
         let _ = write!(out, "<p class=\"files\">Files: {}</p>", links.join(" · "));
     }
-    let warnings: Vec<&String> = m.warnings.iter().chain(&h.warnings).collect();
+    let unchecked: Vec<String> = m
+        .unchecked
+        .iter()
+        .map(|(f, n)| format!("{n} `{f}` operations no checker looked at: the verdict cannot be valid"))
+        .collect();
+    let warnings: Vec<&String> = unchecked.iter().chain(&m.warnings).chain(&h.warnings).collect();
     if !warnings.is_empty() {
         out.push_str("<ul class=\"warnings\">");
         for w in warnings {

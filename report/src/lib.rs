@@ -72,6 +72,9 @@ pub struct RunMeta {
     /// How the run was stopped early ("interrupted by SIGTERM at 12.3 s"),
     /// when it was.
     pub interrupted: Option<String>,
+    /// Completed operations no checker looked at, by `f` (the file's
+    /// `unchecked`): with any, the history is not valid, only unknown.
+    pub unchecked: BTreeMap<String, usize>,
     /// Files of the run, as (label, link relative to the report).
     pub files: Vec<(String, String)>,
     /// The cluster's nodes and their logs.

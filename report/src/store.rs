@@ -192,6 +192,9 @@ pub fn verdict_from_json(v: &Value, at: &str) -> Result<Verdict, ReportError> {
     Ok(Verdict {
         valid: validity(v.get("valid").unwrap_or(&Value::Null), &format!("{at}.valid"))?,
         ops: opt_u64(v, "ops").unwrap_or(0) as usize,
+        // JSON does not carry coverage: what was left unchecked is in the
+        // file's `unchecked`.
+        coverage: Default::default(),
         elapsed_ms: v.get("elapsed_ms").and_then(Value::as_f64).unwrap_or(0.0),
         anomalies,
         unknown_reason: opt_str(v, "unknown_reason"),
@@ -231,6 +234,12 @@ pub fn meta_from_store(dir: &Path) -> Result<RunMeta, ReportError> {
         for w in array(&results, "warnings", "")? {
             meta.warnings
                 .push(w.as_str().map(str::to_owned).unwrap_or_else(|| w.to_string()));
+        }
+        if let Some(u) = results.get("unchecked").and_then(Value::as_object) {
+            meta.unchecked = u
+                .iter()
+                .map(|(f, n)| (f.clone(), n.as_u64().unwrap_or(0) as usize))
+                .collect();
         }
     }
     for name in ["history.jsonl", "results.json", "config.json", "junit.xml"] {

@@ -118,6 +118,28 @@ fn the_page_shows_the_verdict_the_sentence_and_the_operations_and_names_no_url()
 }
 
 #[test]
+fn operations_no_checker_looked_at_make_the_page_unknown_not_valid() {
+    let h = stale_read();
+    let mut verdicts = BTreeMap::new();
+    verdicts.insert("read-your-writes".to_owned(), Verdict::valid(2, Duration::ZERO));
+    let render = |meta: &RunMeta| {
+        render_html(&ReportInput {
+            history: &h,
+            verdicts: &verdicts,
+            meta,
+        })
+    };
+    assert!(render(&RunMeta::default()).contains("id=\"verdict\">valid<"));
+    let meta = RunMeta {
+        unchecked: [("acquire".to_owned(), 12)].into(),
+        ..RunMeta::default()
+    };
+    let page = render(&meta);
+    assert!(page.contains("id=\"verdict\">unknown<"), "the page's verdict");
+    assert!(page.contains("12 `acquire` operations no checker looked at"));
+}
+
+#[test]
 fn junit_has_one_case_per_checker_with_the_sentence() {
     let h = stale_read();
     let mut verdicts = BTreeMap::new();

@@ -21,9 +21,14 @@
 //!   others get [`STOP_GRACE`] more and are then reported undecided, so a
 //!   bad history does not wait on its hardest key.
 //!
-//! The verdict's `ops` counts the operations the model took into account
-//! (failed operations and reads that never completed constrain nothing and
-//! are not counted).
+//! The verdict's coverage (and `ops`, its count) is every operation the
+//! model could read, those it judged to constrain nothing (failed
+//! operations, reads that never completed) included; an operation the
+//! model cannot read (a `txn` on a register) is not covered, and its part
+//! is undecided. A part of which the model can read nothing (the
+//! transactions of a history checked as registers) is skipped: it is left
+//! uncovered, named in `details.unread`, and does not make the verdict
+//! unknown.
 
 mod evidence;
 mod part;
@@ -243,11 +248,18 @@ fn drive<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make
 /// Encodes and searches one part, and builds its evidence.
 fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
     let label = part.label(shared.history, shared.config.split_by_key);
-    let enc = match encode(shared.history, part, model) {
+    let mut covered = Vec::new();
+    let enc = match encode(shared.history, part, model, &mut covered) {
         Ok(e) => e,
+        Err(err) if covered.is_empty() => {
+            // Not one operation the model can read: the part is left
+            // uncovered, for the file's verdict to name, rather than
+            // undecided.
+            return PartOutcome::unread(label, err.to_string());
+        }
         Err(err) => {
             let reason = format!("cannot check {label}: {err}");
-            return PartOutcome::error(label, reason);
+            return PartOutcome::error(label, reason).covering(covered);
         }
     };
     let budget = Budget {
@@ -257,7 +269,7 @@ fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
         max_steps: u64::MAX,
     };
     let (found, stats) = search::search(&enc.model, &enc.ops, budget);
-    let mut out = PartOutcome::new(label, part.key, enc.considered, stats);
+    let mut out = PartOutcome::new(label, part.key, enc.considered, stats).covering(covered);
     match found {
         Found::Linearizable { order } => out.valid(&enc, &order, shared.history),
         Found::NotLinearizable { longest, state } => {
@@ -309,5 +321,53 @@ mod tests {
         let v = check(&History::default(), &Config::default());
         assert_eq!(v.valid, crate::Validity::Valid);
         assert_eq!(v.ops, 0);
+    }
+
+    /// A failed write is covered (read, and judged to constrain nothing);
+    /// an operation the model cannot read is not, and leaves its part
+    /// undecided.
+    #[test]
+    fn coverage_is_what_the_model_could_read() {
+        use faultline_histories::{Event, EventType, Process, F};
+        use serde_json::json;
+        let ev = |i: u64, p: u64, kind, f: F, v| Event::new(i, i, Process::Client(p), kind, f, v).with_key("k");
+        let h = History::from_events([
+            ev(0, 0, EventType::Invoke, F::Write, json!(1)),
+            ev(1, 0, EventType::Ok, F::Write, json!(1)),
+            ev(2, 1, EventType::Invoke, F::Write, json!(2)),
+            ev(3, 1, EventType::Fail, F::Write, json!(2)),
+            ev(4, 0, EventType::Invoke, F::Read, json!(null)),
+            ev(5, 0, EventType::Ok, F::Read, json!(1)),
+        ])
+        .unwrap();
+        let v = check(&h, &Config::default());
+        assert_eq!(v.valid, crate::Validity::Valid);
+        assert_eq!((v.ops, v.coverage.len()), (3, 3));
+        let h = History::from_events([
+            ev(0, 0, EventType::Invoke, F::Write, json!(1)),
+            ev(1, 0, EventType::Ok, F::Write, json!(1)),
+            ev(2, 1, EventType::Invoke, F::Txn, json!([["r", "k", null]])),
+            ev(3, 1, EventType::Ok, F::Txn, json!([["r", "k", 1]])),
+        ])
+        .unwrap();
+        let v = check(&h, &Config::default());
+        assert_eq!(v.valid, crate::Validity::Unknown);
+        assert!(v.coverage.contains(0) && !v.coverage.contains(1));
+        assert_eq!(v.ops, 1);
+        // Alone in a part (no key), the transaction is left unread: not
+        // covered, and no reason to call the keys that were checked undecided.
+        let txn = |i: u64, kind, v| Event::new(i, i, Process::Client(1), kind, F::Txn, v);
+        let h = History::from_events([
+            ev(0, 0, EventType::Invoke, F::Write, json!(1)),
+            ev(1, 0, EventType::Ok, F::Write, json!(1)),
+            txn(2, EventType::Invoke, json!([["r", "k", null]])),
+            txn(3, EventType::Ok, json!([["r", "k", 1]])),
+        ])
+        .unwrap();
+        let v = check(&h, &Config::default());
+        assert_eq!(v.valid, crate::Validity::Valid);
+        assert_eq!(v.ops, 1);
+        assert!(!v.coverage.contains(1));
+        assert_eq!(v.details["unread"].as_array().map(Vec::len), Some(1));
     }
 }

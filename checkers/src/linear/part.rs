@@ -72,13 +72,33 @@ pub struct Encoded<M: Model> {
     pub considered: usize,
 }
 
-/// Encodes the operations of `part` with `model`.
-pub fn encode<M: Model>(history: &History, part: &Part, mut model: M) -> Result<Encoded<M>, ModelError> {
+/// Encodes the operations of `part` with `model`, adding to `covered` each
+/// one the model could read (ignored ones included: read, and judged to
+/// constrain nothing). After an operation it cannot read, the rest are
+/// still read, for `covered` only, and the first error is returned.
+pub fn encode<M: Model>(
+    history: &History,
+    part: &Part,
+    mut model: M,
+    covered: &mut Vec<usize>,
+) -> Result<Encoded<M>, ModelError> {
     let mut ops = Vec::with_capacity(part.ops.len());
     let mut origin = Vec::with_capacity(part.ops.len());
+    let mut first_error = None;
     for &i in &part.ops {
         let op = &history.ops[i];
-        let (encoded, ret) = match model.encode(history, op)? {
+        let role = match model.encode(history, op) {
+            Ok(role) => role,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        covered.push(i);
+        if first_error.is_some() {
+            continue;
+        }
+        let (encoded, ret) = match role {
             Role::Ignored => continue,
             // An ok op always has a completion; were it missing, a return
             // at infinity still says "took effect, some time after its call".
@@ -92,6 +112,9 @@ pub fn encode<M: Model>(history: &History, part: &Part, mut model: M) -> Result<
             optional: false,
         });
         origin.push(i);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     let considered = ops.len();
     let keep = needed(&ops);

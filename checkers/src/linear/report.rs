@@ -14,7 +14,7 @@ use super::search::{search, Budget, Exhausted, Found, SearchOp, Stats};
 use super::table::Memory;
 use super::Config;
 use crate::model::Model;
-use crate::{Anomaly, OpRef, Verdict};
+use crate::{Anomaly, Coverage, OpRef, Verdict};
 
 /// Time allowed to shrink the evidence of one part, on top of the search
 /// (always within the check's own deadline).
@@ -22,9 +22,13 @@ const SHRINK_TIME: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 enum Kind {
-    Valid { linearization: Vec<u64> },
+    Valid {
+        linearization: Vec<u64>,
+    },
     Invalid(Box<Anomaly>),
     Unknown(String),
+    /// The model could read none of the part's operations: not checked, not covered.
+    Unread(String),
 }
 
 /// What one part came to.
@@ -35,6 +39,8 @@ pub struct PartOutcome {
     ops: usize,
     stats: Stats,
     kind: Kind,
+    /// Positions in `History::ops` the model could read.
+    covered: Vec<usize>,
 }
 
 /// The names (invoke event indices) of search operations `order`.
@@ -54,13 +60,28 @@ impl PartOutcome {
             ops,
             stats,
             kind: Kind::Unknown("not searched".into()),
+            covered: Vec::new(),
         }
+    }
+
+    /// The outcome, having read the operations at `covered`.
+    pub fn covering(mut self, covered: Vec<usize>) -> PartOutcome {
+        self.covered = covered;
+        self
     }
 
     /// A part whose operations the model could not read.
     pub fn error(label: String, reason: String) -> PartOutcome {
         PartOutcome {
             kind: Kind::Unknown(reason),
+            ..PartOutcome::new(label, None, 0, Stats::default())
+        }
+    }
+
+    /// A part of which the model could read no operation.
+    pub fn unread(label: String, reason: String) -> PartOutcome {
+        PartOutcome {
+            kind: Kind::Unread(format!("{label}: {reason}")),
             ..PartOutcome::new(label, None, 0, Stats::default())
         }
     }
@@ -239,9 +260,11 @@ fn key_name(history: &History, key: Option<KeyId>, split: bool) -> String {
 /// Combines the parts into one verdict.
 pub fn verdict(history: &History, config: &Config, mut parts: Vec<PartOutcome>, elapsed: Duration) -> Verdict {
     parts.sort_by_key(|p| p.key);
-    let ops = parts.iter().map(|p| p.ops).sum();
+    let coverage: Coverage = parts.iter().flat_map(|p| p.covered.iter().copied()).collect();
+    let ops = coverage.len();
     let mut anomalies = Vec::new();
     let mut unknown = Vec::new();
+    let mut unread = Vec::new();
     let mut linearization = Map::new();
     for p in &mut parts {
         match std::mem::replace(&mut p.kind, Kind::Unknown(String::new())) {
@@ -250,21 +273,27 @@ pub fn verdict(history: &History, config: &Config, mut parts: Vec<PartOutcome>, 
             }
             Kind::Invalid(a) => anomalies.push(*a),
             Kind::Unknown(reason) => unknown.push(reason),
+            Kind::Unread(reason) => unread.push(reason),
         }
     }
     let mut details = json!({
         "parts": parts.len(),
         "steps": parts.iter().map(|p| p.stats.steps).sum::<u64>(),
         "configurations": parts.iter().map(|p| p.stats.visited).sum::<usize>(),
+        // Of the operations covered, those that constrain the search.
+        "constraining_ops": parts.iter().map(|p| p.ops).sum::<usize>(),
     });
     if config.want_linearization {
         details["linearization"] = Value::Object(linearization);
+    }
+    if !unread.is_empty() {
+        details["unread"] = json!(unread);
     }
     if !anomalies.is_empty() {
         if !unknown.is_empty() {
             details["undecided"] = json!(unknown);
         }
-        let mut v = Verdict::from_anomalies(ops, elapsed, anomalies);
+        let mut v = Verdict::from_anomalies(ops, elapsed, anomalies).with_coverage(coverage);
         v.details = details;
         return v;
     }
@@ -272,7 +301,8 @@ pub fn verdict(history: &History, config: &Config, mut parts: Vec<PartOutcome>, 
         Verdict::valid(ops, elapsed)
     } else {
         Verdict::unknown(ops, elapsed, summarize(&unknown))
-    };
+    }
+    .with_coverage(coverage);
     v.details = details;
     v
 }

@@ -8,6 +8,9 @@
 //! names two final reads that differ. A final read that did not complete ok
 //! leaves its replica unexamined, so without any anomaly the verdict is then
 //! unknown rather than valid. Linear in the number of final reads.
+//!
+//! Coverage: the final reads, except multi-key ones (a transaction, whose
+//! reads are compared key by key, not judged as a whole).
 
 use std::collections::BTreeMap;
 
@@ -58,8 +61,10 @@ pub fn check(a: &Analysis<'_>) -> Judged {
             explain::ended(op)
         )
     });
+    for &i in &a.core.final_ops {
+        found.judged_op(&a.core, i);
+    }
     Judged::Looked {
-        ops: finals.len(),
         found,
         unknown,
         details,

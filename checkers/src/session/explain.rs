@@ -4,12 +4,14 @@
 //! Every sentence a session checker writes is assembled from these phrases,
 //! so they all read the same way: "process 7 wrote 12 to k3 (op 881, ok at
 //! 3.200 s), then read k3 at 3.400 s (op 902) and saw 9".
+//!
+//! [`Found`] also gathers what a checker judged (its coverage).
 
-use faultline_histories::Op;
+use faultline_histories::{Op, F};
 use serde_json::Value;
 
 use super::core::{Core, State, NONE};
-use crate::verdict::{outcome_name, seconds, Anomaly, OpRef};
+use crate::verdict::{outcome_name, seconds, Anomaly, Coverage, OpRef};
 
 /// At most this many anomalies are kept per checker; the rest are counted.
 pub const ANOMALIES_MAX: usize = 100;
@@ -17,11 +19,18 @@ pub const ANOMALIES_MAX: usize = 100;
 /// Longest value text put in a sentence.
 const VALUE_CHARS_MAX: usize = 60;
 
-/// Anomalies found so far: the first [`ANOMALIES_MAX`] kept, all counted.
+/// Anomalies found so far: the first [`ANOMALIES_MAX`] kept, all counted;
+/// and the operations judged.
 #[derive(Default)]
 pub struct Found {
     pub anomalies: Vec<Anomaly>,
     pub total: usize,
+    /// The operations the checker judged. A transaction is never covered
+    /// through [`Found::judged_read`] or [`Found::judged_write`]: those
+    /// judge one micro-op as if it stood alone, not the transaction (its
+    /// atomicity, its isolation), so the transaction as a whole was not
+    /// checked.
+    pub covered: Coverage,
 }
 
 impl Found {
@@ -30,6 +39,27 @@ impl Found {
         self.total += 1;
         if self.anomalies.len() < ANOMALIES_MAX {
             self.anomalies.push(make());
+        }
+    }
+
+    /// Marks operation `op` (a position in `History::ops`) judged, unless
+    /// it is a transaction (see [`Found::covered`]).
+    pub fn judged_op(&mut self, core: &Core<'_>, op: u32) {
+        if core.history.ops[op as usize].f != F::Txn {
+            self.covered.insert(op as usize);
+        }
+    }
+
+    /// Marks the operation of read record `r` judged.
+    pub fn judged_read(&mut self, core: &Core<'_>, r: u32) {
+        self.judged_op(core, core.reads[r as usize].op);
+    }
+
+    /// Marks the operation of write record `w` judged ([`NONE`], the
+    /// initial value, is no operation).
+    pub fn judged_write(&mut self, core: &Core<'_>, w: u32) {
+        if w != NONE {
+            self.judged_op(core, core.writes[w as usize].op);
         }
     }
 }

@@ -12,6 +12,9 @@
 //!   `details.lost_on_key` counts them all.
 //! - Keys without a final read are not judged (counted in the details).
 //!
+//! Coverage: the ok writes of each key judged, every failed write (each
+//! was looked for in the reads), and the final reads.
+//!
 //! Linear in the number of reads and writes.
 
 use std::collections::HashSet;
@@ -38,6 +41,11 @@ pub fn check(a: &Analysis<'_>) -> Judged {
     }
     let mut found = Found::default();
     let failed_read = failed_writes_read(core, &mut found);
+    for (w, &failed) in core.write_failed.iter().enumerate() {
+        if failed {
+            found.judged_write(core, w as u32);
+        }
+    }
     let (mut judged, mut unjudged_keys) = (0usize, 0usize);
     let mut by_key: FxMap<u32, Vec<u32>> = FxMap::default();
     for (w, rec) in core.writes.iter().enumerate() {
@@ -54,6 +62,9 @@ pub fn check(a: &Analysis<'_>) -> Judged {
         };
         let writes = &by_key[&k];
         judged += writes.len();
+        for &w in writes {
+            found.judged_write(core, w);
+        }
         if core.list_key[k as usize] {
             lost_appends(core, writes, fs, &mut found);
         } else if !lost_register_writes(core, k, writes, fs, &mut found) {
@@ -65,7 +76,6 @@ pub fn check(a: &Analysis<'_>) -> Judged {
         let mut details = Map::new();
         details.insert("failed_writes_read".into(), json!(failed_read));
         return Judged::Looked {
-            ops: 0,
             found,
             unknown: Some("no final read completed ok with a value the checker could attribute".into()),
             details,
@@ -76,7 +86,12 @@ pub fn check(a: &Analysis<'_>) -> Judged {
     details.insert("final_reads".into(), json!(final_reads));
     details.insert("keys_not_judged".into(), json!(unjudged_keys));
     details.insert("failed_writes_read".into(), json!(failed_read));
-    Judged::looked(judged + final_reads, found, details)
+    for rs in finals.values() {
+        for &r in rs {
+            found.judged_read(core, r);
+        }
+    }
+    Judged::looked(found, details)
 }
 
 /// Failed writes that some read saw; returns how many.

@@ -16,6 +16,11 @@
 //!   no process that read a key twice for `monotonic-reads`, ...) answers
 //!   valid with `ops: 0` and `details.applicable: false` and says why, so a
 //!   valid verdict always means it looked.
+//! - Each verdict's coverage is the operations the checker judged: the
+//!   reads and writes its guarantee compared (see each checker). A
+//!   transaction is covered only by `consistent-prefix`, and only when it
+//!   is a multi-key read, which that checker judges as one snapshot; the
+//!   others take a transaction's micro-ops one by one and do not cover it.
 //! - Cost is O(n log n) in the size of the history (hashing, sorting and
 //!   one topological sort; no search), and every list kept is bounded:
 //!   [`explain::ANOMALIES_MAX`] anomalies per checker, [`prefix::CYCLES_MAX`]
@@ -84,9 +89,8 @@ impl<'h> Analysis<'h> {
 pub enum Judged {
     /// Nothing in the history for this checker to judge, and why.
     NotApplicable(String),
-    /// It looked at `ops` operations.
+    /// It looked at the operations `found.covered` names.
     Looked {
-        ops: usize,
         found: Found,
         /// Set when part of the history could not be judged.
         unknown: Option<String>,
@@ -96,9 +100,8 @@ pub enum Judged {
 
 impl Judged {
     /// A judgement with no unknown part.
-    pub fn looked(ops: usize, found: Found, details: Map<String, Value>) -> Judged {
+    pub fn looked(found: Found, details: Map<String, Value>) -> Judged {
         Judged::Looked {
-            ops,
             found,
             unknown: None,
             details,
@@ -113,18 +116,19 @@ impl Judged {
                 v
             }
             Judged::Looked {
-                ops,
                 found,
                 unknown,
                 mut details,
             } => {
+                let ops = found.covered.len();
                 details.insert("applicable".into(), json!(true));
                 details.insert("anomalies_found".into(), json!(found.total));
                 details.insert("anomalies_reported".into(), json!(found.anomalies.len()));
                 let mut v = match unknown {
                     Some(why) if found.total == 0 => Verdict::unknown(ops, elapsed, why),
                     _ => Verdict::from_anomalies(ops, elapsed, found.anomalies),
-                };
+                }
+                .with_coverage(found.covered);
                 v.details = Value::Object(details);
                 v
             }
@@ -468,6 +472,43 @@ mod tests {
 
     fn names(h: &History) -> Vec<&'static str> {
         applicable(h).iter().map(|c| c.name()).collect()
+    }
+
+    /// Coverage is what each checker compared: read-your-writes the read
+    /// and the write it had to reflect; consistent-prefix every write and
+    /// a multi-key read as a snapshot; no checker a transaction that
+    /// writes (its writes are taken one by one, never as a transaction);
+    /// a checker with nothing to judge, nothing.
+    #[test]
+    fn each_checker_covers_what_it_compared_and_no_writing_transaction() {
+        let txn = |i: u64, p: u64, kind, v: Value| Event::new(i, i * 10, Process::Client(p), kind, F::Txn, v);
+        let h = History::from_events(
+            [
+                op(0, 0, F::Write, json!(1), json!(1)).to_vec(),
+                op(1, 0, F::Read, json!(null), json!(1)).to_vec(),
+                vec![
+                    txn(4, 1, EventType::Invoke, json!([["r", "k", null], ["r", "j", null]])),
+                    txn(5, 1, EventType::Ok, json!([["r", "k", 1], ["r", "j", null]])),
+                    txn(6, 2, EventType::Invoke, json!([["w", "j", 5], ["r", "k", null]])),
+                    txn(7, 2, EventType::Ok, json!([["w", "j", 5], ["r", "k", 1]])),
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let verdicts: std::collections::BTreeMap<_, _> = check_all(&h, &[]).unwrap().into_iter().collect();
+        let covered = |name: &str| -> Vec<usize> { (0..4).filter(|&i| verdicts[name].coverage.contains(i)).collect() };
+        assert_eq!(covered("read-your-writes"), vec![0, 1]);
+        assert_eq!(covered("consistent-prefix"), vec![0, 2]);
+        assert_eq!(
+            covered("lost-writes"),
+            Vec::<usize>::new(),
+            "no final reads: nothing judged"
+        );
+        for (name, v) in &verdicts {
+            assert!(!v.coverage.contains(3), "{name} covered a transaction that writes");
+            assert_eq!(v.ops, v.coverage.len(), "{name}");
+        }
     }
 
     /// A regression: monotonic reads was offered only when a process read

@@ -13,6 +13,10 @@
 //!
 //! Both are single passes with O(1) state per (process, key); lists whose
 //! reads disagree on an order are compared read by read.
+//!
+//! Coverage: monotonic reads covers each read it compared with an earlier
+//! one, and that earlier read; monotonic writes covers the two writes of
+//! each pair it ordered, and the reads that showed the order.
 
 use std::collections::HashSet;
 
@@ -54,6 +58,8 @@ pub fn check_reads(a: &Analysis<'_>) -> Judged {
             continue;
         }
         checked += 1;
+        found.judged_read(core, r);
+        found.judged_read(core, prev.read);
         if let Some(detail) = went_back(core, orders, *prev, r) {
             found.push(|| report_reads(core, *prev, r, detail));
         }
@@ -64,7 +70,7 @@ pub fn check_reads(a: &Analysis<'_>) -> Judged {
     }
     let mut details = Map::new();
     details.insert("reads_checked".into(), json!(checked));
-    Judged::looked(checked, found, details)
+    Judged::looked(found, details)
 }
 
 /// The state to compare later reads with, once `r` has been read.
@@ -149,7 +155,7 @@ pub fn check_writes(a: &Analysis<'_>) -> Judged {
     }
     let mut details = Map::new();
     details.insert("pairs_checked".into(), json!(checked));
-    Judged::looked(checked, found, details)
+    Judged::looked(found, details)
 }
 
 /// Lists whose reads agree: the later append must come after the earlier in
@@ -163,6 +169,9 @@ fn consistent_lists(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usiz
             continue;
         }
         checked += 1;
+        found.judged_write(core, a);
+        found.judged_write(core, b);
+        found.judged_read(core, orders.canon_read[k as usize]);
         if orders.pos[a as usize] == NONE || orders.pos[a as usize] > orders.pos[b as usize] {
             found.push(|| report_writes(core, a, b, orders.canon_read[k as usize], None));
         }
@@ -186,6 +195,9 @@ fn inconsistent_lists(core: &Core<'_>, orders: &Orders, found: &mut Found) -> us
                 continue;
             }
             checked += 1;
+            found.judged_write(core, a);
+            found.judged_write(core, b);
+            found.judged_read(core, r as u32);
             if at.get(&a).is_none_or(|&ia| ia > i) && reported.insert((a, b)) {
                 found.push(|| report_writes(core, a, b, r as u32, None));
             }
@@ -221,6 +233,10 @@ fn registers(core: &Core<'_>, orders: &Orders, found: &mut Found) -> usize {
             }
             Some((y, ry)) => {
                 checked += 1;
+                found.judged_read(core, r);
+                found.judged_read(core, *ry);
+                found.judged_write(core, x);
+                found.judged_write(core, *y);
                 let after = core.reads[*ry as usize].done < core.reads[r as usize].invoke;
                 if orders.seq_pk[x as usize] < orders.seq_pk[*y as usize] && after {
                     let (y, ry) = (*y, *ry);

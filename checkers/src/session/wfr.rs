@@ -15,6 +15,9 @@
 //!
 //! Limits: [`FORBIDDEN_MAX`] dependencies remembered per (node, key);
 //! [`TXN_READS_MAX`] reads of one multi-key read compared pairwise.
+//!
+//! Coverage: the reads and writes each dependency check compared (never a
+//! transaction: its reads are compared one by one).
 
 use std::collections::HashSet;
 
@@ -118,7 +121,16 @@ pub fn check(a: &Analysis<'_>) -> Judged {
     }
     let mut details = Map::new();
     details.insert("dependencies_checked".into(), json!(checked));
-    Judged::looked(checked, found, details)
+    Judged::looked(found, details)
+}
+
+/// Covers what one dependency check compared: the read that showed `dep.x`
+/// to the writer of `y`, both writes, and the read `r` that showed them.
+fn judged(core: &Core<'_>, found: &mut Found, dep: Dep, y: u32, r: u32) {
+    found.judged_read(core, dep.read);
+    found.judged_write(core, dep.x);
+    found.judged_write(core, y);
+    found.judged_read(core, r);
 }
 
 /// A write `y` seen by read `ry`, whose dependency `dep` must not be seen
@@ -152,6 +164,9 @@ fn registers(core: &Core<'_>, by: &Deps, found: &mut Found) -> usize {
         }
         let slot = forbidden.entry((node, rec.key)).or_default();
         checked += usize::from(!slot.is_empty());
+        if !slot.is_empty() {
+            found.judged_read(core, r);
+        }
         let before = |f: &&Forbidden| f.ry_done < invoked;
         if let Some(f) = slot.iter().filter(before).find(|f| f.dep.x == v) {
             let f = *f;
@@ -199,6 +214,7 @@ fn lists(core: &Core<'_>, orders: &Orders, by: &Deps, found: &mut Found) -> usiz
         for (i, &y) in l.iter().enumerate() {
             let Some(dep) = by.dep(core, y) else { continue };
             checked += 1;
+            judged(core, found, dep, y, r as u32);
             if at.get(&dep.x).is_none_or(|&ix| ix > i) && reported.insert((dep.x, y)) {
                 found.push(|| {
                     let how = if at.contains_key(&dep.x) { "before" } else { "without" };
@@ -227,6 +243,7 @@ fn consistent_list(core: &Core<'_>, orders: &Orders, by: &Deps, l: &[u32], r: u3
             continue;
         };
         checked += 1;
+        judged(core, found, dep, y, r);
         let (px, py) = (orders.pos[dep.x as usize], orders.pos[y as usize]);
         if px == NONE || px > py {
             found.push(|| {
@@ -303,6 +320,8 @@ fn multi(a: &Analysis<'_>, asked: &[Question], by: &Deps, found: &mut Found) -> 
     for (q, &read) in asked.iter().zip(&by.cross) {
         let Some(dep) = dep_via(core, q.y, read) else { continue };
         checked += 1;
+        judged(core, found, dep, q.y, q.r1);
+        found.judged_read(core, q.r2);
         if !reflects(a, q.r1, dep.x) {
             found.push(|| {
                 let tail = format!(

@@ -242,14 +242,20 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
     for (checker, e) in spec.expect.clone().unwrap_or_default() {
         expect.insert(checker, Expect::parse(&e).map_err(&ctx)?);
     }
-    // Run the workload's checkers, plus any the expectations name.
-    let mut checkers = spec.checkers.clone().unwrap_or_else(|| cfg.checker_names());
+    // Run the checkers that apply (or those the spec names), plus any the
+    // expectations name.
+    let mut checkers = spec
+        .checkers
+        .clone()
+        .unwrap_or_else(|| vec![crate::check::AUTO.to_owned()]);
     for c in expect.keys() {
         if !checkers.contains(c) {
             checkers.push(c.clone());
         }
     }
-    cfg.checkers = checkers;
+    if checkers != [crate::check::AUTO] {
+        cfg.checkers = checkers;
+    }
     if spec.needs.is_none() {
         cfg.validate().map_err(|e| ctx(e.to_string()))?;
     }

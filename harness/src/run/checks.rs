@@ -1,53 +1,34 @@
-//! Which checkers judge which workload, and running them on a recorded
-//! history.
+//! Checking a run's history: the same choice and the same file verdict as
+//! `faultline check`, so re-checking `history.jsonl` later gives the run's
+//! checkers and the run's verdict.
 //!
-//! - register: linearizable (compare-and-set register, per key);
-//! - list-append: lost-writes, consistent-prefix and monotonic-writes (the
-//!   list model's linearizability search is run only when asked: with many
-//!   indeterminate appends it rarely decides within budget, and the
-//!   register workload answers that question cheaply);
-//! - session: read-your-writes, monotonic-reads, writes-follow-reads and
-//!   linearizable (register);
-//! - multi-key: consistent-prefix across keys.
-//!
-//! The user may name others with `--checkers`.
+//! A run does not choose checkers for its workload: it records in the
+//! history's header what the choice depends on (its workload, and the
+//! `--checkers` it was given, if any) and lets `check::check_history`
+//! choose from the history, as it does for any file. So the list-append
+//! workload's rule (no list linearizability search unless asked: with many
+//! indeterminate appends it rarely decides within budget) is a property of
+//! its histories, not of the command that checks them.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use faultline_checkers::{session, Verdict};
+use faultline_checkers::session;
 use faultline_histories::import::Format;
 use faultline_histories::History;
-use faultline_workloads::WorkloadKind;
+use serde_json::{json, Map, Value};
 
-use crate::check::{self, CheckOptions, ModelName};
-
-/// The checkers a workload is judged by when the user names none.
-pub fn default_checkers(kind: WorkloadKind) -> Vec<String> {
-    let names: &[&str] = match kind {
-        WorkloadKind::Register => &["linearizable"],
-        WorkloadKind::ListAppend => &["lost-writes", "consistent-prefix", "monotonic-writes"],
-        WorkloadKind::Session => &[
-            "linearizable",
-            "read-your-writes",
-            "monotonic-reads",
-            "writes-follow-reads",
-        ],
-        WorkloadKind::MultiKey => &["consistent-prefix"],
-    };
-    names.iter().map(|s| (*s).to_owned()).collect()
-}
+use crate::check::{self, CheckOptions, Report, AUTO, HEADER_CHECKERS, HEADER_WORKLOAD};
 
 fn is_linearizable(name: &str) -> bool {
     matches!(name, "linearizable" | "linearizability" | "lin")
 }
 
-/// Checks that every name is a checker we have.
+/// Checks that every name is a checker we have (or `auto`).
 pub fn validate_names(names: &[String]) -> Result<(), String> {
     for n in names {
-        if !is_linearizable(n) && session::by_name(n).is_none() {
+        if n != AUTO && !is_linearizable(n) && session::by_name(n).is_none() {
             return Err(format!(
-                "unknown checker {n:?} (known: linearizable, {})",
+                "unknown checker {n:?} (known: auto, linearizable, {})",
                 session::names().join(", ")
             ));
         }
@@ -55,25 +36,23 @@ pub fn validate_names(names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the named checkers through `check::check_history`, the same path
-/// as `faultline check`, so a run's history re-checked later gets the same
-/// verdicts; a linearizability search gets `time_limit`.
-pub fn run_checkers(
-    history: &History,
-    kind: WorkloadKind,
-    names: &[String],
-    time_limit: Duration,
-) -> Result<BTreeMap<String, Verdict>, String> {
+/// The header fields a run writes so that the history alone decides its
+/// checkers: the workload, and the checkers asked for (none: automatic).
+pub fn header_fields(workload: &str, checkers: &[String]) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert(HEADER_WORKLOAD.to_owned(), json!(workload));
+    if !checkers.is_empty() {
+        extra.insert(HEADER_CHECKERS.to_owned(), json!(checkers));
+    }
+    extra
+}
+
+/// Checks a run's history through `check::check_history`, the path of
+/// `faultline check`; a linearizability search gets `time_limit`.
+pub fn check_run_history(history: &History, time_limit: Duration) -> Result<Report, String> {
     let opts = CheckOptions {
-        model: Some(match kind {
-            WorkloadKind::ListAppend => ModelName::List,
-            _ => ModelName::CasRegister,
-        }),
         time_limit,
-        checkers: Some(names.to_vec()),
         ..CheckOptions::default()
     };
-    check::check_history(history, Format::Jsonl, &opts)
-        .map(|r| r.checkers)
-        .map_err(|e| e.to_string())
+    check::check_history(history, Format::Jsonl, &opts).map_err(|e| e.to_string())
 }

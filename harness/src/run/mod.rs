@@ -95,7 +95,8 @@ pub struct RunConfig {
     pub op_timeout_ms: u64,
     /// Quiet period after healing, before the final reads.
     pub quiet_ms: u64,
-    /// Checkers to run; empty is the workload's defaults.
+    /// Checkers to run; empty is every checker that applies to the history
+    /// (`auto` in the list stands for them too).
     pub checkers: Vec<String>,
     /// Time budget of each linearizability search, in seconds.
     pub check_time_limit_s: f64,
@@ -299,15 +300,6 @@ impl RunConfig {
     /// Node names: n1, n2, ...
     pub fn node_names(&self) -> Vec<String> {
         (1..=self.nodes).map(|i| format!("n{i}")).collect()
-    }
-
-    /// The checkers that will run.
-    pub fn checker_names(&self) -> Vec<String> {
-        if self.checkers.is_empty() {
-            checks::default_checkers(self.workload.kind)
-        } else {
-            self.checkers.clone()
-        }
     }
 
     /// The command that reruns this test.
@@ -719,7 +711,7 @@ fn start_recording(
         seed: Some(cfg.seed),
         started_at: Some(store::utc_rfc3339(SystemTime::now())),
         nodes: cluster.nodes.clone(),
-        extra: Default::default(),
+        extra: checks::header_fields(cfg.workload.kind.name(), &cfg.checkers),
     };
     let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
     let runner = NemesisRunner::new(
@@ -928,21 +920,13 @@ fn finish(
     let history = faultline_histories::read_history_file(&store.history_path())?;
     warnings.extend(history.warnings.iter().cloned());
     let checked = interruption.as_ref().is_none_or(|i| i.checked);
-    let verdicts = if checked {
-        checks::run_checkers(
-            &history,
-            cfg.workload.kind,
-            &cfg.checker_names(),
-            Duration::from_secs_f64(cfg.check_time_limit_s),
-        )
-        .map_err(RunError::Check)?
+    let (valid, verdicts, unchecked) = if checked {
+        let report = checks::check_run_history(&history, Duration::from_secs_f64(cfg.check_time_limit_s))
+            .map_err(RunError::Check)?;
+        (report.valid, report.checkers, report.unchecked)
     } else {
-        BTreeMap::new()
-    };
-    // No checker ran: nothing was shown valid.
-    let valid = match checked {
-        true => verdicts.values().fold(Validity::Valid, |acc, v| acc.and(v.valid)),
-        false => Validity::Unknown,
+        // No checker ran: nothing was shown valid.
+        (Validity::Unknown, BTreeMap::new(), BTreeMap::new())
     };
     let interrupted = interruption.is_some();
     let completed = stats.completed();
@@ -957,6 +941,7 @@ fn finish(
         "interrupted": interrupted,
         "interrupted_by": interruption.as_ref().map(interrupt::Interruption::message),
         "checkers": verdicts,
+        "unchecked": unchecked,
         "stats": {
             "invoked": stats.invoked.load(Ordering::Relaxed),
             "ok": stats.ok.load(Ordering::Relaxed),

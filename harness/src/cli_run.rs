@@ -359,6 +359,7 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
         s["elapsed_s"].as_f64().unwrap_or(0.0),
         s["ops_per_s"].as_f64().unwrap_or(0.0)
     );
+    println!("faults: {}", report::faults_line(&out.results));
     if let Some(w) = out.results["warnings"].as_array().filter(|w| !w.is_empty()) {
         for x in w {
             println!("warning: {}", x.as_str().unwrap_or_default());
@@ -367,7 +368,14 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
     if out.interrupted {
         println!("interrupted: the verdicts judge the history recorded until the stop");
     }
-    println!("verdict: {}", report::verdict_word(out.valid));
+    if out.fault_errors.is_empty() {
+        println!("verdict: {}", report::verdict_word(out.valid));
+    } else {
+        println!(
+            "verdict: could not run as configured (exit 3): {} fault(s) did not take effect",
+            out.fault_errors.len()
+        );
+    }
     println!("seed: {}", cfg.seed);
     println!("store: {}", out.store.display());
     println!("rerun: {}", cfg.rerun_command());

@@ -603,11 +603,13 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
         .map_err(|e| RunError::Config(e.to_string()))?;
     let store = Store::create(&env.store_root, &cfg.test)?;
     let _run_log = runlog::RunLog::open(&store.dir);
+    tracing::info!(test = %cfg.test, seed = cfg.seed, store = %store.dir.display(), rerun = %cfg.rerun_command(), "run started");
     let mut config_json = serde_json::to_value(cfg).expect("config serializes");
     config_json["rerun"] = json!(cfg.rerun_command());
     store.write_json("config.json", &config_json)?;
 
     let cluster = Cluster::start(cfg, env, &store, cfg.concurrency).await?;
+    tracing::info!(nodes = ?cluster.nodes, db = %cfg.db, net = %cfg.net, "cluster ready");
     let (log, stats, runner) = start_recording(cfg, &cluster, &store)?;
     let (done_tx, done_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx.clone()));
@@ -640,6 +642,8 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
         stop.clone(),
     )
     .await;
+    // The rate is over the workload, not the quiet period and final reads.
+    let workload_elapsed = start.elapsed();
     let heal_error = runner.heal_all().await.err();
     let interrupted = *stop.borrow();
     let mut warnings = Vec::new();
@@ -675,12 +679,21 @@ pub async fn run_test(cfg: &RunConfig, env: &RunEnv, stop: watch::Receiver<bool>
             "writing the history: {e}"
         ))));
     }
-    let elapsed = start.elapsed();
+    let elapsed = workload_elapsed;
+    let faults_ran = faults::counts_line(&fault_counts);
     let faults = faults::FaultSummary {
         counts: fault_counts,
         errors: fault_errors,
     };
-    finish(cfg, &store, &stats, elapsed, interrupted, warnings, faults)
+    let outcome = finish(cfg, &store, &stats, elapsed, interrupted, warnings, faults)?;
+    tracing::info!(
+        valid = ?outcome.valid,
+        faults = %faults_ran,
+        fault_errors = outcome.fault_errors.len(),
+        exit_code = outcome.exit_code(),
+        "run checked"
+    );
+    Ok(outcome)
 }
 
 /// What a workload-only phase did (for the overhead benchmark).

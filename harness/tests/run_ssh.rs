@@ -196,7 +196,10 @@ fn an_unknown_host_is_refused_before_anything_runs() {
     let m = Machines::start(tmp.path());
     let empty = m.dir.join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let out = m.faultline(&empty, &["--time-limit", "5"]).output().unwrap();
+    let out = m
+        .faultline(&empty, &["--nemesis", "none", "--time-limit", "5"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(

@@ -403,7 +403,7 @@ pub fn exit_code(validities: impl IntoIterator<Item = Validity>, any_error: bool
 mod tests {
     use super::*;
 
-    use faultline_histories::{Event, EventType, Process};
+    use faultline_histories::{Event, EventType, Process, F};
     use serde_json::json;
 
     /// Ops: 0 write ok, 1 read ok, 2 write never completed.

@@ -398,6 +398,7 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
         s["elapsed_s"].as_f64().unwrap_or(0.0),
         s["ops_per_s"].as_f64().unwrap_or(0.0)
     );
+    outln!("faults: {}", report::faults_line(&out.results));
     if let Some(w) = out.results["warnings"].as_array().filter(|w| !w.is_empty()) {
         for x in w {
             outln!("warning: {}", x.as_str().unwrap_or_default());
@@ -411,9 +412,15 @@ fn print_outcome(cfg: &RunConfig, out: &RunOutcome) {
             outln!("unchecked: {n} `{f}` operations no checker looked at");
         }
     }
-    match out.interrupted {
-        true => outln!("verdict: {} (interrupted)", report::verdict_word(out.valid)),
-        false => outln!("verdict: {}", report::verdict_word(out.valid)),
+    if !out.fault_errors.is_empty() {
+        outln!(
+            "verdict: could not run as configured (exit 3): {} fault(s) did not take effect",
+            out.fault_errors.len()
+        );
+    } else if out.interrupted {
+        outln!("verdict: {} (interrupted)", report::verdict_word(out.valid));
+    } else {
+        outln!("verdict: {}", report::verdict_word(out.valid));
     }
     outln!("seed: {}", cfg.seed);
     outln!("store: {}", out.store.display());

@@ -54,7 +54,26 @@ enum Command {
 /// are not refusals and exit 0.
 const USAGE_ERROR: u8 = 3;
 
+/// Logs on stderr what `RUST_LOG` asks for (`warn` when it is unset or
+/// does not parse), and every `info` event of a run into its store folder's
+/// `faultline.log` as well.
+fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(faultline_harness::run::runlog::layer())
+        .try_init();
+}
+
 fn main() -> ExitCode {
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -196,7 +196,10 @@ fn an_unknown_host_is_refused_before_anything_runs() {
     let m = Machines::start(tmp.path());
     let empty = m.dir.join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let out = m.faultline(&empty, &["--time-limit", "5"]).output().unwrap();
+    let out = m
+        .faultline(&empty, &["--nemesis", "none", "--time-limit", "5"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
@@ -385,4 +388,36 @@ fn clean_names_a_machine_it_cannot_reach_and_keeps_the_run() {
     assert!(!m.unreachable_in(&said), "{said}");
     let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
     assert!(procs.is_empty(), "clean left remote processes: {procs:?}\n{said}");
+}
+
+#[test]
+fn hosts_accepted_without_known_hosts_are_logged_and_kept_with_the_run() {
+    if !capable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let empty = m.dir.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let out = m
+        .faultline(
+            &empty,
+            &["--accept-unknown-hosts", "--nemesis", "none", "--time-limit", "3"],
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("accepting a host key") && stderr.contains("SHA256:"),
+        "the fingerprint is logged at warn: {stderr}"
+    );
+    let run = std::fs::canonicalize(m.dir.join("store/latest")).unwrap();
+    let kept = std::fs::read_to_string(run.join("accepted-host-keys.txt")).unwrap();
+    for node in ["n1", "n2", "n3"] {
+        assert!(kept.contains(&format!("# {node} ")), "{node} in {kept}");
+    }
+    assert_eq!(kept.matches("SHA256:").count(), 3, "one entry a host: {kept}");
+    let log = std::fs::read_to_string(run.join("faultline.log")).unwrap();
+    assert!(log.contains("accepting a host key"), "{log}");
 }

@@ -112,6 +112,25 @@ pub enum NemesisError {
     /// A schedule parameter out of range.
     #[error("bad schedule: {0}")]
     BadSchedule(String),
+    /// The time limit cannot hold one of each requested fault.
+    #[error(
+        "the time limit of {} s cannot hold one of each of the {faults} requested faults at an interval of {} s \
+         (each needs an interval of quiet, then an interval in force): use a time limit of at least {} s, \
+         or an interval of at most {} s",
+        secs(*duration_ms), secs(*interval_ms), secs(*needed_ms), secs(*interval_max_ms)
+    )]
+    ScheduleTooShort {
+        /// How many distinct kinds of fault were asked for.
+        faults: usize,
+        /// The interval between steps.
+        interval_ms: u64,
+        /// The workload's length.
+        duration_ms: u64,
+        /// The shortest workload that fits them.
+        needed_ms: u64,
+        /// The longest interval that fits them into `duration_ms`.
+        interval_max_ms: u64,
+    },
     /// A network fault failed.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -125,4 +144,10 @@ pub enum NemesisError {
         /// What went wrong.
         message: String,
     },
+}
+
+/// Milliseconds as seconds for a message: `8`, `2.5`, `0.125`.
+fn secs(ms: u64) -> String {
+    let s = format!("{:.3}", ms as f64 / 1000.0);
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }

@@ -87,8 +87,9 @@ pub trait Net: Send + Sync {
     /// losses on other links are kept).
     fn partition(&self, cuts: &BTreeSet<Link>) -> Result<(), NetError>;
 
-    /// Restores every link to health.
-    fn heal_all(&self);
+    /// Restores every link to health; an error says a node may still hold
+    /// a fault (its rules could not be replaced).
+    fn heal_all(&self) -> Result<(), NetError>;
 
     /// The links that currently have a fault.
     fn faulty(&self) -> Vec<(Link, LinkFault)>;

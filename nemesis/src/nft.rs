@@ -186,11 +186,11 @@ impl Net for NftNet {
         self.apply_all(touched)
     }
 
-    fn heal_all(&self) {
+    fn heal_all(&self) -> Result<(), NetError> {
         self.faults.lock().expect("nft faults").clear();
         // Every node, not only those with recorded faults: a rule left by a
         // half-applied change must not outlive the test either.
-        let _ = self.apply_all(self.addrs.keys().cloned());
+        self.apply_all(self.addrs.keys().cloned())
     }
 
     fn faulty(&self) -> Vec<(Link, LinkFault)> {

@@ -157,10 +157,11 @@ impl Net for ProxyMesh {
         Ok(())
     }
 
-    fn heal_all(&self) {
+    fn heal_all(&self) -> Result<(), NetError> {
         for tx in self.links.values() {
             tx.send_if_modified(|f| !std::mem::take(f).is_healthy());
         }
+        Ok(())
     }
 
     fn faulty(&self) -> Vec<(Link, LinkFault)> {

@@ -1,6 +1,13 @@
 //! Plays a [`Plan`] against a cluster and records every fault start and stop
 //! as a nemesis event.
 //!
+//! A fault is recorded as an `info` event only once it took effect; one that
+//! could not be applied or healed is a `fail` event carrying the error, and
+//! it ends the plan: [`NemesisRunner::run`] heals what it can and returns
+//! the error, so a test never passes under faults that did not happen.
+//! Every start and stop is also an `info` tracing event (fields `fault`,
+//! `nodes`), and a failure a `warn` one.
+//!
 //! The runner keeps the set of faults in force (a partition, killed nodes,
 //! paused nodes). Whatever ends the test (the plan running out, a shutdown
 //! request on Ctrl-C, a checker error, or a panic that drops the runner),
@@ -120,6 +127,9 @@ impl Surroundings for NoSurroundings {
 pub trait Recorder: Send + Sync {
     /// Records one nemesis event (`f` as HISTORY_FORMAT.md names it).
     fn record(&self, f: &str, value: Value);
+    /// Records that the fault or heal `f` did not take effect: a nemesis
+    /// event of type `fail` with `error`.
+    fn record_failure(&self, f: &str, value: Value, error: &str);
 }
 
 /// The faults in force.
@@ -138,6 +148,9 @@ struct Active {
     clocks: BTreeSet<String>,
     /// The strobe task, cancelled when the clocks are reset.
     strobe: Option<watch::Sender<bool>>,
+    /// Links were (perhaps partly) cut since the last heal, so the next heal
+    /// must replace them; a heal with nothing cut does not touch the net.
+    links_touched: bool,
 }
 
 impl Active {
@@ -168,6 +181,8 @@ pub struct NemesisRunner {
     active: Mutex<Active>,
     active_count: Arc<AtomicUsize>,
     rng: Mutex<ChaCha8Rng>,
+    /// How many faults of each kind took effect (`Fault::name`).
+    started: Mutex<BTreeMap<String, usize>>,
 }
 
 impl NemesisRunner {
@@ -189,6 +204,7 @@ impl NemesisRunner {
             active: Mutex::new(Active::default()),
             active_count: Arc::new(AtomicUsize::new(0)),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973)),
+            started: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -203,9 +219,17 @@ impl NemesisRunner {
         self.active_count.clone()
     }
 
+    /// How many faults of each kind took effect so far, by
+    /// [`Fault::name`] (`partition-halves`, `kill`, ...).
+    pub fn fault_counts(&self) -> BTreeMap<String, usize> {
+        self.started.lock().expect("fault counts").clone()
+    }
+
     /// Plays `plan` from `start` until it ends (`plan.end_ms`) or `stop`
-    /// turns true, then heals everything. Errors of single steps are logged and recorded, and
-    /// the plan goes on; the first one is returned at the end.
+    /// turns true, then heals everything. A step that fails (a fault not
+    /// applied, or not healed) is recorded as a `fail` event and ends the
+    /// plan there: the rest is healed and the error returned, since a test
+    /// that goes on without its faults would judge a run nobody asked for.
     pub async fn run(&self, plan: &Plan, start: Instant, mut stop: watch::Receiver<bool>) -> Result<(), NemesisError> {
         let mut first_err = None;
         for step in &plan.steps {
@@ -219,12 +243,12 @@ impl NemesisRunner {
                 StepAction::Stop => self.heal_all().await,
             };
             if let Err(e) = r {
-                tracing::warn!(error = %e, "nemesis step failed");
-                first_err.get_or_insert(e);
+                first_err = Some(e);
+                break;
             }
         }
         // A fault started by the last step stays in force until the plan ends.
-        if !*stop.borrow() {
+        if first_err.is_none() && !*stop.borrow() {
             tokio::select! {
                 _ = tokio::time::sleep_until(start + Duration::from_millis(plan.end_ms)) => {}
                 _ = stop.wait_for(|s| *s) => {}
@@ -235,6 +259,24 @@ impl NemesisRunner {
             Some(e) => Err(e),
             None => healed,
         }
+    }
+
+    /// Records a fault event that took effect, and logs it at `info` with
+    /// the fault and the nodes it concerns.
+    fn note(&self, f: &str, nodes: &[String], value: Value) {
+        if is_heal(f) {
+            tracing::info!(fault = f, nodes = ?nodes, detail = %value, "fault healed");
+        } else {
+            tracing::info!(fault = f, nodes = ?nodes, detail = %value, "fault started");
+        }
+        self.recorder.record(f, value);
+    }
+
+    /// Records a fault or heal that did not take effect (a `fail` event
+    /// with the error), and logs it at `warn`.
+    fn note_failure(&self, f: &str, nodes: &[String], value: Value, error: &NemesisError) {
+        tracing::warn!(fault = f, nodes = ?nodes, detail = %value, error = %error, "fault did not take effect");
+        self.recorder.record_failure(f, value, &error.to_string());
     }
 
     async fn resolve(&self, target: &Target) -> Vec<String> {
@@ -270,8 +312,32 @@ impl NemesisRunner {
             .expect("a nemesis step panicked")
     }
 
-    /// Starts one fault and records it.
+    /// Starts one fault and records it: `info` events for what took
+    /// effect, and a `fail` event with the error when it did not.
     pub async fn start_fault(&self, fault: &Fault) -> Result<(), NemesisError> {
+        match self.apply_fault(fault).await {
+            Ok(()) => {
+                *self
+                    .started
+                    .lock()
+                    .expect("fault counts")
+                    .entry(fault.name())
+                    .or_default() += 1;
+                Ok(())
+            }
+            Err(e) => {
+                let nodes = match &e {
+                    NemesisError::Node { node, .. } => vec![node.clone()],
+                    _ => fault.named_nodes(),
+                };
+                let value = json!({"fault": fault.name(), "planned": fault.describe()});
+                self.note_failure(fault.start_verb(), &nodes, value, &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply_fault(&self, fault: &Fault) -> Result<(), NemesisError> {
         match fault {
             Fault::Partition(p) => self.partition(&p.cuts, p.event_value()).await,
             Fault::PartitionLeader => {
@@ -333,11 +399,12 @@ impl NemesisRunner {
             .map_err(|m| Self::node_err("prepare the failover of", &old, m))?;
         let cut = partition::isolate(&self.nodes, &old, Shape::IsolateLeader);
         let cuts = cut.cuts.clone();
+        self.update(|a| a.links_touched = true);
         self.blocking(move |h| h.net.partition(&cuts)).await?;
         let mut value = match self.ops.promote(&old).await {
             Ok(v) => v,
             Err(m) => {
-                self.blocking(|h| h.net.heal_all()).await;
+                // The cut is undone by the heal that follows the error.
                 return Err(Self::node_err("promote a replica of", &old, m));
             }
         };
@@ -345,7 +412,7 @@ impl NemesisRunner {
         if !before.is_null() {
             value["before"] = before;
         }
-        self.recorder.record("start-failover", value.clone());
+        self.note("start-failover", std::slice::from_ref(&old), value.clone());
         self.update(|a| a.failover = Some((old, value)));
         Ok(())
     }
@@ -356,8 +423,11 @@ impl NemesisRunner {
             .blocking(move |h| h.around.disk(&target, cmd))
             .await
             .map_err(|m| Self::node_err(name, node, m))?;
-        self.recorder
-            .record(&format!("start-{name}"), json!({"node": node, "detail": detail}));
+        self.note(
+            &format!("start-{name}"),
+            &[node.to_owned()],
+            json!({"node": node, "detail": detail}),
+        );
         self.update(|a| {
             a.disk.insert(node.to_owned(), name);
         });
@@ -397,7 +467,8 @@ impl NemesisRunner {
             })
             .await;
         let value = json!({"pids": pids, "dropped": dropped});
-        self.recorder.record("start-power-loss", value.clone());
+        let killed: Vec<String> = pids.keys().cloned().collect();
+        self.note("start-power-loss", &killed, value.clone());
         self.update(|a| {
             a.power_loss = Some(value);
             a.killed.extend(pids.keys().cloned());
@@ -415,7 +486,8 @@ impl NemesisRunner {
                 a.clocks.insert(node.clone());
             });
         }
-        self.recorder.record("start-clock", json!({"offsets_ms": offsets}));
+        let nodes: Vec<String> = offsets.keys().cloned().collect();
+        self.note("start-clock", &nodes, json!({"offsets_ms": offsets}));
         Ok(())
     }
 
@@ -447,8 +519,9 @@ impl NemesisRunner {
                 tracing::warn!(node = %target, error = %e, "resetting a strobed clock failed");
             }
         });
-        self.recorder.record(
+        self.note(
             "start-clock",
+            &[node.to_owned()],
             json!({"strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
         );
         self.update(|a| {
@@ -465,9 +538,12 @@ impl NemesisRunner {
     }
 
     async fn partition(&self, cuts: &BTreeSet<crate::net::Link>, value: Value) -> Result<(), NemesisError> {
+        let nodes: BTreeSet<String> = cuts.iter().flat_map(|l| [l.from.clone(), l.to.clone()]).collect();
         let cuts = cuts.clone();
+        self.update(|a| a.links_touched = true);
         self.blocking(move |h| h.net.partition(&cuts)).await?;
-        self.recorder.record("start-partition", value.clone());
+        let nodes: Vec<String> = nodes.into_iter().collect();
+        self.note("start-partition", &nodes, value.clone());
         self.update(|a| a.partition = Some(value));
         Ok(())
     }
@@ -500,7 +576,7 @@ impl NemesisRunner {
         if let Some(d) = dropped {
             value["dropped"] = d;
         }
-        self.recorder.record("kill", value);
+        self.note("kill", &[node.to_owned()], value);
         self.update(|a| {
             a.paused.remove(node);
             a.killed.insert(node.to_owned());
@@ -514,7 +590,7 @@ impl NemesisRunner {
             .blocking(move |h| h.ops.pause(&target))
             .await
             .map_err(|m| Self::node_err("pause", node, m))?;
-        self.recorder.record("pause", json!({"node": node, "pid": pid}));
+        self.note("pause", &[node.to_owned()], json!({"node": node, "pid": pid}));
         self.update(|a| {
             a.paused.insert(node.to_owned());
         });
@@ -534,112 +610,201 @@ impl NemesisRunner {
             .await
             .map_err(|m| Self::node_err("restart", node, m))?;
         if let Some(pid) = started {
-            self.recorder
-                .record("start", json!({"node": node, "pid": pid, "after": "its disk failed"}));
+            self.note(
+                "start",
+                &[node.to_owned()],
+                json!({"node": node, "pid": pid, "after": "its disk failed"}),
+            );
         }
         Ok(())
     }
 
     /// Undoes every fault in force, recording each undo: links first, then
-    /// paused nodes, then killed ones. Tries every undo even when one fails,
-    /// and returns the first error.
+    /// disks, clocks, paused nodes, then killed ones. Tries every undo even
+    /// when one fails (recording the failure as a `fail` event), and returns
+    /// the first error.
     pub async fn heal_all(&self) -> Result<(), NemesisError> {
-        let (partition, paused, killed, failover, disk, power_loss, clocks, strobe) = {
-            let mut a = self.active.lock().expect("active faults");
-            (
-                a.partition.clone(),
-                a.paused.clone(),
-                a.killed.clone(),
-                a.failover.clone(),
-                a.disk.clone(),
-                a.power_loss.take(),
-                a.clocks.clone(),
-                a.strobe.take(),
-            )
-        };
         let mut first_err = None;
-        // The links are healed even when no partition is recorded: a cut set
-        // by hand, or half-applied, must not outlive the test either.
-        self.blocking(|h| h.net.heal_all()).await;
-        if let Some(v) = partition {
-            self.recorder.record("stop-partition", v);
-            self.update(|a| a.partition = None);
-        }
-        if let Some((old, v)) = failover {
-            match self.ops.rejoin(&old).await {
-                Ok(r) => self
-                    .recorder
-                    .record("stop-failover", json!({"started": v, "rejoined": r})),
-                Err(m) => {
-                    first_err.get_or_insert(Self::node_err("rejoin", &old, m));
-                }
+        let mut keep = |r: Result<(), NemesisError>| {
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
             }
-            self.update(|a| a.failover = None);
-        }
+        };
+        keep(self.heal_links().await);
+        keep(self.heal_failover().await);
         // Disks before processes: a node resumed onto a stalled disk would
         // still hang.
+        keep(self.heal_disks().await);
+        keep(self.heal_clocks().await);
+        keep(self.resume_paused().await);
+        keep(self.restart_killed().await);
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Heals every link once something was cut (a recorded partition, or a
+    /// cut that failed halfway: a rule it left must not outlive the test).
+    async fn heal_links(&self) -> Result<(), NemesisError> {
+        let (touched, partition) = {
+            let a = self.active.lock().expect("active faults");
+            (a.links_touched, a.partition.clone())
+        };
+        if !touched {
+            return Ok(());
+        }
+        let nodes = self.nodes.clone();
+        match self.blocking(|h| h.net.heal_all()).await {
+            Ok(()) => {
+                if let Some(v) = partition {
+                    self.note("stop-partition", &nodes, v);
+                }
+                self.update(|a| {
+                    a.partition = None;
+                    a.links_touched = false;
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let e = NemesisError::from(e);
+                self.note_failure("stop-partition", &nodes, partition.unwrap_or(Value::Null), &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn heal_failover(&self) -> Result<(), NemesisError> {
+        let failover = self.active.lock().expect("active faults").failover.clone();
+        let Some((old, v)) = failover else { return Ok(()) };
+        self.update(|a| a.failover = None);
+        let nodes = [old.clone()];
+        match self.ops.rejoin(&old).await {
+            Ok(r) => {
+                self.note("stop-failover", &nodes, json!({"started": v, "rejoined": r}));
+                Ok(())
+            }
+            Err(m) => {
+                let e = Self::node_err("rejoin", &old, m);
+                self.note_failure("stop-failover", &nodes, json!({"started": v}), &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn heal_disks(&self) -> Result<(), NemesisError> {
+        let disk = self.active.lock().expect("active faults").disk.clone();
+        let mut first_err = None;
         for (node, name) in disk {
             let target = node.clone();
+            let nodes = [node.clone()];
             match self.blocking(move |h| h.around.disk(&target, DiskCommand::Heal)).await {
-                Ok(_) => self.recorder.record(&format!("stop-{name}"), json!({"node": node})),
+                Ok(_) => self.note(&format!("stop-{name}"), &nodes, json!({"node": node})),
                 Err(m) => {
-                    first_err.get_or_insert(Self::node_err("heal the disk of", &node, m));
+                    let e = Self::node_err("heal the disk of", &node, m);
+                    self.note_failure(&format!("stop-{name}"), &nodes, json!({"node": node}), &e);
+                    first_err.get_or_insert(e);
                 }
             }
             if let Err(e) = self.restart_if_exited(&node).await {
+                self.note_failure("start", &nodes, json!({"node": node, "after": "its disk failed"}), &e);
                 first_err.get_or_insert(e);
             }
             self.update(|a| {
                 a.disk.remove(&node);
             });
         }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn heal_clocks(&self) -> Result<(), NemesisError> {
+        let (clocks, strobe) = {
+            let mut a = self.active.lock().expect("active faults");
+            (a.clocks.clone(), a.strobe.take())
+        };
         if let Some(tx) = strobe {
             let _ = tx.send(true);
         }
-        if !clocks.is_empty() {
-            for node in &clocks {
-                let target = node.clone();
-                if let Err(m) = self.blocking(move |h| h.around.set_clock(&target, 0)).await {
-                    first_err.get_or_insert(Self::node_err("reset the clock of", node, m));
-                }
-            }
-            self.recorder.record("stop-clock", json!({"nodes": clocks}));
-            self.update(|a| a.clocks.clear());
+        if clocks.is_empty() {
+            return Ok(());
         }
+        let mut first_err = None;
+        for node in &clocks {
+            let target = node.clone();
+            if let Err(m) = self.blocking(move |h| h.around.set_clock(&target, 0)).await {
+                first_err.get_or_insert(Self::node_err("reset the clock of", node, m));
+            }
+        }
+        let nodes: Vec<String> = clocks.iter().cloned().collect();
+        self.update(|a| a.clocks.clear());
+        match first_err {
+            None => {
+                self.note("stop-clock", &nodes, json!({"nodes": clocks}));
+                Ok(())
+            }
+            Some(e) => {
+                self.note_failure("stop-clock", &nodes, json!({"nodes": clocks}), &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn resume_paused(&self) -> Result<(), NemesisError> {
+        let paused = self.active.lock().expect("active faults").paused.clone();
+        let mut first_err = None;
         for node in paused {
             let target = node.clone();
+            let nodes = [node.clone()];
             match self.blocking(move |h| h.ops.resume(&target)).await {
-                Ok(pid) => self.recorder.record("resume", json!({"node": node, "pid": pid})),
+                Ok(pid) => self.note("resume", &nodes, json!({"node": node, "pid": pid})),
                 Err(m) => {
-                    first_err.get_or_insert(Self::node_err("resume", &node, m));
+                    let e = Self::node_err("resume", &node, m);
+                    self.note_failure("resume", &nodes, json!({"node": node}), &e);
+                    first_err.get_or_insert(e);
                 }
             }
             self.update(|a| {
                 a.paused.remove(&node);
             });
         }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Restarts killed nodes; a node that will not start stays listed as
+    /// killed, so a later heal tries again.
+    async fn restart_killed(&self) -> Result<(), NemesisError> {
+        let (killed, power_loss) = {
+            let mut a = self.active.lock().expect("active faults");
+            (a.killed.clone(), a.power_loss.take())
+        };
+        let mut first_err = None;
         let mut restarted = BTreeMap::new();
         for node in killed {
             let target = node.clone();
+            let nodes = [node.clone()];
             match self.blocking(move |h| h.ops.start(&target)).await {
                 Ok(pid) => {
-                    self.recorder.record("start", json!({"node": node, "pid": pid}));
+                    self.note("start", &nodes, json!({"node": node, "pid": pid}));
                     restarted.insert(node.clone(), pid);
                     self.update(|a| {
                         a.killed.remove(&node);
                     });
                 }
                 Err(m) => {
-                    first_err.get_or_insert(Self::node_err("start", &node, m));
+                    let e = Self::node_err("start", &node, m);
+                    self.note_failure("start", &nodes, json!({"node": node}), &e);
+                    first_err.get_or_insert(e);
                 }
             }
         }
         if let Some(v) = power_loss {
-            self.recorder
-                .record("stop-power-loss", json!({"started": v, "restarted": restarted}));
+            let nodes: Vec<String> = restarted.keys().cloned().collect();
+            self.note("stop-power-loss", &nodes, json!({"started": v, "restarted": restarted}));
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// Whether `f` undoes a fault (HISTORY_FORMAT.md's paired verbs).
+fn is_heal(f: &str) -> bool {
+    f.starts_with("stop-") || f == "start" || f == "resume"
 }
 
 /// `set_clock` on a blocking thread (it may run a command on a node).
@@ -660,7 +825,9 @@ impl Drop for NemesisRunner {
     /// and resume paused nodes so nothing stays frozen. Killed nodes are not
     /// restarted here; whoever owns the cluster is tearing it down.
     fn drop(&mut self) {
-        self.net.heal_all();
+        if let Err(e) = self.net.heal_all() {
+            tracing::error!(error = %e, "could not heal the links");
+        }
         let (disks, clocks, strobe) = self
             .active
             .lock()

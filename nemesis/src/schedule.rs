@@ -182,6 +182,69 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The `--nemesis` word of this fault, with the shape or target it was
+    /// drawn with (`partition-halves`, `kill-leader`): what the run's table
+    /// counts.
+    pub fn name(&self) -> String {
+        let by_target = |base: &str, t: &Target| match t {
+            Target::Node(_) => base.to_owned(),
+            Target::Leader => format!("{base}-leader"),
+            Target::All => format!("{base}-all"),
+        };
+        match self {
+            Fault::Partition(p) => shape_word(p.shape).to_owned(),
+            Fault::PartitionLeader => shape_word(Shape::IsolateLeader).to_owned(),
+            Fault::Kill(t) => by_target("kill", t),
+            Fault::Pause(t) => by_target("pause", t),
+            Fault::Failover => "failover".into(),
+            Fault::DiskStall(_) => "disk-stall".into(),
+            Fault::DiskError(_) => "disk-error".into(),
+            Fault::DiskSlow { .. } => "disk-slow".into(),
+            Fault::LoseUnsynced => "lose-unsynced".into(),
+            Fault::Clock(_) => "clock".into(),
+            Fault::ClockStrobe { .. } => "clock-strobe".into(),
+        }
+    }
+
+    /// The `f` of the nemesis event that starts this fault (HISTORY_FORMAT.md):
+    /// a fault that did not take effect is recorded under the same `f` with
+    /// the type `fail`.
+    pub fn start_verb(&self) -> &'static str {
+        match self {
+            Fault::Partition(_) | Fault::PartitionLeader => "start-partition",
+            Fault::Kill(_) => "kill",
+            Fault::Pause(_) => "pause",
+            Fault::Failover => "start-failover",
+            Fault::DiskStall(_) => "start-disk-stall",
+            Fault::DiskError(_) => "start-disk-error",
+            Fault::DiskSlow { .. } => "start-disk-slow",
+            Fault::LoseUnsynced => "start-power-loss",
+            Fault::Clock(_) | Fault::ClockStrobe { .. } => "start-clock",
+        }
+    }
+
+    /// The nodes the fault names before it runs (a leader is only known
+    /// when the step plays): for logs.
+    pub fn named_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = match self {
+            Fault::Partition(p) => p.cuts.iter().flat_map(|l| [l.from.clone(), l.to.clone()]).collect(),
+            Fault::Kill(Target::Node(n))
+            | Fault::Pause(Target::Node(n))
+            | Fault::DiskStall(Target::Node(n))
+            | Fault::DiskError(Target::Node(n))
+            | Fault::DiskSlow {
+                target: Target::Node(n),
+                ..
+            }
+            | Fault::ClockStrobe { node: n, .. } => vec![n.clone()],
+            Fault::Clock(offsets) => offsets.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
     /// A short description for logs and the plan listing.
     pub fn describe(&self) -> Value {
         match self {
@@ -201,6 +264,18 @@ impl Fault {
                 period_ms,
             } => json!({"clock-strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
         }
+    }
+}
+
+/// The `--nemesis` word that asks for a partition of `shape`.
+fn shape_word(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Halves => "partition-halves",
+        Shape::IsolateOne => "partition-one",
+        Shape::IsolateLeader => "partition-leader",
+        Shape::MajoritiesRing => "partition-ring",
+        Shape::Bridge => "partition-bridge",
+        Shape::OneWay => "partition-one-way",
     }
 }
 
@@ -241,8 +316,36 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The shortest workload, in milliseconds, that holds one of each of
+    /// `kinds` (duplicates counted once) at `interval_ms`: each fault gets an
+    /// interval of quiet before it and an interval in force.
+    pub fn shortest_duration_ms(kinds: &[FaultKind], interval_ms: u64) -> u64 {
+        2 * distinct(kinds).len() as u64 * interval_ms
+    }
+
+    /// Refuses a schedule that could not start every requested kind of
+    /// fault within `duration_ms`, naming the shortest time limit (and the
+    /// longest interval) that would fit: a test asked for faults must
+    /// never pass without them.
+    pub fn check_fits(kinds: &[FaultKind], interval_ms: u64, duration_ms: u64) -> Result<(), NemesisError> {
+        let needed_ms = Plan::shortest_duration_ms(kinds, interval_ms);
+        if kinds.is_empty() || interval_ms == 0 || needed_ms <= duration_ms {
+            return Ok(());
+        }
+        let count = distinct(kinds).len() as u64;
+        Err(NemesisError::ScheduleTooShort {
+            faults: count as usize,
+            interval_ms,
+            duration_ms,
+            needed_ms,
+            interval_max_ms: duration_ms / (2 * count),
+        })
+    }
+
     /// Draws a schedule: a fault starts at `interval`, stops at `2 *
     /// interval`, the next starts at `3 * interval`, ... until `duration`.
+    /// The first starts take each requested kind once (in an order drawn
+    /// from the seed), so every kind runs; later ones are drawn at random.
     pub fn draw(
         kinds: &[FaultKind],
         nodes: &[String],
@@ -264,6 +367,7 @@ impl Plan {
                 "the nemesis interval must be positive".into(),
             ));
         }
+        Plan::check_fits(kinds, interval_ms, duration_ms)?;
         let count = (duration_ms / interval_ms) as usize;
         if count > MAX_STEPS {
             return Err(NemesisError::BadSchedule(format!(
@@ -271,11 +375,17 @@ impl Plan {
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut first_round = distinct(kinds);
+        first_round.shuffle(&mut rng);
+        let mut first_round = first_round.into_iter();
         let mut steps = Vec::with_capacity(count);
         for i in 1..count {
             let at_ms = i as u64 * interval_ms;
             let action = if i % 2 == 1 {
-                let kind = *kinds.choose(&mut rng).expect("kinds is not empty");
+                let kind = match first_round.next() {
+                    Some(k) => k,
+                    None => *kinds.choose(&mut rng).expect("kinds is not empty"),
+                };
                 StepAction::Start(draw_fault(kind, nodes, &mut rng))
             } else {
                 StepAction::Stop
@@ -287,6 +397,17 @@ impl Plan {
             end_ms: duration_ms,
         })
     }
+}
+
+/// `kinds` without repeats, in their first order.
+fn distinct(kinds: &[FaultKind]) -> Vec<FaultKind> {
+    let mut out: Vec<FaultKind> = Vec::with_capacity(kinds.len());
+    for k in kinds {
+        if !out.contains(k) {
+            out.push(*k);
+        }
+    }
+    out
 }
 
 const RANDOM_SHAPES: [Shape; 6] = [
@@ -368,6 +489,7 @@ fn draw_offsets(nodes: &[String], rng: &mut ChaCha8Rng) -> BTreeMap<String, i64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn nodes() -> Vec<String> {
         vec!["n1".into(), "n2".into(), "n3".into()]
@@ -405,6 +527,76 @@ mod tests {
         }
         assert!(p.steps.last().unwrap().at_ms < 30_000);
         assert_eq!(p.end_ms, 30_000, "a fault started last lasts until the end");
+    }
+
+    #[test]
+    fn a_schedule_too_short_for_one_of_each_fault_is_refused_with_the_limit_that_fits() {
+        let slow = FaultKind::parse_list("disk-slow").unwrap();
+        let err = Plan::draw(&slow, &nodes(), 5000, 8000, 1).unwrap_err();
+        assert!(
+            matches!(err, NemesisError::ScheduleTooShort { needed_ms: 10_000, .. }),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("at least 10 s") && msg.contains("at most 4 s"), "{msg}");
+        let p = Plan::draw(&slow, &nodes(), 4000, 8000, 1).unwrap();
+        assert!(
+            matches!(p.steps[0].action, StepAction::Start(Fault::DiskSlow { .. })),
+            "{p:?}"
+        );
+        // Repeated words count once; three kinds at 2 s need 12 s.
+        let three = FaultKind::parse_list("partition,kill,pause,kill").unwrap();
+        assert_eq!(Plan::shortest_duration_ms(&three, 2000), 12_000);
+        assert!(Plan::check_fits(&three, 2000, 11_999).is_err());
+        Plan::check_fits(&three, 2000, 12_000).unwrap();
+        Plan::check_fits(&[], 5000, 1).unwrap();
+    }
+
+    #[test]
+    fn the_first_starts_take_each_kind_once_for_every_seed() {
+        let kinds = FaultKind::parse_list("partition-halves,kill,pause,disk-slow").unwrap();
+        for seed in 0..50 {
+            let p = Plan::draw(&kinds, &nodes(), 1000, 8000, seed).unwrap();
+            let names: BTreeSet<String> = p
+                .steps
+                .iter()
+                .filter_map(|s| match &s.action {
+                    StepAction::Start(f) => Some(f.name()),
+                    StepAction::Stop => None,
+                })
+                .collect();
+            let want: BTreeSet<String> = ["partition-halves", "kill", "pause", "disk-slow"]
+                .map(String::from)
+                .into();
+            assert_eq!(names, want, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn fault_names_are_the_words_that_ask_for_them() {
+        let kinds =
+            FaultKind::parse_list("partition-ring,kill-leader,kill-all,pause,lose-unsynced,clock-strobe").unwrap();
+        let p = Plan::draw(&kinds, &nodes(), 1000, 12_000, 3).unwrap();
+        let mut names: Vec<String> = p
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                StepAction::Start(f) => Some(f.name()),
+                StepAction::Stop => None,
+            })
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "clock-strobe",
+                "kill-all",
+                "kill-leader",
+                "lose-unsynced",
+                "partition-ring",
+                "pause"
+            ]
+        );
     }
 
     #[test]

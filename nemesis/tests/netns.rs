@@ -125,7 +125,7 @@ fn cuts_drop_on_the_receivers_input_one_way_or_both_and_heal() {
     p.net.partition(&both).unwrap();
     assert_eq!(p.udp_both_ways(), (false, false));
 
-    p.net.heal_all();
+    p.net.heal_all().unwrap();
     assert_eq!(p.udp_both_ways(), (true, true), "healed");
     assert!(p.tcp_connects());
     assert!(p.net.faulty().is_empty());

@@ -80,7 +80,7 @@ async fn a_cut_holds_bytes_silently_and_a_heal_delivers_them() {
     assert!(rx.try_recv().is_err(), "the server saw bytes across a cut");
     assert_eq!(mesh.faulty().len(), 1);
 
-    mesh.heal_all();
+    mesh.heal_all().unwrap();
     assert_eq!(read_exact_within(&mut s, 4, 2000).await.unwrap(), b"held");
     assert!(mesh.faulty().is_empty());
 }
@@ -99,7 +99,7 @@ async fn a_one_way_cut_lets_requests_in_and_holds_replies() {
         read_exact_within(&mut s, 4, 300).await.is_none(),
         "the reply direction is cut"
     );
-    mesh.heal_all();
+    mesh.heal_all().unwrap();
     assert_eq!(read_exact_within(&mut s, 4, 2000).await.unwrap(), b"ping");
 }
 
@@ -135,7 +135,7 @@ async fn node_to_node_links_are_proxied_both_ways() {
     mesh.set(&Link::new("n1", "n2"), LinkFault::CUT).unwrap();
     s.write_all(b"q").await.unwrap();
     assert!(read_exact_within(&mut s, 1, 300).await.is_none());
-    mesh.heal_all();
+    mesh.heal_all().unwrap();
     assert_eq!(read_exact_within(&mut s, 1, 2000).await.unwrap(), b"q");
     assert!(mesh.addr("n1", "n1").is_none());
 }

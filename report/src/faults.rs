@@ -6,11 +6,14 @@
 //! `pause`/`resume`, and in general `start-X`/`stop-X`. Pairing them here
 //! gives every part of the report one answer to "which fault was active at
 //! that moment". A fault never healed in the history runs to its end; an
-//! event with no partner is an instant. At most [`MAX_BANDS`] bands are kept.
+//! event with no partner is an instant. A fault or heal that did not take
+//! effect is an event of type `fail` with the error: an instant labelled
+//! `... FAILED: <error>`, which opens and closes nothing. At most
+//! [`MAX_BANDS`] bands are kept.
 
 use std::collections::BTreeMap;
 
-use faultline_histories::{Event, History};
+use faultline_histories::{Event, EventType, History};
 use serde_json::Value;
 
 use crate::escape::truncate;
@@ -84,6 +87,16 @@ fn node_of(v: &Value) -> Option<String> {
 fn classify(ev: &Event) -> (FaultKind, String, Option<bool>) {
     let f = ev.f.as_str();
     let node = || node_of(&ev.value).unwrap_or_default();
+    if ev.kind == EventType::Fail {
+        let (kind, _, _) = classify_verb(f, &node);
+        let error = ev.error.as_deref().unwrap_or("no error given");
+        return (kind, format!("{f} FAILED: {error}"), None);
+    }
+    classify_verb(f, &node)
+}
+
+/// [`classify`] for an event that took effect.
+fn classify_verb(f: &str, node: &dyn Fn() -> String) -> (FaultKind, String, Option<bool>) {
     match f {
         "start-partition" => (FaultKind::Partition, "partition".into(), Some(true)),
         "stop-partition" => (FaultKind::Partition, "partition".into(), Some(false)),
@@ -217,6 +230,31 @@ mod tests {
         );
         assert_eq!(active_during(&bands, 31, 36, 100), vec!["kill n2", "pause n3"]);
         assert_eq!(active_during(&bands, 0, 5, 100), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_failed_fault_is_an_instant_with_its_error_and_opens_nothing() {
+        let mut failed = nem(1, 20, "start-partition", json!({"fault": "partition-halves"}));
+        failed.kind = EventType::Fail;
+        failed.error = Some("applying firewall rules on n2: nft exited 1".into());
+        let h = History::from_events([
+            nem(0, 10, "kill", json!({"node": "n1"})),
+            failed,
+            nem(2, 30, "start", json!({"node": "n1"})),
+        ])
+        .unwrap();
+        let bands = fault_bands(&h);
+        assert_eq!(bands.len(), 2, "{bands:?}");
+        assert_eq!((bands[0].label.as_str(), bands[0].end_ns), ("kill n1", Some(30)));
+        assert_eq!(bands[1].kind, FaultKind::Partition);
+        assert_eq!((bands[1].start_ns, bands[1].end_ns), (20, Some(20)));
+        assert!(
+            bands[1]
+                .label
+                .starts_with("start-partition FAILED: applying firewall rules on n2: nft exited 1"),
+            "{}",
+            bands[1].label
+        );
     }
 
     #[test]

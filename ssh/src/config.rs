@@ -91,6 +91,10 @@ pub struct SshConfig {
     /// Trust a host that known_hosts does not list (its fingerprint is
     /// logged). A host listed with another key is refused regardless.
     pub accept_unknown_hosts: bool,
+    /// A file each host key accepted under `accept_unknown_hosts` is
+    /// appended to: a comment with the node and fingerprint, then the
+    /// known_hosts line that would trust it (a run's store keeps one).
+    pub accepted_host_keys: Option<PathBuf>,
     /// Limit on reaching a node (TCP connect, handshake, authentication).
     pub connect_timeout: Duration,
     /// Limit on the crate's own work on a node: daemon start and signals,
@@ -110,6 +114,7 @@ impl SshConfig {
             key: None,
             known_hosts: default_known_hosts(),
             accept_unknown_hosts: false,
+            accepted_host_keys: None,
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
             command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS),
         }

@@ -45,6 +45,12 @@ pub(crate) fn verify(session: &Session, node: &str, addr: &NodeAddr, config: &Ss
         }
         CheckResult::NotFound if config.accept_unknown_hosts => {
             tracing::warn!(node, host = %name, key_type, %fingerprint, "accepting a host key known_hosts does not list");
+            if let Some(path) = &config.accepted_host_keys {
+                let entry = accepted_entry(node, &name, key_type, &fingerprint, key);
+                if let Err(e) = append_once(path, &entry) {
+                    tracing::warn!(path = %path.display(), error = %e, "could not write down an accepted host key");
+                }
+            }
             Ok(())
         }
         CheckResult::NotFound => Err(SshError::UnknownHost {
@@ -90,6 +96,29 @@ fn load(session: &Session, path: &Path) -> Result<ssh2::KnownHosts, SshError> {
         tracing::debug!(path = %path.display(), skipped, "known_hosts lines libssh2 cannot parse were skipped");
     }
     Ok(known)
+}
+
+/// What the record of an accepted key holds: who and which fingerprint, as
+/// a comment, then the known_hosts line that trusts the key next time.
+fn accepted_entry(node: &str, name: &str, key_type: &str, fingerprint: &str, key: &[u8]) -> String {
+    format!(
+        "# {node} {name} {key_type} {fingerprint}\n{name} {key_type} {}\n",
+        base64_padded(key)
+    )
+}
+
+/// Appends `entry` to `path` unless it is there already (a node reconnects
+/// after a broken session and is checked again).
+fn append_once(path: &Path, entry: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match read_bounded(path) {
+        Ok(text) if text.contains(entry) => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(entry.as_bytes())
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<String> {
@@ -139,6 +168,15 @@ fn base64_unpadded(bytes: &[u8]) -> String {
     out
 }
 
+/// Standard base64 with `=` padding, as known_hosts keys are written.
+fn base64_padded(bytes: &[u8]) -> String {
+    let mut out = base64_unpadded(bytes);
+    while !out.len().is_multiple_of(4) {
+        out.push('=');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +189,21 @@ mod tests {
         assert_eq!(base64_unpadded(b"foo"), "Zm9v");
         assert_eq!(base64_unpadded(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_unpadded(&[0xff, 0xfe, 0xfd, 0xfc]), "//79/A");
+        assert_eq!(base64_padded(b"fo"), "Zm8=");
+        assert_eq!(base64_padded(b"f"), "Zg==");
+    }
+
+    #[test]
+    fn an_accepted_key_is_written_down_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accepted-host-keys.txt");
+        let entry = accepted_entry("n1", "[10.0.0.1]:2222", "ssh-ed25519", "SHA256:abc", b"key");
+        assert_eq!(
+            entry,
+            "# n1 [10.0.0.1]:2222 ssh-ed25519 SHA256:abc\n[10.0.0.1]:2222 ssh-ed25519 a2V5\n"
+        );
+        append_once(&path, &entry).unwrap();
+        append_once(&path, &entry).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), entry);
     }
 }

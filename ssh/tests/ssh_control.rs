@@ -257,8 +257,16 @@ fn an_unknown_host_is_refused_unless_accepted() {
     );
 
     config.accept_unknown_hosts = true;
+    let accepted = sshd.path("accepted-host-keys.txt");
+    config.accepted_host_keys = Some(accepted.clone());
     let control = SshControl::new(config).unwrap();
     assert_eq!(run(&control, "echo", &["trusted"]).stdout, b"trusted\n");
+    let record = std::fs::read_to_string(&accepted).unwrap();
+    assert!(
+        record.contains(&sshd.host_fingerprint())
+            && record.contains(&format!("[127.0.0.1]:{} ssh-ed25519 ", sshd.port)),
+        "the accepted key is written down with its fingerprint: {record}"
+    );
 }
 
 #[test]

@@ -316,6 +316,13 @@ pub async fn run_campaign(
             rows.push(r);
         } else {
             match run_test(&t.config, env, stop.clone()).await {
+                Ok(out) if !out.fault_errors.is_empty() => {
+                    // Verdicts over faults that did not happen mean nothing.
+                    let mut r = row("-", Expect::Unset, "error".into(), false);
+                    r.note = Some(out.fault_errors.join("; "));
+                    r.store = Some(out.store.display().to_string());
+                    rows.push(r);
+                }
                 Ok(out) => {
                     for (name, v) in &out.verdicts {
                         let e = t.expect.get(name).copied().unwrap_or(Expect::Unset);
@@ -363,7 +370,7 @@ mod tests {
     fn defaults_apply_and_tests_override_them() {
         let text = r#"
             [defaults]
-            time_limit_s = 7
+            time_limit_s = 12
             nemesis = "kill"
             [[test]]
             name = "a"
@@ -384,7 +391,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| plan_test(&merge(&f.defaults, t), i, 100).unwrap())
             .collect();
-        assert_eq!(planned[0].config.time_limit_s, 7.0);
+        assert_eq!(planned[0].config.time_limit_s, 12.0);
         assert_eq!(planned[0].config.nemesis, vec!["kill".to_owned()]);
         assert_eq!(planned[0].config.seed, 100);
         assert!(planned[1].config.nemesis.is_empty());
@@ -414,7 +421,7 @@ mod tests {
     #[test]
     fn the_shipped_campaigns_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/campaigns");
-        for f in ["smoke.toml", "lab.toml"] {
+        for f in ["smoke.toml", "lab.toml", "real.toml"] {
             let p = root.join(f);
             if p.exists() {
                 load(&p, 1).unwrap_or_else(|e| panic!("{e}"));

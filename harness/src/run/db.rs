@@ -191,6 +191,14 @@ pub fn find_server_bin(given: Option<&Path>) -> Result<PathBuf, DbError> {
     find_bin("faultline-server", given, "FAULTLINE_SERVER_BIN")
 }
 
+/// The nodes' log filter: `FAULTLINE_NODE_LOG` (as in the server's tests),
+/// else `info`. Not the harness's own `RUST_LOG`, which the nodes would
+/// otherwise inherit: `RUST_LOG=faultline_nemesis=info` asks to see faults
+/// on the terminal, and must not leave every node's log empty.
+pub fn node_log_filter() -> String {
+    std::env::var("FAULTLINE_NODE_LOG").unwrap_or_else(|_| "info".to_owned())
+}
+
 /// Finds a program: the given path, then `$env_var`, then next to the
 /// running executable (or its parent folder), then `$PATH`.
 pub fn find_bin(name: &str, given: Option<&Path>, env_var: &str) -> Result<PathBuf, DbError> {
@@ -267,7 +275,7 @@ impl ServerDb {
         DaemonSpec {
             program: self.bin.clone(),
             args,
-            env: Vec::new(),
+            env: vec![("RUST_LOG".to_owned(), node_log_filter())],
             log_file: dir.join("node.log"),
         }
     }

@@ -188,8 +188,50 @@ pub async fn final_reads(
     }
 }
 
+/// How often the progress line is printed where stderr is not a terminal
+/// (a CI log): often enough to see a run is alive, rarely enough to read.
+const PROGRESS_LOG_EVERY_S: u64 = 10;
+
+/// One progress line: the rate is over the interval since the last line
+/// printed (`ops_delta` in `interval`), not over the last tick, and the
+/// elapsed time stops at the limit (the final reads run past it).
+pub fn progress_line(
+    elapsed: Duration,
+    total: Duration,
+    ops_delta: u64,
+    interval: Duration,
+    stats: &Stats,
+    active_faults: usize,
+) -> String {
+    let rate = ops_delta as f64 / interval.as_secs_f64().max(1e-3);
+    format!(
+        "[{:>5.1}s/{:.0}s] {:>7.0} ops/s  ok {}  fail {}  info {}  active faults {}",
+        elapsed.min(total).as_secs_f64(),
+        total.as_secs_f64(),
+        rate,
+        stats.ok.load(Ordering::Relaxed),
+        stats.fail.load(Ordering::Relaxed),
+        stats.info.load(Ordering::Relaxed),
+        active_faults,
+    )
+}
+
+/// The line printed when the run ends: every operation, and the mean
+/// rate over the workload (at most the limit).
+pub fn final_progress_line(elapsed: Duration, total: Duration, stats: &Stats) -> String {
+    let secs = elapsed.min(total).as_secs_f64().max(1e-3);
+    let completed = stats.completed();
+    format!(
+        "[done] {completed} ops in {secs:.1} s, mean {:.0} ops/s  ok {}  fail {}  info {}",
+        completed as f64 / secs,
+        stats.ok.load(Ordering::Relaxed),
+        stats.fail.load(Ordering::Relaxed),
+        stats.info.load(Ordering::Relaxed),
+    )
+}
+
 /// Prints a progress line on stderr once a second (in place on a terminal,
-/// every ten seconds otherwise) until `done` turns true.
+/// every ten seconds otherwise) until `done` turns true, then a final line.
 pub async fn progress(
     stats: Arc<Stats>,
     active_faults: Arc<std::sync::atomic::AtomicUsize>,
@@ -197,36 +239,76 @@ pub async fn progress(
     mut done: watch::Receiver<bool>,
 ) {
     let tty = std::io::stderr().is_terminal();
+    let every = Duration::from_secs(if tty { 1 } else { PROGRESS_LOG_EVERY_S });
     let start = Instant::now();
-    let mut last = 0u64;
-    let mut tick = 0u64;
-    let mut next_line = 10u64;
+    let (mut last_at, mut last_ops) = (start, 0u64);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep_until(last_at + every) => {}
             _ = done.wait_for(|d| *d) => break,
         }
-        tick += 1;
-        let now = stats.completed();
-        let line = format!(
-            "[{:>5.1}s/{:.0}s] {:>7} ops/s  ok {}  fail {}  info {}  active faults {}",
-            start.elapsed().as_secs_f64(),
-            total.as_secs_f64(),
-            now - last,
-            stats.ok.load(Ordering::Relaxed),
-            stats.fail.load(Ordering::Relaxed),
-            stats.info.load(Ordering::Relaxed),
+        let (now, ops) = (Instant::now(), stats.completed());
+        let line = progress_line(
+            now - start,
+            total,
+            ops - last_ops,
+            now - last_at,
+            &stats,
             active_faults.load(Ordering::Relaxed),
         );
-        last = now;
+        (last_at, last_ops) = (now, ops);
         if tty {
             eprint!("\r{line}\x1b[K");
-        } else if tick >= next_line {
-            next_line += 10;
+        } else {
             eprintln!("{line}");
         }
     }
+    let end = final_progress_line(start.elapsed(), total, &stats);
     if tty {
-        eprintln!();
+        eprintln!("\r{end}\x1b[K");
+    } else {
+        eprintln!("{end}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(ok: u64) -> Stats {
+        let s = Stats::default();
+        s.ok.store(ok, Ordering::Relaxed);
+        s
+    }
+
+    #[test]
+    fn the_rate_is_over_the_printed_interval() {
+        let s = stats(2500);
+        let line = progress_line(
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            2500,
+            Duration::from_secs(10),
+            &s,
+            1,
+        );
+        assert!(line.contains("    250 ops/s"), "{line}");
+        assert!(line.starts_with("[ 10.0s/30s]"), "{line}");
+    }
+
+    #[test]
+    fn elapsed_time_stops_at_the_limit_and_the_final_line_gives_the_mean() {
+        let s = stats(7500);
+        let line = progress_line(
+            Duration::from_secs(41),
+            Duration::from_secs(30),
+            100,
+            Duration::from_secs(10),
+            &s,
+            0,
+        );
+        assert!(line.starts_with("[ 30.0s/30s]"), "{line}");
+        let end = final_progress_line(Duration::from_secs(45), Duration::from_secs(30), &s);
+        assert!(end.contains("7500 ops in 30.0 s, mean 250 ops/s"), "{end}");
     }
 }

@@ -29,10 +29,12 @@ pub mod db;
 pub mod drive;
 pub mod etcd;
 pub mod interrupt;
+pub mod faults;
 pub mod procs;
 pub mod redis;
 pub mod remote;
 pub mod report;
+pub mod runlog;
 pub mod store;
 pub mod surroundings;
 
@@ -271,6 +273,8 @@ impl RunConfig {
         faultline_workloads::RedisReads::parse(&self.redis_reads).map_err(|e| RunError::Config(e.to_string()))?;
         let kinds = FaultKind::parse_list(&self.nemesis.join(",")).map_err(|e| RunError::Config(e.to_string()))?;
         check_faults_fit(&kinds, db, net)?;
+        Plan::check_fits(&kinds, self.interval_ms(), self.duration_ms())
+            .map_err(|e| RunError::Config(e.to_string()))?;
         if (net == NetKind::Ssh) == self.hosts.is_empty() {
             return bad("--net ssh goes with a list of hosts (--nodes h1,h2,h3), and a list of hosts with it".into());
         }
@@ -281,6 +285,16 @@ impl RunConfig {
             parse_host(h, self.ssh.port).map_err(RunError::Config)?;
         }
         Ok(kinds)
+    }
+
+    /// The nemesis interval, in milliseconds.
+    pub fn interval_ms(&self) -> u64 {
+        (self.nemesis_interval_s * 1000.0) as u64
+    }
+
+    /// The workload's length, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        (self.time_limit_s * 1000.0) as u64
     }
 
     /// Whether the run mounts the disk-fault filesystem under every node.
@@ -557,13 +571,20 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// By what and when, when it was.
     pub interruption: Option<interrupt::Interruption>,
+    /// Faults that could not be applied or healed: the test could not run
+    /// as configured, whatever the checkers say.
+    pub fault_errors: Vec<String>,
 }
 
 impl RunOutcome {
-    /// ARCHITECTURE.md's exit code: 0 valid, 1 anomaly, 2 unknown. An
+    /// ARCHITECTURE.md's exit code: 0 valid, 1 anomaly, 2 unknown, 3 the
+    /// test could not run as configured (a fault did not take effect). An
     /// interrupted run is 2 unless it found an anomaly: a valid verdict on
     /// part of a test is not a pass.
     pub fn exit_code(&self) -> u8 {
+        if !self.fault_errors.is_empty() {
+            return 3;
+        }
         match self.valid {
             Validity::Invalid => 1,
             _ if self.interrupted => 2,
@@ -594,20 +615,17 @@ pub async fn run_interruptible(
     let kinds = cfg.validate()?;
     let nodes = cfg.node_names();
     let duration = Duration::from_secs_f64(cfg.time_limit_s);
-    let plan = Plan::draw(
-        &kinds,
-        &nodes,
-        (cfg.nemesis_interval_s * 1000.0) as u64,
-        duration.as_millis() as u64,
-        cfg.seed,
-    )
-    .map_err(|e| RunError::Config(e.to_string()))?;
+    let plan = Plan::draw(&kinds, &nodes, cfg.interval_ms(), cfg.duration_ms(), cfg.seed)
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let store = Store::create(&env.store_root, &cfg.test)?;
+    let _run_log = runlog::RunLog::open(&store.dir);
+    tracing::info!(test = %cfg.test, seed = cfg.seed, store = %store.dir.display(), rerun = %cfg.rerun_command(), "run started");
     let mut config_json = serde_json::to_value(cfg).expect("config serializes");
     config_json["rerun"] = json!(cfg.rerun_command());
     store.write_json("config.json", &config_json)?;
 
     let cluster = Cluster::start(cfg, env, &store, cfg.concurrency).await?;
+    tracing::info!(nodes = ?cluster.nodes, db = %cfg.db, net = %cfg.net, "cluster ready");
     let (log, stats, runner) = start_recording(cfg, &cluster, &store)?;
     let (done_tx, done_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx.clone()));
@@ -628,7 +646,7 @@ pub async fn run_interruptible(
 
     let start = Instant::now();
     let next_process = Arc::new(AtomicU64::new(cfg.concurrency as u64));
-    let keys = run_phase(
+    let (keys, fault_error) = run_phase(
         cfg,
         &cluster,
         &runner,
@@ -640,13 +658,16 @@ pub async fn run_interruptible(
         stop.clone(),
     )
     .await;
+    // The rate is over the workload, not the quiet period and final reads.
+    let workload_elapsed = start.elapsed();
     let heal_error = runner.heal_all().await.err();
     let interrupted = *stop.borrow();
     let mut warnings = Vec::new();
-    if let Some(e) = &heal_error {
-        warnings.push(format!("healing: {e}"));
-    }
-    if !interrupted {
+    let fault_errors = faults::errors(fault_error, heal_error);
+    warnings.extend(fault_errors.iter().map(|e| faults::warning(e)));
+    // A run whose faults did not all happen ends here: final reads would
+    // only lengthen a test that could not run as configured.
+    if !interrupted && fault_errors.is_empty() {
         final_phase(
             cfg,
             &cluster,
@@ -666,6 +687,7 @@ pub async fn run_interruptible(
         let _ = p.await;
     }
     log.flush();
+    let fault_counts = runner.fault_counts();
     drop(runner);
     cluster.stop()?;
     interrupt.mark_torn_down();
@@ -674,9 +696,22 @@ pub async fn run_interruptible(
             "writing the history: {e}"
         ))));
     }
-    let elapsed = start.elapsed();
+    let elapsed = workload_elapsed;
     let interruption = interrupt.interruption(start.into_std(), *stop.borrow());
-    finish(cfg, &store, &stats, elapsed, interruption, warnings)
+    let faults_ran = faults::counts_line(&fault_counts);
+    let faults = faults::FaultSummary {
+        counts: fault_counts,
+        errors: fault_errors,
+    };
+    let outcome = finish(cfg, &store, &stats, elapsed, interruption, warnings, faults)?;
+    tracing::info!(
+        valid = ?outcome.valid,
+        faults = %faults_ran,
+        fault_errors = outcome.fault_errors.len(),
+        exit_code = outcome.exit_code(),
+        "run checked"
+    );
+    Ok(outcome)
 }
 
 /// What a workload-only phase did (for the overhead benchmark).
@@ -737,7 +772,7 @@ pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -
     let (_stop_tx, stop) = watch::channel(false);
     let next_process = Arc::new(AtomicU64::new(cfg.concurrency as u64));
     let start = Instant::now();
-    run_phase(
+    let _ = run_phase(
         cfg,
         cluster,
         &runner,
@@ -764,7 +799,9 @@ pub async fn drive_workload(cfg: &RunConfig, cluster: &Cluster, store: &Store) -
     })
 }
 
-/// The workload and the nemesis, side by side; returns the keys touched.
+/// The workload and the nemesis, side by side; returns the keys touched,
+/// and the nemesis's error when a fault did not take effect (which stops
+/// the workload at once).
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
     cfg: &RunConfig,
@@ -775,8 +812,9 @@ async fn run_phase(
     stats: &Arc<Stats>,
     next_process: &Arc<AtomicU64>,
     start: Instant,
-    stop: watch::Receiver<bool>,
-) -> BTreeSet<String> {
+    outer_stop: watch::Receiver<bool>,
+) -> (BTreeSet<String>, Option<faultline_nemesis::NemesisError>) {
+    let (abort, stop) = watch::channel(*outer_stop.borrow());
     let duration = Duration::from_secs_f64(cfg.time_limit_s);
     let period = (cfg.rate > 0.0).then(|| Duration::from_secs_f64(cfg.concurrency as f64 / cfg.rate));
     let ctx = WorkerCtx {
@@ -797,9 +835,12 @@ async fn run_phase(
         workers.spawn(drive::worker(gen, client, w as u64, ctx.clone()));
     }
     let nemesis = async {
-        if let Err(e) = runner.run(plan, start, stop.clone()).await {
-            tracing::warn!(error = %e, "the nemesis reported an error");
+        let r = runner.run(plan, start, stop.clone()).await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "a fault did not take effect; stopping the test");
+            let _ = abort.send(true);
         }
+        r.err()
     };
     let collect = async {
         let mut keys = BTreeSet::new();
@@ -811,8 +852,9 @@ async fn run_phase(
         }
         keys
     };
-    let ((), keys) = tokio::join!(nemesis, collect);
-    keys
+    let work = async { tokio::join!(nemesis, collect) };
+    let (fault_error, keys) = faults::with_stop_forwarded(work, outer_stop, &abort).await;
+    (keys, fault_error)
 }
 
 /// After healing: a quiet period, the cluster ready again, and the final
@@ -916,6 +958,7 @@ fn finish(
     elapsed: Duration,
     interruption: Option<interrupt::Interruption>,
     mut warnings: Vec<String>,
+    faults: faults::FaultSummary,
 ) -> Result<RunOutcome, RunError> {
     let history = faultline_histories::read_history_file(&store.history_path())?;
     warnings.extend(history.warnings.iter().cloned());
@@ -930,10 +973,7 @@ fn finish(
     };
     let interrupted = interruption.is_some();
     let completed = stats.completed();
-    let faults: BTreeMap<String, usize> = history.nemesis.iter().fold(BTreeMap::new(), |mut m, e| {
-        *m.entry(e.f.to_string()).or_default() += 1;
-        m
-    });
+    let events = faults::event_counts(&history);
     let results = json!({
         "test": cfg.test,
         "seed": cfg.seed,
@@ -950,7 +990,9 @@ fn finish(
             "elapsed_s": elapsed.as_secs_f64(),
             "ops_per_s": completed as f64 / elapsed.as_secs_f64().max(1e-9),
         },
-        "nemesis": faults,
+        "nemesis": events,
+        "faults": faults.counts,
+        "fault_errors": faults.errors,
         "warnings": warnings,
         "store": store.dir,
         "rerun": cfg.rerun_command(),
@@ -968,6 +1010,7 @@ fn finish(
         results,
         interrupted,
         interruption,
+        fault_errors: faults.errors,
     })
 }
 

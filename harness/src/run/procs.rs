@@ -94,6 +94,10 @@ impl ProcessSet {
             while d.is_running() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
+            // A kill is recorded only once the node is gone.
+            if d.is_running() {
+                return Err(format!("{node} (pid {pid}) still runs {KILL_REAP_MS} ms after SIGKILL"));
+            }
         }
         Ok(pid)
     }

@@ -68,6 +68,20 @@ pub fn table(verdicts: &BTreeMap<String, Verdict>) -> String {
     Table::new(rows).with(Style::rounded()).to_string()
 }
 
+/// The table's `faults:` line from `results.json`: each kind of fault
+/// that took effect and how often (`partition-halves x3, kill x2`).
+pub fn faults_line(results: &serde_json::Value) -> String {
+    let counts: BTreeMap<String, usize> = results["faults"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0) as usize))
+                .collect()
+        })
+        .unwrap_or_default();
+    super::faults::counts_line(&counts)
+}
+
 /// The first anomaly of each invalid checker, explained, for the terminal.
 pub fn first_anomalies(verdicts: &BTreeMap<String, Verdict>) -> Vec<String> {
     verdicts

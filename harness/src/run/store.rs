@@ -195,6 +195,13 @@ impl Recorder for HistoryLog {
         // Faults are rare and worth having on disk at once.
         self.flush();
     }
+
+    fn record_failure(&self, f: &str, value: Value, error: &str) {
+        let mut ev = Event::new(0, 0, Process::Nemesis, EventType::Fail, F::parse(f), value);
+        ev.error = Some(error.to_owned());
+        self.append(ev);
+        self.flush();
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //!
 //! Two values get the same id exactly when they are equal JSON values
 //! (`serde_json::Value`'s equality: `1` and `1.0` differ, object key order
-//! does not matter).
+//! does not matter), with EDN's unordered collections as the importer
+//! writes them compared whatever their order: `{"$set": [...]}` as a set
+//! and `{"$map": [[k, v], ...]}` as a map.
 
 use crate::linear::table::FxMap;
 
@@ -26,7 +28,38 @@ fn canon(v: &Value) -> Canon {
         Value::Bool(b) => Canon::Bool(*b),
         Value::Number(n) if n.is_i64() => Canon::Int(n.as_i64().unwrap_or_default()),
         Value::String(s) => Canon::Str(s.as_str().into()),
-        other => Canon::Json(other.to_string().into()),
+        other => Canon::Json(normal(other).to_string().into()),
+    }
+}
+
+/// `v` with the elements of every `$set` and the entries of every `$map`
+/// sorted by their own normal text (and a set's repeats dropped), so two
+/// spellings of one set or map print alike. The importer already sorts
+/// them; this keeps interning right for any other writer. Recursion is
+/// bounded by the value's depth, which the readers bound.
+fn normal(v: &Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.iter().map(normal).collect()),
+        Value::Object(m) if m.len() == 1 => match m.iter().next() {
+            Some((tag, Value::Array(items))) if tag == "$set" || tag == "$map" => {
+                let mut texts: Vec<(String, Value)> = items
+                    .iter()
+                    .map(|i| {
+                        let n = normal(i);
+                        (n.to_string(), n)
+                    })
+                    .collect();
+                texts.sort_by(|a, b| a.0.cmp(&b.0));
+                if tag == "$set" {
+                    texts.dedup_by(|a, b| a.0 == b.0);
+                }
+                let sorted = texts.into_iter().map(|(_, n)| n).collect();
+                Value::Object([(tag.clone(), Value::Array(sorted))].into_iter().collect())
+            }
+            _ => Value::Object(m.iter().map(|(k, x)| (k.clone(), normal(x))).collect()),
+        },
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), normal(x))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -80,5 +113,22 @@ mod tests {
         assert_ne!(t.intern(&json!(1)), t.intern(&json!("1")));
         assert_ne!(t.intern(&json!(null)), t.intern(&json!(false)));
         assert_eq!(t.value(a), &json!({"a": 1, "b": [1, 2]}));
+    }
+
+    #[test]
+    fn edn_sets_and_maps_are_equal_whatever_their_order() {
+        let mut t = ValueInterner::default();
+        let a = t.intern(&json!({"$set": [1, 2, {"$set": [3, 4]}]}));
+        let b = t.intern(&json!({"$set": [{"$set": [4, 3]}, 2, 1, 2]}));
+        assert_eq!(a, b);
+        let m = t.intern(&json!([{"$map": [[1, "a"], [{"$keyword": "k"}, 2]]}]));
+        let n = t.intern(&json!([{"$map": [[{"$keyword": "k"}, 2], [1, "a"]]}]));
+        assert_eq!(m, n);
+        assert_ne!(t.intern(&json!({"$set": [1, 2]})), t.intern(&json!([1, 2])));
+        assert_ne!(t.intern(&json!({"$keyword": "a"})), t.intern(&json!("a")));
+        assert_ne!(
+            t.intern(&json!({"$int": "18446744073709551616"})),
+            t.intern(&json!({"$int": "18446744073709551617"}))
+        );
     }
 }

@@ -141,16 +141,15 @@ fn faultline_clean_removes_what_a_killed_run_left_and_spares_a_live_one() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    // Asserted while the run lives: once it is dead, another test's clean
+    // running at the same time may remove what it left before ours does.
+    let dead_run = latest(&dead_store);
+    assert!(!netns_leftovers(&dead_run).is_empty(), "the run has namespaces");
+    assert!(!run_support::mounts_under(&dead_run).is_empty(), "and mounts");
     // The harness dies without a chance to clean up: its nodes and their
     // filesystems die with it, the namespaces and mounts stay.
     dead.kill().unwrap();
     dead.wait().unwrap();
-    let dead_run = latest(&dead_store);
-    assert!(
-        !netns_leftovers(&dead_run).is_empty(),
-        "a killed run leaves its namespaces"
-    );
-    assert!(!run_support::mounts_under(&dead_run).is_empty(), "and its mounts");
 
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("clean")

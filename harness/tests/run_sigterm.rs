@@ -19,16 +19,17 @@ use std::time::{Duration, Instant};
 
 use run_support::{
     assert_healed, diskfs_bin, fuse_capable, mounts_under, netns_capable, netns_leftovers, processes_mentioning,
-    server_bin, wait_for_event,
+    server_bin, wait_for_event, CleanOnDrop,
 };
 
 /// How long a stopped run may take to heal, stop, check and report.
 const EXIT_WITHIN: Duration = Duration::from_secs(60);
 
-/// A run's child process, killed (and its namespaces and mounts left to
-/// the asserts) if a test fails before it exits.
+/// A run's child process, killed if a test fails before it exits; then
+/// `faultline clean` removes what it left, before its folder goes.
 struct Run {
     child: Child,
+    _clean: CleanOnDrop,
     dir: tempfile::TempDir,
     store: PathBuf,
 }
@@ -59,7 +60,12 @@ fn start(extra: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Run { child, dir, store }
+    Run {
+        child,
+        _clean: CleanOnDrop,
+        dir,
+        store,
+    }
 }
 
 /// Sends `signals` (kill's names: TERM, HUP, ...) one after the other and

@@ -295,7 +295,8 @@ fn clean_stops_what_a_killed_ssh_run_left_on_its_machines() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let mut child = relative_run(
+    let _clean = run_support::CleanOnDrop;
+    let child = relative_run(
         &m,
         &[
             "--time-limit",
@@ -311,11 +312,12 @@ fn clean_stops_what_a_killed_ssh_run_left_on_its_machines() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
+    let mut child = Killed(child);
     let history = m.dir.join("store/latest/history.jsonl");
-    run_support::wait_for_event(&mut child, &history, "start-partition", Duration::from_secs(60));
+    run_support::wait_for_event(&mut child.0, &history, "start-partition", Duration::from_secs(60));
     // kill -9: the harness cannot clean up, and remote daemons outlive it.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let remote = m.dir.join("remote");
     let needle = remote.display().to_string();
     assert!(
@@ -346,20 +348,22 @@ fn clean_names_a_machine_it_cannot_reach_and_keeps_the_run() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let mut child = relative_run(&m, &["--time-limit", "120", "--nemesis", "none", "--seed", "3"])
+    let _clean = run_support::CleanOnDrop;
+    let child = relative_run(&m, &["--time-limit", "120", "--nemesis", "none", "--seed", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = Killed(child);
     let history = m.dir.join("store/latest/history.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !history.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended early");
         assert!(Instant::now() < deadline, "the run did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     // Hide the key clean would log in with: every machine is unreachable.
     std::fs::rename(m.dir.join("client"), m.dir.join("client.away")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
@@ -388,6 +392,16 @@ fn clean_names_a_machine_it_cannot_reach_and_keeps_the_run() {
     assert!(!m.unreachable_in(&said), "{said}");
     let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
     assert!(procs.is_empty(), "clean left remote processes: {procs:?}\n{said}");
+}
+
+/// A harness that is killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

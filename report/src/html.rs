@@ -69,7 +69,7 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     if let Some(why) = &input.meta.interrupted {
         let _ = write!(
             out,
-            "<p class=\"warnings\" id=\"interrupted\"><strong>{}</strong>: the verdicts judge the history recorded until then.</p>",
+            "<p id=\"interrupted\"><strong>{}</strong>: the verdicts judge the history recorded until then.</p>",
             html(why)
         );
     }

@@ -432,6 +432,32 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_is_marked_in_both_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = "interrupted by SIGTERM at 12.3 s";
+        let results = json!({"test": "t", "interrupted": true, "interrupted_by": why, "checkers": {}});
+        std::fs::write(dir.path().join("results.json"), results.to_string()).unwrap();
+        let h = History::from_events([]).unwrap();
+        write_run_reports(dir.path(), &h, &BTreeMap::new()).unwrap();
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(
+            html.contains(&format!("<p id=\"interrupted\"><strong>{why}</strong>")),
+            "report.html"
+        );
+        let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+        assert!(
+            junit.contains(&format!("<error type=\"interrupted\" message=\"{why}\">")),
+            "{junit}"
+        );
+        // A run that was not interrupted says nothing of the kind.
+        let plain = tempfile::tempdir().unwrap();
+        std::fs::write(plain.path().join("results.json"), json!({"test": "t"}).to_string()).unwrap();
+        write_run_reports(plain.path(), &h, &BTreeMap::new()).unwrap();
+        let html = std::fs::read_to_string(plain.path().join("report.html")).unwrap();
+        assert!(!html.contains("id=\"interrupted\""));
+    }
+
+    #[test]
     fn status_samples_skip_what_is_not_a_sample() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.jsonl");

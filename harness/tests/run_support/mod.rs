@@ -250,3 +250,24 @@ pub fn assert_healed(history: &Path, fault: &str) {
         "the {fault} was not healed"
     );
 }
+
+/// Runs `faultline clean` when dropped during a panic, so a test that
+/// fails with a killed harness leaves no namespace or mount behind.
+/// Declare it before the harness's guard, so it drops after the harness is
+/// killed. (Not on success: a clean then could remove, under another test
+/// running at the same time, the leftovers that test is about to check.)
+pub struct CleanOnDrop;
+
+impl Drop for CleanOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .current_dir("/")
+            .arg("clean")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}

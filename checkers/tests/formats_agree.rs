@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use faultline_checkers::linear::{check, Config, ModelSpec};
+use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::import::{read_any, Format};
 use faultline_histories::{Event, EventType, Header, History, JsonlWriter, Process, ReadLimits, F};
@@ -171,7 +171,10 @@ fn write_all(dir: &Path, events: &[Event]) -> Vec<(std::path::PathBuf, Format)> 
 
 fn verdict(h: &History) -> Validity {
     let config = Config {
-        model: ModelSpec::CasRegister { initial: 0.into() },
+        model: ModelSpec::CasRegister {
+            initial: 0.into(),
+            nil_reads: NilReads::Value,
+        },
         threads: 1,
         time_limit: Duration::from_secs(30),
         ..Config::default()

@@ -166,10 +166,13 @@ impl Client {
             return false;
         }
         let mut byte = [0u8; 1];
-        // A zero timeout polls the peek once: ready only when bytes or an
-        // end of stream are already there.
-        let peek = tokio::time::timeout(Duration::ZERO, stream.get_mut().peek(&mut byte)).await;
-        matches!(peek, Ok(Ok(0)) | Ok(Err(_)))
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        // One poll, no timer (a zero timeout would wait for the timer's
+        // next millisecond tick on every request): ready only when bytes
+        // or an end of stream are already there.
+        let socket = stream.get_mut();
+        let peek = std::future::poll_fn(|cx| std::task::Poll::Ready(socket.poll_peek(cx, &mut buf))).await;
+        matches!(peek, std::task::Poll::Ready(Ok(0) | Err(_)))
     }
 
     async fn exchange(&mut self, frame: &[u8], id: u64) -> Result<Reply, String> {

@@ -34,6 +34,12 @@ impl ConnState {
         self.last_active_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// How long since the last activity.
+    pub fn quiet_for(&self) -> std::time::Duration {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now_ms.saturating_sub(self.idle_since_ms()))
+    }
+
     /// No request in flight and no reply waiting to be written.
     pub fn is_idle(&self) -> bool {
         self.inflight.available_permits() == self.inflight_max

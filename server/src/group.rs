@@ -147,7 +147,7 @@ pub enum ClientReply {
 pub struct ConnReply {
     out: mpsc::Sender<Outgoing>,
     id: u64,
-    budgets: Budgets,
+    budgets: Arc<Budgets>,
     slot: Option<OwnedSemaphorePermit>,
     /// The request's own bytes, held until it is answered.
     _request: Held,
@@ -160,7 +160,7 @@ impl ConnReply {
         out: mpsc::Sender<Outgoing>,
         id: u64,
         slot: OwnedSemaphorePermit,
-        budgets: Budgets,
+        budgets: Arc<Budgets>,
         request: Held,
     ) -> ConnReply {
         ConnReply {
@@ -808,45 +808,44 @@ impl Group {
     }
 
     fn local_read(&self, req: &ClientReq) -> Reply {
-        if let Err(why) = self.check_read_size(&req.op) {
-            return Reply::fail(req.id, why);
-        }
         let mut r = Reply::new(req.id, crate::protocol::Outcome::Ok);
-        r.value = match &req.op {
-            Op::Read { key } => self.sm.get(key),
-            Op::MultiRead { keys } => Value::Object(keys.iter().map(|k| (k.clone(), self.sm.get(k))).collect()),
-            _ => Value::Null,
+        let value = match &req.op {
+            Op::Read { key } => self.sized_read(std::slice::from_ref(key)).map(|mut v| v.remove(0).1),
+            Op::MultiRead { keys } => self.sized_read(keys).map(|v| Value::Object(v.into_iter().collect())),
+            _ => Ok(Value::Null),
         };
+        match value {
+            Ok(v) => r.value = v,
+            Err(why) => return Reply::fail(req.id, why),
+        }
         r.lsn = Some(self.applied_lsn);
         r
     }
 
-    /// Refuses a read whose reply would not fit in a frame, by measuring
-    /// the values in place before any is copied: a `multi_read` naming a
-    /// large value many times would otherwise build a reply of hundreds
-    /// of megabytes for a request of a few dozen bytes.
-    fn check_read_size(&self, op: &Op) -> Result<(), String> {
-        let keys: &[String] = match op {
-            Op::Read { key } => std::slice::from_ref(key),
-            Op::MultiRead { keys } => keys,
-            _ => return Ok(()),
-        };
+    /// The values at `keys`, each measured before it is copied: a read
+    /// whose reply would not fit in a frame is refused having copied at
+    /// most a frame's worth (a `multi_read` naming a large value many
+    /// times would otherwise build a reply of hundreds of megabytes for a
+    /// request of a few dozen bytes).
+    fn sized_read(&self, keys: &[String]) -> Result<Vec<(String, Value)>, String> {
         let room = MAX_FRAME_BYTES - REPLY_OVERHEAD_BYTES;
+        let too_large = || reply_too_large(&format!("reading {} keys", keys.len()));
         let mut total = 0;
+        let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // Quotes, colon and comma around each key.
             total += key.len() + 4;
-            let left = room.saturating_sub(total);
-            match self.sm.map().get(key).map(|v| json_len_capped(v, left)) {
-                Some(Some(n)) => total += n,
-                Some(None) => return Err(reply_too_large(&format!("reading {} keys", keys.len()))),
-                None => total += 4,
-            }
+            let value = self.sm.map().get(key);
+            total += match value {
+                None => 4,
+                Some(v) => json_len_capped(v, room.saturating_sub(total)).ok_or_else(too_large)?,
+            };
             if total > room {
-                return Err(reply_too_large(&format!("reading {} keys", keys.len())));
+                return Err(too_large());
             }
+            out.push((key.clone(), value.cloned().unwrap_or(Value::Null)));
         }
-        Ok(())
+        Ok(out)
     }
 
     fn on_leader_read(&mut self, req: ClientReq, replier: Replier) {
@@ -1820,7 +1819,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_slot_answers_once_and_unknown_when_dropped() {
         let slots = Arc::new(tokio::sync::Semaphore::new(2));
-        let budgets = Budgets::new(2 << 20, &crate::limits::NodeBudget::new(2 << 20));
+        let budgets = Arc::new(Budgets::new(2 << 20, &crate::limits::NodeBudget::new(2 << 20)));
         let (out, mut frames) = mpsc::channel(2);
         let slot = || slots.clone().try_acquire_owned().unwrap();
         let answered = ConnReply::new(out.clone(), 7, slot(), budgets.clone(), Held::default());

@@ -29,6 +29,7 @@ use crate::transport::{Envelope, Hello, Transport, PEER_MAX_FRAME_BYTES};
 use crate::wal::WalError;
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -171,7 +172,7 @@ impl Node {
         let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
         let first_wait = self.idle_timeout().min(Duration::from_millis(FIRST_FRAME_TIMEOUT_MS));
-        let first = match next_frame(&mut rd, &state, first_wait, None).await {
+        let first = match next_frame(&mut rd, &mut Watch::new(&state, first_wait, None)).await {
             Next::Frame(f) => f,
             Next::End(why) => {
                 return debug!(node = %self.cfg.node_id, %peer, why, "connection closed before its first frame")
@@ -255,12 +256,15 @@ impl Node {
         let idle = self.idle_timeout();
         let (out_tx, out_rx) = mpsc::channel::<Outgoing>(self.cfg.settings.max_inflight_per_conn);
         tokio::spawn(write_replies(wr, out_rx, idle));
-        let budgets = Budgets::new(self.cfg.settings.conn_bytes_max, &self.node_budget);
+        // Shared by the connection's requests through one Arc of its own:
+        // cloning the node-wide parts per request would contend.
+        let budgets = Arc::new(Budgets::new(self.cfg.settings.conn_bytes_max, &self.node_budget));
+        let mut watch = Watch::new(&state, idle, Some(&out_tx));
         let mut frame = Some(first);
         loop {
             let body = match frame.take() {
                 Some(b) => b,
-                None => match next_frame(&mut rd, &state, idle, Some(&out_tx)).await {
+                None => match next_frame(&mut rd, &mut watch).await {
                     Next::Frame(b) => b,
                     Next::End(why) => return debug!(node = %self.cfg.node_id, %peer, why, "client connection closed"),
                     Next::Bad(e) => {
@@ -343,7 +347,7 @@ impl Node {
         req: Request,
         out: &mpsc::Sender<Outgoing>,
         slot: OwnedSemaphorePermit,
-        budgets: &Budgets,
+        budgets: &Arc<Budgets>,
         held: Held,
     ) {
         let Some((req, slot, mut held)) = self.submit_direct(req, out, slot, budgets, held) else {
@@ -374,7 +378,7 @@ impl Node {
         req: Request,
         out: &mpsc::Sender<Outgoing>,
         slot: OwnedSemaphorePermit,
-        budgets: &Budgets,
+        budgets: &Arc<Budgets>,
         held: Held,
     ) -> Option<(Request, OwnedSemaphorePermit, Held)> {
         let Some(group) = self.group_of(&req.op) else {
@@ -554,45 +558,75 @@ enum Next {
     Bad(ProtocolError),
 }
 
-/// Waits for the next frame, ending the connection when it is asked to
-/// make room, when it has been idle for `idle` (nothing in flight and
-/// nothing received), when its writer gave up (`out` closed: the client
-/// stopped reading), or when a frame, once begun, does not arrive whole
-/// within `idle`.
-async fn next_frame(
-    rd: &mut FrameReader,
-    state: &ConnState,
+/// What a connection's reader waits on besides its socket, kept for the
+/// connection's life: creating a timer per frame costs a lock on the
+/// runtime's timer wheel per request, shared by every connection.
+struct Watch<'a> {
+    state: &'a ConnState,
     idle: Duration,
-    out: Option<&mpsc::Sender<Outgoing>>,
-) -> Next {
-    let writer_gone = async {
-        match out {
-            Some(out) => out.closed().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(writer_gone);
-    loop {
-        // `fill_buf` is cancel-safe: losing the race loses no bytes.
-        let ready = tokio::select! {
-            biased;
-            _ = state.evicted() => return Next::End("closed to admit a new client"),
-            _ = &mut writer_gone => return Next::End("the client stopped reading replies"),
-            r = async { rd.fill_buf().await.map(|b| b.is_empty()) } => r,
-            _ = tokio::time::sleep(idle) => {
-                if state.is_idle() {
-                    return Next::End("idle");
-                }
-                continue;
-            }
-        };
-        match ready {
-            Ok(true) => return Next::End("closed by the client"),
-            Ok(false) => break,
-            Err(e) => return Next::Bad(e.into()),
+    tick: Pin<Box<tokio::time::Sleep>>,
+    out: Option<&'a mpsc::Sender<Outgoing>>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(state: &'a ConnState, idle: Duration, out: Option<&'a mpsc::Sender<Outgoing>>) -> Watch<'a> {
+        Watch {
+            state,
+            idle,
+            tick: Box::pin(tokio::time::sleep(idle)),
+            out,
         }
     }
-    match tokio::time::timeout(idle, read_frame(rd, MAX_FRAME_BYTES)).await {
+
+    /// Whether the connection should end now; else sets the next tick at
+    /// the moment it could have been idle for `idle`.
+    fn idle_now(&mut self) -> bool {
+        let quiet = self.state.quiet_for();
+        if quiet >= self.idle && self.state.is_idle() {
+            return true;
+        }
+        let wait = self.idle.saturating_sub(quiet).max(Duration::from_millis(1));
+        let wait = if quiet >= self.idle { self.idle } else { wait };
+        self.tick.as_mut().reset(tokio::time::Instant::now() + wait);
+        false
+    }
+}
+
+/// Waits for the next frame, ending the connection when it is asked to
+/// make room, when it has been idle for the idle timeout (nothing in
+/// flight and nothing received), when its writer gave up (the client
+/// stopped reading), or when a frame, once begun, does not arrive whole
+/// within the idle timeout.
+async fn next_frame(rd: &mut FrameReader, watch: &mut Watch<'_>) -> Next {
+    if watch.out.is_some_and(|o| o.is_closed()) {
+        return Next::End("the client stopped reading replies");
+    }
+    // Frames already buffered (a pipelining client) need no waiting.
+    if rd.buffer().is_empty() {
+        loop {
+            // `fill_buf` is cancel-safe: losing the race loses no bytes.
+            let ready = tokio::select! {
+                biased;
+                _ = watch.state.evicted() => return Next::End("closed to admit a new client"),
+                r = rd.fill_buf() => r.map(|b| b.is_empty()),
+                _ = &mut watch.tick => {
+                    if watch.idle_now() {
+                        return Next::End("idle");
+                    }
+                    if watch.out.is_some_and(|o| o.is_closed()) {
+                        return Next::End("the client stopped reading replies");
+                    }
+                    continue;
+                }
+            };
+            match ready {
+                Ok(true) => return Next::End("closed by the client"),
+                Ok(false) => break,
+                Err(e) => return Next::Bad(e.into()),
+            }
+        }
+    }
+    match tokio::time::timeout(watch.idle, read_frame(rd, MAX_FRAME_BYTES)).await {
         Ok(Ok(Some(f))) => Next::Frame(f),
         Ok(Ok(None)) => Next::End("closed by the client"),
         Ok(Err(e)) => Next::Bad(e),

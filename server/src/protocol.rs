@@ -148,19 +148,41 @@ pub fn reply_too_large(what: &str) -> String {
     format!("{what} would exceed the frame limit of {MAX_FRAME_BYTES} bytes; ask for less at a time")
 }
 
+/// A frame being written, refused past a cap.
+struct CappedFrame {
+    buf: Vec<u8>,
+    cap_bytes: usize,
+}
+
+impl std::io::Write for CappedFrame {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap_bytes {
+            return Err(std::io::Error::other("over the frame limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encodes a reply as a frame. A reply that would exceed the frame limit
-/// (which the project's clients enforce too) becomes a `fail` saying so,
-/// checked before the large frame is built.
+/// (which the project's clients enforce too) becomes a `fail` saying so;
+/// the encoding stops at the limit, so no larger frame is ever built.
 pub fn encode_reply(reply: &Reply) -> Vec<u8> {
-    let room = MAX_FRAME_BYTES.saturating_sub(REPLY_OVERHEAD_BYTES);
-    if json_len_capped(&reply.value, room).is_none() {
+    let mut frame = CappedFrame {
+        buf: Vec::with_capacity(256),
+        cap_bytes: MAX_FRAME_BYTES + 4,
+    };
+    frame.buf.extend_from_slice(&[0; 4]);
+    if serde_json::to_writer(&mut frame, reply).is_err() {
         return encode_frame(&oversized(reply));
     }
-    let frame = encode_frame(reply);
-    if frame.len() > MAX_FRAME_BYTES + 4 {
-        return encode_frame(&oversized(reply));
-    }
-    frame
+    let len = (frame.buf.len() - 4) as u32;
+    frame.buf[..4].copy_from_slice(&len.to_be_bytes());
+    frame.buf
 }
 
 fn oversized(reply: &Reply) -> Reply {
@@ -529,7 +551,9 @@ mod tests {
         assert!(back.error.unwrap().contains("frame limit"));
         let mut fits = Reply::new(10, Outcome::Ok);
         fits.value = Value::String("x".repeat(MAX_FRAME_BYTES - 2 * REPLY_OVERHEAD_BYTES));
-        let back: Reply = serde_json::from_slice(&encode_reply(&fits)[4..]).unwrap();
+        let frame = encode_reply(&fits);
+        assert_eq!(frame, encode_frame(&fits), "the same bytes as an unchecked encoding");
+        let back: Reply = serde_json::from_slice(&frame[4..]).unwrap();
         assert_eq!(back.result, Outcome::Ok);
     }
 

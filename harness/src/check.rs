@@ -17,7 +17,7 @@ use std::time::Duration;
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
 use faultline_checkers::{session, Checker, Coverage, Validity, Verdict};
 use faultline_histories::import::{self, Format};
-use faultline_histories::{History, HistoryError, Op, Outcome};
+use faultline_histories::{History, HistoryError, Op, Outcome, ReadLimits};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -45,6 +45,8 @@ pub struct CheckOptions {
     pub checkers: Option<Vec<String>>,
     /// Ask the linearizability checker for one linearization when valid.
     pub want_linearization: bool,
+    /// Bounds on what the reader holds (the longest line).
+    pub limits: ReadLimits,
 }
 
 impl Default for CheckOptions {
@@ -58,6 +60,7 @@ impl Default for CheckOptions {
             memory_limit_bytes: 1 << 30,
             checkers: None,
             want_linearization: false,
+            limits: ReadLimits::default(),
         }
     }
 }
@@ -120,7 +123,7 @@ pub const CHECKER_NAMES: &[&str] = &[
 
 /// Reads the file at `path` and checks it.
 pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<Report, CheckError> {
-    let (history, format) = import::read_any(path, opts.format, &faultline_histories::ReadLimits::default())?;
+    let (history, format) = import::read_any(path, opts.format, &opts.limits)?;
     let mut report = check_history(&history, format, opts)?;
     report.file = path.to_owned();
     Ok(report)

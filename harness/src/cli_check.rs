@@ -14,6 +14,7 @@ use faultline_checkers::{Validity, Verdict};
 use faultline_harness::check::{self, CheckOptions, ModelName, Report};
 use faultline_harness::models;
 use faultline_histories::import::Format;
+use faultline_histories::ReadLimits;
 use serde_json::{json, Value};
 
 #[derive(Args, Debug)]
@@ -38,6 +39,9 @@ pub struct CheckArgs {
     /// Memory budget of each search, in MiB; past it the verdict is unknown.
     #[arg(long, default_value_t = 1024)]
     memory_limit_mib: u64,
+    /// The longest line of input, in MiB; a longer one is an error naming it.
+    #[arg(long, default_value_t = ReadLimits::DEFAULT_MAX_LINE_MIB as u64)]
+    max_line_mib: u64,
     /// Checkers to run, comma-separated; `auto` is every checker that
     /// applies (the default, unless the history's header names some).
     #[arg(long, value_delimiter = ',')]
@@ -78,6 +82,7 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         nil_reads,
         time_limit: time_limit(args.time_limit)?,
         memory_limit_bytes: memory_limit_bytes(args.memory_limit_mib)?,
+        limits: read_limits(args.max_line_mib)?,
         checkers: args.checkers.clone(),
         want_linearization: args.linearization,
     })
@@ -105,6 +110,18 @@ fn memory_limit_bytes(mib: u64) -> anyhow::Result<usize> {
     }
     usize::try_from(mib << 20)
         .map_err(|_| anyhow::anyhow!("--memory-limit-mib {mib} does not fit this machine's memory"))
+}
+
+/// The longest line a reader may hold: from 1 MiB to the memory budget's
+/// ceiling, since a line is held whole while it is parsed.
+fn read_limits(mib: u64) -> anyhow::Result<ReadLimits> {
+    if !(1..=MEMORY_LIMIT_MAX_MIB).contains(&mib) {
+        bail!("--max-line-mib must be from 1 to {MEMORY_LIMIT_MAX_MIB} (1 TiB), got {mib}");
+    }
+    usize::try_from(mib)
+        .ok()
+        .and_then(ReadLimits::with_max_line_mib)
+        .ok_or_else(|| anyhow::anyhow!("--max-line-mib {mib} does not fit this machine's memory"))
 }
 
 /// Runs the command; returns the exit code.

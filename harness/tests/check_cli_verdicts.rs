@@ -84,15 +84,22 @@ fn a_fully_covered_register_history_is_valid() {
 }
 
 #[test]
-fn a_mutex_history_without_its_model_is_unknown_and_says_what_would_check_it() {
+fn a_mutex_history_is_checked_as_a_mutex_and_named_unchecked_under_another_model() {
     let d = Dir::new();
     let f = d.file("mutex.edn", MUTEX_EDN);
+    // Inferred from its operations: the mutex model looks at every one.
     let (code, json, _) = check_json(&[], &f);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["model"]["name"], "mutex", "{json}");
+    assert!(json.get("unchecked").is_none(), "{json}");
+    // Told to use a register, no checker reads acquire or release: unknown,
+    // never valid, naming them and the flag that would check them.
+    let (code, json, _) = check_json(&["--model", "register"], &f);
     assert_eq!(code, 2, "{json}");
     assert_eq!(json["valid"], "unknown");
     assert_eq!(json["unchecked"]["acquire"], 2, "{json}");
     assert_eq!(json["unchecked"]["release"], 1, "{json}");
-    let human = faultline(&["check"], &[&f]);
+    let human = faultline(&["check", "--model", "register"], &[&f]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert_eq!(human.status.code(), Some(2));
     assert!(text.contains("unknown"), "{text}");
@@ -179,6 +186,8 @@ fn every_number_is_checked_with_a_message_naming_its_flag() {
         ("--memory-limit-mib", "0"),
         ("--memory-limit-mib", "-5"),
         ("--memory-limit-mib", "99999999999999999999999"),
+        ("--max-line-mib", "0"),
+        ("--max-line-mib", "99999999999"),
     ];
     for (flag, value) in bad {
         let arg = format!("{flag}={value}");
@@ -217,10 +226,10 @@ fn long_register_history(ops: u64) -> String {
 fn a_reader_that_closes_stdout_early_leaves_the_verdict_s_exit_code() {
     let d = Dir::new();
     let big = d.file("big.jsonl", &long_register_history(40_000));
-    let mutex = d.file("mutex.edn", MUTEX_EDN);
+    let elle = d.file("g1c.edn", ELLE_G1C_EDN);
     let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(["check", "--json", "--linearization"])
-        .args([&big, &big, &mutex])
+        .args([&big, &big, &elle])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -261,4 +270,23 @@ fn the_long_history_really_overflows_a_pipe() {
     assert_eq!(out.status.code(), Some(0));
     let first = BufReader::new(&out.stdout[..]).lines().next().unwrap().unwrap();
     assert!(first.len() > 128 << 10, "first line only {} bytes", first.len());
+}
+
+#[test]
+fn a_line_past_max_line_mib_is_an_error_naming_it() {
+    let d = Dir::new();
+    let mut text = String::from(REGISTER);
+    let long_value = "x".repeat((1 << 20) + 16);
+    text.push_str(&format!(
+        "{{\"index\":99,\"time\":99,\"process\":9,\"type\":\"invoke\",\"f\":\"write\",\"value\":\"{long_value}\"}}\n"
+    ));
+    let f = d.file("long.jsonl", &text);
+    let line = text.lines().count();
+    let out = faultline(&["check", "--max-line-mib", "1"], &[&f]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("line {line}")), "names the line: {stderr}");
+    // The default limit (256 MiB) reads the same file.
+    let out = faultline(&["check"], &[&f]);
+    assert_ne!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -173,15 +173,23 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
 }
 
 /// What the reader said about the lines it skipped, for the error of a
-/// history with no operations: today its warnings, if any. (A count of
-/// skipped lines is planned for `History`; it belongs here when it comes.)
+/// history with no operations: how many it skipped as noise, and its
+/// warnings, if any.
 fn skipped_detail(history: &History) -> String {
-    if history.warnings.is_empty() {
+    let mut said = Vec::new();
+    if history.skipped_lines > 0 {
+        said.push(format!(
+            "{} line(s) skipped as not in this format: a file in another format needs `--format`",
+            history.skipped_lines
+        ));
+    }
+    said.extend(history.warnings.iter().cloned());
+    if said.is_empty() {
         return " (an empty file, a header only, or no line in that format: a file in another format needs \
                 `--format`)"
             .to_owned();
     }
-    format!(" (the reader said: {})", history.warnings.join("; "))
+    format!(" ({})", said.join("; "))
 }
 
 /// False when a checker says it had nothing to judge in this history

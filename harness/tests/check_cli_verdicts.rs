@@ -150,9 +150,11 @@ fn files_without_operations_are_errors_naming_the_format() {
     let f = d.file("r.jsonl", REGISTER);
     let (code, json, _) = check_json(&["--format", "porcupine-etcd"], &f);
     assert_eq!(code, 3, "{json}");
+    let err = json["error"].as_str().unwrap_or_default();
+    assert!(err.contains("porcupine-etcd"), "{json}");
     assert!(
-        json["error"].as_str().unwrap_or_default().contains("porcupine-etcd"),
-        "{json}"
+        err.contains("7 line(s) skipped"),
+        "says how many lines it passed over: {json}"
     );
     // And in human form, on stderr.
     let out = faultline(&["check", "--format", "porcupine-etcd"], &[&f]);

@@ -11,6 +11,8 @@
 //! linearize. And it checks that the test is not vacuous: both verdicts must
 //! be common.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,8 +20,8 @@ use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::{Event, EventType, History, Op, Outcome, Process, F};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as PtConfig, TestRunner};
 use serde_json::{json, Value};
+use support::{brute, cases, one_case, runner, spec_strategy, Reference, Role, Spec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -27,16 +29,6 @@ enum Kind {
     Cas,
     Kv,
     List,
-}
-
-/// One generated operation, before scheduling.
-#[derive(Clone, Debug)]
-struct Spec {
-    f: u8,
-    key: u8,
-    val: u8,
-    out: u8,
-    outcome: u8,
 }
 
 fn kind_of(k: u8) -> Kind {
@@ -86,69 +78,16 @@ fn f_and_input(kind: Kind, s: &Spec) -> (F, Value) {
     (f, input)
 }
 
-/// Schedules the specs into events: at each choice, invoke the next
-/// operation on an idle process or complete one in flight.
-fn build(kind: Kind, specs: &[Spec], choices: &[u8], keys: u8, crash_heavy: bool) -> History {
-    let mut events = Vec::new();
-    let mut in_flight: Vec<(u64, usize)> = Vec::new();
-    let mut next_process = 3u64;
-    let mut idle: Vec<u64> = vec![0, 1, 2];
-    let mut next = 0;
-    let mut c = choices.iter().cycle();
-    while next < specs.len() || !in_flight.is_empty() {
-        let choice = *c.next().unwrap_or(&0);
-        let invoke = next < specs.len() && !idle.is_empty() && (in_flight.is_empty() || choice.is_multiple_of(2));
-        let index = events.len() as u64;
-        if invoke {
-            let p = idle.remove(choice as usize % idle.len());
-            let (f, input) = f_and_input(kind, &specs[next]);
-            let key = i64::from(specs[next].key % keys);
-            events.push(Event::new(index, index, Process::Client(p), EventType::Invoke, f, input).with_key(key));
-            in_flight.push((p, next));
-            next += 1;
-            continue;
-        }
-        let (p, i) = in_flight.remove(choice as usize % in_flight.len());
-        let s = &specs[i];
-        let (f, input) = f_and_input(kind, s);
-        let key = i64::from(s.key % keys);
-        // Crash-heavy histories turn 4 of the 10 outcomes into info/pending.
-        let outcome = match s.outcome % 10 {
-            o @ 4..=7 if crash_heavy => [0, 3][o as usize % 2],
-            o => o,
-        };
-        let (ty, value, error) = match outcome {
-            0 => (EventType::Info, input, None),
-            1 => (EventType::Fail, input, Some("cas-mismatch")),
-            2 => (EventType::Fail, input, None),
-            3 => {
-                // Pending: never completes; the process is retired.
-                idle.push(next_process);
-                next_process += 1;
-                continue;
-            }
-            _ if f == F::Read => (EventType::Ok, read_value(kind, s.out), None),
-            _ => (EventType::Ok, input, None),
-        };
-        let mut ev = Event::new(index, index, Process::Client(p), ty, f, value).with_key(key);
-        ev.error = error.map(str::to_owned);
-        events.push(ev);
-        if ty == EventType::Info {
-            idle.push(next_process);
-            next_process += 1;
-        } else {
-            idle.push(p);
-        }
+/// The completion of a spec with `outcome`: 0 crashed, 1 a cas that
+/// failed on its comparison, 2 failed, else ok.
+fn complete(kind: Kind, s: &Spec, outcome: u8, f: &F, input: Value) -> (EventType, Value, Option<&'static str>) {
+    match outcome {
+        0 => (EventType::Info, input, None),
+        1 => (EventType::Fail, input, Some("cas-mismatch")),
+        2 => (EventType::Fail, input, None),
+        _ if *f == F::Read => (EventType::Ok, read_value(kind, s.out), None),
+        _ => (EventType::Ok, input, None),
     }
-    History::from_events(events).expect("generated histories are well formed")
-}
-
-/// How the brute-force checker sees an operation.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Role {
-    Det,
-    Crashed,
-    Ignored,
 }
 
 fn role(op: &Op) -> Role {
@@ -207,80 +146,6 @@ fn apply(kind: Kind, state: &State, op: &Op, det: bool) -> Option<State> {
     Some(next)
 }
 
-/// Whether some subset of crashed ops and some order of it and all
-/// determinate ops respects real time and the semantics.
-fn brute(kind: Kind, ops: &[&Op]) -> bool {
-    let roles: Vec<Role> = ops.iter().map(|o| role(o)).collect();
-    let mut used = vec![false; ops.len()];
-    dfs(kind, ops, &roles, &mut used, &State::new())
-}
-
-fn dfs(kind: Kind, ops: &[&Op], roles: &[Role], used: &mut [bool], state: &State) -> bool {
-    let pending_det: Vec<usize> = (0..ops.len()).filter(|&i| roles[i] == Role::Det && !used[i]).collect();
-    if pending_det.is_empty() {
-        return true;
-    }
-    for i in 0..ops.len() {
-        if used[i] || roles[i] == Role::Ignored {
-            continue;
-        }
-        // i may go next unless a determinate op not yet placed completed
-        // before i was invoked.
-        let blocked = pending_det
-            .iter()
-            .any(|&d| d != i && ops[d].complete_index.is_some_and(|c| c < ops[i].invoke_index));
-        if blocked {
-            continue;
-        }
-        let Some(next) = apply(kind, state, ops[i], roles[i] == Role::Det) else {
-            continue;
-        };
-        used[i] = true;
-        let ok = dfs(kind, ops, roles, used, &next);
-        used[i] = false;
-        if ok {
-            return true;
-        }
-    }
-    false
-}
-
-/// Checks that `order` (invoke indices per key) is a linearization.
-fn is_linearization(kind: Kind, h: &History, order: &[u64]) -> bool {
-    let by_index: BTreeMap<u64, &Op> = h.ops.iter().map(|o| (o.invoke_index, o)).collect();
-    let seq: Vec<&Op> = order.iter().map(|i| by_index[i]).collect();
-    let mut state = State::new();
-    for (pos, op) in seq.iter().enumerate() {
-        // Nothing later in the order may have completed before op began.
-        if seq[pos + 1..]
-            .iter()
-            .any(|l| l.complete_index.is_some_and(|c| c < op.invoke_index) && role(l) == Role::Det)
-        {
-            return false;
-        }
-        match apply(kind, &state, op, role(op) == Role::Det) {
-            Some(s) => state = s,
-            None => return false,
-        }
-    }
-    let key = |o: &Op| o.key;
-    let keys: Vec<_> = seq.iter().map(|o| key(o)).collect();
-    h.ops
-        .iter()
-        .filter(|o| role(o) == Role::Det && keys.contains(&o.key))
-        .all(|o| order.contains(&o.invoke_index))
-}
-
-fn spec_strategy() -> impl Strategy<Value = Spec> {
-    (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(f, key, val, out, outcome)| Spec {
-        f,
-        key,
-        val,
-        out,
-        outcome,
-    })
-}
-
 fn model_spec(kind: Kind) -> ModelSpec {
     match kind {
         Kind::Register => ModelSpec::Register {
@@ -296,55 +161,43 @@ fn model_spec(kind: Kind) -> ModelSpec {
     }
 }
 
+impl Reference for Kind {
+    type State = State;
+
+    fn f_and_input(self, s: &Spec) -> (F, Value) {
+        f_and_input(self, s)
+    }
+
+    fn complete(self, s: &Spec, outcome: u8, f: &F, input: Value) -> (EventType, Value, Option<&'static str>) {
+        complete(self, s, outcome, f, input)
+    }
+
+    fn role(self, op: &Op) -> Role {
+        role(op)
+    }
+
+    fn apply(self, state: &State, op: &Op, det: bool) -> Vec<State> {
+        apply(self, state, op, det).into_iter().collect()
+    }
+
+    fn model_spec(self) -> ModelSpec {
+        model_spec(self)
+    }
+
+    fn label(self) -> String {
+        String::new()
+    }
+}
+
 static VALID: AtomicUsize = AtomicUsize::new(0);
 static INVALID: AtomicUsize = AtomicUsize::new(0);
 static VALID_CRASHY: AtomicUsize = AtomicUsize::new(0);
 static INVALID_CRASHY: AtomicUsize = AtomicUsize::new(0);
 
-/// One case: checker (split and unsplit) against brute force, plus evidence.
-fn one_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8], crash_heavy: bool) -> Result<(), TestCaseError> {
-    let h = build(kind, specs, choices, keys, crash_heavy);
-    let all: Vec<&Op> = h.ops.iter().collect();
-    let expected = brute(kind, &all);
-    for split in [true, false] {
-        let config = Config {
-            model: model_spec(kind),
-            split_by_key: split,
-            threads: 1,
-            want_linearization: true,
-            ..Config::default()
-        };
-        let v = check(&h, &config);
-        let want = if expected { Validity::Valid } else { Validity::Invalid };
-        prop_assert_eq!(v.valid, want, "split={} history: {:#?}", split, h.ops);
-        if expected {
-            let lin = v.details["linearization"].as_object().cloned().unwrap_or_default();
-            for order in lin.values() {
-                let order: Vec<u64> = serde_json::from_value(order.clone()).unwrap_or_default();
-                prop_assert!(
-                    is_linearization(kind, &h, &order),
-                    "bad linearization {:?}: {:#?}",
-                    order,
-                    h.ops
-                );
-            }
-            continue;
-        }
-        for a in &v.anomalies {
-            let proof: Vec<&Op> = h
-                .ops
-                .iter()
-                .filter(|o| a.ops.iter().any(|r| r.index == o.invoke_index))
-                .collect();
-            prop_assert!(!proof.is_empty());
-            prop_assert!(
-                !brute(kind, &proof),
-                "proof set is linearizable: {:?} in {:#?}",
-                a.ops,
-                h.ops
-            );
-        }
-    }
+/// One case: checker (split and unsplit) against brute force, plus
+/// evidence; counts its verdict.
+fn counted_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8], crash_heavy: bool) -> Result<(), TestCaseError> {
+    let expected = one_case(kind, keys, specs, choices, crash_heavy)?;
     let counter = match (crash_heavy, expected) {
         (false, true) => &VALID,
         (false, false) => &INVALID,
@@ -357,11 +210,7 @@ fn one_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8], crash_heavy: b
 
 /// Runs `cases` random cases of up to `max_ops` operations.
 fn run_cases(cases: u32, max_ops: usize, crash_heavy: bool) {
-    let mut runner = TestRunner::new(PtConfig {
-        cases,
-        failure_persistence: None,
-        ..PtConfig::default()
-    });
+    let mut runner = runner(cases);
     let strategy = (
         0u8..4,
         1u8..=2,
@@ -370,16 +219,9 @@ fn run_cases(cases: u32, max_ops: usize, crash_heavy: bool) {
     );
     runner
         .run(&strategy, |(k, keys, specs, choices)| {
-            one_case(kind_of(k), keys, &specs, &choices, crash_heavy)
+            counted_case(kind_of(k), keys, &specs, &choices, crash_heavy)
         })
         .unwrap();
-}
-
-fn cases(default: u32) -> u32 {
-    std::env::var("FAULTLINE_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(default)
 }
 
 #[test]

@@ -13,15 +13,16 @@
 //! set of an anomaly must itself be impossible, and both verdicts must be
 //! common (the test is not vacuous).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
-use faultline_checkers::Validity;
-use faultline_histories::{Event, EventType, History, Op, Outcome, Process, F};
+use faultline_checkers::linear::{ModelSpec, NilReads};
+use faultline_histories::{EventType, Op, Outcome, F};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as PtConfig, TestRunner};
 use serde_json::{json, Value};
+use support::{cases, one_case, runner, spec_strategy, Reference, Role, Spec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -41,16 +42,6 @@ const KINDS: [Kind; 6] = [
     Kind::Multi,
     Kind::KnossosCas,
 ];
-
-/// One generated operation, before scheduling.
-#[derive(Clone, Debug)]
-struct Spec {
-    f: u8,
-    key: u8,
-    val: u8,
-    out: u8,
-    outcome: u8,
-}
 
 /// A micro-op of a generated transaction: `(is_read, register, value)`.
 fn micro_ops(s: &Spec) -> Vec<(bool, &'static str, u8)> {
@@ -127,59 +118,17 @@ fn ok_value(kind: Kind, s: &Spec, f: &F, input: &Value) -> Value {
     }
 }
 
-/// Schedules the specs into events: at each choice, invoke the next
-/// operation on an idle process or complete one in flight.
-fn build(kind: Kind, specs: &[Spec], choices: &[u8], keys: u8, crash_heavy: bool) -> History {
-    let mut events = Vec::new();
-    let mut in_flight: Vec<(u64, usize)> = Vec::new();
-    let mut next_process = 3u64;
-    let mut idle: Vec<u64> = vec![0, 1, 2];
-    let mut next = 0;
-    let mut c = choices.iter().cycle();
-    while next < specs.len() || !in_flight.is_empty() {
-        let choice = *c.next().unwrap_or(&0);
-        let invoke = next < specs.len() && !idle.is_empty() && (in_flight.is_empty() || choice.is_multiple_of(2));
-        let index = events.len() as u64;
-        if invoke {
-            let p = idle.remove(usize::from(choice) % idle.len());
-            let (f, input) = f_and_input(kind, &specs[next]);
-            let key = i64::from(specs[next].key % keys);
-            events.push(Event::new(index, index, Process::Client(p), EventType::Invoke, f, input).with_key(key));
-            in_flight.push((p, next));
-            next += 1;
-            continue;
-        }
-        let (p, i) = in_flight.remove(usize::from(choice) % in_flight.len());
-        let s = &specs[i];
-        let (f, input) = f_and_input(kind, s);
-        let key = i64::from(s.key % keys);
-        let outcome = match s.outcome % 10 {
-            o @ 4..=7 if crash_heavy => [0, 3][usize::from(o) % 2],
-            o => o,
-        };
-        let (ty, value) = match outcome {
-            0 | 1 => (EventType::Info, input),
-            2 => (EventType::Fail, input),
-            3 => {
-                // Pending: never completes; the process is retired.
-                idle.push(next_process);
-                next_process += 1;
-                continue;
-            }
-            _ => {
-                let out = ok_value(kind, s, &f, &input);
-                (EventType::Ok, out)
-            }
-        };
-        events.push(Event::new(index, index, Process::Client(p), ty, f, value).with_key(key));
-        if ty == EventType::Info {
-            idle.push(next_process);
-            next_process += 1;
-        } else {
-            idle.push(p);
+/// The completion of a spec with `outcome`: 0 or 1 crashed, 2 failed,
+/// else ok.
+fn complete(kind: Kind, s: &Spec, outcome: u8, f: &F, input: Value) -> (EventType, Value, Option<&'static str>) {
+    match outcome {
+        0 | 1 => (EventType::Info, input, None),
+        2 => (EventType::Fail, input, None),
+        _ => {
+            let out = ok_value(kind, s, f, &input);
+            (EventType::Ok, out, None)
         }
     }
-    History::from_events(events).expect("generated histories are well formed")
 }
 
 /// One object's state in the reference semantics.
@@ -202,14 +151,6 @@ fn initial(kind: Kind) -> Obj {
         Kind::Multi => Obj::Regs(BTreeMap::new()),
         Kind::KnossosCas => Obj::Reg(json!(0)),
     }
-}
-
-/// How the brute-force checker sees an operation.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Role {
-    Det,
-    Crashed,
-    Ignored,
 }
 
 fn role(kind: Kind, op: &Op) -> Role {
@@ -318,66 +259,6 @@ fn apply(kind: Kind, state: &State, op: &Op, det: bool) -> Vec<State> {
         .collect()
 }
 
-/// Whether some subset of crashed ops and some order of it and all
-/// determinate ops respects real time and the semantics.
-fn brute(kind: Kind, ops: &[&Op]) -> bool {
-    let roles: Vec<Role> = ops.iter().map(|o| role(kind, o)).collect();
-    let mut used = vec![false; ops.len()];
-    dfs(kind, ops, &roles, &mut used, &State::new())
-}
-
-fn dfs(kind: Kind, ops: &[&Op], roles: &[Role], used: &mut [bool], state: &State) -> bool {
-    let pending_det: Vec<usize> = (0..ops.len()).filter(|&i| roles[i] == Role::Det && !used[i]).collect();
-    if pending_det.is_empty() {
-        return true;
-    }
-    for i in 0..ops.len() {
-        if used[i] || roles[i] == Role::Ignored {
-            continue;
-        }
-        let blocked = pending_det
-            .iter()
-            .any(|&d| d != i && ops[d].complete_index.is_some_and(|c| c < ops[i].invoke_index));
-        if blocked {
-            continue;
-        }
-        for next in apply(kind, state, ops[i], roles[i] == Role::Det) {
-            used[i] = true;
-            let ok = dfs(kind, ops, roles, used, &next);
-            used[i] = false;
-            if ok {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// Checks that `order` (invoke indices of one key) is a linearization.
-fn is_linearization(kind: Kind, h: &History, order: &[u64]) -> bool {
-    let by_index: BTreeMap<u64, &Op> = h.ops.iter().map(|o| (o.invoke_index, o)).collect();
-    let seq: Vec<&Op> = order.iter().map(|i| by_index[i]).collect();
-    let mut states = vec![State::new()];
-    for (pos, op) in seq.iter().enumerate() {
-        if seq[pos + 1..]
-            .iter()
-            .any(|l| l.complete_index.is_some_and(|c| c < op.invoke_index) && role(kind, l) == Role::Det)
-        {
-            return false;
-        }
-        let det = role(kind, op) == Role::Det;
-        states = states.iter().flat_map(|s| apply(kind, s, op, det)).collect();
-        if states.is_empty() {
-            return false;
-        }
-    }
-    let keys: Vec<_> = seq.iter().map(|o| o.key).collect();
-    h.ops
-        .iter()
-        .filter(|o| role(kind, o) == Role::Det && keys.contains(&o.key))
-        .all(|o| order.contains(&o.invoke_index))
-}
-
 fn model_spec(kind: Kind) -> ModelSpec {
     match kind {
         Kind::Mutex => ModelSpec::Mutex,
@@ -395,14 +276,32 @@ fn model_spec(kind: Kind) -> ModelSpec {
     }
 }
 
-fn spec_strategy() -> impl Strategy<Value = Spec> {
-    (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(f, key, val, out, outcome)| Spec {
-        f,
-        key,
-        val,
-        out,
-        outcome,
-    })
+impl Reference for Kind {
+    type State = State;
+
+    fn f_and_input(self, s: &Spec) -> (F, Value) {
+        f_and_input(self, s)
+    }
+
+    fn complete(self, s: &Spec, outcome: u8, f: &F, input: Value) -> (EventType, Value, Option<&'static str>) {
+        complete(self, s, outcome, f, input)
+    }
+
+    fn role(self, op: &Op) -> Role {
+        role(self, op)
+    }
+
+    fn apply(self, state: &State, op: &Op, det: bool) -> Vec<State> {
+        apply(self, state, op, det)
+    }
+
+    fn model_spec(self) -> ModelSpec {
+        model_spec(self)
+    }
+
+    fn label(self) -> String {
+        format!("{self:?} ")
+    }
 }
 
 /// Verdicts seen, by crash-heaviness and kind: `[valid, invalid]`.
@@ -412,69 +311,18 @@ fn seen(kind: Kind, crash_heavy: bool) -> &'static [AtomicUsize; 2] {
     &SEEN[usize::from(crash_heavy)][KINDS.iter().position(|&x| x == kind).unwrap_or(0)]
 }
 
-/// One case: checker (split and unsplit) against brute force, plus evidence.
-fn one_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8], crash_heavy: bool) -> Result<(), TestCaseError> {
-    let h = build(kind, specs, choices, keys, crash_heavy);
-    let all: Vec<&Op> = h.ops.iter().collect();
-    let expected = brute(kind, &all);
-    for split in [true, false] {
-        let config = Config {
-            model: model_spec(kind),
-            split_by_key: split,
-            threads: 1,
-            want_linearization: true,
-            ..Config::default()
-        };
-        let v = check(&h, &config);
-        let want = if expected { Validity::Valid } else { Validity::Invalid };
-        prop_assert_eq!(v.valid, want, "{:?} split={} history: {:#?}", kind, split, h.ops);
-        if expected {
-            let lin = v.details["linearization"].as_object().cloned().unwrap_or_default();
-            for order in lin.values() {
-                let order: Vec<u64> = serde_json::from_value(order.clone()).unwrap_or_default();
-                prop_assert!(
-                    is_linearization(kind, &h, &order),
-                    "bad linearization {:?}: {:#?}",
-                    order,
-                    h.ops
-                );
-            }
-            continue;
-        }
-        for a in &v.anomalies {
-            let proof: Vec<&Op> = h
-                .ops
-                .iter()
-                .filter(|o| a.ops.iter().any(|r| r.index == o.invoke_index))
-                .collect();
-            prop_assert!(!proof.is_empty());
-            prop_assert!(
-                !brute(kind, &proof),
-                "proof set is linearizable: {:?} in {:#?}",
-                a.ops,
-                h.ops
-            );
-        }
-    }
+/// One case: checker (split and unsplit) against brute force, plus
+/// evidence; counts its verdict.
+fn counted_case(kind: Kind, keys: u8, specs: &[Spec], choices: &[u8], crash_heavy: bool) -> Result<(), TestCaseError> {
+    let expected = one_case(kind, keys, specs, choices, crash_heavy)?;
     seen(kind, crash_heavy)[usize::from(!expected)].fetch_add(1, Ordering::Relaxed);
     Ok(())
-}
-
-fn cases(default: u32) -> u32 {
-    std::env::var("FAULTLINE_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Runs `cases` random cases of `kind` with up to `max_ops` operations,
 /// and checks that both verdicts came up often enough.
 fn run_kind(kind: Kind, cases: u32, max_ops: usize, crash_heavy: bool) {
-    let mut runner = TestRunner::new(PtConfig {
-        cases,
-        failure_persistence: None,
-        ..PtConfig::default()
-    });
+    let mut runner = runner(cases);
     let strategy = (
         1u8..=2,
         proptest::collection::vec(spec_strategy(), 1..=max_ops),
@@ -482,7 +330,7 @@ fn run_kind(kind: Kind, cases: u32, max_ops: usize, crash_heavy: bool) {
     );
     runner
         .run(&strategy, |(keys, specs, choices)| {
-            one_case(kind, keys, &specs, &choices, crash_heavy)
+            counted_case(kind, keys, &specs, &choices, crash_heavy)
         })
         .unwrap();
     let counts = seen(kind, crash_heavy);

@@ -141,31 +141,39 @@ fn latest(run: &Run) -> PathBuf {
     std::fs::canonicalize(run.store.join("latest")).unwrap()
 }
 
+/// Starts a run with `extra`, waits for its `fault` to start, lets
+/// `mid_fault` look at the run's folder while the fault is on, stops the run
+/// with kill's `signal` (TERM, HUP) and checks that it exits as interrupted,
+/// healed `fault`, says "interrupted by SIG`signal`" and left nothing
+/// behind. Returns the exit status.
+fn stop_mid_fault(extra: &[&str], fault: &str, signal: &str, mid_fault: impl FnOnce(&Path)) -> ExitStatus {
+    let mut run = start(extra);
+    let history = run.store.join("latest/history.jsonl");
+    wait_for_event(
+        &mut run.child,
+        &history,
+        &format!("start-{fault}"),
+        Duration::from_secs(40),
+    );
+    let dir = latest(&run);
+    mid_fault(&dir);
+    let (status, stdout) = stop_with(&mut run, &[signal]);
+    assert_interrupted_code(status);
+    assert_healed(&history, fault);
+    assert_marked(&dir, &stdout, &format!("SIG{signal}"));
+    assert_nothing_left(&run, &dir);
+    status
+}
+
 #[test]
 fn sigterm_mid_partition_on_the_proxy_mesh() {
-    let mut run = start(&["--nemesis", "partition-halves"]);
-    let history = run.store.join("latest/history.jsonl");
-    wait_for_event(&mut run.child, &history, "start-partition", Duration::from_secs(40));
-    let (status, stdout) = stop_with(&mut run, &["TERM"]);
-    assert_interrupted_code(status);
+    let status = stop_mid_fault(&["--nemesis", "partition-halves"], "partition", "TERM", |_| {});
     assert_eq!(status.code(), Some(2), "the safe setting finds no anomaly");
-    assert_healed(&history, "partition");
-    let dir = latest(&run);
-    assert_marked(&dir, &stdout, "SIGTERM");
-    assert_nothing_left(&run, &dir);
 }
 
 #[test]
 fn sighup_stops_a_run_the_same_way() {
-    let mut run = start(&["--nemesis", "partition-halves"]);
-    let history = run.store.join("latest/history.jsonl");
-    wait_for_event(&mut run.child, &history, "start-partition", Duration::from_secs(40));
-    let (status, stdout) = stop_with(&mut run, &["HUP"]);
-    assert_interrupted_code(status);
-    assert_healed(&history, "partition");
-    let dir = latest(&run);
-    assert_marked(&dir, &stdout, "SIGHUP");
-    assert_nothing_left(&run, &dir);
+    stop_mid_fault(&["--nemesis", "partition-halves"], "partition", "HUP", |_| {});
 }
 
 #[test]
@@ -173,19 +181,17 @@ fn sigterm_mid_partition_in_namespaces() {
     if !netns_capable() {
         return;
     }
-    let mut run = start(&["--net", "netns", "--nemesis", "partition-halves"]);
-    let history = run.store.join("latest/history.jsonl");
-    wait_for_event(&mut run.child, &history, "start-partition", Duration::from_secs(40));
-    let dir = latest(&run);
-    assert!(
-        !netns_leftovers(&dir).is_empty(),
-        "the namespaces exist while the run does"
+    stop_mid_fault(
+        &["--net", "netns", "--nemesis", "partition-halves"],
+        "partition",
+        "TERM",
+        |dir| {
+            assert!(
+                !netns_leftovers(dir).is_empty(),
+                "the namespaces exist while the run does"
+            );
+        },
     );
-    let (status, stdout) = stop_with(&mut run, &["TERM"]);
-    assert_interrupted_code(status);
-    assert_healed(&history, "partition");
-    assert_marked(&dir, &stdout, "SIGTERM");
-    assert_nothing_left(&run, &dir);
 }
 
 #[test]
@@ -193,16 +199,9 @@ fn sigterm_mid_disk_stall() {
     if !fuse_capable() {
         return;
     }
-    let mut run = start(&["--nemesis", "disk-stall"]);
-    let history = run.store.join("latest/history.jsonl");
-    wait_for_event(&mut run.child, &history, "start-disk-stall", Duration::from_secs(40));
-    let dir = latest(&run);
-    assert_eq!(mounts_under(&dir).len(), 3, "mounted while the run runs");
-    let (status, stdout) = stop_with(&mut run, &["TERM"]);
-    assert_interrupted_code(status);
-    assert_healed(&history, "disk-stall");
-    assert_marked(&dir, &stdout, "SIGTERM");
-    assert_nothing_left(&run, &dir);
+    stop_mid_fault(&["--nemesis", "disk-stall"], "disk-stall", "TERM", |dir| {
+        assert_eq!(mounts_under(dir).len(), 3, "mounted while the run runs");
+    });
 }
 
 #[test]
@@ -210,15 +209,12 @@ fn sigterm_mid_disk_stall_in_namespaces() {
     if !netns_capable() || !fuse_capable() {
         return;
     }
-    let mut run = start(&["--net", "netns", "--nemesis", "disk-stall"]);
-    let history = run.store.join("latest/history.jsonl");
-    wait_for_event(&mut run.child, &history, "start-disk-stall", Duration::from_secs(40));
-    let dir = latest(&run);
-    let (status, stdout) = stop_with(&mut run, &["TERM"]);
-    assert_interrupted_code(status);
-    assert_healed(&history, "disk-stall");
-    assert_marked(&dir, &stdout, "SIGTERM");
-    assert_nothing_left(&run, &dir);
+    stop_mid_fault(
+        &["--net", "netns", "--nemesis", "disk-stall"],
+        "disk-stall",
+        "TERM",
+        |_| {},
+    );
 }
 
 #[test]

@@ -495,6 +495,17 @@ mod tests {
         vec!["n1".into(), "n2".into(), "n3".into()]
     }
 
+    /// The names of the faults the plan starts, in plan order.
+    fn started_names(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                StepAction::Start(f) => Some(f.name()),
+                StepAction::Stop => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn parses_lists_and_rejects_unknown_words() {
         let k = FaultKind::parse_list("partition, kill,pause").unwrap();
@@ -557,14 +568,7 @@ mod tests {
         let kinds = FaultKind::parse_list("partition-halves,kill,pause,disk-slow").unwrap();
         for seed in 0..50 {
             let p = Plan::draw(&kinds, &nodes(), 1000, 8000, seed).unwrap();
-            let names: BTreeSet<String> = p
-                .steps
-                .iter()
-                .filter_map(|s| match &s.action {
-                    StepAction::Start(f) => Some(f.name()),
-                    StepAction::Stop => None,
-                })
-                .collect();
+            let names: BTreeSet<String> = started_names(&p).into_iter().collect();
             let want: BTreeSet<String> = ["partition-halves", "kill", "pause", "disk-slow"]
                 .map(String::from)
                 .into();
@@ -577,14 +581,7 @@ mod tests {
         let kinds =
             FaultKind::parse_list("partition-ring,kill-leader,kill-all,pause,lose-unsynced,clock-strobe").unwrap();
         let p = Plan::draw(&kinds, &nodes(), 1000, 12_000, 3).unwrap();
-        let mut names: Vec<String> = p
-            .steps
-            .iter()
-            .filter_map(|s| match &s.action {
-                StepAction::Start(f) => Some(f.name()),
-                StepAction::Stop => None,
-            })
-            .collect();
+        let mut names = started_names(&p);
         names.sort();
         assert_eq!(
             names,

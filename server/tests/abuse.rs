@@ -14,16 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The node's resident memory in KiB, from /proc/<pid>/status.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc status")
-}
-
 fn frame(body: &serde_json::Value) -> Vec<u8> {
     let body = body.to_string();
     let mut f = (body.len() as u32).to_be_bytes().to_vec();

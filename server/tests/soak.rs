@@ -38,15 +38,6 @@ const RSS_BOUND_MIB: u64 = 300;
 /// loaded 2-core machine.
 const LATENCY_BOUND_MS: u128 = 2_000;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc status")
-}
-
 /// Raises this process's open-files limit to `needed`; false when the hard
 /// limit forbids it.
 fn raise_fd_limit(needed: u64) -> bool {

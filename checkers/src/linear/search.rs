@@ -543,21 +543,11 @@ mod tests {
         // Ids 1..=3 name the values 0..=2 (id 0 is the initial null).
         let h = faultline_histories::History::default();
         for v in 0..3 {
-            let op = faultline_histories::Op {
-                process: faultline_histories::Process::Client(0),
-                f: faultline_histories::F::Write,
-                key: None,
-                input: serde_json::json!(v),
-                output: serde_json::json!(v),
-                outcome: faultline_histories::Outcome::Ok,
-                invoke_index: 0,
-                complete_index: Some(1),
-                invoke_time: 0,
-                complete_time: Some(1),
-                node: None,
-                error: None,
-                is_final: false,
-            };
+            let op = crate::models::ok_op(
+                faultline_histories::F::Write,
+                serde_json::json!(v),
+                serde_json::json!(v),
+            );
             crate::model::Model::encode(&mut r, &h, &op).unwrap();
         }
         r

@@ -106,6 +106,27 @@ fn sorted_unique(mut ids: Vec<u32>) -> std::sync::Arc<[u32]> {
     ids.into()
 }
 
+/// A client-0 op of `f` that completed ok (invoked at index 0, completed
+/// at 1): the op the models' and the search's unit tests encode.
+#[cfg(test)]
+pub(crate) fn ok_op(f: faultline_histories::F, input: Value, output: Value) -> Op {
+    Op {
+        process: faultline_histories::Process::Client(0),
+        f,
+        key: None,
+        input,
+        output,
+        outcome: Outcome::Ok,
+        invoke_index: 0,
+        complete_index: Some(1),
+        invoke_time: 0,
+        complete_time: Some(1),
+        node: None,
+        error: None,
+        is_final: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

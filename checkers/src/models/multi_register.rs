@@ -182,21 +182,7 @@ mod tests {
     use serde_json::json;
 
     fn txn(m: &mut MultiRegister, v: Value, nil_ok: bool) -> Arc<[Micro]> {
-        let op = Op {
-            process: faultline_histories::Process::Client(0),
-            f: F::Txn,
-            key: None,
-            input: Value::Null,
-            output: v,
-            outcome: Outcome::Ok,
-            invoke_index: 0,
-            complete_index: Some(1),
-            invoke_time: 0,
-            complete_time: Some(1),
-            node: None,
-            error: None,
-            is_final: false,
-        };
+        let op = crate::models::ok_op(F::Txn, Value::Null, v);
         m.micro_ops(&op, &op.output, nil_ok).unwrap()
     }
 

@@ -161,21 +161,7 @@ mod tests {
     #[test]
     fn a_nil_read_is_unknown_only_when_asked() {
         let history = History::default();
-        let mut read = faultline_histories::Op {
-            process: faultline_histories::Process::Client(0),
-            f: F::Read,
-            key: None,
-            input: json!(null),
-            output: json!(null),
-            outcome: Outcome::Ok,
-            invoke_index: 0,
-            complete_index: Some(1),
-            invoke_time: 0,
-            complete_time: Some(1),
-            node: None,
-            error: None,
-            is_final: false,
-        };
+        let mut read = crate::models::ok_op(F::Read, json!(null), json!(null));
         let mut knossos = Register::cas(&json!(0)).with_nil_reads(NilReads::Unknown);
         assert_eq!(knossos.encode(&history, &read), Ok(Role::Ignored));
         let mut own = Register::cas(&json!(0));

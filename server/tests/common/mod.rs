@@ -445,6 +445,17 @@ where
     }
 }
 
+/// The resident memory of process `pid` in KiB, from /proc/<pid>/status
+/// (the abuse and soak tests bound a node's by it).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
 pub fn int(v: i64) -> Value {
     Value::from(v)
 }

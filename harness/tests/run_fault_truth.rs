@@ -150,6 +150,12 @@ fn a_failing_nft_ends_the_run_with_exit_3_and_the_error_in_history_and_report() 
         report.contains("planted failure for the test"),
         "the report shows the error"
     );
+    assert!(report.contains("id=\"fault-errors\""), "in a banner of its own");
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<error type=\"faults\"") && junit.contains("planted failure"),
+        "CI's test view fails the run: {junit}"
+    );
     let log = std::fs::read_to_string(run.join("faultline.log")).unwrap();
     assert!(log.contains("fault did not take effect"), "{log}");
 

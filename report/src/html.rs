@@ -73,6 +73,14 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
             html(why)
         );
     }
+    if !input.meta.fault_errors.is_empty() {
+        let _ = write!(
+            out,
+            "<p id=\"fault-errors\"><strong>could not run as configured</strong>: {}. The history holds only \
+             the faults that took effect.</p>",
+            html(&input.meta.fault_errors.join("; "))
+        );
+    }
     out.push_str(&summary(input, t_end));
     out.push_str(&anomalies(input, &bands, t_end));
     out.push_str(&timeline_section(h.ops.len()));

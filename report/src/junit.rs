@@ -6,7 +6,8 @@
 //! prove it; an unknown verdict is an `<error>` with the reason, because a
 //! checker that could not decide did not pass (exit code 2, not 0). A run
 //! stopped early (by SIGTERM, say) adds an errored case `run` that says by
-//! what and when, for the same reason. All
+//! what and when, for the same reason; a run whose fault could not be
+//! applied or healed adds an errored case `faults`. All
 //! text is escaped, and characters XML cannot carry are replaced, so the
 //! file always parses.
 
@@ -27,6 +28,10 @@ const MESSAGE_CHARS_MAX: usize = 500;
 /// what and when. Such a suite gets an errored case `run` besides its
 /// checkers, so CI shows the run as not passed whatever they said.
 pub const INTERRUPTED_PROPERTY: &str = "interrupted";
+/// The suite property that lists faults which could not be applied or
+/// healed; such a suite gets an errored case `faults`, since the test did
+/// not run as configured (exit 3) whatever its checkers said.
+pub const FAULT_ERRORS_PROPERTY: &str = "fault_errors";
 
 /// One run's verdicts, as a test suite.
 #[derive(Clone, Debug)]
@@ -50,10 +55,9 @@ impl Counts {
     fn of(s: &JunitSuite<'_>) -> Counts {
         let verdicts = s.verdicts;
         let mut c = Counts::default();
-        if interrupted(s).is_some() {
-            c.tests += 1;
-            c.errors += 1;
-        }
+        let run_errors = run_cases(s).len();
+        c.tests += run_errors;
+        c.errors += run_errors;
         for v in verdicts.values() {
             c.tests += 1;
             c.time_s += v.elapsed_ms / 1e3;
@@ -105,14 +109,16 @@ fn write_suite(out: &mut String, s: &JunitSuite<'_>, c: &Counts) {
         }
         out.push_str("    </properties>\n");
     }
-    if let Some(why) = interrupted(s) {
+    for case in run_cases(s) {
         let _ = write!(
             out,
-            "    <testcase classname=\"faultline.{}\" name=\"run\" time=\"0.000\">\n      \
-             <error type=\"interrupted\" message=\"{}\">{}</error>\n    </testcase>\n",
+            "    <testcase classname=\"faultline.{}\" name=\"{}\" time=\"0.000\">\n      \
+             <error type=\"{}\" message=\"{}\">{}</error>\n    </testcase>\n",
             xml(&s.name),
-            xml(&truncate(why, MESSAGE_CHARS_MAX)),
-            xml(why)
+            case.name,
+            case.kind,
+            xml(&truncate(&case.why, MESSAGE_CHARS_MAX)),
+            xml(&case.why)
         );
     }
     for (name, v) in s.verdicts {
@@ -121,12 +127,37 @@ fn write_suite(out: &mut String, s: &JunitSuite<'_>, c: &Counts) {
     out.push_str("  </testsuite>\n");
 }
 
-/// Why the suite's run stopped early, if it did.
-fn interrupted<'a>(s: &'a JunitSuite<'_>) -> Option<&'a str> {
-    s.properties
-        .iter()
-        .find(|(k, _)| k == INTERRUPTED_PROPERTY)
-        .map(|(_, v)| v.as_str())
+/// An errored case about the run itself rather than a checker.
+struct RunCase {
+    name: &'static str,
+    kind: &'static str,
+    why: String,
+}
+
+/// The run's own errored cases: `run` when it stopped early, `faults` when
+/// a fault could not be applied or healed.
+fn run_cases(s: &JunitSuite<'_>) -> Vec<RunCase> {
+    let mut cases = Vec::new();
+    if let Some(why) = property(s, INTERRUPTED_PROPERTY) {
+        cases.push(RunCase {
+            name: "run",
+            kind: "interrupted",
+            why: why.to_owned(),
+        });
+    }
+    if let Some(errors) = property(s, FAULT_ERRORS_PROPERTY) {
+        cases.push(RunCase {
+            name: "faults",
+            kind: "faults",
+            why: format!("could not run as configured: {errors}"),
+        });
+    }
+    cases
+}
+
+/// A suite property's value.
+fn property<'a>(s: &'a JunitSuite<'_>, name: &str) -> Option<&'a str> {
+    s.properties.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn write_case(out: &mut String, suite: &str, name: &str, v: &Verdict) {

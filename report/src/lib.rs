@@ -72,6 +72,9 @@ pub struct RunMeta {
     /// How the run was stopped early ("interrupted by SIGTERM at 12.3 s"),
     /// when it was.
     pub interrupted: Option<String>,
+    /// Faults that could not be applied or healed: the run could not run
+    /// as configured (exit 3), whatever its checkers said.
+    pub fault_errors: Vec<String>,
     /// Completed operations no checker looked at, by `f` (the file's
     /// `unchecked`): with any, the history is not valid, only unknown.
     pub unchecked: BTreeMap<String, usize>,

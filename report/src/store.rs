@@ -231,6 +231,10 @@ pub fn meta_from_store(dir: &Path) -> Result<RunMeta, ReportError> {
             let by = opt_str(&results, "interrupted_by");
             meta.interrupted = Some(by.unwrap_or_else(|| "interrupted before it finished".into()));
         }
+        for e in array(&results, "fault_errors", "")? {
+            meta.fault_errors
+                .push(e.as_str().map(str::to_owned).unwrap_or_else(|| e.to_string()));
+        }
         for w in array(&results, "warnings", "")? {
             meta.warnings
                 .push(w.as_str().map(str::to_owned).unwrap_or_else(|| w.to_string()));
@@ -339,6 +343,12 @@ pub fn junit_properties(meta: &RunMeta, history: &History) -> Vec<(String, Strin
     let mut p = Vec::new();
     if let Some(why) = &meta.interrupted {
         p.push((crate::junit::INTERRUPTED_PROPERTY.to_owned(), why.clone()));
+    }
+    if !meta.fault_errors.is_empty() {
+        p.push((
+            crate::junit::FAULT_ERRORS_PROPERTY.to_owned(),
+            meta.fault_errors.join("; "),
+        ));
     }
     if let Some(s) = meta.seed_of(history) {
         p.push(("seed".to_owned(), s.to_string()));
@@ -455,6 +465,30 @@ mod tests {
         write_run_reports(plain.path(), &h, &BTreeMap::new()).unwrap();
         let html = std::fs::read_to_string(plain.path().join("report.html")).unwrap();
         assert!(!html.contains("id=\"interrupted\""));
+        assert!(!html.contains("id=\"fault-errors\""));
+        let junit = std::fs::read_to_string(plain.path().join("junit.xml")).unwrap();
+        assert!(!junit.contains("type=\"faults\""), "{junit}");
+    }
+
+    #[test]
+    fn a_run_whose_fault_failed_is_marked_in_both_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = "start-partition: nft exited with status 1";
+        let results = json!({"test": "t", "fault_errors": [err], "checkers": {"linearizable": {"valid": true}}});
+        std::fs::write(dir.path().join("results.json"), results.to_string()).unwrap();
+        let h = History::from_events([]).unwrap();
+        write_run_reports(dir.path(), &h, &BTreeMap::new()).unwrap();
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains("<p id=\"fault-errors\">"), "report.html");
+        assert!(html.contains(err), "report.html names the error");
+        let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+        assert!(junit.contains("name=\"faults\""), "{junit}");
+        assert!(
+            junit.contains(&format!(
+                "<error type=\"faults\" message=\"could not run as configured: {err}\">"
+            )),
+            "{junit}"
+        );
     }
 
     #[test]

@@ -89,6 +89,13 @@ impl Machines {
         }
     }
 
+    /// A known_hosts file that lists none of the machines.
+    fn empty_known_hosts(&self) -> PathBuf {
+        let empty = self.dir.join("empty_known_hosts");
+        std::fs::write(&empty, "").unwrap();
+        empty
+    }
+
     fn faultline(&self, known_hosts: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
         cmd.args([
@@ -194,8 +201,7 @@ fn an_unknown_host_is_refused_before_anything_runs() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let empty = m.dir.join("empty_known_hosts");
-    std::fs::write(&empty, "").unwrap();
+    let empty = m.empty_known_hosts();
     let out = m
         .faultline(&empty, &["--nemesis", "none", "--time-limit", "5"])
         .output()
@@ -411,8 +417,7 @@ fn hosts_accepted_without_known_hosts_are_logged_and_kept_with_the_run() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let empty = m.dir.join("empty_known_hosts");
-    std::fs::write(&empty, "").unwrap();
+    let empty = m.empty_known_hosts();
     let out = m
         .faultline(
             &empty,

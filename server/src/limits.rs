@@ -141,18 +141,7 @@ impl Budgets {
             .map_err(|_| BudgetError::Connection {
                 max_bytes: self.conn.max_bytes,
             })?;
-        let node = self
-            .node
-            .sem
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| BudgetError::Node {
-                max_bytes: self.node.max_bytes,
-            })?;
-        Ok(Held {
-            conn: Some(conn),
-            node: Some(node),
-        })
+        self.with_node(conn, n)
     }
 
     /// Takes `bytes`, waiting at most `wait` for the connection's own
@@ -175,6 +164,12 @@ impl Budgets {
                 })
             }
         };
+        self.with_node(conn, n)
+    }
+
+    /// The node's share of `n` permits beside the connection's, never
+    /// waited for: a spent node budget refuses the request at once.
+    fn with_node(&self, conn: OwnedSemaphorePermit, n: u32) -> Result<Held, BudgetError> {
         let node = self
             .node
             .sem

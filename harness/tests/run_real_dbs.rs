@@ -70,9 +70,12 @@ fn etcd_linearizable_reads_pass_and_serializable_reads_are_caught() {
     );
     // One member cut off at a time, 3 s each: its clients' reads are
     // answered from its own, falling-behind state. Mostly reads, since a
-    // write there hangs until its timeout and holds its client. (With any
-    // shape, 2 s windows and half writes, 15 s found 0 to 3 stale reads
-    // and sometimes none; this finds 7 to 12.)
+    // write there hangs until its timeout and holds its client; a 1 s
+    // timeout gives those clients back to reading within the window.
+    // (With any shape, 2 s windows and half writes, 15 s found 0 to 3 stale
+    // reads and sometimes none; two 3 s windows with 4 s timeouts found 8
+    // to 14 here but none once in CI; three windows with 1 s timeouts find
+    // 14 to 16 in two windows.)
     let (code, r) = run(
         dir.path(),
         &[
@@ -80,7 +83,9 @@ fn etcd_linearizable_reads_pass_and_serializable_reads_are_caught() {
             &[
                 "--etcd-serializable-reads",
                 "--time-limit",
-                "15",
+                "21",
+                "--op-timeout-ms",
+                "1000",
                 "--nemesis",
                 "partition-one",
                 "--nemesis-interval",

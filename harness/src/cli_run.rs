@@ -456,8 +456,7 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         tests.len()
     );
     let (rt, interrupt) = runtime()?;
-    let stop = interrupt.receiver();
-    let rows = rt.block_on(campaign::run_campaign(&tests, &env, stop, |t, rows| {
+    let rows = rt.block_on(campaign::run_campaign(&tests, &env, &interrupt, |t, rows| {
         let ok = rows.iter().all(|r| r.holds);
         eprintln!(
             "faultline: {} {} ({})",
@@ -480,6 +479,11 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
     }
     if rows.iter().any(|r| r.observed == "error") {
         return Ok(3);
+    }
+    if let Some(signal) = interrupt.first_signal() {
+        // Some expectations were never tested: not a pass, not a failure.
+        eprintln!("faultline: the campaign was stopped by {signal}");
+        return Ok(EXIT_INTERRUPTED as u8);
     }
     if rows.is_empty() {
         bail!("the campaign ran no test");

@@ -238,3 +238,70 @@ fn a_second_signal_skips_the_check_and_still_leaves_nothing() {
         assert_eq!(results["checkers"], serde_json::json!({}), "{results:#}");
     }
 }
+
+/// A campaign shares one stop across its tests: SIGTERM mid-test ends that
+/// test cleanly (its rows say "interrupted by SIGTERM at N s"), the tests
+/// after it are not run ("the campaign was stopped by SIGTERM"), nothing is
+/// left behind, and the campaign exits 2: its expectations were not all
+/// tested.
+#[test]
+fn sigterm_stops_a_campaign_and_its_rows_name_the_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = dir.path().join("c.toml");
+    std::fs::write(
+        &campaign,
+        r#"
+[defaults]
+time_limit_s = 60
+nemesis = "partition-halves"
+nemesis_interval_s = 1
+
+[[test]]
+name = "first"
+expect = { linearizable = "pass" }
+
+[[test]]
+name = "second"
+expect = { linearizable = "pass" }
+"#,
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("campaign")
+        .arg(&campaign)
+        .args(["--json", "--no-progress", "--store"])
+        .arg(&store)
+        .arg("--server-bin")
+        .arg(server_bin())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = Run {
+        child,
+        _clean: CleanOnDrop,
+        dir,
+        store,
+    };
+    let history = run.store.join("latest/history.jsonl");
+    wait_for_event(&mut run.child, &history, "start-partition", Duration::from_secs(40));
+    let (status, stdout) = stop_with(&mut run, &["TERM"]);
+    assert_eq!(status.code(), Some(2), "{status:?} {stdout}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let note = |test: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["test"] == test)
+            .map(|r| r["note"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let first = note("first");
+    assert!(
+        !first.is_empty() && first.iter().all(|n| n.starts_with("interrupted by SIGTERM at ")),
+        "{rows:#?}"
+    );
+    assert_eq!(note("second"), ["the campaign was stopped by SIGTERM"], "{rows:#?}");
+    assert_healed(&history, "partition");
+    let procs = processes_mentioning(&run.dir.path().display().to_string());
+    assert!(procs.is_empty(), "processes left behind: {procs:?}");
+}

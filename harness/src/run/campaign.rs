@@ -32,9 +32,9 @@ use std::path::Path;
 use faultline_checkers::Validity;
 use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use super::{run_test, RunConfig, RunEnv, RunError};
+use super::interrupt::Interrupt;
+use super::{run_interruptible, RunConfig, RunEnv, RunError};
 
 /// Most tests in one campaign.
 pub const MAX_TESTS: usize = 1_000;
@@ -285,13 +285,16 @@ pub fn load(path: &Path, campaign_seed: u64) -> Result<Vec<PlannedTest>, String>
 }
 
 /// Runs every planned test in order and returns the table rows. A stop
-/// request ends the campaign after the test in progress has cleaned up.
+/// request (a signal fed to `interrupt`) ends the campaign after the test in
+/// progress has cleaned up; a second one also skips that test's check. The
+/// rows say by which signal and when.
 pub async fn run_campaign(
     tests: &[PlannedTest],
     env: &RunEnv,
-    stop: watch::Receiver<bool>,
+    interrupt: &Interrupt,
     mut on_test: impl FnMut(&PlannedTest, &[Row]),
 ) -> Vec<Row> {
+    let stop = interrupt.receiver();
     let mut rows = Vec::new();
     for t in tests {
         let first = rows.len();
@@ -312,10 +315,10 @@ pub async fn run_campaign(
             rows.push(r);
         } else if *stop.borrow() {
             let mut r = row("-", Expect::Unset, "not run".into(), false);
-            r.note = Some("the campaign was stopped".into());
+            r.note = Some(stopped_note(interrupt));
             rows.push(r);
         } else {
-            match run_test(&t.config, env, stop.clone()).await {
+            match run_interruptible(&t.config, env, interrupt).await {
                 Ok(out) if !out.fault_errors.is_empty() => {
                     // Verdicts over faults that did not happen mean nothing.
                     let mut r = row("-", Expect::Unset, "error".into(), false);
@@ -335,7 +338,10 @@ pub async fn run_campaign(
                         let mut r = row(name, e, observed.into(), holds);
                         r.anomalies = v.anomalies_found();
                         r.store = Some(out.store.display().to_string());
-                        r.note = v.unknown_reason.clone();
+                        r.note = match &out.interruption {
+                            Some(i) => Some(i.message()),
+                            None => v.unknown_reason.clone(),
+                        };
                         rows.push(r);
                     }
                     for (name, e) in &t.expect {
@@ -356,6 +362,14 @@ pub async fn run_campaign(
         on_test(t, &rows[first..]);
     }
     rows
+}
+
+/// Why a test was not run: "the campaign was stopped by SIGTERM".
+fn stopped_note(interrupt: &Interrupt) -> String {
+    match interrupt.first_signal() {
+        Some(name) => format!("the campaign was stopped by {name}"),
+        None => "the campaign was stopped".into(),
+    }
 }
 
 fn error_note(e: &RunError) -> String {

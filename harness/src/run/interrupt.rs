@@ -99,6 +99,18 @@ impl Interrupt {
         self.inner.count.load(Ordering::SeqCst) >= 2
     }
 
+    /// The first signal's name, if one came.
+    pub fn first_signal(&self) -> Option<&'static str> {
+        self.inner.first.lock().expect("interrupt").map(|(name, _)| name)
+    }
+
+    /// Says a run is starting: it has processes and surroundings to clean
+    /// up again, so a second signal must not end the process before they
+    /// are gone (a campaign shares one `Interrupt` across its runs).
+    pub fn begin_run(&self) {
+        self.inner.torn_down.store(false, Ordering::SeqCst);
+    }
+
     /// Says the run's processes, rules, namespaces and mounts are gone.
     pub fn mark_torn_down(&self) {
         self.inner.torn_down.store(true, Ordering::SeqCst);

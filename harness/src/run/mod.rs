@@ -611,6 +611,7 @@ pub async fn run_interruptible(
     env: &RunEnv,
     interrupt: &interrupt::Interrupt,
 ) -> Result<RunOutcome, RunError> {
+    interrupt.begin_run();
     let stop = interrupt.receiver();
     let kinds = cfg.validate()?;
     let nodes = cfg.node_names();

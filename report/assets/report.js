@@ -226,7 +226,8 @@
     ctx.beginPath(); ctx.moveTo(this.gutter, y + 0.5); ctx.lineTo(this.w, y + 0.5); ctx.stroke();
     for (var t = Math.ceil(this.v0 / step) * step, n = 0; t <= this.v1 && n < 40; t += step, n++) {
       var x = this.x(t);
-      if (x < this.gutter) continue;
+      // The view may start a little before the test; no tick reads "-0.01 s".
+      if (x < this.gutter || t < 0) continue;
       ctx.fillRect(x, y, 1, 4);
       ctx.textAlign = x < this.gutter + 20 ? "left" : x > this.w - 20 ? "right" : "center";
       ctx.fillText(fmtTick(t, step), x, y + 15);

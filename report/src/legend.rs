@@ -102,13 +102,19 @@ pub fn fault_list(bands: &[FaultBand], t_end: u64) -> String {
             Some(e) => format!("to {}", seconds(e)),
             None => format!("to the end ({}), never healed", seconds(t_end)),
         };
+        let name = short_name(&b.label);
+        // The whole label only where the name shortened it (the cut links).
+        let whole = if name == b.label {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">{}</span>", html(&b.label))
+        };
         let _ = write!(
             out,
-            "<li><i class=\"swatch band-{}\"></i><b>{}</b> from {} {end} <span class=\"muted\">{}</span></li>",
+            "<li><i class=\"swatch band-{}\"></i><b>{}</b> from {} {end}{whole}</li>",
             b.kind.name(),
-            html(&short_name(&b.label)),
+            html(&name),
             seconds(b.start_ns),
-            html(&b.label)
         );
     }
     if bands.len() > FAULTS_LISTED_MAX {

@@ -17,6 +17,9 @@
 //!   and inside the window;
 //! - the page is a few screens tall, not 65,000 px.
 //!
+//! The same probe on a broken copy (header not sticky, settings unfolded,
+//! fault names hidden) reports each breakage, so the checks can fail.
+//!
 //! Screenshots (the first screen and the whole page with a tooltip shown)
 //! are written to `$CARGO_TARGET_TMPDIR/report-glance/`, whose path the
 //! test prints. Without Chromium the test prints why and passes, except
@@ -136,14 +139,39 @@ fn failing_run() -> (Run, PathBuf) {
 }
 
 /// A copy of the report with the probe appended, beside it (so its
-/// relative links still resolve).
-fn probed_copy(folder: &Path) -> PathBuf {
-    let page = std::fs::read_to_string(folder.join("report.html")).unwrap();
+/// relative links still resolve), after `edit` changed the page.
+fn probed_copy(folder: &Path, name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let page = edit(std::fs::read_to_string(folder.join("report.html")).unwrap());
     let at = page.rfind("</body>").expect("a closing body tag");
     let probed = format!("{}<script>{PROBE}</script>{}", &page[..at], &page[at..]);
-    let path = folder.join("report-probed.html");
+    let path = folder.join(name);
     std::fs::write(&path, probed).unwrap();
     path
+}
+
+/// The probe is not vacuous: on the same page with the header no longer
+/// sticky, the settings unfolded and the faults' names hidden, it says so.
+fn assert_the_probe_sees_a_broken_page(browser: &Path, folder: &Path) {
+    let broken = probed_copy(folder, "report-broken.html", |page| {
+        let page = page.replacen(
+            "<details id=\"settings-more\">",
+            "<details id=\"settings-more\" open>",
+            1,
+        );
+        page.replacen(
+            "</head>",
+            "<style>header { position: static !important; } .tl-band-name { display: none; }</style></head>",
+            1,
+        )
+    });
+    let p = probe_result(&load_sized(browser, &broken, WIDTH, HEIGHT).dom);
+    assert!(
+        p["nav_at_bottom"]["bottom"].as_f64().unwrap() < 0.0,
+        "{}",
+        p["nav_at_bottom"]
+    );
+    assert_eq!(p["settings_more"]["table_visible"], true, "{}", p["settings_more"]);
+    assert_eq!(p["band_names"], serde_json::json!([]), "{}", p["band_names"]);
 }
 
 /// The probe's findings from the dumped DOM.
@@ -298,7 +326,7 @@ fn assert_tooltip(p: &Value) {
 fn a_failing_runs_report_reads_at_a_glance_in_chromium() {
     let Some(browser) = chromium() else { return };
     let (_run, folder) = failing_run();
-    let page = probed_copy(&folder);
+    let page = probed_copy(&folder, "report-probed.html", |page| page);
     let l = load_sized(&browser, &page, WIDTH, HEIGHT);
     assert_clean(&l);
     let p = probe_result(&l.dom);
@@ -309,6 +337,7 @@ fn a_failing_runs_report_reads_at_a_glance_in_chromium() {
     assert_tooltip(&p);
     let height = p["height"].as_f64().unwrap();
     assert!(height < PAGE_HEIGHT_MAX, "the page is {height} px tall");
+    assert_the_probe_sees_a_broken_page(&browser, &folder);
 
     let out = output_folder();
     screenshot(

@@ -33,6 +33,13 @@ pub fn group_id(checker: &str) -> String {
 /// The whole section.
 pub fn anomalies_section(input: &ReportInput<'_>, bands: &[FaultBand], t_end: u64) -> String {
     let mut out = String::from("<section id=\"anomalies\"><h2>Anomalies</h2>");
+    if input.verdicts.values().any(|v| v.anomalies.len() > ANOMALIES_FIRST) {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">The first {ANOMALIES_FIRST} of each checker; \"show all\" opens the rest. \
+             Each operation links to itself on the timeline.</p>"
+        );
+    }
     let mut n = 0usize;
     for (name, v) in input.verdicts {
         n += v.anomalies.len();

@@ -13,114 +13,12 @@
 mod report_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faultline_checkers::{Anomaly, OpRef, Verdict};
 use faultline_report::{render_html, ReportInput, RunMeta};
+use report_support::chromium::{assert_clean, attr, body_tag, chromium, load};
 use report_support::{big_history, run, run_folder};
-
-/// How long one Chromium run may take before the test gives up on it.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The browser, or `None` (with a message) when it is absent outside CI.
-fn chromium() -> Option<PathBuf> {
-    for name in ["chromium", "chromium-browser"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        if found.is_some() {
-            return found;
-        }
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("chromium is not installed; CI must install it (apt-get install chromium)");
-    }
-    eprintln!("SKIPPED: chromium is not installed (apt-get install chromium); the report's browser tests did not run");
-    None
-}
-
-/// What Chromium made of a page.
-struct Loaded {
-    dom: String,
-    log: String,
-    wall: Duration,
-}
-
-fn load(browser: &Path, page: &Path, fragment: &str) -> Loaded {
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("file://{}{fragment}", page.display());
-    let start = Instant::now();
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chromium starts");
-    // Read both pipes on threads so a chatty log cannot block the browser.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || std::io::read_to_string(&mut out).unwrap_or_default());
-    let err_t = std::thread::spawn(move || std::io::read_to_string(&mut err).unwrap_or_default());
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > CHROMIUM_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {CHROMIUM_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let wall = start.elapsed();
-    Loaded {
-        dom: out_t.join().unwrap(),
-        log: err_t.join().unwrap(),
-        wall,
-    }
-}
-
-/// The page's script finished and nothing complained. The marks are
-/// attributes of `<body>` (the script's own text mentions them too).
-fn assert_clean(l: &Loaded) {
-    let body = body_tag(&l.dom);
-    assert!(body.contains("data-ready=\"1\""), "the script did not finish: {body}");
-    assert!(!body.contains("data-js-error"), "the script failed: {body}");
-    let complaints: Vec<&str> = l
-        .log
-        .lines()
-        .filter(|line| line.contains(":CONSOLE") || line.contains("Uncaught"))
-        .collect();
-    assert!(complaints.is_empty(), "console messages: {complaints:#?}");
-}
-
-fn body_tag(dom: &str) -> &str {
-    let at = dom.find("<body").expect("a body");
-    &dom[at..at + dom[at..].find('>').expect("a whole tag")]
-}
-
-fn attr(dom: &str, name: &str) -> Option<String> {
-    let at = dom.find(&format!("{name}=\""))? + name.len() + 2;
-    Some(dom[at..].split('"').next()?.to_owned())
-}
 
 #[test]
 fn the_report_opens_in_chromium_with_the_verdict_and_the_anomalys_operations() {
@@ -133,14 +31,18 @@ fn the_report_opens_in_chromium_with_the_verdict_and_the_anomalys_operations() {
     let l = load(&browser, &dir.join("report.html"), "#op-4");
     assert_clean(&l);
     assert!(l.dom.contains("id=\"verdict\">INVALID<"), "the verdict");
-    // The list of marked operations exists only if the script built it from
-    // the embedded data: the write that was lost to the read, and the read.
-    let marked = l.dom.split("id=\"marked-ops\"").nth(1).expect("the marked list");
-    let marked = marked.split("</div>").next().unwrap();
+    // The legend counts the marked operations only if the script read them
+    // from the embedded data: the write that was lost to the read, and the read.
+    let marked = l
+        .dom
+        .split("id=\"marked-ops\"")
+        .nth(1)
+        .expect("the legend's marked entry");
+    let marked = marked.split("</span>").next().unwrap();
     assert!(marked.contains("data-count=\"2\""), "{marked}");
     assert!(
-        marked.contains(">op 2</button>") && marked.contains(">op 4</button>"),
-        "{marked}"
+        l.dom.contains("href=\"#op-2\"") && l.dom.contains("href=\"#op-4\""),
+        "the anomaly links to both operations"
     );
     // The timeline zoomed to the linked operation: the view (in µs) is
     // no longer the whole test (0 to 9 ms) but a window around op 4 (3-4 ms).
@@ -214,7 +116,8 @@ fn a_million_operation_report_loads_in_chromium_in_under_5_s_and_weighs_under_20
     );
     assert!(ms < 5_000, "the page took {ms} ms");
     assert!(
-        l.dom.contains(&format!(">op {}</button>", b.invoke_index)),
-        "the anomaly's op is listed"
+        l.dom.contains(&format!("href=\"#op-{}\"", b.invoke_index)),
+        "the anomaly links to its op"
     );
+    assert!(l.dom.contains("data-count=\"2\""), "the script counted the marked ops");
 }

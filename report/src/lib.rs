@@ -2,14 +2,19 @@
 //! and the JUnit file a CI system reads.
 //!
 //! [`render_html`] turns a history and its named verdicts into one
-//! self-contained `report.html`: a summary (verdict per checker, the test's
-//! settings, seed, duration and the command that reruns it), every anomaly
-//! with the operations that prove it, its sentence and the faults in force
-//! at that moment, a zoomable timeline of operations per process with the
-//! nemesis's faults as bands and the anomalous operations marked, latency
-//! and throughput plots as SVG, and per-node status and logs. What it
-//! promises:
+//! self-contained `report.html` that reads at a glance: a sticky
+//! navigation bar (summary, anomalies, timeline, plots, nodes); a summary
+//! (verdict per checker, the settings that matter, seed, duration and the
+//! command that reruns it, the other settings folded); per checker the
+//! first few anomalies with the operations that prove them, their sentence
+//! and the faults in force at that moment, the rest folded; a zoomable
+//! timeline of operations with lanes labelled by process, the nemesis's
+//! faults as named bands and the anomalous operations marked; latency and
+//! throughput plots as SVG; per-node roles and lag; a legend beside every
+//! chart. What it promises:
 //!
+//! - It reads without scrolling through noise: the page's height is bounded
+//!   by the few anomalies shown per checker, not by how many were found.
 //! - The page needs nothing but itself: CSS, script and data are inline; it
 //!   names no URL with a scheme, so it opens offline and from a CI artifact.
 //! - It stays fast at any size: the timeline keeps at most 50,000
@@ -24,13 +29,17 @@
 //! folder and writes both files into it. The crate depends on the history
 //! and checker crates only, and does no I/O except in [`store`].
 
+mod anomalies;
 pub mod escape;
 pub mod faults;
 mod html;
 pub mod junit;
+mod legend;
 mod nodes;
 pub mod plots;
+mod settings;
 pub mod store;
+mod summary;
 pub mod timeline;
 
 use std::collections::BTreeMap;
@@ -65,8 +74,11 @@ pub struct RunMeta {
     pub duration_s: Option<f64>,
     /// The command that reruns the test.
     pub rerun: Option<String>,
-    /// The test's settings, as shown.
+    /// The settings that matter to a reader (db, nemesis, workload, ...),
+    /// shown in the summary.
     pub settings: Vec<(String, String)>,
+    /// The rest of the settings, folded away under the ones shown.
+    pub settings_folded: Vec<(String, String)>,
     /// Things a person should know (history truncated, healing failed, ...).
     pub warnings: Vec<String>,
     /// How the run was stopped early ("interrupted by SIGTERM at 12.3 s"),

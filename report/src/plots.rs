@@ -16,14 +16,15 @@ use faultline_histories::{History, Outcome};
 
 use crate::escape::html;
 use crate::faults::FaultBand;
+use crate::legend::short_name;
 
 /// Plot area, in SVG units.
 const W: f64 = 860.0;
 const H: f64 = 220.0;
-/// Margins: left (for the y labels), right, top, bottom (x labels).
+/// Margins: left (for the y labels), right, top (the legend), bottom (x labels).
 const ML: f64 = 56.0;
 const MR: f64 = 12.0;
-const MT: f64 = 10.0;
+const MT: f64 = 22.0;
 const MB: f64 = 30.0;
 /// Throughput buckets across the test.
 pub const BUCKETS_MAX: usize = 300;
@@ -36,20 +37,25 @@ const QUANTILE_BUCKETS: usize = 200;
 /// Lowest latency shown, in ms (the log axis needs a floor).
 const LATENCY_FLOOR_MS: f64 = 0.01;
 
+/// Fault bands named in one plot; past it the rest are named on hover.
+pub const BAND_NAMES_MAX: usize = 60;
+/// Width of a band name's character, in SVG units (10 px system font).
+const CHAR_W: f64 = 5.5;
+
 /// The outcomes plotted, with their CSS classes.
 const OUTCOMES: [(Outcome, &str); 3] = [(Outcome::Ok, "ok"), (Outcome::Fail, "fail"), (Outcome::Info, "info")];
 
 /// A linear or log scale from data to SVG units.
-struct Axis {
-    lo: f64,
-    hi: f64,
-    log: bool,
-    px_lo: f64,
-    px_hi: f64,
+pub(crate) struct Axis {
+    pub(crate) lo: f64,
+    pub(crate) hi: f64,
+    pub(crate) log: bool,
+    pub(crate) px_lo: f64,
+    pub(crate) px_hi: f64,
 }
 
 impl Axis {
-    fn at(&self, v: f64) -> f64 {
+    pub(crate) fn at(&self, v: f64) -> f64 {
         let (v, lo, hi) = if self.log {
             (v.max(self.lo).log10(), self.lo.log10(), self.hi.log10())
         } else {
@@ -60,7 +66,7 @@ impl Axis {
     }
 
     /// Round values to label, about `n` of them.
-    fn ticks(&self, n: usize) -> Vec<f64> {
+    pub(crate) fn ticks(&self, n: usize) -> Vec<f64> {
         if self.log {
             let mut t = 10f64.powf(self.lo.log10().floor());
             let mut out = Vec::new();
@@ -90,7 +96,7 @@ impl Axis {
     }
 }
 
-fn fmt_num(v: f64) -> String {
+pub(crate) fn fmt_num(v: f64) -> String {
     if v >= 100.0 || v == v.round() {
         format!("{v:.0}")
     } else if v >= 1.0 {
@@ -102,12 +108,62 @@ fn fmt_num(v: f64) -> String {
 }
 
 fn time_axis(t_end_s: f64) -> Axis {
+    time_axis_between(t_end_s, ML, W - MR)
+}
+
+/// Seconds from 0 to `t_end_s` across `[px_lo, px_hi]`.
+pub(crate) fn time_axis_between(t_end_s: f64, px_lo: f64, px_hi: f64) -> Axis {
     Axis {
         lo: 0.0,
         hi: t_end_s.max(1e-3),
         log: false,
-        px_lo: ML,
-        px_hi: W - MR,
+        px_lo,
+        px_hi,
+    }
+}
+
+/// The time axis at height `y`: a line, round ticks in seconds, and its
+/// title with the unit.
+pub(crate) fn time_ticks(out: &mut String, x: &Axis, y: f64) {
+    let _ = write!(out, "<path class=\"axis\" d=\"M{} {y}H{}\"/>", x.px_lo, x.px_hi);
+    for t in x.ticks(10) {
+        let _ = write!(
+            out,
+            "<text class=\"tick\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            x.at(t),
+            y + 12.0,
+            fmt_num(t)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">time (s)</text>",
+        (x.px_lo + x.px_hi) / 2.0,
+        y + 24.0
+    );
+}
+
+/// Each fault band's short name at its top left, where it fits: beside
+/// the band when the band is narrow, skipped when it would overlap the
+/// previous name, at most [`BAND_NAMES_MAX`] (each band's title names it
+/// on hover regardless).
+pub(crate) fn band_names(out: &mut String, bands: &[FaultBand], x: &Axis, y: f64, t_end: u64) {
+    let mut free_from = f64::MIN;
+    let mut named = 0;
+    for b in bands {
+        let x0 = x.at(b.start_ns as f64 / 1e9) + 2.0;
+        if x0 < free_from || named >= BAND_NAMES_MAX || b.end_or(t_end) < b.start_ns {
+            continue;
+        }
+        let name = short_name(&b.label);
+        let _ = write!(
+            out,
+            "<text class=\"band-name band-name-{}\" x=\"{x0:.1}\" y=\"{y:.1}\">{}</text>",
+            b.kind.name(),
+            html(&name)
+        );
+        free_from = x0 + name.chars().count() as f64 * CHAR_W + 6.0;
+        named += 1;
     }
 }
 
@@ -209,10 +265,11 @@ fn latency_svg(history: &History, f: &str, bands: &[FaultBand], t_end: u64) -> S
         let _ = write!(
             out,
             "<text class=\"tick\" x=\"{}\" y=\"{}\">too many points: median (solid), p99 (dashed), max (dotted)</text>",
-            ML + 6.0,
-            MT + 10.0
+            ML,
+            MT - 8.0
         );
     }
+    band_names(&mut out, bands, &x, MT + 9.0, t_end);
     legend(&mut out);
     out.push_str("</svg>");
     out
@@ -291,9 +348,9 @@ fn legend(out: &mut String) {
         let _ = write!(
             out,
             "<rect class=\"key {class}\" x=\"{lx}\" y=\"{}\" width=\"8\" height=\"8\"/><text class=\"tick\" x=\"{}\" y=\"{}\">{class}</text>",
-            MT + 2.0,
+            MT - 16.0,
             lx + 11.0,
-            MT + 10.0
+            MT - 8.0
         );
     }
 }
@@ -332,6 +389,7 @@ pub fn throughput_svg(history: &History, bands: &[FaultBand], t_end: u64) -> Str
         }
         let _ = write!(out, "<polyline class=\"line {class}\" points=\"{}\"/>", pts.trim_end());
     }
+    band_names(&mut out, bands, &x, MT + 9.0, t_end);
     legend(&mut out);
     out.push_str("</svg>");
     out

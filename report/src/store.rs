@@ -220,7 +220,7 @@ pub fn meta_from_store(dir: &Path) -> Result<RunMeta, ReportError> {
         meta.test = opt_str(&config, "test");
         meta.seed = opt_u64(&config, "seed");
         meta.rerun = opt_str(&config, "rerun");
-        meta.settings = settings_of(&config);
+        (meta.settings, meta.settings_folded) = crate::settings::split_settings(&config);
     }
     if let Some(results) = read_json(&dir.join("results.json"))? {
         meta.test = meta.test.or_else(|| opt_str(&results, "test"));
@@ -254,24 +254,6 @@ pub fn meta_from_store(dir: &Path) -> Result<RunMeta, ReportError> {
     meta.nodes = nodes_of(dir)?;
     meta.samples = samples_of(&dir.join("status.jsonl"))?;
     Ok(meta)
-}
-
-/// The test's settings from `config.json`: every scalar field, and nested
-/// objects and lists as compact JSON; `rerun` is shown on its own.
-fn settings_of(config: &Value) -> Vec<(String, String)> {
-    let Some(obj) = config.as_object() else {
-        return Vec::new();
-    };
-    obj.iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "rerun" | "test" | "seed"))
-        .map(|(k, v)| {
-            let shown = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), shown)
-        })
-        .collect()
 }
 
 /// `nodes/<node>/` folders and the logs in them, as links from the report.

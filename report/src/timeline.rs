@@ -11,7 +11,9 @@
 //! cells. Processes retired after an `info` hand their work to fresh
 //! process numbers, so processes whose lives do not overlap share a lane:
 //! there are as many lanes as processes ever ran at once, at most
-//! [`Limits::lanes_max`].
+//! [`Limits::lanes_max`]. Each lane carries a label naming its processes
+//! (`p3 p13 +2`), and each fault band its short name, so the page can
+//! label lanes and name bands without re-deriving either.
 //!
 //! The output is compact JSON read by `assets/report.js`; times are in
 //! microseconds since the test started.
@@ -24,6 +26,7 @@ use faultline_histories::{History, Op, Outcome, Process};
 
 use crate::escape::truncate;
 use crate::faults::FaultBand;
+use crate::legend::short_name;
 
 /// Bounds on the timeline's data.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +57,8 @@ impl Default for Limits {
 
 /// Characters of an operation's description kept for its tooltip.
 const DESC_CHARS_MAX: usize = 60;
+/// Processes named in a lane's label; the rest are counted (`p3 p13 +4`).
+const LANE_NAMES_MAX: usize = 2;
 /// Fewest operations kept on each side of an anomaly's operation.
 const RADIUS_MIN: usize = 20;
 
@@ -220,6 +225,8 @@ pub fn timeline_json(history: &History, marked: &BTreeSet<u64>, bands: &[FaultBa
     }
     out.push_str("],\"fs\":");
     out.push_str(&serde_json::to_string(&fs).expect("strings serialize"));
+    out.push_str(",\"lane_names\":");
+    out.push_str(&serde_json::to_string(&lane_names(&lane_of, lane_count)).expect("strings serialize"));
     write_cells(&mut out, history, &detail, &lane_of, lane_count, t_end, limits);
     write_bands(&mut out, bands, t_end);
     out.push_str(",\"marked\":[");
@@ -265,17 +272,39 @@ fn write_cells(
     out.push(']');
 }
 
+/// Each lane's label: the processes that ran in it, in order, the first
+/// [`LANE_NAMES_MAX`] by name and the rest counted.
+fn lane_names(lane_of: &HashMap<Process, usize>, lane_count: usize) -> Vec<String> {
+    let mut procs: Vec<Vec<Process>> = vec![Vec::new(); lane_count];
+    for (p, &lane) in lane_of {
+        procs[lane].push(*p);
+    }
+    procs
+        .into_iter()
+        .map(|mut ps| {
+            ps.sort();
+            let mut name: Vec<String> = ps.iter().take(LANE_NAMES_MAX).map(|p| format!("p{p}")).collect();
+            if ps.len() > LANE_NAMES_MAX {
+                name.push(format!("+{}", ps.len() - LANE_NAMES_MAX));
+            }
+            name.join(" ")
+        })
+        .collect()
+}
+
+/// Faults as `[start, end, kind, label, short name]`.
 fn write_bands(out: &mut String, bands: &[FaultBand], t_end: u64) {
     out.push_str(",\"bands\":[");
     for (i, b) in bands.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
         let _ = write!(
             out,
-            "{sep}[{},{},{},{}]",
+            "{sep}[{},{},{},{},{}]",
             b.start_ns / 1000,
             b.end_or(t_end) / 1000,
             json_str(b.kind.name()),
-            json_str(&b.label)
+            json_str(&b.label),
+            json_str(&short_name(&b.label))
         );
     }
     out.push(']');
@@ -316,6 +345,7 @@ mod tests {
         let h = history(10, 10);
         let (lanes, count) = lanes(&h, end_time(&h), 1024);
         assert_eq!(count, 1, "{lanes:?}");
+        assert_eq!(lane_names(&lanes, count), vec!["p0 p1 +8"]);
     }
 
     #[test]

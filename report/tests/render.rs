@@ -318,3 +318,70 @@ fn nodes_show_roles_epochs_lag_and_log_links() {
     assert!(nodes.contains("href=\"nodes/n1/node.log\""), "{nodes}");
     assert!(page.contains("id=\"verdict\">unchecked<"), "no checker is not a pass");
 }
+
+/// The page of a run with many anomalies reads at a glance: a navigation
+/// bar to every section, per checker the first three anomalies with the
+/// rest folded under "show all", the settings that matter shown and the
+/// rest folded, legends, and the faults named on the plots.
+#[test]
+fn many_anomalies_are_folded_past_the_first_few_and_the_settings_past_the_ones_that_matter() {
+    let h = stale_read();
+    let proof = lin().check(&h).anomalies[0].clone();
+    let mut verdicts = BTreeMap::new();
+    verdicts.insert(
+        "linearizable".to_owned(),
+        Verdict::from_anomalies(2, Duration::ZERO, vec![proof; 40]),
+    );
+    let meta = RunMeta {
+        settings: vec![("db".into(), "faultline".into())],
+        settings_folded: vec![("ssh.user".into(), "root".into())],
+        ..RunMeta::default()
+    };
+    let page = render_html(&ReportInput {
+        history: &h,
+        verdicts: &verdicts,
+        meta: &meta,
+    });
+    let nav = page
+        .split("<nav id=\"nav\"")
+        .nth(1)
+        .unwrap()
+        .split("</nav>")
+        .next()
+        .unwrap();
+    for id in ["summary", "anomalies", "timeline", "plots", "nodes"] {
+        assert!(nav.contains(&format!("href=\"#{id}\"")), "{nav}");
+        assert!(page.contains(&format!("<section id=\"{id}\"")), "{id}");
+    }
+    let group = page.split("id=\"anomalies-linearizable\"").nth(1).unwrap();
+    let (open, folded) = group
+        .split_once("<details class=\"more-anomalies\">")
+        .expect("the rest is folded");
+    assert_eq!(
+        open.matches("<article class=\"anomaly\"").count(),
+        3,
+        "the first three are open"
+    );
+    assert!(
+        folded.starts_with("<summary>show all 40 of linearizable</summary>"),
+        "{}",
+        &folded[..80]
+    );
+    let folded = folded.split("</details>").next().unwrap();
+    assert_eq!(folded.matches("<article class=\"anomaly\"").count(), 37);
+    let (shown, more) = page
+        .split_once("<details id=\"settings-more\">")
+        .expect("settings folded");
+    assert!(shown.contains("<th>db</th><td>faultline</td>") && !shown.contains("ssh.user"));
+    assert!(more.contains("<th>ssh.user</th><td>root</td>"));
+    for legend in ["id=\"tl-legend\"", "id=\"plot-legend\""] {
+        assert!(page.contains(legend), "{legend}");
+    }
+    assert!(page.contains("<span class=\"key\"><i class=\"swatch band-partition\"></i>partition</span>"));
+    let plots = page.split("id=\"plots\"").nth(1).unwrap();
+    assert!(plots.contains(">partition</text>"), "the band is named in the plots");
+    assert!(
+        !page.contains("createElement(\"button\")") && !page.contains("class=\"marked-op\""),
+        "no wall of operation buttons"
+    );
+}

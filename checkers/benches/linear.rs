@@ -12,11 +12,11 @@
 //!   time and peak memory (VmHWM).
 //!
 //! Parsing is outside the timed loop except in the heavy run. The Porcupine
-//! data is read from `shared/testdata/porcupine`; its benches are skipped
-//! when it is absent.
+//! data is what `ci/testdata` fetches (found by `faultline_testdata`); its
+//! benches are skipped with a message when it is absent.
 
 use std::io::Write;
-use std::path::PathBuf;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
@@ -25,11 +25,6 @@ use faultline_checkers::Validity;
 use faultline_histories::import::porcupine::{read_etcd_log, read_kv_log};
 use faultline_histories::{read_history_file, Event, EventType, History, Process, F};
 use serde_json::{json, Value};
-
-fn porcupine_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/porcupine"));
-    dir.join("expected.tsv").exists().then_some(dir)
-}
 
 fn cas_register() -> Config {
     Config {
@@ -42,7 +37,7 @@ fn cas_register() -> Config {
 }
 
 fn etcd(c: &mut Criterion) {
-    let Some(dir) = porcupine_dir() else {
+    let Some(dir) = faultline_testdata::porcupine() else {
         eprintln!("skipping etcd bench: no Porcupine data");
         return;
     };
@@ -61,7 +56,7 @@ fn etcd(c: &mut Criterion) {
 }
 
 fn kv_one_map(c: &mut Criterion) {
-    let Some(dir) = porcupine_dir() else {
+    let Some(dir) = faultline_testdata::porcupine() else {
         eprintln!("skipping kv bench: no Porcupine data");
         return;
     };

@@ -16,7 +16,6 @@
 //! benches are skipped with a message when it is absent.
 
 use std::io::Write;
-
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};

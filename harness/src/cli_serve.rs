@@ -1,6 +1,9 @@
 //! `faultline serve`: a small web server over the store, so a person can
-//! browse every run (newest first, coloured by verdict) and open its
-//! report, history and logs.
+//! browse every campaign (its file, shard, how many expectations held, and
+//! a link to each test's run) and every run (newest first, coloured by
+//! verdict) and open its report, history and logs. A folder holding
+//! `campaign.json` is a campaign's (see `run::campaign::record`), any
+//! other `<test>/<timestamp>` folder a run's.
 //!
 //! What it promises, and why it is plain `std`:
 //!
@@ -30,6 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use faultline_harness::run::campaign::record::CAMPAIGN_JSON;
 use faultline_report::escape::html;
 use serde_json::Value;
 
@@ -288,10 +292,17 @@ fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+fn is_campaign(dir: &Path) -> bool {
+    dir.join(CAMPAIGN_JSON).is_file()
+}
+
 fn runs(root: &Path) -> Vec<Run> {
     let mut out = Vec::new();
     for (test, tdir) in subdirs(root) {
         for (name, dir) in subdirs(&tdir) {
+            if is_campaign(&dir) {
+                continue;
+            }
             let verdict = read_verdict(&dir);
             out.push(Run {
                 test: test.clone(),
@@ -306,9 +317,35 @@ fn runs(root: &Path) -> Vec<Run> {
     out
 }
 
+/// Campaign folders, newest first: `Run`s whose `verdict` is the
+/// `campaign.json` document.
+fn campaigns(root: &Path) -> Vec<Run> {
+    let mut out = Vec::new();
+    for (test, tdir) in subdirs(root) {
+        for (name, dir) in subdirs(&tdir) {
+            if is_campaign(&dir) {
+                let doc = read_json(&dir.join(CAMPAIGN_JSON));
+                out.push(Run {
+                    test: test.clone(),
+                    name,
+                    dir,
+                    verdict: doc,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| run_key(&b.name).cmp(&run_key(&a.name)).then(a.test.cmp(&b.test)));
+    out.truncate(RUNS_LISTED_MAX);
+    out
+}
+
 fn read_verdict(dir: &Path) -> Option<Value> {
-    let path = dir.join("results.json");
-    let len = std::fs::metadata(&path).ok()?.len();
+    read_json(&dir.join("results.json"))
+}
+
+/// A JSON file of at most [`RESULTS_BYTES_MAX`] bytes.
+fn read_json(path: &Path) -> Option<Value> {
+    let len = std::fs::metadata(path).ok()?.len();
     if len > RESULTS_BYTES_MAX {
         return None;
     }
@@ -344,18 +381,14 @@ fn checker_summary(results: Option<&Value>) -> String {
 
 fn run_links(root: &Path, run: &Run) -> String {
     let rel = run.dir.strip_prefix(root).unwrap_or(&run.dir);
-    let mut links = Vec::new();
-    for (file, label) in [
+    let files = [
         ("report.html", "report"),
         ("history.jsonl", "history"),
         ("results.json", "results"),
         ("junit.xml", "junit"),
         ("config.json", "config"),
-    ] {
-        if run.dir.join(file).is_file() {
-            links.push(format!("<a href=\"{}\">{label}</a>", html(&href(&rel.join(file)))));
-        }
-    }
+    ];
+    let mut links = vec![file_links(root, &run.dir, &files)];
     for (node, _) in subdirs(&run.dir.join("nodes")).into_iter().take(16) {
         let rel_node = rel.join("nodes").join(&node);
         links.push(format!(
@@ -364,6 +397,7 @@ fn run_links(root: &Path, run: &Run) -> String {
             html(&node)
         ));
     }
+    links.retain(|l| !l.is_empty());
     links.join(" · ")
 }
 
@@ -376,8 +410,9 @@ fn index_page(root: &Path) -> String {
     let runs = runs(root);
     let mut out = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>faultline store</title>\
-         <style>{PAGE_CSS}</style></head><body><h1>faultline store</h1><p>{} runs in {}, newest first.</p>\
+         <style>{PAGE_CSS}</style></head><body><h1>faultline store</h1>{}<h2>Runs</h2><p>{} runs in {}, newest first.</p>\
          <table><tr><th>run</th><th>test</th><th>verdict</th><th>checkers</th><th>files</th></tr>",
+        campaigns_section(root),
         runs.len(),
         html(&root.display().to_string())
     );
@@ -394,6 +429,118 @@ fn index_page(root: &Path) -> String {
     }
     out.push_str("</table></body></html>\n");
     out
+}
+
+/// The campaigns table: one row per campaign folder, newest first.
+fn campaigns_section(root: &Path) -> String {
+    let campaigns = campaigns(root);
+    if campaigns.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>Campaigns</h2><p>{} campaigns, newest first.</p><table><tr><th>started</th><th>file</th>\
+         <th>shard</th><th>seed</th><th>expectations</th><th>tests</th><th>files</th></tr>",
+        campaigns.len()
+    );
+    for c in &campaigns {
+        let doc = c.verdict.as_ref();
+        let field = |k: &str| doc.and_then(|d| d.get(k)).map(json_text).unwrap_or_default();
+        let (class, word) = campaign_outcome(doc);
+        let _ =
+            write!(
+            out,
+            "<tr class=\"campaign {class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"v\">{word}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            html(&c.name),
+            html(&field("file")),
+            html(&field("shard")),
+            html(&field("seed")),
+            campaign_test_links(root, doc),
+            file_links(root, &c.dir, &[(CAMPAIGN_JSON, "campaign.json"), ("junit.xml", "junit")])
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// A JSON scalar as text (strings without quotes).
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether every expectation held so far, and whether the campaign is done.
+fn campaign_outcome(doc: Option<&Value>) -> (&'static str, String) {
+    let Some(rows) = doc.and_then(|d| d.get("rows")).and_then(Value::as_array) else {
+        return ("none", "unreadable".into());
+    };
+    let held = rows
+        .iter()
+        .filter(|r| r.get("holds") == Some(&Value::Bool(true)))
+        .count();
+    let done = doc.and_then(|d| d.get("finished_at")).is_some();
+    let class = match (held == rows.len(), done) {
+        (false, _) => "invalid",
+        (true, true) => "valid",
+        (true, false) => "unknown",
+    };
+    let running = if done { "" } else { ", running" };
+    (class, format!("{held}/{} hold{running}", rows.len()))
+}
+
+/// A link to each test's run, where its folder is in this store. A row
+/// names its run's folder as the campaign saw it (`store/<test>/<stamp>`,
+/// maybe on another machine), so the last two parts are looked up here.
+fn campaign_test_links(root: &Path, doc: Option<&Value>) -> String {
+    let Some(rows) = doc.and_then(|d| d.get("rows")).and_then(Value::as_array) else {
+        return String::new();
+    };
+    let mut links: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in rows.iter().take(RUNS_LISTED_MAX) {
+        let test = row.get("test").and_then(Value::as_str).unwrap_or("?");
+        if !seen.insert(test.to_owned()) {
+            continue;
+        }
+        let run = row
+            .get("store")
+            .and_then(Value::as_str)
+            .and_then(|s| run_in_store(root, s));
+        links.push(match run {
+            Some(rel) if root.join(&rel).join("report.html").is_file() => {
+                format!(
+                    "<a href=\"{}\">{}</a>",
+                    html(&href(&rel.join("report.html"))),
+                    html(test)
+                )
+            }
+            Some(rel) => format!("<a href=\"{}/\">{}</a>", html(&href(&rel)), html(test)),
+            None => html(test),
+        });
+    }
+    links.join(" · ")
+}
+
+/// `<test>/<stamp>` of a run folder path, when that folder is in the store.
+fn run_in_store(root: &Path, store: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = store.rsplit('/').filter(|p| !p.is_empty()).take(2).collect();
+    let [stamp, test] = parts[..] else { return None };
+    let rel = Path::new(test).join(stamp);
+    let real = resolve(root, &href(&rel))?;
+    real.is_dir().then_some(rel)
+}
+
+/// Links to those of `files` that exist in `dir`.
+fn file_links(root: &Path, dir: &Path, files: &[(&str, &str)]) -> String {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    files
+        .iter()
+        .filter(|(f, _)| dir.join(f).is_file())
+        .map(|(f, label)| format!("<a href=\"{}\">{label}</a>", html(&href(&rel.join(f)))))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 fn dir_page(root: &Path, dir: &Path) -> String {

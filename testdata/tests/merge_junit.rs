@@ -88,7 +88,10 @@ fn two_shards_merge_into_one_file_with_true_totals() {
         assert!(xml.contains(&format!("<testsuite name=\"{suite}\"")), "{xml}");
     }
     assert!(xml.contains("cluster would not start") && xml.contains("expected pass, observed invalid"));
-    assert!(xml.contains(&format!("value=\"{}\"", b.display())), "each suite names its source: {xml}");
+    assert!(
+        xml.contains(&format!("value=\"{}\"", b.display())),
+        "each suite names its source: {xml}"
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("2 files"), "{}", text(&o));
 }
 
@@ -108,7 +111,11 @@ fn a_missing_or_broken_input_fails_the_merge() {
     for bad in [dir.path().join("missing.xml"), broken, other] {
         let o = merge(&out, &[&good, &bad]);
         assert_eq!(o.status.code(), Some(1), "{}: {}", bad.display(), text(&o));
-        assert!(String::from_utf8_lossy(&o.stderr).contains(&*bad.to_string_lossy()), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(&*bad.to_string_lossy()),
+            "{}",
+            text(&o)
+        );
     }
     assert!(!out.exists(), "nothing is written when an input is bad");
 }

@@ -1,44 +1,27 @@
 //! Conformance with Porcupine's own test suite: every history it ships
-//! (`shared/testdata/porcupine`, see its README) gets the verdict Porcupine
-//! asserts for it: `ok` is linearizable, `illegal` is not.
+//! (fetched by `ci/testdata`, found through `faultline_testdata`) gets the
+//! verdict Porcupine asserts for it: `ok` is linearizable, `illegal` is not.
 //!
 //! The etcd logs are a compare-and-set register starting at nil; the kv logs
 //! a key-value store of strings, checked per key and, for the small ones,
 //! as one map. Skips with a message when the test data is absent, and fails
 //! then if `CI=true`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::import::porcupine::{read_etcd_log, read_kv_log};
 use faultline_histories::History;
+use faultline_testdata::{porcupine, porcupine_expected};
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/porcupine"));
-    if dir.join("expected.tsv").exists() {
-        return Some(dir);
+/// The verdict Porcupine asserts.
+fn want(linearizable: bool) -> Validity {
+    if linearizable {
+        Validity::Valid
+    } else {
+        Validity::Invalid
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !ci,
-        "CI=true but the Porcupine test data is missing at {}",
-        dir.display()
-    );
-    eprintln!("skipping: Porcupine test data not found at {}", dir.display());
-    None
-}
-
-/// The rows of `expected.tsv`: file, expected verdict.
-fn expected(dir: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(dir.join("expected.tsv")).expect("expected.tsv is readable");
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            (cols[0].to_owned(), cols[1].to_owned())
-        })
-        .collect()
 }
 
 fn load(dir: &Path, file: &str) -> (History, ModelSpec) {
@@ -59,23 +42,20 @@ fn load(dir: &Path, file: &str) -> (History, ModelSpec) {
 
 #[test]
 fn every_porcupine_history_gets_porcupines_verdict() {
-    let Some(dir) = data_dir() else { return };
-    let rows = expected(&dir);
+    let Some(dir) = porcupine() else { return };
+    let rows = porcupine_expected();
     assert_eq!(rows.len(), 109, "expected.tsv lists 109 histories");
     let mut agree = 0;
     let mut wrong = Vec::new();
-    for (file, want) in &rows {
+    for row in &rows {
+        let file = &row.file;
         let (history, model) = load(&dir, file);
         let config = Config {
             model,
             ..Config::default()
         };
         let v = check(&history, &config);
-        let want = if want == "ok" {
-            Validity::Valid
-        } else {
-            Validity::Invalid
-        };
+        let want = want(row.linearizable);
         if v.valid == want {
             agree += 1;
         } else {
@@ -97,11 +77,12 @@ fn every_porcupine_history_gets_porcupines_verdict() {
 
 #[test]
 fn small_kv_histories_checked_as_one_map_agree_too() {
-    let Some(dir) = data_dir() else { return };
-    for (file, want) in expected(&dir)
+    let Some(dir) = porcupine() else { return };
+    for row in porcupine_expected()
         .iter()
-        .filter(|(f, _)| f.starts_with("kv/c01") || f.starts_with("kv/c10"))
+        .filter(|r| r.file.starts_with("kv/c01") || r.file.starts_with("kv/c10"))
     {
+        let file = &row.file;
         let (history, model) = load(&dir, file);
         let config = Config {
             model,
@@ -109,11 +90,11 @@ fn small_kv_histories_checked_as_one_map_agree_too() {
             ..Config::default()
         };
         let v = check(&history, &config);
-        let want = if want == "ok" {
-            Validity::Valid
-        } else {
-            Validity::Invalid
-        };
-        assert_eq!(v.valid, want, "{file} as one map: {:?}", v.unknown_reason);
+        assert_eq!(
+            v.valid,
+            want(row.linearizable),
+            "{file} as one map: {:?}",
+            v.unknown_reason
+        );
     }
 }

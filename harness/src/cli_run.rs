@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use faultline_harness::run::campaign::record::{CampaignRecord, ListedTest};
+use faultline_harness::run::campaign::shard::Shard;
 use faultline_harness::run::campaign::{self, Expect, Row};
 use faultline_harness::run::db::find_server_bin;
 use faultline_harness::run::interrupt::Interrupt;
@@ -174,6 +176,13 @@ pub struct CampaignArgs {
     /// one case per expectation).
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Run shard I of N only: the tests whose number (from 0, in file
+    /// order) modulo N is I-1; the N shards together run every test once.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// List the tests (of the shard) with their numbers and seeds; run none.
+    #[arg(long)]
+    list: bool,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -448,34 +457,34 @@ fn expect_word(e: Expect) -> &'static str {
 /// `faultline campaign`.
 pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
     let seed = args.seed.unwrap_or_else(draw_seed);
-    let tests = campaign::load(&args.file, seed).map_err(anyhow::Error::msg)?;
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let all = campaign::load(&args.file, seed).map_err(anyhow::Error::msg)?;
+    let total = all.len();
+    let tests = shard.select(all);
+    let listed: Vec<ListedTest> = tests.iter().map(|(p, t)| ListedTest::of(*p, t)).collect();
+    if args.list {
+        return crate::cli_campaign::list(&args.file, shard, total, &listed, args.json);
+    }
     let env = env(&args.env)?;
     eprintln!(
-        "faultline: campaign {} seed {seed}: {} tests",
+        "faultline: campaign {} seed {seed} shard {shard}: {} of {total} tests",
         args.file.display(),
         tests.len()
     );
+    let mut record = CampaignRecord::create(&env.store_root, &args.file, seed, shard, listed)
+        .with_context(|| format!("creating the campaign's folder in {}", env.store_root.display()))?;
+    eprintln!("faultline: campaign folder: {}", record.dir.display());
     let (rt, interrupt) = runtime()?;
-    let rows = rt.block_on(campaign::run_campaign(&tests, &env, &interrupt, |t, rows| {
-        let ok = rows.iter().all(|r| r.holds);
-        eprintln!(
-            "faultline: {} {} ({})",
-            t.name,
-            if ok { "holds" } else { "DOES NOT HOLD" },
-            rows.iter()
-                .map(|r| format!("{}={}", r.checker, r.observed))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }));
+    let rows = crate::cli_campaign::run_tests(&rt, &tests, &env, &interrupt, &mut record);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    write_campaign_junit(&record.dir.join("junit.xml"), &rows)?;
     if let Some(path) = &args.junit {
         write_campaign_junit(path, &rows)?;
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_campaign(&rows, seed, &args.file);
+        print_campaign(&rows, seed, &campaign::record::rerun_command(&args.file, seed, shard));
     }
     if rows.iter().any(|r| r.observed == "error") {
         return Ok(3);
@@ -486,7 +495,7 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_INTERRUPTED as u8);
     }
     if rows.is_empty() {
-        bail!("the campaign ran no test");
+        bail!("the campaign ran no test (shard {shard} of {total} tests)");
     }
     Ok(if rows.iter().all(|r| r.holds) { 0 } else { 1 })
 }
@@ -511,7 +520,7 @@ fn write_campaign_junit(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn print_campaign(rows: &[Row], seed: u64, file: &std::path::Path) {
+fn print_campaign(rows: &[Row], seed: u64, rerun: &str) {
     let table: Vec<CampaignRow> = rows
         .iter()
         .map(|r| CampaignRow {
@@ -532,5 +541,5 @@ fn print_campaign(rows: &[Row], seed: u64, file: &std::path::Path) {
     let held = rows.iter().filter(|r| r.holds).count();
     outln!("{held}/{} rows hold", rows.len());
     outln!("seed: {seed}");
-    outln!("rerun: faultline campaign {} --seed {seed}", file.display());
+    outln!("rerun: {rerun}");
 }

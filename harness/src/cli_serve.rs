@@ -1,6 +1,9 @@
 //! `faultline serve`: a small web server over the store, so a person can
-//! browse every run (newest first, coloured by verdict) and open its
-//! report, history and logs.
+//! browse every campaign (its file, shard, how many expectations held, and
+//! a link to each test's run) and every run (newest first, coloured by
+//! verdict) and open its report, history and logs. A folder holding
+//! `campaign.json` is a campaign's (see `run::campaign::record`), any
+//! other `<test>/<timestamp>` folder a run's.
 //!
 //! What it promises, and why it is plain `std`:
 //!
@@ -20,6 +23,8 @@
 //! a browser needs to read static files, and it keeps the server a page of
 //! code with no async runtime or HTTP crate to audit.
 
+mod campaigns;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,6 +35,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use faultline_harness::run::campaign::record::CAMPAIGN_JSON;
 use faultline_report::escape::html;
 use serde_json::Value;
 
@@ -288,10 +294,17 @@ fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+fn is_campaign(dir: &Path) -> bool {
+    dir.join(CAMPAIGN_JSON).is_file()
+}
+
 fn runs(root: &Path) -> Vec<Run> {
     let mut out = Vec::new();
     for (test, tdir) in subdirs(root) {
         for (name, dir) in subdirs(&tdir) {
+            if is_campaign(&dir) {
+                continue;
+            }
             let verdict = read_verdict(&dir);
             out.push(Run {
                 test: test.clone(),
@@ -307,8 +320,12 @@ fn runs(root: &Path) -> Vec<Run> {
 }
 
 fn read_verdict(dir: &Path) -> Option<Value> {
-    let path = dir.join("results.json");
-    let len = std::fs::metadata(&path).ok()?.len();
+    read_json(&dir.join("results.json"))
+}
+
+/// A JSON file of at most [`RESULTS_BYTES_MAX`] bytes.
+fn read_json(path: &Path) -> Option<Value> {
+    let len = std::fs::metadata(path).ok()?.len();
     if len > RESULTS_BYTES_MAX {
         return None;
     }
@@ -344,18 +361,14 @@ fn checker_summary(results: Option<&Value>) -> String {
 
 fn run_links(root: &Path, run: &Run) -> String {
     let rel = run.dir.strip_prefix(root).unwrap_or(&run.dir);
-    let mut links = Vec::new();
-    for (file, label) in [
+    let files = [
         ("report.html", "report"),
         ("history.jsonl", "history"),
         ("results.json", "results"),
         ("junit.xml", "junit"),
         ("config.json", "config"),
-    ] {
-        if run.dir.join(file).is_file() {
-            links.push(format!("<a href=\"{}\">{label}</a>", html(&href(&rel.join(file)))));
-        }
-    }
+    ];
+    let mut links = vec![file_links(root, &run.dir, &files)];
     for (node, _) in subdirs(&run.dir.join("nodes")).into_iter().take(16) {
         let rel_node = rel.join("nodes").join(&node);
         links.push(format!(
@@ -364,6 +377,7 @@ fn run_links(root: &Path, run: &Run) -> String {
             html(&node)
         ));
     }
+    links.retain(|l| !l.is_empty());
     links.join(" · ")
 }
 
@@ -376,8 +390,9 @@ fn index_page(root: &Path) -> String {
     let runs = runs(root);
     let mut out = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>faultline store</title>\
-         <style>{PAGE_CSS}</style></head><body><h1>faultline store</h1><p>{} runs in {}, newest first.</p>\
+         <style>{PAGE_CSS}</style></head><body><h1>faultline store</h1>{}<h2>Runs</h2><p>{} runs in {}, newest first.</p>\
          <table><tr><th>run</th><th>test</th><th>verdict</th><th>checkers</th><th>files</th></tr>",
+        campaigns::section(root),
         runs.len(),
         html(&root.display().to_string())
     );
@@ -394,6 +409,17 @@ fn index_page(root: &Path) -> String {
     }
     out.push_str("</table></body></html>\n");
     out
+}
+
+/// Links to those of `files` that exist in `dir`.
+fn file_links(root: &Path, dir: &Path, files: &[(&str, &str)]) -> String {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    files
+        .iter()
+        .filter(|(f, _)| dir.join(f).is_file())
+        .map(|(f, label)| format!("<a href=\"{}\">{label}</a>", html(&href(&rel.join(f)))))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 fn dir_page(root: &Path, dir: &Path) -> String {

@@ -17,6 +17,7 @@ macro_rules! outln {
 
 mod stdout;
 
+mod cli_campaign;
 mod cli_check;
 mod cli_clean;
 mod cli_report;

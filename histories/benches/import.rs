@@ -1,9 +1,9 @@
 //! How fast the importers read: all 103 etcd logs of Porcupine (the target
 //! is well under 50 ms in total), its largest kv log, and a generated Jepsen
-//! `history.edn` of 20,000 lines. The Porcupine data is read from
-//! `shared/testdata/porcupine` into memory first, so the figures are parse
-//! time (`_from_disk` adds opening and reading the files); those benches
-//! are skipped with a message when the data is absent.
+//! `history.edn` of 20,000 lines. The Porcupine data (fetched by
+//! `ci/testdata`, found by `faultline_testdata`) is read into memory first,
+//! so the figures are parse time (`_from_disk` adds opening and reading the
+//! files); those benches are skipped with a message when it is absent.
 
 use std::hint::black_box;
 use std::io::Cursor;
@@ -12,16 +12,6 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, Criterion};
 use faultline_histories::import::edn::{parse_jepsen_edn, EdnOptions};
 use faultline_histories::import::porcupine::{parse_etcd_log, parse_kv_log, read_etcd_log};
-
-fn porcupine_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/porcupine");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped the Porcupine benches: {} is absent", dir.display());
-        None
-    }
-}
 
 /// The etcd logs as `(path, bytes)`, in name order.
 fn etcd_logs(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -41,7 +31,9 @@ fn etcd_logs(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn porcupine(c: &mut Criterion) {
-    let Some(dir) = porcupine_dir() else { return };
+    let Some(dir) = faultline_testdata::porcupine() else {
+        return;
+    };
     let logs = etcd_logs(&dir);
     assert_eq!(logs.len(), 103);
     c.bench_function("porcupine/etcd_all_103_logs", |b| {

@@ -16,6 +16,9 @@
 //! cargo bench -p faultline-histories --bench jsonl_large
 //! /usr/bin/time -v target/release/deps/jsonl_large-* --bench
 //! ```
+//!
+//! Measured 2026-11-22 on the project's 2-core VM, idle: the 197 MB file
+//! read in 0.72 s of CPU, 198 MB peak resident memory.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1,5 +1,6 @@
-//! Reads every history Porcupine ships (`shared/testdata/porcupine`) and
-//! checks each has the number of client operations `expected.tsv` gives.
+//! Reads every history Porcupine ships (fetched by `ci/testdata`, found
+//! through `faultline_testdata`) and checks each has the number of client
+//! operations `expected.tsv` gives.
 //!
 //! The count convention: `ops` is the number of invocations, completed or
 //! not, which is the number of [`faultline_histories::Op`]s a history holds
@@ -7,38 +8,17 @@
 //! data is not copied into the repository: this test reads it in place,
 //! skips with a message when it is absent, and fails then when `CI=true`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use faultline_histories::import::porcupine::CAS_MISMATCH;
 use faultline_histories::import::{detect_format, read_any, Format};
 use faultline_histories::{History, Outcome, ReadLimits};
+use faultline_testdata::{porcupine, porcupine_expected};
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/porcupine");
-    if dir.join("expected.tsv").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing, and CI=true requires it",
-        dir.display()
-    );
-    eprintln!("skipped: {} is absent", dir.display());
-    None
-}
-
-/// `(file, verdict, ops)` rows of `expected.tsv`.
-fn expected(dir: &Path) -> Vec<(String, String, usize)> {
-    let text = std::fs::read_to_string(dir.join("expected.tsv")).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            assert_eq!(cols.len(), 3, "expected.tsv: {l:?}");
-            (cols[0].to_owned(), cols[1].to_owned(), cols[2].parse().unwrap())
-        })
-        .collect()
+/// `(file, ops)` rows of `expected.tsv`.
+fn expected() -> Vec<(String, usize)> {
+    porcupine_expected().into_iter().map(|r| (r.file, r.ops)).collect()
 }
 
 fn format_of(file: &str) -> Format {
@@ -50,10 +30,10 @@ fn format_of(file: &str) -> Format {
 }
 
 fn read_all(dir: &Path) -> Vec<(String, History, usize)> {
-    let rows = expected(dir);
+    let rows = expected();
     assert_eq!(rows.len(), 109, "103 etcd logs and 6 kv logs");
     rows.into_iter()
-        .map(|(file, _, ops)| {
+        .map(|(file, ops)| {
             let path = dir.join(&file);
             let format = format_of(&file);
             assert_eq!(detect_format(&path).unwrap(), format, "{file}");
@@ -66,7 +46,7 @@ fn read_all(dir: &Path) -> Vec<(String, History, usize)> {
 
 #[test]
 fn every_porcupine_history_has_the_expected_number_of_operations() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = porcupine() else { return };
     let started = Instant::now();
     let histories = read_all(&dir);
     eprintln!("read {} histories in {:?}", histories.len(), started.elapsed());
@@ -78,7 +58,7 @@ fn every_porcupine_history_has_the_expected_number_of_operations() {
 
 #[test]
 fn the_etcd_logs_hold_every_kind_of_outcome() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = porcupine() else { return };
     let histories = read_all(&dir);
     let etcd: Vec<&History> = histories
         .iter()

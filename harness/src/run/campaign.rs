@@ -25,6 +25,11 @@
 //! satisfies neither pass nor fail. A test with `needs` is listed as skipped
 //! with its reason. Each test's seed is its own `seed`, else the campaign's
 //! seed plus its position, so a campaign reruns exactly from its seed.
+//! [`shard`] splits a campaign over runners; [`record`] keeps its folder in
+//! the store.
+
+pub mod record;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Porcupine's test histories (`shared/testdata/porcupine/README.md`) as
+//! Porcupine's test histories (`testdata/porcupine/README.md`) as
 //! faultline [`History`]s, so that faultline's checkers can be measured on
 //! the same inputs as Porcupine and their verdicts compared.
 //!

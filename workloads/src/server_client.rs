@@ -60,6 +60,21 @@ pub struct ServerClientConfig {
     pub connect_timeout_ms: u64,
 }
 
+impl ServerClientConfig {
+    /// A client of the nodes at `routes`, homed on `home`, reading there,
+    /// with one-second limits; change the fields for anything else.
+    pub fn new(routes: BTreeMap<String, SocketAddr>, home: impl Into<String>) -> ServerClientConfig {
+        ServerClientConfig {
+            routes,
+            home: home.into(),
+            read_routing: ReadRouting::Home,
+            seed: 0,
+            timeout_ms: 1_000,
+            connect_timeout_ms: 1_000,
+        }
+    }
+}
+
 /// Where a client sends its reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

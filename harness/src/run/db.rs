@@ -338,31 +338,6 @@ impl ServerDb {
         }
     }
 
-    fn spec(&self, node: &str) -> DaemonSpec {
-        let layout = &self.daemons.layout;
-        let dir = layout.dir(node);
-        let mut args = vec![
-            "--node".to_owned(),
-            node.to_owned(),
-            "--listen".to_owned(),
-            layout.listen[node].to_string(),
-            "--data-dir".to_owned(),
-            dir.join("data").display().to_string(),
-            "--settings".to_owned(),
-            self.settings.clone(),
-        ];
-        for peer in layout.nodes.iter().filter(|p| *p != node) {
-            args.push("--peer".to_owned());
-            args.push(format!("{peer}={}", layout.dial(node, peer)));
-        }
-        DaemonSpec {
-            program: self.bin.clone(),
-            args,
-            env: vec![("RUST_LOG".to_owned(), node_log_filter())],
-            log_file: dir.join("node.log"),
-        }
-    }
-
     /// Every node's status, `None` where it did not answer.
     pub async fn statuses_now(&self) -> BTreeMap<String, Option<Value>> {
         let mut asks = tokio::task::JoinSet::new();
@@ -472,7 +447,28 @@ impl Db for ServerDb {
     }
 
     fn daemon_spec(&self, node: &str) -> DaemonSpec {
-        self.spec(node)
+        let layout = &self.daemons.layout;
+        let dir = layout.dir(node);
+        let mut args = vec![
+            "--node".to_owned(),
+            node.to_owned(),
+            "--listen".to_owned(),
+            layout.listen[node].to_string(),
+            "--data-dir".to_owned(),
+            dir.join("data").display().to_string(),
+            "--settings".to_owned(),
+            self.settings.clone(),
+        ];
+        for peer in layout.nodes.iter().filter(|p| *p != node) {
+            args.push("--peer".to_owned());
+            args.push(format!("{peer}={}", layout.dial(node, peer)));
+        }
+        DaemonSpec {
+            program: self.bin.clone(),
+            args,
+            env: vec![("RUST_LOG".to_owned(), node_log_filter())],
+            log_file: dir.join("node.log"),
+        }
     }
 
     fn ready_once(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -54,36 +54,6 @@ impl EtcdDb {
         format!("http://{}", self.layout().aux[node])
     }
 
-    fn spec(&self, node: &str) -> DaemonSpec {
-        let dir = self.layout().dir(node);
-        let client = format!("http://{}", self.layout().listen[node]);
-        let cluster: Vec<String> = self
-            .layout()
-            .nodes
-            .iter()
-            .map(|n| format!("{n}={}", self.peer_url(n)))
-            .collect();
-        let args = [
-            ("--name", node.to_owned()),
-            ("--data-dir", dir.join("data").display().to_string()),
-            ("--listen-client-urls", client.clone()),
-            ("--advertise-client-urls", client),
-            ("--listen-peer-urls", self.peer_url(node)),
-            ("--initial-advertise-peer-urls", self.peer_url(node)),
-            ("--initial-cluster", cluster.join(",")),
-            ("--initial-cluster-state", "new".to_owned()),
-            ("--initial-cluster-token", self.token.clone()),
-            ("--heartbeat-interval", "100".to_owned()),
-            ("--election-timeout", "1000".to_owned()),
-        ];
-        DaemonSpec {
-            program: self.bin.clone(),
-            args: args.iter().flat_map(|(k, v)| [(*k).to_owned(), v.clone()]).collect(),
-            env: Vec::new(),
-            log_file: dir.join("node.log"),
-        }
-    }
-
     /// Every member's `/v3/maintenance/status`, `None` where it did not answer.
     async fn raw_statuses(&self) -> BTreeMap<String, Option<Value>> {
         let mut asks = tokio::task::JoinSet::new();
@@ -189,7 +159,33 @@ impl Db for EtcdDb {
     }
 
     fn daemon_spec(&self, node: &str) -> DaemonSpec {
-        self.spec(node)
+        let dir = self.layout().dir(node);
+        let client = format!("http://{}", self.layout().listen[node]);
+        let cluster: Vec<String> = self
+            .layout()
+            .nodes
+            .iter()
+            .map(|n| format!("{n}={}", self.peer_url(n)))
+            .collect();
+        let args = [
+            ("--name", node.to_owned()),
+            ("--data-dir", dir.join("data").display().to_string()),
+            ("--listen-client-urls", client.clone()),
+            ("--advertise-client-urls", client),
+            ("--listen-peer-urls", self.peer_url(node)),
+            ("--initial-advertise-peer-urls", self.peer_url(node)),
+            ("--initial-cluster", cluster.join(",")),
+            ("--initial-cluster-state", "new".to_owned()),
+            ("--initial-cluster-token", self.token.clone()),
+            ("--heartbeat-interval", "100".to_owned()),
+            ("--election-timeout", "1000".to_owned()),
+        ];
+        DaemonSpec {
+            program: self.bin.clone(),
+            args: args.iter().flat_map(|(k, v)| [(*k).to_owned(), v.clone()]).collect(),
+            env: Vec::new(),
+            log_file: dir.join("node.log"),
+        }
     }
 
     /// etcd makes its own `data/`; the harness makes the node's folder.

@@ -73,45 +73,6 @@ impl RedisDb {
         self.primary.lock().expect("primary").clone()
     }
 
-    fn spec(&self, node: &str) -> DaemonSpec {
-        let dir = self.layout().dir(node);
-        let listen = self.layout().listen[node];
-        let mut args: Vec<String> = [
-            "--port",
-            &listen.port().to_string(),
-            "--bind",
-            &listen.ip().to_string(),
-            "--dir",
-            &dir.join("data").display().to_string(),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--logfile",
-            "",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let primary = self.primary();
-        if primary != node {
-            let to = self.layout().dial(node, &primary);
-            args.extend(["--replicaof".to_owned(), to.ip().to_string(), to.port().to_string()]);
-        }
-        DaemonSpec {
-            program: self.bin.clone(),
-            args,
-            env: Vec::new(),
-            log_file: dir.join("node.log"),
-        }
-    }
-
     async fn role(&self, node: &str) -> Option<Value> {
         admin(self.layout().listen[node], &["ROLE"], ADMIN_TIMEOUT_MS)
             .await
@@ -291,7 +252,42 @@ impl Db for RedisDb {
     }
 
     fn daemon_spec(&self, node: &str) -> DaemonSpec {
-        self.spec(node)
+        let dir = self.layout().dir(node);
+        let listen = self.layout().listen[node];
+        let mut args: Vec<String> = [
+            "--port",
+            &listen.port().to_string(),
+            "--bind",
+            &listen.ip().to_string(),
+            "--dir",
+            &dir.join("data").display().to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let primary = self.primary();
+        if primary != node {
+            let to = self.layout().dial(node, &primary);
+            args.extend(["--replicaof".to_owned(), to.ip().to_string(), to.port().to_string()]);
+        }
+        DaemonSpec {
+            program: self.bin.clone(),
+            args,
+            env: Vec::new(),
+            log_file: dir.join("node.log"),
+        }
     }
 
     fn ready_once(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -34,6 +34,7 @@ use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::import::porcupine::{read_etcd_log, read_kv_log};
 use faultline_histories::{read_history_file, Event, EventType, History, Process, F};
+use faultline_testkit::Below;
 use serde_json::{json, Value};
 
 fn cas_register() -> Config {
@@ -122,24 +123,6 @@ fn crashed(c: &mut Criterion) {
     }
 }
 
-/// A small deterministic generator (splitmix64), so the history is the
-/// same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// An operation in flight in the simulated store.
 struct InFlight {
     process: u64,
@@ -157,7 +140,7 @@ struct InFlight {
 /// operation takes effect atomically at some point between its invoke and
 /// its completion; 1% crash (`info`), half of them having taken effect.
 fn generate(out: &mut impl Write, ops: u64, clients: u64, keys: u64, seed: u64) -> std::io::Result<()> {
-    let mut rng = Rng(seed);
+    let mut rng = faultline_testkit::rng(seed);
     let mut store: Vec<String> = vec![String::new(); keys as usize];
     let mut slots: Vec<Option<InFlight>> = (0..clients).map(|_| None).collect();
     let mut next_process = clients;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, Criterion};
 use faultline_checkers::session;
 use faultline_histories::{Event, EventType, History, Process, F};
+use faultline_testkit::{Below, TestRng};
 use serde_json::{json, Value};
 
 const APPENDS_PER_LIST: usize = 10;
@@ -29,19 +30,6 @@ const REGISTER_KEYS: u64 = 1000;
 const LIST_KEYS_ACTIVE: u64 = 200;
 const CLIENTS: u64 = 100;
 const REPLICAS: usize = 3;
-
-/// splitmix64, seeded: the same history every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 /// One entry of the leader's log.
 #[derive(Clone)]
@@ -81,7 +69,7 @@ impl Replica {
 }
 
 struct Gen {
-    rng: Rng,
+    rng: TestRng,
     log: Vec<Entry>,
     replicas: Vec<Replica>,
     seen: Vec<usize>,
@@ -98,7 +86,7 @@ struct Gen {
 impl Gen {
     fn new() -> Gen {
         Gen {
-            rng: Rng(42),
+            rng: faultline_testkit::rng(42),
             log: Vec::new(),
             replicas: (0..REPLICAS).map(|_| Replica::default()).collect(),
             seen: vec![0; CLIENTS as usize],

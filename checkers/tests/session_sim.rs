@@ -22,24 +22,9 @@
 use faultline_checkers::session;
 use faultline_checkers::{Validity, Verdict};
 use faultline_histories::{Event, EventType, History, Process, F};
+use faultline_testkit::{Below, TestRng};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-/// splitmix64: one seed drives the whole run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Route {
@@ -53,7 +38,7 @@ const CLIENTS: u64 = 3;
 const KEYS: usize = 2;
 
 struct Sim {
-    rng: Rng,
+    rng: TestRng,
     route: Route,
     lists: bool,
     /// The leader's log: (key, value).
@@ -69,7 +54,7 @@ struct Sim {
 impl Sim {
     fn new(seed: u64, route: Route, lists: bool) -> Sim {
         Sim {
-            rng: Rng(seed),
+            rng: faultline_testkit::rng(seed),
             route,
             lists,
             log: Vec::new(),

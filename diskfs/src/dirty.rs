@@ -438,6 +438,7 @@ impl<B: Backing> DirtyTable<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_testkit::Below;
 
     /// A real (unlinked) temporary file holding `content`.
     fn backing_with(content: &[u8]) -> Arc<File> {
@@ -635,17 +636,6 @@ mod tests {
         );
     }
 
-    /// A tiny deterministic generator: the seed is printed on failure.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self, bound: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % bound
-        }
-    }
-
     /// The obvious model: the file as a plain vector, edited in place.
     fn model_apply(model: &mut Vec<u8>, op: &Op) {
         match op {
@@ -669,18 +659,18 @@ mod tests {
     #[test]
     fn random_edits_match_a_plain_vector_model() {
         for seed in 1..=200u64 {
-            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let initial: Vec<u8> = (0..rng.next(64)).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut rng = faultline_testkit::rng(seed);
+            let initial: Vec<u8> = (0..rng.below(64)).map(|i| b'a' + (i % 26) as u8).collect();
             let f = backing_with(&initial);
             let mut d = DirtyFile::new(initial.len() as u64);
             let mut model = initial.clone();
             let mut ops = Vec::new();
             for step in 0..40 {
-                let op = if rng.next(4) == 0 {
-                    Op::SetLen(rng.next(96))
+                let op = if rng.below(4) == 0 {
+                    Op::SetLen(rng.below(96))
                 } else {
-                    let len = 1 + rng.next(16) as usize;
-                    Op::Write(rng.next(80), (0..len).map(|_| b'A' + rng.next(26) as u8).collect())
+                    let len = 1 + rng.below(16) as usize;
+                    Op::Write(rng.below(80), (0..len).map(|_| b'A' + rng.below(26) as u8).collect())
                 };
                 match &op {
                     Op::Write(off, data) => d.write(*off, data),
@@ -688,8 +678,8 @@ mod tests {
                 }
                 model_apply(&mut model, &op);
                 ops.push(op);
-                let off = rng.next(100);
-                let size = rng.next(40) as usize;
+                let off = rng.below(100);
+                let size = rng.below(40) as usize;
                 let want: Vec<u8> = model.iter().skip(off as usize).take(size).copied().collect();
                 assert_eq!(
                     d.read(&*f, off, size).unwrap(),

@@ -188,10 +188,7 @@ pub struct CampaignArgs {
 }
 
 fn draw_seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
     (t ^ (u64::from(std::process::id()) << 32)) % 1_000_000_000_000
 }
 

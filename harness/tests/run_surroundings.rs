@@ -29,10 +29,7 @@ async fn clock_of(cluster: &Cluster, node: &str) -> i64 {
 }
 
 fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Waits (bounded) until `node`'s clock is `want_ms` off true time, give or

@@ -26,29 +26,13 @@ use std::time::Instant;
 use faultline_histories::{
     read_history_file, Event, EventType, Header, HistoryBuilder, JsonlReader, JsonlWriter, Line, Process, F,
 };
+use faultline_testkit::Below;
 use serde_json::Value;
 
 const OPS: u64 = 1_000_000;
 const KEYS: u64 = 1_000;
 const WORKERS: u64 = 20;
 const SEED: u64 = 42;
-
-/// splitmix64: enough randomness for a workload, and no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// An operation in flight: its invocation, to complete it from.
 struct InFlight {
@@ -67,7 +51,7 @@ fn generate(path: &Path) -> std::io::Result<u64> {
         seed: Some(SEED),
         ..Header::default()
     })?;
-    let mut rng = Rng(SEED);
+    let mut rng = faultline_testkit::rng(SEED);
     let mut workers: Vec<(u64, Option<InFlight>)> = (0..WORKERS).map(|p| (p, None)).collect();
     let mut last_written = vec![Value::Null; KEYS as usize];
     let (mut invoked, mut lines, mut time, mut next_value) = (0u64, 0u64, 0u64, 0u64);

@@ -5,7 +5,9 @@
 //!   default implementation: a userspace TCP proxy on every directed link, so
 //!   partitions need no root.
 //! - [`control`]: the `Control` boundary (run a daemon on a node, signal it,
-//!   run a command, fetch files) and its local-process implementation.
+//!   run a command, fetch files) and its local-process implementation,
+//!   re-exported from `faultline-control` (where a backend such as SSH can
+//!   implement it without depending on the faults).
 //! - [`nft`]: a `Net` of nftables rules on the nodes themselves (drops on
 //!   the receiver's input), run through `Control`, for nodes with addresses
 //!   of their own; [`netns`] gives local nodes such addresses (a network
@@ -17,9 +19,9 @@
 //!   nemesis event of the history. Every fault it starts it also stops: at the
 //!   end of the schedule, on shutdown, and when dropped.
 //!
-//! Depends on `faultline-histories` (for the events) and nothing else of ours.
+//! Depends on `faultline-histories` (for the events) and `faultline-control`.
 
-pub mod control;
+pub use faultline_control as control;
 pub mod error;
 pub mod net;
 pub mod netns;

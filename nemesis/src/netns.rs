@@ -136,10 +136,7 @@ pub struct NetnsCluster {
 
 /// A run id: six hex digits from the pid and the clock.
 pub fn new_run_id() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
     let mixed = (t ^ (u64::from(std::process::id()) << 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     format!("{:06x}", mixed >> 40)
 }

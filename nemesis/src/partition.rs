@@ -190,8 +190,6 @@ pub fn draw<R: Rng>(shape: Shape, nodes: &[String], rng: &mut R) -> Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
 
     fn nodes(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("n{i}")).collect()
@@ -209,7 +207,7 @@ mod tests {
     fn halves_split_into_a_minority_and_a_majority_cut_both_ways() {
         for n in [3, 4, 5] {
             let all = nodes(n);
-            let p = halves(&all, &mut ChaCha8Rng::seed_from_u64(n as u64));
+            let p = halves(&all, &mut faultline_testkit::rng(n as u64));
             let sizes: BTreeSet<usize> = all.iter().map(|me| hears(&p, &all, me).len()).collect();
             assert_eq!(sizes, [n / 2, n - n / 2].into_iter().collect(), "n={n}");
             for l in &p.cuts {
@@ -231,7 +229,7 @@ mod tests {
     fn majorities_ring_gives_each_node_its_own_majority() {
         for n in [3, 5, 7] {
             let all = nodes(n);
-            let p = majorities_ring(&all, &mut ChaCha8Rng::seed_from_u64(7));
+            let p = majorities_ring(&all, &mut faultline_testkit::rng(7));
             let views: Vec<BTreeSet<String>> = all.iter().map(|me| hears(&p, &all, me)).collect();
             for (v, me) in views.iter().zip(&all) {
                 assert_eq!(v.len(), n / 2 + 1, "{me} hears {v:?}");
@@ -245,7 +243,7 @@ mod tests {
     #[test]
     fn bridge_node_hears_everyone_and_halves_do_not_hear_each_other() {
         let all = nodes(5);
-        let p = bridge(&all, &mut ChaCha8Rng::seed_from_u64(3));
+        let p = bridge(&all, &mut faultline_testkit::rng(3));
         let b = p.detail["bridge"].as_str().unwrap();
         assert_eq!(hears(&p, &all, b).len(), 5);
         let others: Vec<usize> = all
@@ -259,7 +257,7 @@ mod tests {
     #[test]
     fn one_way_cuts_only_one_direction() {
         let all = nodes(3);
-        let p = one_way(&all, &mut ChaCha8Rng::seed_from_u64(9));
+        let p = one_way(&all, &mut faultline_testkit::rng(9));
         assert!(!p.cuts.is_empty());
         for l in &p.cuts {
             assert!(!p.cuts.contains(&Link::new(l.to.as_str(), l.from.as_str())));
@@ -276,8 +274,8 @@ mod tests {
             Shape::OneWay,
             Shape::IsolateOne,
         ] {
-            let a = draw(shape, &all, &mut ChaCha8Rng::seed_from_u64(11));
-            let b = draw(shape, &all, &mut ChaCha8Rng::seed_from_u64(11));
+            let a = draw(shape, &all, &mut faultline_testkit::rng(11));
+            let b = draw(shape, &all, &mut faultline_testkit::rng(11));
             assert_eq!(a, b);
         }
     }

@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn loss_penalty_is_bounded_and_zero_without_loss() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut rng = faultline_testkit::rng(1);
         assert_eq!(loss_penalty(&mut rng, 0.0), Duration::ZERO);
         let max = Duration::from_millis(RETRANSMIT_MS * u64::from(MAX_CONSECUTIVE_LOSSES));
         assert_eq!(loss_penalty(&mut rng, 1.0), max);

@@ -32,7 +32,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -146,10 +146,7 @@ impl Leaderless {
     }
 
     fn new_stamp(&self) -> Stamp {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = chrono::Utc::now().timestamp_millis();
         Stamp {
             ms: now_ms + self.cfg.settings.clock_offset_ms,
             seq: self.stamp_seq.fetch_add(1, Ordering::Relaxed),

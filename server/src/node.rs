@@ -509,9 +509,7 @@ impl Node {
             }
         };
         let mut reply = Reply::new(id, Outcome::Ok);
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let wall_ms = chrono::Utc::now().timestamp_millis();
         reply.status = Some(StatusInfo {
             mode: mode.into(),
             main: shards[0].clone(),

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use faultline_server::protocol::Outcome;
 use faultline_server::Client;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ struct Results {
 
 async fn appender(addrs: Arc<Vec<String>>, worker: i64, until: Instant) -> Results {
     let mut res = Results::default();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(worker as u64);
+    let mut rng = faultline_testkit::rng(worker as u64);
     let mut n = 0;
     while Instant::now() < until {
         let value = worker * 1_000_000 + n;
@@ -56,7 +56,7 @@ async fn safe_setting_keeps_every_acked_append_under_mixed_faults() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0xfa017);
     eprintln!("chaos seed {seed} (rerun: FAULTLINE_CHAOS_SEED={seed})");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = faultline_testkit::rng(seed);
     let mut c = Cluster::start(3, &format!("{SAFE},heartbeat_ms=30,election_timeout_ms=300")).await;
     let ids = c.ids();
     let all: Vec<&str> = ids.iter().map(String::as_str).collect();

@@ -7,7 +7,7 @@ use common::*;
 use faultline_server::protocol::{Outcome, Reply};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,7 +77,7 @@ async fn garbage_never_crashes_a_live_node() {
     // Random bytes, seeded.
     let seed = 0x5eed_u64;
     eprintln!("garbage seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = faultline_testkit::rng(seed);
     for _ in 0..40 {
         let len = rng.gen_range(0..300);
         let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();

@@ -99,7 +99,7 @@ pub struct SshConfig {
     pub connect_timeout: Duration,
     /// Limit on the crate's own work on a node: daemon start and signals,
     /// folder creation, one whole file transfer. Commands given to
-    /// [`Control::run`](faultline_nemesis::Control::run) carry their own.
+    /// [`Control::run`](faultline_control::Control::run) carry their own.
     pub command_timeout: Duration,
 }
 

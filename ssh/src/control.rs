@@ -1,4 +1,4 @@
-//! [`SshControl`]: the nemesis's `Control` boundary over SSH, and the
+//! [`SshControl`]: the `Control` boundary of faultline-control over SSH, and the
 //! [`Daemon`] handle of a process started through it.
 //!
 //! Every method hands its work to the node's worker thread (see
@@ -12,7 +12,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_nemesis::{CommandSpec, Control, ControlError, Daemon, DaemonSpec, Signal};
+use faultline_control::{CommandSpec, Control, ControlError, Daemon, DaemonSpec, Signal};
 
 use crate::config::SshConfig;
 use crate::connection::Connection;

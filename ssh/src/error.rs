@@ -1,16 +1,16 @@
 //! Why something on a node could not be done over SSH, and how that maps onto
-//! the nemesis's [`ControlError`] where the [`Control`] trait needs one.
+//! faultline-control's [`ControlError`] where the [`Control`] trait needs one.
 //!
 //! `ControlError` has no variant for "the node could not be reached or
 //! trusted", so those errors travel inside the closest variant (`Spawn`,
 //! `Io`, `Signal`) as an `io::Error` whose inner error is the [`SshError`]:
 //! a caller can get it back with `source.get_ref()` and `downcast_ref`.
 //!
-//! [`Control`]: faultline_nemesis::Control
+//! [`Control`]: faultline_control::Control
 
 use std::path::{Path, PathBuf};
 
-use faultline_nemesis::{ControlError, Signal};
+use faultline_control::{ControlError, Signal};
 
 use crate::config::NodeAddr;
 

@@ -1,4 +1,4 @@
-//! faultline's SSH backend: the nemesis's [`Control`] boundary for remote
+//! faultline's SSH backend: the [`Control`] boundary (faultline-control) for remote
 //! machines, so the same faults that drive a laptop cluster drive a rack of
 //! VMs.
 //!
@@ -22,8 +22,8 @@
 //! `mkdir`, `mv`), `setsid` and `kill`; `/proc` is used when present to tell
 //! a zombie or a reused pid from a live daemon.
 //!
-//! [`Control`]: faultline_nemesis::Control
-//! [`Daemon`]: faultline_nemesis::Daemon
+//! [`Control`]: faultline_control::Control
+//! [`Daemon`]: faultline_control::Daemon
 
 mod config;
 mod connection;

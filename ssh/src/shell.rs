@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use faultline_nemesis::{DaemonSpec, Signal};
+use faultline_control::{DaemonSpec, Signal};
 
 use crate::error::SshError;
 

@@ -9,7 +9,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use faultline_nemesis::{CommandSpec, Control, ControlError, DaemonSpec, Signal};
+use faultline_control::{CommandSpec, Control, ControlError, DaemonSpec, Signal};
 use faultline_ssh::{ssh_error_of, SshControl, SshError};
 use support::{alive, eventually, processes_running, state, Sshd};
 

@@ -1,5 +1,6 @@
-//! The `Client` for faultline-server: its framed-JSON protocol (a 4-byte
-//! big-endian length, then a JSON object) over TCP.
+//! The `Client` for faultline-server: the typed wire protocol of
+//! `faultline-protocol` (a 4-byte big-endian length, then a JSON object)
+//! over TCP, the same types the server decodes.
 //!
 //! Routing: a client has a home node. Reads go there ([`ReadRouting::Home`],
 //! a session sticks to one replica, as `reads=sticky` wants) or to a replica
@@ -15,16 +16,21 @@
 //! answer its `status` probe) or the server said `fail`.
 //! Everything else that goes wrong (timeout, reset, a half reply, a reply to
 //! another request, `unknown`) is info, and the connection is dropped so a
-//! late reply can never be taken for the next request's.
+//! late reply can never be taken for the next request's. A kept connection
+//! the server has closed meanwhile (its idle timeout, or room made for a new
+//! connection) is noticed before a request is written to it and replaced,
+//! so such a close costs a reconnect rather than an info.
 
 use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use faultline_protocol::{self as wire, encode_frame, read_frame, Op, Reply, Session};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use serde_json::{json, Value};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::client::{BoxFuture, Client, Completion, Outcome};
@@ -33,8 +39,9 @@ use crate::request::Request;
 
 /// Redirects followed within one operation.
 pub const MAX_REDIRECTS: usize = 2;
-/// Largest reply accepted, checked before it is allocated.
-pub const MAX_REPLY_BYTES: usize = 1 << 20;
+/// Largest reply accepted, checked before it is allocated: the protocol's
+/// frame limit.
+pub const MAX_REPLY_BYTES: usize = wire::MAX_FRAME_BYTES;
 
 /// How a [`ServerClient`] reaches the cluster.
 #[derive(Clone, Debug)]
@@ -51,6 +58,21 @@ pub struct ServerClientConfig {
     pub timeout_ms: u64,
     /// How long opening a connection may take before the operation fails.
     pub connect_timeout_ms: u64,
+}
+
+impl ServerClientConfig {
+    /// A client of the nodes at `routes`, homed on `home`, reading there,
+    /// with one-second limits; change the fields for anything else.
+    pub fn new(routes: BTreeMap<String, SocketAddr>, home: impl Into<String>) -> ServerClientConfig {
+        ServerClientConfig {
+            routes,
+            home: home.into(),
+            read_routing: ReadRouting::Home,
+            seed: 0,
+            timeout_ms: 1_000,
+            connect_timeout_ms: 1_000,
+        }
+    }
 }
 
 /// Where a client sends its reads.
@@ -111,8 +133,8 @@ pub struct ServerClient {
 
 /// What one exchange with one node gave.
 enum Exchange {
-    /// The node replied.
-    Reply(Map<String, Value>),
+    /// The node replied (boxed: a reply is large beside the other variants).
+    Reply(Box<Reply>),
     /// Nothing was sent: certainly not applied.
     NotSent(String),
     /// Sent, outcome unknown.
@@ -133,27 +155,33 @@ impl ServerClient {
         }
     }
 
-    fn body(&mut self, req: &Request) -> Value {
+    /// The request as the server's protocol types it, under a fresh id,
+    /// with the session's LSNs.
+    fn wire_request(&mut self, req: &Request) -> wire::Request {
         self.next_id += 1;
-        let mut m = match req {
-            Request::Read { key } => json!({"op": "read", "key": key}),
-            Request::Write { key, value } => json!({"op": "write", "key": key, "value": value}),
-            Request::Cas { key, expected, new } => json!({"op": "cas", "key": key, "expected": expected, "new": new}),
-            Request::Append { key, value } => json!({"op": "append", "key": key, "value": value}),
-            Request::MultiRead { keys } => json!({"op": "multi_read", "keys": keys}),
+        let session = match self.shard_lsns.first() {
+            Some(first) => Session {
+                min_lsn: Some(*first),
+                shard_lsns: self.shard_lsns.clone(),
+            },
+            None => Session::default(),
         };
-        m["id"] = json!(self.next_id);
-        if let Some(first) = self.shard_lsns.first() {
-            m["session"] = json!({"min_lsn": first, "shard_lsns": self.shard_lsns});
+        wire::Request {
+            id: self.next_id,
+            op: wire_op(req),
+            session,
         }
-        m
     }
 
-    async fn exchange(&mut self, node: &str, body: &Value) -> Exchange {
+    async fn exchange(&mut self, node: &str, id: u64, frame: &[u8]) -> Exchange {
         let Some(addr) = self.cfg.routes.get(node).copied() else {
             return Exchange::NotSent(format!("no route to {node}"));
         };
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
+        if self.conns.get(node).is_some_and(|s| !still_open(s)) {
+            tracing::debug!(node, "the server closed the kept connection; reconnecting");
+            self.conns.remove(node);
+        }
         if !self.conns.contains_key(node) {
             let connect = tokio::time::timeout(
                 Duration::from_millis(self.cfg.connect_timeout_ms),
@@ -173,7 +201,7 @@ impl ServerClient {
             }
         }
         let stream = self.conns.get_mut(node).expect("connection just ensured");
-        let r = tokio::time::timeout(timeout, round_trip(stream, body)).await;
+        let r = tokio::time::timeout(timeout, round_trip(stream, frame)).await;
         let reply = match r {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => {
@@ -185,15 +213,11 @@ impl ServerClient {
                 return Exchange::Lost(format!("timed out after {} ms", self.cfg.timeout_ms));
             }
         };
-        if reply.get("id") != body.get("id") {
+        if reply.id != id {
             self.conns.remove(node);
-            return Exchange::Lost(format!(
-                "reply to request {:?}, expected {}",
-                reply.get("id"),
-                body["id"]
-            ));
+            return Exchange::Lost(format!("reply to request {}, expected {id}", reply.id));
         }
-        Exchange::Reply(reply)
+        Exchange::Reply(Box::new(reply))
     }
 
     /// Asks a fresh connection for `status` before any operation uses it.
@@ -202,10 +226,11 @@ impl ServerClient {
     /// sent, so such an operation is an honest `fail` rather than an `info`.
     async fn probe(&mut self, s: &mut BufReader<TcpStream>) -> Result<(), String> {
         self.next_id += 1;
-        let body = json!({"id": self.next_id, "op": "status"});
+        let id = self.next_id;
+        let frame = encode_frame(&status_request(id).to_raw());
         let limit = Duration::from_millis(self.cfg.connect_timeout_ms);
-        match tokio::time::timeout(limit, round_trip(s, &body)).await {
-            Ok(Ok(reply)) if reply.get("id") == body.get("id") => Ok(()),
+        match tokio::time::timeout(limit, round_trip(s, &frame)).await {
+            Ok(Ok(reply)) if reply.id == id => Ok(()),
             Ok(Ok(_)) => Err("the probe's reply names another request".into()),
             Ok(Err(e)) => Err(format!("the node did not answer a probe: {e}")),
             Err(_) => Err(format!(
@@ -215,11 +240,11 @@ impl ServerClient {
         }
     }
 
-    fn note_lsn(&mut self, reply: &Map<String, Value>) {
-        let Some(lsn) = reply.get("lsn").and_then(Value::as_u64) else {
+    fn note_lsn(&mut self, reply: &Reply) {
+        let Some(lsn) = reply.lsn else {
             return;
         };
-        let shard = reply.get("shard").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let shard = reply.shard.unwrap_or(0) as usize;
         if shard < 64 {
             if self.shard_lsns.len() <= shard {
                 self.shard_lsns.resize(shard + 1, 0);
@@ -241,10 +266,11 @@ impl ServerClient {
     }
 
     async fn call_inner(&mut self, req: &Request) -> Completion {
-        let body = self.body(req);
+        let wire = self.wire_request(req);
+        let frame = encode_frame(&wire.to_raw());
         let mut node = self.first_target(req);
         for hop in 0..=MAX_REDIRECTS {
-            let reply = match self.exchange(&node, &body).await {
+            let reply = match self.exchange(&node, wire.id, &frame).await {
                 Exchange::Reply(r) => r,
                 Exchange::NotSent(e) => {
                     self.leader = None;
@@ -255,52 +281,105 @@ impl ServerClient {
                     return Completion::info(Some(node), e);
                 }
             };
-            let answered_by = reply
-                .get("node")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| node.clone(), str::to_owned);
-            let error = reply.get("error").and_then(Value::as_str).map(str::to_owned);
-            match reply.get("result").and_then(Value::as_str) {
-                Some("ok") => {
-                    self.note_lsn(&reply);
-                    if req.is_write() || self.cfg.read_routing == ReadRouting::Leader {
-                        self.leader = Some(answered_by.clone());
-                    }
-                    let returned = reply.get("value").cloned().unwrap_or(Value::Null);
-                    return Completion {
-                        outcome: Outcome::Ok,
-                        value: req.ok_value(&returned),
-                        node: Some(answered_by),
-                        error: None,
-                    };
-                }
-                Some("fail") => {
-                    let hint = reply.get("leader_hint").and_then(Value::as_str).map(str::to_owned);
-                    match hint {
-                        Some(h) if h != node && hop < MAX_REDIRECTS && self.cfg.routes.contains_key(&h) => {
-                            if !req.is_write() {
-                                self.reads_to_leader = true;
-                            }
-                            self.leader = Some(h.clone());
-                            node = h;
-                        }
-                        _ => {
-                            return Completion::fail(Some(answered_by), fail_error(error));
-                        }
-                    }
-                }
-                Some("unknown") => {
-                    self.leader = None;
-                    return Completion::info(Some(answered_by), error.unwrap_or_else(|| "unknown".into()));
-                }
-                other => {
-                    self.conns.remove(&node);
-                    return Completion::info(Some(answered_by), format!("reply without a known result: {other:?}"));
-                }
+            match self.judge(req, &node, hop, *reply) {
+                Judged::Done(completion) => return completion,
+                Judged::Redirect(to) => node = to,
             }
         }
         unreachable!("the last hop always returns")
+    }
+
+    /// What a reply means for the operation: its completion, or the node
+    /// to ask next when a follower pointed at its leader.
+    fn judge(&mut self, req: &Request, node: &str, hop: usize, reply: Reply) -> Judged {
+        let answered_by = if reply.node.is_empty() {
+            node.to_owned()
+        } else {
+            reply.node.clone()
+        };
+        match reply.result {
+            wire::Outcome::Ok => {
+                self.note_lsn(&reply);
+                if req.is_write() || self.cfg.read_routing == ReadRouting::Leader {
+                    self.leader = Some(answered_by.clone());
+                }
+                Judged::Done(Completion {
+                    outcome: Outcome::Ok,
+                    value: req.ok_value(&reply.value),
+                    node: Some(answered_by),
+                    error: None,
+                })
+            }
+            wire::Outcome::Fail => match reply.leader_hint {
+                Some(h) if h != node && hop < MAX_REDIRECTS && self.cfg.routes.contains_key(&h) => {
+                    if !req.is_write() {
+                        self.reads_to_leader = true;
+                    }
+                    self.leader = Some(h.clone());
+                    Judged::Redirect(h)
+                }
+                _ => Judged::Done(Completion::fail(Some(answered_by), fail_error(reply.error))),
+            },
+            wire::Outcome::Unknown => {
+                self.leader = None;
+                let error = reply.error.unwrap_or_else(|| "unknown".into());
+                Judged::Done(Completion::info(Some(answered_by), error))
+            }
+        }
+    }
+}
+
+/// What one reply decided.
+enum Judged {
+    /// The operation is complete.
+    Done(Completion),
+    /// Ask this node next.
+    Redirect(String),
+}
+
+/// The server's operation for a workload request. A cas of an absent
+/// value expects null, as the protocol reads it.
+fn wire_op(req: &Request) -> Op {
+    match req {
+        Request::Read { key } => Op::Read { key: key.clone() },
+        Request::Write { key, value } => Op::Write {
+            key: key.clone(),
+            value: json!(value),
+        },
+        Request::Cas { key, expected, new } => Op::Cas {
+            key: key.clone(),
+            expected: json!(expected),
+            new: json!(new),
+        },
+        Request::Append { key, value } => Op::Append {
+            key: key.clone(),
+            value: json!(value),
+        },
+        Request::MultiRead { keys } => Op::MultiRead { keys: keys.clone() },
+    }
+}
+
+fn status_request(id: u64) -> wire::Request {
+    wire::Request {
+        id,
+        op: Op::Status,
+        session: Session::default(),
+    }
+}
+
+/// Whether a kept connection can still carry a request: nothing is
+/// waiting to be read (a stray byte means the stream is out of step) and
+/// the server has not closed it. A non-blocking peek asks the socket
+/// itself, so a close is seen however long ago it came and whether or not
+/// the runtime has polled the socket since.
+fn still_open(stream: &BufReader<TcpStream>) -> bool {
+    if !stream.buffer().is_empty() {
+        return false;
+    }
+    let mut byte = [MaybeUninit::<u8>::uninit()];
+    match socket2::SockRef::from(stream.get_ref()).peek(&mut byte) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Ok(_) => false,
     }
 }
 
@@ -314,32 +393,16 @@ impl Client for ServerClient {
     }
 }
 
-/// Writes one frame and reads one reply frame.
-async fn round_trip(stream: &mut BufReader<TcpStream>, body: &Value) -> Result<Map<String, Value>, String> {
-    let bytes = serde_json::to_vec(body).expect("requests serialize");
-    let mut frame = Vec::with_capacity(bytes.len() + 4);
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&bytes);
-    stream.write_all(&frame).await.map_err(|e| format!("send: {e}"))?;
-    let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .await
-        .map_err(|e| format!("connection lost: {e}"))?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_REPLY_BYTES {
-        return Err(format!("reply of {len} bytes exceeds {MAX_REPLY_BYTES}"));
-    }
-    let mut buf = vec![0u8; len];
-    stream
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("connection lost mid-reply: {e}"))?;
-    match serde_json::from_slice(&buf) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(format!("reply is not an object: {other}")),
-        Err(e) => Err(format!("malformed reply: {e}")),
-    }
+/// Writes one request frame and reads one reply frame.
+async fn round_trip(stream: &mut BufReader<TcpStream>, frame: &[u8]) -> Result<Reply, String> {
+    stream.write_all(frame).await.map_err(|e| format!("send: {e}"))?;
+    let body = match read_frame(stream, MAX_REPLY_BYTES).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return Err("connection lost: closed before a reply".into()),
+        Err(wire::ProtocolError::Truncated) => return Err("connection lost mid-reply".into()),
+        Err(e) => return Err(format!("connection lost: {e}")),
+    };
+    serde_json::from_slice(&body).map_err(|e| format!("malformed reply: {e}"))
 }
 
 /// Asks one node for its `status` (role, epoch, LSNs, leader) directly,
@@ -352,21 +415,25 @@ pub async fn status(node: &str, addr: SocketAddr, timeout: Duration) -> Result<V
     let ask = async {
         let s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
         let mut s = BufReader::new(s);
-        round_trip(&mut s, &json!({"id": 0, "op": "status"})).await
+        round_trip(&mut s, &encode_frame(&status_request(0).to_raw())).await
     };
     let reply = tokio::time::timeout(timeout, ask)
         .await
         .map_err(|_| err(format!("status timed out after {} ms", timeout.as_millis())))?
         .map_err(err)?;
-    if reply.get("result").and_then(Value::as_str) != Some("ok") {
-        return Err(err(format!("status answered {}", Value::Object(reply))));
+    if reply.result != wire::Outcome::Ok {
+        let answer = serde_json::to_string(&reply).expect("replies serialize");
+        return Err(err(format!("status answered {answer}")));
     }
-    Ok(reply.get("status").cloned().unwrap_or(Value::Null))
+    Ok(reply
+        .status
+        .map_or(Value::Null, |s| serde_json::to_value(s).expect("a status serializes")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A node that answers each request with `reply(request)`.

@@ -110,20 +110,112 @@ pub trait Db: NodeOps {
     fn statuses(&self) -> BoxFuture<'_, BTreeMap<String, Option<Value>>> {
         Box::pin(async { BTreeMap::new() })
     }
+    /// The nodes' layout and processes, which the provided methods (and
+    /// [`forward_process_ops`]) drive.
+    fn daemons(&self) -> &Daemons;
+    /// How `node`'s process is started: program, flags, environment, log.
+    fn daemon_spec(&self, node: &str) -> DaemonSpec;
+    /// The folder [`Db::start_all`] makes before starting `node`.
+    fn data_dir(&self, node: &str) -> PathBuf {
+        self.daemons().layout.dir(node).join("data")
+    }
+    /// One readiness probe: `Err` says what is still missing.
+    fn ready_once(&self) -> BoxFuture<'_, Result<(), String>>;
     /// Node names, in order.
-    fn nodes(&self) -> Vec<String>;
+    fn nodes(&self) -> Vec<String> {
+        self.daemons().layout.nodes.clone()
+    }
     /// The address clients use to reach `node` directly (not via a proxy).
-    fn client_addr(&self, node: &str) -> Option<SocketAddr>;
+    fn client_addr(&self, node: &str) -> Option<SocketAddr> {
+        self.daemons().layout.listen.get(node).copied()
+    }
     /// Starts every node that is not running.
-    fn start_all(&self) -> Result<(), DbError>;
+    fn start_all(&self) -> Result<(), DbError> {
+        let Daemons { layout, procs } = self.daemons();
+        for n in &layout.nodes {
+            make_dir(layout.control.as_ref(), n, &self.data_dir(n))?;
+            procs.start(n, &self.daemon_spec(n))?;
+        }
+        Ok(())
+    }
     /// Waits, at most `timeout`, until every node answers and the cluster can
     /// serve (a leader, where the system has one).
-    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>>;
+    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(wait_until_ready(&self.daemons().procs, timeout, move || {
+            self.ready_once()
+        }))
+    }
     /// Stops every node (resuming paused ones first) and waits until each is gone.
-    fn stop_all(&self) -> Result<(), DbError>;
+    fn stop_all(&self) -> Result<(), DbError> {
+        self.daemons().procs.stop_all()
+    }
     /// Process ids of the running nodes.
-    fn pids(&self) -> BTreeMap<String, u32>;
+    fn pids(&self) -> BTreeMap<String, u32> {
+        self.daemons().procs.pids()
+    }
 }
+
+/// What every database's nodes share: where they are laid out and the
+/// processes running on them. Each [`Db`] embeds one and hands it out
+/// through [`Db::daemons`], so starting, stopping and faulting processes
+/// is written once for all databases.
+pub struct Daemons {
+    /// Where the nodes listen and what runs them.
+    pub layout: Layout,
+    /// The running processes.
+    pub procs: ProcessSet,
+}
+
+impl Daemons {
+    /// The processes of a cluster laid out as `layout`, none started yet.
+    pub fn new(layout: Layout) -> Daemons {
+        Daemons {
+            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
+            layout,
+        }
+    }
+
+    /// Starts `node` as `spec` says, refusing a node the layout does not
+    /// have: the nemesis's start, which names nodes itself.
+    pub fn start(&self, node: &str, spec: impl FnOnce() -> DaemonSpec) -> Result<u32, String> {
+        if !self.layout.listen.contains_key(node) {
+            return Err(format!("no node named {node}"));
+        }
+        self.procs.start(node, &spec()).map_err(|e| e.to_string())
+    }
+}
+
+/// The [`NodeOps`] methods every [`Db`] answers alike, from its
+/// [`Daemons`]: kill, start, pause, resume and running. Expanded inside an
+/// `impl NodeOps for ...` block, which then adds what is its own
+/// (`leader`, and Redis's failover steps). A macro because `NodeOps` is the
+/// nemesis's trait: a blanket implementation for every `Db` is not ours to
+/// write.
+macro_rules! forward_process_ops {
+    () => {
+        fn kill(&self, node: &str) -> Result<u32, String> {
+            $crate::run::db::Db::daemons(self).procs.kill(node)
+        }
+
+        fn start(&self, node: &str) -> Result<u32, String> {
+            let spec = || $crate::run::db::Db::daemon_spec(self, node);
+            $crate::run::db::Db::daemons(self).start(node, spec)
+        }
+
+        fn pause(&self, node: &str) -> Result<u32, String> {
+            $crate::run::db::Db::daemons(self).procs.pause(node)
+        }
+
+        fn resume(&self, node: &str) -> Result<u32, String> {
+            $crate::run::db::Db::daemons(self).procs.resume(node)
+        }
+
+        fn running(&self, node: &str) -> bool {
+            $crate::run::db::Db::daemons(self).procs.is_running(node)
+        }
+    };
+}
+pub(crate) use forward_process_ops;
 
 /// Where the nodes of a cluster listen, how each reaches the others, and
 /// what runs them: the part of a cluster that every database shares and
@@ -163,8 +255,7 @@ impl Layout {
 pub struct ServerDb {
     bin: PathBuf,
     settings: String,
-    layout: Layout,
-    procs: ProcessSet,
+    daemons: Daemons,
 }
 
 /// How long one status query may take.
@@ -243,54 +334,22 @@ impl ServerDb {
         ServerDb {
             bin,
             settings,
-            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
-            layout,
-        }
-    }
-
-    fn check(&self, name: &str) -> Result<(), String> {
-        if self.layout.listen.contains_key(name) {
-            Ok(())
-        } else {
-            Err(format!("no node named {name}"))
-        }
-    }
-
-    fn spec(&self, node: &str) -> DaemonSpec {
-        let dir = self.layout.dir(node);
-        let mut args = vec![
-            "--node".to_owned(),
-            node.to_owned(),
-            "--listen".to_owned(),
-            self.layout.listen[node].to_string(),
-            "--data-dir".to_owned(),
-            dir.join("data").display().to_string(),
-            "--settings".to_owned(),
-            self.settings.clone(),
-        ];
-        for peer in self.layout.nodes.iter().filter(|p| *p != node) {
-            args.push("--peer".to_owned());
-            args.push(format!("{peer}={}", self.layout.dial(node, peer)));
-        }
-        DaemonSpec {
-            program: self.bin.clone(),
-            args,
-            env: vec![("RUST_LOG".to_owned(), node_log_filter())],
-            log_file: dir.join("node.log"),
+            daemons: Daemons::new(layout),
         }
     }
 
     /// Every node's status, `None` where it did not answer.
     pub async fn statuses_now(&self) -> BTreeMap<String, Option<Value>> {
         let mut asks = tokio::task::JoinSet::new();
-        for (name, addr) in &self.layout.listen {
+        for (name, addr) in &self.daemons.layout.listen {
             let (name, addr) = (name.clone(), *addr);
             asks.spawn(async move {
                 let s = status(&name, addr, Duration::from_millis(STATUS_TIMEOUT_MS)).await;
                 (name, s.ok())
             });
         }
-        let mut out: BTreeMap<String, Option<Value>> = self.layout.nodes.iter().map(|n| (n.clone(), None)).collect();
+        let mut out: BTreeMap<String, Option<Value>> =
+            self.daemons.layout.nodes.iter().map(|n| (n.clone(), None)).collect();
         while let Some(r) = asks.join_next().await {
             if let Ok((name, s)) = r {
                 out.insert(name, s);
@@ -299,7 +358,7 @@ impl ServerDb {
         out
     }
 
-    async fn ready_once(&self) -> Result<(), String> {
+    async fn check_ready(&self) -> Result<(), String> {
         let statuses = self.statuses_now().await;
         let silent: Vec<&String> = statuses.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n).collect();
         if !silent.is_empty() {
@@ -354,26 +413,7 @@ pub fn leader_of(statuses: &BTreeMap<String, Option<Value>>) -> Option<String> {
 }
 
 impl NodeOps for ServerDb {
-    fn kill(&self, node: &str) -> Result<u32, String> {
-        self.procs.kill(node)
-    }
-
-    fn start(&self, node: &str) -> Result<u32, String> {
-        self.check(node)?;
-        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
-    }
-
-    fn pause(&self, node: &str) -> Result<u32, String> {
-        self.procs.pause(node)
-    }
-
-    fn resume(&self, node: &str) -> Result<u32, String> {
-        self.procs.resume(node)
-    }
-
-    fn running(&self, node: &str) -> bool {
-        self.procs.is_running(node)
-    }
+    forward_process_ops!();
 
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { leader_of(&self.statuses_now().await) })
@@ -402,31 +442,36 @@ impl Db for ServerDb {
         Box::pin(self.statuses_now())
     }
 
-    fn nodes(&self) -> Vec<String> {
-        self.layout.nodes.clone()
+    fn daemons(&self) -> &Daemons {
+        &self.daemons
     }
 
-    fn client_addr(&self, node: &str) -> Option<SocketAddr> {
-        self.layout.listen.get(node).copied()
-    }
-
-    fn start_all(&self) -> Result<(), DbError> {
-        for n in &self.layout.nodes {
-            make_dir(self.layout.control.as_ref(), n, &self.layout.dir(n).join("data"))?;
-            self.procs.start(n, &self.spec(n))?;
+    fn daemon_spec(&self, node: &str) -> DaemonSpec {
+        let layout = &self.daemons.layout;
+        let dir = layout.dir(node);
+        let mut args = vec![
+            "--node".to_owned(),
+            node.to_owned(),
+            "--listen".to_owned(),
+            layout.listen[node].to_string(),
+            "--data-dir".to_owned(),
+            dir.join("data").display().to_string(),
+            "--settings".to_owned(),
+            self.settings.clone(),
+        ];
+        for peer in layout.nodes.iter().filter(|p| *p != node) {
+            args.push("--peer".to_owned());
+            args.push(format!("{peer}={}", layout.dial(node, peer)));
         }
-        Ok(())
+        DaemonSpec {
+            program: self.bin.clone(),
+            args,
+            env: vec![("RUST_LOG".to_owned(), node_log_filter())],
+            log_file: dir.join("node.log"),
+        }
     }
 
-    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(wait_until_ready(&self.procs, timeout, move || self.ready_once()))
-    }
-
-    fn stop_all(&self) -> Result<(), DbError> {
-        self.procs.stop_all()
-    }
-
-    fn pids(&self) -> BTreeMap<String, u32> {
-        self.procs.pids()
+    fn ready_once(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.check_ready())
     }
 }

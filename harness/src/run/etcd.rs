@@ -14,16 +14,14 @@
 //! the leader is the member whose id is that leader id.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
 use faultline_nemesis::{DaemonSpec, NodeOps};
 use faultline_workloads::etcd_client::{admin_post, EtcdClient, EtcdClientConfig};
 use serde_json::{json, Value};
 
-use super::db::{make_dir, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
+use super::db::{forward_process_ops, ClientSpec, Daemons, Db, Layout};
 
 /// How long one status request may take.
 const STATUS_TIMEOUT_MS: u64 = 1_000;
@@ -31,10 +29,9 @@ const STATUS_TIMEOUT_MS: u64 = 1_000;
 /// A cluster of etcd members.
 pub struct EtcdDb {
     bin: PathBuf,
-    layout: Layout,
+    daemons: Daemons,
     serializable_reads: bool,
     token: String,
-    procs: ProcessSet,
 }
 
 impl EtcdDb {
@@ -43,58 +40,31 @@ impl EtcdDb {
     pub fn new(bin: PathBuf, layout: Layout, serializable_reads: bool, token: String) -> EtcdDb {
         EtcdDb {
             bin,
-            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
-            layout,
+            daemons: Daemons::new(layout),
             serializable_reads,
             token,
         }
     }
 
-    fn peer_url(&self, node: &str) -> String {
-        format!("http://{}", self.layout.aux[node])
+    fn layout(&self) -> &Layout {
+        &self.daemons.layout
     }
 
-    fn spec(&self, node: &str) -> DaemonSpec {
-        let dir = self.layout.dir(node);
-        let client = format!("http://{}", self.layout.listen[node]);
-        let cluster: Vec<String> = self
-            .layout
-            .nodes
-            .iter()
-            .map(|n| format!("{n}={}", self.peer_url(n)))
-            .collect();
-        let args = [
-            ("--name", node.to_owned()),
-            ("--data-dir", dir.join("data").display().to_string()),
-            ("--listen-client-urls", client.clone()),
-            ("--advertise-client-urls", client),
-            ("--listen-peer-urls", self.peer_url(node)),
-            ("--initial-advertise-peer-urls", self.peer_url(node)),
-            ("--initial-cluster", cluster.join(",")),
-            ("--initial-cluster-state", "new".to_owned()),
-            ("--initial-cluster-token", self.token.clone()),
-            ("--heartbeat-interval", "100".to_owned()),
-            ("--election-timeout", "1000".to_owned()),
-        ];
-        DaemonSpec {
-            program: self.bin.clone(),
-            args: args.iter().flat_map(|(k, v)| [(*k).to_owned(), v.clone()]).collect(),
-            env: Vec::new(),
-            log_file: dir.join("node.log"),
-        }
+    fn peer_url(&self, node: &str) -> String {
+        format!("http://{}", self.layout().aux[node])
     }
 
     /// Every member's `/v3/maintenance/status`, `None` where it did not answer.
     async fn raw_statuses(&self) -> BTreeMap<String, Option<Value>> {
         let mut asks = tokio::task::JoinSet::new();
-        for (name, addr) in &self.layout.listen {
+        for (name, addr) in &self.layout().listen {
             let (name, addr) = (name.clone(), *addr);
             asks.spawn(async move {
                 let s = admin_post(addr, "/v3/maintenance/status", &json!({}), STATUS_TIMEOUT_MS).await;
                 (name, s.ok())
             });
         }
-        let mut out: BTreeMap<String, Option<Value>> = self.layout.nodes.iter().map(|n| (n.clone(), None)).collect();
+        let mut out: BTreeMap<String, Option<Value>> = self.layout().nodes.iter().map(|n| (n.clone(), None)).collect();
         while let Some(r) = asks.join_next().await {
             if let Ok((name, s)) = r {
                 out.insert(name, s);
@@ -103,7 +73,7 @@ impl EtcdDb {
         out
     }
 
-    async fn ready_once(&self) -> Result<(), String> {
+    async fn check_ready(&self) -> Result<(), String> {
         let statuses = self.raw_statuses().await;
         let silent: Vec<&String> = statuses.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n).collect();
         if !silent.is_empty() {
@@ -155,28 +125,7 @@ fn as_server_status(s: &Value, leader: Option<u64>) -> Value {
 }
 
 impl NodeOps for EtcdDb {
-    fn kill(&self, node: &str) -> Result<u32, String> {
-        self.procs.kill(node)
-    }
-
-    fn start(&self, node: &str) -> Result<u32, String> {
-        if !self.layout.listen.contains_key(node) {
-            return Err(format!("no node named {node}"));
-        }
-        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
-    }
-
-    fn pause(&self, node: &str) -> Result<u32, String> {
-        self.procs.pause(node)
-    }
-
-    fn resume(&self, node: &str) -> Result<u32, String> {
-        self.procs.resume(node)
-    }
-
-    fn running(&self, node: &str) -> bool {
-        self.procs.is_running(node)
-    }
+    forward_process_ops!();
 
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { etcd_leader(&self.raw_statuses().await) })
@@ -205,32 +154,47 @@ impl Db for EtcdDb {
         })
     }
 
-    fn nodes(&self) -> Vec<String> {
-        self.layout.nodes.clone()
+    fn daemons(&self) -> &Daemons {
+        &self.daemons
     }
 
-    fn client_addr(&self, node: &str) -> Option<SocketAddr> {
-        self.layout.listen.get(node).copied()
-    }
-
-    fn start_all(&self) -> Result<(), DbError> {
-        for n in &self.layout.nodes {
-            make_dir(self.layout.control.as_ref(), n, self.layout.dir(n))?;
-            self.procs.start(n, &self.spec(n))?;
+    fn daemon_spec(&self, node: &str) -> DaemonSpec {
+        let dir = self.layout().dir(node);
+        let client = format!("http://{}", self.layout().listen[node]);
+        let cluster: Vec<String> = self
+            .layout()
+            .nodes
+            .iter()
+            .map(|n| format!("{n}={}", self.peer_url(n)))
+            .collect();
+        let args = [
+            ("--name", node.to_owned()),
+            ("--data-dir", dir.join("data").display().to_string()),
+            ("--listen-client-urls", client.clone()),
+            ("--advertise-client-urls", client),
+            ("--listen-peer-urls", self.peer_url(node)),
+            ("--initial-advertise-peer-urls", self.peer_url(node)),
+            ("--initial-cluster", cluster.join(",")),
+            ("--initial-cluster-state", "new".to_owned()),
+            ("--initial-cluster-token", self.token.clone()),
+            ("--heartbeat-interval", "100".to_owned()),
+            ("--election-timeout", "1000".to_owned()),
+        ];
+        DaemonSpec {
+            program: self.bin.clone(),
+            args: args.iter().flat_map(|(k, v)| [(*k).to_owned(), v.clone()]).collect(),
+            env: Vec::new(),
+            log_file: dir.join("node.log"),
         }
-        Ok(())
     }
 
-    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(wait_until_ready(&self.procs, timeout, move || self.ready_once()))
+    /// etcd makes its own `data/`; the harness makes the node's folder.
+    fn data_dir(&self, node: &str) -> PathBuf {
+        self.layout().dir(node).to_owned()
     }
 
-    fn stop_all(&self) -> Result<(), DbError> {
-        self.procs.stop_all()
-    }
-
-    fn pids(&self) -> BTreeMap<String, u32> {
-        self.procs.pids()
+    fn ready_once(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.check_ready())
     }
 }
 

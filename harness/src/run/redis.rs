@@ -18,10 +18,8 @@
 //! them. A killed node restarts in the role it holds now.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
 use faultline_nemesis::{DaemonSpec, NodeOps};
@@ -29,7 +27,7 @@ use faultline_workloads::redis_client::admin;
 use faultline_workloads::{RedisClient, RedisClientConfig, RedisReads};
 use serde_json::{json, Value};
 
-use super::db::{make_dir, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
+use super::db::{forward_process_ops, ClientSpec, Daemons, Db, Layout};
 
 /// How long one admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 1_000;
@@ -51,10 +49,9 @@ pub struct RedisOptions {
 /// A Redis primary and its replicas.
 pub struct RedisDb {
     bin: PathBuf,
-    layout: Layout,
+    daemons: Daemons,
     opts: RedisOptions,
     primary: Mutex<String>,
-    procs: ProcessSet,
 }
 
 impl RedisDb {
@@ -63,62 +60,28 @@ impl RedisDb {
         RedisDb {
             bin,
             primary: Mutex::new(layout.nodes[0].clone()),
-            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
-            layout,
+            daemons: Daemons::new(layout),
             opts,
         }
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.daemons.layout
     }
 
     fn primary(&self) -> String {
         self.primary.lock().expect("primary").clone()
     }
 
-    fn spec(&self, node: &str) -> DaemonSpec {
-        let dir = self.layout.dir(node);
-        let listen = self.layout.listen[node];
-        let mut args: Vec<String> = [
-            "--port",
-            &listen.port().to_string(),
-            "--bind",
-            &listen.ip().to_string(),
-            "--dir",
-            &dir.join("data").display().to_string(),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--logfile",
-            "",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let primary = self.primary();
-        if primary != node {
-            let to = self.layout.dial(node, &primary);
-            args.extend(["--replicaof".to_owned(), to.ip().to_string(), to.port().to_string()]);
-        }
-        DaemonSpec {
-            program: self.bin.clone(),
-            args,
-            env: Vec::new(),
-            log_file: dir.join("node.log"),
-        }
-    }
-
     async fn role(&self, node: &str) -> Option<Value> {
-        admin(self.layout.listen[node], &["ROLE"], ADMIN_TIMEOUT_MS).await.ok()
+        admin(self.layout().listen[node], &["ROLE"], ADMIN_TIMEOUT_MS)
+            .await
+            .ok()
     }
 
     async fn roles(&self) -> BTreeMap<String, Option<Value>> {
         let mut out = BTreeMap::new();
-        for n in &self.layout.nodes {
+        for n in &self.layout().nodes {
             out.insert(n.clone(), self.role(n).await);
         }
         out
@@ -129,11 +92,11 @@ impl RedisDb {
     /// each one that is not ready with the probe's own error (no reply in
     /// time, connection refused, an error reply): "does not answer" alone
     /// cannot tell a node still starting from one that is gone.
-    async fn ready_once(&self) -> Result<(), String> {
+    async fn check_ready(&self) -> Result<(), String> {
         let primary = self.primary();
         let mut problems = Vec::new();
-        for node in &self.layout.nodes {
-            let role = admin(self.layout.listen[node], &["ROLE"], ADMIN_TIMEOUT_MS).await;
+        for node in &self.layout().nodes {
+            let role = admin(self.layout().listen[node], &["ROLE"], ADMIN_TIMEOUT_MS).await;
             if let Some(problem) = not_ready(node, node == &primary, role) {
                 problems.push(problem);
             }
@@ -146,22 +109,26 @@ impl RedisDb {
 
     /// `REPLICAOF` on `node`: of `primary`, or of no one.
     async fn replicaof(&self, node: &str, primary: Option<&str>) -> Result<(), String> {
-        let target = primary.map(|p| self.layout.dial(node, p));
+        let target = primary.map(|p| self.layout().dial(node, p));
         let (host, port) = match target {
             Some(a) => (a.ip().to_string(), a.port().to_string()),
             None => ("NO".to_owned(), "ONE".to_owned()),
         };
-        admin(self.layout.listen[node], &["REPLICAOF", &host, &port], ADMIN_TIMEOUT_MS)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("REPLICAOF {host} {port} on {node}: {e}"))
+        admin(
+            self.layout().listen[node],
+            &["REPLICAOF", &host, &port],
+            ADMIN_TIMEOUT_MS,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("REPLICAOF {host} {port} on {node}: {e}"))
     }
 
     /// The replica with the highest replication offset (then the first by
     /// name), among those that answer.
     async fn most_advanced_replica(&self, old: &str) -> Option<String> {
         let mut best: Option<(i64, String)> = None;
-        for n in self.layout.nodes.iter().filter(|n| *n != old) {
+        for n in self.layout().nodes.iter().filter(|n| *n != old) {
             let Some(role) = self.role(n).await else { continue };
             let offset = role.get(4).and_then(Value::as_i64).unwrap_or(-1);
             if best.as_ref().is_none_or(|(o, _)| offset > *o) {
@@ -199,28 +166,7 @@ fn as_server_status(role: &Value) -> Value {
 }
 
 impl NodeOps for RedisDb {
-    fn kill(&self, node: &str) -> Result<u32, String> {
-        self.procs.kill(node)
-    }
-
-    fn start(&self, node: &str) -> Result<u32, String> {
-        if !self.layout.listen.contains_key(node) {
-            return Err(format!("no node named {node}"));
-        }
-        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
-    }
-
-    fn pause(&self, node: &str) -> Result<u32, String> {
-        self.procs.pause(node)
-    }
-
-    fn resume(&self, node: &str) -> Result<u32, String> {
-        self.procs.resume(node)
-    }
-
-    fn running(&self, node: &str) -> bool {
-        self.procs.is_running(node)
-    }
+    forward_process_ops!();
 
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move { Some(self.primary()) })
@@ -236,7 +182,7 @@ impl NodeOps for RedisDb {
             self.replicaof(&new, None).await?;
             *self.primary.lock().expect("primary") = new.clone();
             let mut repointed = Vec::new();
-            for n in self.layout.nodes.iter().filter(|n| **n != old && **n != new) {
+            for n in self.layout().nodes.iter().filter(|n| **n != old && **n != new) {
                 match self.replicaof(n, Some(&new)).await {
                     Ok(()) => repointed.push(n.clone()),
                     Err(e) => tracing::warn!(node = %n, error = %e, "not re-pointed"),
@@ -252,9 +198,9 @@ impl NodeOps for RedisDb {
             if !self.opts.failover_wait {
                 return Ok(Value::Null);
             }
-            let replicas = (self.layout.nodes.len() - 1).to_string();
+            let replicas = (self.layout().nodes.len() - 1).to_string();
             let acked = admin(
-                self.layout.listen[&old],
+                self.layout().listen[&old],
                 &["WAIT", &replicas, &FAILOVER_WAIT_MS.to_string()],
                 FAILOVER_WAIT_MS + ADMIN_TIMEOUT_MS,
             )
@@ -301,32 +247,51 @@ impl Db for RedisDb {
         })
     }
 
-    fn nodes(&self) -> Vec<String> {
-        self.layout.nodes.clone()
+    fn daemons(&self) -> &Daemons {
+        &self.daemons
     }
 
-    fn client_addr(&self, node: &str) -> Option<SocketAddr> {
-        self.layout.listen.get(node).copied()
-    }
-
-    fn start_all(&self) -> Result<(), DbError> {
-        for n in &self.layout.nodes {
-            make_dir(self.layout.control.as_ref(), n, &self.layout.dir(n).join("data"))?;
-            self.procs.start(n, &self.spec(n))?;
+    fn daemon_spec(&self, node: &str) -> DaemonSpec {
+        let dir = self.layout().dir(node);
+        let listen = self.layout().listen[node];
+        let mut args: Vec<String> = [
+            "--port",
+            &listen.port().to_string(),
+            "--bind",
+            &listen.ip().to_string(),
+            "--dir",
+            &dir.join("data").display().to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let primary = self.primary();
+        if primary != node {
+            let to = self.layout().dial(node, &primary);
+            args.extend(["--replicaof".to_owned(), to.ip().to_string(), to.port().to_string()]);
         }
-        Ok(())
+        DaemonSpec {
+            program: self.bin.clone(),
+            args,
+            env: Vec::new(),
+            log_file: dir.join("node.log"),
+        }
     }
 
-    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(wait_until_ready(&self.procs, timeout, move || self.ready_once()))
-    }
-
-    fn stop_all(&self) -> Result<(), DbError> {
-        self.procs.stop_all()
-    }
-
-    fn pids(&self) -> BTreeMap<String, u32> {
-        self.procs.pids()
+    fn ready_once(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.check_ready())
     }
 }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use faultline_histories::{Event, EventType, Header, JsonlWriter, Process, F};
 use faultline_nemesis::Recorder;
 use serde_json::Value;
@@ -78,45 +79,21 @@ impl Store {
     }
 }
 
-/// `YYYYMMDDTHHMMSSZ` in UTC.
+/// `YYYYMMDDTHHMMSSZ` in UTC (the epoch for a time before it).
 pub fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    utc(t).format("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` in UTC, for the history header.
 pub fn utc_rfc3339(t: SystemTime) -> String {
-    let s = utc_stamp(t);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &s[0..4],
-        &s[4..6],
-        &s[6..8],
-        &s[9..11],
-        &s[11..13],
-        &s[13..15]
-    )
+    utc(t).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Howard Hinnant's days-to-civil: the date `days` after 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// `t` as a UTC date and time, to the second. Times before the epoch
+/// (a clock set far back) read as the epoch, as the store always has.
+fn utc(t: SystemTime) -> DateTime<Utc> {
+    let at = DateTime::<Utc>::from(t.max(UNIX_EPOCH));
+    at.with_nanosecond(0).unwrap_or(at)
 }
 
 struct LogInner {
@@ -215,6 +192,9 @@ mod tests {
         assert_eq!(utc_stamp(t), "20261118T110640Z");
         assert_eq!(utc_rfc3339(t), "2026-11-18T11:06:40Z");
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
+        let leap_day = UNIX_EPOCH + Duration::from_millis(951_782_400_999);
+        assert_eq!(utc_rfc3339(leap_day), "2000-02-29T00:00:00Z", "seconds, not rounded up");
+        assert_eq!(utc_stamp(UNIX_EPOCH - Duration::from_secs(5)), "19700101T000000Z");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! A read is *external* when its transaction had not yet written the key:
 //! only external reads say which version another transaction installed, so
 //! only they make wr and rw edges. A later read in the same transaction is
-//! checked against what the transaction itself read and wrote before it.
+//! checked against what the transaction itself read and wrote before it,
+//! and no read may show a value its transaction writes only later
+//! (Elle's `future-read`, a cycle of one transaction: G1c).
 
 use crate::anomaly::{Anomaly, Findings};
 use crate::error::{shorten, TxnError};
@@ -207,6 +209,16 @@ fn internal(tx: &Txns, t: TxnId, d: &[Datatype], found: &mut Findings) {
             Datatype::Register => internal_register(tx, &mops[..i], m),
             Datatype::Unknown => None,
         };
+        if let Some(why) = future_read(tx, &mops[i + 1..], m) {
+            let name = tx.name(t);
+            found.push(Anomaly::about(
+                tx,
+                "future-read",
+                Some(k),
+                &[t],
+                format!("{name} {why}: it read its own write before making it"),
+            ));
+        }
         if let Some(why) = problem {
             let name = tx.name(t);
             let key = tx.key_name(k);
@@ -219,6 +231,24 @@ fn internal(tx: &Txns, t: TxnId, d: &[Datatype], found: &mut Findings) {
             ));
         }
     }
+}
+
+/// A read that shows a value its own transaction writes only later.
+fn future_read(tx: &Txns, after: &[Mop], m: &Mop) -> Option<String> {
+    let k = m.key();
+    let shows = |v: ValId| match *m {
+        Mop::ReadList { start, len, .. } => tx.list(start, len).contains(&v),
+        Mop::ReadReg { val, .. } => val == Some(v),
+        _ => false,
+    };
+    after.iter().find_map(|n| match *n {
+        Mop::Append { key, val } | Mop::Write { key, val } if key == k && shows(val) => Some(format!(
+            "read {} from {}, a value it wrote later in the same transaction",
+            tx.val_name(val),
+            tx.key_name(k)
+        )),
+        _ => None,
+    })
 }
 
 fn internal_list(tx: &Txns, before: &[Mop], m: &Mop) -> Option<String> {

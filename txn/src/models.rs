@@ -84,7 +84,8 @@ impl Model {
             ReadUncommitted => &["G0", "duplicate-elements", "cyclic-versions", "garbage-read"],
             ReadCommitted => &["G1"],
             RepeatableRead => &["G1", "G2-item", "lost-update"],
-            SnapshotIsolation => &["internal", "G1", "G-nonadjacent"],
+            // Lost update through cursor stability, which SI implies (Adya).
+            SnapshotIsolation => &["internal", "G1", "G-nonadjacent", "lost-update"],
             StrongSessionSnapshotIsolation => &["internal", "G1-process", "G-nonadjacent-process"],
             StrongSnapshotIsolation => &["internal", "G1-realtime", "G-nonadjacent-realtime"],
             Serializable => &["internal", "G1", "G2"],
@@ -172,6 +173,8 @@ fn anomaly_implies(a: &str) -> &'static [&'static str] {
         "G2-process" => &["G2-realtime"],
         "incompatible-order" | "dirty-update" => &["G1a"],
         "lost-update" => &["G2-item"],
+        // A transaction that read its own later write: a one-transaction G1c.
+        "future-read" => &["G1c"],
         _ => &[],
     }
 }

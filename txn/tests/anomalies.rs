@@ -410,3 +410,17 @@ fn coverage_is_every_txn_op_including_failed_and_crashed() {
     assert_eq!(a.covered_ops, [0, 1, 2]);
     assert_eq!((a.stats.committed, a.stats.indeterminate, a.stats.aborted), (1, 1, 1));
 }
+
+/// Found by the brute-force oracle (seed 1796457337088350022, case 110): a
+/// transaction that read its own append before making it.
+#[test]
+fn future_read_and_near_miss() {
+    let build = |read: serde_json::Value| {
+        let mut h = H::new();
+        h.txn(0, json!([["r", "y", read], ["append", "y", 2]]));
+        h.txn(1, json!([["r", "y", [2]]]));
+        h
+    };
+    assert_only(&build(json!([2])), &["future-read"]);
+    assert_clean(&build(json!([])));
+}

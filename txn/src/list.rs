@@ -15,10 +15,10 @@ use crate::parse::{FastMap, KeyId, Status, TxnId, Txns, ValId};
 /// Infers one list key: anomalies into `found`, edges into `dsg`.
 pub fn infer_key(tx: &Txns, g: &Gathered, k: KeyId, dsg: &mut Dsg, found: &mut Findings) {
     let reads = &g.reads[k as usize];
-    let Some(longest) = reads.iter().max_by_key(|r| read_list(tx, r).len()) else {
+    let Some(longest) = reads.iter().max_by_key(|r| read_list(tx, g, k, r).len()) else {
         return;
     };
-    let order = version_order(tx, k, longest, found);
+    let order = version_order(tx, g, k, longest, found);
     let mut prefix: Vec<bool> = Vec::with_capacity(reads.len());
     for r in reads {
         prefix.push(check_read(tx, g, k, r, longest, &order, found));
@@ -26,20 +26,36 @@ pub fn infer_key(tx: &Txns, g: &Gathered, k: KeyId, dsg: &mut Dsg, found: &mut F
     check_versions(tx, g, k, longest.txn, &order, found);
     version_edges(tx, g, k, &order, dsg);
     for (r, &ok) in reads.iter().zip(&prefix) {
-        if ok && r.external {
+        // Internal reads too: without the transaction's own appends they
+        // show the version it read, as an external read does.
+        if ok {
             read_edges(tx, g, k, r, &order, dsg, found);
         }
     }
-    lost_updates(tx, k, reads, &prefix, found);
+    lost_updates(tx, g, k, reads, &prefix, found);
 }
 
-fn read_list<'a>(tx: &'a Txns, r: &ReadAt) -> &'a [ValId] {
-    list_of(tx, &tx.mops[r.mop as usize]).unwrap_or(&[])
+/// What a read shows of the versions other transactions installed: an
+/// internal read (after the transaction's own appends to the key) without
+/// those appends, which are not installed yet. Under read committed the
+/// rest may be newer than what the transaction read before, so the whole
+/// internal read need not be a version at all.
+fn read_list<'a>(tx: &'a Txns, g: &Gathered, k: KeyId, r: &ReadAt) -> &'a [ValId] {
+    let mut list = list_of(tx, &tx.mops[r.mop as usize]).unwrap_or(&[]);
+    if !r.external {
+        while let Some((&last, rest)) = list.split_last() {
+            if !matches!(g.writer(k, last), Some(w) if w.txn == r.txn) {
+                break;
+            }
+            list = rest;
+        }
+    }
+    list
 }
 
 /// The longest read without repeats; a repeat is `duplicate-elements`.
-fn version_order(tx: &Txns, k: KeyId, longest: &ReadAt, found: &mut Findings) -> Vec<ValId> {
-    let list = read_list(tx, longest);
+fn version_order(tx: &Txns, g: &Gathered, k: KeyId, longest: &ReadAt, found: &mut Findings) -> Vec<ValId> {
+    let list = read_list(tx, g, k, longest);
     let (order, dup) = dedup(list);
     if let Some(v) = dup {
         duplicate(tx, k, longest, list, v, found);
@@ -83,7 +99,7 @@ fn check_read(
     order: &[ValId],
     found: &mut Findings,
 ) -> bool {
-    let list = read_list(tx, r);
+    let list = read_list(tx, g, k, r);
     if order.starts_with(list) {
         return true;
     }
@@ -104,7 +120,7 @@ fn check_read(
             tx.list_name(list),
             tx.name(longest.txn),
             tx.key_name(k),
-            tx.list_name(read_list(tx, longest)),
+            tx.list_name(read_list(tx, g, k, longest)),
         );
         found.push(Anomaly::about(
             tx,
@@ -198,7 +214,7 @@ fn version_edges(tx: &Txns, g: &Gathered, k: KeyId, order: &[ValId], dsg: &mut D
 /// wr from the writer of the last element read, rw to the writer of the
 /// next version, and G1b when the element read was not its writer's last.
 fn read_edges(tx: &Txns, g: &Gathered, k: KeyId, r: &ReadAt, order: &[ValId], dsg: &mut Dsg, found: &mut Findings) {
-    let list = read_list(tx, r);
+    let list = read_list(tx, g, k, r);
     if let Some(&last) = list.last() {
         if let Some(w) = g.writer(k, last) {
             if w.txn != r.txn && !w.last && tx.txns[w.txn as usize].status != Status::Aborted {
@@ -252,13 +268,13 @@ fn intermediate(tx: &Txns, k: KeyId, r: &ReadAt, w: TxnId, list: &[ValId], found
 /// Two committed transactions that read the same version of the key and
 /// both appended to it: one of the appends was made without seeing the
 /// other, which no order of the two explains.
-fn lost_updates(tx: &Txns, k: KeyId, reads: &[ReadAt], prefix: &[bool], found: &mut Findings) {
+fn lost_updates(tx: &Txns, g: &Gathered, k: KeyId, reads: &[ReadAt], prefix: &[bool], found: &mut Findings) {
     let mut by_len: FastMap<usize, TxnId> = FastMap::default();
     for (r, &ok) in reads.iter().zip(prefix) {
         if !(ok && r.external && r.writes_after) {
             continue;
         }
-        let list = read_list(tx, r);
+        let list = read_list(tx, g, k, r);
         match by_len.get(&list.len()) {
             Some(&first) if first != r.txn => {
                 let why = format!(

@@ -424,3 +424,28 @@ fn future_read_and_near_miss() {
     assert_only(&build(json!([2])), &["future-read"]);
     assert_clean(&build(json!([])));
 }
+
+/// Found by the oracle (seed 1796457581198664263, case 0): an internal read
+/// shows, behind the transaction's own append, the version it read; here
+/// another append slipped in before its commit. Not serializable, not
+/// snapshot isolation (both wrote x), but read committed allows it, and the
+/// store of `simulated_store.rs` in read-committed mode does it.
+#[test]
+fn an_internal_read_shows_the_version_read_behind_its_own_appends() {
+    let build = |final_read: serde_json::Value| {
+        let mut h = H::new();
+        h.txn(0, json!([["append", "x", 8]]));
+        concurrent(
+            &mut h,
+            json!([["append", "x", 5], ["r", "x", [8, 5]]]),
+            json!([["append", "x", 7]]),
+        );
+        h.txn(2, json!([["r", "x", final_read]]));
+        h
+    };
+    let h = build(json!([8, 7, 5]));
+    assert_eq!(kinds(&h.strict()), ["G-single"]);
+    assert_eq!(h.check(&[Model::SnapshotIsolation]).valid, Validity::Invalid);
+    assert_eq!(h.check(&[Model::ReadCommitted]).valid, Validity::Valid);
+    assert_clean(&build(json!([8, 5, 7])));
+}

@@ -164,14 +164,15 @@ fn check_versions(tx: &Txns, g: &Gathered, k: KeyId, reader: TxnId, order: &[Val
 /// A value read: garbage when nobody wrote it, G1a when a failed
 /// transaction did.
 pub fn check_value(tx: &Txns, g: &Gathered, k: KeyId, reader: TxnId, v: ValId, found: &mut Findings) {
-    let key = tx.key_name(k);
+    // Names are formatted only for an anomaly: this runs for every version.
+    let key = || tx.key_name(k);
     match g.writer(k, v) {
         None => {
             let why = format!(
                 "{} read {} from {}, a value no transaction wrote",
                 tx.name(reader),
                 tx.val_name(v),
-                key
+                key()
             );
             found.push(Anomaly::about(tx, "garbage-read", Some(k), &[reader], why));
         }
@@ -180,7 +181,7 @@ pub fn check_value(tx: &Txns, g: &Gathered, k: KeyId, reader: TxnId, v: ValId, f
                 "{} read {} from {}, written by {}, which failed: an aborted write was read",
                 tx.name(reader),
                 tx.val_name(v),
-                key,
+                key(),
                 tx.name(w.txn)
             );
             found.push(Anomaly::about(tx, "G1a", Some(k), &[w.txn, reader], why));

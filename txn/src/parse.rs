@@ -152,26 +152,38 @@ impl Hasher for FastHasher {
 /// A `HashMap` with [`FastHasher`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
-/// Scalars to dense ids and back.
+/// Scalars to dense ids and back. Integers, nearly every value in practice,
+/// have a map of their own: half the size per entry of the general one, so
+/// more of it stays in cache.
 #[derive(Default, Debug)]
 pub struct Interner {
-    ids: FastMap<Scalar, u32>,
+    ints: FastMap<i64, u32>,
+    others: FastMap<Box<str>, u32>,
     pub values: Vec<Scalar>,
 }
 
 impl Interner {
     fn intern(&mut self, v: &Value) -> Result<u32, TxnError> {
-        let s = Scalar::of(v);
-        if let Some(&id) = self.ids.get(&s) {
-            return Ok(id);
-        }
-        let id = u32::try_from(self.values.len()).map_err(|_| TxnError::TooLarge {
+        let next = u32::try_from(self.values.len()).map_err(|_| TxnError::TooLarge {
             what: "distinct values",
             limit: u64::from(u32::MAX),
         })?;
-        self.values.push(s.clone());
-        self.ids.insert(s, id);
-        Ok(id)
+        let s = match Scalar::of(v) {
+            Scalar::Int(i) => {
+                let id = *self.ints.entry(i).or_insert(next);
+                if id == next {
+                    self.values.push(Scalar::Int(i));
+                }
+                return Ok(id);
+            }
+            Scalar::Json(s) => s,
+        };
+        if let Some(&id) = self.others.get(&s) {
+            return Ok(id);
+        }
+        self.values.push(Scalar::Json(s.clone()));
+        self.others.insert(s, next);
+        Ok(next)
     }
 
     /// The scalar an id names.

@@ -24,6 +24,7 @@
 //! folder and writes both files into it. The crate depends on the history
 //! and checker crates only, and does no I/O except in [`store`].
 
+mod cycle;
 pub mod escape;
 pub mod faults;
 mod html;

@@ -449,3 +449,32 @@ fn an_internal_read_shows_the_version_read_behind_its_own_appends() {
     assert_eq!(h.check(&[Model::ReadCommitted]).valid, Validity::Valid);
     assert_clean(&build(json!([8, 5, 7])));
 }
+
+#[test]
+fn a_search_past_its_budget_is_unknown_never_valid() {
+    let h = g_nonadjacent(json!([]));
+    let config = faultline_txn::Config {
+        search_budget: 0,
+        ..faultline_txn::Config::default()
+    };
+    let a = faultline_txn::check(&h.history(), &config).unwrap();
+    assert_eq!(a.valid, Validity::Unknown, "{:#?}", a.findings);
+    assert!(a.findings.anomalies.is_empty());
+    let u = &a.findings.unsearched[0];
+    assert_eq!(u.component_txns, 4);
+    assert!(
+        u.explanation.contains("among these 4 transactions"),
+        "{}",
+        u.explanation
+    );
+    assert!(a.unknown_types.contains(&u.kind));
+    // The whole budget spent, every later search is cut off too.
+    let config = faultline_txn::Config {
+        total_budget: 0,
+        ..faultline_txn::Config::default()
+    };
+    assert_eq!(
+        faultline_txn::check(&h.history(), &config).unwrap().valid,
+        Validity::Unknown
+    );
+}

@@ -11,7 +11,7 @@
 
 use crate::anomaly::{Anomaly, Findings};
 use crate::error::{shorten, TxnError};
-use crate::parse::{FastMap, KeyId, Mop, Status, TxnId, Txns, ValId};
+use crate::parse::{KeyId, Mop, Status, TxnId, Txns, ValId};
 
 /// What a key holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,28 +57,37 @@ pub struct ReadAt {
 /// The first pass's result.
 pub struct Gathered {
     pub datatype: Vec<Datatype>,
-    /// (key, value) packed as `key << 32 | value` -> writer.
-    pub writers: FastMap<u64, Writer>,
+    /// Who wrote each value, by value id (which names the key too);
+    /// [`Writer::NONE`] for values nobody wrote.
+    pub writers: Vec<Writer>,
     /// Reads of committed transactions, by key.
     pub reads: Vec<Vec<ReadAt>>,
 }
 
 impl Gathered {
-    /// Who wrote `val` to `key`, if anyone did.
-    pub fn writer(&self, key: KeyId, val: ValId) -> Option<Writer> {
-        self.writers.get(&pack(key, val)).copied()
+    /// Who wrote `val` to `key`, if anyone did. (A value's id already
+    /// names its key; the key keeps call sites honest about which is meant.)
+    pub fn writer(&self, _key: KeyId, val: ValId) -> Option<Writer> {
+        self.writers
+            .get(val as usize)
+            .copied()
+            .filter(|w| w.txn != Writer::NONE.txn)
     }
 }
 
-fn pack(key: KeyId, val: ValId) -> u64 {
-    (u64::from(key) << 32) | u64::from(val)
+impl Writer {
+    /// No writer.
+    pub const NONE: Writer = Writer {
+        txn: TxnId::MAX,
+        last: false,
+    };
 }
 
 /// Runs the first pass; checks internal consistency into `found`.
 pub fn gather(tx: &Txns, found: &mut Findings) -> Result<Gathered, TxnError> {
     let datatype = datatypes(tx)?;
     let mut g = Gathered {
-        writers: FastMap::default(),
+        writers: vec![Writer::NONE; tx.vals.values.len()],
         reads: vec![Vec::new(); datatype.len()],
         datatype,
     };
@@ -146,14 +155,15 @@ fn read_shape(tx: &Txns, index: u64, m: &Mop, d: Datatype) -> TxnError {
 
 /// Records who wrote each value of transaction `t`, and which write is its
 /// last to each key.
-fn writers_of(tx: &Txns, t: TxnId, writers: &mut FastMap<u64, Writer>) -> Result<(), TxnError> {
+fn writers_of(tx: &Txns, t: TxnId, writers: &mut [Writer]) -> Result<(), TxnError> {
     let mops = tx.mops_of(t);
     for (i, m) in mops.iter().enumerate() {
         let (Mop::Append { key, val } | Mop::Write { key, val }) = *m else {
             continue;
         };
         let last = !mops[i + 1..].iter().any(|n| n.is_write() && n.key() == key);
-        if let Some(prev) = writers.insert(pack(key, val), Writer { txn: t, last }) {
+        let prev = std::mem::replace(&mut writers[val as usize], Writer { txn: t, last });
+        if prev.txn != Writer::NONE.txn {
             return Err(TxnError::DuplicateWrite {
                 key: tx.key_name(key),
                 value: tx.val_name(val),

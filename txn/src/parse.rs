@@ -152,25 +152,36 @@ impl Hasher for FastHasher {
 /// A `HashMap` with [`FastHasher`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
-/// Scalars to dense ids and back. Integers, nearly every value in practice,
-/// have a map of their own: half the size per entry of the general one, so
-/// more of it stays in cache.
+/// Scalars to dense ids and back: keys, or the values of each key.
+///
+/// A value's id names the pair (key, value): the same number written to
+/// two keys gets two ids, which is all the checker ever compares, and lets
+/// it find a value's writer by indexing a vector. Each key has maps of its
+/// own, so the maps a read touches are small and stay in cache where one
+/// map of every value of a million-transaction history would not; integers,
+/// nearly every value in practice, have a map of their own.
 #[derive(Default, Debug)]
 pub struct Interner {
-    ints: FastMap<i64, u32>,
-    others: FastMap<Box<str>, u32>,
+    ints: Vec<FastMap<i64, u32>>,
+    others: Vec<FastMap<Box<str>, u32>>,
     pub values: Vec<Scalar>,
 }
 
 impl Interner {
-    fn intern(&mut self, v: &Value) -> Result<u32, TxnError> {
+    /// The id of `v` in space `space` (a key, or 0 for keys themselves).
+    fn intern_in(&mut self, space: u32, v: &Value) -> Result<u32, TxnError> {
         let next = u32::try_from(self.values.len()).map_err(|_| TxnError::TooLarge {
             what: "distinct values",
             limit: u64::from(u32::MAX),
         })?;
+        let space = space as usize;
+        if space >= self.ints.len() {
+            self.ints.resize_with(space + 1, FastMap::default);
+            self.others.resize_with(space + 1, FastMap::default);
+        }
         let s = match Scalar::of(v) {
             Scalar::Int(i) => {
-                let id = *self.ints.entry(i).or_insert(next);
+                let id = *self.ints[space].entry(i).or_insert(next);
                 if id == next {
                     self.values.push(Scalar::Int(i));
                 }
@@ -178,12 +189,16 @@ impl Interner {
             }
             Scalar::Json(s) => s,
         };
-        if let Some(&id) = self.others.get(&s) {
+        if let Some(&id) = self.others[space].get(&s) {
             return Ok(id);
         }
         self.values.push(Scalar::Json(s.clone()));
-        self.others.insert(s, next);
+        self.others[space].insert(s, next);
         Ok(next)
+    }
+
+    fn intern(&mut self, v: &Value) -> Result<u32, TxnError> {
+        self.intern_in(0, v)
     }
 
     /// The scalar an id names.
@@ -200,6 +215,7 @@ pub struct Txns {
     /// Elements of every list read, back to back.
     pub elems: Vec<ValId>,
     pub keys: Interner,
+    /// Values, per key: a value's id names its key too.
     pub vals: Interner,
 }
 
@@ -299,7 +315,7 @@ fn parse_mop(out: &mut Txns, m: &Value, known_reads: bool) -> Result<Mop, &'stat
     };
     let f = f.as_str().ok_or("a micro-op's function must be a string")?;
     let key = out.keys.intern(k).map_err(|_| "too many keys")?;
-    let val = |out: &mut Txns| out.vals.intern(v).map_err(|_| "too many values");
+    let val = |out: &mut Txns| out.vals.intern_in(key, v).map_err(|_| "too many values");
     Ok(match f {
         "append" => Mop::Append { key, val: val(out)? },
         "w" | "write" => Mop::Write { key, val: val(out)? },
@@ -308,7 +324,7 @@ fn parse_mop(out: &mut Txns, m: &Value, known_reads: bool) -> Result<Mop, &'stat
             Value::Array(items) => {
                 let start = out.elems.len() as u32;
                 for item in items {
-                    let id = out.vals.intern(item).map_err(|_| "too many values")?;
+                    let id = out.vals.intern_in(key, item).map_err(|_| "too many values")?;
                     out.elems.push(id);
                 }
                 Mop::ReadList {
@@ -320,7 +336,7 @@ fn parse_mop(out: &mut Txns, m: &Value, known_reads: bool) -> Result<Mop, &'stat
             Value::Null => Mop::ReadReg { key, val: None },
             other => Mop::ReadReg {
                 key,
-                val: Some(out.vals.intern(other).map_err(|_| "too many values")?),
+                val: Some(out.vals.intern_in(key, other).map_err(|_| "too many values")?),
             },
         },
         _ => return Err("unknown micro-op function: expected append, r, read, w or write"),

@@ -160,12 +160,15 @@ fn anomaly_implies(a: &str) -> &'static [&'static str] {
         "G1c-realtime" => &["G1-realtime"],
         "G1" => &["G1-process"],
         "G1-process" => &["G1-realtime"],
+        // Every rw edge here is an item anti-dependency (there are no
+        // predicate reads), so these cycles are Elle's G-single-item and
+        // G-nonadjacent-item: G2-item too, which repeatable read forbids.
         "G-single" => &["G-nonadjacent", "G-single-process"],
         "G-single-process" => &["G-nonadjacent-process", "G-single-realtime"],
         "G-single-realtime" => &["G-nonadjacent-realtime"],
-        "G-nonadjacent" => &["G2", "G-nonadjacent-process"],
-        "G-nonadjacent-process" => &["G2-process", "G-nonadjacent-realtime"],
-        "G-nonadjacent-realtime" => &["G2-realtime"],
+        "G-nonadjacent" => &["G2-item", "G-nonadjacent-process"],
+        "G-nonadjacent-process" => &["G2-item-process", "G-nonadjacent-realtime"],
+        "G-nonadjacent-realtime" => &["G2-item-realtime"],
         "G2-item" => &["G2", "G2-item-process"],
         "G2-item-process" => &["G2-process", "G2-item-realtime"],
         "G2-item-realtime" => &["G2-realtime"],
@@ -232,4 +235,50 @@ pub fn ruled_out<'a>(found: impl IntoIterator<Item = &'a str>) -> RuledOut {
         .iter()
         .partition(|&&m| closure(&[m]).iter().all(|&w| w == m || !out.contains(&w)));
     RuledOut { not, also_not }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ms: &[Model]) -> Vec<&str> {
+        ms.iter().map(|m| m.name()).collect()
+    }
+
+    #[test]
+    fn anomalies_rule_out_the_weakest_models_that_forbid_them() {
+        assert_eq!(names(&ruled_out(["G2-item"]).not), ["repeatable-read"]);
+        assert_eq!(
+            names(&ruled_out(["G-single"]).not),
+            ["repeatable-read", "snapshot-isolation"]
+        );
+        assert_eq!(names(&ruled_out(["G1c"]).not), ["read-committed"]);
+        assert_eq!(names(&ruled_out(["G0"]).not), ["read-uncommitted"]);
+        assert_eq!(
+            names(&ruled_out(["G-single-realtime"]).not),
+            ["strong-snapshot-isolation"]
+        );
+        assert_eq!(
+            names(&ruled_out(["G2-item-process"]).not),
+            ["strong-session-serializable"]
+        );
+        assert!(ruled_out(["G2-item"]).also_not.contains(&Model::StrictSerializable));
+        assert_eq!(ruled_out(std::iter::empty()), RuledOut::default());
+    }
+
+    #[test]
+    fn models_forbid_what_they_imply_and_no_more() {
+        assert!(forbidden_by(Model::StrictSerializable, "G2-item-realtime"));
+        assert!(forbidden_by(Model::Serializable, "G-single"));
+        assert!(!forbidden_by(Model::Serializable, "G-single-realtime"));
+        assert!(!forbidden_by(Model::SnapshotIsolation, "G2-item"));
+        assert!(forbidden_by(Model::SnapshotIsolation, "lost-update"));
+        assert!(!forbidden_by(Model::ReadCommitted, "G-single"));
+        assert!(forbidden_by(Model::ReadCommitted, "incompatible-order"));
+        assert!(!forbidden_by(Model::ReadUncommitted, "G1a"));
+        assert!(Model::StrictSerializable.needs_realtime_edges());
+        assert!(!Model::Serializable.needs_process_edges());
+        assert_eq!("strong-serializable".parse::<Model>(), Ok(Model::StrictSerializable));
+        assert!("serialisable".parse::<Model>().is_err());
+    }
 }

@@ -149,3 +149,70 @@ pub fn ruled_out_line(v: &Verdict) -> Option<String> {
     };
     Some(format!("ruled out: {}{also}", not.join(", ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{check_history, CheckOptions};
+    use faultline_histories::import::Format;
+    use faultline_histories::{Event, EventType, Process};
+
+    /// Elle's G1c: two concurrent transactions that each read the other's append.
+    fn g1c() -> History {
+        let ev = |i: u64, p: u64, kind, v: Value| Event::new(i, i, Process::Client(p), kind, F::Txn, v);
+        History::from_events([
+            ev(0, 0, EventType::Invoke, json!([["append", "x", 1], ["r", "y", null]])),
+            ev(1, 1, EventType::Invoke, json!([["append", "y", 1], ["r", "x", null]])),
+            ev(2, 0, EventType::Ok, json!([["append", "x", 1], ["r", "y", [1]]])),
+            ev(3, 1, EventType::Ok, json!([["append", "y", 1], ["r", "x", [1]]])),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn chosen_for_transactions_and_by_either_name() {
+        let h = g1c();
+        let auto = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap();
+        let v = &auto.checkers[NAME];
+        assert_eq!((v.valid, v.ops), (Validity::Invalid, 2));
+        assert_eq!(auto.valid, Validity::Invalid);
+        assert!(auto.warnings.is_empty(), "{:?}", auto.warnings);
+        let named = CheckOptions {
+            checkers: Some(vec!["txn".to_owned()]),
+            ..CheckOptions::default()
+        };
+        let r = check_history(&h, Format::Jsonl, &named).unwrap();
+        assert_eq!(r.checkers.keys().collect::<Vec<_>>(), [NAME]);
+        assert!(crate::run::checks::validate_names(&["txn".into(), "transactional".into()]).is_ok());
+    }
+
+    #[test]
+    fn the_models_chosen_decide_and_the_models_ruled_out_are_named() {
+        let v = check(&g1c(), &[Model::ReadUncommitted]);
+        assert_eq!(v.valid, Validity::Valid, "read uncommitted allows G1c");
+        assert!(v.anomalies.is_empty());
+        assert_eq!(v.details["anomaly_types"], json!(["G1c"]));
+        assert_eq!(v.coverage.len(), 2);
+        let v = check(&g1c(), &[]);
+        assert_eq!(v.anomalies[0].kind, "G1c");
+        assert_eq!(cycle_lines(&v.anomalies[0]).len(), 2);
+        assert_eq!(
+            ruled_out_line(&v).unwrap().split(" (").next(),
+            Some("ruled out: read-committed")
+        );
+    }
+
+    #[test]
+    fn a_malformed_transaction_is_unknown_and_covers_nothing() {
+        let ev = |i: u64, kind, v: Value| Event::new(i, i, Process::Client(0), kind, F::Txn, v);
+        let h = History::from_events([
+            ev(0, EventType::Invoke, json!([["frob", "x", 1]])),
+            ev(1, EventType::Ok, json!([["frob", "x", 1]])),
+        ])
+        .unwrap();
+        let v = check(&h, &[]);
+        assert_eq!(v.valid, Validity::Unknown);
+        assert!(v.unknown_reason.unwrap().contains("unknown micro-op function"));
+        assert!(v.coverage.is_empty());
+    }
+}

@@ -68,8 +68,11 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             models: vec![Model::StrictSerializable],
-            search_budget: 2_000_000,
-            total_budget: 200_000_000,
+            // About a tenth of a second per search and a few seconds in all
+            // on one core: a history whose components need more is reported
+            // unknown for the kinds not found, never valid.
+            search_budget: 1_000_000,
+            total_budget: 50_000_000,
         }
     }
 }

@@ -114,6 +114,7 @@ pub fn components(dsg: &Dsg) -> Vec<Vec<NodeIndex<u32>>> {
 }
 
 /// One search's view of the graph: the component and the edges allowed.
+#[derive(Clone, Copy)]
 pub struct Search<'a> {
     pub dsg: &'a Dsg,
     /// Membership of the component being searched.
@@ -130,8 +131,69 @@ impl Search<'_> {
     /// Also returns the edge visits spent.
     pub fn run(&self, nodes: &[NodeIndex<u32>]) -> (Outcome, u64) {
         let mut spent = 0u64;
+        if matches!(self.shape, Shape::G0 | Shape::G1c) {
+            // Without rw edges, whether a cycle exists is a question of
+            // strongly connected components, linear to answer; the search
+            // then looks only inside the components that hold one.
+            let Some(inner) = self.cyclic_part(nodes) else {
+                return (Outcome::Absent, 0);
+            };
+            let narrowed = Search {
+                member: &inner.0,
+                ..*self
+            };
+            let outcome = narrowed.run_counting(&inner.1, &mut spent);
+            return (outcome, spent);
+        }
         let outcome = self.run_counting(nodes, &mut spent);
         (outcome, spent)
+    }
+
+    /// For G0 and G1c: the transactions of the component that lie on some
+    /// cycle of the allowed edges (for G1c, in a sub-component holding a
+    /// wr edge), or `None` when there are none.
+    fn cyclic_part(&self, nodes: &[NodeIndex<u32>]) -> Option<(FastMap<u32, ()>, Vec<NodeIndex<u32>>)> {
+        let allowed = self.shape.plain() | self.order;
+        let local: FastMap<u32, u32> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.index() as u32, i as u32))
+            .collect();
+        let mut sub: petgraph::Graph<(), u8, petgraph::Directed, u32> = petgraph::Graph::default();
+        for _ in nodes {
+            sub.add_node(());
+        }
+        for &a in nodes {
+            for e in self.dsg.graph.edges(a) {
+                let kind = e.weight().kind;
+                if let (true, Some(&to)) = (kind & allowed != 0, local.get(&(e.target().index() as u32))) {
+                    sub.add_edge(
+                        NodeIndex::new(local[&(a.index() as u32)] as usize),
+                        NodeIndex::new(to as usize),
+                        kind,
+                    );
+                }
+            }
+        }
+        let mut keep: Vec<NodeIndex<u32>> = Vec::new();
+        let mut tarjan = TarjanScc::new();
+        tarjan.run(&sub, |scc| {
+            let inside: FastMap<u32, ()> = scc.iter().map(|n| (n.index() as u32, ())).collect();
+            let cyclic = scc.len() > 1
+                && (self.shape == Shape::G0
+                    || scc.iter().any(|&n| {
+                        sub.edges(n)
+                            .any(|e| *e.weight() == WR && inside.contains_key(&(e.target().index() as u32)))
+                    }));
+            if cyclic {
+                keep.extend(scc.iter().map(|n| nodes[n.index()]));
+            }
+        });
+        if keep.is_empty() {
+            return None;
+        }
+        let member = keep.iter().map(|n| (n.index() as u32, ())).collect();
+        Some((member, keep))
     }
 
     fn run_counting(&self, nodes: &[NodeIndex<u32>], spent: &mut u64) -> Outcome {

@@ -232,7 +232,11 @@ fn search_all(
 }
 
 fn cycle_anomaly(tx: &Txns, dsg: &Dsg, kind: &str, cycle: &cycles::Cycle, shortest: bool) -> Anomaly {
-    let steps = explain::steps(tx, dsg, cycle);
+    let mut steps = explain::steps(tx, dsg, cycle);
+    // Start at the earliest transaction, so a witness reads the same
+    // whichever edge the search happened to start from.
+    let first = (0..steps.len()).min_by_key(|&i| steps[i].from_op).unwrap_or(0);
+    steps.rotate_left(first);
     let names: Vec<String> = steps.iter().map(|s| s.from.clone()).collect();
     let ops: Vec<usize> = steps.iter().map(|s| s.from_op).collect();
     let how = if shortest {

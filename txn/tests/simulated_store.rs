@@ -304,3 +304,24 @@ fn strict_serializable_shows_nothing_at_all() {
     assert!(kinds.is_empty(), "{kinds:?}");
     assert!(aborts > 0, "validation never had to act: no contention");
 }
+
+/// Big components (hundreds of transactions under read committed) without
+/// a G0 or G1c cycle must be told so by their strongly connected
+/// components, not by a search that runs out of budget: before that, each
+/// came out unknown.
+#[test]
+fn a_long_read_committed_run_is_searched_within_budget() {
+    let h = simulate(Mode::ReadCommitted, seed(), 4000, 20);
+    let a = judged(&h, Model::StrictSerializable);
+    let largest = a.findings.unsearched.iter().map(|u| u.component_txns).max();
+    assert!(
+        a.findings.unsearched.is_empty(),
+        "searches cut off (largest component {largest:?}): {:?}",
+        a.findings.unsearched
+    );
+    assert!(a.anomaly_types.iter().any(|k| k == "G-single"), "{:?}", a.anomaly_types);
+    assert!(!a
+        .anomaly_types
+        .iter()
+        .any(|k| k.starts_with("G0") || k.starts_with("G1c")));
+}

@@ -84,6 +84,9 @@ const LAST_RW: u8 = 1;
 const TWO_RW: u8 = 2;
 const ADJACENT: u8 = 4;
 
+/// Some transactions of a component: as a membership map and as a list.
+type Part = (FastMap<u32, ()>, Vec<NodeIndex<u32>>);
+
 /// A search state: (node, bits, parent state, edge in, depth in edges).
 type State = (NodeIndex<u32>, u8, u32, EdgeIndex<u32>, u32);
 
@@ -152,7 +155,7 @@ impl Search<'_> {
     /// For G0 and G1c: the transactions of the component that lie on some
     /// cycle of the allowed edges (for G1c, in a sub-component holding a
     /// wr edge), or `None` when there are none.
-    fn cyclic_part(&self, nodes: &[NodeIndex<u32>]) -> Option<(FastMap<u32, ()>, Vec<NodeIndex<u32>>)> {
+    fn cyclic_part(&self, nodes: &[NodeIndex<u32>]) -> Option<Part> {
         let allowed = self.shape.plain() | self.order;
         let local: FastMap<u32, u32> = nodes
             .iter()

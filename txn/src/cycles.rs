@@ -1,6 +1,6 @@
 //! Cycles in the dependency graph, found and named as Elle names them.
 //!
-//! Every cycle lies inside one strongly connected component, so Tarjan's
+//! Every cycle lies inside one strongly connected component, so Kosaraju's
 //! algorithm (linear) splits the graph first, and a history without
 //! anomalies costs nothing more. Inside a component, each kind of cycle is
 //! a breadth-first search over (transaction, a few bits of state) that
@@ -20,7 +20,6 @@
 //! edge visits; past it the kind is reported unknown in a component of so
 //! many transactions, never absent.
 
-use petgraph::algo::TarjanScc;
 use petgraph::graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 
@@ -106,14 +105,17 @@ pub enum Outcome {
 
 /// The strongly connected components with more than one transaction.
 pub fn components(dsg: &Dsg) -> Vec<Vec<NodeIndex<u32>>> {
-    let mut out = Vec::new();
-    let mut tarjan = TarjanScc::new();
-    tarjan.run(&dsg.graph, |scc| {
-        if scc.len() > 1 {
-            out.push(scc.to_vec());
-        }
-    });
-    out
+    // Kosaraju's, whose depth-first searches keep their own stacks: paths
+    // here run a million transactions deep (one process's session, the
+    // chain of real-time instants), past any thread's stack.
+    petgraph::algo::kosaraju_scc(&dsg.graph)
+        .into_iter()
+        .filter_map(|scc| {
+            // Only transactions: the real-time order's instants are a means.
+            let txns: Vec<NodeIndex<u32>> = scc.into_iter().filter(|n| n.index() < dsg.txns).collect();
+            (txns.len() > 1).then_some(txns)
+        })
+        .collect()
 }
 
 /// One search's view of the graph: the component and the edges allowed.
@@ -179,8 +181,7 @@ impl Search<'_> {
             }
         }
         let mut keep: Vec<NodeIndex<u32>> = Vec::new();
-        let mut tarjan = TarjanScc::new();
-        tarjan.run(&sub, |scc| {
+        for scc in petgraph::algo::kosaraju_scc(&sub) {
             let inside: FastMap<u32, ()> = scc.iter().map(|n| (n.index() as u32, ())).collect();
             let cyclic = scc.len() > 1
                 && (self.shape == Shape::G0
@@ -191,7 +192,7 @@ impl Search<'_> {
             if cyclic {
                 keep.extend(scc.iter().map(|n| nodes[n.index()]));
             }
-        });
+        }
         if keep.is_empty() {
             return None;
         }

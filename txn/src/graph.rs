@@ -56,6 +56,9 @@ pub struct Reason {
 pub struct Dsg {
     pub graph: DiGraph<(), Edge, u32>,
     pub reasons: Vec<Reason>,
+    /// Nodes below this index are transactions; any above are the
+    /// real-time order's instants ([`add_realtime_order`]).
+    pub txns: usize,
 }
 
 impl Dsg {
@@ -68,6 +71,7 @@ impl Dsg {
         Dsg {
             graph,
             reasons: Vec::new(),
+            txns,
         }
     }
 
@@ -114,18 +118,42 @@ pub fn add_process_edges(tx: &Txns, dsg: &mut Dsg) {
     }
 }
 
-/// Real-time edges, transitively reduced the way Elle does: a committed
-/// transaction T gets an edge to each transaction invoked after T completed,
-/// but only while T is on the frontier, that is, until some transaction
-/// invoked after T's completion has itself completed (that one's edges then
-/// stand for T's). "Before" compares positions in the file, which is the
-/// order in which the recorder saw the events, so equal timestamps never
-/// invent an order.
-pub fn add_realtime_edges(tx: &Txns, dsg: &mut Dsg) {
-    // (file index, txn, is completion), in file order.
-    let mut events: Vec<(u64, TxnId, bool)> = Vec::with_capacity(tx.txns.len() * 2);
+/// The real-time order in linear size, for finding components: one node
+/// per completion, chained in file order; each committed transaction points
+/// to its completion's node, and each node to the transactions invoked
+/// after it (before the next completion). A path from T to U exists exactly
+/// when T completed before U was invoked. Searches then use explicit edges
+/// among the transactions of components only ([`add_realtime_edges`]), so a
+/// history without anomalies never pays for the quadratic-ish relation.
+pub fn add_realtime_order(tx: &Txns, dsg: &mut Dsg) {
+    let mut last: Option<NodeIndex<u32>> = None;
+    for (_, t, done) in realtime_events(tx, None) {
+        let t = NodeIndex::new(t as usize);
+        if done {
+            let instant = dsg.graph.add_node(());
+            dsg.graph.add_edge(t, instant, ORDER_EDGE);
+            if let Some(prev) = last {
+                dsg.graph.add_edge(prev, instant, ORDER_EDGE);
+            }
+            last = Some(instant);
+        } else if let Some(prev) = last {
+            dsg.graph.add_edge(prev, t, ORDER_EDGE);
+        }
+    }
+}
+
+const ORDER_EDGE: Edge = Edge {
+    kind: REALTIME,
+    reason: u32::MAX,
+};
+
+/// Invocations and completions of the transactions that may have
+/// committed (only those in `among`, when given), in file order:
+/// (file index, transaction, is completion).
+fn realtime_events(tx: &Txns, among: Option<&crate::parse::FastMap<u32, ()>>) -> Vec<(u64, TxnId, bool)> {
+    let mut events: Vec<(u64, TxnId, bool)> = Vec::new();
     for (i, t) in tx.txns.iter().enumerate() {
-        if t.status == Status::Aborted {
+        if t.status == Status::Aborted || among.is_some_and(|m| !m.contains_key(&(i as u32))) {
             continue;
         }
         events.push((t.invoke_index, i as TxnId, false));
@@ -134,6 +162,20 @@ pub fn add_realtime_edges(tx: &Txns, dsg: &mut Dsg) {
         }
     }
     events.sort_unstable();
+    events
+}
+
+/// Real-time edges among the transactions `among`, transitively reduced
+/// the way Elle does: a committed transaction T gets an edge to each
+/// transaction invoked after T completed, but only while T is on the
+/// frontier, that is, until some transaction invoked after T's completion
+/// has itself completed (that one's edges then stand for T's). "Before"
+/// compares positions in the file, which is the order in which the
+/// recorder saw the events, so equal timestamps never invent an order.
+/// Real time is transitive, so restricting it to `among` loses no order
+/// between two of them.
+pub fn add_realtime_edges(tx: &Txns, dsg: &mut Dsg, among: &crate::parse::FastMap<u32, ()>) {
+    let events = realtime_events(tx, Some(among));
     // Completed transactions on the frontier with their completion's file
     // index, in the order they completed. A transaction invoked at index i
     // saw exactly the entries that completed before i, a prefix; when it

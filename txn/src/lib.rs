@@ -139,11 +139,15 @@ pub fn check_txns(tx: &Txns, config: &Config) -> Result<Analysis, TxnError> {
     }
     let realtime = config.models.iter().any(|m| m.needs_realtime_edges());
     if realtime {
-        graph::add_realtime_edges(tx, &mut dsg);
+        graph::add_realtime_order(tx, &mut dsg);
     }
     stats.edges = dsg.graph.edge_count();
     let components = cycles::components(&dsg);
     stats.components = components.len();
+    if realtime && !components.is_empty() {
+        let among: FastMap<u32, ()> = components.iter().flatten().map(|n| (n.index() as u32, ())).collect();
+        graph::add_realtime_edges(tx, &mut dsg, &among);
+    }
     let levels = 1 + usize::from(process) + usize::from(realtime);
     search_all(tx, &dsg, &components, &LEVELS[..levels], config, &mut found);
     Ok(judge(tx, config, stats, found))

@@ -8,7 +8,7 @@
 //! then wrote `b` installed `b` after `a` (Elle's writes-follow-reads). An
 //! order with a cycle in it is `cyclic-versions`.
 
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::DiGraph;
 
 use crate::anomaly::{Anomaly, Findings};
@@ -116,7 +116,8 @@ fn cyclic_versions(tx: &Txns, g: &Gathered, k: KeyId, after: &FastMap<ValId, Vec
             vg.add_edge(na.into(), nb.into(), ());
         }
     }
-    for scc in tarjan_scc(&vg) {
+    // Kosaraju's keeps its own stack: a key's versions may chain deep.
+    for scc in kosaraju_scc(&vg) {
         let self_loop = scc.len() == 1 && vg.contains_edge(scc[0], scc[0]);
         if scc.len() < 2 && !self_loop {
             continue;

@@ -478,3 +478,18 @@ fn a_search_past_its_budget_is_unknown_never_valid() {
         Validity::Unknown
     );
 }
+
+/// One process, one transaction after another: the session and the
+/// real-time order are paths 300,000 deep, which a recursive search for
+/// components would follow off the thread's stack.
+#[test]
+fn a_very_long_session_does_not_overflow_the_stack() {
+    let mut h = H::new();
+    for i in 0..300_000i64 {
+        let k = i / 32;
+        h.txn(0, json!([["append", k, i]]));
+    }
+    let a = h.strict();
+    assert_eq!(a.valid, Validity::Valid);
+    assert_eq!(a.stats.committed, 300_000);
+}

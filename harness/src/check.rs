@@ -18,9 +18,11 @@ use faultline_checkers::linear::{self, ModelSpec, NilReads};
 use faultline_checkers::{session, Checker, Coverage, Validity, Verdict};
 use faultline_histories::import::{self, Format};
 use faultline_histories::{History, HistoryError, Op, Outcome, ReadLimits};
+use faultline_txn::Model;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::check_txn;
 pub use crate::models::ModelName;
 use crate::models::{self, ModelChoice, ModelRequest};
 
@@ -47,6 +49,9 @@ pub struct CheckOptions {
     pub want_linearization: bool,
     /// Bounds on what the reader holds (the longest line).
     pub limits: ReadLimits,
+    /// The consistency models the transactional checker judges; empty
+    /// means strict-serializable.
+    pub consistency_models: Vec<Model>,
 }
 
 impl Default for CheckOptions {
@@ -61,6 +66,7 @@ impl Default for CheckOptions {
             checkers: None,
             want_linearization: false,
             limits: ReadLimits::default(),
+            consistency_models: Vec::new(),
         }
     }
 }
@@ -119,6 +125,7 @@ pub const CHECKER_NAMES: &[&str] = &[
     "consistent-prefix",
     "lost-writes",
     "convergence",
+    check_txn::NAME,
 ];
 
 /// Reads the file at `path` and checks it.
@@ -141,9 +148,17 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
     let plan = plan(history, format, opts)?;
     let mut verdicts = BTreeMap::new();
     let mut warnings = history.warnings.clone();
-    warnings.extend(plan.model_warning);
+    // Transactions no linearizability model reads are the transactional
+    // checker's: saying linearizability skipped them would only be noise.
+    if !(plan.transactional && plan.linearizable.is_none()) {
+        warnings.extend(plan.model_warning);
+    }
     if let Some(model) = plan.linearizable {
         verdicts.insert("linearizable".to_owned(), linearizable(model, opts).check(history));
+    }
+    if plan.transactional {
+        let verdict = check_txn::check(history, &opts.consistency_models);
+        verdicts.insert(check_txn::NAME.to_owned(), verdict);
     }
     if !plan.session.is_empty() {
         // One pass builds the tables every session checker shares.
@@ -251,10 +266,8 @@ pub fn coverage_hint(f: &str, ops: &[&Op]) -> String {
     let flag = |s: &str| format!("check them with `{s}`");
     match f {
         "acquire" | "release" => flag("--model mutex"),
-        "txn" if ops.iter().any(|op| txn_appends(op)) => {
-            "transactional checking (transactions with appends, as Elle checks them) is not available yet".to_owned()
-        }
-        "txn" => flag("--model multi-register"),
+        "txn" if ops.iter().any(|op| txn_appends(op)) => flag("--checkers transactional"),
+        "txn" => flag("--checkers transactional (or --model multi-register)"),
         "add" => flag("--model set"),
         "enqueue" | "dequeue" => flag("--model unordered-queue (or fifo-queue)"),
         "read" | "write" | "cas" => flag("--checkers linearizable --model register (or cas-register)"),
@@ -283,6 +296,8 @@ struct Plan {
     model_warning: Option<String>,
     session: Vec<&'static str>,
     named: Vec<&'static str>,
+    /// Run the transactional checker.
+    transactional: bool,
 }
 
 fn is_linearizable_name(name: &str) -> bool {
@@ -310,12 +325,14 @@ fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, 
         model_warning: None,
         session: Vec::new(),
         named: Vec::new(),
+        transactional: false,
     };
     for name in &names {
         if name == AUTO {
             if linearizability_by_default(history) && plan.linearizable.is_none() {
                 plan.set_model(models::decide(history, format, &model_request(opts), false), history);
             }
+            plan.transactional |= check_txn::applies(history);
             for c in session::applicable(history) {
                 if !plan.session.contains(&c.name()) {
                     plan.session.push(c.name());
@@ -326,6 +343,11 @@ fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, 
         if is_linearizable_name(name) {
             plan.set_model(models::decide(history, format, &model_request(opts), true), history);
             plan.named.push("linearizable");
+            continue;
+        }
+        if check_txn::is_name(name) {
+            plan.transactional = true;
+            plan.named.push(check_txn::NAME);
             continue;
         }
         let checker =
@@ -480,7 +502,11 @@ mod tests {
         assert!(coverage_hint("txn", &[op]).contains("--model multi-register"));
         let mut append = op.clone();
         append.input = json!([["append", 1, 2], ["r", 1, null]]);
-        assert!(coverage_hint("txn", &[op, &append]).contains("not available"));
+        let hint = coverage_hint("txn", &[op, &append]);
+        assert!(
+            hint.contains("--checkers transactional") && !hint.contains("multi-register"),
+            "{hint}"
+        );
         assert!(coverage_hint("frobnicate", &[op]).contains("frobnicate"));
     }
 

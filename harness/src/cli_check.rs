@@ -12,6 +12,7 @@ use anyhow::bail;
 use clap::Args;
 use faultline_checkers::{Validity, Verdict};
 use faultline_harness::check::{self, CheckOptions, ModelName, Report};
+use faultline_harness::check_txn;
 use faultline_harness::models;
 use faultline_histories::import::Format;
 use faultline_histories::ReadLimits;
@@ -46,6 +47,12 @@ pub struct CheckArgs {
     /// applies (the default, unless the history's header names some).
     #[arg(long, value_delimiter = ',')]
     checkers: Option<Vec<String>>,
+    /// Consistency model the transactional checker judges (repeatable):
+    /// read-uncommitted, read-committed, repeatable-read, snapshot-isolation,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation, serializable,
+    /// strong-session-serializable, strict-serializable (the default).
+    #[arg(long = "consistency-model", value_name = "MODEL")]
+    consistency_models: Vec<String>,
     /// Print one linearization of each valid key.
     #[arg(long)]
     linearization: bool,
@@ -85,7 +92,19 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         limits: read_limits(args.max_line_mib)?,
         checkers: args.checkers.clone(),
         want_linearization: args.linearization,
+        consistency_models: consistency_models(&args.consistency_models)?,
     })
+}
+
+/// `--consistency-model`, each checked by name.
+fn consistency_models(names: &[String]) -> anyhow::Result<Vec<faultline_txn::Model>> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<faultline_txn::Model>()
+                .map_err(|e| anyhow::anyhow!("--consistency-model: {e}"))
+        })
+        .collect()
 }
 
 /// The longest `--time-limit`: a week, far past any search worth waiting for.
@@ -227,10 +246,16 @@ fn print_verdict(out: &mut impl Write, name: &str, v: &Verdict) -> anyhow::Resul
         writeln!(out, "    why unknown: {r}")?;
     }
     for a in &v.anomalies {
-        writeln!(out, "    {}: {}", a.kind, a.explanation)?;
+        writeln!(out, "    {}: {}", a.kind, check_txn::summary(a))?;
         for op in &a.ops {
             writeln!(out, "      {}", op.describe())?;
         }
+        for line in check_txn::cycle_lines(a) {
+            writeln!(out, "      {line}")?;
+        }
+    }
+    if let Some(line) = check_txn::ruled_out_line(v) {
+        writeln!(out, "    {line}")?;
     }
     if v.anomalies_found() > v.anomalies.len() {
         writeln!(

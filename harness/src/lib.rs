@@ -2,5 +2,6 @@
 //! running tests against a cluster. The `faultline` binary is a thin
 //! command-line layer over this crate.
 pub mod check;
+pub mod check_txn;
 pub mod models;
 pub mod run;

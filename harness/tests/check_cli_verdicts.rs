@@ -111,15 +111,49 @@ fn a_mutex_history_is_checked_as_a_mutex_and_named_unchecked_under_another_model
 }
 
 #[test]
-fn an_elle_append_history_is_unknown_not_valid() {
+fn an_elle_g1c_history_is_invalid_under_the_transactional_checker() {
     let d = Dir::new();
-    let (code, json, _) = check_json(&[], &d.file("g1c.edn", ELLE_G1C_EDN));
-    assert_eq!(code, 2, "{json}");
-    assert_eq!(json["valid"], "unknown");
-    assert_eq!(json["unchecked"]["txn"], 2, "{json}");
-    let human = faultline(&["check"], &[&d.file("g1c2.edn", ELLE_G1C_EDN)]);
+    let f = d.file("g1c.edn", ELLE_G1C_EDN);
+    let (code, json, _) = check_json(&[], &f);
+    assert_eq!(code, 1, "{json}");
+    let txn = &json["checkers"]["transactional"];
+    assert_eq!(txn["valid"], Value::Bool(false), "{json}");
+    assert_eq!(txn["ops"], 2, "{json}");
+    assert_eq!(txn["anomalies"][0]["kind"], "G1c", "{json}");
+    let cycle = txn["anomalies"][0]["details"]["cycle"].as_array().expect("a cycle");
+    assert_eq!(cycle.len(), 2, "{json}");
+    assert!(cycle.iter().all(|s| s["edge"] == "wr"), "{json}");
+    assert_eq!(txn["details"]["models_ruled_out"]["not"][0], "read-committed", "{json}");
+    // Read uncommitted allows G1c: valid, the anomaly still listed.
+    let (code, json, _) = check_json(&["--consistency-model", "read-uncommitted"], &f);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["checkers"]["txn"], Value::Null);
+    assert_eq!(
+        json["checkers"]["transactional"]["details"]["anomaly_types"][0], "G1c",
+        "{json}"
+    );
+    let human = faultline(&["check"], &[&f]);
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.contains("transactional checking"), "{text}");
+    assert!(
+        text.contains("T0 read 2 = [1] after T1 appended 1, so T0 read T1's write"),
+        "{text}"
+    );
+    assert!(text.contains("ruled out: read-committed"), "{text}");
+}
+
+#[test]
+fn without_the_transactional_checker_an_elle_history_is_unknown_and_says_which_flag() {
+    let d = Dir::new();
+    let f = d.file("g1c.edn", ELLE_G1C_EDN);
+    let (code, json, _) = check_json(&["--checkers", "consistent-prefix"], &f);
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["unchecked"]["txn"], 2, "{json}");
+    let human = faultline(&["check", "--checkers", "consistent-prefix"], &[&f]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("--checkers transactional"), "{text}");
+    let bad = faultline(&["check", "--consistency-model", "serialisable"], &[&f]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--consistency-model"));
 }
 
 #[test]
@@ -257,8 +291,9 @@ fn a_reader_that_closes_stdout_early_leaves_the_verdict_s_exit_code() {
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("piped stderr"), &mut stderr).unwrap();
-    // Valid, valid, unknown: the checking went on after the pipe closed.
-    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    // Valid, valid, invalid (Elle's G1c): the checking went on after the
+    // pipe closed.
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     assert_eq!(stderr, "", "a closed stdout is a normal end");
 }
 

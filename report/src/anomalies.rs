@@ -143,6 +143,8 @@ fn anomaly(checker: &str, i: usize, a: &Anomaly, bands: &[FaultBand], t_end: u64
         indices.first().map(String::as_str).unwrap_or("0"),
         indices.join(",")
     );
+    // A transactional anomaly's cycle, drawn (nothing for other checkers).
+    out.push_str(&crate::cycle::cycle_html(&a.details));
     out.push_str("<table class=\"ops\"><tr><th>op</th><th>process</th><th>f</th><th>key</th><th>input</th><th>output</th><th>outcome</th><th>invoked</th><th>completed</th><th>node</th></tr>");
     for o in a.ops.iter().take(OPS_SHOWN_MAX) {
         out.push_str(&op_row(o));

@@ -30,6 +30,7 @@
 //! and checker crates only, and does no I/O except in [`store`].
 
 mod anomalies;
+mod cycle;
 pub mod escape;
 pub mod faults;
 mod html;

@@ -26,9 +26,9 @@ fn is_linearizable(name: &str) -> bool {
 /// Checks that every name is a checker we have (or `auto`).
 pub fn validate_names(names: &[String]) -> Result<(), String> {
     for n in names {
-        if n != AUTO && !is_linearizable(n) && session::by_name(n).is_none() {
+        if n != AUTO && !is_linearizable(n) && !crate::check_txn::is_name(n) && session::by_name(n).is_none() {
             return Err(format!(
-                "unknown checker {n:?} (known: auto, linearizable, {})",
+                "unknown checker {n:?} (known: auto, linearizable, transactional, {})",
                 session::names().join(", ")
             ));
         }

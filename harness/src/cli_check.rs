@@ -49,6 +49,10 @@ pub struct CheckArgs {
     /// Print one linearization of each valid key.
     #[arg(long)]
     linearization: bool,
+    /// Search every key to the end and shrink every proof as far as it goes,
+    /// instead of stopping shortly after the first anomaly is proven.
+    #[arg(long)]
+    all_anomalies: bool,
     /// One JSON object per file, on its own line.
     #[arg(long)]
     json: bool,
@@ -85,6 +89,7 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         limits: read_limits(args.max_line_mib)?,
         checkers: args.checkers.clone(),
         want_linearization: args.linearization,
+        all_anomalies: args.all_anomalies,
     })
 }
 

@@ -35,6 +35,7 @@
 //! uncovered, named in `details.unread`, and does not make the verdict
 //! unknown.
 
+mod drive;
 mod evidence;
 mod part;
 mod poly;
@@ -45,8 +46,7 @@ pub mod unique;
 #[cfg(test)]
 mod unique_tests;
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faultline_histories::History;
 
@@ -54,10 +54,8 @@ use crate::model::Model;
 pub use crate::models::NilReads;
 use crate::models::{Keyed, Kv, List, MultiRegister, Queue, Register, Set};
 use crate::{Checker, Verdict};
-use part::{encode, partition, Part};
-use report::PartOutcome;
-use search::{Budget, Exhausted, Found, SoftStop};
-use table::{Charge, Memory};
+use drive::drive;
+pub use drive::{expected_cost, GRACE_MIN};
 
 /// Which sequential specification to check against. The names are the
 /// ones users type (`--model`), Knossos's where Knossos has the model.
@@ -193,253 +191,9 @@ pub fn check_with<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Con
     }
 }
 
-/// Once a part is proven non-linearizable, the others may go on for as
-/// long again as the proof took (so that a few more offending keys get
-/// reported), but at least this long: a clock's granularity, so that the
-/// parts running beside a proof that took no time still get a look.
-pub const GRACE_MIN: Duration = Duration::from_micros(50);
-
-/// Below this many operations in all, the check runs on the calling
-/// thread: starting threads costs more than such a history takes.
-const ONE_THREAD_OPS: usize = 1_000;
-
-/// The share of the memory limit the search tables may be charged: a table
-/// that grows holds its old and new storage for a moment, and the
-/// allocator and hash tables keep slack that the charges do not count, so
-/// the peak resident size stays under the limit when the charged bytes
-/// stay under this share (measured: Porcupine's c50 kv history as one map
-/// peaks at 1.5 times what its tables were charged).
-const PLANNED_SHARE_PERCENT: usize = 60;
-
-fn planned_bytes(limit: usize) -> usize {
-    limit / 100 * PLANNED_SHARE_PERCENT + limit % 100 * PLANNED_SHARE_PERCENT / 100
-}
-
-/// What every worker shares.
-struct Shared<'a> {
-    history: &'a History,
-    config: &'a Config,
-    deadline: Instant,
-    soft: SoftStop,
-    memory: Memory,
-    start: Instant,
-    /// The first part proven non-linearizable, and when (since `start`).
-    first_invalid: Mutex<Option<(String, Duration)>>,
-}
-
-impl Shared<'_> {
-    /// Records that `label` was proven non-linearizable now; unless every
-    /// anomaly is wanted, brings the others' stop forward.
-    fn proven_invalid(&self, label: &str) {
-        let took = self.start.elapsed();
-        {
-            let mut first = self.first_invalid.lock().unwrap_or_else(|e| e.into_inner());
-            first.get_or_insert_with(|| (label.to_owned(), took));
-        }
-        if !self.config.all_anomalies {
-            self.soft.stop_after(took.max(GRACE_MIN));
-        }
-    }
-
-    /// Why a part was stopped (or not started): the first anomaly's key
-    /// and how long it took.
-    fn stop_reason(&self) -> String {
-        match &*self.first_invalid.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((label, took)) => format!(
-                "the check stopped {} after {label} was proven non-linearizable, as long again as that took \
-                 (--all-anomalies searches every part to the end)",
-                report::duration((*took).max(GRACE_MIN)),
-            ),
-            None => "the check stopped".into(),
-        }
-    }
-}
-
-/// The parts left, sorted by expected cost: taken from either end.
-struct WorkQueue {
-    /// The next cheapest and one past the next costliest.
-    ends: Mutex<(usize, usize)>,
-}
-
-impl WorkQueue {
-    fn new(parts: usize) -> WorkQueue {
-        WorkQueue {
-            ends: Mutex::new((0, parts)),
-        }
-    }
-
-    /// The next part to check, from the costly end or the cheap one.
-    fn take(&self, from_costly: bool) -> Option<usize> {
-        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        let (lo, hi) = *ends;
-        if lo >= hi {
-            return None;
-        }
-        if from_costly {
-            ends.1 -= 1;
-            Some(hi - 1)
-        } else {
-            ends.0 += 1;
-            Some(lo)
-        }
-    }
-}
-
-/// A guess at how hard a part is to search, to search the cheap ones
-/// first: its operations times the most that are ever open at once (the
-/// search branches over the concurrent ones), more for crashed ones,
-/// which stay open to the end.
-pub fn expected_cost(history: &History, part: &Part) -> u64 {
-    let mut events: Vec<(u64, i32)> = Vec::with_capacity(part.ops.len() * 2);
-    let mut crashed = 0u64;
-    for &i in &part.ops {
-        let op = &history.ops[i];
-        events.push((op.invoke_index, 1));
-        match op.complete_index {
-            Some(c) => events.push((c, -1)),
-            None => crashed += 1,
-        }
-    }
-    events.sort_unstable();
-    let (mut open, mut widest) = (0i64, 0i64);
-    for (_, d) in events {
-        open += i64::from(d);
-        widest = widest.max(open);
-    }
-    (part.ops.len() as u64).saturating_mul(widest.max(1) as u64 + crashed)
-}
-
-fn drive<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make: &F) -> Verdict {
-    let start = Instant::now();
-    let mut parts = partition(history, config.split_by_key);
-    if parts.len() > 1 {
-        parts.sort_by_cached_key(|p| expected_cost(history, p));
-    }
-    let shared = Shared {
-        history,
-        config,
-        deadline: start + config.time_limit,
-        soft: SoftStop::new(),
-        memory: Memory::new(planned_bytes(config.memory_limit_bytes)),
-        start,
-        first_invalid: Mutex::new(None),
-    };
-    let outcomes: Vec<Mutex<Option<PartOutcome>>> = parts.iter().map(|_| Mutex::new(None)).collect();
-    let queue = WorkQueue::new(parts.len());
-    let work = |from_costly: bool| {
-        while let Some(i) = queue.take(from_costly) {
-            let outcome = if shared.soft.passed(Instant::now()) {
-                // Another part's anomaly decided the time: not started, so
-                // not covered either.
-                let label = parts[i].label(history, config.split_by_key);
-                PartOutcome::error(label.clone(), format!("{label}: not checked: {}", shared.stop_reason()))
-            } else {
-                check_part(&shared, &parts[i], make())
-            };
-            *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-        }
-    };
-    let threads = if history.ops.len() < ONE_THREAD_OPS {
-        1
-    } else {
-        config.threads.clamp(1, parts.len().max(1))
-    };
-    if threads == 1 {
-        // One part or one thread: no thread to start.
-        work(false);
-    } else {
-        std::thread::scope(|scope| {
-            // One worker takes the costliest parts first, so that the
-            // longest search does not start last and run alone; the others
-            // take the cheapest, where an anomaly is found soonest.
-            for t in 0..threads {
-                let work = &work;
-                scope.spawn(move || work(t == 0));
-            }
-        });
-    }
-    let outcomes = outcomes
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .zip(&parts)
-        .map(|(o, p)| o.unwrap_or_else(|| PartOutcome::never_ran(history, p, config.split_by_key)))
-        .collect();
-    report::verdict(history, config, outcomes, start.elapsed())
-}
-
-/// Encodes and searches one part, and builds its evidence.
-fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
-    let label = part.label(shared.history, shared.config.split_by_key);
-    let mut covered = Vec::new();
-    let enc = match encode(shared.history, part, model, &mut covered) {
-        Ok(e) => e,
-        Err(err) if covered.is_empty() => {
-            // Not one operation the model can read: the part is left
-            // uncovered, for the file's verdict to name, rather than
-            // undecided.
-            return PartOutcome::unread(label, err.to_string());
-        }
-        Err(err) => {
-            let reason = format!("cannot check {label}: {err}");
-            return PartOutcome::error(label, reason).covering(covered);
-        }
-    };
-    let mut charge = Charge::new(&shared.memory);
-    if let Some((ops, found)) = poly::try_unique(&enc, &mut charge) {
-        let stats = search::Stats {
-            steps: ops.len() as u64,
-            ..search::Stats::default()
-        };
-        let mut out = PartOutcome::new(label.clone(), part.key, enc.considered, stats).covering(covered);
-        match found {
-            Ok(unique::Unique::Linearizable { order }) => out.valid(&enc, &order, shared.history),
-            Ok(unique::Unique::NotLinearizable { proof, kind }) => {
-                shared.proven_invalid(&label);
-                let effort = report::Effort::new(shared.config.all_anomalies, shared.start.elapsed());
-                let proof = poly::shrink(&ops, &proof, effort.deadline(shared.deadline));
-                out.proven(&enc, &proof, unique::shape(&ops, &proof, kind), shared.history);
-            }
-            Err(_) => out.unknown(
-                Exhausted::Memory,
-                0,
-                enc.ops.iter().filter(|o| o.mandatory()).count(),
-                shared.config,
-            ),
-        }
-        return out;
-    }
-    let budget = Budget {
-        deadline: shared.deadline,
-        soft: Some(&shared.soft),
-        memory: &shared.memory,
-        max_steps: u64::MAX,
-    };
-    let (found, stats) = search::search(&enc.model, &enc.ops, budget);
-    let mut out = PartOutcome::new(label.clone(), part.key, enc.considered, stats).covering(covered);
-    match found {
-        Found::Linearizable { order } => out.valid(&enc, &order, shared.history),
-        Found::NotLinearizable { longest, state } => {
-            shared.proven_invalid(&label);
-            let effort = report::Effort::new(shared.config.all_anomalies, shared.start.elapsed());
-            let shrink_deadline = effort.deadline(shared.deadline);
-            out.invalid(&enc, &longest, &state, shared.history, shrink_deadline, &shared.memory)
-        }
-        Found::Unknown {
-            why: Exhausted::Stopped,
-            longest_det,
-            determinate,
-        } => out.stopped(&shared.stop_reason(), longest_det, determinate),
-        Found::Unknown {
-            why,
-            longest_det,
-            determinate,
-        } => out.unknown(why, longest_det, determinate, shared.config),
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::drive::planned_bytes;
     use super::*;
 
     #[test]

@@ -157,15 +157,22 @@ impl PartOutcome {
 
     /// A budget ran out.
     pub fn unknown(&mut self, why: Exhausted, longest_det: usize, determinate: usize, config: &Config) {
-        let what = match why {
-            Exhausted::Time => format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
-            Exhausted::Memory => format!("memory (limit {})", bytes(config.memory_limit_bytes)),
-            Exhausted::Steps => "its step limit".to_owned(),
-            Exhausted::Stopped => "the time another part's anomaly left it".to_owned(),
+        let (what, takes) = match why {
+            Exhausted::Time => (
+                format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
+                "more time (--time-limit)",
+            ),
+            Exhausted::Memory => (
+                format!("memory (limit {})", bytes(config.memory_limit_bytes)),
+                "more memory (--memory-limit-mib)",
+            ),
+            Exhausted::Steps => ("its step limit".to_owned(), "more steps"),
+            Exhausted::Stopped => ("the time another part's anomaly left it".to_owned(), "--all-anomalies"),
         };
         self.kind = Kind::Unknown(format!(
             "{}: the search ran out of {what} after linearizing at most {longest_det} of {determinate} \
-             determinate operations ({} configurations visited)",
+             determinate operations ({} configurations visited); deciding it would take {takes}, or a history \
+             of this key with fewer concurrent operations",
             self.label, self.stats.visited
         ));
     }

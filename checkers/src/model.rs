@@ -134,6 +134,11 @@ pub trait Model {
     fn object(&self, _op: &Self::Op) -> u32 {
         0
     }
+    /// The operation as a register's, when the model is a single register
+    /// (the polynomial check of `linear::unique` applies to those).
+    fn register_op(&self, _op: &Self::Op) -> Option<crate::models::RegisterOp> {
+        None
+    }
     /// A state for people: `4`, `"x 1 0 y"`, `[1, 2]`.
     fn describe_state(&self, state: &Self::State) -> String;
     /// Bytes a state holds outside itself (a string's text), for the

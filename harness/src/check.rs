@@ -47,6 +47,9 @@ pub struct CheckOptions {
     pub checkers: Option<Vec<String>>,
     /// Ask the linearizability checker for one linearization when valid.
     pub want_linearization: bool,
+    /// Every anomaly, each proof shrunk as far as it goes (see
+    /// `linear::Config::all_anomalies`), not just the first.
+    pub all_anomalies: bool,
     /// Bounds on what the reader holds (the longest line).
     pub limits: ReadLimits,
     /// The consistency models the transactional checker judges; empty
@@ -65,6 +68,7 @@ impl Default for CheckOptions {
             memory_limit_bytes: 1 << 30,
             checkers: None,
             want_linearization: false,
+            all_anomalies: false,
             limits: ReadLimits::default(),
             consistency_models: Vec::new(),
         }
@@ -393,6 +397,7 @@ fn linearizable(model: ModelSpec, opts: &CheckOptions) -> linear::Linearizable {
             time_limit: opts.time_limit,
             memory_limit_bytes: opts.memory_limit_bytes,
             want_linearization: opts.want_linearization,
+            all_anomalies: opts.all_anomalies,
             ..linear::Config::default()
         },
     }

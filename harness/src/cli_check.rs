@@ -56,6 +56,10 @@ pub struct CheckArgs {
     /// Print one linearization of each valid key.
     #[arg(long)]
     linearization: bool,
+    /// Search every key to the end and shrink every proof as far as it goes,
+    /// instead of stopping shortly after the first anomaly is proven.
+    #[arg(long)]
+    all_anomalies: bool,
     /// One JSON object per file, on its own line.
     #[arg(long)]
     json: bool,
@@ -93,6 +97,7 @@ fn options(args: &CheckArgs) -> anyhow::Result<CheckOptions> {
         checkers: args.checkers.clone(),
         want_linearization: args.linearization,
         consistency_models: consistency_models(&args.consistency_models)?,
+        all_anomalies: args.all_anomalies,
     })
 }
 

@@ -32,6 +32,9 @@ use crate::model::Model;
 /// Steps allowed to each re-check while shrinking, at least (a quarter of
 /// the budget left, if more).
 pub const RECHECK_STEPS: u64 = 50_000;
+/// How many operations are tried beside the blocked one for a proof of
+/// two (see `Shrinker::classic`).
+pub const CLASSIC_PAIRS: usize = 8;
 /// Bounds of the steps allowed to all the re-checks of one part together
 /// (see `shrink_budget`).
 pub const SHRINK_STEPS_MIN: u64 = 200_000;
@@ -112,6 +115,9 @@ pub fn shrink<M: Model>(
         scope: vec![true; ops.len()],
     };
     shrinker.narrow_to_one_object(&keep, must_keep);
+    if let Some(classic) = shrinker.classic(must_keep) {
+        return classic;
+    }
     let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
         .filter(|&i| keep[i] && shrinker.scope[i] && i != must_keep as usize)
@@ -162,6 +168,47 @@ impl<M: Model> Shrinker<'_, M> {
                 return;
             }
         }
+    }
+
+    /// The classic small proofs first: the blocked operation alone (a read
+    /// of a value never written, or written only later), then with one
+    /// other determinate operation, nearest first (a read of a value
+    /// overwritten before it began: a stale read), at most
+    /// [`CLASSIC_PAIRS`] of them.
+    fn classic(&mut self, blocked: u32) -> Option<Vec<bool>> {
+        if !self.scope[blocked as usize] {
+            return None;
+        }
+        let alone = |i: Option<usize>| {
+            let mut keep = vec![false; self.ops.len()];
+            keep[blocked as usize] = true;
+            i.into_iter().for_each(|i| keep[i] = true);
+            keep
+        };
+        let b = &self.ops[blocked as usize];
+        let mut near: Vec<usize> = (0..self.ops.len())
+            .filter(|&i| i != blocked as usize && self.ops[i].mandatory() && self.scope[i])
+            .collect();
+        let distance = |i: usize| {
+            let o = &self.ops[i];
+            o.ret
+                .unwrap_or(u64::MAX)
+                .abs_diff(b.call)
+                .min(o.call.abs_diff(b.ret.unwrap_or(u64::MAX)))
+        };
+        near.sort_by_key(|&i| distance(i));
+        let candidates = std::iter::once(None).chain(near.into_iter().take(CLASSIC_PAIRS).map(Some));
+        for i in candidates {
+            if !self.has_budget() {
+                return None;
+            }
+            let keep = alone(i);
+            let scope = self.scope.clone();
+            if self.confirmed(&keep, &scope) {
+                return Some(keep);
+            }
+        }
+        None
     }
 
     /// Whether the history restricted to `scope`, with `keep` determinate

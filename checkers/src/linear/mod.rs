@@ -10,16 +10,21 @@
 //!   time after their invocation, or never; failed ones are ignored except
 //!   an observed failed compare-and-set (`error: "cas-mismatch"`).
 //! - **Speed.** The history is split by key (P-compositionality) unless
-//!   told not to; parts are searched largest first on a small pool of
-//!   threads, each with the Wing–Gong–Lowe search of [`search`] on interned
-//!   states.
+//!   told not to; parts are searched cheapest first (see [`expected_cost`])
+//!   on a small pool of threads, each with the Wing–Gong–Lowe search of
+//!   [`search`] on interned states.
 //! - **Evidence.** An invalid part names its longest linearizable prefix,
 //!   the operation that cannot follow it, and a shrunk set of operations
 //!   that alone cannot be linearized (see [`evidence`]).
-//! - **Limits.** One deadline and one memory budget cover the whole check
-//!   (searches and evidence); once a part is proven non-linearizable the
-//!   others get [`STOP_GRACE`] more and are then reported undecided, so a
-//!   bad history does not wait on its hardest key.
+//! - **The first anomaly decides the time.** One deadline and one memory
+//!   budget cover the whole check (searches and evidence). Once a part is
+//!   proven non-linearizable, the searches still running may go on for as
+//!   long again as that proof took (at least [`GRACE_MIN`]), parts not yet
+//!   started are not started, and the evidence is shrunk within a budget
+//!   of the same order; those parts are then reported undecided, so a bad
+//!   history does not wait on its hardest key. [`Config::all_anomalies`]
+//!   searches every part to the end and shrinks every proof as far as the
+//!   shrinker goes.
 //!
 //! The verdict's coverage (and `ops`, its count) is every operation the
 //! model could read, those it judged to constrain nothing (failed
@@ -30,15 +35,18 @@
 //! uncovered, named in `details.unread`, and does not make the verdict
 //! unknown.
 
+mod drive;
 mod evidence;
 mod part;
+mod poly;
 mod report;
 pub mod search;
 pub(crate) mod table;
+pub mod unique;
+#[cfg(test)]
+mod unique_tests;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faultline_histories::History;
 
@@ -46,10 +54,8 @@ use crate::model::Model;
 pub use crate::models::NilReads;
 use crate::models::{Keyed, Kv, List, MultiRegister, Queue, Register, Set};
 use crate::{Checker, Verdict};
-use part::{encode, partition, Part};
-use report::PartOutcome;
-use search::{Budget, Found, SoftStop};
-use table::Memory;
+use drive::drive;
+pub use drive::{expected_cost, GRACE_MIN};
 
 /// Which sequential specification to check against. The names are the
 /// ones users type (`--model`), Knossos's where Knossos has the model.
@@ -117,6 +123,9 @@ pub struct Config {
     pub threads: usize,
     /// Put one linearization of every part into the verdict's details.
     pub want_linearization: bool,
+    /// Search every part to the end and shrink every proof as far as it
+    /// goes, instead of stopping shortly after the first anomaly.
+    pub all_anomalies: bool,
 }
 
 impl Default for Config {
@@ -131,6 +140,7 @@ impl Default for Config {
             memory_limit_bytes: 1 << 30,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             want_linearization: false,
+            all_anomalies: false,
         }
     }
 }
@@ -181,112 +191,9 @@ pub fn check_with<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Con
     }
 }
 
-/// Once a part is proven non-linearizable, how long the others may go on
-/// (so that a few more offending keys get reported) before they stop.
-pub const STOP_GRACE: Duration = Duration::from_millis(500);
-
-/// The share of the memory limit the search tables may be charged: a table
-/// that grows holds its old and new storage for a moment, and the
-/// allocator and hash tables keep slack that the charges do not count, so
-/// the peak resident size stays under the limit when the charged bytes
-/// stay under this share (measured: Porcupine's c50 kv history as one map
-/// peaks at 1.5 times what its tables were charged).
-const PLANNED_SHARE_PERCENT: usize = 60;
-
-fn planned_bytes(limit: usize) -> usize {
-    limit / 100 * PLANNED_SHARE_PERCENT + limit % 100 * PLANNED_SHARE_PERCENT / 100
-}
-
-/// What every worker shares.
-struct Shared<'a> {
-    history: &'a History,
-    config: &'a Config,
-    deadline: Instant,
-    soft: SoftStop,
-    memory: Memory,
-}
-
-fn drive<M: Model, F: Fn() -> M + Sync>(history: &History, config: &Config, make: &F) -> Verdict {
-    let start = Instant::now();
-    let mut parts = partition(history, config.split_by_key);
-    parts.sort_by_key(|p| std::cmp::Reverse(p.ops.len()));
-    let shared = Shared {
-        history,
-        config,
-        deadline: start + config.time_limit,
-        soft: SoftStop::new(),
-        memory: Memory::new(planned_bytes(config.memory_limit_bytes)),
-    };
-    let outcomes: Vec<Mutex<Option<PartOutcome>>> = parts.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(part) = parts.get(i) else { break };
-        let outcome = check_part(&shared, part, make());
-        *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-    };
-    let threads = config.threads.clamp(1, parts.len().max(1));
-    if threads == 1 {
-        // One part or one thread: no thread to start.
-        work();
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(work);
-            }
-        });
-    }
-    let outcomes = outcomes
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .zip(&parts)
-        .map(|(o, p)| o.unwrap_or_else(|| PartOutcome::never_ran(history, p, config.split_by_key)))
-        .collect();
-    report::verdict(history, config, outcomes, start.elapsed())
-}
-
-/// Encodes and searches one part, and builds its evidence.
-fn check_part<M: Model>(shared: &Shared, part: &Part, model: M) -> PartOutcome {
-    let label = part.label(shared.history, shared.config.split_by_key);
-    let mut covered = Vec::new();
-    let enc = match encode(shared.history, part, model, &mut covered) {
-        Ok(e) => e,
-        Err(err) if covered.is_empty() => {
-            // Not one operation the model can read: the part is left
-            // uncovered, for the file's verdict to name, rather than
-            // undecided.
-            return PartOutcome::unread(label, err.to_string());
-        }
-        Err(err) => {
-            let reason = format!("cannot check {label}: {err}");
-            return PartOutcome::error(label, reason).covering(covered);
-        }
-    };
-    let budget = Budget {
-        deadline: shared.deadline,
-        soft: Some(&shared.soft),
-        memory: &shared.memory,
-        max_steps: u64::MAX,
-    };
-    let (found, stats) = search::search(&enc.model, &enc.ops, budget);
-    let mut out = PartOutcome::new(label, part.key, enc.considered, stats).covering(covered);
-    match found {
-        Found::Linearizable { order } => out.valid(&enc, &order, shared.history),
-        Found::NotLinearizable { longest, state } => {
-            shared.soft.stop_after(STOP_GRACE);
-            out.invalid(&enc, &longest, &state, shared.history, shared.deadline, &shared.memory)
-        }
-        Found::Unknown {
-            why,
-            longest_det,
-            determinate,
-        } => out.unknown(why, longest_det, determinate, shared.config),
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::drive::planned_bytes;
     use super::*;
 
     #[test]
@@ -299,7 +206,7 @@ mod tests {
                 nil_reads: NilReads::Value,
             }
         );
-        assert!(c.split_by_key && !c.want_linearization);
+        assert!(c.split_by_key && !c.want_linearization && !c.all_anomalies);
         assert_eq!(c.time_limit, Duration::from_secs(60));
         assert_eq!(c.memory_limit_bytes, 1 << 30);
         assert!(c.threads >= 1);

@@ -12,13 +12,59 @@ use super::evidence::{blocked_op, shrink};
 use super::part::{Encoded, Part};
 use super::search::{search, Budget, Exhausted, Found, SearchOp, Stats};
 use super::table::Memory;
+use super::unique::AnomalyKind;
 use super::Config;
 use crate::model::Model;
 use crate::{Anomaly, Coverage, OpRef, Verdict};
 
 /// Time allowed to shrink the evidence of one part, on top of the search
-/// (always within the check's own deadline).
+/// (always within the check's own deadline), when every anomaly is wanted.
 const SHRINK_TIME: Duration = Duration::from_secs(2);
+
+/// Time allowed to shrink one proof by default, at least: what the search
+/// took would leave nothing to the small, fast proofs.
+const SHRINK_TIME_MIN: Duration = Duration::from_millis(1);
+
+/// How hard to shrink a proof.
+#[derive(Clone, Copy, Debug)]
+pub struct Effort {
+    /// Shrink as far as the shrinker goes ([`SHRINK_TIME`]).
+    pub exhaustive: bool,
+    /// Otherwise, the time allowed: as long as the check took so far.
+    pub time: Duration,
+}
+
+impl Effort {
+    /// The effort for a proof found `elapsed` into the check.
+    pub fn new(all_anomalies: bool, elapsed: Duration) -> Effort {
+        Effort {
+            exhaustive: all_anomalies,
+            time: elapsed.max(SHRINK_TIME_MIN),
+        }
+    }
+
+    /// When shrinking must stop, within the check's `deadline`.
+    pub fn deadline(self, deadline: Instant) -> Instant {
+        deadline.min(Instant::now() + self.time())
+    }
+
+    fn time(self) -> Duration {
+        if self.exhaustive {
+            SHRINK_TIME
+        } else {
+            self.time
+        }
+    }
+}
+
+/// `1.2 s`, `35 ms`, `210 µs`.
+pub fn duration(d: Duration) -> String {
+    match d.as_micros() {
+        us if us >= 1_000_000 => format!("{:.1} s", d.as_secs_f64()),
+        us if us >= 1_000 => format!("{} ms", us / 1_000),
+        us => format!("{us} µs"),
+    }
+}
 
 #[derive(Debug)]
 enum Kind {
@@ -100,25 +146,33 @@ impl PartOutcome {
         };
     }
 
+    /// Stopped because another part's anomaly decided the time.
+    pub fn stopped(&mut self, reason: &str, longest_det: usize, determinate: usize) {
+        self.kind = Kind::Unknown(format!(
+            "{}: not decided: {reason} (it had linearized at most {longest_det} of {determinate} determinate \
+             operations)",
+            self.label
+        ));
+    }
+
     /// A budget ran out.
     pub fn unknown(&mut self, why: Exhausted, longest_det: usize, determinate: usize, config: &Config) {
-        let what = match why {
-            Exhausted::Time => format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
-            Exhausted::Memory => format!("memory (limit {})", bytes(config.memory_limit_bytes)),
-            Exhausted::Steps => "its step limit".to_owned(),
-            Exhausted::Stopped => {
-                self.kind = Kind::Unknown(format!(
-                    "{}: not decided: the search stopped {:.1} s after another part was proven non-linearizable \
-                     (it had linearized at most {longest_det} of {determinate} determinate operations)",
-                    self.label,
-                    super::STOP_GRACE.as_secs_f64()
-                ));
-                return;
-            }
+        let (what, takes) = match why {
+            Exhausted::Time => (
+                format!("time (limit {:.1} s)", config.time_limit.as_secs_f64()),
+                "more time (--time-limit)",
+            ),
+            Exhausted::Memory => (
+                format!("memory (limit {})", bytes(config.memory_limit_bytes)),
+                "more memory (--memory-limit-mib)",
+            ),
+            Exhausted::Steps => ("its step limit".to_owned(), "more steps"),
+            Exhausted::Stopped => ("the time another part's anomaly left it".to_owned(), "--all-anomalies"),
         };
         self.kind = Kind::Unknown(format!(
             "{}: the search ran out of {what} after linearizing at most {longest_det} of {determinate} \
-             determinate operations ({} configurations visited)",
+             determinate operations ({} configurations visited); deciding it would take {takes}, or a history \
+             of this key with fewer concurrent operations",
             self.label, self.stats.visited
         ));
     }
@@ -130,7 +184,7 @@ impl PartOutcome {
         longest: &[u32],
         state: &M::State,
         history: &History,
-        deadline: Instant,
+        shrink_deadline: Instant,
         memory: &Memory,
     ) {
         let Some(blocked) = blocked_op(&enc.ops, longest) else {
@@ -140,9 +194,8 @@ impl PartOutcome {
             ));
             return;
         };
-        let shrink_deadline = deadline.min(Instant::now() + SHRINK_TIME);
         let mut keep = shrink(&enc.model, &enc.ops, blocked, self.stats.steps, shrink_deadline, memory);
-        if refuted_alone(&enc.model, &enc.ops, &keep, deadline, memory) {
+        if refuted_alone(&enc.model, &enc.ops, &keep, shrink_deadline, memory) {
             // Cannot happen if the shrinker is right; fall back to every
             // determinate operation, which the main search proved.
             keep = enc.ops.iter().map(|o| o.mandatory()).collect();
@@ -169,6 +222,63 @@ impl PartOutcome {
         });
         self.kind = Kind::Invalid(Box::new(anomaly));
     }
+}
+
+impl PartOutcome {
+    /// The polynomial check of unique values proved the part not
+    /// linearizable; `proof` (indices into the search operations) is
+    /// confirmed to prove it on its own.
+    pub fn proven<M: Model>(&mut self, enc: &Encoded<M>, proof: &[u32], kind: AnomalyKind, history: &History) {
+        let op_ref = |i: u32| OpRef::new(history, &history.ops[enc.origin[i as usize]]);
+        let refs: Vec<OpRef> = proof.iter().map(|&i| op_ref(i)).collect();
+        let explanation = explain_proof(&self.label, kind, &refs);
+        let key = self.key.map(|k| history.key(k));
+        let mut anomaly = Anomaly::new("nonlinearizable", key, refs, explanation);
+        anomaly.details = json!({
+            "algorithm": "unique values (polynomial)",
+            "shape": kind.name(),
+            "proof_ops": invoke_indices(history, &enc.origin, proof),
+            "relaxed_ops": enc.ops.len() - proof.len(),
+        });
+        self.kind = Kind::Invalid(Box::new(anomaly));
+    }
+}
+
+/// The sentence of an anomaly the polynomial check proved.
+fn explain_proof(label: &str, kind: AnomalyKind, proof: &[OpRef]) -> String {
+    let why = match (kind, proof.len()) {
+        (AnomalyKind::GarbageRead, 1) => "read a value that no operation wrote (a garbage read)",
+        (AnomalyKind::FutureRead, 1) => "saw a value whose write began only after it ended (a read from the future)",
+        (AnomalyKind::DoubleCas, _) => {
+            "both took effect from one value, which only one operation ever wrote (only one could find it)"
+        }
+        (AnomalyKind::StaleRead, _) => {
+            "contradict each other: the read saw a value that the update, which ended before the read began, had \
+             already overwritten (a stale read)"
+        }
+        _ => "cannot be put in any order that respects real time and the values the reads saw",
+    };
+    let these = match proof.len() {
+        1 => "this operation".to_owned(),
+        n => format!("these {n} operations"),
+    };
+    format!(
+        "on {label}, {these} {why}, whether or not any of the other operations on {label} took effect (each at a \
+         time it could have): {}.",
+        listed(proof)
+    )
+}
+
+/// Operations named in a sentence; the table lists them all.
+const LISTED_MAX: usize = 4;
+
+/// The first few operations of `proof`, then how many more.
+fn listed(proof: &[OpRef]) -> String {
+    let mut text: Vec<String> = proof.iter().take(LISTED_MAX).map(OpRef::describe).collect();
+    if proof.len() > LISTED_MAX {
+        text.push(format!("and {} more (see the table)", proof.len() - LISTED_MAX));
+    }
+    text.join("; ")
 }
 
 /// Steps for the sanity check of a proof set.
@@ -225,7 +335,6 @@ fn operations(n: usize) -> String {
 
 /// The sentence of a `nonlinearizable` anomaly.
 fn explain(label: &str, prefix_len: usize, state: &str, blocked: &OpRef, proof: &[OpRef]) -> String {
-    let listed: Vec<String> = proof.iter().map(OpRef::describe).collect();
     let these = match proof.len() {
         1 => "This operation alone cannot".to_owned(),
         n => format!("These {n} operations cannot"),
@@ -236,7 +345,7 @@ fn explain(label: &str, prefix_len: usize, state: &str, blocked: &OpRef, proof: 
          other operations on {label} took effect (each at a time it could have): {}.",
         operations(prefix_len),
         blocked.describe(),
-        listed.join("; ")
+        listed(proof)
     )
 }
 

@@ -136,6 +136,10 @@ impl Model for Register {
         }
     }
 
+    fn register_op(&self, op: &RegisterOp) -> Option<RegisterOp> {
+        Some(*op)
+    }
+
     fn describe_state(&self, state: &u32) -> String {
         self.values.value(*state).to_string()
     }

@@ -28,13 +28,18 @@ struct Row {
     porcupine_min_ms: f64,
 }
 
+/// The histories (found by `faultline_testdata`: `ci/testdata` fetches them)
+/// and Porcupine's per-file timings, which the repository keeps.
 fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/porcupine"));
-    dir.join("porcupine-timings.tsv").exists().then_some(dir)
+    faultline_testdata::porcupine()
 }
 
-fn rows(dir: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(dir.join("porcupine-timings.tsv")).expect("timings file is readable");
+fn timings_file() -> PathBuf {
+    faultline_testdata::repo_root().join("testdata/porcupine/porcupine-timings.tsv")
+}
+
+fn rows() -> Vec<Row> {
+    let text = std::fs::read_to_string(timings_file()).expect("timings file is readable");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with("file\t") && !l.trim().is_empty())
         .map(|l| {
@@ -75,7 +80,6 @@ fn measure(history: &History, config: &Config, rounds: usize) -> (Duration, Vali
 
 fn main() {
     let Some(dir) = data_dir() else {
-        eprintln!("skipping: no Porcupine data at ../shared/testdata/porcupine");
         return;
     };
     let rounds: usize = std::env::var("FAULTLINE_ROUNDS")
@@ -90,7 +94,7 @@ fn main() {
     );
     let (mut slower, mut wrong) = (Vec::new(), Vec::new());
     let only = std::env::var("FAULTLINE_ONLY").unwrap_or_default();
-    for row in rows(&dir).into_iter().filter(|r| r.file.contains(&only)) {
+    for row in rows().into_iter().filter(|r| r.file.contains(&only)) {
         let (history, model) = load(&dir, &row.file);
         let config = Config {
             model,

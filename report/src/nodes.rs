@@ -96,7 +96,7 @@ fn roles_svg(by_node: &BTreeMap<&str, Vec<&NodeSample>>, bands: &[FaultBand], t_
         let _ = write!(
             out,
             "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{h}\"><title>{}</title></rect>",
-            b.kind.name(),
+            b.class(),
             x1 - x0,
             html(&b.label)
         );

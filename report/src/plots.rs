@@ -125,7 +125,7 @@ fn frame(out: &mut String, title: &str, x: &Axis, y: &Axis, y_label: &str, bands
         let _ = write!(
             out,
             "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"{MT}\" width=\"{:.1}\" height=\"{}\"><title>{}</title></rect>",
-            b.kind.name(),
+            b.class(),
             x1 - x0,
             H - MT - MB,
             html(&b.label)

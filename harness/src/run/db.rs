@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{Control, DaemonSpec, NodeOps};
+use faultline_nemesis::{Control, DaemonSpec, NodeOps, NodeOpsError};
 use faultline_workloads::server_client::status;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -248,11 +248,11 @@ impl ServerDb {
         }
     }
 
-    fn check(&self, name: &str) -> Result<(), String> {
+    fn check(&self, name: &str) -> Result<(), NodeOpsError> {
         if self.layout.listen.contains_key(name) {
             Ok(())
         } else {
-            Err(format!("no node named {name}"))
+            Err(NodeOpsError::UnknownNode { node: name.to_owned() })
         }
     }
 
@@ -343,6 +343,14 @@ where
     }
 }
 
+/// A node that would not start, as the nemesis takes it.
+pub fn start_error(node: &str, e: DbError) -> NodeOpsError {
+    NodeOpsError::Start {
+        node: node.to_owned(),
+        source: Box::new(e),
+    }
+}
+
 /// The node that says it leads (the highest epoch wins when several do).
 pub fn leader_of(statuses: &BTreeMap<String, Option<Value>>) -> Option<String> {
     statuses
@@ -354,20 +362,22 @@ pub fn leader_of(statuses: &BTreeMap<String, Option<Value>>) -> Option<String> {
 }
 
 impl NodeOps for ServerDb {
-    fn kill(&self, node: &str) -> Result<u32, String> {
+    fn kill(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.kill(node)
     }
 
-    fn start(&self, node: &str) -> Result<u32, String> {
+    fn start(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.check(node)?;
-        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
+        self.procs
+            .start(node, &self.spec(node))
+            .map_err(|e| start_error(node, e))
     }
 
-    fn pause(&self, node: &str) -> Result<u32, String> {
+    fn pause(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.pause(node)
     }
 
-    fn resume(&self, node: &str) -> Result<u32, String> {
+    fn resume(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.resume(node)
     }
 

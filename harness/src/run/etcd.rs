@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{DaemonSpec, NodeOps};
+use faultline_nemesis::{DaemonSpec, NodeOps, NodeOpsError};
 use faultline_workloads::etcd_client::{admin_post, EtcdClient, EtcdClientConfig};
 use serde_json::{json, Value};
 
-use super::db::{make_dir, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
+use super::db::{make_dir, start_error, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
 
 /// How long one status request may take.
 const STATUS_TIMEOUT_MS: u64 = 1_000;
@@ -155,22 +155,24 @@ fn as_server_status(s: &Value, leader: Option<u64>) -> Value {
 }
 
 impl NodeOps for EtcdDb {
-    fn kill(&self, node: &str) -> Result<u32, String> {
+    fn kill(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.kill(node)
     }
 
-    fn start(&self, node: &str) -> Result<u32, String> {
+    fn start(&self, node: &str) -> Result<u32, NodeOpsError> {
         if !self.layout.listen.contains_key(node) {
-            return Err(format!("no node named {node}"));
+            return Err(NodeOpsError::UnknownNode { node: node.to_owned() });
         }
-        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
+        self.procs
+            .start(node, &self.spec(node))
+            .map_err(|e| start_error(node, e))
     }
 
-    fn pause(&self, node: &str) -> Result<u32, String> {
+    fn pause(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.pause(node)
     }
 
-    fn resume(&self, node: &str) -> Result<u32, String> {
+    fn resume(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.resume(node)
     }
 

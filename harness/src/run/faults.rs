@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use faultline_histories::{EventType, History};
-use faultline_nemesis::NemesisError;
+use faultline_nemesis::{FaultKind, NemesisError};
 use tokio::sync::watch;
 
 /// The faults of one run.
 #[derive(Clone, Debug, Default)]
 pub struct FaultSummary {
     /// Faults that took effect, by kind (`partition-halves`, `kill`, ...).
-    pub counts: BTreeMap<String, usize>,
+    pub counts: BTreeMap<FaultKind, usize>,
     /// Faults or heals that did not take effect, as messages.
     pub errors: Vec<String>,
 }
@@ -39,7 +39,7 @@ pub fn warning(error: &str) -> String {
 }
 
 /// `partition-halves x3, kill x2`, or `none`.
-pub fn counts_line(counts: &BTreeMap<String, usize>) -> String {
+pub fn counts_line(counts: &BTreeMap<FaultKind, usize>) -> String {
     if counts.is_empty() {
         return "none".into();
     }
@@ -85,8 +85,12 @@ mod tests {
 
     #[test]
     fn the_counts_line_names_each_kind_once() {
-        let counts: BTreeMap<String, usize> = [("kill".to_owned(), 2), ("partition-halves".to_owned(), 3)].into();
-        assert_eq!(counts_line(&counts), "kill x2, partition-halves x3");
+        let counts: BTreeMap<FaultKind, usize> = [(FaultKind::Kill, 2), (FaultKind::PartitionHalves, 3)].into();
+        assert_eq!(
+            counts_line(&counts),
+            "partition-halves x3, kill x2",
+            "in the order --help lists kinds"
+        );
         assert_eq!(counts_line(&BTreeMap::new()), "none");
     }
 

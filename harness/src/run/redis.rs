@@ -24,12 +24,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{DaemonSpec, NodeOps};
+use faultline_nemesis::{DaemonSpec, NodeOps, NodeOpsError};
 use faultline_workloads::redis_client::admin;
 use faultline_workloads::{RedisClient, RedisClientConfig, RedisReads};
 use serde_json::{json, Value};
 
-use super::db::{make_dir, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
+use super::db::{make_dir, start_error, wait_until_ready, ClientSpec, Db, DbError, Layout, ProcessSet};
 
 /// How long one admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 1_000;
@@ -145,7 +145,7 @@ impl RedisDb {
     }
 
     /// `REPLICAOF` on `node`: of `primary`, or of no one.
-    async fn replicaof(&self, node: &str, primary: Option<&str>) -> Result<(), String> {
+    async fn replicaof(&self, node: &str, primary: Option<&str>) -> Result<(), NodeOpsError> {
         let target = primary.map(|p| self.layout.dial(node, p));
         let (host, port) = match target {
             Some(a) => (a.ip().to_string(), a.port().to_string()),
@@ -154,7 +154,11 @@ impl RedisDb {
         admin(self.layout.listen[node], &["REPLICAOF", &host, &port], ADMIN_TIMEOUT_MS)
             .await
             .map(|_| ())
-            .map_err(|e| format!("REPLICAOF {host} {port} on {node}: {e}"))
+            .map_err(|e| NodeOpsError::Admin {
+                node: node.to_owned(),
+                command: format!("REPLICAOF {host} {port}"),
+                detail: e.to_string(),
+            })
     }
 
     /// The replica with the highest replication offset (then the first by
@@ -199,22 +203,24 @@ fn as_server_status(role: &Value) -> Value {
 }
 
 impl NodeOps for RedisDb {
-    fn kill(&self, node: &str) -> Result<u32, String> {
+    fn kill(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.kill(node)
     }
 
-    fn start(&self, node: &str) -> Result<u32, String> {
+    fn start(&self, node: &str) -> Result<u32, NodeOpsError> {
         if !self.layout.listen.contains_key(node) {
-            return Err(format!("no node named {node}"));
+            return Err(NodeOpsError::UnknownNode { node: node.to_owned() });
         }
-        self.procs.start(node, &self.spec(node)).map_err(|e| e.to_string())
+        self.procs
+            .start(node, &self.spec(node))
+            .map_err(|e| start_error(node, e))
     }
 
-    fn pause(&self, node: &str) -> Result<u32, String> {
+    fn pause(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.pause(node)
     }
 
-    fn resume(&self, node: &str) -> Result<u32, String> {
+    fn resume(&self, node: &str) -> Result<u32, NodeOpsError> {
         self.procs.resume(node)
     }
 
@@ -226,13 +232,10 @@ impl NodeOps for RedisDb {
         Box::pin(async move { Some(self.primary()) })
     }
 
-    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let old = old.to_owned();
         Box::pin(async move {
-            let new = self
-                .most_advanced_replica(&old)
-                .await
-                .ok_or_else(|| "no replica answers; nothing to promote".to_owned())?;
+            let new = self.most_advanced_replica(&old).await.ok_or(NodeOpsError::NoReplica)?;
             self.replicaof(&new, None).await?;
             *self.primary.lock().expect("primary") = new.clone();
             let mut repointed = Vec::new();
@@ -246,25 +249,26 @@ impl NodeOps for RedisDb {
         })
     }
 
-    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let old = old.to_owned();
         Box::pin(async move {
             if !self.opts.failover_wait {
                 return Ok(Value::Null);
             }
             let replicas = (self.layout.nodes.len() - 1).to_string();
-            let acked = admin(
-                self.layout.listen[&old],
-                &["WAIT", &replicas, &FAILOVER_WAIT_MS.to_string()],
-                FAILOVER_WAIT_MS + ADMIN_TIMEOUT_MS,
-            )
-            .await
-            .map_err(|e| format!("WAIT on {old}: {e}"))?;
+            let wait = ["WAIT", &replicas, &FAILOVER_WAIT_MS.to_string()];
+            let acked = admin(self.layout.listen[&old], &wait, FAILOVER_WAIT_MS + ADMIN_TIMEOUT_MS)
+                .await
+                .map_err(|e| NodeOpsError::Admin {
+                    node: old.clone(),
+                    command: wait.join(" "),
+                    detail: e.to_string(),
+                })?;
             Ok(json!({"wait": {"replicas": replicas, "acknowledged": acked}}))
         })
     }
 
-    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let node = node.to_owned();
         Box::pin(async move {
             let primary = self.primary();

@@ -12,8 +12,9 @@ use clap::Args;
 use faultline_harness::run::campaign::{self, Expect, Row};
 use faultline_harness::run::db::find_server_bin;
 use faultline_harness::run::interrupt::Interrupt;
-use faultline_harness::run::{report, run_interruptible, Bins, RunConfig, RunEnv, RunOutcome};
-use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
+use faultline_harness::run::spec::{self, Origin, RunSpec};
+use faultline_harness::run::{report, run_interruptible, Bins, DbConfig, RunConfig, RunEnv, RunOutcome};
+use faultline_nemesis::FaultKind;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -105,21 +106,21 @@ pub struct RunArgs {
     /// Where reads go: home (one replica per client), any (a replica per read), leader (where writes go), auto (home under reads=sticky, else any).
     #[arg(long, default_value = "auto")]
     read_routing: String,
-    /// How nodes are joined: proxy (userspace proxies on loopback, no root) or netns (a network namespace per node, partitions as nftables drops; needs root).
-    #[arg(long, default_value = "proxy")]
-    net: String,
+    /// How nodes are joined: proxy (userspace proxies on loopback, no root; the default) or netns (a network namespace per node, partitions as nftables drops; needs root).
+    #[arg(long)]
+    net: Option<String>,
     /// The system under test: faultline (the project's server), etcd, or redis.
     #[arg(long, default_value = "faultline")]
     db: String,
     /// etcd: serializable reads (a member answers from its own state) instead of linearizable ones.
     #[arg(long)]
     etcd_serializable_reads: bool,
-    /// Redis: where reads go: primary, replica (one drawn per read) or home (the client's own node).
-    #[arg(long, default_value = "primary")]
-    redis_reads: String,
-    /// Redis: WAIT for this many replicas after every write (0: no WAIT).
-    #[arg(long, default_value_t = 0)]
-    redis_wait: u32,
+    /// Redis: where reads go: primary (the default), replica (one drawn per read) or home (the client's own node).
+    #[arg(long)]
+    redis_reads: Option<String>,
+    /// Redis: WAIT for this many replicas after every write (default 0: no WAIT).
+    #[arg(long)]
+    redis_wait: Option<u32>,
     /// Redis: the failover nemesis first WAITs for every replica, as a careful operator would.
     #[arg(long)]
     redis_failover_wait: bool,
@@ -205,81 +206,61 @@ fn hosts(args: &RunArgs) -> anyhow::Result<Vec<String>> {
     Ok(hosts)
 }
 
-fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
-    let kind = WorkloadKind::parse(&args.workload)?;
-    let mut workload = WorkloadConfig::new(kind);
-    if let Some(k) = args.keys {
-        workload.key_count = k;
-    }
-    workload.key_dist = KeyDist::parse(&args.key_dist)?;
-    if let Some(m) = &args.mix {
-        workload.mix = Mix::parse(m)?;
-    }
-    if let Some(o) = args.ops_per_key {
-        workload.ops_per_key = o;
-    }
-    if let Some(m) = args.multi_read_keys {
-        workload.multi_read_keys = m;
-    }
-    let mut cfg = RunConfig::new(args.seed.unwrap_or_else(draw_seed));
-    cfg.test = args.test.clone().unwrap_or_else(|| kind.name().to_owned());
-    cfg.hosts = hosts(args)?;
-    cfg.nodes = if cfg.hosts.is_empty() {
-        args.nodes
-            .parse()
-            .with_context(|| format!("--nodes {:?}: a count, or host names", args.nodes))?
-    } else {
-        cfg.hosts.len()
+/// The flags as a [`RunSpec`], the form a campaign's TOML takes too:
+/// what the user gave, nothing parsed yet but the host list.
+fn spec(args: &RunArgs) -> anyhow::Result<RunSpec> {
+    let hosts = hosts(args)?;
+    let nodes = match hosts.is_empty() {
+        true => Some(
+            args.nodes
+                .parse()
+                .with_context(|| format!("--nodes {:?}: a count, or host names", args.nodes))?,
+        ),
+        false => None,
     };
-    cfg.server = args.server.clone();
-    cfg.workload = workload;
-    cfg.concurrency = args.concurrency;
-    cfg.rate = args.rate;
-    cfg.time_limit_s = args.time_limit;
-    cfg.nemesis = args
-        .nemesis
-        .split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty() && *w != "none")
-        .map(str::to_owned)
-        .collect();
-    cfg.nemesis_interval_s = args.nemesis_interval;
-    cfg.op_timeout_ms = args.op_timeout_ms;
-    cfg.quiet_ms = args.quiet_ms;
-    cfg.checkers = args.checkers.clone();
-    cfg.check_time_limit_s = args.check_time_limit;
-    cfg.client_proxies = !args.direct_clients;
-    cfg.read_routing = args.read_routing.clone();
-    cfg.net = if cfg.hosts.is_empty() {
-        args.net.clone()
-    } else {
-        "ssh".into()
-    };
-    if !cfg.hosts.is_empty() && args.net != "proxy" && args.net != "ssh" {
-        bail!(
-            "--net {} runs on this machine; remote machines are cut with nftables over SSH",
-            args.net
-        );
-    }
-    cfg.ssh = faultline_harness::run::SshSettings {
-        user: args.ssh_user.clone(),
-        port: args.ssh_port,
-        key: args.ssh_key.clone(),
+    Ok(RunSpec {
+        name: args.test.clone(),
+        nodes,
+        hosts: Some(hosts),
+        server: Some(args.server.clone()),
+        workload: Some(args.workload.clone()),
+        keys: args.keys,
+        key_dist: Some(args.key_dist.clone()),
+        mix: args.mix.clone(),
+        ops_per_key: args.ops_per_key,
+        multi_read_keys: args.multi_read_keys,
+        concurrency: Some(args.concurrency),
+        rate: Some(args.rate),
+        time_limit_s: Some(args.time_limit),
+        nemesis: Some(args.nemesis.clone()),
+        nemesis_interval_s: Some(args.nemesis_interval),
+        seed: args.seed,
+        op_timeout_ms: Some(args.op_timeout_ms),
+        quiet_ms: Some(args.quiet_ms),
+        checkers: (!args.checkers.is_empty()).then(|| args.checkers.clone()),
+        check_time_limit_s: Some(args.check_time_limit),
+        direct_clients: Some(args.direct_clients),
+        read_routing: Some(args.read_routing.clone()),
+        net: args.net.clone(),
+        db: Some(args.db.clone()),
+        etcd_serializable_reads: args.etcd_serializable_reads.then_some(true),
+        redis_reads: args.redis_reads.clone(),
+        redis_wait: args.redis_wait,
+        redis_failover_wait: args.redis_failover_wait.then_some(true),
+        diskfs: Some(args.diskfs),
+        ssh_user: Some(args.ssh_user.clone()),
+        ssh_port: Some(args.ssh_port),
+        ssh_key: args.ssh_key.clone(),
         known_hosts: args.known_hosts.clone(),
-        accept_unknown_hosts: args.accept_unknown_hosts,
-        remote_dir: args.remote_dir.clone(),
-    };
-    cfg.db = args.db.clone();
-    cfg.etcd_serializable_reads = args.etcd_serializable_reads;
-    cfg.redis_reads = args.redis_reads.clone();
-    cfg.redis_wait = args.redis_wait;
-    cfg.redis_failover_wait = args.redis_failover_wait;
-    cfg.diskfs = args.diskfs;
-    if cfg.db != "faultline" && args.test.is_none() {
-        cfg.test = format!("{}-{}", cfg.db, kind.name());
-    }
-    cfg.validate()?;
-    Ok(cfg)
+        accept_unknown_hosts: Some(args.accept_unknown_hosts),
+        remote_dir: Some(args.remote_dir.clone()),
+    })
+}
+
+/// The flags, parsed and validated; an error names the flag.
+fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
+    let seed = args.seed.unwrap_or_else(draw_seed);
+    Ok(spec::resolve(&spec(args)?, seed).map_err(|e| e.at(Origin::Cli))?)
 }
 
 fn env(args: &EnvArgs) -> anyhow::Result<RunEnv> {
@@ -350,23 +331,18 @@ fn on_signal(interrupt: &Interrupt, name: &'static str) {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cfg = config(&args)?;
     let env = env(&args.env)?;
-    let target = if cfg.db == "faultline" {
-        format!("server '{}'", cfg.server)
-    } else {
-        cfg.db.clone()
+    let target = match &cfg.db {
+        DbConfig::Faultline { server } => format!("server '{server}'"),
+        other => other.kind().name().to_owned(),
     };
     eprintln!(
         "faultline: test {} seed {} ({} nodes, {target}, net {}, workload {}, nemesis {}, {} s)",
         cfg.test,
         cfg.seed,
         cfg.nodes,
-        cfg.net,
+        cfg.net.name(),
         cfg.workload.kind.name(),
-        if cfg.nemesis.is_empty() {
-            "none".to_owned()
-        } else {
-            cfg.nemesis.join(",")
-        },
+        FaultKind::list_words(&cfg.nemesis),
         cfg.time_limit_s
     );
     let (rt, interrupt) = runtime()?;
@@ -529,4 +505,218 @@ fn print_campaign(rows: &[Row], seed: u64, file: &std::path::Path) {
     outln!("{held}/{} rows hold", rows.len());
     outln!("seed: {seed}");
     outln!("rerun: faultline campaign {} --seed {seed}", file.display());
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rerun command is the config: printed from it, parsed back by
+    //! the CLI, it gives the same config, for configs of every shape.
+
+    use super::*;
+    use clap::Parser;
+    use faultline_harness::run::{NetKind, SshSettings};
+    use faultline_workloads::{KeyDist, ReadRouting, RedisReads, WorkloadConfig, WorkloadKind};
+    use proptest::prelude::*;
+    use proptest::sample::{select, subsequence};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    /// Splits a line as a POSIX shell does the words `shell_quote` writes:
+    /// spaces apart, single-quoted runs, and `\'`.
+    fn shell_split(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut started) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                ' ' if started => {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+                ' ' => {}
+                '\'' => {
+                    started = true;
+                    word.extend(chars.by_ref().take_while(|q| *q != '\''));
+                }
+                '\\' => {
+                    started = true;
+                    word.extend(chars.next());
+                }
+                c => {
+                    started = true;
+                    word.push(c);
+                }
+            }
+        }
+        if started {
+            words.push(word);
+        }
+        words
+    }
+
+    /// `cfg`'s rerun command, through a shell's splitting, clap and the
+    /// CLI's conversion.
+    fn reparse(cfg: &RunConfig) -> RunConfig {
+        let words = shell_split(&cfg.rerun_command());
+        assert_eq!(words[..2], ["faultline", "run"]);
+        let argv = std::iter::once("faultline".to_owned()).chain(words[2..].iter().cloned());
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+        config(&cli.run).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn arb_db() -> impl Strategy<Value = DbConfig> {
+        let servers = vec![
+            "",
+            "ack=none",
+            "ack=none,reads=follower,replay_delay_ms=50",
+            "reads=sticky",
+        ];
+        let reads = vec![RedisReads::Primary, RedisReads::Replica, RedisReads::Home];
+        prop_oneof![
+            select(servers).prop_map(DbConfig::faultline),
+            any::<bool>().prop_map(|serializable_reads| DbConfig::Etcd { serializable_reads }),
+            (select(reads), 0u32..3, any::<bool>()).prop_map(|(reads, wait, failover_wait)| DbConfig::Redis {
+                reads,
+                wait,
+                failover_wait
+            }),
+        ]
+    }
+
+    fn arb_workload() -> impl Strategy<Value = WorkloadConfig> {
+        let kinds = vec![
+            WorkloadKind::Register,
+            WorkloadKind::ListAppend,
+            WorkloadKind::Session,
+            WorkloadKind::MultiKey,
+        ];
+        let weights = prop::collection::vec(1u32..5, 4);
+        (
+            select(kinds),
+            2usize..20,
+            prop::option::of(0.1f64..10.0),
+            0u64..100,
+            2usize..5,
+            weights,
+        )
+            .prop_map(|(kind, keys, zipf, ops_per_key, multi, weights)| {
+                let mut w = WorkloadConfig::new(kind);
+                w.key_count = keys;
+                w.key_dist = zipf.map_or(KeyDist::Uniform, KeyDist::Zipf);
+                for (slot, weight) in w.mix.weights.iter_mut().zip(weights) {
+                    slot.1 = weight;
+                }
+                w.ops_per_key = ops_per_key;
+                w.multi_read_keys = multi.min(keys);
+                w
+            })
+    }
+
+    /// Nodes on this machine (proxy or netns), or over SSH with hosts.
+    fn arb_place() -> impl Strategy<Value = (usize, NetKind, Vec<String>, SshSettings)> {
+        let ssh = (
+            "[a-z]{1,6}",
+            1u16..,
+            prop::option::of("/k/[a-z]{1,5}"),
+            prop::option::of("/h/[a-z]{1,5}"),
+            any::<bool>(),
+            "/tmp/[a-z]{1,6}",
+        )
+            .prop_map(
+                |(user, port, key, known_hosts, accept_unknown_hosts, dir)| SshSettings {
+                    user,
+                    port,
+                    key: key.map(Into::into),
+                    known_hosts: known_hosts.map(Into::into),
+                    accept_unknown_hosts,
+                    remote_dir: dir.into(),
+                },
+            );
+        prop_oneof![
+            (1usize..=9, select(vec![NetKind::Proxy, NetKind::Netns])).prop_map(|(n, net)| (
+                n,
+                net,
+                Vec::new(),
+                SshSettings::default()
+            )),
+            (1usize..=5, any::<bool>(), ssh).prop_map(|(n, ports, ssh)| {
+                let host = |i: usize| if ports { format!("h{i}:220{i}") } else { format!("h{i}") };
+                (n, NetKind::Ssh, (1..=n).map(host).collect(), ssh)
+            }),
+        ]
+    }
+
+    /// Faults the database and network can take, fitted into the time.
+    fn fit_faults(cfg: &mut RunConfig, mut kinds: Vec<FaultKind>, spare_s: f64) {
+        let etcd = matches!(cfg.db, DbConfig::Etcd { .. });
+        kinds.retain(|k| !(etcd && (k.needs_clock() || (cfg.net == NetKind::Proxy && k.cuts_links()))));
+        kinds.retain(|k| *k != FaultKind::Failover || matches!(cfg.db, DbConfig::Redis { .. }));
+        cfg.time_limit_s = cfg.nemesis_interval_s * 2.0 * kinds.len() as f64 + spare_s;
+        cfg.nemesis = kinds;
+    }
+
+    fn arb_config() -> impl Strategy<Value = RunConfig> {
+        let numbers = (
+            1usize..64,
+            0.0f64..2000.0,
+            0.5f64..10.0,
+            0.01f64..30.0,
+            1u64..600_000,
+            0u64..5000,
+            any::<u64>(),
+            0.1f64..100.0,
+        );
+        let routing = prop::option::of(select(vec![ReadRouting::Home, ReadRouting::Any, ReadRouting::Leader]));
+        let checkers = subsequence(faultline_checkers::session::names(), 0..3);
+        let choices = (
+            subsequence(FaultKind::ALL.to_vec(), 0..4),
+            routing,
+            checkers,
+            any::<bool>(),
+            any::<bool>(),
+        );
+        let test = "[a-z][a-z0-9 '._-]{0,10}";
+        (test, arb_db(), arb_workload(), arb_place(), numbers, choices).prop_map(|(test, db, workload, place, n, c)| {
+            let mut cfg = RunConfig::new(n.6);
+            (cfg.test, cfg.db, cfg.workload) = (test, db, workload);
+            (cfg.nodes, cfg.net, cfg.hosts, cfg.ssh) = place;
+            (cfg.concurrency, cfg.rate, cfg.nemesis_interval_s) = (n.0, n.1, n.2);
+            (cfg.op_timeout_ms, cfg.quiet_ms, cfg.check_time_limit_s) = (n.4, n.5, n.7);
+            fit_faults(&mut cfg, c.0, n.3);
+            cfg.read_routing = c.1;
+            cfg.checkers = c.2.into_iter().map(str::to_owned).collect();
+            (cfg.client_proxies, cfg.diskfs) = (c.3, c.4);
+            cfg
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn the_rerun_command_gives_back_the_config(cfg in arb_config()) {
+            prop_assert_eq!(cfg.validate(), Ok(()));
+            prop_assert_eq!(reparse(&cfg), cfg);
+        }
+    }
+
+    #[test]
+    fn a_flag_error_names_the_flag() {
+        let cli = Cli::try_parse_from(["faultline", "--time-limit", "0"]).unwrap();
+        let e = config(&cli.run).unwrap_err().to_string();
+        assert!(e.starts_with("--time-limit: must be within"), "{e}");
+        let cli = Cli::try_parse_from(["faultline", "--db", "etcd", "--redis-wait", "1"]).unwrap();
+        let e = config(&cli.run).unwrap_err().to_string();
+        assert_eq!(e, "--redis-wait: means nothing to etcd");
+    }
+
+    #[test]
+    fn a_test_name_that_reads_as_a_flag_survives_the_rerun() {
+        let mut cfg = RunConfig::new(3);
+        cfg.test = "-odd".into();
+        assert_eq!(reparse(&cfg), cfg);
+    }
 }

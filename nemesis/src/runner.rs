@@ -266,9 +266,9 @@ impl NemesisRunner {
     /// the fault and the nodes it concerns.
     fn note(&self, f: FaultEvent, nodes: &[String], value: Value) {
         if f.opens() {
-            tracing::info!(fault = %f, nodes = ?nodes, detail = %value, "fault started");
+            tracing::info!(fault = f.name(), nodes = ?nodes, detail = %value, "fault started");
         } else {
-            tracing::info!(fault = %f, nodes = ?nodes, detail = %value, "fault healed");
+            tracing::info!(fault = f.name(), nodes = ?nodes, detail = %value, "fault healed");
         }
         self.recorder.record(f, value);
     }
@@ -276,7 +276,7 @@ impl NemesisRunner {
     /// Records a fault or heal that did not take effect (a `fail` event
     /// with the error), and logs it at `warn`.
     fn note_failure(&self, f: FaultEvent, nodes: &[String], value: Value, error: &NemesisError) {
-        tracing::warn!(fault = %f, nodes = ?nodes, detail = %value, error = %error, "fault did not take effect");
+        tracing::warn!(fault = f.name(), nodes = ?nodes, detail = %value, error = %error, "fault did not take effect");
         self.recorder.record_failure(f, value, error);
     }
 

@@ -38,12 +38,14 @@ pub fn warning(error: &str) -> String {
     format!("could not run as configured: a fault did not take effect: {error}")
 }
 
-/// `partition-halves x3, kill x2`, or `none`.
+/// `kill x2, partition-halves x3` (by name), or `none`.
 pub fn counts_line(counts: &BTreeMap<FaultKind, usize>) -> String {
     if counts.is_empty() {
         return "none".into();
     }
-    counts
+    let mut named: Vec<(&str, usize)> = counts.iter().map(|(k, n)| (k.name(), *n)).collect();
+    named.sort();
+    named
         .iter()
         .map(|(k, n)| format!("{k} x{n}"))
         .collect::<Vec<_>>()
@@ -86,11 +88,7 @@ mod tests {
     #[test]
     fn the_counts_line_names_each_kind_once() {
         let counts: BTreeMap<FaultKind, usize> = [(FaultKind::Kill, 2), (FaultKind::PartitionHalves, 3)].into();
-        assert_eq!(
-            counts_line(&counts),
-            "partition-halves x3, kill x2",
-            "in the order --help lists kinds"
-        );
+        assert_eq!(counts_line(&counts), "kill x2, partition-halves x3", "by name");
         assert_eq!(counts_line(&BTreeMap::new()), "none");
     }
 

@@ -231,6 +231,30 @@ mod tests {
     }
 
     #[test]
+    fn a_history_written_before_the_typed_faults_reads_the_same() {
+        // Lines as faultline wrote them when `f` was a plain string.
+        let text = r#"{"index":0,"time":10,"process":"nemesis","type":"info","f":"start-partition","value":{"n1":["n2"]}}
+{"index":1,"time":15,"process":"nemesis","type":"info","f":"start-disk-slow","value":{"node":"n3"}}
+{"index":2,"time":20,"process":"nemesis","type":"info","f":"stop-partition","value":null}
+{"index":3,"time":25,"process":"nemesis","type":"fail","f":"kill","value":{"fault":"kill"},"error":"n2 is not running"}
+{"index":4,"time":30,"process":"nemesis","type":"info","f":"stop-disk-slow","value":{"node":"n3"}}
+"#;
+        let h = faultline_histories::read_history(text.as_bytes(), std::path::Path::new("old.jsonl")).unwrap();
+        let got: Vec<(Option<FaultFamily>, u64, Option<u64>)> = fault_bands(&h)
+            .iter()
+            .map(|b| (b.family, b.start_ns, b.end_ns))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(FaultFamily::Partition), 10, Some(20)),
+                (Some(FaultFamily::DiskSlow), 15, Some(30)),
+                (Some(FaultFamily::Kill), 25, Some(25)),
+            ]
+        );
+    }
+
+    #[test]
     fn another_tools_events_are_instants_whatever_their_prefix() {
         let h = History::from_events([nem(0, 10, "start-foo", json!(1)), nem(1, 20, "stop-foo", json!(1))]).unwrap();
         let bands = fault_bands(&h);

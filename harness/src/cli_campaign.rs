@@ -9,8 +9,8 @@ use std::path::Path;
 use faultline_harness::run::campaign::record::{CampaignRecord, ListedTest};
 use faultline_harness::run::campaign::shard::Shard;
 use faultline_harness::run::campaign::{self, PlannedTest, Row};
-use faultline_harness::run::RunEnv;
 use faultline_harness::run::interrupt::Interrupt;
+use faultline_harness::run::RunEnv;
 
 /// Prints the tests `shard` takes, one per line (or as JSON), for `--list`.
 pub fn list(file: &Path, shard: Shard, total: usize, tests: &[ListedTest], json: bool) -> anyhow::Result<u8> {

@@ -14,8 +14,9 @@ use faultline_harness::run::campaign::shard::Shard;
 use faultline_harness::run::campaign::{self, Expect, Row};
 use faultline_harness::run::db::find_server_bin;
 use faultline_harness::run::interrupt::Interrupt;
-use faultline_harness::run::{report, run_interruptible, Bins, RunConfig, RunEnv, RunOutcome};
-use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
+use faultline_harness::run::spec::{self, Origin, RunSpec};
+use faultline_harness::run::{report, run_interruptible, Bins, DbConfig, RunConfig, RunEnv, RunOutcome};
+use faultline_nemesis::FaultKind;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -107,21 +108,21 @@ pub struct RunArgs {
     /// Where reads go: home (one replica per client), any (a replica per read), leader (where writes go), auto (home under reads=sticky, else any).
     #[arg(long, default_value = "auto")]
     read_routing: String,
-    /// How nodes are joined: proxy (userspace proxies on loopback, no root) or netns (a network namespace per node, partitions as nftables drops; needs root).
-    #[arg(long, default_value = "proxy")]
-    net: String,
+    /// How nodes are joined: proxy (userspace proxies on loopback, no root; the default) or netns (a network namespace per node, partitions as nftables drops; needs root).
+    #[arg(long)]
+    net: Option<String>,
     /// The system under test: faultline (the project's server), etcd, or redis.
     #[arg(long, default_value = "faultline")]
     db: String,
     /// etcd: serializable reads (a member answers from its own state) instead of linearizable ones.
     #[arg(long)]
     etcd_serializable_reads: bool,
-    /// Redis: where reads go: primary, replica (one drawn per read) or home (the client's own node).
-    #[arg(long, default_value = "primary")]
-    redis_reads: String,
-    /// Redis: WAIT for this many replicas after every write (0: no WAIT).
-    #[arg(long, default_value_t = 0)]
-    redis_wait: u32,
+    /// Redis: where reads go: primary (the default), replica (one drawn per read) or home (the client's own node).
+    #[arg(long)]
+    redis_reads: Option<String>,
+    /// Redis: WAIT for this many replicas after every write (default 0: no WAIT).
+    #[arg(long)]
+    redis_wait: Option<u32>,
     /// Redis: the failover nemesis first WAITs for every replica, as a careful operator would.
     #[arg(long)]
     redis_failover_wait: bool,
@@ -211,81 +212,61 @@ fn hosts(args: &RunArgs) -> anyhow::Result<Vec<String>> {
     Ok(hosts)
 }
 
-fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
-    let kind = WorkloadKind::parse(&args.workload)?;
-    let mut workload = WorkloadConfig::new(kind);
-    if let Some(k) = args.keys {
-        workload.key_count = k;
-    }
-    workload.key_dist = KeyDist::parse(&args.key_dist)?;
-    if let Some(m) = &args.mix {
-        workload.mix = Mix::parse(m)?;
-    }
-    if let Some(o) = args.ops_per_key {
-        workload.ops_per_key = o;
-    }
-    if let Some(m) = args.multi_read_keys {
-        workload.multi_read_keys = m;
-    }
-    let mut cfg = RunConfig::new(args.seed.unwrap_or_else(draw_seed));
-    cfg.test = args.test.clone().unwrap_or_else(|| kind.name().to_owned());
-    cfg.hosts = hosts(args)?;
-    cfg.nodes = if cfg.hosts.is_empty() {
-        args.nodes
-            .parse()
-            .with_context(|| format!("--nodes {:?}: a count, or host names", args.nodes))?
-    } else {
-        cfg.hosts.len()
+/// The flags as a [`RunSpec`], the form a campaign's TOML takes too:
+/// what the user gave, nothing parsed yet but the host list.
+fn spec(args: &RunArgs) -> anyhow::Result<RunSpec> {
+    let hosts = hosts(args)?;
+    let nodes = match hosts.is_empty() {
+        true => Some(
+            args.nodes
+                .parse()
+                .with_context(|| format!("--nodes {:?}: a count, or host names", args.nodes))?,
+        ),
+        false => None,
     };
-    cfg.server = args.server.clone();
-    cfg.workload = workload;
-    cfg.concurrency = args.concurrency;
-    cfg.rate = args.rate;
-    cfg.time_limit_s = args.time_limit;
-    cfg.nemesis = args
-        .nemesis
-        .split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty() && *w != "none")
-        .map(str::to_owned)
-        .collect();
-    cfg.nemesis_interval_s = args.nemesis_interval;
-    cfg.op_timeout_ms = args.op_timeout_ms;
-    cfg.quiet_ms = args.quiet_ms;
-    cfg.checkers = args.checkers.clone();
-    cfg.check_time_limit_s = args.check_time_limit;
-    cfg.client_proxies = !args.direct_clients;
-    cfg.read_routing = args.read_routing.clone();
-    cfg.net = if cfg.hosts.is_empty() {
-        args.net.clone()
-    } else {
-        "ssh".into()
-    };
-    if !cfg.hosts.is_empty() && args.net != "proxy" && args.net != "ssh" {
-        bail!(
-            "--net {} runs on this machine; remote machines are cut with nftables over SSH",
-            args.net
-        );
-    }
-    cfg.ssh = faultline_harness::run::SshSettings {
-        user: args.ssh_user.clone(),
-        port: args.ssh_port,
-        key: args.ssh_key.clone(),
+    Ok(RunSpec {
+        name: args.test.clone(),
+        nodes,
+        hosts: Some(hosts),
+        server: Some(args.server.clone()),
+        workload: Some(args.workload.clone()),
+        keys: args.keys,
+        key_dist: Some(args.key_dist.clone()),
+        mix: args.mix.clone(),
+        ops_per_key: args.ops_per_key,
+        multi_read_keys: args.multi_read_keys,
+        concurrency: Some(args.concurrency),
+        rate: Some(args.rate),
+        time_limit_s: Some(args.time_limit),
+        nemesis: Some(args.nemesis.clone()),
+        nemesis_interval_s: Some(args.nemesis_interval),
+        seed: args.seed,
+        op_timeout_ms: Some(args.op_timeout_ms),
+        quiet_ms: Some(args.quiet_ms),
+        checkers: (!args.checkers.is_empty()).then(|| args.checkers.clone()),
+        check_time_limit_s: Some(args.check_time_limit),
+        direct_clients: Some(args.direct_clients),
+        read_routing: Some(args.read_routing.clone()),
+        net: args.net.clone(),
+        db: Some(args.db.clone()),
+        etcd_serializable_reads: args.etcd_serializable_reads.then_some(true),
+        redis_reads: args.redis_reads.clone(),
+        redis_wait: args.redis_wait,
+        redis_failover_wait: args.redis_failover_wait.then_some(true),
+        diskfs: Some(args.diskfs),
+        ssh_user: Some(args.ssh_user.clone()),
+        ssh_port: Some(args.ssh_port),
+        ssh_key: args.ssh_key.clone(),
         known_hosts: args.known_hosts.clone(),
-        accept_unknown_hosts: args.accept_unknown_hosts,
-        remote_dir: args.remote_dir.clone(),
-    };
-    cfg.db = args.db.clone();
-    cfg.etcd_serializable_reads = args.etcd_serializable_reads;
-    cfg.redis_reads = args.redis_reads.clone();
-    cfg.redis_wait = args.redis_wait;
-    cfg.redis_failover_wait = args.redis_failover_wait;
-    cfg.diskfs = args.diskfs;
-    if cfg.db != "faultline" && args.test.is_none() {
-        cfg.test = format!("{}-{}", cfg.db, kind.name());
-    }
-    cfg.validate()?;
-    Ok(cfg)
+        accept_unknown_hosts: Some(args.accept_unknown_hosts),
+        remote_dir: Some(args.remote_dir.clone()),
+    })
+}
+
+/// The flags, parsed and validated; an error names the flag.
+fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
+    let seed = args.seed.unwrap_or_else(draw_seed);
+    Ok(spec::resolve(&spec(args)?, seed).map_err(|e| e.at(Origin::Cli))?)
 }
 
 fn env(args: &EnvArgs) -> anyhow::Result<RunEnv> {
@@ -356,23 +337,18 @@ fn on_signal(interrupt: &Interrupt, name: &'static str) {
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cfg = config(&args)?;
     let env = env(&args.env)?;
-    let target = if cfg.db == "faultline" {
-        format!("server '{}'", cfg.server)
-    } else {
-        cfg.db.clone()
+    let target = match &cfg.db {
+        DbConfig::Faultline { server } => format!("server '{server}'"),
+        other => other.kind().name().to_owned(),
     };
     eprintln!(
         "faultline: test {} seed {} ({} nodes, {target}, net {}, workload {}, nemesis {}, {} s)",
         cfg.test,
         cfg.seed,
         cfg.nodes,
-        cfg.net,
+        cfg.net.name(),
         cfg.workload.kind.name(),
-        if cfg.nemesis.is_empty() {
-            "none".to_owned()
-        } else {
-            cfg.nemesis.join(",")
-        },
+        FaultKind::list_words(&cfg.nemesis),
         cfg.time_limit_s
     );
     let (rt, interrupt) = runtime()?;
@@ -540,3 +516,7 @@ fn print_campaign(rows: &[Row], seed: u64, rerun: &str) {
     outln!("seed: {seed}");
     outln!("rerun: {rerun}");
 }
+
+#[cfg(test)]
+#[path = "cli_run_tests.rs"]
+mod tests;

@@ -14,7 +14,7 @@ async fn a_run_writes_its_report_and_junit_beside_its_results() {
     let mut cfg = RunConfig::new(5);
     cfg.test = "reported".into();
     cfg.time_limit_s = 3.0;
-    cfg.nemesis = vec!["partition".into()];
+    cfg.nemesis = vec![faultline_nemesis::FaultKind::Partition];
     cfg.nemesis_interval_s = 1.0;
     cfg.op_timeout_ms = 1000;
     cfg.rate = 200.0;

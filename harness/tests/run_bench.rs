@@ -118,10 +118,10 @@ async fn measure(
     cfg.time_limit_s = secs / rounds as f64;
     cfg.nemesis = Vec::new();
     cfg.client_proxies = !direct;
-    cfg.read_routing = routing.into();
+    cfg.read_routing = (routing != "auto").then(|| ReadRouting::parse(routing).unwrap());
     let store = Store::create(dir.path(), "bench").unwrap();
     let cluster = Cluster::start(&cfg, &env, &store, clients).await.unwrap();
-    let routing = cfg.routing().unwrap();
+    let routing = cfg.routing();
 
     // Warm up connections and the leader. Then the two sides take turns in
     // rounds, in the order bare-harness, harness-bare, ..., so a machine

@@ -23,7 +23,7 @@ fn config(kind: WorkloadKind, seed: u64) -> RunConfig {
     cfg.test = format!("agree-{}", kind.name());
     cfg.workload = WorkloadConfig::new(kind);
     cfg.time_limit_s = 5.0;
-    cfg.nemesis = vec!["partition".into()];
+    cfg.nemesis = vec![faultline_nemesis::FaultKind::Partition];
     cfg.nemesis_interval_s = 1.0;
     cfg.quiet_ms = 300;
     cfg

@@ -65,7 +65,10 @@ async fn the_safe_setting_passes_under_partitions_and_kills_and_faults_fire() {
     let mut cfg = RunConfig::new(11);
     cfg.test = "safe".into();
     cfg.time_limit_s = 9.0;
-    cfg.nemesis = vec!["partition-leader".into(), "kill".into()];
+    cfg.nemesis = vec![
+        faultline_nemesis::FaultKind::PartitionLeader,
+        faultline_nemesis::FaultKind::Kill,
+    ];
     cfg.nemesis_interval_s = 1.5;
     cfg.op_timeout_ms = 1000;
     cfg.rate = 300.0;

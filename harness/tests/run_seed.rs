@@ -16,7 +16,7 @@ fn config(seed: u64) -> RunConfig {
     let mut cfg = RunConfig::new(seed);
     cfg.test = "seeded".into();
     cfg.time_limit_s = 4.0;
-    cfg.nemesis = vec!["partition".into()];
+    cfg.nemesis = vec![faultline_nemesis::FaultKind::Partition];
     cfg.nemesis_interval_s = 0.7;
     cfg.quiet_ms = 200;
     cfg

@@ -52,7 +52,7 @@ async fn a_clock_fault_moves_one_nodes_clock_and_no_other() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = RunConfig::new(3);
-    cfg.nemesis = vec!["clock".into()];
+    cfg.nemesis = vec![faultline_nemesis::FaultKind::Clock];
     let store = Store::create(dir.path(), "clock").unwrap();
     let cluster = Cluster::start(&cfg, &env(dir.path()), &store, 1).await.unwrap();
     assert!(

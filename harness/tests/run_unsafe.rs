@@ -15,7 +15,7 @@ async fn stale_follower_reads_are_caught_and_nothing_is_left_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = RunConfig::new(3);
     cfg.test = "unsafe".into();
-    cfg.server = "ack=none,reads=follower,replay_delay_ms=50".into();
+    cfg.db = faultline_harness::run::DbConfig::faultline("ack=none,reads=follower,replay_delay_ms=50");
     cfg.time_limit_s = 5.0;
     cfg.nemesis = Vec::new();
     cfg.quiet_ms = 500;

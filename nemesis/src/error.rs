@@ -53,7 +53,7 @@ pub use faultline_control::ControlError;
 #[derive(Debug, thiserror::Error)]
 pub enum NemesisError {
     /// A `--nemesis` word we do not know.
-    #[error("unknown fault {0:?} (known: {known})", known = crate::schedule::FaultKind::NAMES.join(", "))]
+    #[error("unknown fault {0:?} (known: none, {known})", known = known_faults())]
     UnknownFault(String),
     /// A schedule parameter out of range.
     #[error("bad schedule: {0}")]
@@ -81,15 +81,109 @@ pub enum NemesisError {
     #[error(transparent)]
     Net(#[from] NetError),
     /// A process fault failed.
-    #[error("{action} {node}: {message}")]
+    #[error("{action} {node}: {source}")]
     Node {
         /// What was attempted (kill, start, pause, resume).
         action: &'static str,
         /// Target node.
         node: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: NodeOpsError,
     },
+    /// A disk or clock fault failed.
+    #[error("{action} {node}: {source}")]
+    Surroundings {
+        /// What was attempted (set the clock of, heal the disk of, ...).
+        action: &'static str,
+        /// Target node.
+        node: String,
+        /// What went wrong.
+        #[source]
+        source: SurroundingsError,
+    },
+}
+
+/// Why an operation on a node's process (`NodeOps`) did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeOpsError {
+    /// The cluster has no node of that name.
+    #[error("no node named {node}")]
+    UnknownNode {
+        /// The name asked for.
+        node: String,
+    },
+    /// The node has no running process to act on.
+    #[error("{node} is not running")]
+    NotRunning {
+        /// The node.
+        node: String,
+    },
+    /// A signal, a spawn or a wait failed (`Control`'s error).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The node's process could not be started.
+    #[error("starting {node}: {source}")]
+    Start {
+        /// The node.
+        node: String,
+        /// The database's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// This database has no operator failover to drive.
+    #[error("this database has no failover to drive")]
+    NoFailover,
+    /// No replica answered, so there is none to promote.
+    #[error("no replica answers; nothing to promote")]
+    NoReplica,
+    /// The database refused an administrative command or did not answer.
+    #[error("{command} on {node}: {detail}")]
+    Admin {
+        /// The node asked.
+        node: String,
+        /// The command (`REPLICAOF NO ONE`, `WAIT 2 5000`).
+        command: String,
+        /// What it answered, or why it did not.
+        detail: String,
+    },
+}
+
+/// Why a disk or clock operation (`Surroundings`) did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum SurroundingsError {
+    /// The run did not mount the disk-fault filesystem.
+    #[error("disk faults need the disk-fault filesystem, which this run did not mount (a disk nemesis or --diskfs mounts it)")]
+    NoDisks,
+    /// The run did not load libfaketime.
+    #[error("clock faults need libfaketime, which this run did not load (a clock nemesis loads it)")]
+    NoClocks,
+    /// The node has no disk-fault filesystem or no clock file.
+    #[error("{node} has no {what}")]
+    UnknownNode {
+        /// The node.
+        node: String,
+        /// `disk-fault filesystem` or `clock`.
+        what: &'static str,
+    },
+    /// The command on the node could not run (`Control`'s error).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The command ran and said no.
+    #[error("{command} on {node} failed: {detail}")]
+    Refused {
+        /// The node.
+        node: String,
+        /// What was run (`faultline-diskfs ctl stall`, `set the clock`).
+        command: String,
+        /// What it printed.
+        detail: String,
+    },
+}
+
+/// The words `--nemesis` takes, for the unknown-fault message.
+fn known_faults() -> String {
+    crate::fault::FaultKind::ALL.map(|k| k.name()).join(", ")
 }
 
 /// Milliseconds as seconds for a message: `8`, `2.5`, `0.125`.

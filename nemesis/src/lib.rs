@@ -14,6 +14,9 @@
 //!   namespace each, on a bridge) and `faultline clean` its leftovers.
 //! - [`partition`]: partition shapes as pure functions of a node list and a
 //!   seeded RNG (random halves, isolate one, majorities ring, bridge, one-way).
+//! - [`fault`]: the one vocabulary of faults: the kinds a user asks for,
+//!   their families, and the nemesis events of the history (serde names as
+//!   HISTORY_FORMAT.md spells them), shared with the harness and the report.
 //! - [`schedule`]: a fault schedule drawn from the seed, and [`runner`], which
 //!   plays it against a cluster and records every start and stop as a
 //!   nemesis event of the history. Every fault it starts it also stops: at the
@@ -23,6 +26,7 @@
 
 pub use faultline_control as control;
 pub mod error;
+pub mod fault;
 pub mod net;
 pub mod netns;
 pub mod nft;
@@ -32,11 +36,12 @@ pub mod runner;
 pub mod schedule;
 
 pub use control::{CommandSpec, Control, Daemon, DaemonSpec, LocalControl, Signal};
-pub use error::{ControlError, NemesisError, NetError};
+pub use error::{ControlError, NemesisError, NetError, NodeOpsError, SurroundingsError};
+pub use fault::{FaultEvent, FaultFamily, FaultKind};
 pub use net::{Link, LinkFault, Net};
 pub use netns::{NetnsCluster, NetnsControl};
 pub use nft::NftNet;
 pub use partition::{Partition, Shape};
 pub use proxy::ProxyMesh;
 pub use runner::{DiskCommand, NemesisRunner, NoSurroundings, NodeOps, Recorder, Surroundings};
-pub use schedule::{Fault, FaultKind, Plan, Step, StepAction, Target};
+pub use schedule::{Fault, Plan, Step, StepAction, Target};

@@ -28,7 +28,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::error::NemesisError;
+use crate::error::{NemesisError, NodeOpsError, SurroundingsError};
+use crate::fault::{FaultEvent, FaultFamily, FaultKind};
 use crate::net::Net;
 use crate::partition::{self, Shape};
 use crate::schedule::{Fault, Plan, StepAction, Target};
@@ -40,13 +41,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// implements it through `Control`.
 pub trait NodeOps: Send + Sync {
     /// SIGKILLs the node; returns the pid that died.
-    fn kill(&self, node: &str) -> Result<u32, String>;
+    fn kill(&self, node: &str) -> Result<u32, NodeOpsError>;
     /// Starts a node that is down; returns its new pid.
-    fn start(&self, node: &str) -> Result<u32, String>;
+    fn start(&self, node: &str) -> Result<u32, NodeOpsError>;
     /// SIGSTOPs the node.
-    fn pause(&self, node: &str) -> Result<u32, String>;
+    fn pause(&self, node: &str) -> Result<u32, NodeOpsError>;
     /// SIGCONTs the node.
-    fn resume(&self, node: &str) -> Result<u32, String>;
+    fn resume(&self, node: &str) -> Result<u32, NodeOpsError>;
     /// The node that currently leads, if the system has one and it answers.
     fn leader(&self) -> BoxFuture<'_, Option<String>>;
     /// Whether the node's process runs (it may have exited on its own, as
@@ -58,21 +59,21 @@ pub trait NodeOps: Send + Sync {
     /// Promotes a replica in place of the primary `old` and re-points the
     /// other replicas (not `old`) at it; returns the event's value. Only
     /// databases with operator failover (Redis) have it.
-    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let _ = old;
-        Box::pin(async { Err("this database has no failover to drive".to_owned()) })
+        Box::pin(async { Err(NodeOpsError::NoFailover) })
     }
     /// What a careful operator does before a failover (Redis: `WAIT` for
     /// the replicas to catch up with the primary `old`); returns what it
     /// found, for the event. Nothing by default.
-    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let _ = old;
         Box::pin(async { Ok(Value::Null) })
     }
     /// Makes `node` (a former primary) a replica of the current primary.
-    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let _ = node;
-        Box::pin(async { Err("this database has no failover to drive".to_owned()) })
+        Box::pin(async { Err(NodeOpsError::NoFailover) })
     }
 }
 
@@ -98,9 +99,9 @@ pub enum DiskCommand {
 pub trait Surroundings: Send + Sync {
     /// Applies a disk fault to `node`'s data directory; returns what the
     /// filesystem said (as the event's detail).
-    fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, String>;
+    fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, SurroundingsError>;
     /// Sets `node`'s clock this far from the true one.
-    fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), String>;
+    fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), SurroundingsError>;
     /// Whether the nodes' data is on the disk-fault filesystem, so a kill
     /// also loses what the node had not fsynced.
     fn has_disks(&self) -> bool {
@@ -113,23 +114,23 @@ pub trait Surroundings: Send + Sync {
 pub struct NoSurroundings;
 
 impl Surroundings for NoSurroundings {
-    fn disk(&self, _node: &str, _cmd: DiskCommand) -> Result<Value, String> {
-        Err("disk faults need the disk-fault filesystem (a disk nemesis turns it on)".into())
+    fn disk(&self, _node: &str, _cmd: DiskCommand) -> Result<Value, SurroundingsError> {
+        Err(SurroundingsError::NoDisks)
     }
 
-    fn set_clock(&self, _node: &str, _offset_ms: i64) -> Result<(), String> {
-        Err("clock faults need libfaketime (a clock nemesis turns it on)".into())
+    fn set_clock(&self, _node: &str, _offset_ms: i64) -> Result<(), SurroundingsError> {
+        Err(SurroundingsError::NoClocks)
     }
 }
 
 /// Where nemesis events go: the harness stamps them with the history's
 /// index and time and appends them to `history.jsonl`.
 pub trait Recorder: Send + Sync {
-    /// Records one nemesis event (`f` as HISTORY_FORMAT.md names it).
-    fn record(&self, f: &str, value: Value);
-    /// Records that the fault or heal `f` did not take effect: a nemesis
-    /// event of type `fail` with `error`.
-    fn record_failure(&self, f: &str, value: Value, error: &str);
+    /// Records one nemesis event that took effect (type `info`).
+    fn record(&self, event: FaultEvent, value: Value);
+    /// Records that the fault or heal `event` did not take effect: a
+    /// nemesis event of type `fail` with `error`.
+    fn record_failure(&self, event: FaultEvent, value: Value, error: &NemesisError);
 }
 
 /// The faults in force.
@@ -140,8 +141,8 @@ struct Active {
     paused: BTreeSet<String>,
     /// A failover in force: the old primary, and the event value.
     failover: Option<(String, Value)>,
-    /// Nodes with a disk fault, and its name.
-    disk: BTreeMap<String, &'static str>,
+    /// Nodes with a disk fault, and its family.
+    disk: BTreeMap<String, FaultFamily>,
     /// A power loss in force (its nodes are also in `killed`).
     power_loss: Option<Value>,
     /// Nodes whose clock is off.
@@ -181,8 +182,8 @@ pub struct NemesisRunner {
     active: Mutex<Active>,
     active_count: Arc<AtomicUsize>,
     rng: Mutex<ChaCha8Rng>,
-    /// How many faults of each kind took effect (`Fault::name`).
-    started: Mutex<BTreeMap<String, usize>>,
+    /// How many faults of each kind took effect (`Fault::kind`).
+    started: Mutex<BTreeMap<FaultKind, usize>>,
 }
 
 impl NemesisRunner {
@@ -220,8 +221,8 @@ impl NemesisRunner {
     }
 
     /// How many faults of each kind took effect so far, by
-    /// [`Fault::name`] (`partition-halves`, `kill`, ...).
-    pub fn fault_counts(&self) -> BTreeMap<String, usize> {
+    /// [`Fault::kind`] (`partition-halves`, `kill`, ...).
+    pub fn fault_counts(&self) -> BTreeMap<FaultKind, usize> {
         self.started.lock().expect("fault counts").clone()
     }
 
@@ -263,20 +264,20 @@ impl NemesisRunner {
 
     /// Records a fault event that took effect, and logs it at `info` with
     /// the fault and the nodes it concerns.
-    fn note(&self, f: &str, nodes: &[String], value: Value) {
-        if is_heal(f) {
-            tracing::info!(fault = f, nodes = ?nodes, detail = %value, "fault healed");
+    fn note(&self, f: FaultEvent, nodes: &[String], value: Value) {
+        if f.opens() {
+            tracing::info!(fault = f.name(), nodes = ?nodes, detail = %value, "fault started");
         } else {
-            tracing::info!(fault = f, nodes = ?nodes, detail = %value, "fault started");
+            tracing::info!(fault = f.name(), nodes = ?nodes, detail = %value, "fault healed");
         }
         self.recorder.record(f, value);
     }
 
     /// Records a fault or heal that did not take effect (a `fail` event
     /// with the error), and logs it at `warn`.
-    fn note_failure(&self, f: &str, nodes: &[String], value: Value, error: &NemesisError) {
-        tracing::warn!(fault = f, nodes = ?nodes, detail = %value, error = %error, "fault did not take effect");
-        self.recorder.record_failure(f, value, &error.to_string());
+    fn note_failure(&self, f: FaultEvent, nodes: &[String], value: Value, error: &NemesisError) {
+        tracing::warn!(fault = f.name(), nodes = ?nodes, detail = %value, error = %error, "fault did not take effect");
+        self.recorder.record_failure(f, value, error);
     }
 
     async fn resolve(&self, target: &Target) -> Vec<String> {
@@ -321,17 +322,17 @@ impl NemesisRunner {
                     .started
                     .lock()
                     .expect("fault counts")
-                    .entry(fault.name())
+                    .entry(fault.kind())
                     .or_default() += 1;
                 Ok(())
             }
             Err(e) => {
                 let nodes = match &e {
-                    NemesisError::Node { node, .. } => vec![node.clone()],
+                    NemesisError::Node { node, .. } | NemesisError::Surroundings { node, .. } => vec![node.clone()],
                     _ => fault.named_nodes(),
                 };
-                let value = json!({"fault": fault.name(), "planned": fault.describe()});
-                self.note_failure(fault.start_verb(), &nodes, value, &e);
+                let value = json!({"fault": fault.kind(), "planned": fault.describe()});
+                self.note_failure(fault.start_event(), &nodes, value, &e);
                 Err(e)
             }
         }
@@ -360,20 +361,25 @@ impl NemesisRunner {
             Fault::Failover => self.failover().await,
             Fault::DiskStall(t) => {
                 for node in self.resolve(t).await {
-                    self.disk_fault(&node, "disk-stall", DiskCommand::Stall { ms: DISK_STALL_MAX_MS })
-                        .await?;
+                    self.disk_fault(
+                        &node,
+                        FaultKind::DiskStall,
+                        DiskCommand::Stall { ms: DISK_STALL_MAX_MS },
+                    )
+                    .await?;
                 }
                 Ok(())
             }
             Fault::DiskError(t) => {
                 for node in self.resolve(t).await {
-                    self.disk_fault(&node, "disk-error", DiskCommand::Errors).await?;
+                    self.disk_fault(&node, FaultKind::DiskError, DiskCommand::Errors)
+                        .await?;
                 }
                 Ok(())
             }
             Fault::DiskSlow { target, fsync_ms } => {
                 for node in self.resolve(target).await {
-                    self.disk_fault(&node, "disk-slow", DiskCommand::SlowFsync { ms: *fsync_ms })
+                    self.disk_fault(&node, FaultKind::DiskSlow, DiskCommand::SlowFsync { ms: *fsync_ms })
                         .await?;
                 }
                 Ok(())
@@ -396,40 +402,40 @@ impl NemesisRunner {
             .ops
             .before_failover(&old)
             .await
-            .map_err(|m| Self::node_err("prepare the failover of", &old, m))?;
+            .map_err(|e| Self::node_err("prepare the failover of", &old, e))?;
         let cut = partition::isolate(&self.nodes, &old, Shape::IsolateLeader);
         let cuts = cut.cuts.clone();
         self.update(|a| a.links_touched = true);
         self.blocking(move |h| h.net.partition(&cuts)).await?;
         let mut value = match self.ops.promote(&old).await {
             Ok(v) => v,
-            Err(m) => {
+            Err(e) => {
                 // The cut is undone by the heal that follows the error.
-                return Err(Self::node_err("promote a replica of", &old, m));
+                return Err(Self::node_err("promote a replica of", &old, e));
             }
         };
         value["partition"] = cut.event_value();
         if !before.is_null() {
             value["before"] = before;
         }
-        self.note("start-failover", std::slice::from_ref(&old), value.clone());
+        self.note(FaultEvent::StartFailover, std::slice::from_ref(&old), value.clone());
         self.update(|a| a.failover = Some((old, value)));
         Ok(())
     }
 
-    async fn disk_fault(&self, node: &str, name: &'static str, cmd: DiskCommand) -> Result<(), NemesisError> {
+    async fn disk_fault(&self, node: &str, kind: FaultKind, cmd: DiskCommand) -> Result<(), NemesisError> {
         let target = node.to_owned();
         let detail = self
             .blocking(move |h| h.around.disk(&target, cmd))
             .await
-            .map_err(|m| Self::node_err(name, node, m))?;
+            .map_err(|e| Self::around_err(kind.name(), node, e))?;
         self.note(
-            &format!("start-{name}"),
+            FaultEvent::start(kind.family()),
             &[node.to_owned()],
             json!({"node": node, "detail": detail}),
         );
         self.update(|a| {
-            a.disk.insert(node.to_owned(), name);
+            a.disk.insert(node.to_owned(), kind.family());
         });
         Ok(())
     }
@@ -447,8 +453,8 @@ impl NemesisRunner {
                         Ok(pid) => {
                             pids.insert(node.clone(), pid);
                         }
-                        Err(m) => {
-                            first.get_or_insert(Self::node_err("kill", node, m));
+                        Err(e) => {
+                            first.get_or_insert(Self::node_err("kill", node, e));
                         }
                     }
                 }
@@ -458,8 +464,8 @@ impl NemesisRunner {
                         Ok(d) => {
                             dropped.insert(node.clone(), d);
                         }
-                        Err(m) => {
-                            first.get_or_insert(Self::node_err("drop unsynced writes of", node, m));
+                        Err(e) => {
+                            first.get_or_insert(Self::around_err("drop unsynced writes of", node, e));
                         }
                     }
                 }
@@ -468,7 +474,7 @@ impl NemesisRunner {
             .await;
         let value = json!({"pids": pids, "dropped": dropped});
         let killed: Vec<String> = pids.keys().cloned().collect();
-        self.note("start-power-loss", &killed, value.clone());
+        self.note(FaultEvent::StartPowerLoss, &killed, value.clone());
         self.update(|a| {
             a.power_loss = Some(value);
             a.killed.extend(pids.keys().cloned());
@@ -481,13 +487,13 @@ impl NemesisRunner {
             let (target, off) = (node.clone(), *off);
             self.blocking(move |h| h.around.set_clock(&target, off))
                 .await
-                .map_err(|m| Self::node_err("set the clock of", node, m))?;
+                .map_err(|e| Self::around_err("set the clock of", node, e))?;
             self.update(|a| {
                 a.clocks.insert(node.clone());
             });
         }
         let nodes: Vec<String> = offsets.keys().cloned().collect();
-        self.note("start-clock", &nodes, json!({"offsets_ms": offsets}));
+        self.note(FaultEvent::StartClock, &nodes, json!({"offsets_ms": offsets}));
         Ok(())
     }
 
@@ -496,7 +502,7 @@ impl NemesisRunner {
         let target = node.to_owned();
         self.blocking(move |h| h.around.set_clock(&target, offset_ms))
             .await
-            .map_err(|m| Self::node_err("set the clock of", node, m))?;
+            .map_err(|e| Self::around_err("set the clock of", node, e))?;
         let (tx, mut rx) = watch::channel(false);
         let around = self.around.clone();
         let target = node.to_owned();
@@ -520,7 +526,7 @@ impl NemesisRunner {
             }
         });
         self.note(
-            "start-clock",
+            FaultEvent::StartClock,
             &[node.to_owned()],
             json!({"strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
         );
@@ -543,16 +549,24 @@ impl NemesisRunner {
         self.update(|a| a.links_touched = true);
         self.blocking(move |h| h.net.partition(&cuts)).await?;
         let nodes: Vec<String> = nodes.into_iter().collect();
-        self.note("start-partition", &nodes, value.clone());
+        self.note(FaultEvent::StartPartition, &nodes, value.clone());
         self.update(|a| a.partition = Some(value));
         Ok(())
     }
 
-    fn node_err(action: &'static str, node: &str, message: String) -> NemesisError {
+    fn node_err(action: &'static str, node: &str, source: NodeOpsError) -> NemesisError {
         NemesisError::Node {
             action,
             node: node.to_owned(),
-            message,
+            source,
+        }
+    }
+
+    fn around_err(action: &'static str, node: &str, source: SurroundingsError) -> NemesisError {
+        NemesisError::Surroundings {
+            action,
+            node: node.to_owned(),
+            source,
         }
     }
 
@@ -563,20 +577,23 @@ impl NemesisRunner {
         let target = node.to_owned();
         let (pid, dropped) = self
             .blocking(move |h| {
-                let pid = h.ops.kill(&target)?;
+                let pid = h.ops.kill(&target).map_err(|e| Self::node_err("kill", &target, e))?;
                 let dropped = match h.around.has_disks() {
-                    true => Some(h.around.disk(&target, DiskCommand::DropUnsynced)?),
+                    true => Some(
+                        h.around
+                            .disk(&target, DiskCommand::DropUnsynced)
+                            .map_err(|e| Self::around_err("drop unsynced writes of", &target, e))?,
+                    ),
                     false => None,
                 };
-                Ok::<_, String>((pid, dropped))
+                Ok::<_, NemesisError>((pid, dropped))
             })
-            .await
-            .map_err(|m| Self::node_err("kill", node, m))?;
+            .await?;
         let mut value = json!({"node": node, "pid": pid});
         if let Some(d) = dropped {
             value["dropped"] = d;
         }
-        self.note("kill", &[node.to_owned()], value);
+        self.note(FaultEvent::Kill, &[node.to_owned()], value);
         self.update(|a| {
             a.paused.remove(node);
             a.killed.insert(node.to_owned());
@@ -589,8 +606,8 @@ impl NemesisRunner {
         let pid = self
             .blocking(move |h| h.ops.pause(&target))
             .await
-            .map_err(|m| Self::node_err("pause", node, m))?;
-        self.note("pause", &[node.to_owned()], json!({"node": node, "pid": pid}));
+            .map_err(|e| Self::node_err("pause", node, e))?;
+        self.note(FaultEvent::Pause, &[node.to_owned()], json!({"node": node, "pid": pid}));
         self.update(|a| {
             a.paused.insert(node.to_owned());
         });
@@ -608,10 +625,10 @@ impl NemesisRunner {
                 false => h.ops.start(&target).map(Some),
             })
             .await
-            .map_err(|m| Self::node_err("restart", node, m))?;
+            .map_err(|e| Self::node_err("restart", node, e))?;
         if let Some(pid) = started {
             self.note(
-                "start",
+                FaultEvent::Start,
                 &[node.to_owned()],
                 json!({"node": node, "pid": pid, "after": "its disk failed"}),
             );
@@ -655,7 +672,7 @@ impl NemesisRunner {
         match self.blocking(|h| h.net.heal_all()).await {
             Ok(()) => {
                 if let Some(v) = partition {
-                    self.note("stop-partition", &nodes, v);
+                    self.note(FaultEvent::StopPartition, &nodes, v);
                 }
                 self.update(|a| {
                     a.partition = None;
@@ -665,7 +682,7 @@ impl NemesisRunner {
             }
             Err(e) => {
                 let e = NemesisError::from(e);
-                self.note_failure("stop-partition", &nodes, partition.unwrap_or(Value::Null), &e);
+                self.note_failure(FaultEvent::StopPartition, &nodes, partition.unwrap_or(Value::Null), &e);
                 Err(e)
             }
         }
@@ -678,12 +695,12 @@ impl NemesisRunner {
         let nodes = [old.clone()];
         match self.ops.rejoin(&old).await {
             Ok(r) => {
-                self.note("stop-failover", &nodes, json!({"started": v, "rejoined": r}));
+                self.note(FaultEvent::StopFailover, &nodes, json!({"started": v, "rejoined": r}));
                 Ok(())
             }
-            Err(m) => {
-                let e = Self::node_err("rejoin", &old, m);
-                self.note_failure("stop-failover", &nodes, json!({"started": v}), &e);
+            Err(e) => {
+                let e = Self::node_err("rejoin", &old, e);
+                self.note_failure(FaultEvent::StopFailover, &nodes, json!({"started": v}), &e);
                 Err(e)
             }
         }
@@ -692,19 +709,25 @@ impl NemesisRunner {
     async fn heal_disks(&self) -> Result<(), NemesisError> {
         let disk = self.active.lock().expect("active faults").disk.clone();
         let mut first_err = None;
-        for (node, name) in disk {
+        for (node, family) in disk {
             let target = node.clone();
             let nodes = [node.clone()];
+            let stop = FaultEvent::stop(family);
             match self.blocking(move |h| h.around.disk(&target, DiskCommand::Heal)).await {
-                Ok(_) => self.note(&format!("stop-{name}"), &nodes, json!({"node": node})),
-                Err(m) => {
-                    let e = Self::node_err("heal the disk of", &node, m);
-                    self.note_failure(&format!("stop-{name}"), &nodes, json!({"node": node}), &e);
+                Ok(_) => self.note(stop, &nodes, json!({"node": node})),
+                Err(e) => {
+                    let e = Self::around_err("heal the disk of", &node, e);
+                    self.note_failure(stop, &nodes, json!({"node": node}), &e);
                     first_err.get_or_insert(e);
                 }
             }
             if let Err(e) = self.restart_if_exited(&node).await {
-                self.note_failure("start", &nodes, json!({"node": node, "after": "its disk failed"}), &e);
+                self.note_failure(
+                    FaultEvent::Start,
+                    &nodes,
+                    json!({"node": node, "after": "its disk failed"}),
+                    &e,
+                );
                 first_err.get_or_insert(e);
             }
             self.update(|a| {
@@ -728,19 +751,19 @@ impl NemesisRunner {
         let mut first_err = None;
         for node in &clocks {
             let target = node.clone();
-            if let Err(m) = self.blocking(move |h| h.around.set_clock(&target, 0)).await {
-                first_err.get_or_insert(Self::node_err("reset the clock of", node, m));
+            if let Err(e) = self.blocking(move |h| h.around.set_clock(&target, 0)).await {
+                first_err.get_or_insert(Self::around_err("reset the clock of", node, e));
             }
         }
         let nodes: Vec<String> = clocks.iter().cloned().collect();
         self.update(|a| a.clocks.clear());
         match first_err {
             None => {
-                self.note("stop-clock", &nodes, json!({"nodes": clocks}));
+                self.note(FaultEvent::StopClock, &nodes, json!({"nodes": clocks}));
                 Ok(())
             }
             Some(e) => {
-                self.note_failure("stop-clock", &nodes, json!({"nodes": clocks}), &e);
+                self.note_failure(FaultEvent::StopClock, &nodes, json!({"nodes": clocks}), &e);
                 Err(e)
             }
         }
@@ -753,10 +776,10 @@ impl NemesisRunner {
             let target = node.clone();
             let nodes = [node.clone()];
             match self.blocking(move |h| h.ops.resume(&target)).await {
-                Ok(pid) => self.note("resume", &nodes, json!({"node": node, "pid": pid})),
-                Err(m) => {
-                    let e = Self::node_err("resume", &node, m);
-                    self.note_failure("resume", &nodes, json!({"node": node}), &e);
+                Ok(pid) => self.note(FaultEvent::Resume, &nodes, json!({"node": node, "pid": pid})),
+                Err(e) => {
+                    let e = Self::node_err("resume", &node, e);
+                    self.note_failure(FaultEvent::Resume, &nodes, json!({"node": node}), &e);
                     first_err.get_or_insert(e);
                 }
             }
@@ -781,38 +804,45 @@ impl NemesisRunner {
             let nodes = [node.clone()];
             match self.blocking(move |h| h.ops.start(&target)).await {
                 Ok(pid) => {
-                    self.note("start", &nodes, json!({"node": node, "pid": pid}));
+                    self.note(FaultEvent::Start, &nodes, json!({"node": node, "pid": pid}));
                     restarted.insert(node.clone(), pid);
                     self.update(|a| {
                         a.killed.remove(&node);
                     });
                 }
-                Err(m) => {
-                    let e = Self::node_err("start", &node, m);
-                    self.note_failure("start", &nodes, json!({"node": node}), &e);
+                Err(e) => {
+                    let e = Self::node_err("start", &node, e);
+                    self.note_failure(FaultEvent::Start, &nodes, json!({"node": node}), &e);
                     first_err.get_or_insert(e);
                 }
             }
         }
         if let Some(v) = power_loss {
             let nodes: Vec<String> = restarted.keys().cloned().collect();
-            self.note("stop-power-loss", &nodes, json!({"started": v, "restarted": restarted}));
+            self.note(
+                FaultEvent::StopPowerLoss,
+                &nodes,
+                json!({"started": v, "restarted": restarted}),
+            );
         }
         first_err.map_or(Ok(()), Err)
     }
 }
 
-/// Whether `f` undoes a fault (HISTORY_FORMAT.md's paired verbs).
-fn is_heal(f: &str) -> bool {
-    f.starts_with("stop-") || f == "start" || f == "resume"
-}
-
 /// `set_clock` on a blocking thread (it may run a command on a node).
-async fn set_clock_off_runtime(around: &Arc<dyn Surroundings>, node: &str, offset_ms: i64) -> Result<(), String> {
-    let (around, node) = (around.clone(), node.to_owned());
-    match tokio::task::spawn_blocking(move || around.set_clock(&node, offset_ms)).await {
+async fn set_clock_off_runtime(
+    around: &Arc<dyn Surroundings>,
+    node: &str,
+    offset_ms: i64,
+) -> Result<(), SurroundingsError> {
+    let (around, target) = (around.clone(), node.to_owned());
+    match tokio::task::spawn_blocking(move || around.set_clock(&target, offset_ms)).await {
         Ok(r) => r,
-        Err(e) => Err(format!("the clock task died: {e}")),
+        Err(e) => Err(SurroundingsError::Refused {
+            node: node.to_owned(),
+            command: "set the clock".into(),
+            detail: format!("the clock task died: {e}"),
+        }),
     }
 }
 
@@ -843,13 +873,13 @@ impl Drop for NemesisRunner {
             let _ = tx.send(true);
         }
         for node in disks.keys() {
-            if let Err(m) = self.around.disk(node, DiskCommand::Heal) {
-                tracing::error!(node, error = m, "could not heal a disk");
+            if let Err(e) = self.around.disk(node, DiskCommand::Heal) {
+                tracing::error!(node, error = %e, "could not heal a disk");
             }
         }
         for node in &clocks {
-            if let Err(m) = self.around.set_clock(node, 0) {
-                tracing::error!(node, error = m, "could not reset a clock");
+            if let Err(e) = self.around.set_clock(node, 0) {
+                tracing::error!(node, error = %e, "could not reset a clock");
             }
         }
         let paused = std::mem::take(
@@ -860,8 +890,8 @@ impl Drop for NemesisRunner {
                 .unwrap_or_default(),
         );
         for node in paused {
-            if let Err(m) = self.ops.resume(&node) {
-                tracing::error!(node, error = m, "could not resume a paused node");
+            if let Err(e) = self.ops.resume(&node) {
+                tracing::error!(node, error = %e, "could not resume a paused node");
             }
         }
     }

@@ -17,127 +17,11 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::error::NemesisError;
+use crate::fault::{FaultEvent, FaultFamily, FaultKind};
 use crate::partition::{self, Partition, Shape};
 
 /// Most steps one plan may hold.
 pub const MAX_STEPS: usize = 100_000;
-
-/// A fault the user can ask for with `--nemesis`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// A partition of a random shape.
-    Partition,
-    /// A partition of one shape.
-    PartitionOf(Shape),
-    /// SIGKILL a random node, restart it later.
-    Kill,
-    /// SIGKILL the leader, restart it later.
-    KillLeader,
-    /// SIGKILL every node at once, restart them later.
-    KillAll,
-    /// SIGSTOP a random node, SIGCONT it later.
-    Pause,
-    /// SIGSTOP the leader, SIGCONT it later.
-    PauseLeader,
-    /// Cut the primary off, promote a replica; rejoin the old primary later
-    /// (databases with operator failover: Redis).
-    Failover,
-    /// Stall every disk operation of a random node for the fault's length.
-    DiskStall,
-    /// Fail a random node's writes and fsyncs with EIO.
-    DiskError,
-    /// Slow a random node's fsyncs down by tens to hundreds of milliseconds.
-    DiskSlow,
-    /// Power loss: kill every node at once and lose their unsynced writes;
-    /// restart them later.
-    LoseUnsynced,
-    /// Set random nodes' clocks off by up to a few seconds; reset later.
-    Clock,
-    /// Flip one node's clock between true and off, every few milliseconds.
-    ClockStrobe,
-}
-
-impl FaultKind {
-    /// Every name `--nemesis` accepts.
-    pub const NAMES: &'static [&'static str] = &[
-        "none",
-        "partition",
-        "partition-halves",
-        "partition-one",
-        "partition-leader",
-        "partition-ring",
-        "partition-bridge",
-        "partition-one-way",
-        "kill",
-        "kill-leader",
-        "kill-all",
-        "pause",
-        "pause-leader",
-        "failover",
-        "disk-stall",
-        "disk-error",
-        "disk-slow",
-        "lose-unsynced",
-        "clock",
-        "clock-strobe",
-    ];
-
-    /// Parses one name.
-    pub fn parse(s: &str) -> Result<FaultKind, NemesisError> {
-        Ok(match s {
-            "partition" => FaultKind::Partition,
-            "partition-halves" => FaultKind::PartitionOf(Shape::Halves),
-            "partition-one" => FaultKind::PartitionOf(Shape::IsolateOne),
-            "partition-leader" => FaultKind::PartitionOf(Shape::IsolateLeader),
-            "partition-ring" => FaultKind::PartitionOf(Shape::MajoritiesRing),
-            "partition-bridge" => FaultKind::PartitionOf(Shape::Bridge),
-            "partition-one-way" => FaultKind::PartitionOf(Shape::OneWay),
-            "kill" => FaultKind::Kill,
-            "kill-leader" => FaultKind::KillLeader,
-            "kill-all" => FaultKind::KillAll,
-            "pause" => FaultKind::Pause,
-            "pause-leader" => FaultKind::PauseLeader,
-            "failover" => FaultKind::Failover,
-            "disk-stall" => FaultKind::DiskStall,
-            "disk-error" => FaultKind::DiskError,
-            "disk-slow" => FaultKind::DiskSlow,
-            "lose-unsynced" | "power-loss" => FaultKind::LoseUnsynced,
-            "clock" => FaultKind::Clock,
-            "clock-strobe" => FaultKind::ClockStrobe,
-            other => return Err(NemesisError::UnknownFault(other.to_owned())),
-        })
-    }
-
-    /// Whether the fault needs the disk-fault filesystem.
-    pub fn needs_disk(self) -> bool {
-        matches!(
-            self,
-            FaultKind::DiskStall | FaultKind::DiskError | FaultKind::DiskSlow | FaultKind::LoseUnsynced
-        )
-    }
-
-    /// Whether the fault needs libfaketime.
-    pub fn needs_clock(self) -> bool {
-        matches!(self, FaultKind::Clock | FaultKind::ClockStrobe)
-    }
-
-    /// Whether the fault cuts links between nodes.
-    pub fn cuts_links(self) -> bool {
-        matches!(
-            self,
-            FaultKind::Partition | FaultKind::PartitionOf(_) | FaultKind::Failover
-        )
-    }
-
-    /// Parses a comma-separated list; `none` or an empty string is no fault.
-    pub fn parse_list(s: &str) -> Result<Vec<FaultKind>, NemesisError> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|w| !w.is_empty() && *w != "none")
-            .map(FaultKind::parse)
-            .collect()
-    }
-}
 
 /// Which node a process fault hits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,45 +66,41 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// The `--nemesis` word of this fault, with the shape or target it was
+    /// The kind that asks for this fault, with the shape or target it was
     /// drawn with (`partition-halves`, `kill-leader`): what the run's table
     /// counts.
-    pub fn name(&self) -> String {
-        let by_target = |base: &str, t: &Target| match t {
-            Target::Node(_) => base.to_owned(),
-            Target::Leader => format!("{base}-leader"),
-            Target::All => format!("{base}-all"),
+    pub fn kind(&self) -> FaultKind {
+        let by_target = |node: FaultKind, leader: FaultKind, all: FaultKind, t: &Target| match t {
+            Target::Node(_) => node,
+            Target::Leader => leader,
+            Target::All => all,
         };
         match self {
-            Fault::Partition(p) => shape_word(p.shape).to_owned(),
-            Fault::PartitionLeader => shape_word(Shape::IsolateLeader).to_owned(),
-            Fault::Kill(t) => by_target("kill", t),
-            Fault::Pause(t) => by_target("pause", t),
-            Fault::Failover => "failover".into(),
-            Fault::DiskStall(_) => "disk-stall".into(),
-            Fault::DiskError(_) => "disk-error".into(),
-            Fault::DiskSlow { .. } => "disk-slow".into(),
-            Fault::LoseUnsynced => "lose-unsynced".into(),
-            Fault::Clock(_) => "clock".into(),
-            Fault::ClockStrobe { .. } => "clock-strobe".into(),
+            Fault::Partition(p) => FaultKind::of_shape(p.shape),
+            Fault::PartitionLeader => FaultKind::PartitionLeader,
+            Fault::Kill(t) => by_target(FaultKind::Kill, FaultKind::KillLeader, FaultKind::KillAll, t),
+            // No kind pauses every node; a pause of all would count as pauses.
+            Fault::Pause(t) => by_target(FaultKind::Pause, FaultKind::PauseLeader, FaultKind::Pause, t),
+            Fault::Failover => FaultKind::Failover,
+            Fault::DiskStall(_) => FaultKind::DiskStall,
+            Fault::DiskError(_) => FaultKind::DiskError,
+            Fault::DiskSlow { .. } => FaultKind::DiskSlow,
+            Fault::LoseUnsynced => FaultKind::LoseUnsynced,
+            Fault::Clock(_) => FaultKind::Clock,
+            Fault::ClockStrobe { .. } => FaultKind::ClockStrobe,
         }
     }
 
-    /// The `f` of the nemesis event that starts this fault (HISTORY_FORMAT.md):
-    /// a fault that did not take effect is recorded under the same `f` with
+    /// What the fault does.
+    pub fn family(&self) -> FaultFamily {
+        self.kind().family()
+    }
+
+    /// The nemesis event that starts this fault (HISTORY_FORMAT.md): a
+    /// fault that did not take effect is recorded under the same `f` with
     /// the type `fail`.
-    pub fn start_verb(&self) -> &'static str {
-        match self {
-            Fault::Partition(_) | Fault::PartitionLeader => "start-partition",
-            Fault::Kill(_) => "kill",
-            Fault::Pause(_) => "pause",
-            Fault::Failover => "start-failover",
-            Fault::DiskStall(_) => "start-disk-stall",
-            Fault::DiskError(_) => "start-disk-error",
-            Fault::DiskSlow { .. } => "start-disk-slow",
-            Fault::LoseUnsynced => "start-power-loss",
-            Fault::Clock(_) | Fault::ClockStrobe { .. } => "start-clock",
-        }
+    pub fn start_event(&self) -> FaultEvent {
+        FaultEvent::start(self.family())
     }
 
     /// The nodes the fault names before it runs (a leader is only known
@@ -264,18 +144,6 @@ impl Fault {
                 period_ms,
             } => json!({"clock-strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
         }
-    }
-}
-
-/// The `--nemesis` word that asks for a partition of `shape`.
-fn shape_word(shape: Shape) -> &'static str {
-    match shape {
-        Shape::Halves => "partition-halves",
-        Shape::IsolateOne => "partition-one",
-        Shape::IsolateLeader => "partition-leader",
-        Shape::MajoritiesRing => "partition-ring",
-        Shape::Bridge => "partition-bridge",
-        Shape::OneWay => "partition-one-way",
     }
 }
 
@@ -430,7 +298,12 @@ fn draw_fault(kind: FaultKind, nodes: &[String], rng: &mut ChaCha8Rng) -> Fault 
             let shape = *RANDOM_SHAPES.choose(rng).expect("shapes");
             partition(shape, rng)
         }
-        FaultKind::PartitionOf(shape) => partition(shape, rng),
+        FaultKind::PartitionHalves
+        | FaultKind::PartitionOne
+        | FaultKind::PartitionLeader
+        | FaultKind::PartitionRing
+        | FaultKind::PartitionBridge
+        | FaultKind::PartitionOneWay => partition(kind.shape().expect("a partition kind has a shape"), rng),
         FaultKind::Kill => Fault::Kill(node(rng)),
         FaultKind::KillLeader => Fault::Kill(Target::Leader),
         FaultKind::KillAll => Fault::Kill(Target::All),
@@ -500,21 +373,10 @@ mod tests {
         p.steps
             .iter()
             .filter_map(|s| match &s.action {
-                StepAction::Start(f) => Some(f.name()),
+                StepAction::Start(f) => Some(f.kind().name().to_owned()),
                 StepAction::Stop => None,
             })
             .collect()
-    }
-
-    #[test]
-    fn parses_lists_and_rejects_unknown_words() {
-        let k = FaultKind::parse_list("partition, kill,pause").unwrap();
-        assert_eq!(k, vec![FaultKind::Partition, FaultKind::Kill, FaultKind::Pause]);
-        assert!(FaultKind::parse_list("none").unwrap().is_empty());
-        assert!(FaultKind::parse_list("flood").is_err());
-        for name in FaultKind::NAMES.iter().filter(|n| **n != "none") {
-            FaultKind::parse(name).unwrap();
-        }
     }
 
     #[test]

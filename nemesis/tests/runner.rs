@@ -14,8 +14,8 @@ use std::time::Duration;
 use faultline_nemesis::partition::{self, Partition, Shape};
 use faultline_nemesis::runner::BoxFuture;
 use faultline_nemesis::{
-    Fault, Link, LinkFault, NemesisError, NemesisRunner, Net, NetError, NodeOps, Plan, ProxyMesh, Recorder, Step,
-    StepAction, Target,
+    ControlError, Fault, FaultEvent, FaultKind, Link, LinkFault, NemesisError, NemesisRunner, Net, NetError, NodeOps,
+    NodeOpsError, Plan, ProxyMesh, Recorder, Step, StepAction, Target,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -28,15 +28,15 @@ type Recorded = (&'static str, String, Option<String>);
 struct Events(Mutex<Vec<Recorded>>);
 
 impl Recorder for Events {
-    fn record(&self, f: &str, _value: Value) {
-        self.0.lock().unwrap().push(("info", f.to_owned(), None));
+    fn record(&self, f: FaultEvent, _value: Value) {
+        self.0.lock().unwrap().push(("info", f.name().to_owned(), None));
     }
 
-    fn record_failure(&self, f: &str, _value: Value, error: &str) {
+    fn record_failure(&self, f: FaultEvent, _value: Value, error: &NemesisError) {
         self.0
             .lock()
             .unwrap()
-            .push(("fail", f.to_owned(), Some(error.to_owned())));
+            .push(("fail", f.name().to_owned(), Some(error.to_string())));
     }
 }
 
@@ -54,31 +54,46 @@ struct Ops {
 }
 
 impl NodeOps for Ops {
-    fn kill(&self, node: &str) -> Result<u32, String> {
+    fn kill(&self, _node: &str) -> Result<u32, NodeOpsError> {
         match self.kill_fails.load(Ordering::SeqCst) {
-            true => Err(format!("no process for {node}: kill(2) said ESRCH")),
+            true => Err(signal_failed("SIGKILL", libc_errno::ESRCH)),
             false => Ok(100),
         }
     }
 
-    fn start(&self, _node: &str) -> Result<u32, String> {
+    fn start(&self, _node: &str) -> Result<u32, NodeOpsError> {
         Ok(101)
     }
 
-    fn pause(&self, node: &str) -> Result<u32, String> {
+    fn pause(&self, _node: &str) -> Result<u32, NodeOpsError> {
         match self.pause_fails.load(Ordering::SeqCst) {
-            true => Err(format!("SIGSTOP to {node}: EPERM")),
+            true => Err(signal_failed("SIGSTOP", libc_errno::EPERM)),
             false => Ok(100),
         }
     }
 
-    fn resume(&self, _node: &str) -> Result<u32, String> {
+    fn resume(&self, _node: &str) -> Result<u32, NodeOpsError> {
         Ok(100)
     }
 
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         Box::pin(async { None })
     }
+}
+
+/// The errno values the failing operations report.
+mod libc_errno {
+    pub const EPERM: i32 = 1;
+    pub const ESRCH: i32 = 3;
+}
+
+/// A signal to pid 100 that the OS refused with `errno`.
+fn signal_failed(signal: &'static str, errno: i32) -> NodeOpsError {
+    NodeOpsError::Control(ControlError::Signal {
+        signal,
+        pid: 100,
+        source: std::io::Error::from_raw_os_error(errno),
+    })
 }
 
 /// A net whose cuts work and whose heal fails, as nftables does when a
@@ -165,8 +180,13 @@ async fn a_kill_that_fails_is_a_fail_event_and_ends_the_plan() {
     ops.kill_fails.store(true, Ordering::SeqCst);
     let r = runner(mesh().await, ops, events.clone(), 3);
     let (res, took) = play(&r, &plan(vec![Fault::Kill(Target::Node("n1".into())), halves()])).await;
-    let err = res.unwrap_err().to_string();
-    assert!(err.contains("kill n1") && err.contains("ESRCH"), "{err}");
+    let err = res.unwrap_err();
+    assert!(
+        matches!(&err, NemesisError::Node { action: "kill", node, source: NodeOpsError::Control(ControlError::Signal { .. }) } if node == "n1"),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(err.contains("kill n1: signal SIGKILL to pid 100"), "{err}");
     assert!(
         took < Duration::from_secs(10),
         "the plan ended at the failure, took {took:?}"
@@ -174,7 +194,7 @@ async fn a_kill_that_fails_is_a_fail_event_and_ends_the_plan() {
     let list = events.list();
     assert_eq!(list.len(), 1, "only the failure, no partition after it: {list:?}");
     assert_eq!((list[0].0, list[0].1.as_str()), ("fail", "kill"));
-    assert!(list[0].2.as_deref().unwrap().contains("ESRCH"), "{list:?}");
+    assert_eq!(list[0].2.as_deref(), Some(err.as_str()), "the event carries the error");
     assert!(r.fault_counts().is_empty(), "a failed fault is not counted");
 }
 
@@ -188,7 +208,8 @@ async fn a_pause_that_fails_after_a_kill_that_worked_is_recorded_as_such() {
         Fault::Pause(Target::Node("n2".into())),
     ];
     let (res, _) = play(&r, &plan(faults)).await;
-    assert!(res.unwrap_err().to_string().contains("EPERM"));
+    let err = res.unwrap_err().to_string();
+    assert!(err.contains("pause n2: signal SIGSTOP"), "{err}");
     let kinds: Vec<(&str, String)> = events.list().into_iter().map(|(t, f, _)| (t, f)).collect();
     assert_eq!(
         kinds,
@@ -198,7 +219,7 @@ async fn a_pause_that_fails_after_a_kill_that_worked_is_recorded_as_such() {
             ("fail", "pause".to_owned())
         ]
     );
-    assert_eq!(r.fault_counts(), BTreeMap::from([("kill".to_owned(), 1)]));
+    assert_eq!(r.fault_counts(), BTreeMap::from([(FaultKind::Kill, 1)]));
 }
 
 #[tokio::test]
@@ -243,7 +264,7 @@ async fn faults_that_took_effect_are_counted_by_kind() {
     res.unwrap();
     assert_eq!(
         r.fault_counts(),
-        BTreeMap::from([("kill".to_owned(), 1), ("partition-halves".to_owned(), 2)])
+        BTreeMap::from([(FaultKind::Kill, 1), (FaultKind::PartitionHalves, 2)])
     );
     assert!(events.list().iter().all(|(t, _, _)| *t == "info"));
 }

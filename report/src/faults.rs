@@ -3,7 +3,10 @@
 //!
 //! The history records faults as paired verbs of the nemesis process
 //! (STYLE.md, 7): `start-partition`/`stop-partition`, `kill`/`start`,
-//! `pause`/`resume`, and in general `start-X`/`stop-X`. Pairing them here
+//! `pause`/`resume`, `start-disk-stall`/`stop-disk-stall`, ... The nemesis
+//! crate's [`FaultEvent`] names them all, and an event is read by its whole
+//! `f` through it: another tool's nemesis event (an imported history's
+//! `start-foo`) is an instant of its own, never taken apart. Pairing them here
 //! gives every part of the report one answer to "which fault was active at
 //! that moment". A fault never healed in the history runs to its end; an
 //! event with no partner is an instant. A fault or heal that did not take
@@ -14,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use faultline_histories::{Event, EventType, History};
+use faultline_nemesis::{FaultEvent, FaultFamily};
 use serde_json::Value;
 
 use crate::escape::truncate;
@@ -23,37 +27,12 @@ pub const MAX_BANDS: usize = 10_000;
 /// Longest fault label, in characters.
 const LABEL_CHARS_MAX: usize = 120;
 
-/// What kind of fault a band is; decides its colour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FaultKind {
-    Partition,
-    Kill,
-    Pause,
-    /// Disk stalls, errors, slow fsyncs, power loss.
-    Disk,
-    /// Clock skew.
-    Clock,
-    Other,
-}
-
-impl FaultKind {
-    /// The CSS class suffix and legend word.
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::Partition => "partition",
-            FaultKind::Kill => "kill",
-            FaultKind::Pause => "pause",
-            FaultKind::Disk => "disk",
-            FaultKind::Clock => "clock",
-            FaultKind::Other => "other",
-        }
-    }
-}
-
 /// One fault, from its start to its heal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultBand {
-    pub kind: FaultKind,
+    /// What the fault did; `None` for a nemesis event faultline does not
+    /// write (another tool's, in an imported history).
+    pub family: Option<FaultFamily>,
     /// `partition {"n1":["n2"]}`, `kill n2`, ...
     pub label: String,
     pub start_ns: u64,
@@ -62,6 +41,20 @@ pub struct FaultBand {
 }
 
 impl FaultBand {
+    /// The CSS class suffix and legend word, which decides the band's
+    /// colour: a failover cuts links as a partition does, and every disk
+    /// fault shares one colour.
+    pub fn class(&self) -> &'static str {
+        match self.family {
+            Some(FaultFamily::Partition | FaultFamily::Failover) => "partition",
+            Some(FaultFamily::Kill) => "kill",
+            Some(FaultFamily::Pause) => "pause",
+            Some(f) if f.is_disk() => "disk",
+            Some(FaultFamily::Clock) => "clock",
+            _ => "other",
+        }
+    }
+
     /// The end, or `t_end` for a fault never healed.
     pub fn end_or(&self, t_end: u64) -> u64 {
         self.end_ns.unwrap_or(t_end).max(self.start_ns)
@@ -82,58 +75,38 @@ fn node_of(v: &Value) -> Option<String> {
     }
 }
 
-/// How an event opens or closes a fault: `(kind, slot, opens)`, where the
-/// slot pairs an opening with its closing.
-fn classify(ev: &Event) -> (FaultKind, String, Option<bool>) {
-    let f = ev.f.as_str();
-    let node = || node_of(&ev.value).unwrap_or_default();
+/// How an event opens or closes a fault: `(family, slot, opens)`, where
+/// the slot pairs an opening with its closing. The event is matched by its
+/// whole `f` ([`FaultEvent`]); a failed one opens and closes nothing.
+fn classify(ev: &Event) -> (Option<FaultFamily>, String, Option<bool>) {
+    let event = FaultEvent::from_name(ev.f.as_str());
+    let family = event.map(FaultEvent::family);
     if ev.kind == EventType::Fail {
-        let (kind, _, _) = classify_verb(f, &node);
         let error = ev.error.as_deref().unwrap_or("no error given");
-        return (kind, format!("{f} FAILED: {error}"), None);
+        return (family, format!("{} FAILED: {error}", ev.f), None);
     }
-    classify_verb(f, &node)
+    match event {
+        Some(e) => (family, slot(e.family(), &ev.value), Some(e.opens())),
+        None => (None, ev.f.to_string(), None),
+    }
 }
 
-/// [`classify`] for an event that took effect.
-fn classify_verb(f: &str, node: &dyn Fn() -> String) -> (FaultKind, String, Option<bool>) {
-    match f {
-        "start-partition" => (FaultKind::Partition, "partition".into(), Some(true)),
-        "stop-partition" => (FaultKind::Partition, "partition".into(), Some(false)),
-        "kill" => (FaultKind::Kill, format!("kill {}", node()), Some(true)),
-        "start" => (FaultKind::Kill, format!("kill {}", node()), Some(false)),
-        "pause" => (FaultKind::Pause, format!("pause {}", node()), Some(true)),
-        "resume" => (FaultKind::Pause, format!("pause {}", node()), Some(false)),
-        _ => {
-            if let Some(what) = f.strip_prefix("start-") {
-                (kind_of(what), what.to_owned(), Some(true))
-            } else if let Some(what) = f.strip_prefix("stop-") {
-                (kind_of(what), what.to_owned(), Some(false))
-            } else {
-                (FaultKind::Other, f.to_owned(), None)
-            }
+/// Kills and pauses pair per node; other faults per family.
+fn slot(family: FaultFamily, value: &Value) -> String {
+    match family {
+        FaultFamily::Kill | FaultFamily::Pause => {
+            format!("{} {}", family.name(), node_of(value).unwrap_or_default())
         }
+        f => f.name().to_owned(),
     }
 }
 
-/// The colour of a `start-X`/`stop-X` fault: disks, clocks, a failover
-/// (a partition and a promotion), or anything else.
-fn kind_of(what: &str) -> FaultKind {
-    match what {
-        "failover" => FaultKind::Partition,
-        "clock" => FaultKind::Clock,
-        "power-loss" => FaultKind::Disk,
-        w if w.starts_with("disk-") => FaultKind::Disk,
-        _ => FaultKind::Other,
-    }
-}
-
-fn label(kind: FaultKind, slot: &str, value: &Value) -> String {
-    let text = match kind {
-        FaultKind::Partition | FaultKind::Disk | FaultKind::Clock | FaultKind::Other if !value.is_null() => {
-            format!("{slot} {value}")
-        }
-        _ => slot.to_owned(),
+fn label(family: Option<FaultFamily>, slot: &str, value: &Value) -> String {
+    let per_node = matches!(family, Some(FaultFamily::Kill | FaultFamily::Pause));
+    let text = if per_node || value.is_null() {
+        slot.to_owned()
+    } else {
+        format!("{slot} {value}")
     };
     truncate(&text, LABEL_CHARS_MAX)
 }
@@ -146,7 +119,7 @@ pub fn fault_bands(history: &History) -> Vec<FaultBand> {
         if done.len() + open.len() >= MAX_BANDS {
             break;
         }
-        let (kind, slot, opens) = classify(ev);
+        let (family, slot, opens) = classify(ev);
         match opens {
             Some(true) => {
                 // A second start of the same slot ends the first one.
@@ -155,8 +128,8 @@ pub fn fault_bands(history: &History) -> Vec<FaultBand> {
                     done.push(prev);
                 }
                 let band = FaultBand {
-                    kind,
-                    label: label(kind, &slot, &ev.value),
+                    family,
+                    label: label(family, &slot, &ev.value),
                     start_ns: ev.time,
                     end_ns: None,
                 };
@@ -167,9 +140,9 @@ pub fn fault_bands(history: &History) -> Vec<FaultBand> {
                     b.end_ns = Some(ev.time);
                     done.push(b);
                 }
-                None => done.push(instant(kind, &format!("{} (no start)", ev.f), ev)),
+                None => done.push(instant(family, &format!("{} (no start)", ev.f), ev)),
             },
-            None => done.push(instant(kind, &slot, ev)),
+            None => done.push(instant(family, &slot, ev)),
         }
     }
     done.extend(open.into_values());
@@ -177,10 +150,10 @@ pub fn fault_bands(history: &History) -> Vec<FaultBand> {
     done
 }
 
-fn instant(kind: FaultKind, slot: &str, ev: &Event) -> FaultBand {
+fn instant(family: Option<FaultFamily>, slot: &str, ev: &Event) -> FaultBand {
     FaultBand {
-        kind,
-        label: label(kind, slot, &ev.value),
+        family,
+        label: label(family, slot, &ev.value),
         start_ns: ev.time,
         end_ns: Some(ev.time),
     }
@@ -246,7 +219,7 @@ mod tests {
         let bands = fault_bands(&h);
         assert_eq!(bands.len(), 2, "{bands:?}");
         assert_eq!((bands[0].label.as_str(), bands[0].end_ns), ("kill n1", Some(30)));
-        assert_eq!(bands[1].kind, FaultKind::Partition);
+        assert_eq!(bands[1].family, Some(FaultFamily::Partition));
         assert_eq!((bands[1].start_ns, bands[1].end_ns), (20, Some(20)));
         assert!(
             bands[1]
@@ -254,6 +227,42 @@ mod tests {
                 .starts_with("start-partition FAILED: applying firewall rules on n2: nft exited 1"),
             "{}",
             bands[1].label
+        );
+    }
+
+    #[test]
+    fn a_history_written_before_the_typed_faults_reads_the_same() {
+        // Lines as faultline wrote them when `f` was a plain string.
+        let text = r#"{"index":0,"time":10,"process":"nemesis","type":"info","f":"start-partition","value":{"n1":["n2"]}}
+{"index":1,"time":15,"process":"nemesis","type":"info","f":"start-disk-slow","value":{"node":"n3"}}
+{"index":2,"time":20,"process":"nemesis","type":"info","f":"stop-partition","value":null}
+{"index":3,"time":25,"process":"nemesis","type":"fail","f":"kill","value":{"fault":"kill"},"error":"n2 is not running"}
+{"index":4,"time":30,"process":"nemesis","type":"info","f":"stop-disk-slow","value":{"node":"n3"}}
+"#;
+        let h = faultline_histories::read_history(text.as_bytes(), std::path::Path::new("old.jsonl")).unwrap();
+        let got: Vec<(Option<FaultFamily>, u64, Option<u64>)> = fault_bands(&h)
+            .iter()
+            .map(|b| (b.family, b.start_ns, b.end_ns))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(FaultFamily::Partition), 10, Some(20)),
+                (Some(FaultFamily::DiskSlow), 15, Some(30)),
+                (Some(FaultFamily::Kill), 25, Some(25)),
+            ]
+        );
+    }
+
+    #[test]
+    fn another_tools_events_are_instants_whatever_their_prefix() {
+        let h = History::from_events([nem(0, 10, "start-foo", json!(1)), nem(1, 20, "stop-foo", json!(1))]).unwrap();
+        let bands = fault_bands(&h);
+        let got: Vec<(&str, &str, Option<u64>)> =
+            bands.iter().map(|b| (b.class(), b.label.as_str(), b.end_ns)).collect();
+        assert_eq!(
+            got,
+            vec![("other", "start-foo 1", Some(10)), ("other", "stop-foo 1", Some(20))]
         );
     }
 
@@ -270,15 +279,17 @@ mod tests {
             nem(7, 80, "stop-failover", json!({})),
         ])
         .unwrap();
-        let kinds: Vec<(FaultKind, u64, Option<u64>)> =
-            fault_bands(&h).iter().map(|b| (b.kind, b.start_ns, b.end_ns)).collect();
+        let kinds: Vec<(&str, u64, Option<u64>)> = fault_bands(&h)
+            .iter()
+            .map(|b| (b.class(), b.start_ns, b.end_ns))
+            .collect();
         assert_eq!(
             kinds,
             vec![
-                (FaultKind::Disk, 10, Some(20)),
-                (FaultKind::Disk, 30, Some(40)),
-                (FaultKind::Clock, 50, Some(60)),
-                (FaultKind::Partition, 70, Some(80)),
+                ("disk", 10, Some(20)),
+                ("disk", 30, Some(40)),
+                ("clock", 50, Some(60)),
+                ("partition", 70, Some(80)),
             ]
         );
     }

@@ -32,7 +32,7 @@ pub fn short_name(label: &str) -> String {
 
 /// The fault kinds present, in a stable order, each with its swatch.
 fn fault_keys(bands: &[FaultBand]) -> String {
-    let kinds: BTreeSet<&'static str> = bands.iter().map(|b| b.kind.name()).collect();
+    let kinds: BTreeSet<&'static str> = bands.iter().map(|b| b.class()).collect();
     kinds
         .iter()
         .map(|k| format!("<span class=\"key\"><i class=\"swatch band-{k}\"></i>{k}</span>"))
@@ -112,7 +112,7 @@ pub fn fault_list(bands: &[FaultBand], t_end: u64) -> String {
         let _ = write!(
             out,
             "<li><i class=\"swatch band-{}\"></i><b>{}</b> from {} {end}{whole}</li>",
-            b.kind.name(),
+            b.class(),
             html(&name),
             seconds(b.start_ns),
         );

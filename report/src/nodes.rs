@@ -120,7 +120,7 @@ fn bands_svg(out: &mut String, bands: &[FaultBand], t_end: u64, h: f64) {
         let _ = write!(
             out,
             "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{h}\"><title>{}</title></rect>",
-            b.kind.name(),
+            b.class(),
             x1 - x0,
             html(&b.label)
         );

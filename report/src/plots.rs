@@ -159,7 +159,7 @@ pub(crate) fn band_names(out: &mut String, bands: &[FaultBand], x: &Axis, y: f64
         let _ = write!(
             out,
             "<text class=\"band-name band-name-{}\" x=\"{x0:.1}\" y=\"{y:.1}\">{}</text>",
-            b.kind.name(),
+            b.class(),
             html(&name)
         );
         free_from = x0 + name.chars().count() as f64 * CHAR_W + 6.0;
@@ -181,7 +181,7 @@ fn frame(out: &mut String, title: &str, x: &Axis, y: &Axis, y_label: &str, bands
         let _ = write!(
             out,
             "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"{MT}\" width=\"{:.1}\" height=\"{}\"><title>{}</title></rect>",
-            b.kind.name(),
+            b.class(),
             x1 - x0,
             H - MT - MB,
             html(&b.label)

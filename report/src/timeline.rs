@@ -302,7 +302,7 @@ fn write_bands(out: &mut String, bands: &[FaultBand], t_end: u64) {
             "{sep}[{},{},{},{},{}]",
             b.start_ns / 1000,
             b.end_or(t_end) / 1000,
-            json_str(b.kind.name()),
+            json_str(b.class()),
             json_str(&b.label),
             json_str(&short_name(&b.label))
         );

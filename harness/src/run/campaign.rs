@@ -35,49 +35,21 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use faultline_checkers::Validity;
-use faultline_workloads::{KeyDist, Mix, WorkloadConfig, WorkloadKind};
 use serde::{Deserialize, Serialize};
 
 use super::interrupt::Interrupt;
+use super::spec::{self, Origin, RunSpec};
 use super::{run_interruptible, RunConfig, RunEnv, RunError};
 
 /// Most tests in one campaign.
 pub const MAX_TESTS: usize = 1_000;
 
-/// One test as the file writes it; every field may come from `[defaults]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// One test as the file writes it, `[defaults]` applied: the run's keys
+/// ([`RunSpec`], the same the CLI's flags become) and the campaign's own.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TestSpec {
-    pub name: Option<String>,
-    pub nodes: Option<usize>,
-    pub server: Option<String>,
-    pub workload: Option<String>,
-    pub keys: Option<usize>,
-    pub key_dist: Option<String>,
-    pub mix: Option<String>,
-    pub ops_per_key: Option<u64>,
-    pub multi_read_keys: Option<usize>,
-    pub concurrency: Option<usize>,
-    pub rate: Option<f64>,
-    pub time_limit_s: Option<f64>,
-    pub nemesis: Option<String>,
-    pub nemesis_interval_s: Option<f64>,
-    pub seed: Option<u64>,
-    pub op_timeout_ms: Option<u64>,
-    pub quiet_ms: Option<u64>,
-    pub checkers: Option<Vec<String>>,
-    pub check_time_limit_s: Option<f64>,
-    pub direct_clients: Option<bool>,
-    pub read_routing: Option<String>,
-    /// `proxy` or `netns`.
-    pub net: Option<String>,
-    /// `faultline`, `etcd` or `redis`.
-    pub db: Option<String>,
-    pub etcd_serializable_reads: Option<bool>,
-    pub redis_reads: Option<String>,
-    pub redis_wait: Option<u32>,
-    pub redis_failover_wait: Option<bool>,
-    pub diskfs: Option<bool>,
+    /// The run.
+    pub run: RunSpec,
     /// Checker name to `pass`, `fail` or `unset`.
     pub expect: Option<BTreeMap<String, String>>,
     /// Why this test cannot run yet (it is then skipped and listed).
@@ -86,16 +58,42 @@ pub struct TestSpec {
     pub about: Option<String>,
 }
 
-/// A campaign file.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// A campaign file: tables, so `[defaults]` applies key by key before a
+/// test is read as a [`TestSpec`].
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignFile {
     /// Values for every test.
     #[serde(default)]
-    pub defaults: TestSpec,
+    pub defaults: toml::Table,
     /// The tests, in order.
     #[serde(default)]
-    pub test: Vec<TestSpec>,
+    pub test: Vec<toml::Table>,
+}
+
+impl CampaignFile {
+    /// Test `index` with the defaults under it; the error names the test
+    /// and the key (`unknown field `colour``).
+    pub fn spec(&self, index: usize) -> Result<TestSpec, String> {
+        let mut merged = self.defaults.clone();
+        merged.extend(self.test[index].clone());
+        let name = match merged.get("name") {
+            Some(toml::Value::String(n)) => n.clone(),
+            _ => format!("test-{index}"),
+        };
+        let ctx = |e: toml::de::Error| format!("test {name:?}: {}", e.message());
+        let mut take = |key: &str| merged.remove(key);
+        let expect = take("expect").map(toml::Value::try_into).transpose().map_err(ctx)?;
+        let needs = take("needs").map(toml::Value::try_into).transpose().map_err(ctx)?;
+        let about = take("about").map(toml::Value::try_into).transpose().map_err(ctx)?;
+        let run = toml::Value::Table(merged).try_into().map_err(ctx)?;
+        Ok(TestSpec {
+            run,
+            expect,
+            needs,
+            about,
+        })
+    }
 }
 
 /// What a checker is expected to say.
@@ -157,99 +155,21 @@ pub struct Row {
     pub note: Option<String>,
 }
 
-fn merge(d: &TestSpec, t: &TestSpec) -> TestSpec {
-    macro_rules! pick {
-        ($($f:ident),*) => { TestSpec { $($f: t.$f.clone().or_else(|| d.$f.clone()),)* } };
-    }
-    pick!(
-        name,
-        nodes,
-        server,
-        workload,
-        keys,
-        key_dist,
-        mix,
-        ops_per_key,
-        multi_read_keys,
-        concurrency,
-        rate,
-        time_limit_s,
-        nemesis,
-        nemesis_interval_s,
-        seed,
-        op_timeout_ms,
-        quiet_ms,
-        checkers,
-        check_time_limit_s,
-        direct_clients,
-        read_routing,
-        net,
-        db,
-        etcd_serializable_reads,
-        redis_reads,
-        redis_wait,
-        redis_failover_wait,
-        diskfs,
-        expect,
-        needs,
-        about
-    )
-}
-
-/// Turns one spec into a validated run.
+/// Turns one spec into a validated run (a skipped test's values are
+/// parsed, not validated: what it needs may be what makes it invalid).
 pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<PlannedTest, String> {
-    let name = spec.name.clone().unwrap_or_else(|| format!("test-{index}"));
-    let ctx = |e: String| format!("test {name:?}: {e}");
-    let kind = WorkloadKind::parse(spec.workload.as_deref().unwrap_or("register")).map_err(|e| ctx(e.to_string()))?;
-    let mut workload = WorkloadConfig::new(kind);
-    if let Some(k) = spec.keys {
-        workload.key_count = k;
-    }
-    if let Some(d) = &spec.key_dist {
-        workload.key_dist = KeyDist::parse(d).map_err(|e| ctx(e.to_string()))?;
-    }
-    if let Some(m) = &spec.mix {
-        workload.mix = Mix::parse(m).map_err(|e| ctx(e.to_string()))?;
-    }
-    if let Some(o) = spec.ops_per_key {
-        workload.ops_per_key = o;
-    }
-    if let Some(m) = spec.multi_read_keys {
-        workload.multi_read_keys = m;
-    }
-    let seed = spec.seed.unwrap_or_else(|| campaign_seed.wrapping_add(index as u64));
-    let mut cfg = RunConfig::new(seed);
-    cfg.test = name.clone();
-    cfg.workload = workload;
-    macro_rules! set {
-        ($($f:ident => $g:ident),*) => { $(if let Some(v) = spec.$f.clone() { cfg.$g = v; })* };
-    }
-    set!(nodes => nodes, server => server, concurrency => concurrency, rate => rate, net => net, db => db,
-         etcd_serializable_reads => etcd_serializable_reads, redis_reads => redis_reads,
-         redis_wait => redis_wait, redis_failover_wait => redis_failover_wait, diskfs => diskfs,
-         time_limit_s => time_limit_s, nemesis_interval_s => nemesis_interval_s,
-         op_timeout_ms => op_timeout_ms, quiet_ms => quiet_ms, check_time_limit_s => check_time_limit_s);
-    if let Some(n) = &spec.nemesis {
-        cfg.nemesis = n
-            .split(',')
-            .map(str::trim)
-            .filter(|w| !w.is_empty() && *w != "none")
-            .map(str::to_owned)
-            .collect();
-    }
-    if let Some(r) = &spec.read_routing {
-        cfg.read_routing = r.clone();
-    }
-    if let Some(d) = spec.direct_clients {
-        cfg.client_proxies = !d;
-    }
+    let mut run = spec.run.clone();
+    let name = run.name.clone().unwrap_or_else(|| format!("test-{index}"));
+    run.name = Some(name.clone());
+    let origin = || Origin::Campaign { test: name.clone() };
     let mut expect = BTreeMap::new();
     for (checker, e) in spec.expect.clone().unwrap_or_default() {
-        expect.insert(checker, Expect::parse(&e).map_err(&ctx)?);
+        let e = Expect::parse(&e).map_err(|m| format!("test {name:?}: expect: {checker}: {m}"))?;
+        expect.insert(checker, e);
     }
     // Run the checkers that apply (or those the spec names), plus any the
     // expectations name.
-    let mut checkers = spec
+    let mut checkers = run
         .checkers
         .clone()
         .unwrap_or_else(|| vec![crate::check::AUTO.to_owned()]);
@@ -258,15 +178,16 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
             checkers.push(c.clone());
         }
     }
-    if checkers != [crate::check::AUTO] {
-        cfg.checkers = checkers;
+    run.checkers = Some(checkers);
+    let seed = campaign_seed.wrapping_add(index as u64);
+    let config = match spec.needs {
+        None => spec::resolve(&run, seed),
+        Some(_) => spec::parse(&run, seed),
     }
-    if spec.needs.is_none() {
-        cfg.validate().map_err(|e| ctx(e.to_string()))?;
-    }
+    .map_err(|e| e.at(origin()).to_string())?;
     Ok(PlannedTest {
         name,
-        config: cfg,
+        config,
         expect,
         skip: spec.needs.clone(),
     })
@@ -282,11 +203,10 @@ pub fn load(path: &Path, campaign_seed: u64) -> Result<Vec<PlannedTest>, String>
     if file.test.len() > MAX_TESTS {
         return Err(format!("{}: more than {MAX_TESTS} tests", path.display()));
     }
-    file.test
-        .iter()
-        .enumerate()
-        .map(|(i, t)| plan_test(&merge(&file.defaults, t), i, campaign_seed))
-        .collect()
+    (0..file.test.len())
+        .map(|i| plan_test(&file.spec(i)?, i, campaign_seed))
+        .collect::<Result<_, String>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Runs every planned test in order and returns the table rows. A stop
@@ -404,14 +324,11 @@ mod tests {
             needs = "FUSE"
         "#;
         let f: CampaignFile = toml::from_str(text).unwrap();
-        let planned: Vec<PlannedTest> = f
-            .test
-            .iter()
-            .enumerate()
-            .map(|(i, t)| plan_test(&merge(&f.defaults, t), i, 100).unwrap())
+        let planned: Vec<PlannedTest> = (0..f.test.len())
+            .map(|i| plan_test(&f.spec(i).unwrap(), i, 100).unwrap())
             .collect();
         assert_eq!(planned[0].config.time_limit_s, 12.0);
-        assert_eq!(planned[0].config.nemesis, vec!["kill".to_owned()]);
+        assert_eq!(planned[0].config.nemesis, vec![faultline_nemesis::FaultKind::Kill]);
         assert_eq!(planned[0].config.seed, 100);
         assert!(planned[1].config.nemesis.is_empty());
         assert_eq!(planned[1].expect["read-your-writes"], Expect::Fail);
@@ -421,12 +338,25 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_expectations() {
-        assert!(toml::from_str::<CampaignFile>("[[test]]\ncolour = 1").is_err());
+        let f: CampaignFile = toml::from_str("[[test]]\nname = \"a\"\ncolour = 1").unwrap();
+        let e = f.spec(0).unwrap_err();
+        assert!(e.starts_with("test \"a\": unknown field `colour`"), "{e}");
+        assert!(toml::from_str::<CampaignFile>("[colours]").is_err());
         let spec = TestSpec {
             expect: Some([("linearizable".to_owned(), "maybe".to_owned())].into()),
             ..TestSpec::default()
         };
         assert!(plan_test(&spec, 0, 1).is_err());
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_test_and_key() {
+        let f: CampaignFile = toml::from_str("[defaults]\ntime_limit_s = 0\n[[test]]\nname = \"short\"").unwrap();
+        let e = plan_test(&f.spec(0).unwrap(), 0, 1).unwrap_err();
+        assert!(e.starts_with("test \"short\": time_limit_s: must be within"), "{e}");
+        let f: CampaignFile = toml::from_str("[[test]]\nname = \"n\"\nnemesis = \"flood\"").unwrap();
+        let e = plan_test(&f.spec(0).unwrap(), 0, 1).unwrap_err();
+        assert!(e.starts_with("test \"n\": nemesis: unknown fault \"flood\""), "{e}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::db::{self, ClientSpec, Db, DbError, Layout, ServerDb};
 use super::store::Store;
-use super::{etcd, redis, surroundings, DbKind, NetKind, RunConfig, RunEnv, RunError, READY_TIMEOUT_MS};
+use super::{etcd, redis, surroundings, DbConfig, DbKind, NetKind, RunConfig, RunEnv, RunError, READY_TIMEOUT_MS};
 
 /// The ports nodes listen on inside their own namespaces (each namespace
 /// has a port space of its own, so no two runs or nodes collide): the main
@@ -66,7 +66,7 @@ impl Cluster {
     /// proxies; in namespaces they reach each node's address directly.
     pub async fn start(cfg: &RunConfig, env: &RunEnv, store: &Store, clients: usize) -> Result<Cluster, RunError> {
         let nodes = cfg.node_names();
-        let placed = match NetKind::parse(&cfg.net)? {
+        let placed = match cfg.net {
             NetKind::Proxy => proxied(cfg, &nodes, store, clients).await?,
             NetKind::Netns => namespaced(&nodes, store)?,
             NetKind::Ssh => over_ssh(cfg, &nodes, store)?,
@@ -404,7 +404,7 @@ struct NodeBins {
 /// faultline-server and the disk-fault filesystem go to every remote
 /// machine; etcd and Redis are the machines' own packages there.
 fn node_bins(cfg: &RunConfig, env: &RunEnv, placed: &Placement) -> Result<NodeBins, RunError> {
-    let kind = DbKind::parse(&cfg.db)?;
+    let kind = cfg.db.kind();
     let local_diskfs = || db::find_bin("faultline-diskfs", env.bins.diskfs.as_deref(), "FAULTLINE_DISKFS_BIN");
     let Some(bin_dir) = &placed.bin_dir else {
         let find = |name: &str, given: &Option<PathBuf>, var: &str, needed: bool| -> Result<PathBuf, DbError> {
@@ -476,28 +476,25 @@ fn netns_record(ns: &NetnsCluster, nodes: &[String]) -> Value {
 
 /// The `Db` that `cfg.db` names, laid out as `layout`.
 fn make_db(cfg: &RunConfig, bins: &NodeBins, layout: Layout, store: &Store) -> Result<Arc<dyn Db>, RunError> {
-    Ok(match DbKind::parse(&cfg.db)? {
-        DbKind::Faultline => Arc::new(ServerDb::new(bins.server.clone(), cfg.server.clone(), layout)),
-        DbKind::Etcd => {
+    Ok(match &cfg.db {
+        DbConfig::Faultline { server } => Arc::new(ServerDb::new(bins.server.clone(), server.clone(), layout)),
+        DbConfig::Etcd { serializable_reads } => {
             let token = format!("faultline-{}-{}", cfg.seed, store.dir.display().to_string().len());
-            Arc::new(etcd::EtcdDb::new(
-                bins.etcd.clone(),
-                layout,
-                cfg.etcd_serializable_reads,
-                token,
-            ))
+            Arc::new(etcd::EtcdDb::new(bins.etcd.clone(), layout, *serializable_reads, token))
         }
-        DbKind::Redis => {
-            let reads = faultline_workloads::RedisReads::parse(&cfg.redis_reads)
-                .map_err(|e| RunError::Config(e.to_string()))?;
-            let wait = (cfg.redis_wait > 0).then_some((cfg.redis_wait, cfg.op_timeout_ms.min(1_000)));
+        DbConfig::Redis {
+            reads,
+            wait,
+            failover_wait,
+        } => {
+            let wait = (*wait > 0).then_some((*wait, cfg.op_timeout_ms.min(1_000)));
             Arc::new(redis::RedisDb::new(
                 bins.redis.clone(),
                 layout,
                 redis::RedisOptions {
-                    reads,
+                    reads: *reads,
                     wait_replicas: wait,
-                    failover_wait: cfg.redis_failover_wait,
+                    failover_wait: *failover_wait,
                 },
             ))
         }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{Control, DaemonSpec, NodeOps};
+use faultline_nemesis::{Control, DaemonSpec, NodeOps, NodeOpsError};
 use faultline_workloads::server_client::status;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -177,11 +177,11 @@ impl Daemons {
 
     /// Starts `node` as `spec` says, refusing a node the layout does not
     /// have: the nemesis's start, which names nodes itself.
-    pub fn start(&self, node: &str, spec: impl FnOnce() -> DaemonSpec) -> Result<u32, String> {
+    pub fn start(&self, node: &str, spec: impl FnOnce() -> DaemonSpec) -> Result<u32, NodeOpsError> {
         if !self.layout.listen.contains_key(node) {
-            return Err(format!("no node named {node}"));
+            return Err(NodeOpsError::UnknownNode { node: node.to_owned() });
         }
-        self.procs.start(node, &spec()).map_err(|e| e.to_string())
+        self.procs.start(node, &spec()).map_err(|e| start_error(node, e))
     }
 }
 
@@ -193,20 +193,20 @@ impl Daemons {
 /// write.
 macro_rules! forward_process_ops {
     () => {
-        fn kill(&self, node: &str) -> Result<u32, String> {
+        fn kill(&self, node: &str) -> Result<u32, faultline_nemesis::NodeOpsError> {
             $crate::run::db::Db::daemons(self).procs.kill(node)
         }
 
-        fn start(&self, node: &str) -> Result<u32, String> {
+        fn start(&self, node: &str) -> Result<u32, faultline_nemesis::NodeOpsError> {
             let spec = || $crate::run::db::Db::daemon_spec(self, node);
             $crate::run::db::Db::daemons(self).start(node, spec)
         }
 
-        fn pause(&self, node: &str) -> Result<u32, String> {
+        fn pause(&self, node: &str) -> Result<u32, faultline_nemesis::NodeOpsError> {
             $crate::run::db::Db::daemons(self).procs.pause(node)
         }
 
-        fn resume(&self, node: &str) -> Result<u32, String> {
+        fn resume(&self, node: &str) -> Result<u32, faultline_nemesis::NodeOpsError> {
             $crate::run::db::Db::daemons(self).procs.resume(node)
         }
 
@@ -399,6 +399,14 @@ where
             });
         }
         tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
+    }
+}
+
+/// A node that would not start, as the nemesis takes it.
+pub fn start_error(node: &str, e: DbError) -> NodeOpsError {
+    NodeOpsError::Start {
+        node: node.to_owned(),
+        source: Box::new(e),
     }
 }
 

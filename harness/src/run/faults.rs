@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use faultline_histories::{EventType, History};
-use faultline_nemesis::NemesisError;
+use faultline_nemesis::{FaultKind, NemesisError};
 use tokio::sync::watch;
 
 /// The faults of one run.
 #[derive(Clone, Debug, Default)]
 pub struct FaultSummary {
     /// Faults that took effect, by kind (`partition-halves`, `kill`, ...).
-    pub counts: BTreeMap<String, usize>,
+    pub counts: BTreeMap<FaultKind, usize>,
     /// Faults or heals that did not take effect, as messages.
     pub errors: Vec<String>,
 }
@@ -38,12 +38,14 @@ pub fn warning(error: &str) -> String {
     format!("could not run as configured: a fault did not take effect: {error}")
 }
 
-/// `partition-halves x3, kill x2`, or `none`.
-pub fn counts_line(counts: &BTreeMap<String, usize>) -> String {
+/// `kill x2, partition-halves x3` (by name), or `none`.
+pub fn counts_line(counts: &BTreeMap<FaultKind, usize>) -> String {
     if counts.is_empty() {
         return "none".into();
     }
-    counts
+    let mut named: Vec<(&str, usize)> = counts.iter().map(|(k, n)| (k.name(), *n)).collect();
+    named.sort();
+    named
         .iter()
         .map(|(k, n)| format!("{k} x{n}"))
         .collect::<Vec<_>>()
@@ -85,8 +87,8 @@ mod tests {
 
     #[test]
     fn the_counts_line_names_each_kind_once() {
-        let counts: BTreeMap<String, usize> = [("kill".to_owned(), 2), ("partition-halves".to_owned(), 3)].into();
-        assert_eq!(counts_line(&counts), "kill x2, partition-halves x3");
+        let counts: BTreeMap<FaultKind, usize> = [(FaultKind::Kill, 2), (FaultKind::PartitionHalves, 3)].into();
+        assert_eq!(counts_line(&counts), "kill x2, partition-halves x3", "by name");
         assert_eq!(counts_line(&BTreeMap::new()), "none");
     }
 

@@ -25,6 +25,7 @@
 pub mod campaign;
 pub mod checks;
 pub mod cluster;
+pub mod config;
 pub mod db;
 pub mod drive;
 pub mod etcd;
@@ -35,6 +36,7 @@ pub mod redis;
 pub mod remote;
 pub mod report;
 pub mod runlog;
+pub mod spec;
 pub mod store;
 pub mod surroundings;
 
@@ -47,464 +49,24 @@ use std::time::{Duration, SystemTime};
 
 use faultline_checkers::{Validity, Verdict};
 use faultline_histories::Header;
-use faultline_nemesis::{FaultKind, NemesisRunner, Plan};
-use faultline_workloads::{ReadRouting, WorkloadConfig};
-use serde::{Deserialize, Serialize};
+use faultline_nemesis::{NemesisRunner, Plan};
+use faultline_workloads::ReadRouting;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use cluster::{Cluster, NETNS_PORTS};
+pub use config::{
+    parse_host, DbConfig, DbKind, NetKind, RunConfig, SshSettings, MAX_CONCURRENCY, MAX_NODES, MAX_TIME_LIMIT_S,
+};
+pub use spec::{ConfigError, Field, Invalid, Origin, RunSpec};
 
 use db::{Db, DbError};
 use drive::{Stats, WorkerCtx};
 use store::{HistoryLog, Store};
 
-/// Most nodes in a local cluster.
-pub const MAX_NODES: usize = 9;
-/// Most concurrent clients.
-pub const MAX_CONCURRENCY: usize = 1024;
-/// Longest test.
-pub const MAX_TIME_LIMIT_S: f64 = 24.0 * 3600.0;
 /// How long a cluster may take to become ready.
 pub const READY_TIMEOUT_MS: u64 = 30_000;
-
-/// Everything that defines a test, and nothing about where it runs:
-/// `config.json` holds it, so a run can be repeated exactly.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RunConfig {
-    /// The test's name (the store folder).
-    pub test: String,
-    /// Cluster size.
-    pub nodes: usize,
-    /// The server's settings (`ack=none,reads=follower,...`).
-    pub server: String,
-    /// The workload.
-    pub workload: WorkloadConfig,
-    /// Concurrent clients.
-    pub concurrency: usize,
-    /// Total operations per second; 0 is as fast as the clients go.
-    pub rate: f64,
-    /// Seconds of workload.
-    pub time_limit_s: f64,
-    /// Fault kinds (`--nemesis` words); empty is no faults.
-    pub nemesis: Vec<String>,
-    /// Seconds between nemesis steps.
-    pub nemesis_interval_s: f64,
-    /// The seed of every random choice.
-    pub seed: u64,
-    /// How long an operation may take before it is info.
-    pub op_timeout_ms: u64,
-    /// Quiet period after healing, before the final reads.
-    pub quiet_ms: u64,
-    /// Checkers to run; empty is every checker that applies to the history
-    /// (`auto` in the list stands for them too).
-    pub checkers: Vec<String>,
-    /// Time budget of each linearizability search, in seconds.
-    pub check_time_limit_s: f64,
-    /// Route clients through proxies too (they can then be cut as well).
-    pub client_proxies: bool,
-    /// Where clients send reads: `home`, `any`, or `auto` (home under
-    /// `reads=sticky`, any replica otherwise).
-    pub read_routing: String,
-    /// How nodes are joined: `proxy` (the userspace proxy mesh on
-    /// loopback, no root) or `netns` (a network namespace per node on a
-    /// bridge, partitions as nftables drops; root).
-    #[serde(default = "default_net")]
-    pub net: String,
-    /// The system under test: `faultline` (the project's server, tuned by
-    /// `server`), `etcd` or `redis`.
-    #[serde(default = "default_db")]
-    pub db: String,
-    /// etcd: serializable (possibly stale, member-local) reads instead of
-    /// linearizable ones.
-    #[serde(default)]
-    pub etcd_serializable_reads: bool,
-    /// Redis: where reads go, `primary` or `replica` (the client's home).
-    #[serde(default = "default_redis_reads")]
-    pub redis_reads: String,
-    /// Redis: `WAIT n` replicas after every write (0: no WAIT).
-    #[serde(default)]
-    pub redis_wait: u32,
-    /// Redis: the failover nemesis waits for every replica (`WAIT`) before
-    /// it cuts the primary off and promotes one.
-    #[serde(default)]
-    pub redis_failover_wait: bool,
-    /// Put every node's data directory on the disk-fault filesystem even
-    /// when no disk fault is asked for (disk nemeses turn it on anyway).
-    #[serde(default)]
-    pub diskfs: bool,
-    /// Machines to run the nodes on, over SSH (`host` or `host:port`, one
-    /// per node, n1 first); empty runs them on this machine.
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    /// How to log in to `hosts`.
-    #[serde(default)]
-    pub ssh: SshSettings,
-}
-
-/// How to log in to remote machines. Paths only: no key material.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SshSettings {
-    /// The user on every machine.
-    pub user: String,
-    /// The port, unless a host names its own.
-    pub port: u16,
-    /// A private key file; none uses the ssh-agent.
-    pub key: Option<PathBuf>,
-    /// The known_hosts file host keys are checked against (default
-    /// `~/.ssh/known_hosts`).
-    pub known_hosts: Option<PathBuf>,
-    /// Trust hosts that known_hosts does not list.
-    pub accept_unknown_hosts: bool,
-    /// The folder on each machine that holds the runs' binaries and data.
-    pub remote_dir: PathBuf,
-}
-
-impl Default for SshSettings {
-    fn default() -> SshSettings {
-        SshSettings {
-            user: "root".into(),
-            port: 22,
-            key: None,
-            known_hosts: None,
-            accept_unknown_hosts: false,
-            remote_dir: PathBuf::from("/tmp/faultline"),
-        }
-    }
-}
-
-fn default_net() -> String {
-    "proxy".into()
-}
-
-fn default_db() -> String {
-    "faultline".into()
-}
-
-fn default_redis_reads() -> String {
-    "primary".into()
-}
-
-impl RunConfig {
-    /// The default test: 3 nodes of the safe setting, the register workload,
-    /// partitions and kills every 5 s, 30 s.
-    pub fn new(seed: u64) -> RunConfig {
-        RunConfig {
-            test: "register".into(),
-            nodes: 3,
-            server: String::new(),
-            workload: WorkloadConfig::new(faultline_workloads::WorkloadKind::Register),
-            concurrency: 10,
-            rate: 500.0,
-            time_limit_s: 30.0,
-            nemesis: vec!["partition".into(), "kill".into()],
-            nemesis_interval_s: 5.0,
-            seed,
-            op_timeout_ms: 4_000,
-            quiet_ms: 2_000,
-            checkers: Vec::new(),
-            check_time_limit_s: 60.0,
-            client_proxies: true,
-            read_routing: "auto".into(),
-            net: default_net(),
-            db: default_db(),
-            etcd_serializable_reads: false,
-            redis_reads: default_redis_reads(),
-            redis_wait: 0,
-            redis_failover_wait: false,
-            diskfs: false,
-            hosts: Vec::new(),
-            ssh: SshSettings::default(),
-        }
-    }
-
-    /// The read routing in force.
-    pub fn routing(&self) -> Result<ReadRouting, RunError> {
-        if self.read_routing != "auto" {
-            return ReadRouting::parse(&self.read_routing).map_err(|e| RunError::Config(e.to_string()));
-        }
-        let sticky = self
-            .server
-            .split(',')
-            .any(|kv| kv.trim().replace(' ', "") == "reads=sticky");
-        Ok(if sticky { ReadRouting::Home } else { ReadRouting::Any })
-    }
-
-    /// Checks every field; returns the fault kinds.
-    pub fn validate(&self) -> Result<Vec<FaultKind>, RunError> {
-        let bad = |m: String| Err(RunError::Config(m));
-        if self.nodes == 0 || self.nodes > MAX_NODES {
-            return bad(format!("--nodes must be within 1..={MAX_NODES}"));
-        }
-        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
-            return bad(format!("--concurrency must be within 1..={MAX_CONCURRENCY}"));
-        }
-        if !(self.rate >= 0.0 && self.rate.is_finite()) {
-            return bad("--rate must be a non-negative number".into());
-        }
-        if !(self.time_limit_s > 0.0 && self.time_limit_s <= MAX_TIME_LIMIT_S) {
-            return bad(format!("--time-limit must be within (0, {MAX_TIME_LIMIT_S}] seconds"));
-        }
-        if !(self.nemesis_interval_s > 0.0 && self.nemesis_interval_s.is_finite()) {
-            return bad("--nemesis-interval must be positive".into());
-        }
-        if !(self.check_time_limit_s > 0.0 && self.check_time_limit_s.is_finite()) {
-            return bad("--check-time-limit must be positive".into());
-        }
-        if self.op_timeout_ms == 0 || self.op_timeout_ms > 600_000 {
-            return bad("--op-timeout-ms must be within 1..=600000".into());
-        }
-        if self.test.is_empty() || self.test.contains(['/', '\\']) || self.test.starts_with('.') {
-            return bad(format!("test name {:?} must be a plain folder name", self.test));
-        }
-        self.workload.validate().map_err(|e| RunError::Config(e.to_string()))?;
-        self.routing()?;
-        checks::validate_names(&self.checkers).map_err(RunError::Config)?;
-        let net = NetKind::parse(&self.net)?;
-        let db = DbKind::parse(&self.db)?;
-        faultline_server_settings_look_sane(&self.server)?;
-        if db != DbKind::Faultline && !self.server.is_empty() {
-            return bad(format!(
-                "--server sets faultline-server's settings; it means nothing to {}",
-                self.db
-            ));
-        }
-        faultline_workloads::RedisReads::parse(&self.redis_reads).map_err(|e| RunError::Config(e.to_string()))?;
-        let kinds = FaultKind::parse_list(&self.nemesis.join(",")).map_err(|e| RunError::Config(e.to_string()))?;
-        check_faults_fit(&kinds, db, net)?;
-        Plan::check_fits(&kinds, self.interval_ms(), self.duration_ms())
-            .map_err(|e| RunError::Config(e.to_string()))?;
-        if (net == NetKind::Ssh) == self.hosts.is_empty() {
-            return bad("--net ssh goes with a list of hosts (--nodes h1,h2,h3), and a list of hosts with it".into());
-        }
-        if net == NetKind::Ssh && self.hosts.len() != self.nodes {
-            return bad(format!("{} hosts for {} nodes", self.hosts.len(), self.nodes));
-        }
-        for h in &self.hosts {
-            parse_host(h, self.ssh.port).map_err(RunError::Config)?;
-        }
-        Ok(kinds)
-    }
-
-    /// The nemesis interval, in milliseconds.
-    pub fn interval_ms(&self) -> u64 {
-        (self.nemesis_interval_s * 1000.0) as u64
-    }
-
-    /// The workload's length, in milliseconds.
-    pub fn duration_ms(&self) -> u64 {
-        (self.time_limit_s * 1000.0) as u64
-    }
-
-    /// Whether the run mounts the disk-fault filesystem under every node.
-    pub fn uses_diskfs(&self) -> bool {
-        self.diskfs || self.fault_kinds().iter().any(|k| k.needs_disk())
-    }
-
-    /// Whether the nodes run under libfaketime.
-    pub fn uses_faketime(&self) -> bool {
-        self.fault_kinds().iter().any(|k| k.needs_clock())
-    }
-
-    fn fault_kinds(&self) -> Vec<FaultKind> {
-        FaultKind::parse_list(&self.nemesis.join(",")).unwrap_or_default()
-    }
-
-    /// Node names: n1, n2, ...
-    pub fn node_names(&self) -> Vec<String> {
-        (1..=self.nodes).map(|i| format!("n{i}")).collect()
-    }
-
-    /// The command that reruns this test.
-    pub fn rerun_command(&self) -> String {
-        let w = &self.workload;
-        let mix: Vec<String> = w
-            .mix
-            .weights
-            .iter()
-            .map(|(op, n)| format!("{}={n}", serde_json::to_value(op).unwrap().as_str().unwrap_or("?")))
-            .collect();
-        let dist = match w.key_dist {
-            faultline_workloads::KeyDist::Uniform => "uniform".to_owned(),
-            faultline_workloads::KeyDist::Zipf(s) => format!("zipf:{s}"),
-        };
-        let mut cmd = format!(
-            "faultline run --test {} --nodes {} --server '{}' --workload {} --keys {} --key-dist {} --mix {} --ops-per-key {} \
-             --concurrency {} --rate {} --time-limit {} --nemesis {} --nemesis-interval {} --op-timeout-ms {} --quiet-ms {} --seed {}",
-            self.test,
-            self.nodes,
-            self.server,
-            w.kind.name(),
-            w.key_count,
-            dist,
-            mix.join(","),
-            w.ops_per_key,
-            self.concurrency,
-            self.rate,
-            self.time_limit_s,
-            if self.nemesis.is_empty() { "none".to_owned() } else { self.nemesis.join(",") },
-            self.nemesis_interval_s,
-            self.op_timeout_ms,
-            self.quiet_ms,
-            self.seed
-        );
-        if w.kind == faultline_workloads::WorkloadKind::MultiKey {
-            cmd += &format!(" --multi-read-keys {}", w.multi_read_keys);
-        }
-        if !self.checkers.is_empty() {
-            cmd += &format!(" --checkers {}", self.checkers.join(","));
-        }
-        if !self.client_proxies {
-            cmd += " --direct-clients";
-        }
-        if self.read_routing != "auto" {
-            cmd += &format!(" --read-routing {}", self.read_routing);
-        }
-        if self.net != "proxy" {
-            cmd += &format!(" --net {}", self.net);
-        }
-        if self.db != "faultline" {
-            cmd += &format!(" --db {}", self.db);
-        }
-        if self.etcd_serializable_reads {
-            cmd += " --etcd-serializable-reads";
-        }
-        if self.db == "redis" {
-            cmd += &format!(" --redis-reads {}", self.redis_reads);
-            if self.redis_wait > 0 {
-                cmd += &format!(" --redis-wait {}", self.redis_wait);
-            }
-            if self.redis_failover_wait {
-                cmd += " --redis-failover-wait";
-            }
-        }
-        if self.diskfs {
-            cmd += " --diskfs";
-        }
-        if !self.hosts.is_empty() {
-            let ssh = &self.ssh;
-            cmd = cmd.replacen(
-                &format!("--nodes {}", self.nodes),
-                &format!("--nodes {}", self.hosts.join(",")),
-                1,
-            );
-            cmd = cmd.replacen(" --net ssh", "", 1);
-            cmd += &format!(" --ssh-user {} --ssh-port {}", ssh.user, ssh.port);
-            if let Some(k) = &ssh.key {
-                cmd += &format!(" --ssh-key {}", k.display());
-            }
-            if let Some(k) = &ssh.known_hosts {
-                cmd += &format!(" --known-hosts {}", k.display());
-            }
-            if ssh.accept_unknown_hosts {
-                cmd += " --accept-unknown-hosts";
-            }
-            if ssh.remote_dir != SshSettings::default().remote_dir {
-                cmd += &format!(" --remote-dir {}", ssh.remote_dir.display());
-            }
-        }
-        cmd
-    }
-}
-
-/// How the nodes of a local cluster are joined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetKind {
-    /// Loopback, every link through a proxy of the harness.
-    Proxy,
-    /// A network namespace per node, joined by a bridge.
-    Netns,
-    /// Remote machines over SSH, cut with nftables on each.
-    Ssh,
-}
-
-impl NetKind {
-    /// Parses `proxy`, `netns` or `ssh`.
-    pub fn parse(s: &str) -> Result<NetKind, RunError> {
-        match s {
-            "proxy" => Ok(NetKind::Proxy),
-            "netns" => Ok(NetKind::Netns),
-            "ssh" => Ok(NetKind::Ssh),
-            o => Err(RunError::Config(format!("--net {o:?}: expected proxy, netns or ssh"))),
-        }
-    }
-}
-
-/// `host` or `host:port` (`[v6]:port`), with `port` when none is given.
-pub fn parse_host(s: &str, port: u16) -> Result<(String, u16), String> {
-    let bad = || format!("host {s:?}: expected host or host:port");
-    if let Some(rest) = s.strip_prefix('[') {
-        let (h, p) = rest.split_once(']').ok_or_else(bad)?;
-        let p = match p.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if p.is_empty() => port,
-            None => return Err(bad()),
-        };
-        return Ok((h.to_owned(), p));
-    }
-    match s.split_once(':') {
-        Some((h, p)) if !h.is_empty() => Ok((h.to_owned(), p.parse().map_err(|_| bad())?)),
-        None if !s.is_empty() && !s.contains(char::is_whitespace) => Ok((s.to_owned(), port)),
-        _ => Err(bad()),
-    }
-}
-
-/// The system under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbKind {
-    /// faultline-server, the project's own.
-    Faultline,
-    /// etcd 3.4.
-    Etcd,
-    /// Redis 7, a primary and replicas.
-    Redis,
-}
-
-impl DbKind {
-    /// Parses `faultline`, `etcd` or `redis`.
-    pub fn parse(s: &str) -> Result<DbKind, RunError> {
-        match s {
-            "faultline" | "faultline-server" => Ok(DbKind::Faultline),
-            "etcd" => Ok(DbKind::Etcd),
-            "redis" => Ok(DbKind::Redis),
-            o => Err(RunError::Config(format!(
-                "--db {o:?}: expected faultline, etcd or redis"
-            ))),
-        }
-    }
-}
-
-/// Refuses faults the database or backend cannot really inject, so a fault
-/// never silently does nothing.
-fn check_faults_fit(kinds: &[FaultKind], db: DbKind, net: NetKind) -> Result<(), RunError> {
-    let bad = |m: &str| Err(RunError::Config(m.to_owned()));
-    let cuts = kinds.iter().any(|k| k.cuts_links());
-    if db == DbKind::Etcd && net == NetKind::Proxy && cuts {
-        return bad(
-            "etcd members dial one advertised peer address each, which a proxy per link cannot sit behind: \
-             partitions of etcd need --net netns",
-        );
-    }
-    if kinds.contains(&FaultKind::Failover) && db != DbKind::Redis {
-        return bad("the failover nemesis promotes a Redis replica; other databases elect their own leaders");
-    }
-    if db == DbKind::Etcd && kinds.iter().any(|k| k.needs_clock()) {
-        return bad("libfaketime cannot move a Go program's clock (etcd reads time without libc)");
-    }
-    Ok(())
-}
-
-/// A cheap check of the settings string's shape (`k=v,k=v`); the server
-/// validates the meaning and a bad value stops the run at start.
-fn faultline_server_settings_look_sane(s: &str) -> Result<(), RunError> {
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        if !item.contains('=') || item.contains(char::is_whitespace) {
-            return Err(RunError::Config(format!("--server: expected key=value, got {item:?}")));
-        }
-    }
-    Ok(())
-}
 
 /// Where and how a run executes; not part of the test's definition.
 #[derive(Clone, Debug)]
@@ -536,7 +98,10 @@ pub struct Bins {
 /// Why a run could not run (exit code 3).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A setting out of range.
+    /// A setting out of range, or that does not fit the others.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// A setting the run could not use (a host that does not parse).
     #[error("bad configuration: {0}")]
     Config(String),
     /// The store could not be written.
@@ -613,10 +178,10 @@ pub async fn run_interruptible(
 ) -> Result<RunOutcome, RunError> {
     interrupt.begin_run();
     let stop = interrupt.receiver();
-    let kinds = cfg.validate()?;
+    cfg.validate()?;
     let nodes = cfg.node_names();
     let duration = Duration::from_secs_f64(cfg.time_limit_s);
-    let plan = Plan::draw(&kinds, &nodes, cfg.interval_ms(), cfg.duration_ms(), cfg.seed)
+    let plan = Plan::draw(&cfg.nemesis, &nodes, cfg.interval_ms(), cfg.duration_ms(), cfg.seed)
         .map_err(|e| RunError::Config(e.to_string()))?;
     let store = Store::create(&env.store_root, &cfg.test)?;
     let _run_log = runlog::RunLog::open(&store.dir);
@@ -626,7 +191,7 @@ pub async fn run_interruptible(
     store.write_json("config.json", &config_json)?;
 
     let cluster = Cluster::start(cfg, env, &store, cfg.concurrency).await?;
-    tracing::info!(nodes = ?cluster.nodes, db = %cfg.db, net = %cfg.net, "cluster ready");
+    tracing::info!(nodes = ?cluster.nodes, db = cfg.db.kind().name(), net = cfg.net.name(), "cluster ready");
     let (log, stats, runner) = start_recording(cfg, &cluster, &store)?;
     let (done_tx, done_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx.clone()));
@@ -826,7 +391,7 @@ async fn run_phase(
         stop: stop.clone(),
         period,
     };
-    let routing = cfg.routing().unwrap_or(ReadRouting::Home);
+    let routing = cfg.routing();
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..cfg.concurrency {
         let gen = cfg.workload.generator(cfg.seed, w);
@@ -1013,54 +578,4 @@ fn finish(
         interruption,
         fault_errors: faults.errors,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_take_an_optional_port() {
-        assert_eq!(parse_host("10.0.0.1", 22), Ok(("10.0.0.1".into(), 22)));
-        assert_eq!(parse_host("vm2:2222", 22), Ok(("vm2".into(), 2222)));
-        assert_eq!(parse_host("[fd00::1]:2200", 22), Ok(("fd00::1".into(), 2200)));
-        assert_eq!(parse_host("[fd00::1]", 22), Ok(("fd00::1".into(), 22)));
-        for bad in ["", ":22", "vm:port", "two words", "[fd00::1"] {
-            assert!(parse_host(bad, 22).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn faults_that_cannot_fire_are_refused() {
-        let mut cfg = RunConfig::new(1);
-        cfg.db = "etcd".into();
-        cfg.nemesis = vec!["partition".into()];
-        assert!(cfg.validate().is_err(), "etcd partitions behind proxies");
-        cfg.net = "netns".into();
-        assert!(cfg.validate().is_ok());
-        cfg.nemesis = vec!["clock".into()];
-        assert!(cfg.validate().is_err(), "libfaketime cannot move Go's clock");
-        cfg.db = "faultline".into();
-        cfg.nemesis = vec!["failover".into()];
-        assert!(cfg.validate().is_err(), "failover is Redis's");
-        cfg.db = "redis".into();
-        assert!(cfg.validate().is_ok());
-        cfg.server = "ack=none".into();
-        assert!(cfg.validate().is_err(), "--server means nothing to Redis");
-    }
-
-    #[test]
-    fn ssh_runs_name_their_hosts_in_the_rerun_command() {
-        let mut cfg = RunConfig::new(1);
-        cfg.net = "ssh".into();
-        cfg.hosts = vec!["a".into(), "b:2222".into(), "c".into()];
-        cfg.ssh.key = Some("/k/id".into());
-        cfg.validate().unwrap();
-        let cmd = cfg.rerun_command();
-        assert!(cmd.contains("--nodes a,b:2222,c "), "{cmd}");
-        assert!(cmd.contains("--ssh-key /k/id"), "{cmd}");
-        assert!(!cmd.contains("--net"), "{cmd}");
-        cfg.hosts.pop();
-        assert!(cfg.validate().is_err(), "two hosts for three nodes");
-    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_nemesis::{Control, ControlError, Daemon, DaemonSpec, Signal};
+use faultline_nemesis::{Control, ControlError, Daemon, DaemonSpec, NodeOpsError, Signal};
 
 use super::db::DbError;
 
@@ -69,22 +69,20 @@ impl ProcessSet {
     }
 
     /// Sends `sig` to a running node; returns its pid.
-    pub fn signal(&self, node: &str, sig: Signal) -> Result<u32, String> {
+    pub fn signal(&self, node: &str, sig: Signal) -> Result<u32, NodeOpsError> {
+        let not_running = || NodeOpsError::NotRunning { node: node.to_owned() };
         let mut daemons = self.daemons.lock().expect("daemons");
-        let d = daemons
-            .get_mut(node)
-            .filter(|d| d.pid() > 0)
-            .ok_or_else(|| format!("{node} is not running"))?;
+        let d = daemons.get_mut(node).filter(|d| d.pid() > 0).ok_or_else(not_running)?;
         if !d.is_running() {
-            return Err(format!("{node} is not running"));
+            return Err(not_running());
         }
-        d.signal(sig).map_err(|e| e.to_string())?;
+        d.signal(sig)?;
         Ok(d.pid())
     }
 
     /// SIGKILLs a node (resumed first, so it dies at once) and waits,
     /// bounded, until it is reaped.
-    pub fn kill(&self, node: &str) -> Result<u32, String> {
+    pub fn kill(&self, node: &str) -> Result<u32, NodeOpsError> {
         let pid = self.signal(node, Signal::Cont)?;
         self.signal(node, Signal::Kill)?;
         self.paused.lock().expect("paused").remove(node);
@@ -96,21 +94,24 @@ impl ProcessSet {
             }
             // A kill is recorded only once the node is gone.
             if d.is_running() {
-                return Err(format!("{node} (pid {pid}) still runs {KILL_REAP_MS} ms after SIGKILL"));
+                return Err(NodeOpsError::Control(ControlError::WouldNotDie {
+                    pid,
+                    timeout_ms: KILL_REAP_MS,
+                }));
             }
         }
         Ok(pid)
     }
 
     /// SIGSTOPs a node.
-    pub fn pause(&self, node: &str) -> Result<u32, String> {
+    pub fn pause(&self, node: &str) -> Result<u32, NodeOpsError> {
         let pid = self.signal(node, Signal::Stop)?;
         self.paused.lock().expect("paused").insert(node.to_owned());
         Ok(pid)
     }
 
     /// SIGCONTs a node.
-    pub fn resume(&self, node: &str) -> Result<u32, String> {
+    pub fn resume(&self, node: &str) -> Result<u32, NodeOpsError> {
         let pid = self.signal(node, Signal::Cont)?;
         self.paused.lock().expect("paused").remove(node);
         Ok(pid)

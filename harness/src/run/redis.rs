@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{DaemonSpec, NodeOps};
+use faultline_nemesis::{DaemonSpec, NodeOps, NodeOpsError};
 use faultline_workloads::redis_client::admin;
 use faultline_workloads::{RedisClient, RedisClientConfig, RedisReads};
 use serde_json::{json, Value};
@@ -108,7 +108,7 @@ impl RedisDb {
     }
 
     /// `REPLICAOF` on `node`: of `primary`, or of no one.
-    async fn replicaof(&self, node: &str, primary: Option<&str>) -> Result<(), String> {
+    async fn replicaof(&self, node: &str, primary: Option<&str>) -> Result<(), NodeOpsError> {
         let target = primary.map(|p| self.layout().dial(node, p));
         let (host, port) = match target {
             Some(a) => (a.ip().to_string(), a.port().to_string()),
@@ -121,7 +121,11 @@ impl RedisDb {
         )
         .await
         .map(|_| ())
-        .map_err(|e| format!("REPLICAOF {host} {port} on {node}: {e}"))
+        .map_err(|e| NodeOpsError::Admin {
+            node: node.to_owned(),
+            command: format!("REPLICAOF {host} {port}"),
+            detail: e.to_string(),
+        })
     }
 
     /// The replica with the highest replication offset (then the first by
@@ -172,13 +176,10 @@ impl NodeOps for RedisDb {
         Box::pin(async move { Some(self.primary()) })
     }
 
-    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn promote(&self, old: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let old = old.to_owned();
         Box::pin(async move {
-            let new = self
-                .most_advanced_replica(&old)
-                .await
-                .ok_or_else(|| "no replica answers; nothing to promote".to_owned())?;
+            let new = self.most_advanced_replica(&old).await.ok_or(NodeOpsError::NoReplica)?;
             self.replicaof(&new, None).await?;
             *self.primary.lock().expect("primary") = new.clone();
             let mut repointed = Vec::new();
@@ -192,25 +193,26 @@ impl NodeOps for RedisDb {
         })
     }
 
-    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn before_failover(&self, old: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let old = old.to_owned();
         Box::pin(async move {
             if !self.opts.failover_wait {
                 return Ok(Value::Null);
             }
             let replicas = (self.layout().nodes.len() - 1).to_string();
-            let acked = admin(
-                self.layout().listen[&old],
-                &["WAIT", &replicas, &FAILOVER_WAIT_MS.to_string()],
-                FAILOVER_WAIT_MS + ADMIN_TIMEOUT_MS,
-            )
-            .await
-            .map_err(|e| format!("WAIT on {old}: {e}"))?;
+            let wait = ["WAIT", &replicas, &FAILOVER_WAIT_MS.to_string()];
+            let acked = admin(self.layout().listen[&old], &wait, FAILOVER_WAIT_MS + ADMIN_TIMEOUT_MS)
+                .await
+                .map_err(|e| NodeOpsError::Admin {
+                    node: old.clone(),
+                    command: wait.join(" "),
+                    detail: e.to_string(),
+                })?;
             Ok(json!({"wait": {"replicas": replicas, "acknowledged": acked}}))
         })
     }
 
-    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, String>> {
+    fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let node = node.to_owned();
         Box::pin(async move {
             let primary = self.primary();

@@ -71,14 +71,8 @@ pub fn table(verdicts: &BTreeMap<String, Verdict>) -> String {
 /// The table's `faults:` line from `results.json`: each kind of fault
 /// that took effect and how often (`partition-halves x3, kill x2`).
 pub fn faults_line(results: &serde_json::Value) -> String {
-    let counts: BTreeMap<String, usize> = results["faults"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0) as usize))
-                .collect()
-        })
-        .unwrap_or_default();
+    let counts: BTreeMap<faultline_nemesis::FaultKind, usize> =
+        serde_json::from_value(results["faults"].clone()).unwrap_or_default();
     super::faults::counts_line(&counts)
 }
 

@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use faultline_histories::{Event, EventType, Header, JsonlWriter, Process, F};
-use faultline_nemesis::Recorder;
+use faultline_nemesis::{FaultEvent, NemesisError, Recorder};
 use serde_json::Value;
 
 /// Runs of the same test started within the same second get a suffix; past
@@ -166,16 +166,16 @@ impl HistoryLog {
 }
 
 impl Recorder for HistoryLog {
-    fn record(&self, f: &str, value: Value) {
-        let ev = Event::new(0, 0, Process::Nemesis, EventType::Info, F::parse(f), value);
+    fn record(&self, f: FaultEvent, value: Value) {
+        let ev = Event::new(0, 0, Process::Nemesis, EventType::Info, F::parse(f.name()), value);
         self.append(ev);
         // Faults are rare and worth having on disk at once.
         self.flush();
     }
 
-    fn record_failure(&self, f: &str, value: Value, error: &str) {
-        let mut ev = Event::new(0, 0, Process::Nemesis, EventType::Fail, F::parse(f), value);
-        ev.error = Some(error.to_owned());
+    fn record_failure(&self, f: FaultEvent, value: Value, error: &NemesisError) {
+        let mut ev = Event::new(0, 0, Process::Nemesis, EventType::Fail, F::parse(f.name()), value);
+        ev.error = Some(error.to_string());
         self.append(ev);
         self.flush();
     }
@@ -213,7 +213,7 @@ mod tests {
         let path = dir.path().join("h.jsonl");
         let log = HistoryLog::create(&path, &Header::default()).unwrap();
         for _ in 0..3 {
-            log.record("kill", serde_json::json!({"node": "n1"}));
+            log.record(FaultEvent::Kill, serde_json::json!({"node": "n1"}));
         }
         log.flush();
         let h = faultline_histories::read_history_file(&path).unwrap();

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_nemesis::{CommandSpec, Control, ControlError, Daemon, DaemonSpec, DiskCommand, Signal, Surroundings};
+use faultline_nemesis::{
+    CommandSpec, Control, ControlError, Daemon, DaemonSpec, DiskCommand, Signal, Surroundings, SurroundingsError,
+};
 use serde_json::Value;
 
 use super::db::DbError;
@@ -174,7 +176,7 @@ impl Disks {
         }
     }
 
-    fn ctl(&self, node: &str, words: &[&str]) -> Result<Value, String> {
+    fn ctl(&self, node: &str, words: &[&str]) -> Result<Value, SurroundingsError> {
         self.sockets().ctl(self.control.as_ref(), node, words)
     }
 
@@ -246,22 +248,27 @@ pub struct DiskCtl {
 impl DiskCtl {
     /// Runs `faultline-diskfs ctl --control SOCKET words...` on `node`;
     /// `ok [json]` is the JSON (null without), anything else the reason.
-    fn ctl(&self, control: &dyn Control, node: &str, words: &[&str]) -> Result<Value, String> {
+    fn ctl(&self, control: &dyn Control, node: &str, words: &[&str]) -> Result<Value, SurroundingsError> {
         let socket = self
             .sockets
             .get(node)
-            .ok_or_else(|| format!("{node} has no disk-fault filesystem"))?
+            .ok_or_else(|| SurroundingsError::UnknownNode {
+                node: node.to_owned(),
+                what: "disk-fault filesystem",
+            })?
             .display()
             .to_string();
         let mut args = vec!["ctl", "--control", socket.as_str()];
         args.extend_from_slice(words);
-        let out = control
-            .run(node, &CommandSpec::new(&self.bin, &args, ctl_timeout()))
-            .map_err(|e| e.to_string())?;
+        let out = control.run(node, &CommandSpec::new(&self.bin, &args, ctl_timeout()))?;
         let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-            return Err(format!("{} {}", said, err).trim().to_owned());
+            return Err(SurroundingsError::Refused {
+                node: node.to_owned(),
+                command: format!("faultline-diskfs ctl {}", words.join(" ")),
+                detail: format!("{said} {err}").trim().to_owned(),
+            });
         }
         let rest = said.strip_prefix("ok").map(str::trim).unwrap_or(&said);
         Ok(serde_json::from_str(rest).unwrap_or(Value::Null))
@@ -309,7 +316,7 @@ impl Clocks {
         };
         for node in dirs.keys() {
             super::procs::make_dir(clocks.control.as_ref(), node, &dirs[node])?;
-            clocks.set(node, 0).map_err(|e| other(node, e))?;
+            clocks.set(node, 0).map_err(|e| other(node, e.to_string()))?;
         }
         Ok(clocks)
     }
@@ -334,23 +341,34 @@ impl Clocks {
 
     /// Writes `node`'s offset file atomically (libfaketime may read it at
     /// any instant).
-    fn set(&self, node: &str, offset_ms: i64) -> Result<(), String> {
-        let file = self.files.get(node).ok_or_else(|| format!("no clock for {node}"))?;
+    fn set(&self, node: &str, offset_ms: i64) -> Result<(), SurroundingsError> {
+        let file = self.files.get(node).ok_or_else(|| SurroundingsError::UnknownNode {
+            node: node.to_owned(),
+            what: "clock",
+        })?;
         let text = faketime_offset(offset_ms);
         if self.control.shares_filesystem() {
             let tmp = file.with_extension("tmp");
             return std::fs::write(&tmp, format!("{text}\n"))
                 .and_then(|()| std::fs::rename(&tmp, file))
-                .map_err(|e| format!("{}: {e}", file.display()));
+                .map_err(|source| ControlError::Io {
+                    path: file.clone(),
+                    source,
+                })
+                .map_err(SurroundingsError::from);
         }
         let path = file.display().to_string();
         let script = "printf '%s\\n' \"$0\" > \"$1.tmp\" && mv -f \"$1.tmp\" \"$1\"";
         let cmd = CommandSpec::new("sh", &["-c", script, &text, &path], ctl_timeout());
-        let out = self.control.run(node, &cmd).map_err(|e| e.to_string())?;
+        let out = self.control.run(node, &cmd)?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            Err(SurroundingsError::Refused {
+                node: node.to_owned(),
+                command: format!("writing {path}"),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
         }
     }
 }
@@ -377,11 +395,8 @@ impl NodeSurroundings {
 }
 
 impl Surroundings for NodeSurroundings {
-    fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, String> {
-        let disks = self
-            .disks
-            .as_ref()
-            .ok_or("disk faults need the disk-fault filesystem, which this run did not mount")?;
+    fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, SurroundingsError> {
+        let disks = self.disks.as_ref().ok_or(SurroundingsError::NoDisks)?;
         let ms;
         let words: Vec<&str> = match cmd {
             DiskCommand::Stall { ms: m } => {
@@ -406,10 +421,10 @@ impl Surroundings for NodeSurroundings {
         self.disks.is_some()
     }
 
-    fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), String> {
+    fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), SurroundingsError> {
         self.clocks
             .as_ref()
-            .ok_or("clock faults need libfaketime, which this run did not load")?
+            .ok_or(SurroundingsError::NoClocks)?
             .set(node, offset_ms)
     }
 }

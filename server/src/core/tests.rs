@@ -2,6 +2,9 @@
 //! every message passed (or not) by the test.
 
 use super::*;
+use crate::config::Settings;
+use crate::state::Entry;
+use crate::wal::Durable;
 
 #[test]
 fn self_promotions_take_the_next_epoch_dealt_to_the_node_and_no_other() {

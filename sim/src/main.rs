@@ -3,7 +3,7 @@
 //! ```text
 //! faultline-sim run --scenario safe --seed 42     # replay one schedule
 //! faultline-sim hunt --scenario fsync-never --seeds 500
-//! faultline-sim bench [--seeds 300]               # the README's table
+//! faultline-sim bench [--seeds 300] [--threads N]  # the README's table
 //! ```
 //! Exit codes: 0 as expected (safe passed / unsafe found), 1 otherwise,
 //! 2 on bad arguments.
@@ -22,13 +22,16 @@ fn main() -> ExitCode {
     };
     let number = |name: &str, default: u64| flag(name).map_or(Ok(default), |v| v.parse::<u64>());
     let scenario = flag("--scenario").map(|s| scenario::named(&s).ok_or(s));
-    let (Ok(seed), Ok(seeds)) = (number("--seed", 0), number("--seeds", 300)) else {
-        return usage("--seed and --seeds take numbers");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let (Ok(seed), Ok(seeds), Ok(threads)) = (number("--seed", 0), number("--seeds", 300), number("--threads", cores))
+    else {
+        return usage("--seed, --seeds and --threads take numbers");
     };
+    let threads = threads.max(1) as usize;
     match (args.first().map(String::as_str), scenario) {
         (Some("run"), Some(Ok(s))) => replay(&s, seed),
-        (Some("hunt"), Some(Ok(s))) => report_hunt(&s, seed, seeds),
-        (Some("bench"), None) => bench(seeds),
+        (Some("hunt"), Some(Ok(s))) => report_hunt(&s, seed, seeds, threads),
+        (Some("bench"), None) => bench(seeds, threads),
         (_, Some(Err(name))) => usage(&format!("no scenario {name}")),
         _ => usage("expected run, hunt or bench"),
     }
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
 fn usage(why: &str) -> ExitCode {
     let names: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     eprintln!("faultline-sim: {why}");
-    eprintln!("usage: faultline-sim run --scenario S --seed N | hunt --scenario S [--seed FIRST] [--seeds N] | bench [--seeds N]");
+    eprintln!("usage: faultline-sim run --scenario S --seed N | hunt --scenario S [--seed FIRST] [--seeds N] [--threads T] | bench [--seeds N] [--threads T]");
     eprintln!("scenarios: {}", names.join(", "));
     ExitCode::from(2)
 }
@@ -57,8 +60,8 @@ fn replay(s: &Scenario, seed: u64) -> ExitCode {
     expected(s, r.valid == Validity::Invalid)
 }
 
-fn report_hunt(s: &Scenario, first: u64, seeds: u64) -> ExitCode {
-    let h = hunt(s, first, seeds, s.expected.is_some());
+fn report_hunt(s: &Scenario, first: u64, seeds: u64, threads: usize) -> ExitCode {
+    let h = hunt(s, first, seeds, s.expected.is_some(), threads);
     println!(
         "scenario {}: {} seeds in {:.2}s ({:.0}/s), {} unknown, {} faults",
         s.name,
@@ -89,18 +92,17 @@ fn expected(s: &Scenario, found: bool) -> ExitCode {
 /// For every scenario: schedules per second over `seeds` seeds, and for
 /// the unsafe ones the seeds it took to find the anomaly (from several
 /// starting points, so the figure is not one lucky seed).
-fn bench(seeds: u64) -> ExitCode {
-    println!(
-        "| scenario | schedules/s | seeds | anomaly found after (seeds, 5 hunts from seeds 0, 10k, 20k, 30k, 40k) |"
-    );
-    println!("|---|---|---|---|");
+fn bench(seeds: u64, threads: usize) -> ExitCode {
+    println!("{seeds} schedules per scenario on {threads} threads");
+    println!("| scenario | nodes | schedules/s | seeds run | seeds with the anomaly | found after (seeds; 5 hunts from seeds 0, 10k, 20k, 30k, 40k) |");
+    println!("|---|---|---|---|---|---|");
     let mut ok = true;
     for s in scenario::all() {
-        let h = hunt(&s, 0, seeds, false);
+        let h = hunt(&s, 0, seeds, false, threads);
         let finds = if s.expected.is_some() {
             let to_find: Vec<String> = (0..5)
                 .map(|i| {
-                    let f = hunt(&s, i * 10_000, s.find_within, true);
+                    let f = hunt(&s, i * 10_000, s.find_within, true, threads);
                     ok &= f.found.is_some();
                     f.found.map_or(format!("none in {}", s.find_within), |r| {
                         (r.seed - i * 10_000 + 1).to_string()
@@ -115,7 +117,13 @@ fn bench(seeds: u64) -> ExitCode {
                 None => "none (safe)".into(),
             }
         };
-        println!("| {} | {:.0} | {} | {finds} |", s.name, h.per_second(), h.seeds);
+        println!(
+            "| {} | {} | {:.0} | {} | {finds} |",
+            s.name,
+            s.nodes,
+            h.per_second(),
+            h.seeds
+        );
     }
     if ok {
         ExitCode::SUCCESS

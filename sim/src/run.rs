@@ -10,6 +10,8 @@ use crate::world::World;
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
 use faultline_checkers::Validity;
 use faultline_histories::History;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The checker's budget for one history (they are small: a second is
@@ -92,6 +94,8 @@ pub struct Hunt {
     pub found: Option<RunReport>,
     /// Seeds the checker could not decide.
     pub unknown: u64,
+    /// Seeds whose history was invalid.
+    pub invalid: u64,
     /// Faults that took effect, over all seeds.
     pub faults: usize,
     /// Operations judged, over all seeds.
@@ -107,32 +111,49 @@ impl Hunt {
     }
 }
 
-/// Runs seeds `first..first + max` until one is invalid (when `stop_at_first`)
-/// or all have run.
-pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool) -> Hunt {
+/// Runs seeds `first..first + max` on `threads` threads, stopping at the
+/// first invalid seed when `stop_at_first` (the lowest such seed, whatever
+/// the threads' timing, so the figure replays).
+pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, threads: usize) -> Hunt {
     let start = Instant::now();
-    let mut hunt = Hunt {
-        seeds: 0,
-        found: None,
-        unknown: 0,
-        faults: 0,
-        ops: 0,
-        elapsed: Duration::ZERO,
-    };
-    for seed in first..first + max {
+    let next = AtomicU64::new(first);
+    let lowest_found = AtomicU64::new(u64::MAX);
+    let reports = Mutex::new(Vec::new());
+    let work = || loop {
+        let seed = next.fetch_add(1, Ordering::Relaxed);
+        if seed >= first + max || (stop_at_first && seed > lowest_found.load(Ordering::Relaxed)) {
+            return;
+        }
         let report = run_seed(scenario, seed);
-        hunt.seeds += 1;
-        hunt.faults += report.faults;
-        hunt.ops += report.ops;
-        match report.valid {
-            Validity::Unknown => hunt.unknown += 1,
-            Validity::Invalid if hunt.found.is_none() => hunt.found = Some(report),
-            _ => {}
+        if report.valid == Validity::Invalid {
+            lowest_found.fetch_min(seed, Ordering::Relaxed);
         }
-        if stop_at_first && hunt.found.is_some() {
-            break;
+        reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(work);
         }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    reports.sort_by_key(|r| r.seed);
+    let found_seed = lowest_found.into_inner();
+    if stop_at_first {
+        reports.retain(|r| r.seed <= found_seed);
     }
-    hunt.elapsed = start.elapsed();
-    hunt
+    summarize(reports, start.elapsed())
+}
+
+/// The hunt over these seeds' reports.
+fn summarize(reports: Vec<RunReport>, elapsed: Duration) -> Hunt {
+    let count = |v: Validity| reports.iter().filter(|r| r.valid == v).count() as u64;
+    Hunt {
+        seeds: reports.len() as u64,
+        unknown: count(Validity::Unknown),
+        invalid: count(Validity::Invalid),
+        faults: reports.iter().map(|r| r.faults).sum(),
+        ops: reports.iter().map(|r| r.ops).sum(),
+        found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
+        elapsed,
+    }
 }

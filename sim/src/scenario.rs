@@ -74,7 +74,13 @@ fn scenario(
     }
 }
 
-/// The safe setting and the unsafe ones whose anomaly the core decides.
+fn five_nodes(s: Scenario) -> Scenario {
+    Scenario { nodes: 5, ..s }
+}
+
+/// The safe settings (the lab's safe row, and `ack=any:1` on three nodes,
+/// where one follower is a majority) and the unsafe ones whose anomaly the
+/// core decides.
 pub fn all() -> Vec<Scenario> {
     use FaultKind::*;
     vec![
@@ -85,6 +91,20 @@ pub fn all() -> Vec<Scenario> {
             None,
             0,
         ),
+        scenario(
+            "any1-three-nodes",
+            "ack=any:1,failover=fenced,reads=leader,fsync=always",
+            &[KillLeader, IsolateLeader, RandomHalves],
+            None,
+            0,
+        ),
+        five_nodes(scenario(
+            "any1-five-nodes",
+            "ack=any:1,failover=fenced,reads=leader,fsync=always",
+            &[RandomHalves],
+            Some("acknowledged writes lost: the leader and one follower cut off from the rest (ack=any:1 of 5)"),
+            500,
+        )),
         scenario(
             "async-ack-failover",
             "ack=none,failover=fenced,reads=leader,fsync=always",

@@ -101,6 +101,8 @@ pub struct World {
     faults: usize,
     /// Fenced scenarios: the leader of each epoch seen.
     leaders: Option<BTreeMap<u64, usize>>,
+    /// The cores' outputs being carried out (kept to reuse its memory).
+    scratch: Vec<Output>,
     split_epoch: Option<String>,
 }
 
@@ -141,6 +143,7 @@ impl World {
             faults: 0,
             leaders: fenced.then(BTreeMap::new),
             split_epoch: None,
+            scratch: Vec::new(),
         };
         let plan = Plan::draw(&scenario.faults, RUN_MS, &mut w.rng);
         for (at, fault) in plan.steps {
@@ -309,8 +312,9 @@ impl World {
         let Some(core) = self.nodes[node].core.as_mut() else {
             return;
         };
-        let outputs = core.take_outputs();
-        for output in outputs {
+        let mut outputs = std::mem::take(&mut self.scratch);
+        core.drain_outputs_into(&mut outputs);
+        for output in outputs.drain(..) {
             match output {
                 Output::Send { to, msg } => self.send(node, &to, msg),
                 Output::Wal(cmd) => {
@@ -343,6 +347,7 @@ impl World {
                 }
             }
         }
+        self.scratch = outputs;
     }
 
     fn send(&mut self, from: usize, to: &str, msg: Message) {

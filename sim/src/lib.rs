@@ -11,7 +11,8 @@
 //!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:
-//!   `faultline-sim run --scenario NAME --seed N` replays one exactly.
+//!   `faultline-sim run --scenario NAME --seed N` replays one exactly
+//!   (`--history FILE` writes its history for `faultline check`).
 //! - **Not vacuous.** Each unsafe scenario's anomaly must be found within
 //!   its `find_within` seeds ([`hunt`]), and a run reports how many faults
 //!   took effect and how many operations it judged.
@@ -26,5 +27,5 @@ mod run;
 pub mod scenario;
 mod world;
 
-pub use run::{hunt, run_seed, Hunt, RunReport};
+pub use run::{history_of, hunt, run_seed, Hunt, RunReport};
 pub use scenario::{FaultKind, Scenario};

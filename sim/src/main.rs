@@ -1,7 +1,7 @@
 //! `faultline-sim`: replay one seed, hunt over seeds, or measure.
 //!
 //! ```text
-//! faultline-sim run --scenario safe --seed 42     # replay one schedule
+//! faultline-sim run --scenario safe --seed 42 [--history h.jsonl]  # replay one schedule
 //! faultline-sim hunt --scenario fsync-never --seeds 500
 //! faultline-sim bench [--seeds 300] [--threads N]  # the README's table
 //! ```
@@ -9,7 +9,7 @@
 //! 2 on bad arguments.
 
 use faultline_checkers::Validity;
-use faultline_sim::{hunt, run_seed, scenario, Scenario};
+use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     };
     let threads = threads.max(1) as usize;
     match (args.first().map(String::as_str), scenario) {
-        (Some("run"), Some(Ok(s))) => replay(&s, seed),
+        (Some("run"), Some(Ok(s))) => replay(&s, seed, flag("--history")),
         (Some("hunt"), Some(Ok(s))) => report_hunt(&s, seed, seeds, threads),
         (Some("bench"), None) => bench(seeds, threads),
         (_, Some(Err(name))) => usage(&format!("no scenario {name}")),
@@ -40,13 +40,20 @@ fn main() -> ExitCode {
 fn usage(why: &str) -> ExitCode {
     let names: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     eprintln!("faultline-sim: {why}");
-    eprintln!("usage: faultline-sim run --scenario S --seed N | hunt --scenario S [--seed FIRST] [--seeds N] [--threads T] | bench [--seeds N] [--threads T]");
+    eprintln!("usage: faultline-sim run --scenario S --seed N [--history FILE] | hunt --scenario S [--seed FIRST] [--seeds N] [--threads T] | bench [--seeds N] [--threads T]");
     eprintln!("scenarios: {}", names.join(", "));
     ExitCode::from(2)
 }
 
-fn replay(s: &Scenario, seed: u64) -> ExitCode {
+fn replay(s: &Scenario, seed: u64, history: Option<String>) -> ExitCode {
     let r = run_seed(s, seed);
+    if let Some(path) = history {
+        if let Err(e) = write_history(s, seed, std::path::Path::new(&path)) {
+            eprintln!("faultline-sim: cannot write {path}: {e}");
+            return ExitCode::from(2);
+        }
+        println!("history written to {path} (check it: faultline check {path})");
+    }
     println!(
         "scenario {} seed {seed}: {:?}, {} ops, {} faults, {} events",
         s.name, r.valid, r.ops, r.faults, r.events
@@ -58,6 +65,14 @@ fn replay(s: &Scenario, seed: u64) -> ExitCode {
         println!("unknown: {u}");
     }
     expected(s, r.valid == Validity::Invalid)
+}
+
+fn write_history(s: &Scenario, seed: u64, path: &std::path::Path) -> std::io::Result<()> {
+    let mut out = faultline_histories::JsonlWriter::create(path)?;
+    for event in history_of(s, seed) {
+        out.write_event(&event)?;
+    }
+    Ok(())
 }
 
 fn report_hunt(s: &Scenario, first: u64, seeds: u64, threads: usize) -> ExitCode {

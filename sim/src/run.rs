@@ -85,6 +85,12 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
     report
 }
 
+/// The history `scenario` records under `seed` (the same every time: a
+/// run replays from its seed), for `faultline check` or a report.
+pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Event> {
+    World::new(scenario, seed).run().events
+}
+
 /// What a hunt over seeds found.
 #[derive(Debug, Clone)]
 pub struct Hunt {

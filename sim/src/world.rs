@@ -121,9 +121,9 @@ impl World {
             })
             .collect();
         // One leader per epoch is what fencing promises, as long as votes
-        // survive crashes (a power loss under fsync=never forgets them).
+        // survive crashes (a power loss forgets unsynced ones).
         let fenced = settings.failover == faultline_server::config::Failover::Fenced
-            && settings.fsync != faultline_server::wal::FsyncPolicy::Never;
+            && settings.fsync == faultline_server::wal::FsyncPolicy::Always;
         let mut w = World {
             now: 0,
             seq: 0,

@@ -202,6 +202,8 @@ impl Core {
         self.leader = leader;
         self.following.verified_lsn = 0;
         self.following.reported_match = 0;
+        // A new epoch's leader counts its own heartbeat rounds.
+        self.following.last_seq_seen = 0;
         self.reset_election_timer();
         if was_leader {
             info!(node = %self.cfg.node, shard = self.cfg.shard, epoch, lsn = self.log.last_lsn(), "stepped down");

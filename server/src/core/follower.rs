@@ -10,7 +10,7 @@
 use super::{Core, Message, Output, Role};
 use crate::config::{Ack, Failover};
 use crate::state::{Entry, StateMachine};
-use crate::wal::{Durable, Snapshot, WalCmd};
+use crate::wal::{Durable, FsyncPolicy, Snapshot, WalCmd};
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -77,6 +77,10 @@ impl Core {
             self.leader = Some(from.to_string());
             self.following.verified_lsn = 0;
             self.following.reported_match = 0;
+            // Heartbeat rounds are counted per leader: echoing the old
+            // leader's (higher) round to the new one would confirm its
+            // leader reads without a round of its own.
+            self.following.last_seq_seen = 0;
         }
         self.following.last_leader_contact_ms = Some(self.now_ms);
         self.reset_election_timer();
@@ -152,7 +156,12 @@ impl Core {
             let commit_lsn = self.commit_lsn;
             if self.fenced_majority() {
                 error!(node = %self.cfg.node, shard = self.cfg.shard, epoch = self.hard.epoch, lsn, commit_lsn, "leader's log conflicts with committed entries");
-                debug_assert!(false, "fenced majority: entry {lsn} <= commit {commit_lsn} conflicts");
+                // Only with every write synced is this impossible: under
+                // fsync=never or batch a power loss may forget a quorum's copies.
+                debug_assert!(
+                    self.settings().fsync != FsyncPolicy::Always,
+                    "fenced majority: entry {lsn} <= commit {commit_lsn} conflicts"
+                );
             } else {
                 warn!(node = %self.cfg.node, shard = self.cfg.shard, epoch = self.hard.epoch, lsn, commit_lsn, dropped, "discarding committed entries the new leader never had");
             }

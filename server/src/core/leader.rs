@@ -63,10 +63,13 @@ impl Core {
             self.leading.hb_sent_seq = self.leading.hb_seq;
             self.leading.last_heartbeat_ms = self.now_ms;
         }
-        for i in 0..self.peers.len() {
-            let peer = self.peers[i].clone();
-            self.replicate_to(&peer, heartbeat);
+        // Taken for the loop (and put back) rather than cloned: this runs
+        // at the end of every batch on the leader.
+        let peers = std::mem::take(&mut self.peers);
+        for peer in &peers {
+            self.replicate_to(peer, heartbeat);
         }
+        self.peers = peers;
     }
 
     /// `ack=none` is asynchronous replication as PostgreSQL's WAL sender or

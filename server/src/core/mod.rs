@@ -283,6 +283,16 @@ impl Core {
         }
     }
 
+    /// The role (cheaper than [`Core::status`]).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.hard.epoch
+    }
+
     /// The applied state (the simulation compares replicas with it).
     pub fn state(&self) -> &StateMachine {
         &self.sm

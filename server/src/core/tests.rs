@@ -239,3 +239,43 @@ fn a_follower_forwards_a_write_once_and_fails_a_forwarded_one() {
     assert_eq!(got[0].outcome, Outcome::Fail);
     assert_eq!(got[0].leader_hint.as_deref(), Some("n1"));
 }
+
+/// The heartbeat round a follower echoes in its answers to `from`.
+fn echoed_seq(outputs: &[Output], from: &str) -> Option<u64> {
+    sent(outputs).into_iter().find_map(|(to, m)| match m {
+        Message::AppendResp { seq, .. } if to == from => Some(seq),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_follower_never_echoes_an_old_leaders_heartbeat_round_to_a_new_leader() {
+    // Rounds are counted per leader: echoing n1's round 1000 to n3 would
+    // confirm n3's leader reads without a round of n3's own (read index
+    // bypassed), which after n3's deposition serves a stale read.
+    let mut n2 = core("n2", "failover=fenced");
+    let heartbeat = |epoch, seq| Message::Append {
+        epoch,
+        prev_lsn: 0,
+        prev_epoch: 0,
+        entries: Vec::new(),
+        commit_lsn: 0,
+        seq,
+    };
+    n2.step(
+        1,
+        Input::Peer {
+            from: "n1".into(),
+            msg: heartbeat(1, 1000),
+        },
+    );
+    assert_eq!(echoed_seq(&n2.take_outputs(), "n1"), Some(1000));
+    n2.step(
+        2,
+        Input::Peer {
+            from: "n3".into(),
+            msg: heartbeat(2, 3),
+        },
+    );
+    assert_eq!(echoed_seq(&n2.take_outputs(), "n3"), Some(3));
+}

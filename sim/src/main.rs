@@ -132,12 +132,14 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
                 None => "none (safe)".into(),
             }
         };
+        let share = 100.0 * h.invalid as f64 / h.seeds.max(1) as f64;
         println!(
-            "| {} | {} | {:.0} | {} | {finds} |",
+            "| {} | {} | {:.0} | {} | {} ({share:.0}%) | {finds} |",
             s.name,
             s.nodes,
             h.per_second(),
-            h.seeds
+            h.seeds,
+            h.invalid
         );
     }
     if ok {

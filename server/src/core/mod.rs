@@ -221,7 +221,7 @@ impl Core {
     /// Handles one input at `now_ms`. Call [`Core::flush`] after a batch.
     pub fn step(&mut self, now_ms: u64, input: Input) {
         self.set_now(now_ms);
-        let epoch = self.hard.epoch;
+        let (epoch, commit_lsn) = (self.hard.epoch, self.commit_lsn);
         match input {
             Input::Tick => self.on_tick(),
             Input::Client(req) => self.on_client(req),
@@ -233,6 +233,20 @@ impl Core {
             "the epoch fell from {epoch} to {}",
             self.hard.epoch
         );
+        debug_assert!(
+            self.commit_lsn >= commit_lsn || !self.commit_is_final(),
+            "the commit LSN fell from {commit_lsn} to {}",
+            self.commit_lsn
+        );
+    }
+
+    /// Whether the settings promise that a committed entry stays committed
+    /// (fencing, a majority's copies, each synced before it counts).
+    fn commit_is_final(&self) -> bool {
+        let s = self.settings();
+        s.failover == Failover::Fenced
+            && matches!(s.ack, crate::config::Ack::Majority | crate::config::Ack::All)
+            && s.fsync == crate::wal::FsyncPolicy::Always
     }
 
     /// End of a batch of inputs: write the log, ship it, commit, apply,

@@ -132,3 +132,34 @@ fn heal_all(world: &mut World) {
         world.restart(node);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::ALL_FAULTS;
+    use rand::SeedableRng;
+
+    #[test]
+    fn windows_pair_up_never_overlap_and_everything_heals_at_the_end() {
+        for seed in 0..200 {
+            let plan = Plan::draw(&ALL_FAULTS, 1_000, &mut StdRng::seed_from_u64(seed));
+            let (last, windows) = plan.steps.split_last().unwrap();
+            assert_eq!(*last, (1_000, Fault::HealAll), "seed {seed}");
+            assert!(!windows.is_empty(), "seed {seed}: no fault at all");
+            let mut previous_end = 0;
+            for pair in windows.chunks(2) {
+                let [(start, Fault::Begin(a)), (end, Fault::End(b))] = pair else {
+                    panic!("seed {seed}: unpaired {pair:?}");
+                };
+                assert_eq!(a, b);
+                assert!(
+                    previous_end < *start && start < end && *end <= 1_000,
+                    "seed {seed}: {pair:?}"
+                );
+                previous_end = *end;
+            }
+        }
+        let none = Plan::draw(&[], 1_000, &mut StdRng::seed_from_u64(1));
+        assert!(none.steps.is_empty(), "a scenario without faults gets none");
+    }
+}

@@ -535,11 +535,9 @@ impl Group {
     fn answer(&self, replier: Replier, mut reply: Reply) {
         reply.node = self.node.clone();
         reply.shard = Some(self.shard);
-        if reply.leader_hint.is_none() {
-            let status = self.core.status();
-            if status.role != core::Role::Leader {
-                reply.leader_hint = status.leader;
-            }
+        // Cheap accessors, not `status()`: this runs for every reply.
+        if reply.leader_hint.is_none() && self.core.role() != core::Role::Leader {
+            reply.leader_hint = self.core.leader().map(str::to_string);
         }
         replier.deliver(reply, &self.transport, self.shard);
     }

@@ -302,6 +302,11 @@ impl Core {
         self.role
     }
 
+    /// The leader this node believes in, if any.
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.hard.epoch

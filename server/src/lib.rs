@@ -20,6 +20,7 @@
 pub mod client;
 pub mod config;
 pub mod conns;
+pub mod core;
 pub mod group;
 pub mod leaderless;
 pub mod limits;

@@ -1,0 +1,197 @@
+//! Conversions between the core's types and the wire's: the core knows
+//! nothing of frames, JSON or sessions, the driver speaks both.
+
+use crate::core::{self, Answer, Message};
+use crate::protocol::{Outcome, RawRequest, Reply, Session};
+use crate::transport::PeerMsg;
+use std::sync::Arc;
+
+/// The wire form of the core's answer.
+pub(super) fn reply_of(a: Answer) -> Reply {
+    let outcome = match a.outcome {
+        core::Outcome::Ok => Outcome::Ok,
+        core::Outcome::Fail => Outcome::Fail,
+        core::Outcome::Unknown => Outcome::Unknown,
+    };
+    let mut r = Reply::new(a.id, outcome);
+    r.value = a.value;
+    r.error = a.error;
+    r.lsn = a.lsn;
+    r.leader_hint = a.leader_hint;
+    r
+}
+
+/// The request as the leader's node will validate it. The session is
+/// rebuilt from the one LSN the group's shard needs (all the leader's
+/// group reads of it).
+pub(super) fn raw_request(req: &core::Request, shard: u32) -> RawRequest {
+    let mut shard_lsns = vec![0; shard as usize + 1];
+    shard_lsns[shard as usize] = req.min_lsn;
+    let session = Session {
+        min_lsn: None,
+        shard_lsns: if req.min_lsn == 0 { Vec::new() } else { shard_lsns },
+    };
+    let mut raw = RawRequest {
+        id: req.id,
+        session: Some(session),
+        ..Default::default()
+    };
+    let (op, key) = match &req.op {
+        core::Op::Read { key } => ("read", Some(key)),
+        core::Op::Write { key, value } => {
+            raw.value = Some(value.clone());
+            ("write", Some(key))
+        }
+        core::Op::Cas { key, expected, new } => {
+            raw.expected = Some(expected.clone());
+            raw.new = Some(new.clone());
+            ("cas", Some(key))
+        }
+        core::Op::Append { key, value } => {
+            raw.value = Some(value.clone());
+            ("append", Some(key))
+        }
+        core::Op::MultiRead { keys } => {
+            raw.keys = Some(keys.clone());
+            ("multi_read", None)
+        }
+    };
+    raw.op = op.into();
+    raw.key = key.cloned();
+    raw
+}
+
+/// The core's message on the wire.
+pub(super) fn peer_message(msg: Message) -> PeerMsg {
+    match msg {
+        Message::Append {
+            epoch,
+            prev_lsn,
+            prev_epoch,
+            entries,
+            commit_lsn,
+            seq,
+        } => PeerMsg::Append {
+            epoch,
+            prev_lsn,
+            prev_epoch,
+            entries,
+            commit_lsn,
+            seq,
+        },
+        Message::AppendResp {
+            epoch,
+            success,
+            match_lsn,
+            last_lsn,
+            seq,
+        } => PeerMsg::AppendResp {
+            epoch,
+            success,
+            match_lsn,
+            last_lsn,
+            seq,
+        },
+        Message::Vote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        } => PeerMsg::Vote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        },
+        Message::VoteResp { epoch, granted } => PeerMsg::VoteResp { epoch, granted },
+        Message::PreVote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        } => PeerMsg::PreVote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        },
+        Message::PreVoteResp {
+            epoch,
+            granted,
+            voter_epoch,
+        } => PeerMsg::PreVoteResp {
+            epoch,
+            granted,
+            voter_epoch,
+        },
+        Message::Snapshot { epoch, snapshot, seq } => PeerMsg::Snapshot {
+            epoch,
+            snapshot: Box::new((*snapshot).clone()),
+            seq,
+        },
+    }
+}
+
+/// A wire message as the core's, or back if it is not one.
+pub(super) fn core_message(msg: PeerMsg) -> Result<Message, Box<PeerMsg>> {
+    Ok(match msg {
+        PeerMsg::Append {
+            epoch,
+            prev_lsn,
+            prev_epoch,
+            entries,
+            commit_lsn,
+            seq,
+        } => Message::Append {
+            epoch,
+            prev_lsn,
+            prev_epoch,
+            entries,
+            commit_lsn,
+            seq,
+        },
+        PeerMsg::AppendResp {
+            epoch,
+            success,
+            match_lsn,
+            last_lsn,
+            seq,
+        } => Message::AppendResp {
+            epoch,
+            success,
+            match_lsn,
+            last_lsn,
+            seq,
+        },
+        PeerMsg::Vote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        } => Message::Vote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        },
+        PeerMsg::VoteResp { epoch, granted } => Message::VoteResp { epoch, granted },
+        PeerMsg::PreVote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        } => Message::PreVote {
+            epoch,
+            last_lsn,
+            last_epoch,
+        },
+        PeerMsg::PreVoteResp {
+            epoch,
+            granted,
+            voter_epoch,
+        } => Message::PreVoteResp {
+            epoch,
+            granted,
+            voter_epoch,
+        },
+        PeerMsg::Snapshot { epoch, snapshot, seq } => Message::Snapshot {
+            epoch,
+            snapshot: Arc::from(snapshot),
+            seq,
+        },
+        other => return Err(Box::new(other)),
+    })
+}

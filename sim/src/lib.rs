@@ -1,0 +1,31 @@
+//! faultline-sim: a deterministic simulation of faultline-server's
+//! replication core ([`faultline_server::core`]), in the manner of
+//! TigerBeetle's VOPR and turmoil.
+//!
+//! Several nodes' cores run in one process on simulated time. A seeded
+//! scheduler delivers their messages late, out of order or not at all,
+//! cuts the network into halves, kills nodes with and without their
+//! unsynced writes, and has clients read, write and compare-and-set
+//! registers; the history they record is judged by the project's own
+//! linearizability checker.
+//!
+//! Promises:
+//! - **Replayable.** A run is a function of its [`Scenario`] and seed:
+//!   `faultline-sim run --scenario NAME --seed N` replays one exactly
+//!   (`--history FILE` writes its history for `faultline check`).
+//! - **Not vacuous.** Each unsafe scenario's anomaly must be found within
+//!   its `find_within` seeds ([`hunt`]), and a run reports how many faults
+//!   took effect and how many operations it judged.
+//! - **Bounded.** A run stops at a fixed simulated time and event count;
+//!   the checker has a time and memory budget (past it, the verdict is
+//!   unknown and says so).
+
+mod clients;
+mod disk;
+mod nemesis;
+mod run;
+pub mod scenario;
+mod world;
+
+pub use run::{history_of, hunt, run_seed, Hunt, RunReport};
+pub use scenario::{FaultKind, Scenario};

@@ -1,0 +1,165 @@
+//! Running one seed, and hunting over seeds: build the world, run it,
+//! judge the history with the linearizability checker.
+//!
+//! Promise: a report says what was judged (operations, faults that took
+//! effect) and the verdict with its evidence; a history the checker could
+//! not decide is reported unknown, never valid.
+
+use crate::scenario::Scenario;
+use crate::world::World;
+use faultline_checkers::linear::{self, ModelSpec, NilReads};
+use faultline_checkers::Validity;
+use faultline_histories::History;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The checker's budget for one history (they are small: a second is
+/// plenty, and a bound keeps a pathological one from stalling a hunt).
+const CHECK_TIME_LIMIT: Duration = Duration::from_secs(10);
+const CHECK_MEMORY_BYTES: usize = 256 << 20;
+
+/// What one seed did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The seed (rerun with `faultline-sim run --scenario S --seed N`).
+    pub seed: u64,
+    /// Client operations invoked.
+    pub ops: usize,
+    /// Faults that took effect.
+    pub faults: usize,
+    /// Events the world handled.
+    pub events: u64,
+    /// The linearizability verdict.
+    pub valid: Validity,
+    /// Invalid: what the checker (or the election check) found.
+    pub anomaly: Option<String>,
+    /// Unknown: why.
+    pub unknown: Option<String>,
+}
+
+/// Runs `scenario` under `seed` and judges its history.
+pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
+    let finished = World::new(scenario, seed).run();
+    let ops = finished
+        .events
+        .iter()
+        .filter(|e| e.kind == faultline_histories::EventType::Invoke)
+        .count();
+    let history = History::from_events(finished.events)
+        .unwrap_or_else(|e| panic!("seed {seed}: the simulation wrote a malformed history: {e}"));
+    let config = linear::Config {
+        model: ModelSpec::CasRegister {
+            initial: serde_json::Value::Null,
+            nil_reads: NilReads::Value,
+        },
+        split_by_key: true,
+        time_limit: CHECK_TIME_LIMIT,
+        memory_limit_bytes: CHECK_MEMORY_BYTES,
+        threads: 1,
+        want_linearization: false,
+    };
+    let verdict = linear::check(&history, &config);
+    let mut report = RunReport {
+        seed,
+        ops,
+        faults: finished.faults,
+        events: finished.handled,
+        valid: verdict.valid,
+        anomaly: None,
+        unknown: verdict.unknown_reason.clone(),
+    };
+    if let Some(a) = verdict.anomalies.first() {
+        let key = a.key.as_deref().unwrap_or("-");
+        report.anomaly = Some(format!(
+            "{} on key {key} ({} ops): {}",
+            a.kind,
+            a.ops.len(),
+            a.explanation
+        ));
+    }
+    if let Some(split) = finished.split_epoch {
+        report.valid = Validity::Invalid;
+        report.anomaly = Some(format!("election safety: {split}"));
+    }
+    report
+}
+
+/// The history `scenario` records under `seed` (the same every time: a
+/// run replays from its seed), for `faultline check` or a report.
+pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Event> {
+    World::new(scenario, seed).run().events
+}
+
+/// What a hunt over seeds found.
+#[derive(Debug, Clone)]
+pub struct Hunt {
+    /// Seeds run.
+    pub seeds: u64,
+    /// The first seed whose history was invalid, if any.
+    pub found: Option<RunReport>,
+    /// Seeds the checker could not decide.
+    pub unknown: u64,
+    /// Seeds whose history was invalid.
+    pub invalid: u64,
+    /// Faults that took effect, over all seeds.
+    pub faults: usize,
+    /// Operations judged, over all seeds.
+    pub ops: usize,
+    /// Wall-clock time of the hunt.
+    pub elapsed: Duration,
+}
+
+impl Hunt {
+    /// Schedules run (and judged) per second.
+    pub fn per_second(&self) -> f64 {
+        self.seeds as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs seeds `first..first + max` on `threads` threads, stopping at the
+/// first invalid seed when `stop_at_first` (the lowest such seed, whatever
+/// the threads' timing, so the figure replays).
+pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, threads: usize) -> Hunt {
+    let start = Instant::now();
+    let next = AtomicU64::new(first);
+    let lowest_found = AtomicU64::new(u64::MAX);
+    let reports = Mutex::new(Vec::new());
+    let work = || loop {
+        let seed = next.fetch_add(1, Ordering::Relaxed);
+        if seed >= first + max || (stop_at_first && seed > lowest_found.load(Ordering::Relaxed)) {
+            return;
+        }
+        let report = run_seed(scenario, seed);
+        if report.valid == Validity::Invalid {
+            lowest_found.fetch_min(seed, Ordering::Relaxed);
+        }
+        reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(work);
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    reports.sort_by_key(|r| r.seed);
+    let found_seed = lowest_found.into_inner();
+    if stop_at_first {
+        reports.retain(|r| r.seed <= found_seed);
+    }
+    summarize(reports, start.elapsed())
+}
+
+/// The hunt over these seeds' reports.
+fn summarize(reports: Vec<RunReport>, elapsed: Duration) -> Hunt {
+    let count = |v: Validity| reports.iter().filter(|r| r.valid == v).count() as u64;
+    Hunt {
+        seeds: reports.len() as u64,
+        unknown: count(Validity::Unknown),
+        invalid: count(Validity::Invalid),
+        faults: reports.iter().map(|r| r.faults).sum(),
+        ops: reports.iter().map(|r| r.ops).sum(),
+        found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
+        elapsed,
+    }
+}

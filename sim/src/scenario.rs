@@ -1,0 +1,142 @@
+//! The settings the simulation tries, with the faults each needs: the
+//! rows of the replication lab's ground truth (REPLICATION_LAB.md) that
+//! the core alone decides.
+//!
+//! Promise: a scenario says whether its setting is safe; the simulation
+//! must find no anomaly in a safe one under any schedule, and must find the
+//! anomaly of an unsafe one within its `find_within` seeds.
+
+/// The kinds of fault a schedule may draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Cut the current leader off from every other node, then heal.
+    IsolateLeader,
+    /// Cut the nodes into two random halves, then heal.
+    RandomHalves,
+    /// Kill the current leader (its written but unsynced data survives),
+    /// then restart it.
+    KillLeader,
+    /// Kill a random node, losing what it had not synced, then restart it.
+    PowerLossOne,
+    /// Kill every node at once, losing what they had not synced, then
+    /// restart them.
+    PowerLossAll,
+    /// Drop a share of messages and delay the rest, then stop.
+    Lossy,
+}
+
+/// Every kind of fault.
+pub const ALL_FAULTS: [FaultKind; 6] = [
+    FaultKind::IsolateLeader,
+    FaultKind::RandomHalves,
+    FaultKind::KillLeader,
+    FaultKind::PowerLossOne,
+    FaultKind::PowerLossAll,
+    FaultKind::Lossy,
+];
+
+/// One setting of the lab and the faults its schedules draw.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Short name (`--scenario`).
+    pub name: &'static str,
+    /// The server settings, as `faultline-server --settings` takes them.
+    pub settings: String,
+    /// The faults a schedule may draw.
+    pub faults: Vec<FaultKind>,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// The anomaly the lab expects, or None for the safe setting.
+    pub expected: Option<&'static str>,
+    /// Unsafe: the anomaly must be found within this many seeds.
+    pub find_within: u64,
+}
+
+/// Timing that keeps a simulated second short: heartbeats, elections and
+/// timeouts a few times faster than the server's defaults, in the same
+/// proportions.
+const TIMING: &str = "heartbeat_ms=20,election_timeout_ms=100,request_timeout_ms=400,read_wait_ms=200,async_ship_ms=10";
+
+fn scenario(
+    name: &'static str,
+    settings: &str,
+    faults: &[FaultKind],
+    expected: Option<&'static str>,
+    find_within: u64,
+) -> Scenario {
+    Scenario {
+        name,
+        settings: format!("{settings},{TIMING}"),
+        faults: faults.to_vec(),
+        nodes: 3,
+        expected,
+        find_within,
+    }
+}
+
+fn five_nodes(s: Scenario) -> Scenario {
+    Scenario { nodes: 5, ..s }
+}
+
+/// The safe settings (the lab's safe row, and `ack=any:1` on three nodes,
+/// where one follower is a majority) and the unsafe ones whose anomaly the
+/// core decides.
+pub fn all() -> Vec<Scenario> {
+    use FaultKind::*;
+    vec![
+        scenario(
+            "safe",
+            "ack=majority,failover=fenced,reads=leader,fsync=always",
+            &ALL_FAULTS,
+            None,
+            0,
+        ),
+        scenario(
+            "any1-three-nodes",
+            "ack=any:1,failover=fenced,reads=leader,fsync=always",
+            &[KillLeader, IsolateLeader, RandomHalves],
+            None,
+            0,
+        ),
+        five_nodes(scenario(
+            "any1-five-nodes",
+            "ack=any:1,failover=fenced,reads=leader,fsync=always",
+            &[RandomHalves],
+            Some("acknowledged writes lost: the leader and one follower cut off from the rest (ack=any:1 of 5)"),
+            500,
+        )),
+        scenario(
+            "async-ack-failover",
+            "ack=none,failover=fenced,reads=leader,fsync=always",
+            &[KillLeader],
+            Some("acknowledged writes lost when the leader dies (asynchronous ack + failover)"),
+            200,
+        ),
+        scenario(
+            "unfenced-split-brain",
+            "ack=none,failover=unfenced,reads=leader,fsync=always",
+            &[IsolateLeader],
+            Some("split brain: two leaders take writes (unfenced failover)"),
+            200,
+        ),
+        scenario(
+            "follower-reads",
+            "ack=none,failover=fenced,reads=follower,replay_delay_ms=50,fsync=always",
+            &[],
+            Some("stale reads from lagging followers"),
+            200,
+        ),
+        scenario(
+            "fsync-never",
+            "ack=majority,failover=fenced,reads=leader,fsync=never",
+            &[PowerLossAll],
+            Some("acknowledged writes lost to a power loss of every node (fsync=never)"),
+            200,
+        ),
+    ]
+}
+
+/// The scenario called `name`.
+pub fn named(name: &str) -> Option<Scenario> {
+    all().into_iter().find(|s| s.name == name)
+}

@@ -1,0 +1,460 @@
+//! The simulated world: the nodes' cores, their disks, the network between
+//! them, the clients and the fault schedule, all driven by one event queue
+//! in simulated milliseconds and one seeded RNG.
+//!
+//! Promise: a world is a function of its scenario and seed. Nothing reads
+//! a clock or iterates a hash map; every choice (message delay and loss,
+//! disk latency, client operations, fault times, the cores' own seeds)
+//! comes from the seed's RNG in the order the events happen. Every wait is
+//! bounded: the run stops at a fixed simulated time, and the event count
+//! is capped.
+
+use crate::clients::Clients;
+use crate::disk::Disk;
+use crate::nemesis::{Fault, Plan};
+use crate::scenario::Scenario;
+use faultline_server::config::Settings;
+use faultline_server::core::{Core, CoreConfig, Input, Message, Output, Request, Role};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// How long clients issue operations, in simulated milliseconds.
+pub const RUN_MS: u64 = 1_000;
+/// Quiet time after the faults heal, before the final reads.
+pub const SETTLE_MS: u64 = 500;
+/// How long the final reads may take.
+pub const FINAL_MS: u64 = 1_500;
+/// The cores' timer resolution: coarser than the server's 5 ms, which
+/// halves the events of a run; every timeout is still many ticks long.
+const TICK_MS: u64 = 10;
+/// A client gives up on an answer after this long (more than the core's
+/// own `request_timeout_ms`, as the harness's client does).
+const CLIENT_TIMEOUT_MS: u64 = 600;
+/// Most events one world handles (a bound no normal run comes near).
+const EVENTS_MAX: u64 = 2_000_000;
+/// Working clients and keys.
+const CLIENTS: usize = 4;
+const KEYS: usize = 2;
+
+/// Something that happens at a simulated instant.
+#[derive(Debug)]
+enum Event {
+    Tick { node: usize, incarnation: u64 },
+    Deliver { to: usize, from: usize, msg: Message },
+    DiskDone { node: usize, incarnation: u64 },
+    Request { node: usize, req: Request },
+    ClientWake(usize),
+    ClientTimeout { client: usize, token: u64 },
+    Fault(Fault),
+    FinalReads,
+}
+
+/// An event's place in the queue: ordered by time, then by when it was
+/// scheduled (so equal times keep their order); the event itself waits in
+/// a slab, which keeps the heap's moves small.
+type Slot = Reverse<(u64, u64, usize)>;
+
+/// One node: its core while it runs, its disk always.
+struct Node {
+    core: Option<Core>,
+    disk: Disk,
+    /// Bumped at each crash, so the dead process's timers and disk
+    /// completions are ignored.
+    incarnation: u64,
+    disk_busy: bool,
+}
+
+/// The links: which are cut, how lossy and slow the rest are.
+struct Net {
+    cut: Vec<Vec<bool>>,
+    drop_percent: u32,
+    delay_max_ms: u64,
+}
+
+/// What a finished world hands back.
+pub struct Finished {
+    /// The clients' history.
+    pub events: Vec<faultline_histories::Event>,
+    /// Faults that took effect.
+    pub faults: usize,
+    /// Events the world handled.
+    pub handled: u64,
+    /// Two leaders in one epoch, if a fenced scenario ever had them.
+    pub split_epoch: Option<String>,
+}
+
+/// The simulated cluster.
+pub struct World {
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Slot>,
+    slab: Vec<Option<Event>>,
+    free: Vec<usize>,
+    rng: StdRng,
+    names: Vec<String>,
+    nodes: Vec<Node>,
+    settings: Settings,
+    net: Net,
+    clients: Clients,
+    faults: usize,
+    /// Fenced scenarios: the leader of each epoch seen.
+    leaders: Option<BTreeMap<u64, usize>>,
+    /// The cores' outputs being carried out (kept to reuse its memory).
+    scratch: Vec<Output>,
+    split_epoch: Option<String>,
+}
+
+impl World {
+    /// A world for `scenario` driven by `seed`.
+    pub fn new(scenario: &Scenario, seed: u64) -> World {
+        let settings = Settings::parse(&scenario.settings).expect("scenario settings parse");
+        let n = scenario.nodes;
+        let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let nodes = (0..n)
+            .map(|_| Node {
+                core: None,
+                disk: Disk::new(settings.fsync),
+                incarnation: 0,
+                disk_busy: false,
+            })
+            .collect();
+        // One leader per epoch is what fencing promises, as long as votes
+        // survive crashes (a power loss forgets unsynced ones).
+        let fenced = settings.failover == faultline_server::config::Failover::Fenced
+            && settings.fsync == faultline_server::wal::FsyncPolicy::Always;
+        let mut w = World {
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            names,
+            nodes,
+            clients: Clients::new(CLIENTS, KEYS, n, settings.reads),
+            settings,
+            net: Net {
+                cut: vec![vec![false; n]; n],
+                drop_percent: 0,
+                delay_max_ms: 3,
+            },
+            faults: 0,
+            leaders: fenced.then(BTreeMap::new),
+            split_epoch: None,
+            scratch: Vec::new(),
+        };
+        let plan = Plan::draw(&scenario.faults, RUN_MS, &mut w.rng);
+        for (at, fault) in plan.steps {
+            w.schedule(at, Event::Fault(fault));
+        }
+        w
+    }
+
+    /// Runs the world to its end.
+    pub fn run(mut self) -> Finished {
+        for node in 0..self.nodes.len() {
+            self.boot(node);
+        }
+        for c in self.clients.workers() {
+            let at = self.rng.gen_range(0..10);
+            self.schedule(at, Event::ClientWake(c));
+        }
+        self.schedule(RUN_MS + SETTLE_MS, Event::FinalReads);
+        let end = RUN_MS + SETTLE_MS + FINAL_MS;
+        let mut handled = 0;
+        while let Some(Reverse((at, _, slot))) = self.queue.pop() {
+            if at > end || handled >= EVENTS_MAX || (at > RUN_MS + SETTLE_MS && self.clients.finals_done()) {
+                break;
+            }
+            self.now = at;
+            handled += 1;
+            let event = self.slab[slot].take().expect("a queued slot holds its event");
+            self.free.push(slot);
+            self.handle(event);
+        }
+        Finished {
+            events: self.clients.into_events(),
+            faults: self.faults,
+            handled,
+            split_epoch: self.split_epoch,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.slab.push(Some(event));
+                self.slab.len() - 1
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].core.is_some() {
+                    self.feed(node, Input::Tick);
+                    self.schedule(self.now + TICK_MS, Event::Tick { node, incarnation });
+                }
+            }
+            Event::Deliver { to, from, msg } => {
+                let from = self.names[from].clone();
+                self.feed(to, Input::Peer { from, msg });
+            }
+            Event::DiskDone { node, incarnation } => self.disk_done(node, incarnation),
+            Event::Request { node, req } => self.request(node, req),
+            Event::ClientWake(c) => self.client_wake(c),
+            Event::ClientTimeout { client, token } => {
+                if self.clients.waiting_on(token) == Some(client) {
+                    self.clients.time_out(client, self.now);
+                    self.client_after(client, 0);
+                }
+            }
+            Event::Fault(fault) => self.fault(fault),
+            Event::FinalReads => {
+                for c in self.clients.final_readers() {
+                    self.schedule(self.now, Event::ClientWake(c));
+                }
+            }
+        }
+    }
+
+    // ----- nodes ----------------------------------------------------------
+
+    fn core_config(&self, node: usize) -> CoreConfig {
+        CoreConfig {
+            node: self.names[node].clone(),
+            shard: 0,
+            members: self.names.clone(),
+            initial_leader: self.names[0].clone(),
+            settings: self.settings.clone(),
+            read_bytes_max: 1 << 20,
+        }
+    }
+
+    /// Starts (or restarts) `node` from what its disk holds.
+    fn boot(&mut self, node: usize) {
+        let rec = self.nodes[node].disk.recover();
+        let mut core = Core::new(self.core_config(node), rec, self.rng.gen(), self.now);
+        core.start(self.now);
+        let n = &mut self.nodes[node];
+        n.core = Some(core);
+        n.disk_busy = false;
+        let incarnation = n.incarnation;
+        let first_tick = self.now + self.rng.gen_range(1..=TICK_MS);
+        self.schedule(first_tick, Event::Tick { node, incarnation });
+        self.carry_out(node);
+    }
+
+    /// Kills `node`; with `power_loss` its unsynced writes are lost too.
+    pub(crate) fn crash(&mut self, node: usize, power_loss: bool) {
+        let n = &mut self.nodes[node];
+        if n.core.take().is_some() {
+            n.incarnation += 1;
+            n.disk.crash(power_loss);
+        }
+    }
+
+    pub(crate) fn restart(&mut self, node: usize) {
+        if self.nodes[node].core.is_none() {
+            self.boot(node);
+        }
+    }
+
+    /// The running node that leads in the highest epoch, if any.
+    pub(crate) fn leader(&self) -> Option<usize> {
+        let leading = |(i, n): (usize, &Node)| {
+            let c = n.core.as_ref()?;
+            (c.role() == Role::Leader).then_some((c.epoch(), i))
+        };
+        self.nodes.iter().enumerate().filter_map(leading).max().map(|(_, i)| i)
+    }
+
+    /// Hands `input` to `node`'s core (if it runs) and carries out its outputs.
+    fn feed(&mut self, node: usize, input: Input) {
+        let now = self.now;
+        let Some(core) = self.nodes[node].core.as_mut() else {
+            return;
+        };
+        core.step(now, input);
+        core.flush(now);
+        self.carry_out(node);
+        self.observe(node);
+    }
+
+    /// Fenced scenarios: one leader per epoch, ever.
+    fn observe(&mut self, node: usize) {
+        let (Some(leaders), Some(core)) = (self.leaders.as_mut(), self.nodes[node].core.as_ref()) else {
+            return;
+        };
+        if core.role() != Role::Leader {
+            return;
+        }
+        let epoch = core.epoch();
+        let first = *leaders.entry(epoch).or_insert(node);
+        if first != node && self.split_epoch.is_none() {
+            self.split_epoch = Some(format!(
+                "{} and {} both led epoch {epoch}",
+                self.names[first], self.names[node]
+            ));
+        }
+    }
+
+    fn carry_out(&mut self, node: usize) {
+        let Some(core) = self.nodes[node].core.as_mut() else {
+            return;
+        };
+        let mut outputs = std::mem::take(&mut self.scratch);
+        core.drain_outputs_into(&mut outputs);
+        for output in outputs.drain(..) {
+            match output {
+                Output::Send { to, msg } => self.send(node, &to, msg),
+                Output::Wal(cmd) => {
+                    self.nodes[node].disk.take(cmd);
+                    self.disk_kick(node);
+                }
+                Output::SaveHardState(hard) => self.nodes[node].disk.save_hard_state(hard),
+                Output::Answer { token, answer } => {
+                    if let Some(c) = self.clients.waiting_on(token) {
+                        let free = self
+                            .clients
+                            .complete(c, self.now, &self.names[node], &answer, &self.names);
+                        if free {
+                            let think = self.rng.gen_range(0..=10);
+                            self.client_after(c, think);
+                        }
+                    }
+                }
+                Output::Forward { req, leader } => {
+                    // The simulated clients call the leader themselves: a
+                    // forward is a certain failure with the leader named.
+                    let mut answer = faultline_server::core::Answer::fail(req.id, "not the leader");
+                    answer.leader_hint = Some(leader);
+                    if let Some(c) = self.clients.waiting_on(req.token) {
+                        self.clients
+                            .complete(c, self.now, &self.names[node], &answer, &self.names);
+                        let think = self.rng.gen_range(0..=10);
+                        self.client_after(c, think);
+                    }
+                }
+            }
+        }
+        self.scratch = outputs;
+    }
+
+    fn send(&mut self, from: usize, to: &str, msg: Message) {
+        let Some(to) = self.names.iter().position(|n| n == to) else {
+            return;
+        };
+        if self.net.cut[from][to] || self.rng.gen_range(0..100) < self.net.drop_percent {
+            return;
+        }
+        // Random delays reorder messages on a link.
+        let delay = self.rng.gen_range(1..=self.net.delay_max_ms);
+        self.schedule(self.now + delay, Event::Deliver { to, from, msg });
+    }
+
+    fn disk_kick(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        if n.disk_busy || !n.disk.busy() {
+            return;
+        }
+        n.disk_busy = true;
+        let incarnation = n.incarnation;
+        let at = self.now + self.rng.gen_range(1..=3);
+        self.schedule(at, Event::DiskDone { node, incarnation });
+    }
+
+    fn disk_done(&mut self, node: usize, incarnation: u64) {
+        let n = &mut self.nodes[node];
+        if n.incarnation != incarnation || n.core.is_none() {
+            return;
+        }
+        n.disk_busy = false;
+        let durable = n.disk.complete();
+        self.feed(node, Input::Durable(durable));
+        self.disk_kick(node);
+    }
+
+    // ----- clients --------------------------------------------------------
+
+    fn client_wake(&mut self, c: usize) {
+        let send = self.clients.next_op(c, self.now, &mut self.rng);
+        let token = send.req.token;
+        self.schedule(
+            self.now + 1,
+            Event::Request {
+                node: send.node,
+                req: send.req,
+            },
+        );
+        self.schedule(self.now + CLIENT_TIMEOUT_MS, Event::ClientTimeout { client: c, token });
+    }
+
+    /// Client `c` goes on after `think_ms`: workers until the run ends,
+    /// final readers until they have read.
+    fn client_after(&mut self, c: usize, think_ms: u64) {
+        let worker = self.clients.workers().contains(&c);
+        let more = if worker {
+            self.now + think_ms < RUN_MS
+        } else {
+            !self.clients.finals_done_for(c)
+        };
+        if more {
+            let think = if worker { think_ms } else { 20 };
+            self.schedule(self.now + think, Event::ClientWake(c));
+        }
+    }
+
+    fn request(&mut self, node: usize, req: Request) {
+        if self.nodes[node].core.is_some() {
+            return self.feed(node, Input::Client(req));
+        }
+        let answer = faultline_server::core::Answer::fail(req.id, "connection refused");
+        if let Some(c) = self.clients.waiting_on(req.token) {
+            self.clients
+                .complete(c, self.now, &self.names[node], &answer, &self.names);
+            let think = self.rng.gen_range(0..=10);
+            self.client_after(c, think);
+        }
+    }
+
+    // ----- faults ---------------------------------------------------------
+
+    fn fault(&mut self, fault: Fault) {
+        if crate::nemesis::apply(self, &fault) {
+            self.faults += 1;
+        }
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    /// Cuts every link between `side` and the other nodes.
+    pub(crate) fn partition(&mut self, side: &[usize]) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in 0..n {
+                self.net.cut[a][b] = side.contains(&a) != side.contains(&b);
+            }
+        }
+    }
+
+    pub(crate) fn set_lossy(&mut self, drop_percent: u32, delay_max_ms: u64) {
+        self.net.drop_percent = drop_percent;
+        self.net.delay_max_ms = delay_max_ms;
+    }
+}

@@ -1,0 +1,98 @@
+//! The simulation's own promises: the safe settings pass every schedule,
+//! each unsafe setting's anomaly is found within its bound of seeds, and a
+//! seed replays exactly. `FAULTLINE_SIM_SEEDS` raises the number of safe
+//! schedules (default 200).
+
+use faultline_checkers::Validity;
+use faultline_sim::{hunt, run_seed, scenario};
+
+fn safe_seeds() -> u64 {
+    std::env::var("FAULTLINE_SIM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[test]
+fn the_safe_settings_pass_every_schedule_and_their_faults_fire() {
+    let seeds = safe_seeds();
+    for safe in scenario::all().into_iter().filter(|s| s.expected.is_none()) {
+        let h = hunt(&safe, 0, seeds, false, threads());
+        eprintln!(
+            "{}: {} schedules in {:.2}s ({:.0}/s), {} ops, {} faults, {} unknown",
+            safe.name,
+            h.seeds,
+            h.elapsed.as_secs_f64(),
+            h.per_second(),
+            h.ops,
+            h.faults,
+            h.unknown
+        );
+        if let Some(r) = &h.found {
+            panic!(
+                "{} failed at seed {} (rerun: cargo run --release -p faultline-sim -- run --scenario {} --seed {}): {}",
+                safe.name,
+                r.seed,
+                safe.name,
+                r.seed,
+                r.anomaly.as_deref().unwrap_or("-")
+            );
+        }
+        assert_eq!(h.unknown, 0, "every {} history must be decided", safe.name);
+        assert!(
+            h.faults as u64 >= seeds,
+            "faults must fire: {} in {seeds} schedules",
+            h.faults
+        );
+        assert!(
+            h.ops as u64 >= seeds * 50,
+            "clients must work: {} ops in {seeds} schedules",
+            h.ops
+        );
+    }
+}
+
+#[test]
+fn each_unsafe_setting_is_caught_within_its_bound() {
+    for s in scenario::all().into_iter().filter(|s| s.expected.is_some()) {
+        let h = hunt(&s, 0, s.find_within, true, threads());
+        let Some(r) = &h.found else {
+            panic!(
+                "{}: no anomaly in {} seeds; expected {}",
+                s.name,
+                s.find_within,
+                s.expected.unwrap_or("-")
+            );
+        };
+        eprintln!(
+            "{}: found after {} seeds ({:.0} schedules/s), rerun with --scenario {} --seed {}: {}",
+            s.name,
+            h.seeds,
+            h.per_second(),
+            s.name,
+            r.seed,
+            r.anomaly.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    for s in scenario::all() {
+        let a = run_seed(&s, 7);
+        let b = run_seed(&s, 7);
+        let summary = |r: &faultline_sim::RunReport| (r.ops, r.faults, r.events, r.valid, r.anomaly.clone());
+        assert_eq!(summary(&a), summary(&b), "{} seed 7 ran twice differently", s.name);
+        assert_ne!(
+            a.valid,
+            Validity::Unknown,
+            "{} seed 7 undecided: {:?}",
+            s.name,
+            a.unknown
+        );
+    }
+}

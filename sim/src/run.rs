@@ -58,6 +58,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         memory_limit_bytes: CHECK_MEMORY_BYTES,
         threads: 1,
         want_linearization: false,
+        all_anomalies: false,
     };
     let verdict = linear::check(&history, &config);
     let mut report = RunReport {

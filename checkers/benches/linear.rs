@@ -139,6 +139,10 @@ struct InFlight {
 /// `clients` processes on `keys` keys doing get / put / append; each
 /// operation takes effect atomically at some point between its invoke and
 /// its completion; 1% crash (`info`), half of them having taken effect.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one simulation loop whose steps share the clients' state; split, it would pass that state around"
+)]
 fn generate(out: &mut impl Write, ops: u64, clients: u64, keys: u64, seed: u64) -> std::io::Result<()> {
     let mut rng = faultline_testkit::rng(seed);
     let mut store: Vec<String> = vec![String::new(); keys as usize];

@@ -85,6 +85,10 @@ fn failing_nft(dir: &Path) -> PathBuf {
     bin
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: a failing nft, then what the history, results, report and junit each say about it"
+)]
 #[test]
 fn a_failing_nft_ends_the_run_with_exit_3_and_the_error_in_history_and_report() {
     if !netns_capable() {
@@ -193,6 +197,10 @@ fn a_schedule_too_short_for_its_faults_is_refused_before_anything_starts() {
     assert!(stderr.contains("at least 12 s"), "{stderr}");
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: a run, then its table, log and progress lines each checked in turn"
+)]
 #[test]
 fn a_run_counts_its_faults_logs_them_and_ends_its_progress_with_a_total() {
     let dir = tempfile::tempdir().unwrap();

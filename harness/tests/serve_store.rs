@@ -62,6 +62,10 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: each request in turn against the same served store, read top to bottom"
+)]
 #[test]
 fn serves_the_store_and_nothing_outside_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -634,7 +634,7 @@ pub fn clean_leftovers_with(remote: &mut RemoteCleaner<'_>) -> CleanReport {
 }
 
 /// [`clean_leftovers_with`]; without `remote`, runs over SSH are skipped.
-fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanReport {
+fn clean_some_leftovers(remote: Option<&mut RemoteCleaner<'_>>) -> CleanReport {
     let mut report = CleanReport::default();
     // Under the registry lock: a run registers (under the lock) before it
     // creates anything, so every namespace that exists now and that no
@@ -651,12 +651,25 @@ fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanRepo
         }
     };
     let regs = registrations();
+    clean_dead_runs(&regs, remote, &mut report);
+    let claimed = |name: &str| {
+        regs.iter()
+            .any(|r| name.starts_with(&format!("{NAME_PREFIX}-{}", r.id)))
+    };
+    remove_stray_namespaces(&claimed, &mut report);
+    remove_stray_bridges(&claimed, &mut report);
+    report
+}
+
+/// Removes what each registered run whose harness died left (on remote
+/// machines through `remote`, when given), and its registration.
+fn clean_dead_runs(regs: &[Registration], mut remote: Option<&mut RemoteCleaner<'_>>, report: &mut CleanReport) {
     let live_hosts: Vec<String> = regs
         .iter()
         .filter(|r| owner_alive(r))
         .flat_map(|r| r.remote.iter().flat_map(|x| x.nodes.values().map(|n| n.host.clone())))
         .collect();
-    for reg in &regs {
+    for reg in regs {
         if owner_alive(reg) {
             report.alive.push(reg.id.clone());
             continue;
@@ -683,10 +696,10 @@ fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanRepo
             Err(e) => report.errors.push(format!("{}: {e}", reg.id)),
         }
     }
-    let claimed = |name: &str| {
-        regs.iter()
-            .any(|r| name.starts_with(&format!("{NAME_PREFIX}-{}", r.id)))
-    };
+}
+
+/// Removes every `fl-*` namespace no registration claims.
+fn remove_stray_namespaces(claimed: &dyn Fn(&str) -> bool, report: &mut CleanReport) {
     for ns in ip(&["netns", "list"]).unwrap_or_default().lines() {
         let name = ns.split_whitespace().next().unwrap_or("");
         if is_run_name(name) && !claimed(name) {
@@ -706,6 +719,10 @@ fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanRepo
             }
         }
     }
+}
+
+/// Removes every `fl-*` bridge no registration claims.
+fn remove_stray_bridges(claimed: &dyn Fn(&str) -> bool, report: &mut CleanReport) {
     for line in ip(&["-o", "link", "show", "type", "bridge"])
         .unwrap_or_default()
         .lines()
@@ -718,7 +735,6 @@ fn clean_some_leftovers(mut remote: Option<&mut RemoteCleaner<'_>>) -> CleanRepo
             }
         }
     }
-    report
 }
 
 /// `fl-` followed by six hex digits, then nothing or `-node`.

@@ -119,6 +119,10 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one soak scenario whose phases share the node, the connections and the measurements"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_connections_and_pipelined_multi_reads_leave_a_client_served_and_memory_bounded() {
     if !raise_fd_limit(CONNECTIONS as u64 + 500) {

@@ -222,48 +222,14 @@ enum RawKind<'a> {
 impl<'h> Core<'h> {
     /// Derives the core of `history`.
     pub fn derive(history: &'h History) -> Core<'h> {
-        let mut keys = KeyTable::new(history);
-        let mut final_ops = Vec::new();
-        let mut proc_ids: FxMap<Process, u32> = FxMap::default();
-        let mut procs = Vec::new();
-        let mut facts = Vec::with_capacity(history.ops.len());
-        for (i, op) in history.ops.iter().enumerate() {
-            if op.f == F::Txn {
-                keys.intern_txn(op);
-            }
-            if op.is_final {
-                final_ops.push(i as u32);
-            }
-            let proc = *proc_ids.entry(op.process).or_insert_with(|| {
-                procs.push(op.process);
-                procs.len() as u32 - 1
-            });
-            facts.push(OpFacts {
-                proc,
-                invoke: op.invoke_time,
-                done: op.complete_time.unwrap_or(u64::MAX),
-                node: op.node.map_or(NONE, |n| n.0),
-                outcome: op.outcome,
-                is_final: op.is_final,
-            });
-        }
-        // Every key is interned now, so the two halves of the history can be
-        // taken apart on two threads.
-        let mid = history.ops.len() / 2;
-        let (mut raws, second) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| extract(history, mid..history.ops.len(), &keys));
-            let first = extract(history, 0..mid, &keys);
-            (first, second.join().expect("an extracting thread panicked"))
-        });
-        let ops_seen = raws.1 + second.1;
-        raws.0.extend(second.0);
-        let raws = raws.0;
-        let list_key = classify_keys(&keys.keys, &raws);
+        let scan = scan_ops(history);
+        let (raws, ops_seen) = extract_halves(history, &scan.keys);
+        let list_key = classify_keys(&scan.keys.keys, &raws);
         let mut core = Core {
             history,
             list_key,
-            procs,
-            keys: keys.keys,
+            procs: scan.procs,
+            keys: scan.keys.keys,
             writes: Vec::new(),
             reads: Vec::new(),
             elems: Vec::new(),
@@ -272,17 +238,23 @@ impl<'h> Core<'h> {
             events: Vec::with_capacity(raws.len()),
             unattributed_reads: 0,
             ops_seen,
-            final_ops,
+            final_ops: scan.final_ops,
             pairs: Pairs::Dense { keys: 0 },
         };
-        // Numbering (process, key) pairs needs nothing else: do it on the
-        // other core while values are resolved.
+        core.resolve(&raws, &scan.facts);
+        core.write_failed = core.writes.iter().map(|w| w.failed).collect();
+        core.any_failed = core.write_failed.contains(&true);
+        core
+    }
+
+    /// Resolves writes and reads, and numbers (process, key) pairs on the
+    /// other core meanwhile: numbering needs nothing else.
+    fn resolve(&mut self, raws: &[Raw<'h>], facts: &[OpFacts]) {
         let (pks, pairs, read_raws) = std::thread::scope(|scope| {
-            let (procs, nkeys) = (core.procs.len(), core.keys.len());
-            let (raws_ref, facts_ref) = (&raws, &facts);
-            let numbering = scope.spawn(move || number_pairs(raws_ref, facts_ref, procs, nkeys));
-            let writers = core.collect_writes(&raws, &facts);
-            let read_raws = core.collect_reads(&raws, &writers, &facts);
+            let (procs, nkeys) = (self.procs.len(), self.keys.len());
+            let numbering = scope.spawn(move || number_pairs(raws, facts, procs, nkeys));
+            let writers = self.collect_writes(raws, facts);
+            let read_raws = self.collect_reads(raws, &writers, facts);
             let (pks, pairs) = numbering.join().expect("the numbering thread panicked");
             (pks, pairs, read_raws)
         });
@@ -290,16 +262,13 @@ impl<'h> Core<'h> {
             .iter()
             .enumerate()
             .filter(|(_, s)| matches!(s.kind, RawKind::Write(..)));
-        for (w, (i, _)) in core.writes.iter_mut().zip(raw_writes) {
+        for (w, (i, _)) in self.writes.iter_mut().zip(raw_writes) {
             w.pk = pks[i];
         }
-        for (r, i) in core.reads.iter_mut().zip(read_raws) {
+        for (r, i) in self.reads.iter_mut().zip(read_raws) {
             r.pk = pks[i as usize];
         }
-        core.pairs = pairs;
-        core.write_failed = core.writes.iter().map(|w| w.failed).collect();
-        core.any_failed = core.write_failed.contains(&true);
-        core
+        self.pairs = pairs;
     }
 
     fn collect_writes(&mut self, raws: &[Raw<'h>], facts: &[OpFacts]) -> Writers {
@@ -787,6 +756,64 @@ fn number_pairs(raws: &[Raw<'_>], facts: &[OpFacts], procs: usize, keys: usize) 
         })
         .collect();
     (pks, Pairs::Sparse(ids))
+}
+
+/// What one pass over the operations finds: every key interned, the final
+/// reads, the processes in order of appearance, and each op's facts.
+struct Scan {
+    keys: KeyTable,
+    final_ops: Vec<u32>,
+    procs: Vec<Process>,
+    facts: Vec<OpFacts>,
+}
+
+fn scan_ops(history: &History) -> Scan {
+    let mut keys = KeyTable::new(history);
+    let mut final_ops = Vec::new();
+    let mut proc_ids: FxMap<Process, u32> = FxMap::default();
+    let mut procs = Vec::new();
+    let mut facts = Vec::with_capacity(history.ops.len());
+    for (i, op) in history.ops.iter().enumerate() {
+        if op.f == F::Txn {
+            keys.intern_txn(op);
+        }
+        if op.is_final {
+            final_ops.push(i as u32);
+        }
+        let proc = *proc_ids.entry(op.process).or_insert_with(|| {
+            procs.push(op.process);
+            procs.len() as u32 - 1
+        });
+        facts.push(OpFacts {
+            proc,
+            invoke: op.invoke_time,
+            done: op.complete_time.unwrap_or(u64::MAX),
+            node: op.node.map_or(NONE, |n| n.0),
+            outcome: op.outcome,
+            is_final: op.is_final,
+        });
+    }
+    Scan {
+        keys,
+        final_ops,
+        procs,
+        facts,
+    }
+}
+
+/// Every key is interned, so the two halves of the history can be taken
+/// apart on two threads; returns the raw reads and writes in order, and how
+/// many operations were looked at.
+fn extract_halves<'h>(history: &'h History, keys: &KeyTable) -> (Vec<Raw<'h>>, usize) {
+    let mid = history.ops.len() / 2;
+    let (mut first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| extract(history, mid..history.ops.len(), keys));
+        let first = extract(history, 0..mid, keys);
+        (first, second.join().expect("an extracting thread panicked"))
+    });
+    let ops_seen = first.1 + second.1;
+    first.0.extend(second.0);
+    (first.0, ops_seen)
 }
 
 /// A key is a list when something appends to it or reads it as an array.

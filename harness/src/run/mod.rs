@@ -178,37 +178,15 @@ pub async fn run_interruptible(
 ) -> Result<RunOutcome, RunError> {
     interrupt.begin_run();
     let stop = interrupt.receiver();
-    cfg.validate()?;
-    let nodes = cfg.node_names();
-    let duration = Duration::from_secs_f64(cfg.time_limit_s);
-    let plan = Plan::draw(&cfg.nemesis, &nodes, cfg.interval_ms(), cfg.duration_ms(), cfg.seed)
-        .map_err(|e| RunError::Config(e.to_string()))?;
-    let store = Store::create(&env.store_root, &cfg.test)?;
+    let (plan, store) = prepare(cfg, env)?;
     let _run_log = runlog::RunLog::open(&store.dir);
     tracing::info!(test = %cfg.test, seed = cfg.seed, store = %store.dir.display(), rerun = %cfg.rerun_command(), "run started");
-    let mut config_json = serde_json::to_value(cfg).expect("config serializes");
-    config_json["rerun"] = json!(cfg.rerun_command());
-    store.write_json("config.json", &config_json)?;
+    write_config(cfg, &store)?;
 
     let cluster = Cluster::start(cfg, env, &store, cfg.concurrency).await?;
     tracing::info!(nodes = ?cluster.nodes, db = cfg.db.kind().name(), net = cfg.net.name(), "cluster ready");
     let (log, stats, runner) = start_recording(cfg, &cluster, &store)?;
-    let (done_tx, done_rx) = watch::channel(false);
-    let flusher = tokio::spawn(flush_periodically(log.clone(), done_rx.clone()));
-    let sampler = tokio::spawn(sample_status(
-        cluster.db.clone(),
-        log.clone(),
-        store.dir.join("status.jsonl"),
-        done_rx.clone(),
-    ));
-    let progress = env.progress.then(|| {
-        tokio::spawn(drive::progress(
-            stats.clone(),
-            runner.active_faults(),
-            duration,
-            done_rx.clone(),
-        ))
-    });
+    let background = Background::start(cfg, env, &cluster, &store, &log, &stats, &runner);
 
     let start = Instant::now();
     let next_process = Arc::new(AtomicU64::new(cfg.concurrency as u64));
@@ -246,12 +224,7 @@ pub async fn run_interruptible(
         )
         .await;
     }
-    let _ = done_tx.send(true);
-    let _ = flusher.await;
-    let _ = sampler.await;
-    if let Some(p) = progress {
-        let _ = p.await;
-    }
+    background.finish().await;
     log.flush();
     let fault_counts = runner.fault_counts();
     drop(runner);
@@ -270,6 +243,12 @@ pub async fn run_interruptible(
         errors: fault_errors,
     };
     let outcome = finish(cfg, &store, &stats, elapsed, interruption, warnings, faults)?;
+    log_outcome(&outcome, &faults_ran);
+    Ok(outcome)
+}
+
+/// The run's last line in `faultline.log`.
+fn log_outcome(outcome: &RunOutcome, faults_ran: &str) {
     tracing::info!(
         valid = ?outcome.valid,
         faults = %faults_ran,
@@ -277,7 +256,72 @@ pub async fn run_interruptible(
         exit_code = outcome.exit_code(),
         "run checked"
     );
-    Ok(outcome)
+}
+
+/// Checks the configuration, draws the fault schedule and makes the run's
+/// folder: everything that can refuse a run before any process starts.
+fn prepare(cfg: &RunConfig, env: &RunEnv) -> Result<(Plan, Store), RunError> {
+    cfg.validate()?;
+    let nodes = cfg.node_names();
+    let plan = Plan::draw(&cfg.nemesis, &nodes, cfg.interval_ms(), cfg.duration_ms(), cfg.seed)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let store = Store::create(&env.store_root, &cfg.test)?;
+    Ok((plan, store))
+}
+
+/// `config.json`: the run's configuration and the command that reruns it.
+fn write_config(cfg: &RunConfig, store: &Store) -> Result<(), RunError> {
+    let mut config_json = serde_json::to_value(cfg).expect("config serializes");
+    config_json["rerun"] = json!(cfg.rerun_command());
+    store.write_json("config.json", &config_json)?;
+    Ok(())
+}
+
+/// The tasks that run beside the workload: the history flusher, the status
+/// sampler and the progress line. `finish` stops them and waits.
+struct Background {
+    done: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(
+        cfg: &RunConfig,
+        env: &RunEnv,
+        cluster: &Cluster,
+        store: &Store,
+        log: &Arc<HistoryLog>,
+        stats: &Arc<Stats>,
+        runner: &NemesisRunner,
+    ) -> Background {
+        let (done, done_rx) = watch::channel(false);
+        let mut tasks = vec![
+            tokio::spawn(flush_periodically(log.clone(), done_rx.clone())),
+            tokio::spawn(sample_status(
+                cluster.db.clone(),
+                log.clone(),
+                store.dir.join("status.jsonl"),
+                done_rx.clone(),
+            )),
+        ];
+        if env.progress {
+            let duration = Duration::from_secs_f64(cfg.time_limit_s);
+            tasks.push(tokio::spawn(drive::progress(
+                stats.clone(),
+                runner.active_faults(),
+                duration,
+                done_rx,
+            )));
+        }
+        Background { done, tasks }
+    }
+
+    async fn finish(self) {
+        let _ = self.done.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 /// What a workload-only phase did (for the overhead benchmark).

@@ -35,6 +35,8 @@ pub const RECHECK_STEPS: u64 = 50_000;
 /// How many operations are tried beside the blocked one for a proof of
 /// two (see `Shrinker::classic`).
 pub const CLASSIC_PAIRS: usize = 8;
+/// How many of the nearest operations `Shrinker::grow` keeps at first.
+const GROW_FIRST: usize = 4;
 /// Bounds of the steps allowed to all the re-checks of one part together
 /// (see `shrink_budget`).
 pub const SHRINK_STEPS_MIN: u64 = 200_000;
@@ -122,9 +124,12 @@ pub fn shrink<M: Model>(
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
         .filter(|&i| keep[i] && shrinker.scope[i] && i != must_keep as usize)
         .partition(|&i| ops[i].call > blocked_ret);
-    let (reads, updates): (Vec<usize>, Vec<usize>) =
-        early.into_iter().partition(|&i| model.relax(&ops[i].op).is_none());
+    let (reads, updates): (Vec<usize>, Vec<usize>) = early.iter().partition(|&&i| model.relax(&ops[i].op).is_none());
     shrinker.try_relax(&mut keep, &late);
+    shrinker.grow(&mut keep, must_keep, &early);
+    // Only what is still kept is worth a re-check.
+    let still = |list: Vec<usize>| list.into_iter().filter(|&i| keep[i]).collect::<Vec<usize>>();
+    let (reads, updates) = (still(reads), still(updates));
     shrinker.ddmin(&mut keep, &reads);
     shrinker.ddmin(&mut keep, &updates);
     keep.iter_mut().zip(&shrinker.scope).for_each(|(k, &s)| *k &= s);
@@ -185,18 +190,10 @@ impl<M: Model> Shrinker<'_, M> {
             i.into_iter().for_each(|i| keep[i] = true);
             keep
         };
-        let b = &self.ops[blocked as usize];
         let mut near: Vec<usize> = (0..self.ops.len())
             .filter(|&i| i != blocked as usize && self.ops[i].mandatory() && self.scope[i])
             .collect();
-        let distance = |i: usize| {
-            let o = &self.ops[i];
-            o.ret
-                .unwrap_or(u64::MAX)
-                .abs_diff(b.call)
-                .min(o.call.abs_diff(b.ret.unwrap_or(u64::MAX)))
-        };
-        near.sort_by_key(|&i| distance(i));
+        near.sort_by_key(|&i| self.distance(i, blocked));
         let candidates = std::iter::once(None).chain(near.into_iter().take(CLASSIC_PAIRS).map(Some));
         for i in candidates {
             if !self.has_budget() {
@@ -209,6 +206,40 @@ impl<M: Model> Shrinker<'_, M> {
             }
         }
         None
+    }
+
+    /// Proofs are usually a few operations near the blocked one: keeps
+    /// determinate only the blocked operation and its `k` nearest of
+    /// `early`, for k = 4, 8, 16, ..., and takes the first such set that is
+    /// confirmed. A handful of re-checks then leaves `ddmin` a small set
+    /// to cut, instead of halving every read and update of the part.
+    fn grow(&mut self, keep: &mut Vec<bool>, blocked: u32, early: &[usize]) {
+        let mut near: Vec<usize> = early.iter().copied().filter(|&i| keep[i]).collect();
+        near.sort_by_key(|&i| self.distance(i, blocked));
+        let mut k = GROW_FIRST;
+        while k < near.len() && self.has_budget() {
+            let mut trial = vec![false; self.ops.len()];
+            trial[blocked as usize] = true;
+            near[..k].iter().for_each(|&i| trial[i] = true);
+            let scope = std::mem::take(&mut self.scope);
+            let confirmed = self.confirmed(&trial, &scope);
+            self.scope = scope;
+            if confirmed {
+                *keep = trial;
+                return;
+            }
+            k *= 2;
+        }
+    }
+
+    /// How far operation `i` is from `blocked` in real time: the gap
+    /// between one's end and the other's start, whichever is smaller.
+    fn distance(&self, i: usize, blocked: u32) -> u64 {
+        let (o, b) = (&self.ops[i], &self.ops[blocked as usize]);
+        o.ret
+            .unwrap_or(u64::MAX)
+            .abs_diff(b.call)
+            .min(o.call.abs_diff(b.ret.unwrap_or(u64::MAX)))
     }
 
     /// Whether the history restricted to `scope`, with `keep` determinate

@@ -61,26 +61,27 @@ pub fn blocked_op<O>(ops: &[SearchOp<O>], longest: &[u32]) -> Option<u32> {
 /// `keep` relaxed (and the optional ones that can no longer matter
 /// dropped, see [`needed`]).
 fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool], scope: &[bool]) -> Vec<SearchOp<M::Op>> {
-    let all: Vec<SearchOp<M::Op>> = ops
-        .iter()
-        .zip(keep)
-        .zip(scope)
-        .filter(|(_, &in_scope)| in_scope)
-        .filter_map(|((o, &k), _)| match (k, o.ret) {
-            (true, _) | (_, None) => Some(o.clone()),
-            (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
-                op,
-                call: o.call,
-                ret: o.ret,
-                optional: true,
+    // Sized up front and filtered in place: the shrinker builds one of
+    // these per re-check, and growing it was a tenth of a small re-check.
+    let mut all: Vec<SearchOp<M::Op>> = Vec::with_capacity(ops.len());
+    all.extend(
+        ops.iter()
+            .zip(keep)
+            .zip(scope)
+            .filter(|(_, &in_scope)| in_scope)
+            .filter_map(|((o, &k), _)| match (k, o.ret) {
+                (true, _) | (_, None) => Some(o.clone()),
+                (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
+                    op,
+                    call: o.call,
+                    ret: o.ret,
+                    optional: true,
+                }),
             }),
-        })
-        .collect();
-    all.iter()
-        .zip(needed(&all))
-        .filter(|(_, n)| *n)
-        .map(|(o, _)| o.clone())
-        .collect()
+    );
+    let mut needed = needed(&all).into_iter();
+    all.retain(|_| needed.next().unwrap_or(true));
+    all
 }
 
 /// Steps for all the re-checks of a part of `ops` operations whose search

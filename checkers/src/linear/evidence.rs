@@ -36,7 +36,7 @@ pub const RECHECK_STEPS: u64 = 50_000;
 /// two (see `Shrinker::classic`).
 pub const CLASSIC_PAIRS: usize = 8;
 /// How many of the nearest operations `Shrinker::grow` keeps at first.
-const GROW_FIRST: usize = 4;
+const GROW_FIRST: usize = 8;
 /// Bounds of the steps allowed to all the re-checks of one part together
 /// (see `shrink_budget`).
 pub const SHRINK_STEPS_MIN: u64 = 200_000;
@@ -118,8 +118,8 @@ pub fn shrink<M: Model>(
         scope: vec![true; ops.len()],
     };
     shrinker.narrow_to_one_object(&keep, must_keep);
-    if let Some(classic) = shrinker.classic(must_keep) {
-        return classic;
+    if shrinker.classic(&mut keep, must_keep) {
+        return keep;
     }
     let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
@@ -180,38 +180,53 @@ impl<M: Model> Shrinker<'_, M> {
     /// of a value never written, or written only later), then with one
     /// other determinate operation, nearest first (a read of a value
     /// overwritten before it began: a stale read), at most
-    /// [`CLASSIC_PAIRS`] of them.
-    fn classic(&mut self, blocked: u32) -> Option<Vec<bool>> {
-        if !self.scope[blocked as usize] {
-            return None;
+    /// [`CLASSIC_PAIRS`] of them. True with `keep` set to such a proof;
+    /// otherwise `keep` may have narrowed to the blocked operation and
+    /// those candidates, when together they are confirmed.
+    fn classic(&mut self, keep: &mut Vec<bool>, blocked: u32) -> bool {
+        if !self.scope[blocked as usize] || !self.has_budget() {
+            return false;
         }
-        let alone = |i: Option<usize>| {
-            let mut keep = vec![false; self.ops.len()];
-            keep[blocked as usize] = true;
-            i.into_iter().for_each(|i| keep[i] = true);
-            keep
-        };
+        let mut alone = vec![false; self.ops.len()];
+        alone[blocked as usize] = true;
+        let scope = self.scope.clone();
+        if self.confirmed(&alone, &scope) {
+            *keep = alone;
+            return true;
+        }
         let mut near: Vec<usize> = (0..self.ops.len())
             .filter(|&i| i != blocked as usize && self.ops[i].mandatory() && self.scope[i])
             .collect();
         near.sort_by_key(|&i| self.distance(i, blocked));
-        let candidates = std::iter::once(None).chain(near.into_iter().take(CLASSIC_PAIRS).map(Some));
-        for i in candidates {
+        near.truncate(CLASSIC_PAIRS);
+        // Keeping more operations determinate only removes orders, so if
+        // the blocked one with all the candidates together is not
+        // confirmed, neither is it with any one of them: one re-check
+        // instead of one per pair. If it is, that group is where the rest
+        // of the shrinking starts.
+        let mut group = alone.clone();
+        near.iter().for_each(|&i| group[i] = true);
+        if !self.confirmed(&group, &scope) {
+            return false;
+        }
+        for i in near {
             if !self.has_budget() {
-                return None;
+                break;
             }
-            let keep = alone(i);
-            let scope = self.scope.clone();
-            if self.confirmed(&keep, &scope) {
-                return Some(keep);
+            let mut pair = alone.clone();
+            pair[i] = true;
+            if self.confirmed(&pair, &scope) {
+                *keep = pair;
+                return true;
             }
         }
-        None
+        *keep = group;
+        false
     }
 
     /// Proofs are usually a few operations near the blocked one: keeps
     /// determinate only the blocked operation and its `k` nearest of
-    /// `early`, for k = 4, 8, 16, ..., and takes the first such set that is
+    /// `early`, for k = 8, 16, 32, ..., and takes the first such set that is
     /// confirmed. A handful of re-checks then leaves `ddmin` a small set
     /// to cut, instead of halving every read and update of the part.
     fn grow(&mut self, keep: &mut Vec<bool>, blocked: u32, early: &[usize]) {

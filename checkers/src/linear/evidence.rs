@@ -96,10 +96,12 @@ fn shrink_budget(search_steps: u64, ops: usize) -> u64 {
 
 /// Shrinks the determinate operations of a non-linearizable `ops` to a
 /// small set that still proves it; returns a mask over `ops` (true: keep
-/// determinate). `must_keep` stays in the set. First relaxes everything
-/// invoked after `must_keep` returned, then the reads, then the updates,
-/// each by halving chunks (a simplified ddmin), within
-/// [`SHRINK_STEPS_MAX`] steps and `deadline`.
+/// determinate). `must_keep` stays in the set. Tries the classic proofs
+/// of one or two operations first; then relaxes everything invoked after
+/// `must_keep` returned, narrows to `must_keep` and its nearest
+/// operations when they suffice (see `Shrinker::grow`), and relaxes what
+/// is left of the reads, then of the updates, each by halving chunks (a
+/// simplified ddmin), within [`SHRINK_STEPS_MAX`] steps and `deadline`.
 pub fn shrink<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],

@@ -127,7 +127,12 @@ pub fn shrink<M: Model>(
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
         .filter(|&i| keep[i] && shrinker.scope[i] && i != must_keep as usize)
         .partition(|&i| ops[i].call > blocked_ret);
-    let (reads, updates): (Vec<usize>, Vec<usize>) = early.iter().partition(|&&i| model.relax(&ops[i].op).is_none());
+    // The late ones too: when they could not all go at once, some may
+    // still go one by one.
+    let (reads, updates): (Vec<usize>, Vec<usize>) = early
+        .iter()
+        .chain(&late)
+        .partition(|&&i| model.relax(&ops[i].op).is_none());
     shrinker.try_relax(&mut keep, &late);
     shrinker.grow(&mut keep, must_keep, &early);
     // Only what is still kept is worth a re-check.

@@ -207,15 +207,19 @@ impl<M: Model> Shrinker<'_, M> {
         near.sort_by_key(|&i| self.distance(i, blocked));
         near.truncate(CLASSIC_PAIRS);
         // Keeping more operations determinate only removes orders, so if
-        // the blocked one with all the candidates together is not
-        // confirmed, neither is it with any one of them: one re-check
-        // instead of one per pair. If it is, that group is where the rest
-        // of the shrinking starts.
+        // the blocked one with all the candidates together can be
+        // linearized, so can it with any one of them: one re-check instead
+        // of one per pair. (Only when that re-check says so: one that ran
+        // out of budget proves nothing, and the pairs are tried, being
+        // smaller.) If it is confirmed, that group is where the rest of the
+        // shrinking starts.
         let mut group = alone.clone();
         near.iter().for_each(|&i| group[i] = true);
-        if !self.confirmed(&group, &scope) {
-            return false;
-        }
+        let group_confirmed = match self.recheck(&group, &scope) {
+            Some(false) => return false,
+            Some(true) => true,
+            None => false,
+        };
         for i in near {
             if !self.has_budget() {
                 break;
@@ -227,7 +231,9 @@ impl<M: Model> Shrinker<'_, M> {
                 return true;
             }
         }
-        *keep = group;
+        if group_confirmed {
+            *keep = group;
+        }
         false
     }
 
@@ -268,6 +274,12 @@ impl<M: Model> Shrinker<'_, M> {
     /// Whether the history restricted to `scope`, with `keep` determinate
     /// and the rest relaxed, is confirmed not linearizable.
     fn confirmed(&mut self, keep: &[bool], scope: &[bool]) -> bool {
+        self.recheck(keep, scope) == Some(true)
+    }
+
+    /// The re-check behind [`Shrinker::confirmed`]: `Some(true)` confirmed
+    /// not linearizable, `Some(false)` linearizable, `None` out of budget.
+    fn recheck(&mut self, keep: &[bool], scope: &[bool]) -> Option<bool> {
         let budget = Budget {
             deadline: self.deadline,
             soft: None,
@@ -276,7 +288,11 @@ impl<M: Model> Shrinker<'_, M> {
         };
         let (found, stats) = search(self.model, &relaxed(self.model, self.ops, keep, scope), budget);
         self.steps_left = self.steps_left.saturating_sub(stats.steps.max(1));
-        matches!(found, Found::NotLinearizable { .. })
+        match found {
+            Found::NotLinearizable { .. } => Some(true),
+            Found::Linearizable { .. } => Some(false),
+            Found::Unknown { .. } => None,
+        }
     }
 
     /// Relaxes what it can of `candidates`: halves, quarters, ... singles.

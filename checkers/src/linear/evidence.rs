@@ -35,6 +35,8 @@ pub const RECHECK_STEPS: u64 = 50_000;
 /// How many operations are tried beside the blocked one for a proof of
 /// two (see `Shrinker::classic`).
 pub const CLASSIC_PAIRS: usize = 8;
+/// How many of the nearest operations `Shrinker::grow` keeps at first.
+const GROW_FIRST: usize = 8;
 /// Bounds of the steps allowed to all the re-checks of one part together
 /// (see `shrink_budget`).
 pub const SHRINK_STEPS_MIN: u64 = 200_000;
@@ -59,26 +61,27 @@ pub fn blocked_op<O>(ops: &[SearchOp<O>], longest: &[u32]) -> Option<u32> {
 /// `keep` relaxed (and the optional ones that can no longer matter
 /// dropped, see [`needed`]).
 fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool], scope: &[bool]) -> Vec<SearchOp<M::Op>> {
-    let all: Vec<SearchOp<M::Op>> = ops
-        .iter()
-        .zip(keep)
-        .zip(scope)
-        .filter(|(_, &in_scope)| in_scope)
-        .filter_map(|((o, &k), _)| match (k, o.ret) {
-            (true, _) | (_, None) => Some(o.clone()),
-            (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
-                op,
-                call: o.call,
-                ret: o.ret,
-                optional: true,
+    // Sized up front and filtered in place: the shrinker builds one of
+    // these per re-check, and growing it was a tenth of a small re-check.
+    let mut all: Vec<SearchOp<M::Op>> = Vec::with_capacity(ops.len());
+    all.extend(
+        ops.iter()
+            .zip(keep)
+            .zip(scope)
+            .filter(|(_, &in_scope)| in_scope)
+            .filter_map(|((o, &k), _)| match (k, o.ret) {
+                (true, _) | (_, None) => Some(o.clone()),
+                (false, Some(_)) => model.relax(&o.op).map(|op| SearchOp {
+                    op,
+                    call: o.call,
+                    ret: o.ret,
+                    optional: true,
+                }),
             }),
-        })
-        .collect();
-    all.iter()
-        .zip(needed(&all))
-        .filter(|(_, n)| *n)
-        .map(|(o, _)| o.clone())
-        .collect()
+    );
+    let mut needed = needed(&all).into_iter();
+    all.retain(|_| needed.next().unwrap_or(true));
+    all
 }
 
 /// Steps for all the re-checks of a part of `ops` operations whose search
@@ -93,10 +96,12 @@ fn shrink_budget(search_steps: u64, ops: usize) -> u64 {
 
 /// Shrinks the determinate operations of a non-linearizable `ops` to a
 /// small set that still proves it; returns a mask over `ops` (true: keep
-/// determinate). `must_keep` stays in the set. First relaxes everything
-/// invoked after `must_keep` returned, then the reads, then the updates,
-/// each by halving chunks (a simplified ddmin), within
-/// [`SHRINK_STEPS_MAX`] steps and `deadline`.
+/// determinate). `must_keep` stays in the set. Tries the classic proofs
+/// of one or two operations first; then relaxes everything invoked after
+/// `must_keep` returned, narrows to `must_keep` and its nearest
+/// operations when they suffice (see `Shrinker::grow`), and relaxes what
+/// is left of the reads, then of the updates, each by halving chunks (a
+/// simplified ddmin), within [`SHRINK_STEPS_MAX`] steps and `deadline`.
 pub fn shrink<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],
@@ -115,16 +120,24 @@ pub fn shrink<M: Model>(
         scope: vec![true; ops.len()],
     };
     shrinker.narrow_to_one_object(&keep, must_keep);
-    if let Some(classic) = shrinker.classic(must_keep) {
-        return classic;
+    if shrinker.classic(&mut keep, must_keep) {
+        return keep;
     }
     let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
         .filter(|&i| keep[i] && shrinker.scope[i] && i != must_keep as usize)
         .partition(|&i| ops[i].call > blocked_ret);
-    let (reads, updates): (Vec<usize>, Vec<usize>) =
-        early.into_iter().partition(|&i| model.relax(&ops[i].op).is_none());
+    // The late ones too: when they could not all go at once, some may
+    // still go one by one.
+    let (reads, updates): (Vec<usize>, Vec<usize>) = early
+        .iter()
+        .chain(&late)
+        .partition(|&&i| model.relax(&ops[i].op).is_none());
     shrinker.try_relax(&mut keep, &late);
+    shrinker.grow(&mut keep, must_keep, &early);
+    // Only what is still kept is worth a re-check.
+    let still = |list: Vec<usize>| list.into_iter().filter(|&i| keep[i]).collect::<Vec<usize>>();
+    let (reads, updates) = (still(reads), still(updates));
     shrinker.ddmin(&mut keep, &reads);
     shrinker.ddmin(&mut keep, &updates);
     keep.iter_mut().zip(&shrinker.scope).for_each(|(k, &s)| *k &= s);
@@ -174,46 +187,99 @@ impl<M: Model> Shrinker<'_, M> {
     /// of a value never written, or written only later), then with one
     /// other determinate operation, nearest first (a read of a value
     /// overwritten before it began: a stale read), at most
-    /// [`CLASSIC_PAIRS`] of them.
-    fn classic(&mut self, blocked: u32) -> Option<Vec<bool>> {
-        if !self.scope[blocked as usize] {
-            return None;
+    /// [`CLASSIC_PAIRS`] of them. True with `keep` set to such a proof;
+    /// otherwise `keep` may have narrowed to the blocked operation and
+    /// those candidates, when together they are confirmed.
+    fn classic(&mut self, keep: &mut Vec<bool>, blocked: u32) -> bool {
+        if !self.scope[blocked as usize] || !self.has_budget() {
+            return false;
         }
-        let alone = |i: Option<usize>| {
-            let mut keep = vec![false; self.ops.len()];
-            keep[blocked as usize] = true;
-            i.into_iter().for_each(|i| keep[i] = true);
-            keep
-        };
-        let b = &self.ops[blocked as usize];
+        let mut alone = vec![false; self.ops.len()];
+        alone[blocked as usize] = true;
+        let scope = self.scope.clone();
+        if self.confirmed(&alone, &scope) {
+            *keep = alone;
+            return true;
+        }
         let mut near: Vec<usize> = (0..self.ops.len())
             .filter(|&i| i != blocked as usize && self.ops[i].mandatory() && self.scope[i])
             .collect();
-        let distance = |i: usize| {
-            let o = &self.ops[i];
-            o.ret
-                .unwrap_or(u64::MAX)
-                .abs_diff(b.call)
-                .min(o.call.abs_diff(b.ret.unwrap_or(u64::MAX)))
+        near.sort_by_key(|&i| self.distance(i, blocked));
+        near.truncate(CLASSIC_PAIRS);
+        // Keeping more operations determinate only removes orders, so if
+        // the blocked one with all the candidates together can be
+        // linearized, so can it with any one of them: one re-check instead
+        // of one per pair. (Only when that re-check says so: one that ran
+        // out of budget proves nothing, and the pairs are tried, being
+        // smaller.) If it is confirmed, that group is where the rest of the
+        // shrinking starts.
+        let mut group = alone.clone();
+        near.iter().for_each(|&i| group[i] = true);
+        let group_confirmed = match self.recheck(&group, &scope) {
+            Some(false) => return false,
+            Some(true) => true,
+            None => false,
         };
-        near.sort_by_key(|&i| distance(i));
-        let candidates = std::iter::once(None).chain(near.into_iter().take(CLASSIC_PAIRS).map(Some));
-        for i in candidates {
+        for i in near {
             if !self.has_budget() {
-                return None;
+                break;
             }
-            let keep = alone(i);
-            let scope = self.scope.clone();
-            if self.confirmed(&keep, &scope) {
-                return Some(keep);
+            let mut pair = alone.clone();
+            pair[i] = true;
+            if self.confirmed(&pair, &scope) {
+                *keep = pair;
+                return true;
             }
         }
-        None
+        if group_confirmed {
+            *keep = group;
+        }
+        false
+    }
+
+    /// Proofs are usually a few operations near the blocked one: keeps
+    /// determinate only the blocked operation and its `k` nearest of
+    /// `early`, for k = 8, 16, 32, ..., and takes the first such set that is
+    /// confirmed. A handful of re-checks then leaves `ddmin` a small set
+    /// to cut, instead of halving every read and update of the part.
+    fn grow(&mut self, keep: &mut Vec<bool>, blocked: u32, early: &[usize]) {
+        let mut near: Vec<usize> = early.iter().copied().filter(|&i| keep[i]).collect();
+        near.sort_by_key(|&i| self.distance(i, blocked));
+        let mut k = GROW_FIRST;
+        while k < near.len() && self.has_budget() {
+            let mut trial = vec![false; self.ops.len()];
+            trial[blocked as usize] = true;
+            near[..k].iter().for_each(|&i| trial[i] = true);
+            let scope = std::mem::take(&mut self.scope);
+            let confirmed = self.confirmed(&trial, &scope);
+            self.scope = scope;
+            if confirmed {
+                *keep = trial;
+                return;
+            }
+            k *= 2;
+        }
+    }
+
+    /// How far operation `i` is from `blocked` in real time: the gap
+    /// between one's end and the other's start, whichever is smaller.
+    fn distance(&self, i: usize, blocked: u32) -> u64 {
+        let (o, b) = (&self.ops[i], &self.ops[blocked as usize]);
+        o.ret
+            .unwrap_or(u64::MAX)
+            .abs_diff(b.call)
+            .min(o.call.abs_diff(b.ret.unwrap_or(u64::MAX)))
     }
 
     /// Whether the history restricted to `scope`, with `keep` determinate
     /// and the rest relaxed, is confirmed not linearizable.
     fn confirmed(&mut self, keep: &[bool], scope: &[bool]) -> bool {
+        self.recheck(keep, scope) == Some(true)
+    }
+
+    /// The re-check behind [`Shrinker::confirmed`]: `Some(true)` confirmed
+    /// not linearizable, `Some(false)` linearizable, `None` out of budget.
+    fn recheck(&mut self, keep: &[bool], scope: &[bool]) -> Option<bool> {
         let budget = Budget {
             deadline: self.deadline,
             soft: None,
@@ -222,7 +288,11 @@ impl<M: Model> Shrinker<'_, M> {
         };
         let (found, stats) = search(self.model, &relaxed(self.model, self.ops, keep, scope), budget);
         self.steps_left = self.steps_left.saturating_sub(stats.steps.max(1));
-        matches!(found, Found::NotLinearizable { .. })
+        match found {
+            Found::NotLinearizable { .. } => Some(true),
+            Found::Linearizable { .. } => Some(false),
+            Found::Unknown { .. } => None,
+        }
     }
 
     /// Relaxes what it can of `candidates`: halves, quarters, ... singles.

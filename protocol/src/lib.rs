@@ -13,6 +13,7 @@
 //! - [`frame`]: the framing (read, write, encode) and its limit.
 //! - [`request`]: what a client asks ([`RawRequest`] on the wire, a validated
 //!   [`Request`] after [`decode_request`]) and its session guarantees.
+//! - [`txn`]: a transaction's micro-operations ([`MicroOp`]).
 //! - [`reply`]: what the server answers ([`Reply`], [`Outcome`], `status`).
 //!
 //! Depends on nothing of ours; tokio only for its I/O traits.
@@ -21,8 +22,10 @@ pub mod error;
 pub mod frame;
 pub mod reply;
 pub mod request;
+pub mod txn;
 
 pub use error::ProtocolError;
 pub use frame::{encode_frame, read_frame, write_frame, MAX_FRAME_BYTES};
 pub use reply::{Outcome, Reply, ShardStatus, StatusInfo};
 pub use request::{decode_request, validate, Op, RawRequest, Request, Session, MAX_KEY_BYTES, MAX_MULTI_READ_KEYS};
+pub use txn::{parse_txn, MicroOp, MAX_TXN_OPS};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ProtocolError;
+use crate::txn::{parse_txn, MicroOp};
 
 /// Largest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -62,6 +63,9 @@ pub struct RawRequest {
     /// Session guarantees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
+    /// Micro-operations of a txn, in the history format's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<Vec<Value>>,
     /// Value for write and append.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
@@ -80,6 +84,9 @@ pub enum Op {
     Append { key: String, value: Value },
     /// Read several keys at once.
     MultiRead { keys: Vec<String> },
+    /// A transaction of list-append and rw-register micro-operations,
+    /// executed at the isolation level the server is configured with.
+    Txn { ops: Vec<MicroOp> },
     /// Report the node's replication state.
     Status,
 }
@@ -87,7 +94,11 @@ pub enum Op {
 impl Op {
     /// Whether the operation changes state.
     pub fn is_write(&self) -> bool {
-        matches!(self, Op::Write { .. } | Op::Cas { .. } | Op::Append { .. })
+        match self {
+            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } => true,
+            Op::Txn { ops } => ops.iter().any(MicroOp::is_write),
+            Op::Read { .. } | Op::MultiRead { .. } | Op::Status => false,
+        }
     }
 
     /// The operation's name on the wire.
@@ -98,6 +109,7 @@ impl Op {
             Op::Cas { .. } => "cas",
             Op::Append { .. } => "append",
             Op::MultiRead { .. } => "multi_read",
+            Op::Txn { .. } => "txn",
             Op::Status => "status",
         }
     }
@@ -137,6 +149,7 @@ impl Request {
                 raw.new = Some(new.clone());
             }
             Op::MultiRead { keys } => raw.keys = Some(keys.clone()),
+            Op::Txn { ops } => raw.txn = Some(ops.iter().map(MicroOp::to_value).collect()),
             Op::Status => {}
         }
         raw
@@ -171,6 +184,9 @@ pub fn validate(raw: RawRequest) -> Result<Request, ProtocolError> {
         "multi_read" => Op::MultiRead {
             keys: check_keys(need("multi_read", "keys", raw.keys)?)?,
         },
+        "txn" => Op::Txn {
+            ops: parse_txn(&need("txn", "txn", raw.txn)?)?,
+        },
         "status" => Op::Status,
         other => return Err(ProtocolError::UnknownOp(truncate(other, 64))),
     };
@@ -191,7 +207,7 @@ fn need_key(op: &'static str, key: Option<String>) -> Result<String, ProtocolErr
     Ok(key)
 }
 
-fn check_key(key: &str) -> Result<(), ProtocolError> {
+pub(crate) fn check_key(key: &str) -> Result<(), ProtocolError> {
     if key.len() > MAX_KEY_BYTES {
         return Err(ProtocolError::Limit(format!(
             "key of {} bytes exceeds {MAX_KEY_BYTES}",

@@ -400,7 +400,10 @@ impl Group {
             Op::Write { key, value } => core::Op::Write { key, value },
             Op::Cas { key, expected, new } => core::Op::Cas { key, expected, new },
             Op::Append { key, value } => core::Op::Append { key, value },
-            Op::Status => return self.answer(replier, Reply::fail(req.id, "status is not a shard operation")),
+            Op::Status | Op::Txn { .. } => {
+                let why = format!("{} is not a single-shard operation", req.op.name());
+                return self.answer(replier, Reply::fail(req.id, why));
+            }
         };
         self.next_token += 1;
         let token = self.next_token;

@@ -327,6 +327,7 @@ impl Leaderless {
             Op::Cas { key, expected, new } => self.cas(id, &key, expected, new).await,
             Op::Append { key, value } => self.append(id, &key, value).await,
             Op::Status => Reply::fail(id, "status is served by the node"),
+            Op::Txn { .. } => Reply::fail(id, "leaderless mode does not execute transactions"),
         };
         reply.node = self.node.clone();
         reply

@@ -395,7 +395,9 @@ impl Node {
     /// The group that serves a single-key request on a single-leader node.
     fn group_of(&self, op: &Op) -> Option<&GroupHandle> {
         match (&self.engine, op) {
-            (Engine::Leader(_), Op::MultiRead { .. } | Op::Status) | (Engine::Leaderless(_), _) => None,
+            (Engine::Leader(_), Op::MultiRead { .. } | Op::Txn { .. } | Op::Status) | (Engine::Leaderless(_), _) => {
+                None
+            }
             (Engine::Leader(groups), op) => Some(&groups[self.shard_of(op_key(op))]),
         }
     }
@@ -413,6 +415,7 @@ impl Node {
         let timeout = Duration::from_millis(self.cfg.settings.request_timeout_ms + ENGINE_GRACE_MS);
         let reply = match (&self.engine, req.op.clone()) {
             (_, Op::Status) => self.status(id).await,
+            (_, Op::Txn { .. }) => Reply::fail(id, "this server build does not execute transactions"),
             (Engine::Leader(groups), Op::MultiRead { keys }) => {
                 self.sharded_multi_read(groups, req, keys, timeout).await
             }
@@ -533,7 +536,7 @@ fn client_req(req: Request) -> ClientReq {
 fn op_key(op: &Op) -> &str {
     match op {
         Op::Read { key } | Op::Write { key, .. } | Op::Cas { key, .. } | Op::Append { key, .. } => key,
-        Op::MultiRead { .. } | Op::Status => "",
+        Op::MultiRead { .. } | Op::Txn { .. } | Op::Status => "",
     }
 }
 

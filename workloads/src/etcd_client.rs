@@ -172,6 +172,7 @@ impl EtcdClient {
             }
             Request::Append { key, value } => self.append(req, key, *value).await,
             Request::MultiRead { keys } => self.multi_read(req, keys).await,
+            Request::Txn { .. } => Completion::fail(None, "the etcd client does not run transactions"),
         }
     }
 

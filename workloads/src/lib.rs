@@ -34,5 +34,5 @@ pub use error::WorkloadError;
 pub use etcd_client::{EtcdClient, EtcdClientConfig};
 pub use generator::{Generator, KeyDist, Mix, WorkloadConfig, WorkloadKind};
 pub use redis_client::{RedisClient, RedisClientConfig, RedisReads};
-pub use request::Request;
+pub use request::{Request, TxnOp};
 pub use server_client::{ReadRouting, ServerClient, ServerClientConfig};

@@ -260,6 +260,9 @@ impl RedisClient {
     }
 
     async fn call_inner(&mut self, req: &Request) -> Completion {
+        if matches!(req, Request::Txn { .. }) {
+            return Completion::fail(None, "the Redis client does not run transactions");
+        }
         let node = match self.cfg.reads {
             _ if req.is_write() => self.primary_now().await,
             RedisReads::Primary => self.primary_now().await,
@@ -496,6 +499,7 @@ fn command_of(req: &Request) -> Vec<u8> {
             args.extend(keys.iter().map(|k| k.as_bytes()));
             encode(&args)
         }
+        Request::Txn { .. } => unreachable!("call_inner refuses transactions before encoding"),
     }
 }
 

@@ -26,7 +26,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use faultline_protocol::{self as wire, encode_frame, read_frame, Op, Reply, Session};
+use faultline_protocol::{self as wire, encode_frame, read_frame, MicroOp, Op, Reply, Session};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 
 use crate::client::{BoxFuture, Client, Completion, Outcome};
 use crate::error::WorkloadError;
-use crate::request::Request;
+use crate::request::{Request, TxnOp};
 
 /// Redirects followed within one operation.
 pub const MAX_REDIRECTS: usize = 2;
@@ -356,6 +356,23 @@ fn wire_op(req: &Request) -> Op {
             value: json!(value),
         },
         Request::MultiRead { keys } => Op::MultiRead { keys: keys.clone() },
+        Request::Txn { ops } => Op::Txn {
+            ops: ops.iter().map(micro_op).collect(),
+        },
+    }
+}
+
+fn micro_op(op: &TxnOp) -> MicroOp {
+    match op {
+        TxnOp::Append { key, value } => MicroOp::Append {
+            key: key.clone(),
+            value: (*value).into(),
+        },
+        TxnOp::Read { key } => MicroOp::Read { key: key.clone() },
+        TxnOp::Write { key, value } => MicroOp::Write {
+            key: key.clone(),
+            value: (*value).into(),
+        },
     }
 }
 

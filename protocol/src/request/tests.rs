@@ -127,7 +127,18 @@ fn any_op() -> impl Strategy<Value = Op> {
         (key, any_expected(), any_value()).prop_map(|(key, expected, new)| Op::Cas { key, expected, new }),
         (key, any_value()).prop_map(|(key, value)| Op::Append { key, value }),
         proptest::collection::vec(key, 0..4).prop_map(|keys| Op::MultiRead { keys }),
+        proptest::collection::vec(any_micro_op(), 1..5).prop_map(|ops| Op::Txn { ops }),
         Just(Op::Status),
+    ]
+}
+
+fn any_micro_op() -> impl Strategy<Value = crate::txn::MicroOp> {
+    use crate::txn::MicroOp;
+    let key = "[a-z0-9]{0,8}";
+    prop_oneof![
+        (key, any_value()).prop_map(|(key, value)| MicroOp::Append { key, value }),
+        key.prop_map(|key| MicroOp::Read { key }),
+        (key, any_value()).prop_map(|(key, value)| MicroOp::Write { key, value }),
     ]
 }
 

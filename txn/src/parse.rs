@@ -253,32 +253,59 @@ impl Txns {
     }
 }
 
-/// Reads every `txn` operation of `history`; other operations are left for
-/// other checkers.
+/// Reads every `txn` operation of `history`, and every single-key `read`,
+/// `write` and `append` as a transaction of one micro-op (faultline's
+/// multi-key workload writes one key at a time and reads several in a
+/// `txn`: a read of such a write must find it, never call it garbage);
+/// other operations are left for other checkers.
 pub fn parse(history: &History) -> Result<Txns, TxnError> {
     let mut out = Txns::default();
     for (i, op) in history.ops.iter().enumerate() {
-        if op.f != F::Txn {
+        let single;
+        let value = if op.f == F::Txn {
+            op.value()
+        } else if let Some(v) = single_key_txn(history, op) {
+            single = v;
+            &single
+        } else {
             continue;
-        }
+        };
         if u32::try_from(out.txns.len()).is_err() || out.elems.len() > u32::MAX as usize / 2 {
             return Err(TxnError::TooLarge {
                 what: "transactions or list elements",
                 limit: u64::from(u32::MAX / 2),
             });
         }
-        parse_op(&mut out, i, op)?;
+        parse_op(&mut out, i, op, value)?;
     }
     Ok(out)
 }
 
-fn parse_op(out: &mut Txns, i: usize, op: &Op) -> Result<(), TxnError> {
+/// A single-key `read`, `write` or `append` as the value of a one-micro-op
+/// transaction (what its `txn` form would carry: a read's value only when
+/// it completed ok); `None` for any other operation.
+fn single_key_txn(history: &History, op: &Op) -> Option<Value> {
+    let key = serde_json::to_value(history.key(op.key?)).ok()?;
+    let f = match op.f {
+        F::Read => "r",
+        F::Write => "w",
+        F::Append => "append",
+        _ => return None,
+    };
+    let v = match op.f {
+        F::Read if op.outcome == Outcome::Ok => op.output.clone(),
+        F::Read => Value::Null,
+        _ => op.input.clone(),
+    };
+    Some(Value::Array(vec![Value::Array(vec![f.into(), key, v])]))
+}
+
+fn parse_op(out: &mut Txns, i: usize, op: &Op, value: &Value) -> Result<(), TxnError> {
     let status = match op.outcome {
         Outcome::Ok => Status::Committed,
         Outcome::Fail => Status::Aborted,
         Outcome::Info | Outcome::Pending => Status::Indeterminate,
     };
-    let value = op.value();
     let list = value.as_array().ok_or_else(|| TxnError::NotAList {
         index: op.invoke_index,
         got: shorten(value),

@@ -48,7 +48,7 @@ mod unique_tests;
 
 use std::time::Duration;
 
-use faultline_histories::History;
+use faultline_histories::{History, F};
 
 use crate::model::Model;
 pub use crate::models::NilReads;
@@ -170,7 +170,20 @@ pub fn check(history: &History, config: &Config) -> Verdict {
         ModelSpec::CasRegister { initial, nil_reads } => {
             check_with(history, config, || Register::cas(initial).with_nil_reads(*nil_reads))
         }
+        ModelSpec::MultiRegister { initial, nil_reads } if has_keyless_txn(history) => {
+            // Transactions without a key name their registers inside: a
+            // single-key read or write of one of those registers must meet
+            // them in one search, so neither the split by key nor the map
+            // of keys may separate it from them.
+            let whole = Config {
+                split_by_key: false,
+                ..config.clone()
+            };
+            drive(history, &whole, &|| MultiRegister::new(initial, *nil_reads))
+        }
         ModelSpec::MultiRegister { initial, nil_reads } => {
+            // Keyed transactions (Jepsen's independent keys): one set of
+            // registers per key.
             check_with(history, config, || MultiRegister::new(initial, *nil_reads))
         }
         ModelSpec::Mutex => check_with(history, config, || crate::models::Mutex),
@@ -180,6 +193,11 @@ pub fn check(history: &History, config: &Config) -> Verdict {
         ModelSpec::Kv => check_with(history, config, Kv::default),
         ModelSpec::List => check_with(history, config, List::default),
     }
+}
+
+/// Whether some transaction carries no key of its own.
+fn has_keyless_txn(history: &History) -> bool {
+    history.ops.iter().any(|op| op.f == F::Txn && op.key.is_none())
 }
 
 /// Checks `history` against the model `make` builds (one per part).

@@ -1,10 +1,15 @@
 //! Knossos's `multi-register`: several named registers read and written
-//! together by transactions. The only operation is `txn`, whose value is a
+//! together by transactions. The operation is `txn`, whose value is a
 //! list of micro-ops `[f, key, value]`, `f` being `read` (or `r`) or
 //! `write` (or `w`), as a string or an EDN keyword; keys are any value
 //! (integers, strings, keywords), compared as JSON values. A transaction's
 //! micro-ops apply in order, so a read after a write of the same register
 //! in one transaction sees that write.
+//!
+//! A single-key `read` or `write` (with its `key`) on the same history is a
+//! transaction of one micro-op: faultline's multi-key workload writes one
+//! key at a time and reads several at once, and a read of a value written
+//! by a single-key write must find that write.
 //!
 //! Every register starts at the same initial value (`null` unless told).
 //! A micro-op read of `null` follows [`NilReads`]: with `Unknown`
@@ -23,7 +28,7 @@
 use std::sync::Arc;
 
 use faultline_histories::{History, Op, Outcome, F};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{word, NilReads, ValueInterner};
 use crate::model::{Effect, Model, ModelError, Role};
@@ -88,6 +93,17 @@ impl MultiRegister {
     }
 }
 
+/// A single-key `read` or `write` as the invoke and completion values of a
+/// one-micro-op transaction; `None` for any other operation.
+fn single_key_txn(history: &History, op: &Op) -> Option<(Value, Value)> {
+    let key = serde_json::to_value(history.key(op.key?)).ok()?;
+    match op.f {
+        F::Read => Some((json!([["r", key, null]]), json!([["r", key, op.output]]))),
+        F::Write => Some((json!([["w", key, op.input]]), json!([["w", key, op.input]]))),
+        _ => None,
+    }
+}
+
 fn writes_only(txn: &[Micro]) -> Option<Arc<[Micro]>> {
     let writes: Vec<Micro> = txn.iter().copied().filter(|m| matches!(m, Micro::Write(..))).collect();
     (!writes.is_empty()).then(|| writes.into())
@@ -106,14 +122,16 @@ impl Model for MultiRegister {
         vec![0; self.keys.len()].into()
     }
 
-    fn encode(&mut self, _history: &History, op: &Op) -> Result<Role<Arc<[Micro]>>, ModelError> {
-        if op.f != F::Txn {
+    fn encode(&mut self, history: &History, op: &Op) -> Result<Role<Arc<[Micro]>>, ModelError> {
+        let single = single_key_txn(history, op);
+        if op.f != F::Txn && single.is_none() {
             return Err(ModelError::unsupported(self.name(), op));
         }
+        let (input, output) = single.as_ref().map_or((&op.input, &op.output), |(i, o)| (i, o));
         match op.outcome {
             Outcome::Fail => Ok(Role::Ignored),
             Outcome::Ok => {
-                let txn = self.micro_ops(op, &op.output, true)?;
+                let txn = self.micro_ops(op, output, true)?;
                 Ok(if txn.is_empty() {
                     Role::Ignored
                 } else {
@@ -121,7 +139,7 @@ impl Model for MultiRegister {
                 })
             }
             Outcome::Info | Outcome::Pending => {
-                let txn = self.micro_ops(op, &op.input, false)?;
+                let txn = self.micro_ops(op, input, false)?;
                 Ok(if txn.is_empty() {
                     Role::Ignored
                 } else {
@@ -179,7 +197,6 @@ impl Model for MultiRegister {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn txn(m: &mut MultiRegister, v: Value, nil_ok: bool) -> Arc<[Micro]> {
         let op = crate::models::ok_op(F::Txn, Value::Null, v);

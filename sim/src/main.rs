@@ -12,6 +12,12 @@ use faultline_checkers::Validity;
 use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
 use std::process::ExitCode;
 
+/// A schedule allocates a few thousand small objects (messages, log
+/// entries, history events) and frees them soon after; mimalloc serves
+/// them in about half the instructions the system allocator takes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| {

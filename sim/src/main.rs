@@ -83,8 +83,11 @@ fn write_history(s: &Scenario, seed: u64, path: &std::path::Path) -> std::io::Re
 
 fn report_hunt(s: &Scenario, first: u64, seeds: u64, threads: usize) -> ExitCode {
     let h = hunt(s, first, seeds, s.expected.is_some(), threads);
+    let per_cpu = h
+        .per_cpu_second()
+        .map_or(String::new(), |r| format!(", {r:.0} per CPU-second"));
     println!(
-        "scenario {}: {} seeds in {:.2}s ({:.0}/s), {} unknown, {} faults",
+        "scenario {}: {} seeds in {:.2}s ({:.0}/s{per_cpu}), {} unknown, {} faults",
         s.name,
         h.seeds,
         h.elapsed.as_secs_f64(),
@@ -115,8 +118,8 @@ fn expected(s: &Scenario, found: bool) -> ExitCode {
 /// starting points, so the figure is not one lucky seed).
 fn bench(seeds: u64, threads: usize) -> ExitCode {
     println!("{seeds} schedules per scenario on {threads} threads");
-    println!("| scenario | nodes | schedules/s | seeds run | seeds with the anomaly | found after (seeds; 5 hunts from seeds 0, 10k, 20k, 30k, 40k) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| scenario | nodes | schedules/s (all threads) | per thread | per CPU-second | seeds run | seeds with the anomaly | found after (seeds; 5 hunts from seeds 0, 10k, 20k, 30k, 40k) |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut ok = true;
     for s in scenario::all() {
         let h = hunt(&s, 0, seeds, false, threads);
@@ -139,11 +142,13 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
             }
         };
         let share = 100.0 * h.invalid as f64 / h.seeds.max(1) as f64;
+        let per_cpu = h.per_cpu_second().map_or("-".into(), |r| format!("{r:.0}"));
         println!(
-            "| {} | {} | {:.0} | {} | {} ({share:.0}%) | {finds} |",
+            "| {} | {} | {:.0} | {:.0} | {per_cpu} | {} | {} ({share:.0}%) | {finds} |",
             s.name,
             s.nodes,
             h.per_second(),
+            h.per_second() / threads as f64,
             h.seeds,
             h.invalid
         );

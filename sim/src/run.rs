@@ -112,6 +112,9 @@ pub struct Hunt {
     pub ops: usize,
     /// Wall-clock time of the hunt.
     pub elapsed: Duration,
+    /// CPU time its threads ran, where the system tells it (Linux): on a
+    /// shared machine the wall clock also counts other processes' turns.
+    pub cpu: Option<Duration>,
 }
 
 impl Hunt {
@@ -119,6 +122,20 @@ impl Hunt {
     pub fn per_second(&self) -> f64 {
         self.seeds as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Schedules per second of CPU time: what one thread does on a core
+    /// of its own.
+    pub fn per_cpu_second(&self) -> Option<f64> {
+        self.cpu.map(|cpu| self.seeds as f64 / cpu.as_secs_f64().max(1e-9))
+    }
+}
+
+/// The calling thread's CPU time so far (Linux's schedstat: nanoseconds
+/// on a CPU first), or None where it is not available.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Runs seeds `first..first + max` on `threads` threads, stopping at the
@@ -129,7 +146,8 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
     let next = AtomicU64::new(first);
     let lowest_found = AtomicU64::new(u64::MAX);
     let reports = Mutex::new(Vec::new());
-    let work = || loop {
+    let cpu = Mutex::new(Some(Duration::ZERO));
+    let run_seeds = || loop {
         let seed = next.fetch_add(1, Ordering::Relaxed);
         if seed >= first + max || (stop_at_first && seed > lowest_found.load(Ordering::Relaxed)) {
             return;
@@ -139,6 +157,13 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
             lowest_found.fetch_min(seed, Ordering::Relaxed);
         }
         reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+    };
+    let work = || {
+        let before = thread_cpu();
+        run_seeds();
+        let used = before.zip(thread_cpu()).map(|(b, a)| a.saturating_sub(b));
+        let mut total = cpu.lock().unwrap_or_else(|e| e.into_inner());
+        *total = total.zip(used).map(|(t, u)| t + u);
     };
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -151,11 +176,12 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
     if stop_at_first {
         reports.retain(|r| r.seed <= found_seed);
     }
-    summarize(reports, start.elapsed())
+    let cpu = cpu.into_inner().unwrap_or_else(|e| e.into_inner());
+    summarize(reports, start.elapsed(), cpu)
 }
 
 /// The hunt over these seeds' reports.
-fn summarize(reports: Vec<RunReport>, elapsed: Duration) -> Hunt {
+fn summarize(reports: Vec<RunReport>, elapsed: Duration, cpu: Option<Duration>) -> Hunt {
     let count = |v: Validity| reports.iter().filter(|r| r.valid == v).count() as u64;
     Hunt {
         seeds: reports.len() as u64,
@@ -165,5 +191,6 @@ fn summarize(reports: Vec<RunReport>, elapsed: Duration) -> Hunt {
         ops: reports.iter().map(|r| r.ops).sum(),
         found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
         elapsed,
+        cpu,
     }
 }

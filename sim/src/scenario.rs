@@ -127,6 +127,20 @@ pub fn all() -> Vec<Scenario> {
             200,
         ),
         scenario(
+            "sticky-reads",
+            "ack=none,failover=fenced,reads=sticky,replay_delay_ms=50,fsync=always",
+            &[],
+            Some("stale reads from the session's own lagging replica (sticky reads)"),
+            200,
+        ),
+        scenario(
+            "lsn-reads",
+            "ack=none,failover=fenced,reads=lsn,replay_delay_ms=50,fsync=always",
+            &[],
+            Some("stale reads: a replica that has the session's LSN may miss other sessions' writes"),
+            200,
+        ),
+        scenario(
             "fsync-never",
             "ack=majority,failover=fenced,reads=leader,fsync=never",
             &[PowerLossAll],

@@ -10,6 +10,7 @@
 
 use faultline_checkers::Validity;
 use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
+use std::fmt::Write;
 use std::process::ExitCode;
 
 /// A schedule allocates a few thousand small objects (messages, log
@@ -70,7 +71,10 @@ fn replay(s: &Scenario, seed: u64, history: Option<String>) -> ExitCode {
     if let Some(u) = &r.unknown {
         println!("unknown: {u}");
     }
-    expected(s, r.valid == Validity::Invalid)
+    if let Some(b) = &r.broken {
+        println!("session guarantee broken: {b}");
+    }
+    expected(s, r.valid == Validity::Invalid && r.broken.is_none())
 }
 
 fn write_history(s: &Scenario, seed: u64, path: &std::path::Path) -> std::io::Result<()> {
@@ -95,6 +99,9 @@ fn report_hunt(s: &Scenario, first: u64, seeds: u64, threads: usize) -> ExitCode
         h.unknown,
         h.faults
     );
+    if !s.must_hold.is_empty() {
+        println!("{}", sessions_line(s, &h));
+    }
     if let Some(r) = &h.found {
         println!(
             "found at seed {} (rerun: faultline-sim run --scenario {} --seed {})",
@@ -102,7 +109,7 @@ fn report_hunt(s: &Scenario, first: u64, seeds: u64, threads: usize) -> ExitCode
         );
         println!("anomaly: {}", r.anomaly.as_deref().unwrap_or("-"));
     }
-    expected(s, h.found.is_some())
+    expected(s, h.found.is_some() && h.broken == 0)
 }
 
 fn expected(s: &Scenario, found: bool) -> ExitCode {
@@ -121,8 +128,13 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
     println!("| scenario | nodes | schedules/s (all threads) | per thread | per CPU-second | seeds run | seeds with the anomaly | found after (seeds; 5 hunts from seeds 0, 10k, 20k, 30k, 40k) |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut ok = true;
+    let mut kept = Vec::new();
     for s in scenario::all() {
         let h = hunt(&s, 0, seeds, false, threads);
+        if !s.must_hold.is_empty() {
+            ok &= h.broken == 0;
+            kept.push(sessions_line(&s, &h));
+        }
         let finds = if s.expected.is_some() {
             let to_find: Vec<String> = (0..5)
                 .map(|i| {
@@ -153,9 +165,33 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
             h.invalid
         );
     }
+    for line in kept {
+        println!("{line}");
+    }
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// What a hunt says of the session guarantees `s` must keep.
+fn sessions_line(s: &Scenario, h: &faultline_sim::Hunt) -> String {
+    let kept = h.seeds - h.broken;
+    let mut line = format!(
+        "{}: {} held in {kept} of {} schedules ({} operations judged)",
+        s.name,
+        s.must_hold.join(" and "),
+        h.seeds,
+        h.session_ops
+    );
+    if let Some(r) = &h.first_broken {
+        let _ = write!(
+            line,
+            "; BROKEN at seed {} ({})",
+            r.seed,
+            r.broken.as_deref().unwrap_or("-")
+        );
+    }
+    line
 }

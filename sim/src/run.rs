@@ -8,6 +8,7 @@
 use crate::scenario::Scenario;
 use crate::world::World;
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
+use faultline_checkers::session;
 use faultline_checkers::Validity;
 use faultline_histories::History;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,11 @@ pub struct RunReport {
     pub anomaly: Option<String>,
     /// Unknown: why.
     pub unknown: Option<String>,
+    /// A session guarantee the scenario must keep that this history broke
+    /// (or could not be judged), said in a sentence.
+    pub broken: Option<String>,
+    /// Operations the must-hold session checkers judged.
+    pub session_ops: usize,
 }
 
 /// Runs `scenario` under `seed` and judges its history.
@@ -64,6 +70,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         all_anomalies: true,
     };
     let verdict = linear::check(&history, &config);
+    let (broken, session_ops) = judge_sessions(scenario, &history);
     let mut report = RunReport {
         seed,
         ops,
@@ -72,6 +79,8 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         valid: verdict.valid,
         anomaly: None,
         unknown: verdict.unknown_reason.clone(),
+        broken,
+        session_ops,
     };
     if let Some(a) = verdict.anomalies.first() {
         let key = a.key.as_deref().unwrap_or("-");
@@ -87,6 +96,24 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         report.anomaly = Some(format!("election safety: {split}"));
     }
     report
+}
+
+/// The session guarantees `scenario` must keep, judged on `history`: the
+/// first one broken or undecided, and the operations judged.
+fn judge_sessions(scenario: &Scenario, history: &History) -> (Option<String>, usize) {
+    if scenario.must_hold.is_empty() {
+        return (None, 0);
+    }
+    let verdicts = session::check_all(history, &scenario.must_hold).expect("scenarios name known session checkers");
+    let ops = verdicts.iter().map(|(_, v)| v.ops).sum();
+    let broken = verdicts
+        .into_iter()
+        .find(|(_, v)| v.valid != Validity::Valid)
+        .map(|(name, v)| {
+            let why = v.anomalies.first().map(|a| a.explanation.clone());
+            format!("{name} {:?}: {}", v.valid, why.or(v.unknown_reason).unwrap_or_default())
+        });
+    (broken, ops)
 }
 
 /// The history `scenario` records under `seed` (the same every time: a
@@ -110,6 +137,12 @@ pub struct Hunt {
     pub faults: usize,
     /// Operations judged, over all seeds.
     pub ops: usize,
+    /// Seeds that broke a session guarantee the scenario must keep.
+    pub broken: u64,
+    /// The first of them.
+    pub first_broken: Option<RunReport>,
+    /// Operations the must-hold session checkers judged, over all seeds.
+    pub session_ops: usize,
     /// Wall-clock time of the hunt.
     pub elapsed: Duration,
     /// CPU time its threads ran, where the system tells it (Linux): on a
@@ -189,6 +222,9 @@ fn summarize(reports: Vec<RunReport>, elapsed: Duration, cpu: Option<Duration>) 
         invalid: count(Validity::Invalid),
         faults: reports.iter().map(|r| r.faults).sum(),
         ops: reports.iter().map(|r| r.ops).sum(),
+        broken: reports.iter().filter(|r| r.broken.is_some()).count() as u64,
+        first_broken: reports.iter().find(|r| r.broken.is_some()).cloned(),
+        session_ops: reports.iter().map(|r| r.session_ops).sum(),
         found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
         elapsed,
         cpu,

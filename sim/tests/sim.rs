@@ -82,6 +82,32 @@ fn each_unsafe_setting_is_caught_within_its_bound() {
 }
 
 #[test]
+fn the_session_guarantees_an_unsafe_setting_keeps_hold_in_every_schedule() {
+    let seeds = safe_seeds();
+    for s in scenario::all().into_iter().filter(|s| !s.must_hold.is_empty()) {
+        let h = hunt(&s, 0, seeds, false, threads());
+        if let Some(r) = &h.first_broken {
+            panic!(
+                "{}: {} broken at seed {} (rerun: cargo run --release -p faultline-sim -- run --scenario {} --seed {}): {}",
+                s.name,
+                s.must_hold.join(" and "),
+                r.seed,
+                s.name,
+                r.seed,
+                r.broken.as_deref().unwrap_or("-")
+            );
+        }
+        assert!(
+            h.session_ops as u64 >= seeds * 20,
+            "{}: the session checkers must look: {} operations in {seeds} schedules",
+            s.name,
+            h.session_ops
+        );
+        assert!(h.invalid > 0, "{}: the row's anomaly must show too", s.name);
+    }
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for s in scenario::all() {
         let a = run_seed(&s, 7);
@@ -101,11 +127,12 @@ fn a_seed_replays_exactly() {
 /// The history file `faultline-sim run --history` would write for a seed.
 fn history_bytes(s: &Scenario, seed: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
-    let mut out = JsonlWriter::new(&mut bytes);
-    for event in history_of(s, seed) {
-        out.write_unflushed(&event).expect("writing to memory");
+    {
+        let mut out = JsonlWriter::new(&mut bytes);
+        for event in history_of(s, seed) {
+            out.write_unflushed(&event).expect("writing to memory");
+        }
     }
-    drop(out);
     bytes
 }
 

@@ -14,15 +14,12 @@ use std::fmt::Write;
 
 use crate::escape::html;
 use crate::faults::FaultBand;
-use crate::plots::{fmt_num, time_axis_between, time_ticks, Axis};
+use crate::plots::{band_rects, time_axis_between, time_ticks, y_label, y_ticks, Axis, ML, MR, W};
 use crate::{NodeInfo, NodeSample};
 
 /// Samples drawn; more are ignored.
 pub const SAMPLES_MAX: usize = 100_000;
-const W: f64 = 860.0;
 const ROW: f64 = 18.0;
-const ML: f64 = 56.0;
-const MR: f64 = 12.0;
 const LAG_H: f64 = 120.0;
 /// Room under a chart for the time axis and its title.
 const AXIS_H: f64 = 30.0;
@@ -81,7 +78,7 @@ pub fn nodes_html(nodes: &[NodeInfo], samples: &[NodeSample], bands: &[FaultBand
 }
 
 fn x_at(t: u64, t_end: u64) -> f64 {
-    ML + t as f64 / t_end as f64 * (W - ML - MR)
+    time_axis(t_end).at(t as f64 / 1e9)
 }
 
 fn role_class(role: Option<&str>) -> &'static str {
@@ -112,21 +109,6 @@ fn roles_legend() -> String {
     )
 }
 
-/// Fault bands across a chart of height `h`, each titled with its fault.
-fn bands_svg(out: &mut String, bands: &[FaultBand], t_end: u64, h: f64) {
-    for b in bands {
-        let x0 = x_at(b.start_ns, t_end);
-        let x1 = x_at(b.end_or(t_end), t_end).max(x0 + 1.0);
-        let _ = write!(
-            out,
-            "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{h}\"><title>{}</title></rect>",
-            b.class(),
-            x1 - x0,
-            html(&b.label)
-        );
-    }
-}
-
 fn time_axis(t_end: u64) -> Axis {
     time_axis_between(t_end as f64 / 1e9, ML, W - MR)
 }
@@ -135,7 +117,7 @@ fn roles_svg(by_node: &BTreeMap<&str, Vec<&NodeSample>>, bands: &[FaultBand], t_
     let strips = ROW * by_node.len() as f64 + 4.0;
     let h = strips + AXIS_H;
     let mut out = format!("<svg class=\"plot roles\" viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"node roles\">");
-    bands_svg(&mut out, bands, t_end, strips);
+    band_rects(&mut out, bands, &time_axis(t_end), 0.0, strips, t_end);
     for (row, (node, samples)) in by_node.iter().enumerate() {
         let y = row as f64 * ROW + 2.0;
         let _ = write!(
@@ -229,24 +211,10 @@ fn lag_svg(by_node: &BTreeMap<&str, Vec<&NodeSample>>, bands: &[FaultBand], t_en
         "<svg class=\"plot lag\" viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"replication lag\">",
         LAG_H + AXIS_H
     );
-    bands_svg(&mut out, bands, t_end, LAG_H);
-    for t in y.ticks(4) {
-        let py = y.at(t);
-        let _ = write!(
-            out,
-            "<path class=\"grid\" d=\"M{ML} {py:.1}H{}\"/><text class=\"tick\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            W - MR,
-            ML - 4.0,
-            py + 3.0,
-            fmt_num(t)
-        );
-    }
-    let _ = write!(
-        out,
-        "<path class=\"axis\" d=\"M{ML} 8V{LAG_H}\"/><text class=\"label\" x=\"12\" y=\"{mid}\" \
-         transform=\"rotate(-90 12 {mid})\" text-anchor=\"middle\">lag (entries)</text>",
-        mid = LAG_H / 2.0
-    );
+    band_rects(&mut out, bands, &time_axis(t_end), 0.0, LAG_H, t_end);
+    y_ticks(&mut out, &y, 4);
+    let _ = write!(out, "<path class=\"axis\" d=\"M{ML} 8V{LAG_H}\"/>");
+    y_label(&mut out, "lag (entries)", LAG_H / 2.0);
     for (k, (node, samples)) in by_node.iter().enumerate() {
         let pts: Vec<String> = samples
             .iter()

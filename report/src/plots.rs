@@ -18,12 +18,13 @@ use crate::escape::html;
 use crate::faults::FaultBand;
 use crate::legend::short_name;
 
-/// Plot area, in SVG units.
-const W: f64 = 860.0;
+/// Plot area, in SVG units (the nodes' charts share the width and the
+/// side margins).
+pub(crate) const W: f64 = 860.0;
 const H: f64 = 220.0;
 /// Margins: left (for the y labels), right, top (the legend), bottom (x labels).
-const ML: f64 = 56.0;
-const MR: f64 = 12.0;
+pub(crate) const ML: f64 = 56.0;
+pub(crate) const MR: f64 = 12.0;
 const MT: f64 = 22.0;
 const MB: f64 = 30.0;
 /// Throughput buckets across the test.
@@ -167,37 +168,27 @@ pub(crate) fn band_names(out: &mut String, bands: &[FaultBand], x: &Axis, y: f64
     }
 }
 
-/// Opens an SVG with the fault bands and both axes drawn.
-fn frame(out: &mut String, title: &str, x: &Axis, y: &Axis, y_label: &str, bands: &[FaultBand], t_end: u64) {
-    let _ = write!(
-        out,
-        "<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\"><title>{}</title>",
-        html(title),
-        html(title)
-    );
+/// Each fault band as a shaded rectangle from `y_top` down `h`, titled
+/// with its fault (the latency and throughput plots and the nodes' charts
+/// draw them alike).
+pub(crate) fn band_rects(out: &mut String, bands: &[FaultBand], x: &Axis, y_top: f64, h: f64, t_end: u64) {
     for b in bands {
         let x0 = x.at(b.start_ns as f64 / 1e9);
         let x1 = x.at(b.end_or(t_end) as f64 / 1e9).max(x0 + 1.0);
         let _ = write!(
             out,
-            "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"{MT}\" width=\"{:.1}\" height=\"{}\"><title>{}</title></rect>",
+            "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"{y_top}\" width=\"{:.1}\" height=\"{h}\"><title>{}</title></rect>",
             b.class(),
             x1 - x0,
-            H - MT - MB,
             html(&b.label)
         );
     }
-    let _ = write!(out, "<path class=\"axis\" d=\"M{ML} {MT}V{}H{}\"/>", H - MB, W - MR);
-    for t in x.ticks(10) {
-        let px = x.at(t);
-        let _ = write!(
-            out,
-            "<text class=\"tick\" x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            H - MB + 14.0,
-            fmt_num(t)
-        );
-    }
-    for t in y.ticks(5) {
+}
+
+/// About `n` round values of `y`, each a grid line across the plot with
+/// its label in the left margin.
+pub(crate) fn y_ticks(out: &mut String, y: &Axis, n: usize) {
+    for t in y.ticks(n) {
         let py = y.at(t);
         let _ = write!(
             out,
@@ -208,16 +199,44 @@ fn frame(out: &mut String, title: &str, x: &Axis, y: &Axis, y_label: &str, bands
             fmt_num(t)
         );
     }
+}
+
+/// The y axis's title, turned to read upwards, centred on `mid`.
+pub(crate) fn y_label(out: &mut String, label: &str, mid: f64) {
     let _ = write!(
         out,
-        "<text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">time (s)</text>\
-         <text class=\"label\" x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">{}</text>",
-        (ML + W - MR) / 2.0,
-        H - 2.0,
-        (MT + H - MB) / 2.0,
-        (MT + H - MB) / 2.0,
-        html(y_label)
+        "<text class=\"label\" x=\"12\" y=\"{mid}\" transform=\"rotate(-90 12 {mid})\" text-anchor=\"middle\">{}</text>",
+        html(label)
     );
+}
+
+/// Opens an SVG with the fault bands and both axes drawn.
+fn frame(out: &mut String, title: &str, x: &Axis, y: &Axis, y_label_text: &str, bands: &[FaultBand], t_end: u64) {
+    let _ = write!(
+        out,
+        "<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\"><title>{}</title>",
+        html(title),
+        html(title)
+    );
+    band_rects(out, bands, x, MT, H - MT - MB, t_end);
+    let _ = write!(out, "<path class=\"axis\" d=\"M{ML} {MT}V{}H{}\"/>", H - MB, W - MR);
+    for t in x.ticks(10) {
+        let px = x.at(t);
+        let _ = write!(
+            out,
+            "<text class=\"tick\" x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            H - MB + 14.0,
+            fmt_num(t)
+        );
+    }
+    y_ticks(out, y, 5);
+    let _ = write!(
+        out,
+        "<text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">time (s)</text>",
+        (ML + W - MR) / 2.0,
+        H - 2.0
+    );
+    y_label(out, y_label_text, (MT + H - MB) / 2.0);
 }
 
 /// One latency plot per operation type (read, write, ...), most frequent

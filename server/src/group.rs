@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{error, info, warn};
-use wire::{core_message, peer_message, raw_request, reply_of};
+use wire::{raw_request, reply_of};
 
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
@@ -419,18 +419,14 @@ impl Group {
     }
 
     fn on_peer(&mut self, from: String, msg: PeerMsg) {
-        let msg = match msg {
-            PeerMsg::Forward { fwd_id, request } => return self.on_forward(from, fwd_id, request),
-            PeerMsg::ForwardResp { fwd_id, reply } => return self.on_forward_resp(fwd_id, reply),
-            other => match core_message(other) {
-                Ok(m) => m,
-                Err(other) => {
-                    warn!(node = %self.node, shard = self.shard, peer = %from, msg = ?other, "message for another mode ignored");
-                    return;
-                }
-            },
-        };
-        self.step(Input::Peer { from, msg });
+        match msg {
+            PeerMsg::Core(msg) => self.step(Input::Peer { from, msg }),
+            PeerMsg::Forward { fwd_id, request } => self.on_forward(from, fwd_id, request),
+            PeerMsg::ForwardResp { fwd_id, reply } => self.on_forward_resp(fwd_id, reply),
+            other => {
+                warn!(node = %self.node, shard = self.shard, peer = %from, msg = ?other, "message for another mode ignored");
+            }
+        }
     }
 
     fn on_forward(&mut self, from: String, fwd_id: u64, request: RawRequest) {
@@ -480,7 +476,7 @@ impl Group {
         for output in outputs.drain(..) {
             match output {
                 Output::Send { to, msg } => {
-                    self.transport.send(&to, self.shard, peer_message(msg));
+                    self.transport.send(&to, self.shard, PeerMsg::Core(msg));
                 }
                 Output::Wal(cmd) => {
                     self.wal.send(cmd);

@@ -12,9 +12,9 @@
 //! - A stalled link (a write that does not finish within
 //!   [`PEER_WRITE_TIMEOUT_MS`]) is dropped and redialled with backoff.
 
+use crate::core::Message;
 use crate::protocol::{encode_frame, RawRequest, Reply};
-use crate::state::{Entry, Stamp};
-use crate::wal::Snapshot;
+use crate::state::Stamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -59,85 +59,14 @@ pub struct Envelope {
     pub msg: PeerMsg,
 }
 
-/// Messages between nodes.
+/// Messages between nodes: the replication core's own (log shipping,
+/// votes, snapshots) as the core defines them, and the driver's (forwarded
+/// requests, the leaderless modes').
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum PeerMsg {
-    /// Leader -> follower: log entries (or a heartbeat when empty).
-    Append {
-        /// Leader's epoch.
-        epoch: u64,
-        /// LSN just before `entries`.
-        prev_lsn: u64,
-        /// Epoch of the entry at `prev_lsn`.
-        prev_epoch: u64,
-        /// Entries to append.
-        entries: Vec<Entry>,
-        /// Leader's commit LSN.
-        commit_lsn: u64,
-        /// Heartbeat round, echoed back (read-index confirmation).
-        seq: u64,
-    },
-    /// Follower -> leader: result of an append or snapshot.
-    AppendResp {
-        /// Follower's epoch.
-        epoch: u64,
-        /// Whether the log matched at `prev_lsn`.
-        success: bool,
-        /// Highest LSN durable and known to match the leader's log.
-        match_lsn: u64,
-        /// Follower's last LSN, a hint for where to resume.
-        last_lsn: u64,
-        /// Echo of the heartbeat round.
-        seq: u64,
-    },
-    /// Candidate -> all: vote for me in `epoch`.
-    Vote {
-        /// New epoch.
-        epoch: u64,
-        /// Candidate's last LSN.
-        last_lsn: u64,
-        /// Epoch of the candidate's last entry.
-        last_epoch: u64,
-    },
-    /// Would-be candidate -> all: would you vote for me in `epoch`? Nobody
-    /// changes state for it (pre-vote), so a node cut off from the cluster
-    /// does not inflate epochs and depose a healthy leader when it returns.
-    PreVote {
-        /// The epoch the sender would campaign in.
-        epoch: u64,
-        /// Sender's last LSN.
-        last_lsn: u64,
-        /// Epoch of the sender's last entry.
-        last_epoch: u64,
-    },
-    /// Answer to `PreVote`.
-    PreVoteResp {
-        /// The epoch asked about.
-        epoch: u64,
-        /// Whether a real vote would be granted.
-        granted: bool,
-        /// The voter's own epoch. A refused sender adopts it when higher:
-        /// else a node with the better log but the lower epoch asks
-        /// forever for an epoch the other has already passed.
-        voter_epoch: u64,
-    },
-    /// Voter -> candidate.
-    VoteResp {
-        /// Voter's epoch.
-        epoch: u64,
-        /// Whether the vote is granted.
-        granted: bool,
-    },
-    /// Leader -> lagging follower: the whole state at an LSN.
-    Snapshot {
-        /// Leader's epoch.
-        epoch: u64,
-        /// The snapshot.
-        snapshot: Box<Snapshot>,
-        /// Heartbeat round.
-        seq: u64,
-    },
+    /// Between the replication cores of one group.
+    Core(Message),
     /// Any node -> leader: a client request forwarded for the client.
     Forward {
         /// Id to match the answer.
@@ -319,5 +248,65 @@ impl Link {
             }
             self.write_timed(&mut stream, &buf).await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Command, Entry, StateMachine};
+    use crate::wal::Snapshot;
+
+    fn round_trip(msg: PeerMsg) -> (PeerMsg, serde_json::Value) {
+        let env = Envelope {
+            from: "n1".into(),
+            shard: 2,
+            msg,
+        };
+        let sent = serde_json::to_value(&env).unwrap();
+        let back: Envelope = serde_json::from_slice(&encode_frame(&env)[4..]).unwrap();
+        assert_eq!((back.from.as_str(), back.shard), ("n1", 2));
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            sent,
+            "the message changed on the wire"
+        );
+        (back.msg, sent)
+    }
+
+    #[test]
+    fn the_cores_messages_and_the_drivers_cross_the_wire_unchanged() {
+        let entry = Entry {
+            lsn: 4,
+            epoch: 2,
+            cmd: Command::Noop,
+        };
+        let append = Message::Append {
+            epoch: 2,
+            prev_lsn: 3,
+            prev_epoch: 1,
+            entries: vec![entry],
+            commit_lsn: 3,
+            seq: 9,
+        };
+        let (back, sent) = round_trip(PeerMsg::Core(append));
+        assert!(matches!(back, PeerMsg::Core(Message::Append { prev_lsn: 3, ref entries, .. }) if entries.len() == 1));
+        assert_eq!(
+            sent["msg"]["core"]["t"], "append",
+            "the core's message is its own wire form"
+        );
+        let snapshot = Arc::new(Snapshot {
+            lsn: 7,
+            epoch: 2,
+            state: StateMachine::new(),
+        });
+        let (back, _) = round_trip(PeerMsg::Core(Message::Snapshot {
+            epoch: 2,
+            snapshot,
+            seq: 1,
+        }));
+        assert!(matches!(back, PeerMsg::Core(Message::Snapshot { ref snapshot, .. }) if snapshot.lsn == 7));
+        let (back, _) = round_trip(PeerMsg::PutAck { req_id: 5 });
+        assert!(matches!(back, PeerMsg::PutAck { req_id: 5 }));
     }
 }

@@ -16,12 +16,15 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
 
+/// Events a schedule records, about (the history's first allocation).
+const EVENTS_EXPECTED: usize = 1024;
+
 /// What a client is doing.
 #[derive(Debug, Clone)]
 struct Inflight {
     token: u64,
     f: F,
-    key: String,
+    key_no: usize,
     /// The invocation's value: an ok write or cas completes with it.
     input: Value,
 }
@@ -34,8 +37,8 @@ struct Client {
     /// `reads=lsn`: the highest LSN this session has seen.
     seen_lsn: u64,
     inflight: Option<Inflight>,
-    /// A final reader: the key it reads after the faults are healed.
-    final_key: Option<String>,
+    /// A final reader: the key (number) it reads after the faults are healed.
+    final_key: Option<usize>,
     /// A final reader that got its answer.
     done: bool,
 }
@@ -44,7 +47,8 @@ struct Client {
 pub struct Clients {
     list: Vec<Client>,
     workers: usize,
-    keys: usize,
+    /// The keys' names (`k0`, `k1`, ...), made once.
+    keys: Vec<String>,
     nodes: usize,
     reads: ReadMode,
     events: Vec<Event>,
@@ -68,16 +72,17 @@ impl Clients {
             leader_guess: None,
             seen_lsn: 0,
             inflight: None,
-            final_key: (i >= workers).then(|| format!("k{}", i - workers)),
+            final_key: (i >= workers).then(|| i - workers),
             done: false,
         };
         Clients {
             list: (0..workers + keys).map(client).collect(),
             workers,
-            keys,
+            keys: (0..keys).map(|k| format!("k{k}")).collect(),
             nodes,
             reads,
-            events: Vec::new(),
+            // A schedule records some 700 events: grown once, not by doubling.
+            events: Vec::with_capacity(EVENTS_EXPECTED),
             next_value: 1,
             written: vec![Vec::new(); keys],
             next_token: 0,
@@ -117,24 +122,21 @@ impl Clients {
 
     /// Client `c` starts its next operation at `now_ms`.
     pub fn next_op(&mut self, c: usize, now_ms: u64, rng: &mut StdRng) -> Send {
-        let key_no = match &self.list[c].final_key {
-            Some(k) => k[1..].parse().unwrap_or(0),
-            None => rng.gen_range(0..self.keys),
+        let key_no = match self.list[c].final_key {
+            Some(k) => k,
+            None => rng.gen_range(0..self.keys.len()),
         };
-        let key = format!("k{key_no}");
+        let key = self.keys[key_no].clone();
         let roll = if self.list[c].final_key.is_some() {
             0
         } else {
             rng.gen_range(0..10)
         };
         let (f, op, value) = match roll {
-            0..=3 => (F::Read, Op::Read { key: key.clone() }, Value::Null),
+            0..=3 => (F::Read, Op::Read { key }, Value::Null),
             4..=7 => {
                 let v = self.fresh_value(key_no);
-                let op = Op::Write {
-                    key: key.clone(),
-                    value: v.into(),
-                };
+                let op = Op::Write { key, value: v.into() };
                 (F::Write, op, json!(v))
             }
             _ => {
@@ -147,7 +149,7 @@ impl Clients {
                 let new = self.fresh_value(key_no);
                 let value = json!([expected, new]);
                 let op = Op::Cas {
-                    key: key.clone(),
+                    key,
                     expected,
                     new: new.into(),
                 };
@@ -164,11 +166,20 @@ impl Clients {
             min_lsn: self.list[c].seen_lsn,
             forwarded: false,
         };
-        self.record(c, now_ms, EventType::Invoke, f.clone(), &key, value.clone(), None, None);
+        self.record(
+            c,
+            now_ms,
+            EventType::Invoke,
+            f.clone(),
+            key_no,
+            value.clone(),
+            None,
+            None,
+        );
         self.list[c].inflight = Some(Inflight {
             token,
             f,
-            key,
+            key_no,
             input: value,
         });
         Send { node, req }
@@ -214,14 +225,14 @@ impl Clients {
         };
         let (kind, value, error) = match answer.outcome {
             Outcome::Ok if inflight.f == F::Read => (EventType::Ok, answer.value.clone(), None),
-            Outcome::Ok => (EventType::Ok, inflight.input.clone(), None),
+            Outcome::Ok => (EventType::Ok, inflight.input, None),
             Outcome::Fail => (EventType::Fail, Value::Null, Some(fail_reason(&inflight.f, answer))),
             Outcome::Unknown => (EventType::Info, Value::Null, answer.error.clone()),
         };
         if inflight.f == F::Read && kind == EventType::Ok && self.list[c].final_key.is_some() {
             self.list[c].done = true;
         }
-        self.record(c, now_ms, kind, inflight.f, &inflight.key, value, Some(node), error);
+        self.record(c, now_ms, kind, inflight.f, inflight.key_no, value, Some(node), error);
         true
     }
 
@@ -237,7 +248,7 @@ impl Clients {
             now_ms,
             EventType::Info,
             inflight.f,
-            &inflight.key,
+            inflight.key_no,
             Value::Null,
             None,
             why,
@@ -252,7 +263,7 @@ impl Clients {
         now_ms: u64,
         kind: EventType,
         f: F,
-        key: &str,
+        key_no: usize,
         value: Value,
         node: Option<&str>,
         error: Option<String>,
@@ -267,7 +278,7 @@ impl Clients {
             f,
             value,
         )
-        .with_key(key);
+        .with_key(self.keys[key_no].as_str());
         ev.node = node.map(str::to_string);
         ev.error = error;
         ev.is_final = cl.final_key.is_some();

@@ -86,9 +86,11 @@ pub struct Disk {
     policy: FsyncPolicy,
     /// Taken by the writer, not yet written (lost by any crash).
     queued: Vec<DiskCmd>,
-    /// Written, not yet synced, in order (lost by a power loss).
+    /// Written, not yet synced, in order (lost by a power loss); unused
+    /// under `fsync=always`.
     unsynced: Vec<DiskCmd>,
     written: Image,
+    /// What a power loss keeps; under `fsync=always` that is `written`.
     synced: Image,
 }
 
@@ -116,12 +118,17 @@ impl Disk {
 
     /// The writer writes what it took (and syncs, by policy) and reports.
     pub fn complete(&mut self) -> Durable {
-        for cmd in std::mem::take(&mut self.queued) {
-            self.written.apply(cmd.clone());
-            self.unsynced.push(cmd);
-        }
-        if self.policy == FsyncPolicy::Always {
-            self.sync();
+        if self.syncs_each_write() {
+            // Written and synced at once: the written image is the synced
+            // one, so it is the only one kept (no copy of each command).
+            for cmd in self.queued.drain(..) {
+                self.written.apply(cmd);
+            }
+        } else {
+            for cmd in self.queued.drain(..) {
+                self.written.apply(cmd.clone());
+                self.unsynced.push(cmd);
+            }
         }
         Durable {
             gen: self.written.gen,
@@ -129,17 +136,17 @@ impl Disk {
         }
     }
 
-    fn sync(&mut self) {
-        for cmd in std::mem::take(&mut self.unsynced) {
-            self.synced.apply(cmd);
-        }
-        self.synced.gen = self.written.gen;
+    /// `fsync=always`: every write is synced before it is reported, so
+    /// what was written is what a power loss keeps, and `synced` (with
+    /// `unsynced`) stays unused.
+    fn syncs_each_write(&self) -> bool {
+        self.policy == FsyncPolicy::Always
     }
 
     /// Epoch and vote, written at once (synced unless `fsync=never`), as
     /// `wal::save_hard_state` does.
     pub fn save_hard_state(&mut self, hard: HardState) {
-        if self.policy != FsyncPolicy::Never {
+        if self.policy != FsyncPolicy::Never && !self.syncs_each_write() {
             self.synced.hard = hard.clone();
         }
         self.written.hard = hard;
@@ -149,7 +156,7 @@ impl Disk {
     /// `power_loss`, so is everything not synced.
     pub fn crash(&mut self, power_loss: bool) {
         self.queued.clear();
-        if power_loss {
+        if power_loss && !self.syncs_each_write() {
             self.unsynced.clear();
             self.written = self.synced.clone();
         }

@@ -20,6 +20,7 @@
 //!   the checker has a time and memory budget (past it, the verdict is
 //!   unknown and says so).
 
+mod agenda;
 mod clients;
 mod disk;
 mod nemesis;

@@ -8,6 +8,7 @@
 use crate::scenario::Scenario;
 use crate::world::World;
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
+use faultline_checkers::session;
 use faultline_checkers::Validity;
 use faultline_histories::History;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,11 @@ pub struct RunReport {
     pub anomaly: Option<String>,
     /// Unknown: why.
     pub unknown: Option<String>,
+    /// A session guarantee the scenario must keep that this history broke
+    /// (or could not be judged), said in a sentence.
+    pub broken: Option<String>,
+    /// Operations the must-hold session checkers judged.
+    pub session_ops: usize,
 }
 
 /// Runs `scenario` under `seed` and judges its history.
@@ -64,6 +70,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         all_anomalies: true,
     };
     let verdict = linear::check(&history, &config);
+    let (broken, session_ops) = judge_sessions(scenario, &history);
     let mut report = RunReport {
         seed,
         ops,
@@ -72,6 +79,8 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         valid: verdict.valid,
         anomaly: None,
         unknown: verdict.unknown_reason.clone(),
+        broken,
+        session_ops,
     };
     if let Some(a) = verdict.anomalies.first() {
         let key = a.key.as_deref().unwrap_or("-");
@@ -87,6 +96,24 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         report.anomaly = Some(format!("election safety: {split}"));
     }
     report
+}
+
+/// The session guarantees `scenario` must keep, judged on `history`: the
+/// first one broken or undecided, and the operations judged.
+fn judge_sessions(scenario: &Scenario, history: &History) -> (Option<String>, usize) {
+    if scenario.must_hold.is_empty() {
+        return (None, 0);
+    }
+    let verdicts = session::check_all(history, &scenario.must_hold).expect("scenarios name known session checkers");
+    let ops = verdicts.iter().map(|(_, v)| v.ops).sum();
+    let broken = verdicts
+        .into_iter()
+        .find(|(_, v)| v.valid != Validity::Valid)
+        .map(|(name, v)| {
+            let why = v.anomalies.first().map(|a| a.explanation.clone());
+            format!("{name} {:?}: {}", v.valid, why.or(v.unknown_reason).unwrap_or_default())
+        });
+    (broken, ops)
 }
 
 /// The history `scenario` records under `seed` (the same every time: a
@@ -110,8 +137,17 @@ pub struct Hunt {
     pub faults: usize,
     /// Operations judged, over all seeds.
     pub ops: usize,
+    /// Seeds that broke a session guarantee the scenario must keep.
+    pub broken: u64,
+    /// The first of them.
+    pub first_broken: Option<RunReport>,
+    /// Operations the must-hold session checkers judged, over all seeds.
+    pub session_ops: usize,
     /// Wall-clock time of the hunt.
     pub elapsed: Duration,
+    /// CPU time its threads ran, where the system tells it (Linux): on a
+    /// shared machine the wall clock also counts other processes' turns.
+    pub cpu: Option<Duration>,
 }
 
 impl Hunt {
@@ -119,6 +155,20 @@ impl Hunt {
     pub fn per_second(&self) -> f64 {
         self.seeds as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Schedules per second of CPU time: what one thread does on a core
+    /// of its own.
+    pub fn per_cpu_second(&self) -> Option<f64> {
+        self.cpu.map(|cpu| self.seeds as f64 / cpu.as_secs_f64().max(1e-9))
+    }
+}
+
+/// The calling thread's CPU time so far (Linux's schedstat: nanoseconds
+/// on a CPU first), or None where it is not available.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Runs seeds `first..first + max` on `threads` threads, stopping at the
@@ -129,7 +179,8 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
     let next = AtomicU64::new(first);
     let lowest_found = AtomicU64::new(u64::MAX);
     let reports = Mutex::new(Vec::new());
-    let work = || loop {
+    let cpu = Mutex::new(Some(Duration::ZERO));
+    let run_seeds = || loop {
         let seed = next.fetch_add(1, Ordering::Relaxed);
         if seed >= first + max || (stop_at_first && seed > lowest_found.load(Ordering::Relaxed)) {
             return;
@@ -139,6 +190,13 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
             lowest_found.fetch_min(seed, Ordering::Relaxed);
         }
         reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+    };
+    let work = || {
+        let before = thread_cpu();
+        run_seeds();
+        let used = before.zip(thread_cpu()).map(|(b, a)| a.saturating_sub(b));
+        let mut total = cpu.lock().unwrap_or_else(|e| e.into_inner());
+        *total = total.zip(used).map(|(t, u)| t + u);
     };
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -151,11 +209,12 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
     if stop_at_first {
         reports.retain(|r| r.seed <= found_seed);
     }
-    summarize(reports, start.elapsed())
+    let cpu = cpu.into_inner().unwrap_or_else(|e| e.into_inner());
+    summarize(reports, start.elapsed(), cpu)
 }
 
 /// The hunt over these seeds' reports.
-fn summarize(reports: Vec<RunReport>, elapsed: Duration) -> Hunt {
+fn summarize(reports: Vec<RunReport>, elapsed: Duration, cpu: Option<Duration>) -> Hunt {
     let count = |v: Validity| reports.iter().filter(|r| r.valid == v).count() as u64;
     Hunt {
         seeds: reports.len() as u64,
@@ -163,7 +222,11 @@ fn summarize(reports: Vec<RunReport>, elapsed: Duration) -> Hunt {
         invalid: count(Validity::Invalid),
         faults: reports.iter().map(|r| r.faults).sum(),
         ops: reports.iter().map(|r| r.ops).sum(),
+        broken: reports.iter().filter(|r| r.broken.is_some()).count() as u64,
+        first_broken: reports.iter().find(|r| r.broken.is_some()).cloned(),
+        session_ops: reports.iter().map(|r| r.session_ops).sum(),
         found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
         elapsed,
+        cpu,
     }
 }

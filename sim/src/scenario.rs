@@ -50,6 +50,10 @@ pub struct Scenario {
     pub expected: Option<&'static str>,
     /// Unsafe: the anomaly must be found within this many seeds.
     pub find_within: u64,
+    /// Session guarantees every schedule must keep, as
+    /// `faultline_checkers::session` names them: the cells of the lab's row
+    /// that pass although linearizability does not.
+    pub must_hold: Vec<&'static str>,
 }
 
 /// Timing that keeps a simulated second short: heartbeats, elections and
@@ -71,6 +75,14 @@ fn scenario(
         nodes: 3,
         expected,
         find_within,
+        must_hold: Vec::new(),
+    }
+}
+
+fn holding(s: Scenario, guarantees: &[&'static str]) -> Scenario {
+    Scenario {
+        must_hold: guarantees.to_vec(),
+        ..s
     }
 }
 
@@ -125,6 +137,27 @@ pub fn all() -> Vec<Scenario> {
             &[],
             Some("stale reads from lagging followers"),
             200,
+        ),
+        // The lab's monotonic reads pass is not promised here: the clients'
+        // compare-and-sets are served by the leader, so a session that saw
+        // the leader's newest value reads an older one from its own replica
+        // next (the session workload of the lab has no compare-and-set).
+        scenario(
+            "sticky-reads",
+            "ack=none,failover=fenced,reads=sticky,replay_delay_ms=50,fsync=always",
+            &[],
+            Some("stale reads from the session's own lagging replica (sticky reads)"),
+            200,
+        ),
+        holding(
+            scenario(
+                "lsn-reads",
+                "ack=none,failover=fenced,reads=lsn,replay_delay_ms=50,fsync=always",
+                &[],
+                Some("stale reads: a replica that has the session's LSN may miss other sessions' writes"),
+                200,
+            ),
+            &["read-your-writes", "monotonic-reads"],
         ),
         scenario(
             "fsync-never",

@@ -9,6 +9,7 @@
 //! bounded: the run stops at a fixed simulated time, and the event count
 //! is capped.
 
+use crate::agenda::Agenda;
 use crate::clients::Clients;
 use crate::disk::Disk;
 use crate::nemesis::{Fault, Plan};
@@ -17,8 +18,7 @@ use faultline_server::config::Settings;
 use faultline_server::core::{Core, CoreConfig, Input, Message, Output, Request, Role};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 /// How long clients issue operations, in simulated milliseconds.
 pub const RUN_MS: u64 = 1_000;
@@ -26,6 +26,8 @@ pub const RUN_MS: u64 = 1_000;
 pub const SETTLE_MS: u64 = 500;
 /// How long the final reads may take.
 pub const FINAL_MS: u64 = 1_500;
+/// The run's last instant.
+const END_MS: u64 = RUN_MS + SETTLE_MS + FINAL_MS;
 /// The cores' timer resolution: coarser than the server's 5 ms, which
 /// halves the events of a run; every timeout is still many ticks long.
 const TICK_MS: u64 = 10;
@@ -41,20 +43,32 @@ const KEYS: usize = 2;
 /// Something that happens at a simulated instant.
 #[derive(Debug)]
 enum Event {
-    Tick { node: usize, incarnation: u64 },
-    Deliver { to: usize, from: usize, msg: Message },
-    DiskDone { node: usize, incarnation: u64 },
-    Request { node: usize, req: Request },
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
+    /// `from` is the sender's name, for the receiver's core.
+    Deliver {
+        to: usize,
+        from: String,
+        msg: Message,
+    },
+    DiskDone {
+        node: usize,
+        incarnation: u64,
+    },
+    Request {
+        node: usize,
+        req: Request,
+    },
     ClientWake(usize),
-    ClientTimeout { client: usize, token: u64 },
+    ClientTimeout {
+        client: usize,
+        token: u64,
+    },
     Fault(Fault),
     FinalReads,
 }
-
-/// An event's place in the queue: ordered by time, then by when it was
-/// scheduled (so equal times keep their order); the event itself waits in
-/// a slab, which keeps the heap's moves small.
-type Slot = Reverse<(u64, u64, usize)>;
 
 /// One node: its core while it runs, its disk always.
 struct Node {
@@ -88,10 +102,8 @@ pub struct Finished {
 /// The simulated cluster.
 pub struct World {
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Slot>,
-    slab: Vec<Option<Event>>,
-    free: Vec<usize>,
+    /// Pending events, by time, then in the order scheduled.
+    agenda: Agenda<Event>,
     rng: StdRng,
     names: Vec<String>,
     nodes: Vec<Node>,
@@ -126,10 +138,7 @@ impl World {
             && settings.fsync == faultline_server::wal::FsyncPolicy::Always;
         let mut w = World {
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
-            slab: Vec::new(),
-            free: Vec::new(),
+            agenda: Agenda::new(END_MS),
             rng: StdRng::seed_from_u64(seed),
             names,
             nodes,
@@ -162,16 +171,14 @@ impl World {
             self.schedule(at, Event::ClientWake(c));
         }
         self.schedule(RUN_MS + SETTLE_MS, Event::FinalReads);
-        let end = RUN_MS + SETTLE_MS + FINAL_MS;
         let mut handled = 0;
-        while let Some(Reverse((at, _, slot))) = self.queue.pop() {
-            if at > end || handled >= EVENTS_MAX || (at > RUN_MS + SETTLE_MS && self.clients.finals_done()) {
+        // The agenda hands out nothing due after END_MS.
+        while let Some((at, event)) = self.agenda.pop() {
+            if handled >= EVENTS_MAX || (at > RUN_MS + SETTLE_MS && self.clients.finals_done()) {
                 break;
             }
             self.now = at;
             handled += 1;
-            let event = self.slab[slot].take().expect("a queued slot holds its event");
-            self.free.push(slot);
             self.handle(event);
         }
         Finished {
@@ -183,18 +190,7 @@ impl World {
     }
 
     fn schedule(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slab[slot] = Some(event);
-                slot
-            }
-            None => {
-                self.slab.push(Some(event));
-                self.slab.len() - 1
-            }
-        };
-        self.queue.push(Reverse((at, self.seq, slot)));
+        self.agenda.push(at, event);
     }
 
     fn handle(&mut self, event: Event) {
@@ -205,10 +201,7 @@ impl World {
                     self.schedule(self.now + TICK_MS, Event::Tick { node, incarnation });
                 }
             }
-            Event::Deliver { to, from, msg } => {
-                let from = self.names[from].clone();
-                self.feed(to, Input::Peer { from, msg });
-            }
+            Event::Deliver { to, from, msg } => self.feed(to, Input::Peer { from, msg }),
             Event::DiskDone { node, incarnation } => self.disk_done(node, incarnation),
             Event::Request { node, req } => self.request(node, req),
             Event::ClientWake(c) => self.client_wake(c),
@@ -316,7 +309,7 @@ impl World {
         core.drain_outputs_into(&mut outputs);
         for output in outputs.drain(..) {
             match output {
-                Output::Send { to, msg } => self.send(node, &to, msg),
+                Output::Send { to, msg } => self.send(node, to, msg),
                 Output::Wal(cmd) => {
                     self.nodes[node].disk.take(cmd);
                     self.disk_kick(node);
@@ -350,8 +343,9 @@ impl World {
         self.scratch = outputs;
     }
 
-    fn send(&mut self, from: usize, to: &str, msg: Message) {
-        let Some(to) = self.names.iter().position(|n| n == to) else {
+    /// Carries `msg` from node `from` to the node named `to_name`.
+    fn send(&mut self, from: usize, mut to_name: String, msg: Message) {
+        let Some(to) = self.names.iter().position(|n| *n == to_name) else {
             return;
         };
         if self.net.cut[from][to] || self.rng.gen_range(0..100) < self.net.drop_percent {
@@ -359,7 +353,11 @@ impl World {
         }
         // Random delays reorder messages on a link.
         let delay = self.rng.gen_range(1..=self.net.delay_max_ms);
-        self.schedule(self.now + delay, Event::Deliver { to, from, msg });
+        // The receiver's name becomes the sender's: one string per message.
+        to_name.clear();
+        to_name.push_str(&self.names[from]);
+        let event = Event::Deliver { to, from: to_name, msg };
+        self.schedule(self.now + delay, event);
     }
 
     fn disk_kick(&mut self, node: usize) {

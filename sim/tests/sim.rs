@@ -4,7 +4,8 @@
 //! schedules (default 200).
 
 use faultline_checkers::Validity;
-use faultline_sim::{hunt, run_seed, scenario};
+use faultline_histories::JsonlWriter;
+use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
 
 fn safe_seeds() -> u64 {
     std::env::var("FAULTLINE_SIM_SEEDS")
@@ -81,6 +82,32 @@ fn each_unsafe_setting_is_caught_within_its_bound() {
 }
 
 #[test]
+fn the_session_guarantees_an_unsafe_setting_keeps_hold_in_every_schedule() {
+    let seeds = safe_seeds();
+    for s in scenario::all().into_iter().filter(|s| !s.must_hold.is_empty()) {
+        let h = hunt(&s, 0, seeds, false, threads());
+        if let Some(r) = &h.first_broken {
+            panic!(
+                "{}: {} broken at seed {} (rerun: cargo run --release -p faultline-sim -- run --scenario {} --seed {}): {}",
+                s.name,
+                s.must_hold.join(" and "),
+                r.seed,
+                s.name,
+                r.seed,
+                r.broken.as_deref().unwrap_or("-")
+            );
+        }
+        assert!(
+            h.session_ops as u64 >= seeds * 20,
+            "{}: the session checkers must look: {} operations in {seeds} schedules",
+            s.name,
+            h.session_ops
+        );
+        assert!(h.invalid > 0, "{}: the row's anomaly must show too", s.name);
+    }
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for s in scenario::all() {
         let a = run_seed(&s, 7);
@@ -93,6 +120,45 @@ fn a_seed_replays_exactly() {
             "{} seed 7 undecided: {:?}",
             s.name,
             a.unknown
+        );
+    }
+}
+
+/// The history file `faultline-sim run --history` would write for a seed.
+fn history_bytes(s: &Scenario, seed: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    {
+        let mut out = JsonlWriter::new(&mut bytes);
+        for event in history_of(s, seed) {
+            out.write_unflushed(&event).expect("writing to memory");
+        }
+    }
+    bytes
+}
+
+#[test]
+fn a_seed_replays_its_history_byte_for_byte_on_any_thread() {
+    for s in scenario::all() {
+        let first = history_bytes(&s, 11);
+        assert!(
+            first.len() > 10_000,
+            "{}: a history of {} bytes is too small to show anything",
+            s.name,
+            first.len()
+        );
+        // Two replays at once on other threads: nothing is shared between
+        // worlds, so they write the same bytes as the first.
+        let again: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..2).map(|_| scope.spawn(|| history_bytes(&s, 11))).collect();
+            runs.into_iter().map(|r| r.join().expect("replay thread")).collect()
+        });
+        for bytes in again {
+            assert!(bytes == first, "{} seed 11 replayed a different history", s.name);
+        }
+        assert!(
+            history_bytes(&s, 12) != first,
+            "{}: seeds 11 and 12 gave the same history: the seed drives nothing",
+            s.name
         );
     }
 }

@@ -159,8 +159,10 @@ impl Core {
 
     /// Answers the reads whose conditions now hold.
     pub(super) fn serve_reads(&mut self) {
-        if !self.waiting.lsn_reads.is_empty() {
-            let applied = self.applied_lsn;
+        // Each partition below is guarded by a look first: this runs after
+        // every batch, and most batches answer no read.
+        let applied = self.applied_lsn;
+        if self.waiting.lsn_reads.iter().any(|r| applied >= r.lsn) {
             let (ready, wait) = std::mem::take(&mut self.waiting.lsn_reads)
                 .into_iter()
                 .partition(|r| applied >= r.lsn);
@@ -176,10 +178,13 @@ impl Core {
             return;
         }
         let confirmed = self.confirmed_seq();
-        let applied = self.applied_lsn;
+        let ready = |r: &PendingRead| r.seq <= confirmed && applied >= r.lsn;
+        if !self.waiting.leader_reads.iter().any(ready) {
+            return;
+        }
         let (ready, wait) = std::mem::take(&mut self.waiting.leader_reads)
             .into_iter()
-            .partition(|r| r.seq <= confirmed && applied >= r.lsn);
+            .partition(ready);
         self.waiting.leader_reads = wait;
         self.answer_reads(ready);
     }
@@ -215,6 +220,16 @@ impl Core {
 
     fn expire_reads(&mut self) {
         let now = self.now_ms;
+        let expired = |r: &PendingRead| r.deadline_ms <= now;
+        if !self
+            .waiting
+            .leader_reads
+            .iter()
+            .chain(&self.waiting.lsn_reads)
+            .any(expired)
+        {
+            return;
+        }
         let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting.leader_reads)
             .into_iter()
             .partition(|r| r.deadline_ms <= now);
@@ -289,21 +304,23 @@ impl Core {
     pub(super) fn apply_to(&mut self, target: u64) {
         while self.applied_lsn < target {
             let lsn = self.applied_lsn + 1;
-            let Some(entry) = self.log.entry(lsn).cloned() else {
+            // Applied in place: the log and the state machine are apart.
+            let Some(entry) = self.log.entry(lsn) else {
                 break;
             };
+            let epoch = entry.epoch;
             let result = self.sm.apply(&entry.cmd);
             self.applied_lsn = lsn;
-            self.reply_applied(&entry, result);
+            self.reply_applied(lsn, epoch, result);
         }
         self.maybe_compact();
     }
 
-    fn reply_applied(&mut self, entry: &Entry, result: Applied) {
-        let Some(w) = self.waiting.writes.remove(&entry.lsn) else {
+    fn reply_applied(&mut self, lsn: u64, epoch: u64, result: Applied) {
+        let Some(w) = self.waiting.writes.remove(&lsn) else {
             return;
         };
-        if w.epoch != entry.epoch {
+        if w.epoch != epoch {
             // Our entry was replaced by another leader's: outcome unknown to us.
             return self.answer(w.token, Answer::unknown(w.id, "entry replaced by another leader"));
         }
@@ -312,12 +329,11 @@ impl Core {
             Applied::Rejected(why) => Answer::fail(w.id, why),
         };
         debug_assert!(
-            answer.outcome != Outcome::Ok || self.ack_point() >= entry.lsn,
-            "acknowledging lsn {} beyond the ack policy's durable copies ({})",
-            entry.lsn,
+            answer.outcome != Outcome::Ok || self.ack_point() >= lsn,
+            "acknowledging lsn {lsn} beyond the ack policy's durable copies ({})",
             self.ack_point()
         );
-        answer.lsn = Some(entry.lsn);
+        answer.lsn = Some(lsn);
         self.answer(w.token, answer);
     }
 

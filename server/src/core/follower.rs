@@ -37,7 +37,7 @@ impl Core {
 
     /// Follower: tells the leader how far its log is durable and matching.
     fn report_match(&mut self, force: bool) {
-        let Some(leader) = self.leader.clone() else {
+        let Some(to) = self.leader.clone() else {
             return;
         };
         let m = self.durable_lsn.min(self.following.verified_lsn);
@@ -52,7 +52,8 @@ impl Core {
             last_lsn: self.log.last_lsn(),
             seq: self.following.last_seq_seen,
         };
-        self.send(&leader, msg);
+        // The leader's name is already a copy: no second one for `send`.
+        self.out.push(Output::Send { to, msg });
     }
 
     /// Accepts a message from a leader of `epoch`; false if it is stale.

@@ -48,10 +48,8 @@ impl Core {
 
     /// Highest heartbeat round acknowledged by a majority (self included).
     pub(super) fn confirmed_seq(&self) -> u64 {
-        let mut seqs: Vec<u64> = self.leading.progress.values().map(|p| p.acked_seq).collect();
-        seqs.push(self.leading.hb_seq);
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
-        seqs[self.majority() - 1]
+        let followers = self.leading.progress.values().map(|p| p.acked_seq);
+        kth_largest(followers.chain([self.leading.hb_seq]), self.majority())
     }
 
     /// Sends entries (or heartbeats) to every follower.
@@ -199,18 +197,12 @@ impl Core {
     /// The highest LSN the `ack` policy's durable copies cover.
     pub(super) fn ack_point(&self) -> u64 {
         let own = self.durable_lsn.min(self.log.last_lsn());
-        let mut followers: Vec<u64> = self.leading.progress.values().map(|p| p.match_lsn).collect();
-        followers.sort_unstable_by(|a, b| b.cmp(a));
+        let followers = self.leading.progress.values().map(|p| p.match_lsn);
         match self.settings().ack {
             Ack::None => own,
-            Ack::All => followers.iter().copied().fold(own, u64::min),
-            Ack::Any(k) => own.min(followers.get(k - 1).copied().unwrap_or(0)),
-            Ack::Majority => {
-                let mut all = followers;
-                all.push(own);
-                all.sort_unstable_by(|a, b| b.cmp(a));
-                all[self.majority() - 1]
-            }
+            Ack::All => followers.fold(own, u64::min),
+            Ack::Any(k) => own.min(kth_largest(followers, k)),
+            Ack::Majority => kth_largest(followers.chain([own]), self.majority()),
         }
     }
 
@@ -264,5 +256,53 @@ impl Core {
             (p.clone(), prog)
         };
         self.peers.iter().map(fresh).collect()
+    }
+}
+
+/// Values sorted on the stack by [`kth_largest`]; a larger group sorts a
+/// copy on the heap.
+const KTH_ON_STACK: usize = 8;
+
+/// The `k`-th largest of `values` (counting from 1), or 0 when there are
+/// fewer than `k`. It runs after every batch on a leader, so a group of a
+/// handful of members sorts them on the stack instead of in a new vector.
+fn kth_largest(values: impl Iterator<Item = u64> + Clone, k: usize) -> u64 {
+    let mut small = [0u64; KTH_ON_STACK];
+    let mut n = 0;
+    for v in values.clone() {
+        if n == KTH_ON_STACK {
+            return kth_of(&mut values.collect::<Vec<u64>>(), k);
+        }
+        small[n] = v;
+        n += 1;
+    }
+    kth_of(&mut small[..n], k)
+}
+
+fn kth_of(values: &mut [u64], k: usize) -> u64 {
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    k.checked_sub(1).and_then(|i| values.get(i)).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod kth_tests {
+    use super::kth_largest;
+
+    #[test]
+    fn kth_largest_is_the_sorted_position() {
+        let values = [5u64, 1, 9, 5, 3];
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        for k in 1..=values.len() {
+            assert_eq!(kth_largest(values.iter().copied(), k), sorted[k - 1], "k = {k}");
+        }
+        assert_eq!(kth_largest(values.iter().copied(), 6), 0, "fewer values than k");
+        assert_eq!(kth_largest(std::iter::empty(), 1), 0);
+        let many: Vec<u64> = (0..20).map(|i| (i * 7) % 20).collect();
+        assert_eq!(
+            kth_largest(many.iter().copied(), 3),
+            17,
+            "more values than the stack holds"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! The core's inputs and outputs: what a driver (the server's `Group`, or
-//! the simulation) hands it and carries out for it. None of them knows the
-//! wire: the driver converts.
+//! the simulation) hands it and carries out for it. Client requests and
+//! answers know nothing of the wire (the driver converts); the peer
+//! [`Message`]s are their own wire form.
 
 use crate::config::Settings;
 use crate::state::Entry;
 use crate::wal::{Durable, HardState, Snapshot, WalCmd};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,45 +104,86 @@ impl Answer {
     }
 }
 
-/// Messages between the cores of one group on different nodes.
-#[derive(Debug, Clone)]
+/// Messages between the cores of one group on different nodes. This is
+/// also their wire form: the transport carries it as is
+/// (`transport::PeerMsg::Core`), so the core and the wire cannot drift.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
 pub enum Message {
     /// Leader -> follower: log entries (a heartbeat when empty).
     Append {
+        /// Leader's epoch.
         epoch: u64,
+        /// LSN just before `entries`.
         prev_lsn: u64,
+        /// Epoch of the entry at `prev_lsn`.
         prev_epoch: u64,
+        /// Entries to append.
         entries: Vec<Entry>,
+        /// Leader's commit LSN.
         commit_lsn: u64,
         /// Heartbeat round, echoed back (read-index confirmation).
         seq: u64,
     },
     /// Follower -> leader: result of an append or snapshot.
     AppendResp {
+        /// Follower's epoch.
         epoch: u64,
+        /// Whether the log matched at `prev_lsn`.
         success: bool,
         /// Highest LSN durable and known to match the leader's log.
         match_lsn: u64,
-        /// A hint for where to resume.
+        /// Follower's last LSN, a hint for where to resume.
         last_lsn: u64,
+        /// Echo of the heartbeat round.
         seq: u64,
     },
     /// Candidate -> all: vote for me in `epoch`.
-    Vote { epoch: u64, last_lsn: u64, last_epoch: u64 },
-    /// Voter -> candidate.
-    VoteResp { epoch: u64, granted: bool },
-    /// Would you vote for me in `epoch`? (changes nobody's state)
-    PreVote { epoch: u64, last_lsn: u64, last_epoch: u64 },
-    /// Answer to `PreVote`, with the voter's own epoch.
-    PreVoteResp {
+    Vote {
+        /// New epoch.
         epoch: u64,
+        /// Candidate's last LSN.
+        last_lsn: u64,
+        /// Epoch of the candidate's last entry.
+        last_epoch: u64,
+    },
+    /// Voter -> candidate.
+    VoteResp {
+        /// Voter's epoch.
+        epoch: u64,
+        /// Whether the vote is granted.
         granted: bool,
+    },
+    /// Would-be candidate -> all: would you vote for me in `epoch`? Nobody
+    /// changes state for it (pre-vote), so a node cut off from the cluster
+    /// does not inflate epochs and depose a healthy leader when it returns.
+    PreVote {
+        /// The epoch the sender would campaign in.
+        epoch: u64,
+        /// Sender's last LSN.
+        last_lsn: u64,
+        /// Epoch of the sender's last entry.
+        last_epoch: u64,
+    },
+    /// Answer to `PreVote`.
+    PreVoteResp {
+        /// The epoch asked about.
+        epoch: u64,
+        /// Whether a real vote would be granted.
+        granted: bool,
+        /// The voter's own epoch. A refused sender adopts it when higher:
+        /// else a node with the better log but the lower epoch asks
+        /// forever for an epoch the other has already passed.
         voter_epoch: u64,
     },
-    /// Leader -> lagging follower: the whole state at an LSN.
+    /// Leader -> lagging follower: the whole state at an LSN (shared, not
+    /// copied, between the leader's followers and its own log).
     Snapshot {
+        /// Leader's epoch.
         epoch: u64,
+        /// The snapshot.
         snapshot: Arc<Snapshot>,
+        /// Heartbeat round.
         seq: u64,
     },
 }

@@ -1,6 +1,7 @@
 //! The driver against peers played by the test over real sockets.
 
 use super::*;
+use crate::core::Message;
 use crate::protocol::read_frame;
 use crate::state::Entry;
 use crate::transport::{Envelope, PEER_MAX_FRAME_BYTES};
@@ -66,17 +67,17 @@ impl Harness {
                 cmd: crate::state::Command::Noop,
             })
             .to_vec();
-        let append = PeerMsg::Append {
+        let append = PeerMsg::Core(Message::Append {
             epoch: 3,
             prev_lsn: 0,
             prev_epoch: 0,
             entries,
             commit_lsn: 0,
             seq: 1,
-        };
+        });
         self.group.deliver("n1".into(), append).await;
         self.expect("an append answer", |_, m| match m {
-            PeerMsg::AppendResp { match_lsn: 3, .. } => Some(()),
+            PeerMsg::Core(Message::AppendResp { match_lsn: 3, .. }) => Some(()),
             _ => None,
         })
         .await;
@@ -129,38 +130,38 @@ async fn a_refused_pre_vote_from_a_later_epoch_moves_the_candidate_past_it() {
     let mut h = Harness::start().await;
     h.follow_epoch_3().await;
     h.expect("a pre-vote for epoch 4", |_, m| match m {
-        PeerMsg::PreVote {
+        PeerMsg::Core(Message::PreVote {
             epoch: 4, last_lsn: 3, ..
-        } => Some(()),
+        }) => Some(()),
         _ => None,
     })
     .await;
-    let refusal = PeerMsg::PreVoteResp {
+    let refusal = PeerMsg::Core(Message::PreVoteResp {
         epoch: 4,
         granted: false,
         voter_epoch: 4,
-    };
+    });
     h.group.deliver("n2".into(), refusal).await;
     h.expect("a pre-vote for epoch 5", |_, m| match m {
-        PeerMsg::PreVote { epoch: 5, .. } => Some(()),
+        PeerMsg::Core(Message::PreVote { epoch: 5, .. }) => Some(()),
         _ => None,
     })
     .await;
-    let grant = PeerMsg::PreVoteResp {
+    let grant = PeerMsg::Core(Message::PreVoteResp {
         epoch: 5,
         granted: true,
         voter_epoch: 4,
-    };
+    });
     h.group.deliver("n2".into(), grant).await;
     h.expect("a vote request for epoch 5", |_, m| match m {
-        PeerMsg::Vote { epoch: 5, .. } => Some(()),
+        PeerMsg::Core(Message::Vote { epoch: 5, .. }) => Some(()),
         _ => None,
     })
     .await;
-    let vote = PeerMsg::VoteResp {
+    let vote = PeerMsg::Core(Message::VoteResp {
         epoch: 5,
         granted: true,
-    };
+    });
     h.group.deliver("n2".into(), vote).await;
     let status = h.group.status().await.unwrap();
     assert_eq!((status.role.as_str(), status.epoch), ("leader", 5), "{status:?}");
@@ -170,19 +171,19 @@ async fn a_refused_pre_vote_from_a_later_epoch_moves_the_candidate_past_it() {
 async fn a_pre_vote_refusal_names_the_voters_epoch() {
     let mut h = Harness::start().await;
     h.follow_epoch_3().await;
-    let stale = PeerMsg::PreVote {
+    let stale = PeerMsg::Core(Message::PreVote {
         epoch: 2,
         last_lsn: 9,
         last_epoch: 1,
-    };
+    });
     h.group.deliver("n2".into(), stale).await;
     let (granted, voter_epoch) = h
         .expect("an answer to n2's pre-vote", |to, m| match m {
-            PeerMsg::PreVoteResp {
+            PeerMsg::Core(Message::PreVoteResp {
                 epoch: 2,
                 granted,
                 voter_epoch,
-            } if to == "n2" => Some((*granted, *voter_epoch)),
+            }) if to == "n2" => Some((*granted, *voter_epoch)),
             _ => None,
         })
         .await;

@@ -335,10 +335,14 @@ impl Client for EtcdClient {
     fn new_session(&mut self) {}
 }
 
-/// A gRPC status etcd (or the transport under it) answered with.
+/// A gRPC status etcd (or the transport under it) answered with. Only a
+/// status etcd sent is definite: tonic also makes statuses of transport
+/// errors (an HTTP/2 GOAWAY with ENHANCE_YOUR_CALM becomes
+/// ResourceExhausted), and those carry their cause as a source.
 fn refusal<T>(status: &tonic::Status) -> Rpc<T> {
+    let from_etcd = std::error::Error::source(status).is_none();
     Rpc::Refused {
-        definite: DEFINITE_CODES.contains(&status.code()),
+        definite: from_etcd && DEFINITE_CODES.contains(&status.code()),
         message: format!("grpc {:?}: {}", status.code(), status.message()),
     }
 }
@@ -403,6 +407,12 @@ mod tests {
         assert!(
             definite(Code::FailedPrecondition),
             "etcdserver: duplicate key given in txn request"
+        );
+        let mut transport = tonic::Status::new(Code::ResourceExhausted, "h2 protocol error");
+        transport.set_source(std::sync::Arc::new(std::io::Error::other("GOAWAY ENHANCE_YOUR_CALM")));
+        assert!(
+            !matches!(refusal::<()>(&transport), Rpc::Refused { definite: true, .. }),
+            "a status the transport made is not etcd's refusal"
         );
         for ambiguous in [
             Code::Unavailable,

@@ -7,20 +7,35 @@
 //! carries an operation, so a write is not sent into a connection known to
 //! be dead (best effort: it sees what the reactor has seen; a connection
 //! that dies unseen ends the write as info, never as a wrong fail).
+//!
+//! The stream under it counts what it reads since the last command was
+//! sent: a reply past [`MAX_REPLY_BYTES`] breaks the connection (the
+//! command then ends as lost), so a runaway server cannot grow our memory.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, Value};
 use serde_json::Value as Json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+
+/// Largest reply accepted (what one command's answer may take on the wire).
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// A probed connection and its driver.
 pub(super) struct Conn {
     mux: MultiplexedConnection,
     driver: JoinHandle<()>,
+    /// Bytes read since the last command was sent.
+    read: Arc<AtomicUsize>,
 }
 
 impl Drop for Conn {
@@ -59,12 +74,18 @@ impl Conn {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
-        let (mux, driver) = MultiplexedConnection::new_with_config(&info, stream, config)
+        let read = Arc::new(AtomicUsize::new(0));
+        let capped = Capped {
+            inner: stream,
+            read: read.clone(),
+        };
+        let (mux, driver) = MultiplexedConnection::new_with_config(&info, capped, config)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         Ok(Conn {
             mux,
             driver: tokio::spawn(driver),
+            read,
         })
     }
 
@@ -75,7 +96,43 @@ impl Conn {
 
     /// One command and its reply; an error reply is `Ok(Value::ServerError)`.
     pub(super) async fn send(&mut self, cmd: &Cmd) -> Result<Value, redis::RedisError> {
+        self.read.store(0, Ordering::SeqCst);
         self.mux.send_packed_command(cmd).await
+    }
+}
+
+/// A stream that fails its reads once more than [`MAX_REPLY_BYTES`] have
+/// come in since `read` was last reset (one command is in flight at a time,
+/// so that is one reply).
+struct Capped<S> {
+    inner: S,
+    read: Arc<AtomicUsize>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if self.read.fetch_add(n, Ordering::SeqCst) + n > MAX_REPLY_BYTES {
+            let e = format!("a reply exceeds {MAX_REPLY_BYTES} bytes");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -122,5 +179,44 @@ pub(super) fn error_text(e: &redis::ServerError) -> String {
     match e.details() {
         Some(details) => format!("{} {details}", e.code()),
         None => e.code().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_reply_past_the_bound_breaks_the_stream_and_a_reset_starts_over() {
+        let (mut server, client) = tokio::io::duplex(64 << 10);
+        let read = Arc::new(AtomicUsize::new(0));
+        let mut capped = Capped {
+            inner: client,
+            read: read.clone(),
+        };
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 << 10];
+            // Bounded: a little more than the cap, then the test is done.
+            for _ in 0..(MAX_REPLY_BYTES / chunk.len() + 2) {
+                if server.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0;
+        let err = loop {
+            match capped.read(&mut buf).await {
+                Ok(0) => panic!("the writer stopped before the cap"),
+                Ok(n) => total += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(total <= MAX_REPLY_BYTES, "read {total} bytes before failing");
+        read.store(0, Ordering::SeqCst);
+        assert!(capped.read(&mut buf).await.is_ok(), "a new command may read again");
+        writer.abort();
     }
 }

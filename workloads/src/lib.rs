@@ -10,13 +10,13 @@
 //! - [`client`]: the `Client` boundary (send one operation, say honestly
 //!   whether it is ok, fail or info) and [`server_client`], its
 //!   implementation for faultline-server's framed-JSON protocol.
-//! - [`etcd_client`]: a `Client` for etcd 3.4 through its v3 JSON gateway
-//!   (HTTP/1.1 by hand): range, put, txn compares for cas and append, one
+//! - [`etcd_client`]: a `Client` for etcd through its gRPC API (the
+//!   `etcd-client` crate): range, put, txn compares for cas and append, one
 //!   txn of ranges for a snapshot.
 //! - [`redis_client`]: a `Client` for a Redis primary and its replicas
-//!   (RESP2 by hand): values as JSON text, Lua scripts for cas and append,
-//!   optional `WAIT`, and rediscovery of the primary with `ROLE` after a
-//!   failover.
+//!   (the `redis` crate's multiplexed connection): values as JSON text,
+//!   Lua scripts for cas and append, optional `WAIT`, and rediscovery of
+//!   the primary with `ROLE` after a failover.
 //!
 //! Depends on `faultline-histories` and tokio; the checkers that judge each
 //! workload are chosen by the harness.

@@ -1,7 +1,8 @@
-//! The etcd client against real etcd processes (Debian's etcd-server 3.4):
-//! one node for the operations and the honesty of failures, three for
-//! reads through followers. Without an `etcd` binary the tests say why and
-//! pass, except under `CI=true`, where they fail.
+//! The etcd client against real etcd processes (Debian's etcd-server 3.4),
+//! through its gRPC API: one node for the operations and the honesty of
+//! failures (a refusal, a lost race, a paused, a dead member), three for
+//! reads through followers and for a lost quorum. Without an `etcd` binary
+//! the tests say why and pass, except under `CI=true`, where they fail.
 
 mod support;
 
@@ -274,4 +275,104 @@ async fn a_paused_or_dead_node_gives_info_for_sent_writes_and_fail_for_the_rest(
     let w = c.call(&write("k", 4)).await;
     assert_eq!(w.outcome, Outcome::Fail, "{w:?}");
     assert!(w.error.as_deref().unwrap_or("").contains("connect"), "{w:?}");
+}
+
+#[tokio::test]
+async fn a_refused_write_fails_and_a_conflicting_append_writes_nothing() {
+    if !have_binaries("etcd_client", &["etcd"]) {
+        return;
+    }
+    let etcd = Etcd::start(&["n1"]).await;
+    // etcd refuses an empty key before applying anything: InvalidArgument.
+    let refused = etcd.client("n1").call(&write("", 1)).await;
+    assert_eq!(refused.outcome, Outcome::Fail, "{refused:?}");
+    assert!(
+        refused.error.as_deref().unwrap_or("").contains("InvalidArgument"),
+        "{refused:?}"
+    );
+
+    // Appenders racing on one key: a txn whose compare lost the race is a
+    // fail, and its element is nowhere in the list.
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..6_i64 {
+        let mut c = etcd.client("n1");
+        tasks.spawn(async move {
+            let mut ends = Vec::new();
+            for i in 0..15 {
+                let element = w * 100 + i;
+                ends.push((element, c.call(&append("race", element)).await));
+            }
+            ends
+        });
+    }
+    let mut applied = std::collections::BTreeSet::new();
+    let mut conflicts = 0;
+    while let Some(ends) = tasks.join_next().await {
+        for (element, end) in ends.expect("appender") {
+            match end.outcome {
+                Outcome::Ok => assert!(applied.insert(element)),
+                Outcome::Fail => {
+                    assert_eq!(end.error.as_deref(), Some("append-conflict"), "{end:?}");
+                    conflicts += 1;
+                }
+                Outcome::Info => panic!("no fault, yet unknown: {end:?}"),
+            }
+        }
+    }
+    assert!(
+        conflicts > 0,
+        "six appenders on one key never raced: the test proved nothing"
+    );
+    let list = etcd.client("n1").call(&read("race")).await;
+    let seen: std::collections::BTreeSet<i64> = serde_json::from_value(list.value.clone()).expect("a list");
+    assert_eq!(seen, applied, "exactly the ok appends are in the list");
+}
+
+#[tokio::test]
+async fn a_write_on_a_connection_whose_member_died_fails_unsent() {
+    if !have_binaries("etcd_client", &["etcd"]) {
+        return;
+    }
+    let mut etcd = Etcd::start(&["n1"]).await;
+    let mut c = etcd.client("n1");
+    assert_ok(&c.call(&write("k", 1)).await, json!(1));
+    etcd.procs.kill("n1");
+    // Let the connection's task see the close, as it would between two
+    // operations of a real run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The channel redials inside the request, the dial is refused, so the
+    // request never left.
+    let w = c.call(&write("k", 2)).await;
+    assert_eq!(w.outcome, Outcome::Fail, "{w:?}");
+    let error = w.error.as_deref().unwrap_or("");
+    assert!(error.starts_with("reconnecting failed: connect"), "{w:?}");
+}
+
+#[tokio::test]
+async fn without_a_quorum_a_write_is_info_and_only_serializable_reads_answer() {
+    if !have_binaries("etcd_client", &["etcd"]) {
+        return;
+    }
+    let mut etcd = Etcd::start(&["n1", "n2", "n3"]).await;
+    assert_ok(&etcd.client("n1").call(&write("k", 1)).await, json!(1));
+    let deadline = Deadline::after(Duration::from_secs(10), "n3 applies the write");
+    let mut serializable = etcd.config("n3");
+    serializable.serializable_reads = true;
+    let mut local = EtcdClient::new(serializable).unwrap();
+    while local.call(&read("k")).await.value != json!(1) {
+        deadline.wait().await;
+    }
+    etcd.procs.kill("n1");
+    etcd.procs.kill("n2");
+
+    // etcd's own error must come back, not our timeout.
+    let mut cfg = etcd.config("n3");
+    cfg.timeout_ms = 30_000;
+    let mut c = EtcdClient::new(cfg).unwrap();
+    let w = c.call(&write("k", 2)).await;
+    assert_eq!(w.outcome, Outcome::Info, "a proposal without a quorum: {w:?}");
+    assert!(w.error.as_deref().unwrap_or("").starts_with("grpc"), "{w:?}");
+    let r = c.call(&read("k")).await;
+    assert_eq!(r.outcome, Outcome::Fail, "a linearizable read needs the leader: {r:?}");
+    assert_ok(&local.call(&read("k")).await, json!(1));
 }

@@ -1,7 +1,7 @@
 //! The Redis client against real redis-server processes: a primary and two
 //! replicas per test, for the operations, replica reads, WAIT, failover
 //! (a READONLY from a demoted primary, a dead primary) and the honesty of
-//! failures. Without `redis-server` and `redis-cli` the tests say why and
+//! failures (a refusal, a paused primary), through the `redis` crate. Without `redis-server` and `redis-cli` the tests say why and
 //! pass, except under `CI=true`, where they fail.
 
 mod support;
@@ -202,6 +202,17 @@ async fn operations_on_the_primary_have_the_history_shapes() {
         assert_ok(&w.call(&write("w", i64::from(want))).await, json!(want));
         assert_ok(&w.call(&cas("w", Some(i64::from(want)), 9)).await, json!([want, 9]));
     }
+
+    // A primary that wants more replicas than it has refuses every write
+    // before executing it: a definite fail, and nothing changes.
+    assert_eq!(redis.cli("n1", &["CONFIG", "SET", "min-replicas-to-write", "3"]), "OK");
+    for w in [write("a", 20), cas("a", Some(2), 21), append("l", 22)] {
+        let r = c.call(&w).await;
+        assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+        assert!(r.error.as_deref().unwrap_or("").starts_with("NOREPLICAS"), "{r:?}");
+    }
+    assert_ok(&c.call(&read("a")).await, json!(2));
+    assert_ok(&c.call(&read("l")).await, json!([10, 11, big]));
 }
 
 #[tokio::test]
@@ -287,8 +298,11 @@ async fn after_the_primary_dies_the_client_finds_the_new_one() {
 
     redis.procs.kill("n1");
     redis.fail_over_to("n3", &["n2"]).await;
+    // The kept connection to n1 has seen its close, so a fresh one is
+    // dialled and refused: nothing was sent.
     let r = c.call(&write("k", 2)).await;
-    assert_ne!(r.outcome, Outcome::Ok, "the dead primary cannot apply: {r:?}");
+    assert_eq!(r.outcome, Outcome::Fail, "the dead primary cannot apply: {r:?}");
+    assert!(r.error.as_deref().unwrap_or("").starts_with("connect"), "{r:?}");
     assert_eq!(r.node.as_deref(), Some("n1"));
 
     let w = c.call(&write("k", 3)).await;

@@ -10,15 +10,16 @@
 //!
 //! A restarted member finds its data directory and rejoins with the flags
 //! it started with (etcd ignores the `--initial-*` ones then). Readiness:
-//! every member answers `/v3/maintenance/status` and one names a leader;
-//! the leader is the member whose id is that leader id.
+//! every member answers `Maintenance/Status` (gRPC, through the
+//! `etcd-client` crate as the clients are) and one names a leader; the
+//! leader is the member whose id is that leader id.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use faultline_nemesis::runner::BoxFuture;
 use faultline_nemesis::{DaemonSpec, NodeOps};
-use faultline_workloads::etcd_client::{admin_post, EtcdClient, EtcdClientConfig};
+use faultline_workloads::etcd_client::{member_status, EtcdClient, EtcdClientConfig, MemberStatus};
 use serde_json::{json, Value};
 
 use super::db::{forward_process_ops, ClientSpec, Daemons, Db, Layout};
@@ -54,17 +55,18 @@ impl EtcdDb {
         format!("http://{}", self.layout().aux[node])
     }
 
-    /// Every member's `/v3/maintenance/status`, `None` where it did not answer.
-    async fn raw_statuses(&self) -> BTreeMap<String, Option<Value>> {
+    /// Every member's status, `None` where it did not answer.
+    async fn raw_statuses(&self) -> BTreeMap<String, Option<MemberStatus>> {
         let mut asks = tokio::task::JoinSet::new();
         for (name, addr) in &self.layout().listen {
             let (name, addr) = (name.clone(), *addr);
             asks.spawn(async move {
-                let s = admin_post(addr, "/v3/maintenance/status", &json!({}), STATUS_TIMEOUT_MS).await;
+                let s = member_status(addr, STATUS_TIMEOUT_MS).await;
                 (name, s.ok())
             });
         }
-        let mut out: BTreeMap<String, Option<Value>> = self.layout().nodes.iter().map(|n| (n.clone(), None)).collect();
+        let mut out: BTreeMap<String, Option<MemberStatus>> =
+            self.layout().nodes.iter().map(|n| (n.clone(), None)).collect();
         while let Some(r) = asks.join_next().await {
             if let Ok((name, s)) = r {
                 out.insert(name, s);
@@ -87,40 +89,30 @@ impl EtcdDb {
 }
 
 /// The member whose id is the leader id the highest-term member reports.
-fn etcd_leader(statuses: &BTreeMap<String, Option<Value>>) -> Option<String> {
-    let term = |s: &Value| s.get("raftTerm").and_then(num);
+fn etcd_leader(statuses: &BTreeMap<String, Option<MemberStatus>>) -> Option<String> {
     let (_, newest) = statuses
         .iter()
         .filter_map(|(n, s)| s.as_ref().map(|s| (n, s)))
-        .max_by_key(|(_, s)| term(s).unwrap_or(0))?;
-    let leader = newest.get("leader").and_then(num).filter(|l| *l != 0)?;
+        .max_by_key(|(_, s)| s.raft_term)?;
+    let leader = Some(newest.leader).filter(|l| *l != 0)?;
     statuses
         .iter()
-        .find(|(_, s)| s.as_ref().and_then(member_id) == Some(leader))
+        .find(|(_, s)| s.as_ref().map(|s| s.member_id) == Some(leader))
         .map(|(n, _)| n.clone())
 }
 
-/// etcd's JSON gateway writes 64-bit numbers as strings.
-fn num(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-}
-
-fn member_id(s: &Value) -> Option<u64> {
-    s.get("header").and_then(|h| h.get("member_id")).and_then(num)
-}
-
 /// A member's status in faultline-server's terms, for `status.jsonl`.
-fn as_server_status(s: &Value, leader: Option<u64>) -> Value {
-    let role = if member_id(s).is_some() && member_id(s) == leader {
+fn as_server_status(s: &MemberStatus, leader: Option<u64>) -> Value {
+    let role = if Some(s.member_id) == leader {
         "leader"
     } else {
         "follower"
     };
     json!({
         "role": role,
-        "epoch": s.get("raftTerm").and_then(num),
-        "commit_lsn": s.get("raftIndex").and_then(num),
-        "applied_lsn": s.get("raftAppliedIndex").and_then(num).or_else(|| s.get("raftIndex").and_then(num)),
+        "epoch": s.raft_term,
+        "commit_lsn": s.raft_index,
+        "applied_lsn": s.raft_applied_index,
     })
 }
 
@@ -147,7 +139,7 @@ impl Db for EtcdDb {
     fn statuses(&self) -> BoxFuture<'_, BTreeMap<String, Option<Value>>> {
         Box::pin(async move {
             let raw = self.raw_statuses().await;
-            let leader = etcd_leader(&raw).and_then(|n| raw[&n].as_ref().and_then(member_id));
+            let leader = etcd_leader(&raw).and_then(|n| raw[&n].as_ref().map(|s| s.member_id));
             raw.into_iter()
                 .map(|(n, s)| (n, s.map(|s| as_server_status(&s, leader))))
                 .collect()
@@ -204,13 +196,19 @@ mod tests {
 
     #[test]
     fn the_leader_is_the_member_named_by_the_newest_term() {
-        let s = |id: &str, leader: &str, term: &str| {
-            Some(json!({"header": {"member_id": id}, "leader": leader, "raftTerm": term, "raftIndex": "9"}))
+        let s = |member_id: u64, leader: u64, raft_term: u64| {
+            Some(MemberStatus {
+                member_id,
+                leader,
+                raft_term,
+                raft_index: 9,
+                raft_applied_index: 8,
+            })
         };
-        let statuses: BTreeMap<String, Option<Value>> = [
-            ("n1".to_owned(), s("11", "22", "3")),
-            ("n2".to_owned(), s("22", "22", "3")),
-            ("n3".to_owned(), s("33", "11", "2")),
+        let mut statuses: BTreeMap<String, Option<MemberStatus>> = [
+            ("n1".to_owned(), s(11, 22, 3)),
+            ("n2".to_owned(), s(22, 22, 3)),
+            ("n3".to_owned(), s(33, 11, 2)),
         ]
         .into();
         assert_eq!(etcd_leader(&statuses).as_deref(), Some("n2"));
@@ -218,5 +216,12 @@ mod tests {
         assert_eq!(st["role"], "leader");
         assert_eq!(st["epoch"], 3);
         assert_eq!(st["commit_lsn"], 9);
+        assert_eq!(st["applied_lsn"], 8);
+        assert_eq!(
+            as_server_status(statuses["n1"].as_ref().unwrap(), Some(22))["role"],
+            "follower"
+        );
+        statuses.insert("n2".to_owned(), s(22, 0, 4));
+        assert_eq!(etcd_leader(&statuses), None, "the newest term knows no leader yet");
     }
 }

@@ -139,6 +139,13 @@ pub trait Model {
     fn register_op(&self, _op: &Self::Op) -> Option<crate::models::RegisterOp> {
         None
     }
+    /// True when `step` costs less than a hash-table probe (it compares
+    /// and returns small integers, or keeps its own memo): the search then
+    /// calls it every time instead of memoizing it, which on such models
+    /// cost more than the steps it saved.
+    fn cheap_step(&self) -> bool {
+        false
+    }
     /// A state for people: `4`, `"x 1 0 y"`, `[1, 2]`.
     fn describe_state(&self, state: &Self::State) -> String;
     /// Bytes a state holds outside itself (a string's text), for the

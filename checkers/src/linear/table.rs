@@ -219,6 +219,12 @@ impl<'m, M: Model> StateTable<'m, M> {
         encoded: &M::Op,
         charge: &mut Charge,
     ) -> Result<Option<u32>, OutOfMemory> {
+        if self.model.cheap_step() {
+            return match self.model.step(&self.states[from as usize], encoded) {
+                Some(s) => self.intern(s, charge).map(Some),
+                None => Ok(None),
+            };
+        }
         let key = (u64::from(from) << 32) | u64::from(op);
         if let Some(&to) = self.memo.get(&key) {
             return Ok((to != NONE).then_some(to));

@@ -112,6 +112,11 @@ impl Model for Register {
         }
     }
 
+    /// A comparison of value ids.
+    fn cheap_step(&self) -> bool {
+        true
+    }
+
     fn step(&self, state: &u32, op: &RegisterOp) -> Option<u32> {
         match *op {
             RegisterOp::Read(v) => (*state == v).then_some(v),

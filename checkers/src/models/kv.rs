@@ -10,16 +10,17 @@
 //!
 //! States are hash-consed without building strings: a state is a node of
 //! a tree of appends (its parent state and the piece appended to it), with
-//! the string's length and polynomial hash kept beside it, so an append the
-//! search has not seen costs a few integer operations and one table probe,
-//! however long the strings grow (building and hashing each new string was
-//! half of the check time on Porcupine's c50 histories). States stay
-//! canonical, equal strings one id: a new node whose length and hash match
-//! an existing one is compared with it text by text (the hash only finds
-//! candidates, it never decides), and takes its id when equal. Then a get
-//! is one integer comparison. The table lives in a `RefCell`: `step` stays
-//! a pure function of its arguments (equal inputs, equal ids), the table
-//! only remembers what it already computed.
+//! the string's length and polynomial hash kept beside it, so an append
+//! costs a few integer operations and one probe of a table keyed by length
+//! and hash, however long the strings grow (building and hashing each new
+//! string was half of the check time on Porcupine's c50 histories). States
+//! stay canonical, equal strings one id: among the nodes of the probed
+//! length and hash, the one this very append made is known by its parent
+//! and piece, and any other is compared text by text (the hash only finds
+//! candidates, it never decides). Then a get is one integer comparison.
+//! The table lives in a `RefCell`: `step` stays a pure function of its
+//! arguments (equal inputs, equal ids), the table only remembers what it
+//! already computed.
 
 use std::cell::RefCell;
 
@@ -78,7 +79,7 @@ struct Node {
     same: u32,
 }
 
-/// Every distinct text and string, with memoized appends.
+/// Every distinct text and string.
 #[derive(Debug)]
 struct Strings {
     /// Text 0 is `""`.
@@ -86,8 +87,6 @@ struct Strings {
     text_ids: FxMap<Box<str>, u32>,
     /// Node 0 is `""`.
     nodes: Vec<Node>,
-    /// (node, text) to the node of their concatenation.
-    appends: FxMap<u64, u32>,
     /// A key of (length, hash) to the first node that has them.
     by_hash: FxMap<u64, u32>,
     /// Two buffers for comparing strings.
@@ -106,7 +105,6 @@ impl Default for Strings {
                 hash: 0,
                 same: NONE,
             }],
-            appends: FxMap::default(),
             by_hash: FxMap::default(),
             scratch: (Vec::new(), Vec::new()),
         };
@@ -139,23 +137,14 @@ impl Strings {
         self.append(0, t)
     }
 
-    /// The node of `state`'s string followed by text `piece`.
+    /// The node of `state`'s string followed by text `piece`: found by
+    /// the concatenation's length and hash among the nodes that have them
+    /// (the node made by this very append, or an equal string reached
+    /// another way), or new.
     fn append(&mut self, state: u32, piece: u32) -> u32 {
         if piece == 0 {
             return state;
         }
-        let key = (u64::from(state) << 32) | u64::from(piece);
-        if let Some(&id) = self.appends.get(&key) {
-            return id;
-        }
-        let id = self.canonical(state, piece);
-        self.appends.insert(key, id);
-        id
-    }
-
-    /// The node of `state` followed by `piece`, found among the nodes of
-    /// the same length and hash, or new.
-    fn canonical(&mut self, state: u32, piece: u32) -> u32 {
         let (from, t) = (self.nodes[state as usize], &self.texts[piece as usize]);
         let len = from.len + t.text.len();
         let hash = from.hash.wrapping_mul(t.shift).wrapping_add(t.hash);
@@ -163,7 +152,8 @@ impl Strings {
         let mut candidate = first;
         while candidate != NONE {
             let c = self.nodes[candidate as usize];
-            if c.len == len && c.hash == hash && self.equal(candidate, state, piece) {
+            let made_here = c.parent == state && c.piece == piece;
+            if c.len == len && c.hash == hash && (made_here || self.equal(candidate, state, piece)) {
                 return candidate;
             }
             candidate = c.same;
@@ -263,9 +253,10 @@ impl Model for Kv {
         })
     }
 
-    /// A comparison of state ids, or (appends) a probe of the model's own memo.
-    fn cheap_step(&self) -> bool {
-        true
+    /// Node ids; a step compares them or (appends) probes the model's
+    /// table of strings once.
+    fn small_state(&self, state: &u32) -> Option<u32> {
+        Some(*state)
     }
 
     fn step(&self, state: &u32, op: &KvOp) -> Option<u32> {

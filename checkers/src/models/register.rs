@@ -112,9 +112,9 @@ impl Model for Register {
         }
     }
 
-    /// A comparison of value ids.
-    fn cheap_step(&self) -> bool {
-        true
+    /// Value ids; a step compares them.
+    fn small_state(&self, state: &u32) -> Option<u32> {
+        Some(*state)
     }
 
     fn step(&self, state: &u32, op: &RegisterOp) -> Option<u32> {

@@ -189,17 +189,24 @@ pub struct StateTable<'m, M: Model> {
 impl<'m, M: Model> StateTable<'m, M> {
     /// A table holding the model's initial state as id 0.
     pub fn new(model: &'m M, charge: &mut Charge) -> Result<StateTable<'m, M>, OutOfMemory> {
+        // Sized for a small search up front: growing a hash table from
+        // empty rehashes it several times, which was a tenth of the time of
+        // the shrinker's many small re-checks. Small states need neither
+        // hash table (nor their allocations, at every re-check).
+        let init = model.init();
+        let hashed = if model.small_state(&init).is_some() {
+            0
+        } else {
+            INITIAL_STATES
+        };
         let mut t = StateTable {
             model,
             states: Vec::with_capacity(INITIAL_STATES),
-            // Sized for a small search up front: growing a hash table from
-            // empty rehashes it several times, which was a tenth of the
-            // time of the shrinker's many small re-checks.
-            ids: FxMap::with_capacity_and_hasher(INITIAL_STATES, Default::default()),
-            small: Vec::new(),
-            memo: FxMap::with_capacity_and_hasher(INITIAL_STATES * 4, Default::default()),
+            ids: FxMap::with_capacity_and_hasher(hashed, Default::default()),
+            small: Vec::with_capacity(INITIAL_STATES),
+            memo: FxMap::with_capacity_and_hasher(hashed * 4, Default::default()),
         };
-        t.intern(model.init(), charge)?;
+        t.intern(init, charge)?;
         Ok(t)
     }
 

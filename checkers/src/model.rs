@@ -139,6 +139,17 @@ pub trait Model {
     fn register_op(&self, _op: &Self::Op) -> Option<crate::models::RegisterOp> {
         None
     }
+    /// The state as a small integer, for models that number their states
+    /// themselves (densely, from 0) and whose `step` costs less than a
+    /// hash-table probe (it compares and returns such numbers, or keeps
+    /// its own table). The search then finds a state's id in an array
+    /// indexed by this number instead of hashing the state, and calls
+    /// `step` every time instead of memoizing it, which on such models
+    /// cost more than the steps it saved. `None` (the default): states
+    /// are hashed and steps memoized.
+    fn small_state(&self, _state: &Self::State) -> Option<u32> {
+        None
+    }
     /// A state for people: `4`, `"x 1 0 y"`, `[1, 2]`.
     fn describe_state(&self, state: &Self::State) -> String;
     /// Bytes a state holds outside itself (a string's text), for the

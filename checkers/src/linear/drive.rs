@@ -333,8 +333,8 @@ fn searched<M: Model>(
         Found::NotLinearizable { longest, state } => {
             shared.proven_invalid(label);
             let effort = report::Effort::new(shared.config.all_anomalies, shared.start.elapsed());
-            let shrink_deadline = effort.deadline(shared.deadline);
-            out.invalid(enc, &longest, &state, shared.history, shrink_deadline, memory)
+            let shrink_by = effort.deadlines(shared.deadline);
+            out.invalid(enc, &longest, &state, shared.history, shrink_by, memory)
         }
         Found::Unknown {
             why: Exhausted::Stopped,

@@ -42,6 +42,14 @@ const GROW_FIRST: usize = 8;
 pub const SHRINK_STEPS_MIN: u64 = 200_000;
 pub const SHRINK_STEPS_MAX: u64 = 2_000_000;
 
+/// When a shrink must stop: the classic proofs of one or two operations
+/// are looked for until `classic`, a larger proof is cut until `rest`.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    pub classic: Instant,
+    pub rest: Instant,
+}
+
 /// The operation that cannot follow the longest prefix: of the determinate
 /// operations left out of it, the one that must end first.
 pub fn blocked_op<O>(ops: &[SearchOp<O>], longest: &[u32]) -> Option<u32> {
@@ -101,20 +109,21 @@ fn shrink_budget(search_steps: u64, ops: usize) -> u64 {
 /// `must_keep` returned, narrows to `must_keep` and its nearest
 /// operations when they suffice (see `Shrinker::grow`), and relaxes what
 /// is left of the reads, then of the updates, each by halving chunks (a
-/// simplified ddmin), within [`SHRINK_STEPS_MAX`] steps and `deadline`.
+/// simplified ddmin), within [`SHRINK_STEPS_MAX`] steps and `by` (the
+/// classic proofs until `by.classic`, the rest until `by.rest`).
 pub fn shrink<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],
     must_keep: u32,
     search_steps: u64,
-    deadline: Instant,
+    by: Deadlines,
     memory: &Memory,
 ) -> Vec<bool> {
     let mut keep: Vec<bool> = ops.iter().map(|o| o.mandatory()).collect();
     let mut shrinker = Shrinker {
         model,
         ops,
-        deadline,
+        deadline: by.classic,
         memory,
         steps_left: shrink_budget(search_steps, ops.len()),
         scope: vec![true; ops.len()],
@@ -123,6 +132,7 @@ pub fn shrink<M: Model>(
     if shrinker.classic(&mut keep, must_keep) {
         return keep;
     }
+    shrinker.deadline = by.rest;
     let blocked_ret = ops[must_keep as usize].ret.unwrap_or(u64::MAX);
     let (late, early): (Vec<usize>, Vec<usize>) = (0..ops.len())
         .filter(|&i| keep[i] && shrinker.scope[i] && i != must_keep as usize)

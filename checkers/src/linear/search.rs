@@ -185,7 +185,10 @@ impl Events {
                 evs.push((r, true, i as u32));
             }
         }
-        evs.sort_unstable();
+        // Event indices are distinct (and a call comes before a return of
+        // the same index, should a caller give one): no need to compare
+        // operation numbers too.
+        evs.sort_unstable_by_key(|e| (e.0, e.1));
         let m = evs.len();
         let mut e = Events {
             next: (1..=m as u32 + 1).chain([NO]).collect(),

@@ -174,39 +174,73 @@ const ENTRY_OVERHEAD: usize = 32;
 /// room for before it first grows.
 const INITIAL_STATES: usize = 16;
 
-/// Interns the states of model `M` and memoizes `step` on ids.
+/// Interns the states of model `M` and memoizes `step` on ids (for
+/// models with small states, see [`Model::small_state`], an array instead
+/// of the hash table and no memo).
 pub struct StateTable<'m, M: Model> {
     model: &'m M,
     states: Vec<M::State>,
     ids: FxMap<M::State, u32>,
+    /// The id of each small state by its number, [`NONE`] where unseen.
+    small: Vec<u32>,
     memo: FxMap<u64, u32>,
 }
 
 impl<'m, M: Model> StateTable<'m, M> {
     /// A table holding the model's initial state as id 0.
     pub fn new(model: &'m M, charge: &mut Charge) -> Result<StateTable<'m, M>, OutOfMemory> {
+        // Sized for a small search up front: growing a hash table from
+        // empty rehashes it several times, which was a tenth of the time of
+        // the shrinker's many small re-checks. Small states need neither
+        // hash table (nor their allocations, at every re-check).
+        let init = model.init();
+        let hashed = if model.small_state(&init).is_some() {
+            0
+        } else {
+            INITIAL_STATES
+        };
         let mut t = StateTable {
             model,
             states: Vec::with_capacity(INITIAL_STATES),
-            // Sized for a small search up front: growing a hash table from
-            // empty rehashes it several times, which was a tenth of the
-            // time of the shrinker's many small re-checks.
-            ids: FxMap::with_capacity_and_hasher(INITIAL_STATES, Default::default()),
-            memo: FxMap::with_capacity_and_hasher(INITIAL_STATES * 4, Default::default()),
+            ids: FxMap::with_capacity_and_hasher(hashed, Default::default()),
+            small: Vec::with_capacity(INITIAL_STATES),
+            memo: FxMap::with_capacity_and_hasher(hashed * 4, Default::default()),
         };
-        t.intern(model.init(), charge)?;
+        t.intern(init, charge)?;
         Ok(t)
     }
 
     fn intern(&mut self, s: M::State, charge: &mut Charge) -> Result<u32, OutOfMemory> {
-        if let Some(&id) = self.ids.get(&s) {
+        let small = self.model.small_state(&s);
+        let known = match small {
+            Some(n) => self.small.get(n as usize).copied().filter(|&id| id != NONE),
+            None => self.ids.get(&s).copied(),
+        };
+        if let Some(id) = known {
             return Ok(id);
         }
         charge.add(2 * std::mem::size_of::<M::State>() + ENTRY_OVERHEAD + self.model.state_heap_bytes(&s))?;
         let id = self.states.len() as u32;
         self.states.push(s.clone());
-        self.ids.insert(s, id);
+        match small {
+            Some(n) => self.set_small(n as usize, id, charge)?,
+            None => {
+                self.ids.insert(s, id);
+            }
+        }
         Ok(id)
+    }
+
+    /// Records `id` as the id of small state number `n`, growing the array
+    /// (at least doubling it) when `n` is past its end.
+    fn set_small(&mut self, n: usize, id: u32, charge: &mut Charge) -> Result<(), OutOfMemory> {
+        if n >= self.small.len() {
+            let len = (n + 1).max(self.small.len() * 2).max(INITIAL_STATES);
+            charge.add((len - self.small.len()) * std::mem::size_of::<u32>())?;
+            self.small.resize(len, NONE);
+        }
+        self.small[n] = id;
+        Ok(())
     }
 
     /// The state after operation number `op` (encoded as `encoded`) from
@@ -219,6 +253,12 @@ impl<'m, M: Model> StateTable<'m, M> {
         encoded: &M::Op,
         charge: &mut Charge,
     ) -> Result<Option<u32>, OutOfMemory> {
+        if self.model.small_state(&self.states[from as usize]).is_some() {
+            return match self.model.step(&self.states[from as usize], encoded) {
+                Some(s) => self.intern(s, charge).map(Some),
+                None => Ok(None),
+            };
+        }
         let key = (u64::from(from) << 32) | u64::from(op);
         if let Some(&to) = self.memo.get(&key) {
             return Ok((to != NONE).then_some(to));

@@ -112,6 +112,11 @@ impl Model for Register {
         }
     }
 
+    /// Value ids; a step compares them.
+    fn small_state(&self, state: &u32) -> Option<u32> {
+        Some(*state)
+    }
+
     fn step(&self, state: &u32, op: &RegisterOp) -> Option<u32> {
         match *op {
             RegisterOp::Read(v) => (*state == v).then_some(v),

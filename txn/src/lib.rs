@@ -36,6 +36,7 @@ pub mod list;
 pub mod models;
 pub mod parse;
 pub mod register;
+pub mod stream;
 
 use std::collections::BTreeSet;
 

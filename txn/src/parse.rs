@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use faultline_histories::{History, Op, Outcome, Process, F};
+use faultline_histories::{History, Outcome, Process, F};
 use serde_json::Value;
 
 use crate::error::{shorten, TxnError};
@@ -96,7 +96,8 @@ pub enum Scalar {
 }
 
 impl Scalar {
-    fn of(v: &Value) -> Scalar {
+    /// How a JSON scalar is interned.
+    pub fn of(v: &Value) -> Scalar {
         match v.as_i64() {
             Some(i) => Scalar::Int(i),
             None => match v {
@@ -168,8 +169,8 @@ pub struct Interner {
 }
 
 impl Interner {
-    /// The id of `v` in space `space` (a key, or 0 for keys themselves).
-    fn intern_in(&mut self, space: u32, v: &Value) -> Result<u32, TxnError> {
+    /// The id of `s` in space `space` (a key, or 0 for keys themselves).
+    fn intern_in(&mut self, space: u32, s: Scalar) -> Result<u32, TxnError> {
         let next = u32::try_from(self.values.len()).map_err(|_| TxnError::TooLarge {
             what: "distinct values",
             limit: u64::from(u32::MAX),
@@ -179,7 +180,7 @@ impl Interner {
             self.ints.resize_with(space + 1, FastMap::default);
             self.others.resize_with(space + 1, FastMap::default);
         }
-        let s = match Scalar::of(v) {
+        let s = match s {
             Scalar::Int(i) => {
                 let id = *self.ints[space].entry(i).or_insert(next);
                 if id == next {
@@ -195,10 +196,6 @@ impl Interner {
         self.values.push(Scalar::Json(s.clone()));
         self.others[space].insert(s, next);
         Ok(next)
-    }
-
-    fn intern(&mut self, v: &Value) -> Result<u32, TxnError> {
-        self.intern_in(0, v)
     }
 
     /// The scalar an id names.
@@ -253,6 +250,189 @@ impl Txns {
     }
 }
 
+/// A micro-op's function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MopF {
+    Append,
+    Write,
+    Read,
+}
+
+impl MopF {
+    /// The function a micro-op names, if it is one the checker knows.
+    pub fn parse(s: &str) -> Option<MopF> {
+        match s {
+            "append" => Some(MopF::Append),
+            "w" | "write" => Some(MopF::Write),
+            "r" | "read" => Some(MopF::Read),
+            _ => None,
+        }
+    }
+}
+
+/// A micro-op's value as written in the history, before interning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawVal {
+    Null,
+    One(Scalar),
+    List(Vec<Scalar>),
+}
+
+/// A micro-op as written in the history, before interning: what both the
+/// reader of a [`History`] and the streaming reader ([`crate::stream`])
+/// produce, so the two intern alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawMop {
+    Append { key: Scalar, val: Scalar },
+    Write { key: Scalar, val: Scalar },
+    Read { key: Scalar, val: RawVal },
+}
+
+impl RawMop {
+    /// The micro-op `f` names, from its key and value.
+    pub fn new(f: MopF, key: Scalar, val: RawVal) -> Option<RawMop> {
+        Some(match (f, val) {
+            (MopF::Read, val) => RawMop::Read { key, val },
+            (MopF::Append, RawVal::One(val)) => RawMop::Append { key, val },
+            (MopF::Write, RawVal::One(val)) => RawMop::Write { key, val },
+            _ => return None,
+        })
+    }
+
+    /// A micro-op from its JSON form `[f, key, value]`. A written value is
+    /// interned as [`Scalar::of`] has it, whatever its shape.
+    pub fn from_value(m: &Value) -> Result<RawMop, &'static str> {
+        let parts = m.as_array().ok_or("a micro-op must be a list [f, key, value]")?;
+        let [f, k, v] = parts.as_slice() else {
+            return Err("a micro-op must have three elements [f, key, value]");
+        };
+        let f = f.as_str().ok_or("a micro-op's function must be a string")?;
+        let f = MopF::parse(f).ok_or("unknown micro-op function: expected append, r, read, w or write")?;
+        let key = Scalar::of(k);
+        Ok(match (f, v) {
+            (MopF::Append, v) => RawMop::Append {
+                key,
+                val: Scalar::of(v),
+            },
+            (MopF::Write, v) => RawMop::Write {
+                key,
+                val: Scalar::of(v),
+            },
+            (MopF::Read, Value::Array(items)) => RawMop::Read {
+                key,
+                val: RawVal::List(items.iter().map(Scalar::of).collect()),
+            },
+            (MopF::Read, Value::Null) => RawMop::Read { key, val: RawVal::Null },
+            (MopF::Read, v) => RawMop::Read {
+                key,
+                val: RawVal::One(Scalar::of(v)),
+            },
+        })
+    }
+}
+
+/// A transaction's micro-ops from its JSON value; `index` names the
+/// operation in errors.
+pub fn txn_value(value: &Value, index: u64) -> Result<Vec<RawMop>, TxnError> {
+    let list = value.as_array().ok_or_else(|| TxnError::NotAList {
+        index,
+        got: shorten(value),
+    })?;
+    list.iter()
+        .enumerate()
+        .map(|(position, m)| {
+            RawMop::from_value(m).map_err(|why| TxnError::BadMicroOp {
+                index,
+                position,
+                why,
+                got: shorten(m),
+            })
+        })
+        .collect()
+}
+
+impl Txns {
+    /// Interns `raw` as the micro-ops of a transaction; `known_reads` is
+    /// false when its reads hold nothing (it did not complete ok). Returns
+    /// the range of [`Txns::mops`] they took.
+    pub fn push_mops(&mut self, raw: Vec<RawMop>, known_reads: bool) -> Result<(u32, u32), TxnError> {
+        if self.mops.len() + raw.len() > u32::MAX as usize / 2 || self.elems.len() > u32::MAX as usize / 2 {
+            return Err(TxnError::TooLarge {
+                what: "micro-ops or list elements",
+                limit: u64::from(u32::MAX / 2),
+            });
+        }
+        let start = self.mops.len() as u32;
+        for m in raw {
+            let mop = self.intern_mop(m, known_reads)?;
+            self.mops.push(mop);
+        }
+        Ok((start, self.mops.len() as u32))
+    }
+
+    fn intern_mop(&mut self, m: RawMop, known_reads: bool) -> Result<Mop, TxnError> {
+        Ok(match m {
+            RawMop::Append { key, val } => {
+                let key = self.keys.intern_in(0, key)?;
+                let val = self.vals.intern_in(key, val)?;
+                Mop::Append { key, val }
+            }
+            RawMop::Write { key, val } => {
+                let key = self.keys.intern_in(0, key)?;
+                let val = self.vals.intern_in(key, val)?;
+                Mop::Write { key, val }
+            }
+            RawMop::Read { key, val } => {
+                let key = self.keys.intern_in(0, key)?;
+                self.intern_read(key, val, known_reads)?
+            }
+        })
+    }
+
+    fn intern_read(&mut self, key: KeyId, val: RawVal, known_reads: bool) -> Result<Mop, TxnError> {
+        Ok(match val {
+            _ if !known_reads => Mop::ReadUnknown { key },
+            RawVal::Null => Mop::ReadReg { key, val: None },
+            RawVal::One(v) => Mop::ReadReg {
+                key,
+                val: Some(self.vals.intern_in(key, v)?),
+            },
+            RawVal::List(items) => {
+                let start = self.elems.len() as u32;
+                for item in items {
+                    let id = self.vals.intern_in(key, item)?;
+                    self.elems.push(id);
+                }
+                Mop::ReadList {
+                    key,
+                    start,
+                    len: self.elems.len() as u32 - start,
+                }
+            }
+        })
+    }
+
+    /// Checks there is room for one more transaction.
+    pub fn room_for_one(&self) -> Result<(), TxnError> {
+        if u32::try_from(self.txns.len() + 1).is_err() {
+            return Err(TxnError::TooLarge {
+                what: "transactions",
+                limit: u64::from(u32::MAX),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What became of an operation that ended with `outcome`.
+pub fn status_of(outcome: Outcome) -> Status {
+    match outcome {
+        Outcome::Ok => Status::Committed,
+        Outcome::Fail => Status::Aborted,
+        Outcome::Info | Outcome::Pending => Status::Indeterminate,
+    }
+}
+
 /// Reads every `txn` operation of `history`; other operations are left for
 /// other checkers.
 pub fn parse(history: &History) -> Result<Txns, TxnError> {
@@ -261,84 +441,20 @@ pub fn parse(history: &History) -> Result<Txns, TxnError> {
         if op.f != F::Txn {
             continue;
         }
-        if u32::try_from(out.txns.len()).is_err() || out.elems.len() > u32::MAX as usize / 2 {
-            return Err(TxnError::TooLarge {
-                what: "transactions or list elements",
-                limit: u64::from(u32::MAX / 2),
-            });
-        }
-        parse_op(&mut out, i, op)?;
+        out.room_for_one()?;
+        let status = status_of(op.outcome);
+        let raw = txn_value(op.value(), op.invoke_index)?;
+        let mops = out.push_mops(raw, status == Status::Committed)?;
+        out.txns.push(Txn {
+            op: i,
+            process: op.process,
+            status,
+            invoke_index: op.invoke_index,
+            complete_index: op.complete_index,
+            invoke_time: op.invoke_time,
+            complete_time: op.complete_time,
+            mops,
+        });
     }
     Ok(out)
-}
-
-fn parse_op(out: &mut Txns, i: usize, op: &Op) -> Result<(), TxnError> {
-    let status = match op.outcome {
-        Outcome::Ok => Status::Committed,
-        Outcome::Fail => Status::Aborted,
-        Outcome::Info | Outcome::Pending => Status::Indeterminate,
-    };
-    let value = op.value();
-    let list = value.as_array().ok_or_else(|| TxnError::NotAList {
-        index: op.invoke_index,
-        got: shorten(value),
-    })?;
-    let start = out.mops.len() as u32;
-    for (position, m) in list.iter().enumerate() {
-        let mop = parse_mop(out, m, status == Status::Committed).map_err(|why| TxnError::BadMicroOp {
-            index: op.invoke_index,
-            position,
-            why,
-            got: shorten(m),
-        })?;
-        out.mops.push(mop);
-    }
-    out.txns.push(Txn {
-        op: i,
-        process: op.process,
-        status,
-        invoke_index: op.invoke_index,
-        complete_index: op.complete_index,
-        invoke_time: op.invoke_time,
-        complete_time: op.complete_time,
-        mops: (start, out.mops.len() as u32),
-    });
-    Ok(())
-}
-
-/// One micro-op; `known_reads` is false when the transaction's reads hold
-/// nothing (it did not complete ok).
-fn parse_mop(out: &mut Txns, m: &Value, known_reads: bool) -> Result<Mop, &'static str> {
-    let parts = m.as_array().ok_or("a micro-op must be a list [f, key, value]")?;
-    let [f, k, v] = parts.as_slice() else {
-        return Err("a micro-op must have three elements [f, key, value]");
-    };
-    let f = f.as_str().ok_or("a micro-op's function must be a string")?;
-    let key = out.keys.intern(k).map_err(|_| "too many keys")?;
-    let val = |out: &mut Txns| out.vals.intern_in(key, v).map_err(|_| "too many values");
-    Ok(match f {
-        "append" => Mop::Append { key, val: val(out)? },
-        "w" | "write" => Mop::Write { key, val: val(out)? },
-        "r" | "read" if !known_reads => Mop::ReadUnknown { key },
-        "r" | "read" => match v {
-            Value::Array(items) => {
-                let start = out.elems.len() as u32;
-                for item in items {
-                    let id = out.vals.intern_in(key, item).map_err(|_| "too many values")?;
-                    out.elems.push(id);
-                }
-                Mop::ReadList {
-                    key,
-                    start,
-                    len: items.len() as u32,
-                }
-            }
-            Value::Null => Mop::ReadReg { key, val: None },
-            other => Mop::ReadReg {
-                key,
-                val: Some(out.vals.intern_in(key, other).map_err(|_| "too many values")?),
-            },
-        },
-        _ => return Err("unknown micro-op function: expected append, r, read, w or write"),
-    })
 }

@@ -53,7 +53,8 @@ pub struct CheckOptions {
     /// Bounds on what the reader holds (the longest line).
     pub limits: ReadLimits,
     /// The consistency models the transactional checker judges; empty
-    /// means strict-serializable.
+    /// means those the history's header names (a run records its own),
+    /// else strict-serializable.
     pub consistency_models: Vec<Model>,
 }
 
@@ -161,7 +162,8 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
         verdicts.insert("linearizable".to_owned(), linearizable(model, opts).check(history));
     }
     if plan.transactional {
-        let verdict = check_txn::check(history, &opts.consistency_models);
+        let models = consistency_models(history, opts, &mut warnings);
+        let verdict = check_txn::check(history, &models);
         verdicts.insert(check_txn::NAME.to_owned(), verdict);
     }
     if !plan.session.is_empty() {
@@ -369,6 +371,34 @@ pub const HEADER_WORKLOAD: &str = "workload";
 /// The header key under which a run records the checkers it was asked for.
 pub const HEADER_CHECKERS: &str = "checkers";
 
+/// The header key under which a run records the consistency models the
+/// transactional checker judges.
+pub const HEADER_CONSISTENCY_MODELS: &str = "consistency_models";
+
+/// The consistency models to judge: the user's, else those the history's
+/// header names, else none (the checker's default). A name in the header
+/// that this version does not know is left out with a warning.
+fn consistency_models(history: &History, opts: &CheckOptions, warnings: &mut Vec<String>) -> Vec<Model> {
+    if !opts.consistency_models.is_empty() {
+        return opts.consistency_models.clone();
+    }
+    let header = history
+        .header
+        .as_ref()
+        .and_then(|h| h.extra.get(HEADER_CONSISTENCY_MODELS));
+    let names = header.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut models = Vec::new();
+    for name in names {
+        match name.as_str().map(str::parse::<Model>) {
+            Some(Ok(m)) => models.push(m),
+            _ => warnings.push(format!(
+                "the header's consistency model {name} is not one this version knows: ignored"
+            )),
+        }
+    }
+    models
+}
+
 /// The checkers a history's header asks for, if it names any.
 fn header_checkers(history: &History) -> Option<Vec<String>> {
     let list = history.header.as_ref()?.extra.get(HEADER_CHECKERS)?.as_array()?;
@@ -539,7 +569,7 @@ mod tests {
         assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
         h.header = Some(faultline_histories::Header {
             faultline_history: 1,
-            extra: crate::run::checks::header_fields("list-append", &[]),
+            extra: crate::run::checks::header_fields("list-append", &[], &[]),
             ..Default::default()
         });
         let p = plan(&h, Format::Jsonl, &opts).unwrap();
@@ -547,7 +577,7 @@ mod tests {
         assert!(p.session.contains(&"consistent-prefix"), "{:?}", p.session);
         // A run's explicit choice, recorded in the header, is the default.
         let checkers = ["auto".to_owned(), "linearizable".to_owned()];
-        h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers);
+        h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers, &[]);
         assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
     }
 

@@ -203,6 +203,31 @@ mod tests {
     }
 
     #[test]
+    fn a_run_s_consistency_models_in_the_header_are_judged_unless_the_user_names_others() {
+        use faultline_txn::Model::{ReadCommitted, ReadUncommitted};
+        let mut h = g1c();
+        h.header = Some(faultline_histories::Header {
+            faultline_history: 1,
+            extra: crate::run::checks::header_fields("txn", &[], &[ReadUncommitted]),
+            ..Default::default()
+        });
+        let r = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap();
+        let v = &r.checkers[NAME];
+        assert_eq!(v.valid, Validity::Valid, "read uncommitted allows G1c");
+        assert_eq!(v.details["consistency_models"], json!(["read-uncommitted"]));
+        let opts = CheckOptions {
+            consistency_models: vec![ReadCommitted],
+            ..CheckOptions::default()
+        };
+        let r = check_history(&h, Format::Jsonl, &opts).unwrap();
+        assert_eq!(r.checkers[NAME].valid, Validity::Invalid, "the user's choice wins");
+        h.header.as_mut().unwrap().extra["consistency_models"] = json!(["read-committed", "PL-9"]);
+        let r = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap();
+        assert_eq!(r.checkers[NAME].valid, Validity::Invalid);
+        assert!(r.warnings.iter().any(|w| w.contains("PL-9")), "{:?}", r.warnings);
+    }
+
+    #[test]
     fn a_malformed_transaction_is_unknown_and_covers_nothing() {
         let ev = |i: u64, kind, v: Value| Event::new(i, i, Process::Client(0), kind, F::Txn, v);
         let h = History::from_events([

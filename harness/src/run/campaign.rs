@@ -360,6 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn consistency_models_are_typed_and_a_bad_one_is_named_by_test_and_key() {
+        let text = r#"
+            [[test]]
+            name = "si"
+            consistency_models = ["snapshot-isolation", "PL-2"]
+            [[test]]
+            name = "one"
+            consistency_model = ["serializable"]
+            [[test]]
+            name = "bad"
+            consistency_models = ["serialisable"]
+        "#;
+        use faultline_txn::Model;
+        let f: CampaignFile = toml::from_str(text).unwrap();
+        let plan = |i: usize| plan_test(&f.spec(i).unwrap(), i, 1);
+        let models = plan(0).unwrap().config.consistency_models;
+        assert_eq!(models, [Model::SnapshotIsolation, Model::ReadCommitted]);
+        assert_eq!(plan(1).unwrap().config.consistency_models, [Model::Serializable]);
+        let e = plan(2).unwrap_err();
+        assert!(
+            e.starts_with("test \"bad\": consistency_models: unknown consistency model \"serialisable\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_meets_no_expectation() {
         assert!(!Expect::Pass.holds(Validity::Unknown));
         assert!(!Expect::Fail.holds(Validity::Unknown));

@@ -159,7 +159,10 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
         warnings.extend(plan.model_warning);
     }
     if let Some(model) = plan.linearizable {
-        verdicts.insert("linearizable".to_owned(), linearizable(model, opts).check(history));
+        let v = linearizable(model, opts).check(history);
+        let name = plan.model.as_ref().map_or("chosen", |m| m.name);
+        let v = looked_or_not_applicable(v, || format!("no operation the {name} model reads"));
+        verdicts.insert("linearizable".to_owned(), v);
     }
     if plan.transactional {
         let models = consistency_models(history, opts, &mut warnings);
@@ -174,7 +177,7 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
             // Unless named, a checker that found nothing to judge is left
             // out rather than shown as a pass; named, it is shown as not
             // applicable.
-            if !plan.named.contains(&name) && !applies(&verdict) {
+            if !plan.named.contains(&name) && !verdict.applies() {
                 continue;
             }
             verdicts.insert(name.to_owned(), verdict);
@@ -213,10 +216,16 @@ fn skipped_detail(history: &History) -> String {
     format!(" ({})", said.join("; "))
 }
 
-/// False when a checker says it had nothing to judge in this history
-/// (`details.applicable == false`).
-pub fn applies(v: &Verdict) -> bool {
-    v.details.get("applicable").and_then(Value::as_bool) != Some(false)
+/// A verdict that says valid yet covers no operation looked at nothing it
+/// judges: it becomes not applicable (`why`), so that it vouches for
+/// nothing. Checkers that know why say so themselves; this is the net
+/// under those that do not.
+fn looked_or_not_applicable(v: Verdict, why: impl FnOnce() -> String) -> Verdict {
+    if v.valid == Validity::Valid && v.coverage.is_empty() && v.applies() {
+        let elapsed = Duration::from_secs_f64(v.elapsed_ms / 1e3);
+        return Verdict::not_applicable(elapsed, why());
+    }
+    v
 }
 
 /// A file's verdict, computed from its checkers' verdicts and coverage.

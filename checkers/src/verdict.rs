@@ -303,6 +303,38 @@ impl Verdict {
         self
     }
 
+    /// The verdict of a checker that found nothing in the history to judge
+    /// (no transactions for the transactional checker, no final reads for
+    /// lost-writes, ...): it covers no operation and says why in
+    /// `details.why` beside `details.applicable: false`. Its validity stays
+    /// `Valid` only so that it leaves the file's verdict alone; every report
+    /// shows it as not applicable, never as valid, and it meets no `pass`
+    /// expectation.
+    pub fn not_applicable(elapsed: Duration, why: impl Into<String>) -> Verdict {
+        let mut v = Verdict::valid(0, elapsed);
+        v.details = serde_json::json!({"applicable": false, "why": why.into()});
+        v
+    }
+
+    /// False for a verdict of a checker that had nothing to judge
+    /// ([`Verdict::not_applicable`]).
+    pub fn applies(&self) -> bool {
+        self.details.get("applicable").and_then(serde_json::Value::as_bool) != Some(false)
+    }
+
+    /// Why the checker had nothing to judge, when it had not.
+    pub fn not_applicable_why(&self) -> Option<&str> {
+        if self.applies() {
+            return None;
+        }
+        Some(
+            self.details
+                .get("why")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("nothing to judge"),
+        )
+    }
+
     /// An unknown verdict with its reason.
     pub fn unknown(ops: usize, elapsed: Duration, reason: String) -> Verdict {
         let mut v = Verdict::valid(ops, elapsed);

@@ -53,7 +53,8 @@ pub struct CheckOptions {
     /// Bounds on what the reader holds (the longest line).
     pub limits: ReadLimits,
     /// The consistency models the transactional checker judges; empty
-    /// means strict-serializable.
+    /// means those the history's header names (a run records its own),
+    /// else strict-serializable.
     pub consistency_models: Vec<Model>,
 }
 
@@ -158,10 +159,14 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
         warnings.extend(plan.model_warning);
     }
     if let Some(model) = plan.linearizable {
-        verdicts.insert("linearizable".to_owned(), linearizable(model, opts).check(history));
+        let v = linearizable(model, opts).check(history);
+        let name = plan.model.as_ref().map_or("chosen", |m| m.name);
+        let v = looked_or_not_applicable(v, || format!("no operation the {name} model reads"));
+        verdicts.insert("linearizable".to_owned(), v);
     }
     if plan.transactional {
-        let verdict = check_txn::check(history, &opts.consistency_models);
+        let models = consistency_models(history, opts, &mut warnings);
+        let verdict = check_txn::check(history, &models);
         verdicts.insert(check_txn::NAME.to_owned(), verdict);
     }
     if !plan.session.is_empty() {
@@ -172,7 +177,7 @@ pub fn check_history(history: &History, format: Format, opts: &CheckOptions) -> 
             // Unless named, a checker that found nothing to judge is left
             // out rather than shown as a pass; named, it is shown as not
             // applicable.
-            if !plan.named.contains(&name) && !applies(&verdict) {
+            if !plan.named.contains(&name) && !verdict.applies() {
                 continue;
             }
             verdicts.insert(name.to_owned(), verdict);
@@ -211,10 +216,16 @@ fn skipped_detail(history: &History) -> String {
     format!(" ({})", said.join("; "))
 }
 
-/// False when a checker says it had nothing to judge in this history
-/// (`details.applicable == false`).
-pub fn applies(v: &Verdict) -> bool {
-    v.details.get("applicable").and_then(Value::as_bool) != Some(false)
+/// A verdict that says valid yet covers no operation looked at nothing it
+/// judges: it becomes not applicable (`why`), so that it vouches for
+/// nothing. Checkers that know why say so themselves; this is the net
+/// under those that do not.
+fn looked_or_not_applicable(v: Verdict, why: impl FnOnce() -> String) -> Verdict {
+    if v.valid == Validity::Valid && v.coverage.is_empty() && v.applies() {
+        let elapsed = Duration::from_secs_f64(v.elapsed_ms / 1e3);
+        return Verdict::not_applicable(elapsed, why());
+    }
+    v
 }
 
 /// A file's verdict, computed from its checkers' verdicts and coverage.
@@ -368,6 +379,34 @@ fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, 
 pub const HEADER_WORKLOAD: &str = "workload";
 /// The header key under which a run records the checkers it was asked for.
 pub const HEADER_CHECKERS: &str = "checkers";
+
+/// The header key under which a run records the consistency models the
+/// transactional checker judges.
+pub const HEADER_CONSISTENCY_MODELS: &str = "consistency_models";
+
+/// The consistency models to judge: the user's, else those the history's
+/// header names, else none (the checker's default). A name in the header
+/// that this version does not know is left out with a warning.
+fn consistency_models(history: &History, opts: &CheckOptions, warnings: &mut Vec<String>) -> Vec<Model> {
+    if !opts.consistency_models.is_empty() {
+        return opts.consistency_models.clone();
+    }
+    let header = history
+        .header
+        .as_ref()
+        .and_then(|h| h.extra.get(HEADER_CONSISTENCY_MODELS));
+    let names = header.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut models = Vec::new();
+    for name in names {
+        match name.as_str().map(str::parse::<Model>) {
+            Some(Ok(m)) => models.push(m),
+            _ => warnings.push(format!(
+                "the header's consistency model {name} is not one this version knows: ignored"
+            )),
+        }
+    }
+    models
+}
 
 /// The checkers a history's header asks for, if it names any.
 fn header_checkers(history: &History) -> Option<Vec<String>> {
@@ -539,7 +578,7 @@ mod tests {
         assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
         h.header = Some(faultline_histories::Header {
             faultline_history: 1,
-            extra: crate::run::checks::header_fields("list-append", &[]),
+            extra: crate::run::checks::header_fields("list-append", &[], &[]),
             ..Default::default()
         });
         let p = plan(&h, Format::Jsonl, &opts).unwrap();
@@ -547,7 +586,7 @@ mod tests {
         assert!(p.session.contains(&"consistent-prefix"), "{:?}", p.session);
         // A run's explicit choice, recorded in the header, is the default.
         let checkers = ["auto".to_owned(), "linearizable".to_owned()];
-        h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers);
+        h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers, &[]);
         assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
     }
 

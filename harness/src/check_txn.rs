@@ -41,6 +41,9 @@ pub fn check(history: &History, models: &[Model]) -> Verdict {
         ..Config::default()
     };
     match faultline_txn::check(history, &config) {
+        Ok(analysis) if analysis.stats.txns == 0 => {
+            Verdict::not_applicable(started.elapsed(), "no transactions (`\"f\": \"txn\"`) in the history")
+        }
         Ok(analysis) => verdict(history, &analysis, started),
         // A transaction the checker cannot read: it vouches for nothing.
         Err(e) => Verdict::unknown(0, started.elapsed(), format!("transactions could not be checked: {e}")),
@@ -200,6 +203,84 @@ mod tests {
             ruled_out_line(&v).unwrap().split(" (").next(),
             Some("ruled out: read-committed")
         );
+    }
+
+    #[test]
+    fn a_run_s_consistency_models_in_the_header_are_judged_unless_the_user_names_others() {
+        use faultline_txn::Model::{ReadCommitted, ReadUncommitted};
+        let mut h = g1c();
+        h.header = Some(faultline_histories::Header {
+            faultline_history: 1,
+            extra: crate::run::checks::header_fields("txn", &[], &[ReadUncommitted]),
+            ..Default::default()
+        });
+        let r = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap();
+        let v = &r.checkers[NAME];
+        assert_eq!(v.valid, Validity::Valid, "read uncommitted allows G1c");
+        assert_eq!(v.details["consistency_models"], json!(["read-uncommitted"]));
+        let opts = CheckOptions {
+            consistency_models: vec![ReadCommitted],
+            ..CheckOptions::default()
+        };
+        let r = check_history(&h, Format::Jsonl, &opts).unwrap();
+        assert_eq!(r.checkers[NAME].valid, Validity::Invalid, "the user's choice wins");
+        h.header.as_mut().unwrap().extra["consistency_models"] = json!(["read-committed", "PL-9"]);
+        let r = check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap();
+        assert_eq!(r.checkers[NAME].valid, Validity::Invalid);
+        assert!(r.warnings.iter().any(|w| w.contains("PL-9")), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn named_on_a_history_without_transactions_it_does_not_apply_and_vouches_for_nothing() {
+        let ev = |i: u64, kind, f: F, v: Value| Event::new(i, i, Process::Client(0), kind, f, v).with_key("x");
+        let h = History::from_events([
+            ev(0, EventType::Invoke, F::Write, json!(1)),
+            ev(1, EventType::Ok, F::Write, json!(1)),
+        ])
+        .unwrap();
+        let named = CheckOptions {
+            checkers: Some(vec!["txn".to_owned()]),
+            ..CheckOptions::default()
+        };
+        let r = check_history(&h, Format::Jsonl, &named).unwrap();
+        let v = &r.checkers[NAME];
+        assert!(!v.applies(), "{v:?}");
+        assert!(v.not_applicable_why().unwrap().contains("no transactions"));
+        assert_eq!(r.valid, Validity::Unknown, "the write was looked at by no checker");
+    }
+
+    #[test]
+    fn on_transactions_alone_the_single_key_checkers_do_not_apply() {
+        // The session checkers compare these micro-ops but cover no
+        // operation: named, they say not applicable; unnamed, they are
+        // left out. Either way only the transactional checker vouches.
+        let mut all = vec!["auto".to_owned()];
+        all.extend(faultline_checkers::session::names().iter().map(|n| n.to_string()));
+        all.push("linearizable".to_owned());
+        let named = CheckOptions {
+            checkers: Some(all),
+            ..CheckOptions::default()
+        };
+        let h = g1c();
+        for opts in [CheckOptions::default(), named] {
+            let r = check_history(&h, Format::Jsonl, &opts).unwrap();
+            for (name, v) in &r.checkers {
+                if name != NAME {
+                    assert!(!v.applies(), "{name} says {:?} over {} ops", v.valid, v.ops);
+                }
+            }
+            assert_eq!(r.checkers[NAME].valid, Validity::Invalid);
+        }
+        let named = check_history(&h, Format::Jsonl, &opts_naming("consistent-prefix")).unwrap();
+        let why = named.checkers["consistent-prefix"].not_applicable_why().unwrap();
+        assert!(why.starts_with("no single-key operations"), "{why}");
+    }
+
+    fn opts_naming(name: &str) -> CheckOptions {
+        CheckOptions {
+            checkers: Some(vec![name.to_owned()]),
+            ..CheckOptions::default()
+        }
     }
 
     #[test]

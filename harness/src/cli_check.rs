@@ -231,13 +231,8 @@ fn print_human(out: &mut impl Write, report: &Report) -> anyhow::Result<()> {
 }
 
 fn print_verdict(out: &mut impl Write, name: &str, v: &Verdict) -> anyhow::Result<()> {
-    if !check::applies(v) {
-        let why = v
-            .details
-            .get("why")
-            .and_then(Value::as_str)
-            .unwrap_or("nothing to judge");
-        writeln!(out, "  {name:<20} n/a      ({why})")?;
+    if let Some(why) = v.not_applicable_why() {
+        writeln!(out, "  {name:<20} n/a      (not applicable: {why})")?;
         return Ok(());
     }
     writeln!(

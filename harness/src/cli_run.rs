@@ -99,6 +99,12 @@ pub struct RunArgs {
     /// Checkers, comma-separated (default: the workload's).
     #[arg(long, value_delimiter = ',')]
     checkers: Vec<String>,
+    /// Consistency model the transactional checker judges (repeatable):
+    /// read-uncommitted, read-committed, repeatable-read, snapshot-isolation,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation, serializable,
+    /// strong-session-serializable, strict-serializable (the default).
+    #[arg(long = "consistency-model", value_name = "MODEL")]
+    consistency_models: Vec<String>,
     /// Seconds each linearizability search may take before it says unknown.
     #[arg(long, default_value_t = 60.0)]
     check_time_limit: f64,
@@ -244,6 +250,7 @@ fn spec(args: &RunArgs) -> anyhow::Result<RunSpec> {
         op_timeout_ms: Some(args.op_timeout_ms),
         quiet_ms: Some(args.quiet_ms),
         checkers: (!args.checkers.is_empty()).then(|| args.checkers.clone()),
+        consistency_models: (!args.consistency_models.is_empty()).then(|| args.consistency_models.clone()),
         check_time_limit_s: Some(args.check_time_limit),
         direct_clients: Some(args.direct_clients),
         read_routing: Some(args.read_routing.clone()),

@@ -167,6 +167,7 @@ fn arb_config() -> impl Strategy<Value = RunConfig> {
         checkers,
         any::<bool>(),
         any::<bool>(),
+        subsequence(faultline_txn::Model::ALL.to_vec(), 0..3),
     );
     let test = "[a-z][a-z0-9 '._-]{0,10}";
     (test, arb_db(), arb_workload(), arb_place(), numbers, choices).prop_map(|(test, db, workload, place, n, c)| {
@@ -179,6 +180,7 @@ fn arb_config() -> impl Strategy<Value = RunConfig> {
         cfg.read_routing = c.1;
         cfg.checkers = c.2.into_iter().map(str::to_owned).collect();
         (cfg.client_proxies, cfg.diskfs) = (c.3, c.4);
+        cfg.consistency_models = c.5;
         cfg
     })
 }
@@ -201,6 +203,41 @@ fn a_flag_error_names_the_flag() {
     let cli = Cli::try_parse_from(["faultline", "--db", "etcd", "--redis-wait", "1"]).unwrap();
     let e = config(&cli.run).unwrap_err().to_string();
     assert_eq!(e, "--redis-wait: means nothing to etcd");
+    let cli = Cli::try_parse_from(["faultline", "--consistency-model", "serialisable"]).unwrap();
+    let e = config(&cli.run).unwrap_err().to_string();
+    assert!(e.starts_with("--consistency-model: unknown consistency model"), "{e}");
+}
+
+#[test]
+fn consistency_models_reach_the_config_json_and_the_rerun_command() {
+    let argv = [
+        "faultline",
+        "--consistency-model",
+        "PL-SI",
+        "--consistency-model",
+        "serializable",
+    ];
+    let cfg = config(&Cli::try_parse_from(argv).unwrap().run).unwrap();
+    use faultline_txn::Model::{Serializable, SnapshotIsolation};
+    assert_eq!(cfg.consistency_models, [SnapshotIsolation, Serializable]);
+    let json = serde_json::to_value(&cfg).unwrap();
+    assert_eq!(
+        json["consistency_models"],
+        serde_json::json!(["snapshot-isolation", "serializable"])
+    );
+    assert_eq!(serde_json::from_value::<RunConfig>(json).unwrap(), cfg);
+    let rerun = cfg.rerun_command();
+    assert!(
+        rerun.contains("--consistency-model snapshot-isolation --consistency-model serializable"),
+        "{rerun}"
+    );
+    // A config.json written before the field existed still loads.
+    let mut old = serde_json::to_value(RunConfig::new(1)).unwrap();
+    old.as_object_mut().unwrap().remove("consistency_models");
+    assert!(serde_json::from_value::<RunConfig>(old)
+        .unwrap()
+        .consistency_models
+        .is_empty());
 }
 
 #[test]

@@ -48,6 +48,7 @@ struct Counts {
     tests: usize,
     failures: usize,
     errors: usize,
+    skipped: usize,
     time_s: f64,
 }
 
@@ -62,6 +63,7 @@ impl Counts {
             c.tests += 1;
             c.time_s += v.elapsed_ms / 1e3;
             match v.valid {
+                _ if !v.applies() => c.skipped += 1,
                 Validity::Valid => {}
                 Validity::Invalid => c.failures += 1,
                 Validity::Unknown => c.errors += 1,
@@ -74,13 +76,14 @@ impl Counts {
         self.tests += o.tests;
         self.failures += o.failures;
         self.errors += o.errors;
+        self.skipped += o.skipped;
         self.time_s += o.time_s;
     }
 
     fn attrs(&self) -> String {
         format!(
-            "tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" time=\"{:.3}\"",
-            self.tests, self.failures, self.errors, self.time_s
+            "tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\"",
+            self.tests, self.failures, self.errors, self.skipped, self.time_s
         )
     }
 }
@@ -169,6 +172,11 @@ fn write_case(out: &mut String, suite: &str, name: &str, v: &Verdict) {
         v.elapsed_ms / 1e3
     );
     match v.valid {
+        // A checker with nothing to judge passed nothing: skipped, with why.
+        _ if !v.applies() => {
+            let why = format!("not applicable: {}", v.not_applicable_why().unwrap_or_default());
+            let _ = write!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>\n", xml(&why));
+        }
         Validity::Valid => out.push_str("/>\n"),
         Validity::Invalid => {
             let first = v.anomalies.first();
@@ -271,6 +279,29 @@ mod tests {
         assert!(x.contains("<error type=\"unknown\" message=\"budget spent\">"), "{x}");
         assert!(x.contains("<property name=\"seed\" value=\"42\"/>"), "{x}");
         assert!(!x.contains('\u{7}'));
+    }
+
+    #[test]
+    fn a_checker_with_nothing_to_judge_is_skipped_not_passed() {
+        let mut verdicts = BTreeMap::new();
+        verdicts.insert(
+            "lost-writes".to_owned(),
+            Verdict::not_applicable(Duration::ZERO, "no final reads"),
+        );
+        verdicts.insert("lin".to_owned(), Verdict::valid(3, Duration::ZERO));
+        let x = junit_xml(&[JunitSuite {
+            name: "reg".into(),
+            verdicts: &verdicts,
+            properties: vec![],
+        }]);
+        assert!(
+            x.contains("tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"1\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("<skipped message=\"not applicable: no final reads\"/>"),
+            "{x}"
+        );
     }
 }
 

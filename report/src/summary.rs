@@ -30,8 +30,12 @@ fn verdicts_table(input: &ReportInput<'_>) -> String {
          <th>operations</th><th>time</th><th>note</th></tr>",
     );
     for (name, v) in input.verdicts {
-        let (word, class) = verdict_word(v.valid);
-        let note = v.unknown_reason.as_deref().unwrap_or("");
+        let (word, class) = match v.applies() {
+            true => verdict_word(v.valid),
+            // Not green: the checker looked at nothing.
+            false => ("n/a", "unknown"),
+        };
+        let note = v.unknown_reason.as_deref().or(v.not_applicable_why()).unwrap_or("");
         let found = v.anomalies_found();
         let count = if v.anomalies.is_empty() {
             found.to_string()

@@ -5,7 +5,7 @@
 //! which operation and what is wrong with it instead of guessing.
 
 /// A history whose transactions the checker cannot interpret.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum TxnError {
     /// A `txn` operation's value is not a list of micro-operations.
     #[error("operation {index}: a txn's value must be a list of micro-operations, got {got}")]
@@ -63,6 +63,10 @@ pub enum TxnError {
         /// Invoke index of the second writer.
         second: u64,
     },
+    /// The history file could not be read, or a line of it is not an event
+    /// (read by [`crate::stream`]).
+    #[error(transparent)]
+    History(#[from] faultline_histories::HistoryError),
     /// More transactions or values than the checker's 32-bit indices hold.
     #[error("history too large: more than {limit} {what}")]
     TooLarge {

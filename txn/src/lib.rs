@@ -23,6 +23,13 @@
 //!   kind is reported unknown in a component of so many transactions (the
 //!   verdict is then unknown for it, never valid).
 //!
+//! Transactions are held compactly ([`parse::Txns`]: interned keys and
+//! values, list reads in one flat vector). [`check`] takes them from a
+//! `History`; [`stream::read_file`] reads a JSONL file straight into that
+//! form without ever holding the file's JSON values, which is what lets a
+//! million transactions be checked in well under a gigabyte
+//! ([`check_txns`] then checks them).
+//!
 //! This crate depends on `histories` only; the harness turns an
 //! [`Analysis`] into a checker's verdict.
 
@@ -36,6 +43,7 @@ pub mod list;
 pub mod models;
 pub mod parse;
 pub mod register;
+pub mod stream;
 
 use std::collections::BTreeSet;
 

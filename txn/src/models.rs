@@ -14,11 +14,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// A consistency model the checker can judge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// A consistency model the checker can judge. It is written by its Elle
+/// name and read by any name [`FromStr`] takes (a run's `config.json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Model {
     ReadUncommitted,
     ReadCommitted,
@@ -148,6 +149,14 @@ impl FromStr for Model {
     }
 }
 
+impl TryFrom<String> for Model {
+    type Error = UnknownModel;
+
+    fn try_from(s: String) -> Result<Model, UnknownModel> {
+        s.parse()
+    }
+}
+
 /// The anomalies an anomaly implies directly.
 fn anomaly_implies(a: &str) -> &'static [&'static str] {
     match a {
@@ -243,6 +252,23 @@ mod tests {
 
     fn names(ms: &[Model]) -> Vec<&str> {
         ms.iter().map(|m| m.name()).collect()
+    }
+
+    #[test]
+    fn models_round_trip_through_serde_by_name_and_aliases_read_back() {
+        for m in Model::ALL {
+            let text = serde_json::to_string(&m).unwrap();
+            assert_eq!(text, format!("{:?}", m.name()));
+            assert_eq!(serde_json::from_str::<Model>(&text).unwrap(), m);
+        }
+        assert_eq!(
+            serde_json::from_str::<Model>("\"PL-SI\"").unwrap(),
+            Model::SnapshotIsolation
+        );
+        let err = serde_json::from_str::<Model>("\"serialisable\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown consistency model"), "{err}");
     }
 
     #[test]

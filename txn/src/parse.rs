@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use faultline_histories::{History, Op, Outcome, Process, F};
+use faultline_histories::{History, Outcome, Process, F};
 use serde_json::Value;
 
 use crate::error::{shorten, TxnError};
@@ -96,7 +96,8 @@ pub enum Scalar {
 }
 
 impl Scalar {
-    fn of(v: &Value) -> Scalar {
+    /// How a JSON scalar is interned.
+    pub fn of(v: &Value) -> Scalar {
         match v.as_i64() {
             Some(i) => Scalar::Int(i),
             None => match v {
@@ -168,8 +169,8 @@ pub struct Interner {
 }
 
 impl Interner {
-    /// The id of `v` in space `space` (a key, or 0 for keys themselves).
-    fn intern_in(&mut self, space: u32, v: &Value) -> Result<u32, TxnError> {
+    /// The id of `s` in space `space` (a key, or 0 for keys themselves).
+    fn intern_in(&mut self, space: u32, s: Scalar) -> Result<u32, TxnError> {
         let next = u32::try_from(self.values.len()).map_err(|_| TxnError::TooLarge {
             what: "distinct values",
             limit: u64::from(u32::MAX),
@@ -179,7 +180,7 @@ impl Interner {
             self.ints.resize_with(space + 1, FastMap::default);
             self.others.resize_with(space + 1, FastMap::default);
         }
-        let s = match Scalar::of(v) {
+        let s = match s {
             Scalar::Int(i) => {
                 let id = *self.ints[space].entry(i).or_insert(next);
                 if id == next {
@@ -195,10 +196,6 @@ impl Interner {
         self.values.push(Scalar::Json(s.clone()));
         self.others[space].insert(s, next);
         Ok(next)
-    }
-
-    fn intern(&mut self, v: &Value) -> Result<u32, TxnError> {
-        self.intern_in(0, v)
     }
 
     /// The scalar an id names.
@@ -253,119 +250,251 @@ impl Txns {
     }
 }
 
-/// Reads every `txn` operation of `history`, and every single-key `read`,
-/// `write` and `append` as a transaction of one micro-op (faultline's
-/// multi-key workload writes one key at a time and reads several in a
-/// `txn`: a read of such a write must find it, never call it garbage);
-/// other operations are left for other checkers.
-pub fn parse(history: &History) -> Result<Txns, TxnError> {
-    let mut out = Txns::default();
-    for (i, op) in history.ops.iter().enumerate() {
-        let single;
-        let value = if op.f == F::Txn {
-            op.value()
-        } else if let Some(v) = single_key_txn(history, op) {
-            single = v;
-            &single
-        } else {
-            continue;
+/// A micro-op's function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MopF {
+    Append,
+    Write,
+    Read,
+}
+
+impl MopF {
+    /// The function a micro-op names, if it is one the checker knows.
+    pub fn parse(s: &str) -> Option<MopF> {
+        match s {
+            "append" => Some(MopF::Append),
+            "w" | "write" => Some(MopF::Write),
+            "r" | "read" => Some(MopF::Read),
+            _ => None,
+        }
+    }
+}
+
+/// A micro-op's value as written in the history, before interning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawVal {
+    Null,
+    One(Scalar),
+    List(Vec<Scalar>),
+}
+
+/// A micro-op as written in the history, before interning: what both the
+/// reader of a [`History`] and the streaming reader ([`crate::stream`])
+/// produce, so the two intern alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawMop {
+    Append { key: Scalar, val: Scalar },
+    Write { key: Scalar, val: Scalar },
+    Read { key: Scalar, val: RawVal },
+}
+
+impl RawMop {
+    /// The micro-op `f` names, from its key and value.
+    pub fn new(f: MopF, key: Scalar, val: RawVal) -> Option<RawMop> {
+        Some(match (f, val) {
+            (MopF::Read, val) => RawMop::Read { key, val },
+            (MopF::Append, RawVal::One(val)) => RawMop::Append { key, val },
+            (MopF::Write, RawVal::One(val)) => RawMop::Write { key, val },
+            _ => return None,
+        })
+    }
+
+    /// A micro-op from its JSON form `[f, key, value]`. A written value is
+    /// interned as [`Scalar::of`] has it, whatever its shape.
+    pub fn from_value(m: &Value) -> Result<RawMop, &'static str> {
+        let parts = m.as_array().ok_or("a micro-op must be a list [f, key, value]")?;
+        let [f, k, v] = parts.as_slice() else {
+            return Err("a micro-op must have three elements [f, key, value]");
         };
-        if u32::try_from(out.txns.len()).is_err() || out.elems.len() > u32::MAX as usize / 2 {
+        let f = f.as_str().ok_or("a micro-op's function must be a string")?;
+        let f = MopF::parse(f).ok_or("unknown micro-op function: expected append, r, read, w or write")?;
+        let key = Scalar::of(k);
+        Ok(match (f, v) {
+            (MopF::Append, v) => RawMop::Append {
+                key,
+                val: Scalar::of(v),
+            },
+            (MopF::Write, v) => RawMop::Write {
+                key,
+                val: Scalar::of(v),
+            },
+            (MopF::Read, Value::Array(items)) => RawMop::Read {
+                key,
+                val: RawVal::List(items.iter().map(Scalar::of).collect()),
+            },
+            (MopF::Read, Value::Null) => RawMop::Read { key, val: RawVal::Null },
+            (MopF::Read, v) => RawMop::Read {
+                key,
+                val: RawVal::One(Scalar::of(v)),
+            },
+        })
+    }
+}
+
+/// A transaction's micro-ops from its JSON value; `index` names the
+/// operation in errors.
+pub fn txn_value(value: &Value, index: u64) -> Result<Vec<RawMop>, TxnError> {
+    let list = value.as_array().ok_or_else(|| TxnError::NotAList {
+        index,
+        got: shorten(value),
+    })?;
+    list.iter()
+        .enumerate()
+        .map(|(position, m)| {
+            RawMop::from_value(m).map_err(|why| TxnError::BadMicroOp {
+                index,
+                position,
+                why,
+                got: shorten(m),
+            })
+        })
+        .collect()
+}
+
+impl Txns {
+    /// Interns `raw` as the micro-ops of a transaction; `known_reads` is
+    /// false when its reads hold nothing (it did not complete ok). Returns
+    /// the range of [`Txns::mops`] they took.
+    pub fn push_mops(&mut self, raw: Vec<RawMop>, known_reads: bool) -> Result<(u32, u32), TxnError> {
+        if self.mops.len() + raw.len() > u32::MAX as usize / 2 || self.elems.len() > u32::MAX as usize / 2 {
             return Err(TxnError::TooLarge {
-                what: "transactions or list elements",
+                what: "micro-ops or list elements",
                 limit: u64::from(u32::MAX / 2),
             });
         }
-        parse_op(&mut out, i, op, value)?;
+        let start = self.mops.len() as u32;
+        for m in raw {
+            let mop = self.intern_mop(m, known_reads)?;
+            self.mops.push(mop);
+        }
+        Ok((start, self.mops.len() as u32))
     }
-    Ok(out)
-}
 
-/// A single-key `read`, `write` or `append` as the value of a one-micro-op
-/// transaction (what its `txn` form would carry: a read's value only when
-/// it completed ok); `None` for any other operation.
-fn single_key_txn(history: &History, op: &Op) -> Option<Value> {
-    let key = serde_json::to_value(history.key(op.key?)).ok()?;
-    let f = match op.f {
-        F::Read => "r",
-        F::Write => "w",
-        F::Append => "append",
-        _ => return None,
-    };
-    let v = match op.f {
-        F::Read if op.outcome == Outcome::Ok => op.output.clone(),
-        F::Read => Value::Null,
-        _ => op.input.clone(),
-    };
-    Some(Value::Array(vec![Value::Array(vec![f.into(), key, v])]))
-}
-
-fn parse_op(out: &mut Txns, i: usize, op: &Op, value: &Value) -> Result<(), TxnError> {
-    let status = match op.outcome {
-        Outcome::Ok => Status::Committed,
-        Outcome::Fail => Status::Aborted,
-        Outcome::Info | Outcome::Pending => Status::Indeterminate,
-    };
-    let list = value.as_array().ok_or_else(|| TxnError::NotAList {
-        index: op.invoke_index,
-        got: shorten(value),
-    })?;
-    let start = out.mops.len() as u32;
-    for (position, m) in list.iter().enumerate() {
-        let mop = parse_mop(out, m, status == Status::Committed).map_err(|why| TxnError::BadMicroOp {
-            index: op.invoke_index,
-            position,
-            why,
-            got: shorten(m),
-        })?;
-        out.mops.push(mop);
+    fn intern_mop(&mut self, m: RawMop, known_reads: bool) -> Result<Mop, TxnError> {
+        Ok(match m {
+            RawMop::Append { key, val } => {
+                let key = self.keys.intern_in(0, key)?;
+                let val = self.vals.intern_in(key, val)?;
+                Mop::Append { key, val }
+            }
+            RawMop::Write { key, val } => {
+                let key = self.keys.intern_in(0, key)?;
+                let val = self.vals.intern_in(key, val)?;
+                Mop::Write { key, val }
+            }
+            RawMop::Read { key, val } => {
+                let key = self.keys.intern_in(0, key)?;
+                self.intern_read(key, val, known_reads)?
+            }
+        })
     }
-    out.txns.push(Txn {
-        op: i,
-        process: op.process,
-        status,
-        invoke_index: op.invoke_index,
-        complete_index: op.complete_index,
-        invoke_time: op.invoke_time,
-        complete_time: op.complete_time,
-        mops: (start, out.mops.len() as u32),
-    });
-    Ok(())
-}
 
-/// One micro-op; `known_reads` is false when the transaction's reads hold
-/// nothing (it did not complete ok).
-fn parse_mop(out: &mut Txns, m: &Value, known_reads: bool) -> Result<Mop, &'static str> {
-    let parts = m.as_array().ok_or("a micro-op must be a list [f, key, value]")?;
-    let [f, k, v] = parts.as_slice() else {
-        return Err("a micro-op must have three elements [f, key, value]");
-    };
-    let f = f.as_str().ok_or("a micro-op's function must be a string")?;
-    let key = out.keys.intern(k).map_err(|_| "too many keys")?;
-    let val = |out: &mut Txns| out.vals.intern_in(key, v).map_err(|_| "too many values");
-    Ok(match f {
-        "append" => Mop::Append { key, val: val(out)? },
-        "w" | "write" => Mop::Write { key, val: val(out)? },
-        "r" | "read" if !known_reads => Mop::ReadUnknown { key },
-        "r" | "read" => match v {
-            Value::Array(items) => {
-                let start = out.elems.len() as u32;
+    fn intern_read(&mut self, key: KeyId, val: RawVal, known_reads: bool) -> Result<Mop, TxnError> {
+        Ok(match val {
+            _ if !known_reads => Mop::ReadUnknown { key },
+            RawVal::Null => Mop::ReadReg { key, val: None },
+            RawVal::One(v) => Mop::ReadReg {
+                key,
+                val: Some(self.vals.intern_in(key, v)?),
+            },
+            RawVal::List(items) => {
+                let start = self.elems.len() as u32;
                 for item in items {
-                    let id = out.vals.intern_in(key, item).map_err(|_| "too many values")?;
-                    out.elems.push(id);
+                    let id = self.vals.intern_in(key, item)?;
+                    self.elems.push(id);
                 }
                 Mop::ReadList {
                     key,
                     start,
-                    len: items.len() as u32,
+                    len: self.elems.len() as u32 - start,
                 }
             }
-            Value::Null => Mop::ReadReg { key, val: None },
-            other => Mop::ReadReg {
-                key,
-                val: Some(out.vals.intern_in(key, other).map_err(|_| "too many values")?),
-            },
+        })
+    }
+
+    /// Checks there is room for one more transaction.
+    pub fn room_for_one(&self) -> Result<(), TxnError> {
+        if u32::try_from(self.txns.len() + 1).is_err() {
+            return Err(TxnError::TooLarge {
+                what: "transactions",
+                limit: u64::from(u32::MAX),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What became of an operation that ended with `outcome`.
+pub fn status_of(outcome: Outcome) -> Status {
+    match outcome {
+        Outcome::Ok => Status::Committed,
+        Outcome::Fail => Status::Aborted,
+        Outcome::Info | Outcome::Pending => Status::Indeterminate,
+    }
+}
+
+/// A single-key operation as the micro-ops of a transaction, in JSON:
+/// `read` as `[["r", k, v]]`, `write` as `[["w", k, v]]`, `append` as
+/// `[["append", k, v]]`, `cas` as `[["r", k, expected], ["w", k, new]]`
+/// (what a compare-and-set reads and writes). `value` is the operation's
+/// value as its completion has it (its invocation's when it did not
+/// complete ok: a read's value is then null, unknown). `None` for any other
+/// function, or a cas whose value is not `[expected, new]`.
+pub fn single_key_txn(f: &F, key: &Value, value: &Value) -> Option<Value> {
+    let m = |f: &str, v: &Value| Value::Array(vec![f.into(), key.clone(), v.clone()]);
+    Some(Value::Array(match f {
+        F::Read => vec![m("r", value)],
+        F::Write => vec![m("w", value)],
+        F::Append => vec![m("append", value)],
+        F::Cas => match value.as_array().map(Vec::as_slice) {
+            Some([expected, new]) => vec![m("r", expected), m("w", new)],
+            _ => return None,
         },
-        _ => return Err("unknown micro-op function: expected append, r, read, w or write"),
-    })
+        _ => return None,
+    }))
+}
+
+/// Reads every `txn` operation of `history`; other operations are left for
+/// other checkers. When the history has transactions, its single-key
+/// `read`, `write`, `append` and `cas` operations are transactions too
+/// ([`single_key_txn`]): faultline's multi-key workload writes one key at a
+/// time and reads several in a `txn`, and a read of such a write must find
+/// it, never call it a garbage read. A history without transactions gives
+/// none (its registers are for the other checkers, whose values need not be
+/// unique).
+pub fn parse(history: &History) -> Result<Txns, TxnError> {
+    let mut out = Txns::default();
+    if !history.ops.iter().any(|op| op.f == F::Txn) {
+        return Ok(out);
+    }
+    for (i, op) in history.ops.iter().enumerate() {
+        let single;
+        let value = if op.f == F::Txn {
+            op.value()
+        } else {
+            let key = op.key.and_then(|k| serde_json::to_value(history.key(k)).ok());
+            match key.and_then(|k| single_key_txn(&op.f, &k, op.value())) {
+                Some(v) => {
+                    single = v;
+                    &single
+                }
+                None => continue,
+            }
+        };
+        out.room_for_one()?;
+        let status = status_of(op.outcome);
+        let raw = txn_value(value, op.invoke_index)?;
+        let mops = out.push_mops(raw, status == Status::Committed)?;
+        out.txns.push(Txn {
+            op: i,
+            process: op.process,
+            status,
+            invoke_index: op.invoke_index,
+            complete_index: op.complete_index,
+            invoke_time: op.invoke_time,
+            complete_time: op.complete_time,
+            mops,
+        });
+    }
+    Ok(out)
 }

@@ -14,8 +14,10 @@
 //!   operations that prove it, with one sentence.
 //! - A checker with nothing to look at (no final reads for `lost-writes`,
 //!   no process that read a key twice for `monotonic-reads`, ...) answers
-//!   valid with `ops: 0` and `details.applicable: false` and says why, so a
-//!   valid verdict always means it looked.
+//!   not applicable (`Verdict::not_applicable`: `ops: 0`,
+//!   `details.applicable: false`) and says why, so a valid verdict always
+//!   means it looked. So does one that compared only micro-ops of
+//!   transactions, which it does not cover: it looked at no operation.
 //! - Each verdict's coverage is the operations the checker judged: the
 //!   reads and writes its guarantee compared (see each checker). A
 //!   transaction is covered only by `consistent-prefix`, and only when it
@@ -110,9 +112,18 @@ impl Judged {
 
     fn into_verdict(self, elapsed: Duration) -> Verdict {
         match self {
-            Judged::NotApplicable(why) => {
-                let mut v = Verdict::valid(0, elapsed);
-                v.details = json!({"applicable": false, "why": why});
+            Judged::NotApplicable(why) => Verdict::not_applicable(elapsed, why),
+            // It compared reads, but every one was a micro-op of a
+            // transaction, which it does not judge whole: it looked at no
+            // operation, so it vouches for none.
+            Judged::Looked {
+                found,
+                unknown: None,
+                mut details,
+            } if found.covered.is_empty() && found.total == 0 => {
+                let mut v = Verdict::not_applicable(elapsed, NO_SINGLE_KEY_OPS);
+                details.extend(v.details.as_object().cloned().unwrap_or_default());
+                v.details = Value::Object(details);
                 v
             }
             Judged::Looked {
@@ -135,6 +146,11 @@ impl Judged {
         }
     }
 }
+
+/// Why a checker of this module that compared only the micro-ops of
+/// transactions does not apply.
+pub const NO_SINGLE_KEY_OPS: &str =
+    "no single-key operations: what it compared lies inside transactions, which the transactional checker judges";
 
 /// The checkers of this module, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

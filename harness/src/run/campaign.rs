@@ -34,7 +34,7 @@ pub mod shard;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_checkers::Validity;
+use faultline_checkers::{Validity, Verdict};
 use serde::{Deserialize, Serialize};
 
 use super::interrupt::Interrupt;
@@ -121,6 +121,15 @@ impl Expect {
             Expect::Pass => observed == Validity::Valid,
             Expect::Fail => observed == Validity::Invalid,
             Expect::Unset => true,
+        }
+    }
+
+    /// Whether a checker's verdict meets the expectation: one that had
+    /// nothing to judge meets only `unset`, since it looked at nothing.
+    pub fn met_by(self, v: &Verdict) -> bool {
+        match v.applies() {
+            true => self.holds(v.valid),
+            false => self == Expect::Unset,
         }
     }
 }
@@ -255,17 +264,18 @@ pub async fn run_campaign(
                     for (name, v) in &out.verdicts {
                         let e = t.expect.get(name).copied().unwrap_or(Expect::Unset);
                         let observed = match v.valid {
+                            _ if !v.applies() => "n/a",
                             Validity::Valid => "valid",
                             Validity::Invalid => "invalid",
                             Validity::Unknown => "unknown",
                         };
-                        let holds = e.holds(v.valid) && !out.interrupted;
+                        let holds = e.met_by(v) && !out.interrupted;
                         let mut r = row(name, e, observed.into(), holds);
                         r.anomalies = v.anomalies_found();
                         r.store = Some(out.store.display().to_string());
                         r.note = match &out.interruption {
                             Some(i) => Some(i.message()),
-                            None => v.unknown_reason.clone(),
+                            None => v.unknown_reason.clone().or(v.not_applicable_why().map(str::to_owned)),
                         };
                         rows.push(r);
                     }
@@ -360,11 +370,47 @@ mod tests {
     }
 
     #[test]
+    fn consistency_models_are_typed_and_a_bad_one_is_named_by_test_and_key() {
+        let text = r#"
+            [[test]]
+            name = "si"
+            consistency_models = ["snapshot-isolation", "PL-2"]
+            [[test]]
+            name = "one"
+            consistency_model = ["serializable"]
+            [[test]]
+            name = "bad"
+            consistency_models = ["serialisable"]
+        "#;
+        use faultline_txn::Model;
+        let f: CampaignFile = toml::from_str(text).unwrap();
+        let plan = |i: usize| plan_test(&f.spec(i).unwrap(), i, 1);
+        let models = plan(0).unwrap().config.consistency_models;
+        assert_eq!(models, [Model::SnapshotIsolation, Model::ReadCommitted]);
+        assert_eq!(plan(1).unwrap().config.consistency_models, [Model::Serializable]);
+        let e = plan(2).unwrap_err();
+        assert!(
+            e.starts_with("test \"bad\": consistency_models: unknown consistency model \"serialisable\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_meets_no_expectation() {
         assert!(!Expect::Pass.holds(Validity::Unknown));
         assert!(!Expect::Fail.holds(Validity::Unknown));
         assert!(Expect::Unset.holds(Validity::Unknown));
         assert!(Expect::Fail.holds(Validity::Invalid));
+    }
+
+    #[test]
+    fn a_checker_that_did_not_apply_meets_no_pass() {
+        let na = Verdict::not_applicable(std::time::Duration::ZERO, "no final reads");
+        assert!(!Expect::Pass.met_by(&na));
+        assert!(!Expect::Fail.met_by(&na));
+        assert!(Expect::Unset.met_by(&na));
+        let valid = Verdict::valid(1, std::time::Duration::ZERO);
+        assert!(Expect::Pass.met_by(&valid));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! A run does not choose checkers for its workload: it records in the
 //! history's header what the choice depends on (its workload, and the
-//! `--checkers` it was given, if any) and lets `check::check_history`
+//! `--checkers` and `--consistency-model`s it was given, if any) and lets `check::check_history`
 //! choose from the history, as it does for any file. So the list-append
 //! workload's rule (no list linearizability search unless asked: with many
 //! indeterminate appends it rarely decides within budget) is a property of
@@ -17,7 +17,9 @@ use faultline_histories::import::Format;
 use faultline_histories::History;
 use serde_json::{json, Map, Value};
 
-use crate::check::{self, CheckOptions, Report, AUTO, HEADER_CHECKERS, HEADER_WORKLOAD};
+use faultline_txn::Model;
+
+use crate::check::{self, CheckOptions, Report, AUTO, HEADER_CHECKERS, HEADER_CONSISTENCY_MODELS, HEADER_WORKLOAD};
 
 fn is_linearizable(name: &str) -> bool {
     matches!(name, "linearizable" | "linearizability" | "lin")
@@ -37,12 +39,17 @@ pub fn validate_names(names: &[String]) -> Result<(), String> {
 }
 
 /// The header fields a run writes so that the history alone decides its
-/// checkers: the workload, and the checkers asked for (none: automatic).
-pub fn header_fields(workload: &str, checkers: &[String]) -> Map<String, Value> {
+/// checkers: the workload, the checkers asked for (none: automatic) and
+/// the consistency models the transactional checker judges (none: its
+/// default).
+pub fn header_fields(workload: &str, checkers: &[String], models: &[Model]) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert(HEADER_WORKLOAD.to_owned(), json!(workload));
     if !checkers.is_empty() {
         extra.insert(HEADER_CHECKERS.to_owned(), json!(checkers));
+    }
+    if !models.is_empty() {
+        extra.insert(HEADER_CONSISTENCY_MODELS.to_owned(), json!(models));
     }
     extra
 }

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use faultline_nemesis::{FaultKind, Plan};
+use faultline_txn::Model;
 use faultline_workloads::{ReadRouting, RedisReads, WorkloadConfig, WorkloadKind};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,11 @@ pub struct RunConfig {
     /// config is made); empty is every checker that applies to the history
     /// (`auto` in the list stands for them too).
     pub checkers: Vec<String>,
+    /// The consistency models the transactional checker judges; empty is
+    /// its default (strict-serializable). Recorded in the history's header
+    /// too, so re-checking the history judges the same models.
+    #[serde(default)]
+    pub consistency_models: Vec<Model>,
     /// Time budget of each linearizability search, in seconds.
     pub check_time_limit_s: f64,
     /// Route clients through proxies too (they can then be cut as well).
@@ -229,6 +235,7 @@ impl RunConfig {
             op_timeout_ms: 4_000,
             quiet_ms: 2_000,
             checkers: Vec::new(),
+            consistency_models: Vec::new(),
             check_time_limit_s: 60.0,
             client_proxies: true,
             read_routing: None,

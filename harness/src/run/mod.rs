@@ -356,7 +356,7 @@ fn start_recording(
         seed: Some(cfg.seed),
         started_at: Some(store::utc_rfc3339(SystemTime::now())),
         nodes: cluster.nodes.clone(),
-        extra: checks::header_fields(cfg.workload.kind.name(), &cfg.checkers),
+        extra: checks::header_fields(cfg.workload.kind.name(), &cfg.checkers, &cfg.consistency_models),
     };
     let log = Arc::new(HistoryLog::create(&store.history_path(), &header)?);
     let runner = NemesisRunner::new(

@@ -27,6 +27,9 @@ pub fn verdict_word(v: Validity) -> &'static str {
 }
 
 fn anomalies_cell(v: &Verdict) -> String {
+    if let Some(why) = v.not_applicable_why() {
+        return why.chars().take(60).collect();
+    }
     if let Some(r) = &v.unknown_reason {
         return r.chars().take(60).collect();
     }
@@ -59,7 +62,7 @@ pub fn table(verdicts: &BTreeMap<String, Verdict>) -> String {
         .iter()
         .map(|(name, v)| Row {
             checker: name.clone(),
-            verdict: verdict_word(v.valid).into(),
+            verdict: if v.applies() { verdict_word(v.valid) } else { "n/a" }.into(),
             anomalies: anomalies_cell(v),
             ops: v.ops,
             time: format!("{:.0} ms", v.elapsed_ms),

@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 
 use faultline_nemesis::FaultKind;
+use faultline_txn::Model;
 use faultline_workloads::{KeyDist, Mix, ReadRouting, RedisReads, WorkloadConfig, WorkloadKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,10 @@ pub struct RunSpec {
     pub op_timeout_ms: Option<u64>,
     pub quiet_ms: Option<u64>,
     pub checkers: Option<Vec<String>>,
+    /// The consistency models the transactional checker judges (Elle's
+    /// names); `consistency_model` is taken too.
+    #[serde(alias = "consistency_model")]
+    pub consistency_models: Option<Vec<String>>,
     pub check_time_limit_s: Option<f64>,
     pub direct_clients: Option<bool>,
     pub read_routing: Option<String>,
@@ -85,6 +90,7 @@ pub enum Field {
     NemesisInterval,
     OpTimeout,
     Checkers,
+    ConsistencyModels,
     CheckTimeLimit,
     ReadRouting,
     Net,
@@ -96,7 +102,7 @@ pub enum Field {
 }
 
 /// Each field's TOML key and flag.
-const NAMES: [(Field, &str, &str); 24] = [
+const NAMES: [(Field, &str, &str); 25] = [
     (Field::Test, "name", "--test"),
     (Field::Nodes, "nodes", "--nodes"),
     (Field::Server, "server", "--server"),
@@ -113,6 +119,7 @@ const NAMES: [(Field, &str, &str); 24] = [
     (Field::NemesisInterval, "nemesis_interval_s", "--nemesis-interval"),
     (Field::OpTimeout, "op_timeout_ms", "--op-timeout-ms"),
     (Field::Checkers, "checkers", "--checkers"),
+    (Field::ConsistencyModels, "consistency_models", "--consistency-model"),
     (Field::CheckTimeLimit, "check_time_limit_s", "--check-time-limit"),
     (Field::ReadRouting, "read_routing", "--read-routing"),
     (Field::Net, "net", "--net"),
@@ -247,8 +254,21 @@ pub fn parse(spec: &RunSpec, fallback_seed: u64) -> Result<RunConfig, Invalid> {
         Some([auto]) if auto == crate::check::AUTO => Vec::new(),
         Some(names) => names.to_vec(),
     };
+    cfg.consistency_models = consistency_models(spec)?;
     set_numbers(spec, &mut cfg);
     Ok(cfg)
+}
+
+/// The consistency models by name; none given is the checker's default.
+fn consistency_models(spec: &RunSpec) -> Result<Vec<Model>, Invalid> {
+    let names = spec.consistency_models.as_deref().unwrap_or_default();
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<Model>()
+                .map_err(|e| Invalid::new(Field::ConsistencyModels, e.to_string()))
+        })
+        .collect()
 }
 
 /// The workload's name, prefixed with the database's when it is not ours.
@@ -372,6 +392,9 @@ pub fn rerun_args(cfg: &RunConfig) -> Vec<String> {
     a.opt("--seed", cfg.seed);
     if !cfg.checkers.is_empty() {
         a.opt("--checkers", cfg.checkers.join(","));
+    }
+    for m in &cfg.consistency_models {
+        a.opt("--consistency-model", m.name());
     }
     a.opt("--check-time-limit", cfg.check_time_limit_s);
     a.flag("--direct-clients", !cfg.client_proxies);

@@ -123,7 +123,7 @@ impl StateMachine {
             done.push(op.completed(read));
         }
         for (key, value) in overlay {
-            self.written.insert(key.to_string(), lsn);
+            self.mark_written(key, lsn);
             self.data.insert(key.to_string(), value);
         }
         Applied::Txn(Value::Array(done))

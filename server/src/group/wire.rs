@@ -3,7 +3,8 @@
 //! messages need none: the core's `Message` is their wire form.)
 
 use crate::core::{self, Answer};
-use crate::protocol::{Outcome, RawRequest, Reply, Session};
+use crate::protocol::{MicroOp, Outcome, RawRequest, Reply, Session};
+use crate::state::TxnOp;
 
 /// The wire form of the core's answer.
 pub(super) fn reply_of(a: Answer) -> Reply {
@@ -54,8 +55,21 @@ pub(super) fn raw_request(req: &core::Request, shard: u32) -> RawRequest {
             raw.keys = Some(keys.clone());
             ("multi_read", None)
         }
+        core::Op::Txn { ops } => {
+            raw.txn = Some(ops.iter().map(|o| o.completed(serde_json::Value::Null)).collect());
+            ("txn", None)
+        }
     };
     raw.op = op.into();
     raw.key = key.cloned();
     raw
+}
+
+/// A transaction's micro-op as the core and the log hold it.
+pub(super) fn txn_op(op: MicroOp) -> TxnOp {
+    match op {
+        MicroOp::Append { key, value } => TxnOp::Append { key, value },
+        MicroOp::Read { key } => TxnOp::Read { key },
+        MicroOp::Write { key, value } => TxnOp::Write { key, value },
+    }
 }

@@ -84,10 +84,14 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
     frame.buf
 }
 
+/// What is sent instead of a reply too large for a frame. Never `fail`: an
+/// `ok` reply may be a committed transaction's (under serializable its
+/// reads are known only once applied), so the client is told `unknown`,
+/// which is true of whatever the reply was for.
 fn oversized(reply: &Reply) -> Reply {
-    let mut fail = Reply::fail(reply.id, reply_too_large("the reply"));
-    fail.node = reply.node.clone();
-    fail
+    let mut unknown = Reply::unknown(reply.id, reply_too_large("the reply"));
+    unknown.node = reply.node.clone();
+    unknown
 }
 
 #[cfg(test)]
@@ -104,13 +108,13 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_over_the_frame_limit_becomes_a_fail() {
+    fn a_reply_over_the_frame_limit_becomes_unknown_never_a_fail() {
         let mut big = Reply::new(9, Outcome::Ok);
         big.value = Value::String("x".repeat(MAX_FRAME_BYTES));
         big.node = "n1".into();
         let frame = encode_reply(&big);
         let back: Reply = serde_json::from_slice(&frame[4..]).unwrap();
-        assert_eq!((back.id, back.result, back.node.as_str()), (9, Outcome::Fail, "n1"));
+        assert_eq!((back.id, back.result, back.node.as_str()), (9, Outcome::Unknown, "n1"));
         assert!(back.error.unwrap().contains("frame limit"));
         let mut fits = Reply::new(10, Outcome::Ok);
         fits.value = Value::String("x".repeat(MAX_FRAME_BYTES - 2 * REPLY_OVERHEAD_BYTES));

@@ -299,6 +299,11 @@ impl ServerClient {
         };
         match reply.result {
             wire::Outcome::Ok => {
+                if let Err(why) = txn_reply_fits(req, &reply.value) {
+                    // Committed, by the server's word, but what it read is
+                    // unreadable: record nothing the checker would trust.
+                    return Judged::Done(Completion::info(Some(answered_by), why));
+                }
                 self.note_lsn(&reply);
                 if req.is_write() || self.cfg.read_routing == ReadRouting::Leader {
                     self.leader = Some(answered_by.clone());
@@ -360,6 +365,34 @@ fn wire_op(req: &Request) -> Op {
             ops: ops.iter().map(micro_op).collect(),
         },
     }
+}
+
+/// Whether an ok reply to a transaction is its micro-ops in the order sent
+/// (the same function, key and written value each; reads filled in). A
+/// reply of another shape could put a read the server never made into the
+/// history, so it is refused.
+fn txn_reply_fits(req: &Request, returned: &Value) -> Result<(), String> {
+    let Request::Txn { ops } = req else {
+        return Ok(());
+    };
+    let bad = |why: String| Err(format!("malformed txn reply: {why}"));
+    let Some(got) = returned.as_array() else {
+        return bad(format!("expected a list of micro-ops, got {returned}"));
+    };
+    if got.len() != ops.len() {
+        return bad(format!("{} micro-ops for the {} sent", got.len(), ops.len()));
+    }
+    for (i, (op, m)) in ops.iter().zip(got).enumerate() {
+        let sent = op.to_value(Value::Null);
+        let fits = match m.as_array().map(Vec::as_slice) {
+            Some([f, k, v]) => f == &sent[0] && k == &sent[1] && (!op.is_write() || v == &sent[2]),
+            _ => false,
+        };
+        if !fits {
+            return bad(format!("micro-op {i} came back as {m}, sent {sent}"));
+        }
+    }
+    Ok(())
 }
 
 fn micro_op(op: &TxnOp) -> MicroOp {
@@ -562,6 +595,78 @@ mod tests {
             })
             .await;
         assert_eq!(f.outcome, Outcome::Fail, "{f:?}");
+    }
+
+    fn txn(ops: Vec<TxnOp>) -> Request {
+        Request::Txn { ops }
+    }
+
+    /// A node that answers a txn by its first key: `ok` fills reads in,
+    /// `fail` aborts, `unknown` does not know, `bad` returns another
+    /// shape, `silent` never answers.
+    fn txn_node(req: Value) -> Option<Value> {
+        if req["op"] == "status" {
+            return Some(json!({"id": req["id"], "result": "ok"}));
+        }
+        let ops = req["txn"].as_array()?;
+        let result = match ops[0][1].as_str()? {
+            "silent" => return None,
+            "ok" | "bad" => "ok",
+            "fail" => "fail",
+            _ => "unknown",
+        };
+        let filled: Vec<Value> = ops
+            .iter()
+            .map(|m| match m[0].as_str() {
+                Some("r") => json!(["r", m[1], [7]]),
+                _ => m.clone(),
+            })
+            .collect();
+        let value = match ops[0][1].as_str()? {
+            "bad" => json!(filled[..1]),
+            _ => json!(filled),
+        };
+        Some(json!({"id": req["id"], "result": result, "value": value, "node": "n1", "error": "aborted"}))
+    }
+
+    #[tokio::test]
+    async fn a_transaction_is_fail_only_when_the_server_says_so() {
+        let addr = node(txn_node).await;
+        let mut c = client(addr);
+        let read = |k: &str| TxnOp::Read { key: k.into() };
+        let append = |k: &str| TxnOp::Append {
+            key: k.into(),
+            value: 3,
+        };
+        let ok = c.call(&txn(vec![append("ok"), read("ok")])).await;
+        assert_eq!(ok.outcome, Outcome::Ok);
+        assert_eq!(ok.value, json!([["append", "ok", 3], ["r", "ok", [7]]]));
+        let aborted = c.call(&txn(vec![append("fail")])).await;
+        assert_eq!(
+            (aborted.outcome, aborted.error.as_deref()),
+            (Outcome::Fail, Some("aborted"))
+        );
+        // Read-only or not, a transaction the server did not judge, or
+        // whose reply never came, is unknown: the server may have run it.
+        for ops in [vec![read("unknown")], vec![read("silent")], vec![append("silent")]] {
+            let r = c.call(&txn(ops.clone())).await;
+            assert_eq!(r.outcome, Outcome::Info, "{ops:?}: {r:?}");
+        }
+        let bad = c.call(&txn(vec![read("bad"), read("x")])).await;
+        assert_eq!(bad.outcome, Outcome::Info, "{bad:?}");
+        assert!(bad.error.unwrap().contains("1 micro-ops for the 2 sent"));
+    }
+
+    #[test]
+    fn a_reply_that_changes_a_write_does_not_fit() {
+        let t = txn(vec![TxnOp::Write {
+            key: "x".into(),
+            value: 1,
+        }]);
+        assert!(txn_reply_fits(&t, &json!([["w", "x", 1]])).is_ok());
+        assert!(txn_reply_fits(&t, &json!([["w", "x", 2]])).is_err());
+        assert!(txn_reply_fits(&t, &json!([["append", "x", 1]])).is_err());
+        assert!(txn_reply_fits(&t, &json!({"x": 1})).is_err());
     }
 
     #[tokio::test]

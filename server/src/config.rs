@@ -86,6 +86,31 @@ pub enum ReadMode {
     Lsn,
 }
 
+/// How transactions are isolated (single leader; see server/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each read sees the latest committed version when it runs; no
+    /// conflict checks (read skew and write skew can happen, dirty reads
+    /// cannot).
+    ReadCommitted,
+    /// Reads from the snapshot at the transaction's start; of two
+    /// concurrent writers of a key the first to commit wins.
+    Snapshot,
+    /// Whole transactions executed in log order; read-only ones may be
+    /// served from a replica's applied state (stale but consistent).
+    Serializable,
+    /// Serializable, and every transaction goes through the leader, so
+    /// real-time order holds too.
+    StrictSerializable,
+}
+
+/// How a transaction spanning shards runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardTxn {
+    /// As independent per-shard pieces: not atomic across shards.
+    None,
+}
+
 /// The replication settings (the knobs of the lab).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -151,6 +176,15 @@ pub struct Settings {
     /// Bytes all connections together may hold in large requests and
     /// replies (over 4 KiB each); a request that would pass it is refused.
     pub node_bytes_max: usize,
+    /// Transactions' isolation level (single leader).
+    pub isolation: Isolation,
+    /// How a transaction spanning shards runs.
+    pub shard_txn: ShardTxn,
+    /// Read-committed and snapshot transactions run one micro-op per step
+    /// of the leader; this many ms at least between two micro-ops of one
+    /// transaction (0 = as fast as the leader steps), to widen the windows
+    /// in which other transactions commit.
+    pub txn_step_ms: u64,
 }
 
 impl Default for Settings {
@@ -184,6 +218,9 @@ impl Default for Settings {
             idle_timeout_ms: 300_000,
             conn_bytes_max: 4 << 20,
             node_bytes_max: 64 << 20,
+            isolation: Isolation::StrictSerializable,
+            shard_txn: ShardTxn::None,
+            txn_step_ms: 0,
         }
     }
 }
@@ -258,6 +295,9 @@ impl Settings {
             "idle_timeout_ms" => self.idle_timeout_ms = num(key, value)?,
             "conn_bytes_max" => self.conn_bytes_max = num(key, value)?,
             "node_bytes_max" => self.node_bytes_max = num(key, value)?,
+            "isolation" => self.isolation = parse_isolation(value)?,
+            "shard_txn" => self.shard_txn = parse_shard_txn(value)?,
+            "txn_step_ms" => self.txn_step_ms = num(key, value)?,
             _ => return Err(ConfigError::UnknownSetting(key.into())),
         }
         Ok(())
@@ -301,6 +341,28 @@ fn parse_reads(v: &str) -> Result<ReadMode, ConfigError> {
         "sticky" => Ok(ReadMode::Sticky),
         "lsn" => Ok(ReadMode::Lsn),
         _ => Err(bad("reads", v, "expected leader, follower, sticky or lsn")),
+    }
+}
+
+fn parse_isolation(v: &str) -> Result<Isolation, ConfigError> {
+    match v {
+        "read-committed" | "read_committed" => Ok(Isolation::ReadCommitted),
+        "snapshot" => Ok(Isolation::Snapshot),
+        "serializable" => Ok(Isolation::Serializable),
+        "strict-serializable" | "strict_serializable" => Ok(Isolation::StrictSerializable),
+        _ => Err(bad(
+            "isolation",
+            v,
+            "expected read-committed, snapshot, serializable or strict-serializable",
+        )),
+    }
+}
+
+fn parse_shard_txn(v: &str) -> Result<ShardTxn, ConfigError> {
+    match v {
+        "none" => Ok(ShardTxn::None),
+        "2pc" => Err(bad("shard_txn", v, "two-phase commit is not built yet; only none")),
+        _ => Err(bad("shard_txn", v, "expected none")),
     }
 }
 
@@ -480,6 +542,13 @@ mod tests {
         assert_eq!(c.settings.fsync, FsyncPolicy::Batch { interval_ms: 5 });
         assert_eq!((c.settings.n, c.settings.w, c.settings.r), (3, 2, 2));
         assert_eq!(c.initial_leader(1), "n2");
+        assert_eq!(c.settings.isolation, Isolation::StrictSerializable, "the default");
+        let c = cfg("isolation=read-committed,txn_step_ms=2").unwrap();
+        assert_eq!(
+            (c.settings.isolation, c.settings.txn_step_ms),
+            (Isolation::ReadCommitted, 2)
+        );
+        assert!(matches!(cfg("isolation=chaos"), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]

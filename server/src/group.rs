@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{error, info, warn};
-use wire::{core_message, peer_message, raw_request, reply_of};
+use wire::{core_message, peer_message, raw_request, reply_of, txn_op};
 
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
@@ -339,7 +339,12 @@ impl Group {
         let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A transaction waiting for its next micro-op makes the loop
+            // go round again at once (the other branches still get their
+            // turn: `select!` picks among the ready ones at random).
+            let step_due = self.core.txn_step_due();
             tokio::select! {
+                () = std::future::ready(()), if step_due => {}
                 msg = rx.recv() => match msg {
                     Some(m) => self.handle(m),
                     None => return,
@@ -400,7 +405,10 @@ impl Group {
             Op::Write { key, value } => core::Op::Write { key, value },
             Op::Cas { key, expected, new } => core::Op::Cas { key, expected, new },
             Op::Append { key, value } => core::Op::Append { key, value },
-            Op::Status | Op::Txn { .. } => {
+            Op::Txn { ops } => core::Op::Txn {
+                ops: ops.into_iter().map(txn_op).collect(),
+            },
+            Op::Status => {
                 let why = format!("{} is not a single-shard operation", req.op.name());
                 return self.answer(replier, Reply::fail(req.id, why));
             }

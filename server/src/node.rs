@@ -22,7 +22,7 @@ use crate::group::{self, ClientReq, ConnReply, GroupHandle};
 use crate::leaderless::{self, stable_hash, Leaderless};
 use crate::limits::{BudgetError, Budgets, Held, Hold, NodeBudget, Outgoing, SMALL_BYTES};
 use crate::protocol::{
-    decode_request, encode_frame, encode_reply, json_len_capped, read_frame, reply_too_large, Op, Outcome,
+    decode_request, encode_frame, encode_reply, json_len_capped, read_frame, reply_too_large, MicroOp, Op, Outcome,
     ProtocolError, Reply, Request, StatusInfo, MAX_FRAME_BYTES, REPLY_OVERHEAD_BYTES,
 };
 use crate::transport::{Envelope, Hello, Transport, PEER_MAX_FRAME_BYTES};
@@ -334,7 +334,7 @@ impl Node {
         let request_bytes = if body_bytes > SMALL_BYTES { body_bytes } else { 0 };
         let served_here = self.group_of(&req.op).is_none();
         let reply_bytes = match req.op {
-            Op::Read { .. } | Op::MultiRead { .. } if served_here => MAX_FRAME_BYTES + 4,
+            Op::Read { .. } | Op::MultiRead { .. } | Op::Txn { .. } if served_here => MAX_FRAME_BYTES + 4,
             _ => 0,
         };
         budgets.take(request_bytes + reply_bytes, wait).await
@@ -395,11 +395,16 @@ impl Node {
     /// The group that serves a single-key request on a single-leader node.
     fn group_of(&self, op: &Op) -> Option<&GroupHandle> {
         match (&self.engine, op) {
-            (Engine::Leader(_), Op::MultiRead { .. } | Op::Txn { .. } | Op::Status) | (Engine::Leaderless(_), _) => {
-                None
-            }
+            (Engine::Leader(groups), Op::Txn { ops }) => self.txn_shard(ops).map(|s| &groups[s]),
+            (Engine::Leader(_), Op::MultiRead { .. } | Op::Status) | (Engine::Leaderless(_), _) => None,
             (Engine::Leader(groups), op) => Some(&groups[self.shard_of(op_key(op))]),
         }
+    }
+
+    /// The one shard every key of a transaction lives on, if there is one.
+    fn txn_shard(&self, ops: &[MicroOp]) -> Option<usize> {
+        let first = self.shard_of(ops.first()?.key());
+        ops.iter().all(|o| self.shard_of(o.key()) == first).then_some(first)
     }
 
     fn finish(&self, mut reply: Reply) -> Reply {
@@ -415,7 +420,11 @@ impl Node {
         let timeout = Duration::from_millis(self.cfg.settings.request_timeout_ms + ENGINE_GRACE_MS);
         let reply = match (&self.engine, req.op.clone()) {
             (_, Op::Status) => self.status(id).await,
-            (_, Op::Txn { .. }) => Reply::fail(id, "this server build does not execute transactions"),
+            (Engine::Leaderless(_), Op::Txn { .. }) => Reply::fail(
+                id,
+                "transactions need mode=single_leader; this node replicates without a leader",
+            ),
+            (Engine::Leader(groups), Op::Txn { ops }) => self.txn_in_pieces(groups, req, ops, timeout).await,
             (Engine::Leader(groups), Op::MultiRead { keys }) => {
                 self.sharded_multi_read(groups, req, keys, timeout).await
             }
@@ -522,6 +531,8 @@ impl Node {
         reply
     }
 }
+
+mod shard_txn;
 
 /// A client's request as its group sees it (not forwarded yet).
 fn client_req(req: Request) -> ClientReq {

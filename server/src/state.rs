@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+mod txn;
+
+pub use txn::{appended, TxnCommit, TxnOp};
+
 /// A write-side operation as stored in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "c", rename_all = "snake_case")]
@@ -24,6 +28,9 @@ pub enum Command {
     Append { key: String, value: Value },
     /// A timestamped write (leaderless and multi-leader): last write wins.
     Put { key: String, value: Value, stamp: Stamp },
+    /// A transaction's writes (and, executed in log order, its reads),
+    /// applied atomically: the WAL's transaction record.
+    Txn(TxnCommit),
 }
 
 /// A last-write-wins timestamp: wall clock (plus the node's offset), then a
@@ -42,11 +49,19 @@ impl Command {
     /// The key this command touches, if any.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Command::Noop => None,
+            Command::Noop | Command::Txn(_) => None,
             Command::Write { key, .. }
             | Command::Cas { key, .. }
             | Command::Append { key, .. }
             | Command::Put { key, .. } => Some(key),
+        }
+    }
+
+    /// Every key it may write (a transaction's, or the one key).
+    pub fn written_keys(&self) -> Vec<&str> {
+        match self {
+            Command::Txn(t) => t.written_keys().collect(),
+            other => other.key().into_iter().collect(),
         }
     }
 }
@@ -69,6 +84,8 @@ pub enum Applied {
     Ok,
     /// The command was a no-op because its precondition failed; certain.
     Rejected(String),
+    /// A transaction committed; its micro-ops with the reads filled in.
+    Txn(Value),
 }
 
 /// The key-value map every replica converges on.
@@ -78,6 +95,9 @@ pub struct StateMachine {
     /// Last-write-wins stamps of keys written by `Put`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     stamps: BTreeMap<String, Stamp>,
+    /// The LSN of the last write to each key, for first-committer-wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    written: BTreeMap<String, u64>,
 }
 
 impl StateMachine {
@@ -90,7 +110,7 @@ impl StateMachine {
     pub fn from_map(data: BTreeMap<String, Value>) -> Self {
         StateMachine {
             data,
-            stamps: BTreeMap::new(),
+            ..StateMachine::default()
         }
     }
 
@@ -109,9 +129,26 @@ impl StateMachine {
         self.data.get(key).cloned().unwrap_or(Value::Null)
     }
 
-    /// Applies one command.
+    /// Applies one command that has no log position (leaderless replicas).
     pub fn apply(&mut self, cmd: &Command) -> Applied {
+        self.apply_at(0, cmd)
+    }
+
+    /// Applies the command of the log entry at `lsn`, remembering it as
+    /// the last write of the keys it changed.
+    pub fn apply_at(&mut self, lsn: u64, cmd: &Command) -> Applied {
+        let applied = self.apply_cmd(lsn, cmd);
+        if lsn > 0 && applied == Applied::Ok {
+            if let Some(key) = cmd.key() {
+                self.written.insert(key.to_string(), lsn);
+            }
+        }
+        applied
+    }
+
+    fn apply_cmd(&mut self, lsn: u64, cmd: &Command) -> Applied {
         match cmd {
+            Command::Txn(t) => self.apply_txn(lsn, t),
             Command::Noop => Applied::Ok,
             Command::Write { key, value } => {
                 self.data.insert(key.clone(), value.clone());

@@ -18,6 +18,9 @@ use tracing::info;
 
 impl Core {
     pub(super) fn on_client(&mut self, req: Request) {
+        if matches!(req.op, Op::Txn { .. }) {
+            return self.on_client_txn(req);
+        }
         if req.op.is_write() {
             return self.on_client_write(req);
         }
@@ -35,21 +38,28 @@ impl Core {
         if self.role != Role::Leader {
             return self.forward_or_fail(req);
         }
-        if self.waiting.writes.len() >= PENDING_WRITES_MAX {
-            return self.answer(req.token, Answer::fail(req.id, "too many writes in flight"));
-        }
         let cmd = match req.op {
             Op::Write { key, value } => Command::Write { key, value },
             Op::Cas { key, expected, new } => Command::Cas { key, expected, new },
             Op::Append { key, value } => Command::Append { key, value },
-            Op::Read { .. } | Op::MultiRead { .. } => unreachable!("is_write checked"),
+            Op::Read { .. } | Op::MultiRead { .. } | Op::Txn { .. } => unreachable!("single-key writes only"),
         };
+        self.propose(req.token, req.id, cmd, None);
+    }
+
+    /// Leader: appends `cmd` to the log and waits for its commit to answer
+    /// request `token` (with `value` when given, else what applying says).
+    pub(super) fn propose(&mut self, token: u64, id: u64, cmd: Command, value: Option<Value>) {
+        if self.waiting.writes.len() >= PENDING_WRITES_MAX {
+            return self.answer(token, Answer::fail(id, "too many writes in flight"));
+        }
         let lsn = self.append_local(cmd);
         let pending = PendingWrite {
             epoch: self.hard.epoch,
-            id: req.id,
-            token: req.token,
+            id,
+            token,
             deadline_ms: self.now_ms + self.settings().request_timeout_ms,
+            value,
         };
         self.waiting.writes.insert(lsn, pending);
     }
@@ -68,7 +78,7 @@ impl Core {
         lsn
     }
 
-    fn forward_or_fail(&mut self, req: Request) {
+    pub(super) fn forward_or_fail(&mut self, req: Request) {
         match self.leader.clone() {
             Some(leader) if !req.forwarded && leader != self.cfg.node => {
                 self.out.push(Output::Forward { req, leader });
@@ -81,11 +91,12 @@ impl Core {
         }
     }
 
-    fn local_read(&self, req: &Request) -> Answer {
+    pub(super) fn local_read(&self, req: &Request) -> Answer {
         let value = match &req.op {
             Op::Read { key } => self.sized_read(std::slice::from_ref(key)).map(|mut v| v.remove(0).1),
             Op::MultiRead { keys } => self.sized_read(keys).map(|v| Value::Object(v.into_iter().collect())),
-            _ => Ok(Value::Null),
+            Op::Txn { ops } => self.local_txn_read(ops),
+            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } => Ok(Value::Null),
         };
         match value {
             Ok(value) => Answer {
@@ -102,7 +113,7 @@ impl Core {
     /// most a frame's worth (a `multi_read` naming a large value many
     /// times would otherwise build a reply of hundreds of megabytes for a
     /// request of a few dozen bytes).
-    fn sized_read(&self, keys: &[String]) -> Result<Vec<(String, Value)>, String> {
+    pub(super) fn sized_read(&self, keys: &[String]) -> Result<Vec<(String, Value)>, String> {
         let room = self.cfg.read_bytes_max;
         let too_large = || reply_too_large(&format!("reading {} keys", keys.len()));
         let mut total = 0;
@@ -123,7 +134,7 @@ impl Core {
         Ok(out)
     }
 
-    fn on_leader_read(&mut self, req: Request) {
+    pub(super) fn on_leader_read(&mut self, req: Request) {
         if self.role != Role::Leader {
             return self.forward_or_fail(req);
         }
@@ -139,7 +150,7 @@ impl Core {
         self.waiting.leader_reads.push(read);
     }
 
-    fn on_lsn_read(&mut self, req: Request) {
+    pub(super) fn on_lsn_read(&mut self, req: Request) {
         let min_lsn = req.min_lsn;
         if self.applied_lsn >= min_lsn {
             let answer = self.local_read(&req);
@@ -211,6 +222,7 @@ impl Core {
             }
         }
         self.expire_reads();
+        self.expire_txns();
     }
 
     fn expire_reads(&mut self) {
@@ -247,6 +259,7 @@ impl Core {
         for r in std::mem::take(&mut self.waiting.leader_reads) {
             self.answer(r.req.token, Answer::fail(r.req.id, "leadership lost before the read"));
         }
+        self.abandon_txns();
         self.leading.progress.clear();
     }
 
@@ -292,7 +305,8 @@ impl Core {
             let Some(entry) = self.log.entry(lsn).cloned() else {
                 break;
             };
-            let result = self.sm.apply(&entry.cmd);
+            self.txns.versions.before_apply(lsn, &entry.cmd, &self.sm);
+            let result = self.sm.apply_at(lsn, &entry.cmd);
             self.applied_lsn = lsn;
             self.reply_applied(&entry, result);
         }
@@ -309,6 +323,10 @@ impl Core {
         }
         let mut answer = match result {
             Applied::Ok => Answer::ok(w.id),
+            Applied::Txn(done) => Answer {
+                value: w.value.unwrap_or(done),
+                ..Answer::ok(w.id)
+            },
             Applied::Rejected(why) => Answer::fail(w.id, why),
         };
         debug_assert!(

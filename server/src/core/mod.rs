@@ -49,6 +49,8 @@ mod election;
 mod follower;
 mod leader;
 pub mod log;
+mod mvcc;
+mod txn;
 mod types;
 
 use crate::config::{Failover, Settings};
@@ -61,6 +63,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 pub use election::own_epoch_after;
+pub use txn::PENDING_TXNS_MAX;
 pub use types::{Answer, CoreConfig, Input, Message, Op, Outcome, Output, Recovered, Request, Role, Status};
 
 /// Most writes waiting for commit at once; more are refused (certainly not applied).
@@ -74,6 +77,8 @@ struct PendingWrite {
     id: u64,
     token: u64,
     deadline_ms: u64,
+    /// A transaction executed step by step: its answer (reads filled in).
+    value: Option<serde_json::Value>,
 }
 
 /// A read waiting for leader confirmation or for an LSN.
@@ -153,6 +158,7 @@ pub struct Core {
     snapshot: Option<Arc<Snapshot>>,
     wal_buf: Vec<Entry>,
     waiting: Waiting,
+    txns: txn::Txns,
     leading: Leading,
     following: Following,
     campaign: Campaign,
@@ -192,6 +198,7 @@ impl Core {
             snapshot,
             wal_buf: Vec::new(),
             waiting: Waiting::default(),
+            txns: txn::Txns::default(),
             leading: Leading::default(),
             following: Following::default(),
             campaign: Campaign::default(),
@@ -253,6 +260,9 @@ impl Core {
     /// answer.
     pub fn flush(&mut self, now_ms: u64) {
         self.set_now(now_ms);
+        // Before the log is written, so a transaction that finishes now
+        // ships its commit entry in this batch.
+        self.step_txns();
         self.flush_wal_buf();
         if self.role == Role::Leader {
             // Synchronous policies ship at once (the ack waits for it);
@@ -439,3 +449,5 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

@@ -3,7 +3,7 @@
 //! wire: the driver converts.
 
 use crate::config::Settings;
-use crate::state::Entry;
+use crate::state::{Entry, TxnOp};
 use crate::wal::{Durable, HardState, Snapshot, WalCmd};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,12 +22,18 @@ pub enum Op {
     Cas { key: String, expected: Value, new: Value },
     /// Append `value` to the list at `key`.
     Append { key: String, value: Value },
+    /// A transaction of micro-ops, at the configured isolation level.
+    Txn { ops: Vec<TxnOp> },
 }
 
 impl Op {
-    /// Whether the operation goes through the log.
+    /// Whether the operation changes state (a transaction with a write).
     pub fn is_write(&self) -> bool {
-        matches!(self, Op::Write { .. } | Op::Cas { .. } | Op::Append { .. })
+        match self {
+            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } => true,
+            Op::Txn { ops } => ops.iter().any(TxnOp::is_write),
+            Op::Read { .. } | Op::MultiRead { .. } => false,
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! nothing of frames, JSON or sessions, the driver speaks both.
 
 use crate::core::{self, Answer, Message};
-use crate::protocol::{Outcome, RawRequest, Reply, Session};
+use crate::protocol::{MicroOp, Outcome, RawRequest, Reply, Session};
+use crate::state::TxnOp;
 use crate::transport::PeerMsg;
 use std::sync::Arc;
 
@@ -55,10 +56,23 @@ pub(super) fn raw_request(req: &core::Request, shard: u32) -> RawRequest {
             raw.keys = Some(keys.clone());
             ("multi_read", None)
         }
+        core::Op::Txn { ops } => {
+            raw.txn = Some(ops.iter().map(|o| o.completed(serde_json::Value::Null)).collect());
+            ("txn", None)
+        }
     };
     raw.op = op.into();
     raw.key = key.cloned();
     raw
+}
+
+/// A transaction's micro-op as the core and the log hold it.
+pub(super) fn txn_op(op: MicroOp) -> TxnOp {
+    match op {
+        MicroOp::Append { key, value } => TxnOp::Append { key, value },
+        MicroOp::Read { key } => TxnOp::Read { key },
+        MicroOp::Write { key, value } => TxnOp::Write { key, value },
+    }
 }
 
 /// The core's message on the wire.

@@ -140,10 +140,21 @@ impl StateMachine {
         let applied = self.apply_cmd(lsn, cmd);
         if lsn > 0 && applied == Applied::Ok {
             if let Some(key) = cmd.key() {
-                self.written.insert(key.to_string(), lsn);
+                self.mark_written(key, lsn);
             }
         }
         applied
+    }
+
+    /// Records `lsn` as the last write of `key` (no allocation for a key
+    /// seen before: this runs for every write).
+    fn mark_written(&mut self, key: &str, lsn: u64) {
+        match self.written.get_mut(key) {
+            Some(at) => *at = lsn,
+            None => {
+                self.written.insert(key.to_string(), lsn);
+            }
+        }
     }
 
     fn apply_cmd(&mut self, lsn: u64, cmd: &Command) -> Applied {

@@ -5,8 +5,13 @@
 //! one) on loopback ports with temporary data directories, drives them with
 //! N concurrent clients (each one request at a time) for a fixed time per
 //! phase, prints a table, and kills every process it started, also on error.
+//! With `--txn-rounds N` it then measures transactions per second of
+//! `isolation=serializable` against `isolation=snapshot` (ack=majority,
+//! the given fsync), N rounds alternating between the two, each on a
+//! fresh cluster.
 //! Usage: `faultline-server-bench [--clients 32] [--secs 5]
-//! [--acks majority,any:1,none] [--fsync always] [--etcd PATH]`.
+//! [--acks majority,any:1,none] [--fsync always] [--etcd PATH]
+//! [--txn-rounds 0]`.
 
 use anyhow::{bail, Context, Result};
 use faultline_server::protocol::Outcome;
@@ -44,6 +49,13 @@ struct Opts {
     /// An etcd binary (Debian's etcd-server: /usr/bin/etcd) to measure in the same run.
     #[arg(long)]
     etcd: Option<PathBuf>,
+    /// Rounds of the transaction rows (serializable, then snapshot, each
+    /// round); 0 skips them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10))]
+    txn_rounds: u64,
+    /// Skip the single-key rows (with --txn-rounds: transactions only).
+    #[arg(long)]
+    txn_only: bool,
 }
 
 /// Child processes killed on drop, whatever happens.
@@ -179,6 +191,23 @@ impl Stats {
 enum Phase {
     Write,
     Read,
+    /// rw-register transactions of 4 micro-ops: read and write two keys.
+    Txn,
+}
+
+/// The transaction the `Txn` phase sends: two keys read, then written.
+fn txn_request(c: usize, i: u64) -> faultline_server::protocol::RawRequest {
+    let (a, b) = (format!("c{c}-k{}", i % 64), format!("c{c}-k{}", (i + 1) % 64));
+    faultline_server::protocol::RawRequest {
+        op: "txn".into(),
+        txn: Some(vec![
+            serde_json::json!(["r", a, null]),
+            serde_json::json!(["w", a, i]),
+            serde_json::json!(["r", b, null]),
+            serde_json::json!(["w", b, i]),
+        ]),
+        ..Default::default()
+    }
 }
 
 /// Runs `clients` closed-loop clients against `addr` for `secs`.
@@ -199,6 +228,7 @@ async fn drive(addr: &str, clients: usize, secs: u64, phase: Phase) -> Result<St
                 let r = match phase {
                     Phase::Write => cl.write(&key, Value::from(i)).await,
                     Phase::Read => cl.read(&key).await,
+                    Phase::Txn => cl.call(txn_request(c, i)).await,
                 };
                 if r.result == Outcome::Ok {
                     stats.ok += 1;
@@ -236,6 +266,45 @@ async fn bench_ack(o: &Opts, ack: &str) -> Result<Row> {
     })
 }
 
+/// Transactions per second at `isolation` on a fresh cluster.
+async fn bench_txn(o: &Opts, isolation: &str) -> Result<Stats> {
+    let dir = TmpDir::new(isolation)?;
+    let settings = format!(
+        "ack=majority,fsync={},failover=fenced,reads=leader,isolation={isolation}",
+        o.fsync
+    );
+    let (_procs, addrs) = start_cluster(&settings, &dir.0)?;
+    let leader = find_leader(&addrs).await?;
+    drive(&leader, 4, 1, Phase::Txn).await?;
+    drive(&leader, o.clients, o.secs, Phase::Txn).await
+}
+
+/// The transaction rows, alternating the two levels round by round so
+/// the machine's drift touches both alike.
+async fn txn_rows(o: &Opts) -> Result<()> {
+    let mut rows = Vec::new();
+    for round in 1..=o.txn_rounds {
+        for isolation in ["serializable", "snapshot"] {
+            eprintln!("benchmarking transactions, isolation={isolation}, round {round} ...");
+            rows.push((round, isolation, bench_txn(o, isolation).await?));
+        }
+    }
+    println!(
+        "transactions of 4 micro-ops (r a, w a, r b, w b), ack=majority fsync={}, {} clients",
+        o.fsync, o.clients
+    );
+    println!("| round | isolation | txns/s | p50 ms | p99 ms | not ok |");
+    println!("|---|---|---|---|---|---|");
+    for (round, isolation, mut s) in rows {
+        let (rate, p50, p99) = (s.rate(), s.pct_ms(0.5), s.pct_ms(0.99));
+        println!(
+            "| {round} | {isolation} | {rate:.0} | {p50:.2} | {p99:.2} | {} |",
+            s.not_ok
+        );
+    }
+    Ok(())
+}
+
 fn print_table(rows: &mut [Row], clients: usize) {
     println!("3 nodes on loopback, {clients} concurrent clients, one request at a time each");
     println!("| setting | writes/s | write p50 ms | write p99 ms | not ok | reads/s | read p50 ms | read p99 ms |");
@@ -259,15 +328,21 @@ fn print_table(rows: &mut [Row], clients: usize) {
 async fn main() -> Result<()> {
     let o = <Opts as clap::Parser>::parse();
     let mut rows = Vec::new();
-    for ack in &o.acks {
+    let acks = if o.txn_only { &[][..] } else { &o.acks[..] };
+    for ack in acks {
         eprintln!("benchmarking ack={ack} ...");
         rows.push(bench_ack(&o, ack).await?);
     }
-    if let Some(etcd) = &o.etcd {
+    if let Some(etcd) = o.etcd.as_ref().filter(|_| !o.txn_only) {
         eprintln!("benchmarking etcd at {} ...", etcd.display());
         rows.push(etcd_bench::run(etcd, o.clients, o.secs).await?);
     }
-    print_table(&mut rows, o.clients);
+    if !rows.is_empty() {
+        print_table(&mut rows, o.clients);
+    }
+    if o.txn_rounds > 0 {
+        txn_rows(&o).await?;
+    }
     Ok(())
 }
 

@@ -123,7 +123,7 @@ impl StateMachine {
             done.push(op.completed(read));
         }
         for (key, value) in overlay {
-            self.written.insert(key.to_string(), lsn);
+            self.mark_written(key, lsn);
             self.data.insert(key.to_string(), value);
         }
         Applied::Txn(Value::Array(done))
@@ -152,6 +152,59 @@ impl StateMachine {
 mod tests {
     use super::super::Command;
     use super::*;
+    use proptest::prelude::*;
+
+    fn op_strategy() -> impl Strategy<Value = TxnOp> {
+        let key = (0u8..4).prop_map(|k| format!("k{k}"));
+        prop_oneof![
+            (key.clone(), 0i64..9).prop_map(|(key, v)| TxnOp::Append { key, value: v.into() }),
+            key.clone().prop_map(|key| TxnOp::Read { key }),
+            (key, 0i64..9).prop_map(|(key, v)| TxnOp::Write { key, value: v.into() }),
+        ]
+    }
+
+    /// The obvious model: run the micro-ops one by one on a copy of the
+    /// map, and keep the copy only if none failed.
+    fn model_txn(model: &mut BTreeMap<String, Value>, ops: &[TxnOp]) -> Option<Value> {
+        let mut copy = model.clone();
+        let mut done = Vec::new();
+        for op in ops {
+            let cur = copy.get(op.key()).cloned().unwrap_or(Value::Null);
+            let read = match op {
+                TxnOp::Read { .. } => cur,
+                TxnOp::Write { key, value } => {
+                    copy.insert(key.clone(), value.clone());
+                    Value::Null
+                }
+                TxnOp::Append { key, value } => {
+                    let list = appended(key, cur, value).ok()?;
+                    copy.insert(key.clone(), list);
+                    Value::Null
+                }
+            };
+            done.push(op.completed(read));
+        }
+        *model = copy;
+        Some(Value::Array(done))
+    }
+
+    proptest! {
+        #[test]
+        fn transactions_match_a_one_by_one_model(
+            txns in proptest::collection::vec(proptest::collection::vec(op_strategy(), 1..6), 0..40)
+        ) {
+            let (mut sm, mut model) = (StateMachine::new(), BTreeMap::new());
+            for (i, ops) in txns.iter().enumerate() {
+                let cmd = Command::Txn(TxnCommit { snapshot_lsn: None, ops: ops.clone() });
+                let got = sm.apply_at(i as u64 + 1, &cmd);
+                match model_txn(&mut model, ops) {
+                    Some(done) => prop_assert_eq!(got, Applied::Txn(done)),
+                    None => prop_assert!(matches!(got, Applied::Rejected(_)), "{:?}", got),
+                }
+                prop_assert_eq!(sm.map(), &model);
+            }
+        }
+    }
 
     fn append(key: &str, v: i64) -> TxnOp {
         TxnOp::Append {

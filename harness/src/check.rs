@@ -348,7 +348,11 @@ fn plan(history: &History, format: Format, opts: &CheckOptions) -> Result<Plan, 
                 plan.set_model(models::decide(history, format, &model_request(opts), false), history);
             }
             plan.transactional |= check_txn::applies(history);
+            let txn_workload = is_txn_workload(history);
             for c in session::applicable(history) {
+                if txn_workload && !TXN_WORKLOAD_SESSION_CHECKERS.contains(&c.name()) {
+                    continue;
+                }
                 if !plan.session.contains(&c.name()) {
                     plan.session.push(c.name());
                 }
@@ -415,19 +419,40 @@ fn header_checkers(history: &History) -> Option<Vec<String>> {
     (!names.is_empty()).then_some(names)
 }
 
+/// The workload a run's header names, if any.
+fn header_workload(history: &History) -> Option<&str> {
+    history
+        .header
+        .as_ref()
+        .and_then(|h| h.extra.get(HEADER_WORKLOAD))
+        .and_then(Value::as_str)
+}
+
 /// Whether the automatic choice includes linearizability. Not for a
 /// history its header says the list-append workload recorded: its many
 /// indeterminate appends make the list model's search rarely decide within
 /// budget, and consistent-prefix and lost-writes judge the same operations
-/// (`--checkers auto,linearizable` asks for it all the same).
+/// (`--checkers auto,linearizable` asks for it all the same). Nor for the
+/// transactional workloads, which the transactional checker judges.
 fn linearizability_by_default(history: &History) -> bool {
-    let workload = history
-        .header
-        .as_ref()
-        .and_then(|h| h.extra.get(HEADER_WORKLOAD))
-        .and_then(Value::as_str);
-    workload != Some("list-append")
+    header_workload(history) != Some("list-append") && !is_txn_workload(history)
 }
+
+/// Whether the header says a transactional workload recorded the history.
+fn is_txn_workload(history: &History) -> bool {
+    header_workload(history).is_some_and(|w| w.starts_with("txn-"))
+}
+
+/// The checkers of the session family the automatic choice keeps for a
+/// transactional workload: those of the final reads (acknowledged appends
+/// and writes lost, replicas that disagree at the end), which mean the same
+/// whatever the isolation level. The others (read-your-writes, monotonic
+/// reads, consistent prefix...) would judge each micro-operation as an
+/// operation of its own, promises the consistency model chosen for the
+/// transactional checker may not make (serializable allows a process's
+/// later transaction to read an earlier state), so they run only when
+/// named.
+const TXN_WORKLOAD_SESSION_CHECKERS: [&str; 2] = ["lost-writes", "convergence"];
 
 fn linearizable(model: ModelSpec, opts: &CheckOptions) -> linear::Linearizable {
     linear::Linearizable {
@@ -588,6 +613,40 @@ mod tests {
         let checkers = ["auto".to_owned(), "linearizable".to_owned()];
         h.header.as_mut().unwrap().extra = crate::run::checks::header_fields("list-append", &checkers, &[]);
         assert!(plan(&h, Format::Jsonl, &opts).unwrap().linearizable.is_some());
+    }
+
+    #[test]
+    fn a_transactional_workload_s_header_chooses_the_transactional_checker_and_the_final_reads() {
+        let ev = |i: u64, p: u64, kind, v: Value| Event::new(i, i, Process::Client(p), kind, F::Txn, v);
+        let fin = |e: Event| Event { is_final: true, ..e };
+        let mut h = History::from_events([
+            ev(0, 0, EventType::Invoke, json!([["append", "a0", 1], ["r", "a0", null]])),
+            ev(1, 0, EventType::Ok, json!([["append", "a0", 1], ["r", "a0", [1]]])),
+            ev(2, 0, EventType::Invoke, json!([["r", "a0", null]])),
+            ev(3, 0, EventType::Ok, json!([["r", "a0", [1]]])),
+            fin(ev(4, 1, EventType::Invoke, json!([["r", "a0", null]]))),
+            fin(ev(5, 1, EventType::Ok, json!([["r", "a0", [1]]]))),
+        ])
+        .unwrap();
+        let opts = CheckOptions::default();
+        let p = plan(&h, Format::Jsonl, &opts).unwrap();
+        assert!(p.transactional);
+        assert!(
+            p.session.len() > 2,
+            "without the header, every checker that applies: {:?}",
+            p.session
+        );
+        h.header = Some(faultline_histories::Header {
+            faultline_history: 1,
+            extra: crate::run::checks::header_fields("txn-list-append", &[], &[]),
+            ..Default::default()
+        });
+        let p = plan(&h, Format::Jsonl, &opts).unwrap();
+        assert!(p.transactional && p.linearizable.is_none());
+        assert_eq!(p.session, ["lost-writes", "convergence"]);
+        let report = check_history(&h, Format::Jsonl, &opts).unwrap();
+        assert_eq!(report.valid, Validity::Valid, "{:?}", report.checkers);
+        assert_eq!(report.checkers[check_txn::NAME].coverage.len(), 3);
     }
 
     #[test]

@@ -54,10 +54,10 @@ pub struct RunArgs {
     /// faultline-server settings, k=v,k=v (e.g. 'ack=none,reads=follower,replay_delay_ms=50'); empty is the safe setting.
     #[arg(long, default_value = "")]
     server: String,
-    /// Workload: register, list-append, session, multi-key.
+    /// Workload: register, list-append, session, multi-key, txn-list-append, txn-rw-register.
     #[arg(long, default_value = "register")]
     workload: String,
-    /// Keys in use at once (default: the workload's).
+    /// Keys in use at once (default: the workload's); for the txn workloads, the active keys.
     #[arg(long)]
     keys: Option<usize>,
     /// Key distribution: uniform, zipf, zipf:S.
@@ -72,6 +72,18 @@ pub struct RunArgs {
     /// Keys per snapshot read (multi-key).
     #[arg(long)]
     multi_read_keys: Option<usize>,
+    /// txn workloads: fewest micro-operations in a transaction (default 1).
+    #[arg(long)]
+    min_txn_length: Option<usize>,
+    /// txn workloads: most micro-operations in a transaction (default 4).
+    #[arg(long)]
+    max_txn_length: Option<usize>,
+    /// txn workloads: writes to a key, all clients together, before it retires (default 16).
+    #[arg(long)]
+    max_writes_per_key: Option<u64>,
+    /// txn workloads: the fraction of micro-operations that are reads, in [0, 1) (default 0.5).
+    #[arg(long)]
+    read_share: Option<f64>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
@@ -241,6 +253,10 @@ fn spec(args: &RunArgs) -> anyhow::Result<RunSpec> {
         mix: args.mix.clone(),
         ops_per_key: args.ops_per_key,
         multi_read_keys: args.multi_read_keys,
+        min_txn_length: args.min_txn_length,
+        max_txn_length: args.max_txn_length,
+        max_writes_per_key: args.max_writes_per_key,
+        read_share: args.read_share,
         concurrency: Some(args.concurrency),
         rate: Some(args.rate),
         time_limit_s: Some(args.time_limit),

@@ -82,20 +82,28 @@ fn arb_workload() -> impl Strategy<Value = WorkloadConfig> {
         WorkloadKind::ListAppend,
         WorkloadKind::Session,
         WorkloadKind::MultiKey,
+        WorkloadKind::TxnListAppend,
+        WorkloadKind::TxnRwRegister,
     ];
     let weights = prop::collection::vec(1u32..5, 4);
+    let txn = (1usize..5, 0usize..5, 1u64..100, 0.0f64..0.99);
     (
         select(kinds),
         2usize..20,
         prop::option::of(0.1f64..10.0),
-        0u64..100,
-        2usize..5,
+        (0u64..100, 2usize..5),
         weights,
+        txn,
     )
-        .prop_map(|(kind, keys, zipf, ops_per_key, multi, weights)| {
+        .prop_map(|(kind, keys, zipf, (ops_per_key, multi), weights, txn)| {
             let mut w = WorkloadConfig::new(kind);
             w.key_count = keys;
             w.key_dist = zipf.map_or(KeyDist::Uniform, KeyDist::Zipf);
+            if kind.is_txn() {
+                (w.txn.min_length, w.txn.max_length) = (txn.0, txn.0 + txn.1);
+                (w.txn.max_writes_per_key, w.txn.read_share) = (txn.2, txn.3);
+                return w;
+            }
             for (slot, weight) in w.mix.weights.iter_mut().zip(weights) {
                 slot.1 = weight;
             }
@@ -173,6 +181,9 @@ fn arb_config() -> impl Strategy<Value = RunConfig> {
     (test, arb_db(), arb_workload(), arb_place(), numbers, choices).prop_map(|(test, db, workload, place, n, c)| {
         let mut cfg = RunConfig::new(n.6);
         (cfg.test, cfg.db, cfg.workload) = (test, db, workload);
+        if cfg.workload.kind.is_txn() && !cfg.db.kind().runs_transactions() {
+            cfg.db = DbConfig::safe();
+        }
         (cfg.nodes, cfg.net, cfg.hosts, cfg.ssh) = place;
         (cfg.concurrency, cfg.rate, cfg.nemesis_interval_s) = (n.0, n.1, n.2);
         (cfg.op_timeout_ms, cfg.quiet_ms, cfg.check_time_limit_s) = (n.4, n.5, n.7);
@@ -203,6 +214,21 @@ fn a_flag_error_names_the_flag() {
     let cli = Cli::try_parse_from(["faultline", "--db", "etcd", "--redis-wait", "1"]).unwrap();
     let e = config(&cli.run).unwrap_err().to_string();
     assert_eq!(e, "--redis-wait: means nothing to etcd");
+    let cli = Cli::try_parse_from(["faultline", "--workload", "txn-list-append", "--db", "redis"]).unwrap();
+    let e = config(&cli.run).unwrap_err().to_string();
+    assert!(
+        e.starts_with("--workload: txn-list-append needs a database that runs transactions"),
+        "{e}"
+    );
+    let cli = Cli::try_parse_from(["faultline", "--workload", "txn-rw-register", "--mix", "read=1"]).unwrap();
+    let e = config(&cli.run).unwrap_err().to_string();
+    assert_eq!(e, "--mix: means nothing to the txn-rw-register workload");
+    let cli = Cli::try_parse_from(["faultline", "--read-share", "0.3"]).unwrap();
+    let e = config(&cli.run).unwrap_err().to_string();
+    assert_eq!(e, "--read-share: means nothing to the register workload");
+    let cli = Cli::try_parse_from(["faultline", "--workload", "txn-list-append", "--read-share", "1"]).unwrap();
+    let e = config(&cli.run).unwrap_err().to_string();
+    assert!(e.starts_with("--read-share: must be within [0, 1)"), "{e}");
     let cli = Cli::try_parse_from(["faultline", "--consistency-model", "serialisable"]).unwrap();
     let e = config(&cli.run).unwrap_err().to_string();
     assert!(e.starts_with("--consistency-model: unknown consistency model"), "{e}");

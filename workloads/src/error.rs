@@ -4,7 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     /// A workload name we do not know.
-    #[error("unknown workload {0:?} (known: register, list-append, session, multi-key)")]
+    #[error(
+        "unknown workload {0:?} (known: register, list-append, session, multi-key, txn-list-append, txn-rw-register)"
+    )]
     UnknownWorkload(String),
     /// A parameter out of range or malformed.
     #[error("bad workload setting: {0}")]

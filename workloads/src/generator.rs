@@ -1,4 +1,5 @@
-//! Seeded operation generators for the four workloads.
+//! Seeded operation generators for the four single-key workloads, and the
+//! entry to the two transactional ones ([`crate::txn_gen`]).
 //!
 //! Each worker (one per concurrent client) has its own generator seeded from
 //! (test seed, worker number), so its sequence of operations depends on
@@ -15,6 +16,9 @@
 //!   read routing the server is configured with.
 //! - `multi-key`: single-key writes and snapshot reads of several keys at
 //!   once (spread over shards when the server has several).
+//! - `txn-list-append`, `txn-rw-register`: transactions of micro-operations
+//!   (see [`crate::txn_gen`]), read back at the end as read-only
+//!   transactions.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +27,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::WorkloadError;
 use crate::request::Request;
+use crate::txn_gen::{self, TxnConfig, TxnGenerator};
 
 /// Most keys in one workload generation.
 pub const MAX_KEY_COUNT: usize = 100_000;
@@ -32,8 +37,10 @@ pub const MAX_MULTI_READ_KEYS: usize = 64;
 pub const MAX_FINAL_KEYS: usize = 4_096;
 /// Keys per final multi-key read.
 const FINAL_MULTI_READ_KEYS: usize = 32;
+/// Keys per final read-only transaction.
+const FINAL_TXN_READ_KEYS: usize = 32;
 /// Values of worker `w` are `(w + 1) * VALUE_STRIDE + n`.
-const VALUE_STRIDE: i64 = 1_000_000_000;
+pub(crate) const VALUE_STRIDE: i64 = 1_000_000_000;
 
 /// The workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +50,8 @@ pub enum WorkloadKind {
     ListAppend,
     Session,
     MultiKey,
+    TxnListAppend,
+    TxnRwRegister,
 }
 
 impl WorkloadKind {
@@ -53,6 +62,8 @@ impl WorkloadKind {
             "list-append" => WorkloadKind::ListAppend,
             "session" => WorkloadKind::Session,
             "multi-key" => WorkloadKind::MultiKey,
+            "txn-list-append" => WorkloadKind::TxnListAppend,
+            "txn-rw-register" => WorkloadKind::TxnRwRegister,
             other => return Err(WorkloadError::UnknownWorkload(other.to_owned())),
         })
     }
@@ -64,7 +75,14 @@ impl WorkloadKind {
             WorkloadKind::ListAppend => "list-append",
             WorkloadKind::Session => "session",
             WorkloadKind::MultiKey => "multi-key",
+            WorkloadKind::TxnListAppend => "txn-list-append",
+            WorkloadKind::TxnRwRegister => "txn-rw-register",
         }
+    }
+
+    /// Whether its operations are transactions of micro-operations.
+    pub fn is_txn(self) -> bool {
+        matches!(self, WorkloadKind::TxnListAppend | WorkloadKind::TxnRwRegister)
     }
 
     fn key_prefix(self) -> &'static str {
@@ -73,10 +91,14 @@ impl WorkloadKind {
             WorkloadKind::ListAppend => "l",
             WorkloadKind::Session => "s",
             WorkloadKind::MultiKey => "m",
+            WorkloadKind::TxnListAppend => "a",
+            WorkloadKind::TxnRwRegister => "w",
         }
     }
 
-    /// The operations this workload mixes, and their default weights.
+    /// The operations this workload mixes, and their default weights (none
+    /// for the transactional workloads: `read_share` mixes their
+    /// micro-operations).
     fn default_mix(self) -> Mix {
         let w = |v: &[(OpName, u32)]| Mix { weights: v.to_vec() };
         match self {
@@ -84,6 +106,7 @@ impl WorkloadKind {
             WorkloadKind::ListAppend => w(&[(OpName::Read, 1), (OpName::Append, 1)]),
             WorkloadKind::Session => w(&[(OpName::Read, 2), (OpName::Write, 1)]),
             WorkloadKind::MultiKey => w(&[(OpName::MultiRead, 1), (OpName::Write, 1)]),
+            WorkloadKind::TxnListAppend | WorkloadKind::TxnRwRegister => w(&[]),
         }
     }
 }
@@ -197,6 +220,9 @@ pub struct WorkloadConfig {
     pub ops_per_key: u64,
     /// Keys per snapshot read (multi-key).
     pub multi_read_keys: usize,
+    /// The transactional workloads' knobs (unused by the others).
+    #[serde(default)]
+    pub txn: TxnConfig,
 }
 
 impl WorkloadConfig {
@@ -207,6 +233,7 @@ impl WorkloadConfig {
             WorkloadKind::ListAppend => (8, 60),
             WorkloadKind::Session => (16, 0),
             WorkloadKind::MultiKey => (8, 0),
+            WorkloadKind::TxnListAppend | WorkloadKind::TxnRwRegister => (8, 0),
         };
         WorkloadConfig {
             kind,
@@ -215,6 +242,7 @@ impl WorkloadConfig {
             mix: kind.default_mix(),
             ops_per_key,
             multi_read_keys: 4,
+            txn: TxnConfig::default(),
         }
     }
 
@@ -223,6 +251,9 @@ impl WorkloadConfig {
         let bad = |m: String| Err(WorkloadError::BadConfig(m));
         if self.key_count == 0 || self.key_count > MAX_KEY_COUNT {
             return bad(format!("key count {} not within 1..={MAX_KEY_COUNT}", self.key_count));
+        }
+        if self.kind.is_txn() {
+            return self.txn.validate().map_err(|(_, m)| WorkloadError::BadConfig(m));
         }
         if self.mix.total() == 0 {
             return bad("the operation mix has no weight".into());
@@ -248,14 +279,15 @@ impl WorkloadConfig {
         Ok(())
     }
 
-    /// The generator of worker `worker` under `seed`.
-    pub fn generator(&self, seed: u64, worker: usize) -> Generator {
-        Generator::new(self.clone(), seed, worker)
+    /// The generator of worker `worker` (of `workers`) under `seed`.
+    pub fn generator(&self, seed: u64, worker: usize, workers: usize) -> Generator {
+        Generator::new(self.clone(), seed, worker, workers)
     }
 
     /// The reads the harness takes on every node after healing: every key
     /// touched (at most [`MAX_FINAL_KEYS`], the latest ones), singly or, for
-    /// multi-key, as snapshots.
+    /// multi-key, as snapshots, for the transactional workloads, as
+    /// read-only transactions.
     pub fn final_reads(&self, keys: &BTreeSet<String>) -> Vec<Request> {
         let skip = keys.len().saturating_sub(MAX_FINAL_KEYS);
         let mut latest: Vec<&String> = keys.iter().collect();
@@ -269,6 +301,9 @@ impl WorkloadConfig {
                     keys: c.iter().map(|k| (*k).clone()).collect(),
                 })
                 .collect(),
+            WorkloadKind::TxnListAppend | WorkloadKind::TxnRwRegister => {
+                latest.chunks(FINAL_TXN_READ_KEYS).map(txn_gen::read_only).collect()
+            }
             _ => latest.iter().map(|k| Request::Read { key: (*k).clone() }).collect(),
         }
     }
@@ -286,30 +321,36 @@ pub struct Generator {
     last_written: Option<String>,
     /// The value this worker last wrote to each key (cas expects it).
     my_values: std::collections::HashMap<String, i64>,
+    /// The transactional workloads' generator, which makes every operation.
+    txn: Option<TxnGenerator>,
 }
 
 impl Generator {
-    fn new(cfg: WorkloadConfig, seed: u64, worker: usize) -> Generator {
-        let zipf_cdf = match cfg.key_dist {
-            KeyDist::Uniform => Vec::new(),
-            KeyDist::Zipf(s) => {
-                let w: Vec<f64> = (0..cfg.key_count).map(|i| 1.0 / ((i + 1) as f64).powf(s)).collect();
-                let total: f64 = w.iter().sum();
-                w.iter()
-                    .scan(0.0, |acc, x| {
-                        *acc += x / total;
-                        Some(*acc)
-                    })
-                    .collect()
-            }
-        };
+    fn new(cfg: WorkloadConfig, seed: u64, worker: usize, workers: usize) -> Generator {
         let stream = (worker as u64).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let rng = ChaCha8Rng::seed_from_u64(seed ^ stream);
+        let txn = cfg.kind.is_txn().then(|| {
+            let appends = cfg.kind == WorkloadKind::TxnListAppend;
+            let prefix = cfg.kind.key_prefix();
+            let (keys, dist) = (cfg.key_count, cfg.key_dist);
+            TxnGenerator::new(
+                cfg.txn.clone(),
+                appends,
+                prefix,
+                keys,
+                dist,
+                rng.clone(),
+                worker,
+                workers,
+            )
+        });
         Generator {
-            rng: ChaCha8Rng::seed_from_u64(seed ^ stream),
+            zipf_cdf: key_cdf(cfg.key_dist, cfg.key_count),
+            txn,
+            rng,
             worker,
             ops: 0,
             next_value: 0,
-            zipf_cdf,
             last_written: None,
             my_values: Default::default(),
             cfg,
@@ -322,11 +363,7 @@ impl Generator {
     }
 
     fn key_index(&mut self) -> usize {
-        if self.zipf_cdf.is_empty() {
-            return self.rng.gen_range(0..self.cfg.key_count);
-        }
-        let x: f64 = self.rng.gen();
-        self.zipf_cdf.partition_point(|c| *c < x).min(self.cfg.key_count - 1)
+        draw_index(&mut self.rng, &self.zipf_cdf, self.cfg.key_count)
     }
 
     fn key_name(&self, index: usize) -> String {
@@ -345,6 +382,9 @@ impl Generator {
 
     /// The next operation.
     pub fn next_op(&mut self) -> Request {
+        if let Some(txn) = &mut self.txn {
+            return txn.next_txn();
+        }
         let op = self.cfg.mix.draw(&mut self.rng);
         let req = match op {
             OpName::Read => {
@@ -399,13 +439,38 @@ impl Generator {
     }
 }
 
+/// The cumulative distribution of key indexes under `dist` (empty for
+/// uniform: [`draw_index`] then draws directly).
+pub(crate) fn key_cdf(dist: KeyDist, key_count: usize) -> Vec<f64> {
+    let KeyDist::Zipf(s) = dist else {
+        return Vec::new();
+    };
+    let w: Vec<f64> = (0..key_count).map(|i| 1.0 / ((i + 1) as f64).powf(s)).collect();
+    let total: f64 = w.iter().sum();
+    w.iter()
+        .scan(0.0, |acc, x| {
+            *acc += x / total;
+            Some(*acc)
+        })
+        .collect()
+}
+
+/// A key index in `0..key_count`, drawn by `cdf` ([`key_cdf`]).
+pub(crate) fn draw_index(rng: &mut ChaCha8Rng, cdf: &[f64], key_count: usize) -> usize {
+    if cdf.is_empty() {
+        return rng.gen_range(0..key_count);
+    }
+    let x: f64 = rng.gen();
+    cdf.partition_point(|c| *c < x).min(key_count - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
 
     fn ops(cfg: &WorkloadConfig, seed: u64, worker: usize, n: usize) -> Vec<Request> {
-        let mut g = cfg.generator(seed, worker);
+        let mut g = cfg.generator(seed, worker, 8);
         (0..n).map(|_| g.next_op()).collect()
     }
 

@@ -7,6 +7,8 @@
 //!   `session` and `multi-key` workloads. A worker's sequence of operations
 //!   is a pure function of (workload config, seed, worker number), and every
 //!   value written to a key is unique, so a read names the write it saw.
+//! - [`txn_gen`]: seeded generators for the transactional workloads,
+//!   `txn-list-append` and `txn-rw-register` (Elle's), with their knobs.
 //! - [`client`]: the `Client` boundary (send one operation, say honestly
 //!   whether it is ok, fail or info) and [`server_client`], its
 //!   implementation for faultline-server's framed-JSON protocol.
@@ -28,6 +30,7 @@ pub mod generator;
 pub mod redis_client;
 pub mod request;
 pub mod server_client;
+pub mod txn_gen;
 
 pub use client::{Client, Completion, Outcome};
 pub use error::WorkloadError;
@@ -36,3 +39,4 @@ pub use generator::{Generator, KeyDist, Mix, WorkloadConfig, WorkloadKind};
 pub use redis_client::{RedisClient, RedisClientConfig, RedisReads};
 pub use request::{Request, TxnOp};
 pub use server_client::{ReadRouting, ServerClient, ServerClientConfig};
+pub use txn_gen::{TxnConfig, TxnKnob};

@@ -299,6 +299,11 @@ impl ServerClient {
         };
         match reply.result {
             wire::Outcome::Ok => {
+                if let Err(why) = txn_reply_fits(req, &reply.value) {
+                    // Committed, by the server's word, but what it read is
+                    // unreadable: record nothing the checker would trust.
+                    return Judged::Done(Completion::info(Some(answered_by), why));
+                }
                 self.note_lsn(&reply);
                 if req.is_write() || self.cfg.read_routing == ReadRouting::Leader {
                     self.leader = Some(answered_by.clone());
@@ -360,6 +365,34 @@ fn wire_op(req: &Request) -> Op {
             ops: ops.iter().map(micro_op).collect(),
         },
     }
+}
+
+/// Whether an ok reply to a transaction is its micro-ops in the order sent
+/// (the same function, key and written value each; reads filled in). A
+/// reply of another shape could put a read the server never made into the
+/// history, so it is refused.
+fn txn_reply_fits(req: &Request, returned: &Value) -> Result<(), String> {
+    let Request::Txn { ops } = req else {
+        return Ok(());
+    };
+    let bad = |why: String| Err(format!("malformed txn reply: {why}"));
+    let Some(got) = returned.as_array() else {
+        return bad(format!("expected a list of micro-ops, got {returned}"));
+    };
+    if got.len() != ops.len() {
+        return bad(format!("{} micro-ops for the {} sent", got.len(), ops.len()));
+    }
+    for (i, (op, m)) in ops.iter().zip(got).enumerate() {
+        let sent = op.to_value(Value::Null);
+        let fits = match m.as_array().map(Vec::as_slice) {
+            Some([f, k, v]) => f == &sent[0] && k == &sent[1] && (!op.is_write() || v == &sent[2]),
+            _ => false,
+        };
+        if !fits {
+            return bad(format!("micro-op {i} came back as {m}, sent {sent}"));
+        }
+    }
+    Ok(())
 }
 
 fn micro_op(op: &TxnOp) -> MicroOp {
@@ -448,13 +481,17 @@ pub async fn status(node: &str, addr: SocketAddr, timeout: Duration) -> Result<V
 }
 
 #[cfg(test)]
+#[path = "server_client_txn_tests.rs"]
+mod txn_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A node that answers each request with `reply(request)`.
-    async fn node(reply: fn(Value) -> Option<Value>) -> SocketAddr {
+    pub(super) async fn node(reply: fn(Value) -> Option<Value>) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move {
@@ -480,7 +517,7 @@ mod tests {
         addr
     }
 
-    fn client(addr: SocketAddr) -> ServerClient {
+    pub(super) fn client(addr: SocketAddr) -> ServerClient {
         ServerClient::new(ServerClientConfig {
             routes: [("n1".to_owned(), addr)].into(),
             home: "n1".into(),

@@ -396,6 +396,47 @@ mod tests {
     }
 
     #[test]
+    fn the_transactional_workloads_and_their_knobs_are_keys() {
+        let text = r#"
+            [[test]]
+            name = "rc"
+            workload = "txn-list-append"
+            server = "isolation=read-committed"
+            keys = 5
+            min_txn_length = 2
+            max_txn_length = 6
+            max_writes_per_key = 32
+            read_share = 0.25
+            expect = { transactional = "fail" }
+            [[test]]
+            name = "on-redis"
+            db = "redis"
+            workload = "txn-rw-register"
+            [[test]]
+            name = "mixed"
+            workload = "txn-rw-register"
+            ops_per_key = 10
+        "#;
+        let f: CampaignFile = toml::from_str(text).unwrap();
+        let rc = plan_test(&f.spec(0).unwrap(), 0, 1).unwrap();
+        let w = &rc.config.workload;
+        assert_eq!((w.kind.name(), w.key_count), ("txn-list-append", 5));
+        assert_eq!(
+            (w.txn.min_length, w.txn.max_length, w.txn.max_writes_per_key),
+            (2, 6, 32)
+        );
+        assert_eq!(w.txn.read_share, 0.25);
+        assert_eq!(rc.expect["transactional"], Expect::Fail);
+        let e = plan_test(&f.spec(1).unwrap(), 1, 1).unwrap_err();
+        assert!(
+            e.starts_with("test \"on-redis\": workload: txn-rw-register needs a database"),
+            "{e}"
+        );
+        let e = plan_test(&f.spec(2).unwrap(), 2, 1).unwrap_err();
+        assert!(e.starts_with("test \"mixed\": ops_per_key: means nothing"), "{e}");
+    }
+
+    #[test]
     fn unknown_meets_no_expectation() {
         assert!(!Expect::Pass.holds(Validity::Unknown));
         assert!(!Expect::Fail.holds(Validity::Unknown));

@@ -153,6 +153,15 @@ pub enum DbKind {
 }
 
 impl DbKind {
+    /// Whether its client runs multi-key transactions (the `txn-*`
+    /// workloads).
+    pub fn runs_transactions(self) -> bool {
+        match self {
+            DbKind::Faultline => true,
+            DbKind::Etcd | DbKind::Redis => false,
+        }
+    }
+
     /// The name `--db` takes.
     pub fn name(self) -> &'static str {
         match self {
@@ -311,8 +320,26 @@ impl RunConfig {
     }
 
     /// The workload's own check, blamed on the setting that breaks it:
-    /// the key count alone, else the mix, else the snapshot size.
+    /// the key count alone, else the mix, else the snapshot size; for a
+    /// transactional workload, the knob at fault, and a database that runs
+    /// no transactions.
     fn validate_workload(&self) -> Result<(), Invalid> {
+        if self.workload.kind.is_txn() {
+            if !self.db.kind().runs_transactions() {
+                return Err(Invalid::new(
+                    Field::Workload,
+                    format!(
+                        "{} needs a database that runs transactions; {} does not",
+                        self.workload.kind.name(),
+                        self.db.kind().name()
+                    ),
+                ));
+            }
+            self.workload
+                .txn
+                .validate()
+                .map_err(|(knob, m)| Invalid::new(super::spec::txn_field(knob), m))?;
+        }
         let Err(e) = self.workload.validate() else {
             return Ok(());
         };
@@ -483,6 +510,34 @@ mod tests {
         cfg = RunConfig::new(1);
         cfg.db = DbConfig::faultline("ack none");
         assert_eq!(cfg.validate().unwrap_err().field, Field::Server);
+    }
+
+    #[test]
+    fn a_transactional_workload_needs_a_database_that_runs_transactions() {
+        let mut cfg = RunConfig::new(1);
+        cfg.workload = WorkloadConfig::new(WorkloadKind::TxnRwRegister);
+        cfg.validate().unwrap();
+        for db in [
+            DbConfig::Etcd {
+                serializable_reads: false,
+            },
+            DbConfig::Redis {
+                reads: RedisReads::Primary,
+                wait: 0,
+                failover_wait: false,
+            },
+        ] {
+            cfg.db = db;
+            let e = cfg.validate().unwrap_err();
+            assert_eq!(e.field, Field::Workload);
+            assert!(e.message.contains("runs transactions"), "{}", e.message);
+        }
+        cfg.db = DbConfig::safe();
+        cfg.workload.txn.read_share = 1.0;
+        assert_eq!(cfg.validate().unwrap_err().field, Field::ReadShare);
+        cfg.workload.txn.read_share = 0.5;
+        cfg.workload.txn.max_length = 0;
+        assert_eq!(cfg.validate().unwrap_err().field, Field::MaxTxnLength);
     }
 
     #[test]

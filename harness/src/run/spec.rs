@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use faultline_nemesis::FaultKind;
 use faultline_txn::Model;
-use faultline_workloads::{KeyDist, Mix, ReadRouting, RedisReads, WorkloadConfig, WorkloadKind};
+use faultline_workloads::{KeyDist, Mix, ReadRouting, RedisReads, TxnKnob, WorkloadConfig, WorkloadKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,11 @@ pub struct RunSpec {
     pub mix: Option<String>,
     pub ops_per_key: Option<u64>,
     pub multi_read_keys: Option<usize>,
+    /// The transactional workloads' knobs (Elle's names).
+    pub min_txn_length: Option<usize>,
+    pub max_txn_length: Option<usize>,
+    pub max_writes_per_key: Option<u64>,
+    pub read_share: Option<f64>,
     pub concurrency: Option<usize>,
     pub rate: Option<f64>,
     pub time_limit_s: Option<f64>,
@@ -83,6 +88,10 @@ pub enum Field {
     Mix,
     OpsPerKey,
     MultiReadKeys,
+    MinTxnLength,
+    MaxTxnLength,
+    MaxWritesPerKey,
+    ReadShare,
     Concurrency,
     Rate,
     TimeLimit,
@@ -102,7 +111,7 @@ pub enum Field {
 }
 
 /// Each field's TOML key and flag.
-const NAMES: [(Field, &str, &str); 25] = [
+const NAMES: [(Field, &str, &str); 29] = [
     (Field::Test, "name", "--test"),
     (Field::Nodes, "nodes", "--nodes"),
     (Field::Server, "server", "--server"),
@@ -112,6 +121,10 @@ const NAMES: [(Field, &str, &str); 25] = [
     (Field::Mix, "mix", "--mix"),
     (Field::OpsPerKey, "ops_per_key", "--ops-per-key"),
     (Field::MultiReadKeys, "multi_read_keys", "--multi-read-keys"),
+    (Field::MinTxnLength, "min_txn_length", "--min-txn-length"),
+    (Field::MaxTxnLength, "max_txn_length", "--max-txn-length"),
+    (Field::MaxWritesPerKey, "max_writes_per_key", "--max-writes-per-key"),
+    (Field::ReadShare, "read_share", "--read-share"),
     (Field::Concurrency, "concurrency", "--concurrency"),
     (Field::Rate, "rate", "--rate"),
     (Field::TimeLimit, "time_limit_s", "--time-limit"),
@@ -290,6 +303,7 @@ fn set_numbers(spec: &RunSpec, cfg: &mut RunConfig) {
 }
 
 fn workload(spec: &RunSpec, kind: WorkloadKind) -> Result<WorkloadConfig, Invalid> {
+    knobs_fit(spec, kind)?;
     let mut w = WorkloadConfig::new(kind);
     if let Some(d) = parsed(Field::KeyDist, spec.key_dist.as_deref(), KeyDist::parse)? {
         w.key_dist = d;
@@ -300,7 +314,52 @@ fn workload(spec: &RunSpec, kind: WorkloadKind) -> Result<WorkloadConfig, Invali
     w.key_count = spec.keys.unwrap_or(w.key_count);
     w.ops_per_key = spec.ops_per_key.unwrap_or(w.ops_per_key);
     w.multi_read_keys = spec.multi_read_keys.unwrap_or(w.multi_read_keys);
+    let t = &mut w.txn;
+    t.min_length = spec.min_txn_length.unwrap_or(t.min_length);
+    t.max_length = spec.max_txn_length.unwrap_or(t.max_length);
+    t.max_writes_per_key = spec.max_writes_per_key.unwrap_or(t.max_writes_per_key);
+    t.read_share = spec.read_share.unwrap_or(t.read_share);
     Ok(w)
+}
+
+/// Refuses a knob of the other family of workloads, which would silently
+/// do nothing: the transactional workloads mix micro-operations by
+/// `read_share` and retire keys by `max_writes_per_key`; the single-key
+/// ones take a mix, `ops_per_key` and snapshot sizes.
+fn knobs_fit(spec: &RunSpec, kind: WorkloadKind) -> Result<(), Invalid> {
+    let single_key = [
+        (Field::Mix, spec.mix.is_some()),
+        (Field::OpsPerKey, spec.ops_per_key.is_some()),
+        (Field::MultiReadKeys, spec.multi_read_keys.is_some()),
+    ];
+    let txn = [
+        (Field::MinTxnLength, spec.min_txn_length.is_some()),
+        (Field::MaxTxnLength, spec.max_txn_length.is_some()),
+        (Field::MaxWritesPerKey, spec.max_writes_per_key.is_some()),
+        (Field::ReadShare, spec.read_share.is_some()),
+    ];
+    let foreign = if kind.is_txn() {
+        single_key.as_slice()
+    } else {
+        txn.as_slice()
+    };
+    match foreign.iter().find(|(_, given)| *given) {
+        Some((field, _)) => Err(Invalid::new(
+            *field,
+            format!("means nothing to the {} workload", kind.name()),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The field of a transactional workload's knob.
+pub fn txn_field(knob: TxnKnob) -> Field {
+    match knob {
+        TxnKnob::MinLength => Field::MinTxnLength,
+        TxnKnob::MaxLength => Field::MaxTxnLength,
+        TxnKnob::MaxWritesPerKey => Field::MaxWritesPerKey,
+        TxnKnob::ReadShare => Field::ReadShare,
+    }
 }
 
 /// The database and its options; an option of another database is an
@@ -426,6 +485,13 @@ fn workload_args(a: &mut Args, w: &WorkloadConfig) {
     a.opt("--workload", w.kind.name());
     a.opt("--keys", w.key_count);
     a.opt("--key-dist", dist);
+    if w.kind.is_txn() {
+        a.opt("--min-txn-length", w.txn.min_length);
+        a.opt("--max-txn-length", w.txn.max_length);
+        a.opt("--max-writes-per-key", w.txn.max_writes_per_key);
+        a.opt("--read-share", w.txn.read_share);
+        return;
+    }
     a.opt("--mix", mix.join(","));
     a.opt("--ops-per-key", w.ops_per_key);
     a.opt("--multi-read-keys", w.multi_read_keys);

@@ -143,7 +143,9 @@ impl PgClientConfig {
             }
         }
         if self.timeout_ms == 0 || self.connect_timeout_ms == 0 {
-            return Err(WorkloadError::BadConfig("postgres client timeouts must be positive".into()));
+            return Err(WorkloadError::BadConfig(
+                "postgres client timeouts must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -390,13 +392,24 @@ async fn execute(
     commit_sent: &AtomicBool,
 ) -> Result<Value, Committing> {
     let sent = |e: tokio_postgres::Error| Committing::of(&e, true);
-    if matches!(req, Request::Write { .. } | Request::Append { .. } | Request::Cas { .. }) {
+    if matches!(
+        req,
+        Request::Write { .. } | Request::Append { .. } | Request::Cas { .. }
+    ) {
         commit_sent.store(true, Ordering::SeqCst);
     }
     match req {
         Request::Read { key } => read_one(conn, key).await.map_err(|e| Committing::of(&e, false)),
-        Request::Write { key, value } => conn.execute(WRITE_SQL, &[key, value]).await.map(|_| Value::Null).map_err(sent),
-        Request::Append { key, value } => conn.execute(APPEND_SQL, &[key, value]).await.map(|_| Value::Null).map_err(sent),
+        Request::Write { key, value } => conn
+            .execute(WRITE_SQL, &[key, value])
+            .await
+            .map(|_| Value::Null)
+            .map_err(sent),
+        Request::Append { key, value } => conn
+            .execute(APPEND_SQL, &[key, value])
+            .await
+            .map(|_| Value::Null)
+            .map_err(sent),
         Request::Cas { key, expected, new } => {
             let n = match expected {
                 Some(e) => conn.execute(CAS_SQL, &[key, e, new]).await,
@@ -449,20 +462,34 @@ async fn transaction(
     commit_sent: &AtomicBool,
 ) -> Result<Value, Committing> {
     let early = |e: tokio_postgres::Error| Committing::of(&e, false);
-    let read_only = if ops.iter().any(TxnOp::is_write) { "" } else { " READ ONLY" };
+    let read_only = if ops.iter().any(TxnOp::is_write) {
+        ""
+    } else {
+        " READ ONLY"
+    };
     let begin = format!("BEGIN ISOLATION LEVEL {}{read_only}", isolation.sql());
     conn.batch_execute(&begin).await.map_err(early)?;
     let mut done = Vec::with_capacity(ops.len());
     for op in ops {
         let read = match op {
             TxnOp::Read { key } => read_one(conn, key).await.map_err(early)?,
-            TxnOp::Append { key, value } => conn.execute(APPEND_SQL, &[key, value]).await.map(|_| Value::Null).map_err(early)?,
-            TxnOp::Write { key, value } => conn.execute(WRITE_SQL, &[key, value]).await.map(|_| Value::Null).map_err(early)?,
+            TxnOp::Append { key, value } => conn
+                .execute(APPEND_SQL, &[key, value])
+                .await
+                .map(|_| Value::Null)
+                .map_err(early)?,
+            TxnOp::Write { key, value } => conn
+                .execute(WRITE_SQL, &[key, value])
+                .await
+                .map(|_| Value::Null)
+                .map_err(early)?,
         };
         done.push(op.to_value(read));
     }
     commit_sent.store(true, Ordering::SeqCst);
-    conn.batch_execute("COMMIT").await.map_err(|e| Committing::of(&e, true))?;
+    conn.batch_execute("COMMIT")
+        .await
+        .map_err(|e| Committing::of(&e, true))?;
     Ok(Value::Array(done))
 }
 

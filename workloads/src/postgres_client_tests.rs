@@ -31,7 +31,10 @@ fn a_commit_without_an_answer_is_info_and_anything_before_it_fail() {
     let late = Committing::timed_out(Duration::from_millis(5), true);
     assert!(is_info(classify(true, &late)));
     let early = Committing::timed_out(Duration::from_millis(5), false);
-    assert!(!is_info(classify(true, &early)), "a transaction dropped before COMMIT rolls back");
+    assert!(
+        !is_info(classify(true, &early)),
+        "a transaction dropped before COMMIT rolls back"
+    );
 }
 
 #[test]
@@ -72,7 +75,10 @@ fn a_config_needs_routes_to_its_primary_and_home() {
         connect_timeout_ms: 100,
     };
     assert!(PgClient::new(cfg.clone()).is_err());
-    let ok = PgClientConfig { home: "n1".into(), ..cfg };
+    let ok = PgClientConfig {
+        home: "n1".into(),
+        ..cfg
+    };
     assert!(PgClient::new(ok).is_ok());
 }
 
@@ -80,7 +86,10 @@ fn a_config_needs_routes_to_its_primary_and_home() {
 async fn an_operation_with_no_server_fails_and_is_never_ok() {
     // A port nobody listens on: the connection cannot be had, so nothing
     // was sent, and even a write is certainly not applied.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let cfg = PgClientConfig {
         routes: [("n1".to_owned(), port)].into(),
         primary: Arc::new(RwLock::new("n1".into())),
@@ -92,6 +101,11 @@ async fn an_operation_with_no_server_fails_and_is_never_ok() {
         connect_timeout_ms: 500,
     };
     let mut c = PgClient::new(cfg).unwrap();
-    let w = c.call(&Request::Write { key: "k".into(), value: 1 }).await;
+    let w = c
+        .call(&Request::Write {
+            key: "k".into(),
+            value: 1,
+        })
+        .await;
     assert_eq!(w.outcome, Outcome::Fail, "{w:?}");
 }

@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 
 use super::db::{self, ClientSpec, Db, DbError, Layout, ServerDb};
 use super::store::Store;
-use super::{etcd, postgres, redis, surroundings, DbConfig, DbKind, NetKind, RunConfig, RunEnv, RunError, READY_TIMEOUT_MS};
+use super::{
+    etcd, postgres, redis, surroundings, DbConfig, DbKind, NetKind, RunConfig, RunEnv, RunError, READY_TIMEOUT_MS,
+};
 
 /// The ports nodes listen on inside their own namespaces (each namespace
 /// has a port space of its own, so no two runs or nodes collide): the main
@@ -455,7 +457,11 @@ fn node_bins(cfg: &RunConfig, env: &RunEnv, placed: &Placement) -> Result<NodeBi
         server,
         etcd: env.bins.etcd.clone().unwrap_or_else(|| "etcd".into()),
         redis: env.bins.redis.clone().unwrap_or_else(|| "redis-server".into()),
-        postgres: env.bins.postgres.clone().unwrap_or_else(|| postgres::DEFAULT_BIN_DIR.into()),
+        postgres: env
+            .bins
+            .postgres
+            .clone()
+            .unwrap_or_else(|| postgres::DEFAULT_BIN_DIR.into()),
         diskfs,
     })
 }
@@ -463,7 +469,11 @@ fn node_bins(cfg: &RunConfig, env: &RunEnv, placed: &Placement) -> Result<NodeBi
 /// PostgreSQL's programs' folder on this machine: the one given, else
 /// Debian's; checked only when the run needs it.
 fn pg_bin_dir(env: &RunEnv, needed: bool) -> Result<PathBuf, DbError> {
-    let dir = env.bins.postgres.clone().unwrap_or_else(|| postgres::DEFAULT_BIN_DIR.into());
+    let dir = env
+        .bins
+        .postgres
+        .clone()
+        .unwrap_or_else(|| postgres::DEFAULT_BIN_DIR.into());
     if needed && !dir.join("postgres").is_file() {
         return Err(DbError::NoBinary {
             name: "postgres".into(),

@@ -179,7 +179,10 @@ pub fn validate(o: &PgOptions, nodes: usize) -> Result<(), Invalid> {
     if o.sync.count() > standbys {
         return Err(Invalid::new(
             Field::PgSync,
-            format!("{} waits for more standbys than the {standbys} there are", o.sync.word()),
+            format!(
+                "{} waits for more standbys than the {standbys} there are",
+                o.sync.word()
+            ),
         ));
     }
     Ok(())

@@ -177,7 +177,18 @@ impl PostgresDb {
             return Ok(());
         }
         let d = dir.display().to_string();
-        self.run_raw(node, "chown".into(), vec![format!("{PG_USER}:{PG_USER}"), d.clone()], ADMIN_TIMEOUT_MS)?;
+        // `data/` exists already when it is a disk-fault filesystem's mount.
+        let give = r#"chown "$1" "$2" && { [ ! -d "$3" ] || chown "$1" "$3"; }"#;
+        let owner = format!("{PG_USER}:{PG_USER}");
+        let args = vec![
+            "-c".into(),
+            give.into(),
+            "sh".into(),
+            owner,
+            d.clone(),
+            self.pgdata(node),
+        ];
+        self.run_raw(node, "sh".into(), args, ADMIN_TIMEOUT_MS)?;
         let walk = r#"d=$(dirname "$1"); while [ "$d" != / ]; do chmod o+x "$d" || exit 1; d=$(dirname "$d"); done"#;
         let args = vec!["-c".into(), walk.into(), "sh".into(), d];
         self.run_raw(node, "sh".into(), args, ADMIN_TIMEOUT_MS).map(|_| ())
@@ -192,8 +203,23 @@ impl PostgresDb {
     /// `initdb` with data checksums, then the shared settings and trust.
     fn init_primary(&self, node: &str) -> Result<(), DbError> {
         let data = self.pgdata(node);
-        let args = ["-D", &data, "-U", PG_USER, "--auth=trust", "--data-checksums", "-E", "UTF8", "--no-sync"];
-        self.pg_run(node, "initdb", args.iter().map(|s| (*s).to_owned()).collect(), SETUP_TIMEOUT_MS)?;
+        let args = [
+            "-D",
+            &data,
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "--data-checksums",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ];
+        self.pg_run(
+            node,
+            "initdb",
+            args.iter().map(|s| (*s).to_owned()).collect(),
+            SETUP_TIMEOUT_MS,
+        )?;
         let conf = shared_settings(&self.opts, &self.layout().nodes);
         let append = r#"printf '%s' "$1" >> "$2" && printf '%s' "$3" >> "$4""#;
         let (c, h) = (format!("{data}/postgresql.conf"), format!("{data}/pg_hba.conf"));
@@ -203,7 +229,11 @@ impl PostgresDb {
     /// The `primary_conninfo` of `node` following `primary`.
     fn conninfo(&self, node: &str, primary: &str) -> String {
         let to = self.layout().dial(node, primary);
-        format!("host={} port={} user={PG_USER} application_name={node}", to.ip(), to.port())
+        format!(
+            "host={} port={} user={PG_USER} application_name={node}",
+            to.ip(),
+            to.port()
+        )
     }
 
     /// Makes `node` a standby of `primary`: a base backup from it.
@@ -211,7 +241,12 @@ impl PostgresDb {
         let data = self.pgdata(node);
         let conninfo = self.conninfo(node, primary);
         let args = ["-D", &data, "-d", &conninfo, "-X", "stream", "-R", "-c", "fast", "-N"];
-        self.pg_run(node, "pg_basebackup", args.iter().map(|s| (*s).to_owned()).collect(), SETUP_TIMEOUT_MS)?;
+        self.pg_run(
+            node,
+            "pg_basebackup",
+            args.iter().map(|s| (*s).to_owned()).collect(),
+            SETUP_TIMEOUT_MS,
+        )?;
         self.set_standby_files(node, primary)
     }
 
@@ -229,7 +264,16 @@ impl PostgresDb {
     fn wait_accepting(&self, node: &str) -> Result<(), DbError> {
         let addr = self.layout().listen[node];
         let deadline = Instant::now() + Duration::from_millis(ACCEPT_TIMEOUT_MS);
-        let args = |_: ()| vec!["-h".into(), addr.ip().to_string(), "-p".into(), addr.port().to_string(), "-t".into(), "1".into()];
+        let args = |_: ()| {
+            vec![
+                "-h".into(),
+                addr.ip().to_string(),
+                "-p".into(),
+                addr.port().to_string(),
+                "-t".into(),
+                "1".into(),
+            ]
+        };
         loop {
             let probe = self.run_raw(node, self.bin_dir.join("pg_isready"), args(()), ADMIN_TIMEOUT_MS);
             if probe.is_ok() {
@@ -297,7 +341,11 @@ mod ops;
 /// The last line a command wrote, for an error message.
 fn last_line_of(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_owned()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// A node's WAL position as a number (`X/Y` is two 32-bit halves).
@@ -381,7 +429,15 @@ impl Db for PostgresDb {
     fn stop_all(&self) -> Result<(), DbError> {
         for (node, pid) in self.daemons.procs.pids() {
             self.signal_group(&node, pid, "CONT");
-            let args = vec!["stop".into(), "-D".into(), self.pgdata(&node), "-m".into(), "immediate".into(), "-t".into(), "10".into()];
+            let args = vec![
+                "stop".into(),
+                "-D".into(),
+                self.pgdata(&node),
+                "-m".into(),
+                "immediate".into(),
+                "-t".into(),
+                "10".into(),
+            ];
             if let Err(e) = self.pg_run(&node, "pg_ctl", args, 15_000) {
                 tracing::debug!(node = %node, error = %e, "pg_ctl stop");
             }
@@ -395,10 +451,52 @@ impl Db for PostgresDb {
     }
 }
 
+/// Kills the PostgreSQL processes on this machine whose postmaster is
+/// gone (a backend, `postgres: ...` in its title, whose parent is init):
+/// what a killed run leaves when it had paused a node, since a stopped
+/// backend never notices its postmaster died. A live cluster's backends
+/// are children of their postmaster and are never touched. Returns what
+/// it killed, as `pid title`.
+pub fn clean_orphans() -> Vec<String> {
+    let mut killed = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let title = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let title = String::from_utf8_lossy(&title).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if !title.starts_with("postgres: ") || parent_of(&stat) != Some(1) {
+            continue;
+        }
+        for signal in ["CONT", "KILL"] {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", signal, &pid.to_string()])
+                .output();
+        }
+        killed.push(format!("{pid} {}", title.trim()));
+    }
+    killed
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line (the field after the
+/// parenthesised command name, which may hold spaces, and the state).
+fn parent_of(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::run::pg_options::{PgCommit, PgSync};
+
+    #[test]
+    fn the_parent_is_read_past_a_command_name_with_spaces() {
+        assert_eq!(parent_of("42 (postgres: n1: walwriter ) T 1 42 42 0"), Some(1));
+        assert_eq!(parent_of("7 (sh) S 6 7"), Some(6));
+        assert_eq!(parent_of("garbage"), None);
+    }
 
     #[test]
     fn lsns_read_as_numbers_in_order() {

@@ -47,7 +47,9 @@ impl PostgresDb {
     async fn most_advanced_standby(&self, old: &str) -> Option<(String, u64)> {
         let mut best: Option<(String, u64)> = None;
         for n in self.layout().nodes.iter().filter(|n| *n != old) {
-            let Ok(rows) = self.ask(n, POSITION_SQL).await else { continue };
+            let Ok(rows) = self.ask(n, POSITION_SQL).await else {
+                continue;
+            };
             let Some(row) = rows.first() else { continue };
             if row.first().cloned().flatten().as_deref() != Some("t") {
                 continue;
@@ -75,7 +77,9 @@ impl PostgresDb {
         let recovery = self.ask(node, "SELECT pg_is_in_recovery()").await?;
         let out_of_recovery = recovery.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("f");
         if !out_of_recovery {
-            return Err(refused(format!("still in recovery after promotion (pg_promote said {rows:?})")));
+            return Err(refused(format!(
+                "still in recovery after promotion (pg_promote said {rows:?})"
+            )));
         }
         Ok(())
     }
@@ -83,7 +87,8 @@ impl PostgresDb {
     /// Points the standby `node` at `primary` and reloads its settings.
     async fn repoint(&self, node: &str, primary: &str) -> Result<(), NodeOpsError> {
         let conninfo = self.conninfo(node, primary).replace('\'', "''");
-        self.ask(node, &format!("ALTER SYSTEM SET primary_conninfo = '{conninfo}'")).await?;
+        self.ask(node, &format!("ALTER SYSTEM SET primary_conninfo = '{conninfo}'"))
+            .await?;
         self.ask(node, "SELECT pg_reload_conf()").await.map(|_| ())
     }
 
@@ -127,14 +132,22 @@ impl PostgresDb {
             Err(e) => return Err(e),
         };
         let to = self.layout().dial(node, primary);
-        let source = format!("--source-server=host={} port={} user=postgres dbname=postgres", to.ip(), to.port());
+        let source = format!(
+            "--source-server=host={} port={} user=postgres dbname=postgres",
+            to.ip(),
+            to.port()
+        );
         let args = vec!["-D".to_owned(), self.pgdata(node), source];
         let said = self
             .pg_run(node, "pg_rewind", args, super::SETUP_TIMEOUT_MS)
             .map_err(|e| admin_err("pg_rewind", e))?;
         self.set_standby_files(node, primary)
             .map_err(|e| admin_err("standby.signal", e))?;
-        let started = self.daemons.procs.start(node, &self.daemon_spec(node)).map_err(|e| start_error(node, e))?;
+        let started = self
+            .daemons
+            .procs
+            .start(node, &self.daemon_spec(node))
+            .map_err(|e| start_error(node, e))?;
         Ok(json!({"node": node, "primary": primary, "stopped_pid": pid, "pid": started, "pg_rewind": said.trim()}))
     }
 }

@@ -278,7 +278,7 @@ impl Client for PgClient {
 /// its own (it ends when the connection does).
 pub async fn connect(addr: SocketAddr, timeout_ms: u64) -> Result<PgConn, String> {
     let mut cfg = tokio_postgres::Config::new();
-    cfg.host(&addr.ip().to_string())
+    cfg.host(addr.ip().to_string())
         .port(addr.port())
         .user(PG_USER)
         .dbname("postgres")

@@ -178,7 +178,9 @@ impl PostgresDb {
         }
         let d = dir.display().to_string();
         // `data/` exists already when it is a disk-fault filesystem's mount.
-        let give = r#"chown "$1" "$2" && { [ ! -d "$3" ] || chown "$1" "$3"; }"#;
+        // PostgreSQL wants its data folder 0700, and a base backup does
+        // not fix an existing folder's mode as initdb does.
+        let give = r#"chown "$1" "$2" && { [ ! -d "$3" ] || { chown "$1" "$3" && chmod 700 "$3"; }; }"#;
         let owner = format!("{PG_USER}:{PG_USER}");
         let args = vec![
             "-c".into(),

@@ -7,7 +7,8 @@
 //! namespaces and bridge, and over SSH the daemons it started, the mounts
 //! under its folders and the `inet faultline` table on each machine (a
 //! machine it cannot reach is named, and the run stays registered). Any
-//! `fl-XXXXXX` namespace or bridge that no registration claims goes too;
+//! `fl-XXXXXX` namespace or bridge that no registration claims goes too,
+//! and so do PostgreSQL backends whose postmaster is gone (a paused node's);
 //! runs that are still alive are left alone and listed.
 
 use clap::Args;
@@ -28,13 +29,17 @@ pub fn run(_args: CleanArgs) -> anyhow::Result<u8> {
     for name in &report.strays {
         outln!("removed unregistered {name}");
     }
+    let orphans = faultline_harness::run::postgres::clean_orphans();
+    for p in &orphans {
+        outln!("removed orphaned PostgreSQL process {p}");
+    }
     for id in &report.alive {
         outln!("left run {id} alone: its harness is still running");
     }
     for e in &report.errors {
         eprintln!("faultline: could not remove {e}");
     }
-    if report.removed.is_empty() && report.strays.is_empty() && report.errors.is_empty() {
+    if report.removed.is_empty() && report.strays.is_empty() && report.errors.is_empty() && orphans.is_empty() {
         outln!("nothing to clean");
     }
     Ok(if report.errors.is_empty() { 0 } else { 3 })

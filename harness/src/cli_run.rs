@@ -129,7 +129,7 @@ pub struct RunArgs {
     /// How nodes are joined: proxy (userspace proxies on loopback, no root; the default) or netns (a network namespace per node, partitions as nftables drops; needs root).
     #[arg(long)]
     net: Option<String>,
-    /// The system under test: faultline (the project's server), etcd, or redis.
+    /// The system under test: faultline (the project's server), etcd, redis, or postgres.
     #[arg(long, default_value = "faultline")]
     db: String,
     /// etcd: serializable reads (a member answers from its own state) instead of linearizable ones.
@@ -144,6 +144,21 @@ pub struct RunArgs {
     /// Redis: the failover nemesis first WAITs for every replica, as a careful operator would.
     #[arg(long)]
     redis_failover_wait: bool,
+    /// PostgreSQL: which standbys a commit waits for: off (asynchronous, the default), any:N or first:N (synchronous_standby_names).
+    #[arg(long)]
+    pg_sync: Option<String>,
+    /// PostgreSQL: synchronous_commit: local, remote_write, on (the default) or remote_apply.
+    #[arg(long)]
+    pg_commit: Option<String>,
+    /// PostgreSQL: where reads go: primary (the default), standby (one drawn per read) or home (the client's own node).
+    #[arg(long)]
+    pg_reads: Option<String>,
+    /// PostgreSQL: the isolation level of transactions: read-committed (the default), repeatable-read or serializable.
+    #[arg(long)]
+    pg_isolation: Option<String>,
+    /// PostgreSQL: the failover nemesis stops the old primary first (fenced, the default) or leaves it running (unfenced: split brain).
+    #[arg(long)]
+    pg_failover: Option<String>,
     /// Put the nodes' data on the disk-fault filesystem even without a disk nemesis.
     #[arg(long)]
     diskfs: bool,
@@ -172,6 +187,9 @@ pub struct EnvArgs {
     /// The redis-server binary (default: $PATH).
     #[arg(long)]
     redis_bin: Option<PathBuf>,
+    /// The folder of PostgreSQL's programs (default: /usr/lib/postgresql/15/bin).
+    #[arg(long)]
+    pg_bin_dir: Option<PathBuf>,
     /// The faultline-diskfs binary (default: next to faultline, then $PATH).
     #[arg(long)]
     diskfs_bin: Option<PathBuf>,
@@ -276,6 +294,11 @@ fn spec(args: &RunArgs) -> anyhow::Result<RunSpec> {
         redis_reads: args.redis_reads.clone(),
         redis_wait: args.redis_wait,
         redis_failover_wait: args.redis_failover_wait.then_some(true),
+        pg_sync: args.pg_sync.clone(),
+        pg_commit: args.pg_commit.clone(),
+        pg_reads: args.pg_reads.clone(),
+        pg_isolation: args.pg_isolation.clone(),
+        pg_failover: args.pg_failover.clone(),
         diskfs: Some(args.diskfs),
         ssh_user: Some(args.ssh_user.clone()),
         ssh_port: Some(args.ssh_port),
@@ -300,6 +323,7 @@ fn env(args: &EnvArgs) -> anyhow::Result<RunEnv> {
         bins: Bins {
             etcd: args.etcd_bin.clone(),
             redis: args.redis_bin.clone(),
+            postgres: args.pg_bin_dir.clone(),
             diskfs: args.diskfs_bin.clone(),
             faketime: args.faketime_lib.clone(),
         },

@@ -4,8 +4,9 @@
 
 use super::*;
 use clap::Parser;
+use faultline_harness::run::pg_options::{PgCommit, PgFailover, PgOptions, PgSync};
 use faultline_harness::run::{NetKind, SshSettings};
-use faultline_workloads::{KeyDist, ReadRouting, RedisReads, WorkloadConfig, WorkloadKind};
+use faultline_workloads::{KeyDist, PgIsolation, PgReads, ReadRouting, RedisReads, WorkloadConfig, WorkloadKind};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 
@@ -73,7 +74,41 @@ fn arb_db() -> impl Strategy<Value = DbConfig> {
             wait,
             failover_wait
         }),
+        arb_pg().prop_map(DbConfig::Postgres),
     ]
+}
+
+/// PostgreSQL's options, every value of each (a quorum of at most one
+/// standby, which every cluster of two or more nodes has).
+fn arb_pg() -> impl Strategy<Value = PgOptions> {
+    let sync = vec![PgSync::Off, PgSync::Any(1), PgSync::First(1)];
+    let commit = vec![
+        PgCommit::Local,
+        PgCommit::RemoteWrite,
+        PgCommit::On,
+        PgCommit::RemoteApply,
+    ];
+    let reads = vec![PgReads::Primary, PgReads::Standby, PgReads::Home];
+    let isolation = vec![
+        PgIsolation::ReadCommitted,
+        PgIsolation::RepeatableRead,
+        PgIsolation::Serializable,
+    ];
+    let failover = vec![PgFailover::Fenced, PgFailover::Unfenced];
+    (
+        select(sync),
+        select(commit),
+        select(reads),
+        select(isolation),
+        select(failover),
+    )
+        .prop_map(|(sync, commit, reads, isolation, failover)| PgOptions {
+            sync,
+            commit,
+            reads,
+            isolation,
+            failover,
+        })
 }
 
 fn arb_workload() -> impl Strategy<Value = WorkloadConfig> {
@@ -151,7 +186,8 @@ fn arb_place() -> impl Strategy<Value = (usize, NetKind, Vec<String>, SshSetting
 fn fit_faults(cfg: &mut RunConfig, mut kinds: Vec<FaultKind>, spare_s: f64) {
     let etcd = matches!(cfg.db, DbConfig::Etcd { .. });
     kinds.retain(|k| !(etcd && (k.needs_clock() || (cfg.net == NetKind::Proxy && k.cuts_links()))));
-    kinds.retain(|k| *k != FaultKind::Failover || matches!(cfg.db, DbConfig::Redis { .. }));
+    kinds.retain(|k| *k != FaultKind::Failover || matches!(cfg.db, DbConfig::Redis { .. } | DbConfig::Postgres(_)));
+    kinds.retain(|k| !(matches!(cfg.db, DbConfig::Postgres(_)) && k.needs_clock()));
     cfg.time_limit_s = cfg.nemesis_interval_s * 2.0 * kinds.len() as f64 + spare_s;
     cfg.nemesis = kinds;
 }
@@ -185,6 +221,11 @@ fn arb_config() -> impl Strategy<Value = RunConfig> {
             cfg.db = DbConfig::safe();
         }
         (cfg.nodes, cfg.net, cfg.hosts, cfg.ssh) = place;
+        if let DbConfig::Postgres(o) = &mut cfg.db {
+            if cfg.nodes < 2 {
+                o.sync = PgSync::Off;
+            }
+        }
         (cfg.concurrency, cfg.rate, cfg.nemesis_interval_s) = (n.0, n.1, n.2);
         (cfg.op_timeout_ms, cfg.quiet_ms, cfg.check_time_limit_s) = (n.4, n.5, n.7);
         fit_faults(&mut cfg, c.0, n.3);

@@ -19,6 +19,10 @@
 //!   (the `redis` crate's multiplexed connection): values as JSON text,
 //!   Lua scripts for cas and append, optional `WAIT`, and rediscovery of
 //!   the primary with `ROLE` after a failover.
+//! - [`postgres_client`]: a `Client` for a PostgreSQL primary and its
+//!   streaming standbys (tokio-postgres): a table per workload kind,
+//!   transactions at a chosen isolation level, writes following the
+//!   failover manager's primary pointer.
 //!
 //! Depends on `faultline-histories` and tokio; the checkers that judge each
 //! workload are chosen by the harness.
@@ -27,6 +31,7 @@ pub mod client;
 pub mod error;
 pub mod etcd_client;
 pub mod generator;
+pub mod postgres_client;
 pub mod redis_client;
 pub mod request;
 pub mod server_client;
@@ -36,6 +41,7 @@ pub use client::{Client, Completion, Outcome};
 pub use error::WorkloadError;
 pub use etcd_client::{EtcdClient, EtcdClientConfig};
 pub use generator::{Generator, KeyDist, Mix, WorkloadConfig, WorkloadKind};
+pub use postgres_client::{PgClient, PgClientConfig, PgIsolation, PgReads};
 pub use redis_client::{RedisClient, RedisClientConfig, RedisReads};
 pub use request::{Request, TxnOp};
 pub use server_client::{ReadRouting, ServerClient, ServerClientConfig};

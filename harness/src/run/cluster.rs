@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 
 use super::db::{self, ClientSpec, Db, DbError, Layout, ServerDb};
 use super::store::Store;
-use super::{etcd, redis, surroundings, DbConfig, DbKind, NetKind, RunConfig, RunEnv, RunError, READY_TIMEOUT_MS};
+use super::{
+    etcd, postgres, redis, surroundings, DbConfig, DbKind, NetKind, RunConfig, RunEnv, RunError, READY_TIMEOUT_MS,
+};
 
 /// The ports nodes listen on inside their own namespaces (each namespace
 /// has a port space of its own, so no two runs or nodes collide): the main
@@ -397,6 +399,8 @@ struct NodeBins {
     server: PathBuf,
     etcd: PathBuf,
     redis: PathBuf,
+    /// PostgreSQL's programs' folder.
+    postgres: PathBuf,
     diskfs: Option<PathBuf>,
 }
 
@@ -423,6 +427,7 @@ fn node_bins(cfg: &RunConfig, env: &RunEnv, placed: &Placement) -> Result<NodeBi
                 "FAULTLINE_REDIS_BIN",
                 kind == DbKind::Redis,
             )?,
+            postgres: pg_bin_dir(env, kind == DbKind::Postgres)?,
             diskfs: cfg.uses_diskfs().then(local_diskfs).transpose()?,
         });
     };
@@ -452,8 +457,30 @@ fn node_bins(cfg: &RunConfig, env: &RunEnv, placed: &Placement) -> Result<NodeBi
         server,
         etcd: env.bins.etcd.clone().unwrap_or_else(|| "etcd".into()),
         redis: env.bins.redis.clone().unwrap_or_else(|| "redis-server".into()),
+        postgres: env
+            .bins
+            .postgres
+            .clone()
+            .unwrap_or_else(|| postgres::DEFAULT_BIN_DIR.into()),
         diskfs,
     })
+}
+
+/// PostgreSQL's programs' folder on this machine: the one given, else
+/// Debian's; checked only when the run needs it.
+fn pg_bin_dir(env: &RunEnv, needed: bool) -> Result<PathBuf, DbError> {
+    let dir = env
+        .bins
+        .postgres
+        .clone()
+        .unwrap_or_else(|| postgres::DEFAULT_BIN_DIR.into());
+    if needed && !dir.join("postgres").is_file() {
+        return Err(DbError::NoBinary {
+            name: "postgres".into(),
+            looked: dir.join("postgres").display().to_string(),
+        });
+    }
+    Ok(dir)
 }
 
 /// `netns.json`: where each node of a namespaced run lives.
@@ -498,5 +525,6 @@ fn make_db(cfg: &RunConfig, bins: &NodeBins, layout: Layout, store: &Store) -> R
                 },
             ))
         }
+        DbConfig::Postgres(o) => Arc::new(postgres::PostgresDb::new(bins.postgres.clone(), layout, *o)),
     })
 }

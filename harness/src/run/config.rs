@@ -106,6 +106,8 @@ pub enum DbConfig {
         /// cuts the primary off and promotes one.
         failover_wait: bool,
     },
+    /// PostgreSQL 15, a primary and streaming standbys.
+    Postgres(super::pg_options::PgOptions),
 }
 
 impl DbConfig {
@@ -127,6 +129,7 @@ impl DbConfig {
             DbConfig::Faultline { .. } => DbKind::Faultline,
             DbConfig::Etcd { .. } => DbKind::Etcd,
             DbConfig::Redis { .. } => DbKind::Redis,
+            DbConfig::Postgres(_) => DbKind::Postgres,
         }
     }
 
@@ -150,6 +153,9 @@ pub enum DbKind {
     Etcd,
     /// Redis 7, a primary and replicas.
     Redis,
+    /// PostgreSQL 15, a primary and streaming standbys.
+    #[serde(alias = "postgresql")]
+    Postgres,
 }
 
 impl DbKind {
@@ -157,7 +163,7 @@ impl DbKind {
     /// workloads).
     pub fn runs_transactions(self) -> bool {
         match self {
-            DbKind::Faultline => true,
+            DbKind::Faultline | DbKind::Postgres => true,
             DbKind::Etcd | DbKind::Redis => false,
         }
     }
@@ -168,6 +174,7 @@ impl DbKind {
             DbKind::Faultline => "faultline",
             DbKind::Etcd => "etcd",
             DbKind::Redis => "redis",
+            DbKind::Postgres => "postgres",
         }
     }
 }
@@ -280,6 +287,9 @@ impl RunConfig {
         super::checks::validate_names(&self.checkers).map_err(|m| Invalid::new(Field::Checkers, m))?;
         if let DbConfig::Faultline { server } = &self.db {
             faultline_server_settings_look_sane(server)?;
+        }
+        if let DbConfig::Postgres(o) = &self.db {
+            super::pg_options::validate(o, self.nodes)?;
         }
         check_faults_fit(&self.nemesis, self.db.kind(), self.net)?;
         Plan::check_fits(&self.nemesis, self.interval_ms(), self.duration_ms())
@@ -431,8 +441,16 @@ fn check_faults_fit(kinds: &[FaultKind], db: DbKind, net: NetKind) -> Result<(),
              partitions of etcd need --net netns",
         );
     }
-    if kinds.contains(&FaultKind::Failover) && db != DbKind::Redis {
-        return bad("the failover nemesis promotes a Redis replica; other databases elect their own leaders");
+    if kinds.contains(&FaultKind::Failover) && !matches!(db, DbKind::Redis | DbKind::Postgres) {
+        return bad(
+            "the failover nemesis promotes a Redis replica or a PostgreSQL standby; other databases elect their own leaders",
+        );
+    }
+    if db == DbKind::Postgres && kinds.iter().any(|k| k.needs_clock()) {
+        return bad(
+            "libfaketime's shared state, which the harness makes, is closed to the postgres user \
+             PostgreSQL runs as: clock faults of PostgreSQL are not supported yet",
+        );
     }
     if db == DbKind::Etcd && kinds.iter().any(|k| k.needs_clock()) {
         return bad("libfaketime cannot move a Go program's clock (etcd reads time without libc)");

@@ -59,6 +59,16 @@ pub enum DbError {
         /// What was still missing.
         detail: String,
     },
+    /// A setup command on a node (initdb, a base backup) failed.
+    #[error("node {node}: `{command}` failed: {detail}")]
+    Command {
+        /// The node.
+        node: String,
+        /// The command line.
+        command: String,
+        /// The last line it wrote on stderr.
+        detail: String,
+    },
     /// A node exited on its own.
     #[error("node {node} exited: {last_words} (see {})", log.display())]
     Exited {
@@ -93,6 +103,7 @@ fn install_hint(name: &str) -> &'static str {
         "faultline-diskfs" => "build it with `cargo build --release` (it sits next to faultline)",
         "etcd" => "install Debian's etcd-server or pass --etcd-bin",
         "redis-server" => "install Debian's redis-server or pass --redis-bin",
+        "postgres" => "install Debian's postgresql-15 or pass --pg-bin-dir",
         _ => "install it or put it on $PATH",
     }
 }

@@ -31,6 +31,8 @@ pub mod drive;
 pub mod etcd;
 pub mod faults;
 pub mod interrupt;
+pub mod pg_options;
+pub mod postgres;
 pub mod procs;
 pub mod redis;
 pub mod remote;
@@ -89,6 +91,8 @@ pub struct Bins {
     pub etcd: Option<PathBuf>,
     /// redis-server.
     pub redis: Option<PathBuf>,
+    /// The folder of PostgreSQL's programs (`postgres`, `initdb`, ...).
+    pub postgres: Option<PathBuf>,
     /// faultline-diskfs, the disk-fault filesystem.
     pub diskfs: Option<PathBuf>,
     /// libfaketime's multithreaded library.

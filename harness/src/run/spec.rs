@@ -67,6 +67,16 @@ pub struct RunSpec {
     pub redis_reads: Option<String>,
     pub redis_wait: Option<u32>,
     pub redis_failover_wait: Option<bool>,
+    /// PostgreSQL: `off`, `any:N` or `first:N`.
+    pub pg_sync: Option<String>,
+    /// PostgreSQL: `local`, `remote_write`, `on` or `remote_apply`.
+    pub pg_commit: Option<String>,
+    /// PostgreSQL: `primary`, `standby` or `home`.
+    pub pg_reads: Option<String>,
+    /// PostgreSQL: `read-committed`, `repeatable-read` or `serializable`.
+    pub pg_isolation: Option<String>,
+    /// PostgreSQL: `fenced` or `unfenced`.
+    pub pg_failover: Option<String>,
     pub diskfs: Option<bool>,
     pub ssh_user: Option<String>,
     pub ssh_port: Option<u16>,
@@ -108,10 +118,15 @@ pub enum Field {
     RedisReads,
     RedisWait,
     RedisFailoverWait,
+    PgSync,
+    PgCommit,
+    PgReads,
+    PgIsolation,
+    PgFailover,
 }
 
 /// Each field's TOML key and flag.
-const NAMES: [(Field, &str, &str); 29] = [
+const NAMES: [(Field, &str, &str); 34] = [
     (Field::Test, "name", "--test"),
     (Field::Nodes, "nodes", "--nodes"),
     (Field::Server, "server", "--server"),
@@ -145,6 +160,11 @@ const NAMES: [(Field, &str, &str); 29] = [
     (Field::RedisReads, "redis_reads", "--redis-reads"),
     (Field::RedisWait, "redis_wait", "--redis-wait"),
     (Field::RedisFailoverWait, "redis_failover_wait", "--redis-failover-wait"),
+    (Field::PgSync, "pg_sync", "--pg-sync"),
+    (Field::PgCommit, "pg_commit", "--pg-commit"),
+    (Field::PgReads, "pg_reads", "--pg-reads"),
+    (Field::PgIsolation, "pg_isolation", "--pg-isolation"),
+    (Field::PgFailover, "pg_failover", "--pg-failover"),
 ];
 
 impl Field {
@@ -368,7 +388,7 @@ fn db(spec: &RunSpec) -> Result<DbConfig, Invalid> {
     let kind = parsed(
         Field::Db,
         spec.db.as_deref(),
-        word::<DbKind>("faultline, etcd or redis"),
+        word::<DbKind>("faultline, etcd, redis or postgres"),
     )?
     .unwrap_or(DbKind::Faultline);
     let foreign = |field: Field, given: bool| match given {
@@ -386,6 +406,11 @@ fn db(spec: &RunSpec) -> Result<DbConfig, Invalid> {
         foreign(Field::RedisWait, spec.redis_wait.is_some())?;
         foreign(Field::RedisFailoverWait, spec.redis_failover_wait.is_some())?;
     }
+    if kind != DbKind::Postgres {
+        for field in super::pg_options::given(spec) {
+            foreign(field, true)?;
+        }
+    }
     Ok(match kind {
         DbKind::Faultline => DbConfig::Faultline { server },
         DbKind::Etcd => DbConfig::Etcd {
@@ -397,6 +422,7 @@ fn db(spec: &RunSpec) -> Result<DbConfig, Invalid> {
             wait: spec.redis_wait.unwrap_or(0),
             failover_wait: spec.redis_failover_wait.unwrap_or(false),
         },
+        DbKind::Postgres => DbConfig::Postgres(super::pg_options::parse(spec)?),
     })
 }
 
@@ -514,6 +540,11 @@ fn db_args(a: &mut Args, db: &DbConfig) {
                 a.opt("--redis-wait", wait);
             }
             a.flag("--redis-failover-wait", *failover_wait);
+        }
+        DbConfig::Postgres(o) => {
+            for (flag, value) in super::pg_options::args(o) {
+                a.opt(flag, value);
+            }
         }
     }
 }
@@ -650,7 +681,7 @@ mod tests {
         let e = resolve(&spec, 1).unwrap_err();
         assert_eq!(
             (e.field, e.message.as_str()),
-            (Field::Db, "\"mongo\": expected faultline, etcd or redis")
+            (Field::Db, "\"mongo\": expected faultline, etcd, redis or postgres")
         );
     }
 

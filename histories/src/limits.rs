@@ -40,7 +40,7 @@ impl Default for ReadLimits {
 
 /// What [`read_line`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum LineRead {
+pub enum LineRead {
     /// The input ended before any byte.
     End,
     /// A line, in the buffer with its newline if it had one.
@@ -59,7 +59,7 @@ pub(crate) fn line_too_long(path: &Path, line: usize, limits: &ReadLimits) -> Hi
 /// Reads the next line into `buf` (cleared first), holding at most
 /// `max_line_bytes + 1` bytes: past that the line is `line_too_long` (the
 /// error names `line`, the 1-based number of the line being read).
-pub(crate) fn read_line<R: BufRead>(
+pub fn read_line<R: BufRead>(
     input: &mut R,
     buf: &mut Vec<u8>,
     path: &Path,

@@ -23,9 +23,10 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use faultline_histories::limits::{read_line, LineRead};
 use faultline_histories::value::exact_json_integers;
 use faultline_histories::{Event, EventType, Header, HistoryError, Process, ReadLimits, F};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -61,7 +62,7 @@ pub fn read<R: BufRead>(mut input: R, path: &Path, limits: &ReadLimits) -> Resul
     let mut buf = Vec::with_capacity(256);
     let mut warnings = Vec::new();
     let mut line = 0usize;
-    while next_line(&mut input, &mut buf, path, line + 1, limits)? {
+    while read_line(&mut input, &mut buf, path, line + 1, limits)? == LineRead::Line {
         line += 1;
         let complete = buf.last() == Some(&b'\n');
         let text = buf.trim_ascii();
@@ -96,35 +97,6 @@ fn at_line(e: TxnError, path: &Path, line: usize) -> TxnError {
         TxnError::History(h) => TxnError::History(h.at_line(path, line)),
         other => other,
     }
-}
-
-/// Reads the next line into `buf` (its newline kept), holding no more than
-/// the limit: a longer line is an error. False at the end of the input.
-fn next_line<R: BufRead>(
-    input: &mut R,
-    buf: &mut Vec<u8>,
-    path: &Path,
-    line: usize,
-    limits: &ReadLimits,
-) -> Result<bool, HistoryError> {
-    buf.clear();
-    let bound = limits.max_line_bytes as u64 + 1;
-    let n = input
-        .by_ref()
-        .take(bound)
-        .read_until(b'\n', buf)
-        .map_err(|source| HistoryError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    if n as u64 == bound && buf.last() != Some(&b'\n') {
-        return Err(HistoryError::LineTooLong {
-            path: path.to_owned(),
-            line,
-            max_line_bytes: limits.max_line_bytes,
-        });
-    }
-    Ok(n > 0)
 }
 
 /// One client event, as much of it as the checker uses.

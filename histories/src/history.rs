@@ -78,6 +78,30 @@ impl Op {
     }
 }
 
+/// A single-key operation as the micro-ops of a transaction, in the
+/// history format's JSON: `read` as `[["r", k, v]]`, `write` as
+/// `[["w", k, v]]`, `append` as `[["append", k, v]]`, `cas` as
+/// `[["r", k, expected], ["w", k, new]]` (what a compare-and-set reads and
+/// writes). `value` is the value of the event that says what happened (a
+/// read's is null, unknown, unless it completed ok). `None` for any other
+/// function, or a cas whose value is not `[expected, new]`. Checkers that
+/// judge transactions use it where single-key operations stand beside them
+/// (faultline's multi-key workload writes one key and reads several).
+pub fn single_key_txn(f: &F, key: &Key, value: &Value) -> Option<Value> {
+    let key = serde_json::to_value(key).ok()?;
+    let m = |f: &str, v: &Value| Value::Array(vec![f.into(), key.clone(), v.clone()]);
+    Some(Value::Array(match f {
+        F::Read => vec![m("r", value)],
+        F::Write => vec![m("w", value)],
+        F::Append => vec![m("append", value)],
+        F::Cas => match value.as_array().map(Vec::as_slice) {
+            Some([expected, new]) => vec![m("r", expected), m("w", new)],
+            _ => return None,
+        },
+        _ => return None,
+    }))
+}
+
 /// The first line of a faultline history, when present.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Header {

@@ -28,6 +28,6 @@ pub mod value;
 
 pub use error::HistoryError;
 pub use event::{Event, EventType, Key, Process, F};
-pub use history::{Header, History, HistoryBuilder, KeyId, NodeId, Op, Outcome};
+pub use history::{single_key_txn, Header, History, HistoryBuilder, KeyId, NodeId, Op, Outcome};
 pub use jsonl::{read_history, read_history_file, JsonlReader, JsonlWriter, Line};
 pub use limits::ReadLimits;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use faultline_histories::{History, Outcome, Process, F};
+use faultline_histories::{single_key_txn, History, Outcome, Process, F};
 use serde_json::Value;
 
 use crate::error::{shorten, TxnError};
@@ -433,31 +433,10 @@ pub fn status_of(outcome: Outcome) -> Status {
     }
 }
 
-/// A single-key operation as the micro-ops of a transaction, in JSON:
-/// `read` as `[["r", k, v]]`, `write` as `[["w", k, v]]`, `append` as
-/// `[["append", k, v]]`, `cas` as `[["r", k, expected], ["w", k, new]]`
-/// (what a compare-and-set reads and writes). `value` is the operation's
-/// value as its completion has it (its invocation's when it did not
-/// complete ok: a read's value is then null, unknown). `None` for any other
-/// function, or a cas whose value is not `[expected, new]`.
-pub fn single_key_txn(f: &F, key: &Value, value: &Value) -> Option<Value> {
-    let m = |f: &str, v: &Value| Value::Array(vec![f.into(), key.clone(), v.clone()]);
-    Some(Value::Array(match f {
-        F::Read => vec![m("r", value)],
-        F::Write => vec![m("w", value)],
-        F::Append => vec![m("append", value)],
-        F::Cas => match value.as_array().map(Vec::as_slice) {
-            Some([expected, new]) => vec![m("r", expected), m("w", new)],
-            _ => return None,
-        },
-        _ => return None,
-    }))
-}
-
 /// Reads every `txn` operation of `history`; other operations are left for
 /// other checkers. When the history has transactions, its single-key
 /// `read`, `write`, `append` and `cas` operations are transactions too
-/// ([`single_key_txn`]): faultline's multi-key workload writes one key at a
+/// ([`faultline_histories::single_key_txn`]): faultline's multi-key workload writes one key at a
 /// time and reads several in a `txn`, and a read of such a write must find
 /// it, never call it a garbage read. A history without transactions gives
 /// none (its registers are for the other checkers, whose values need not be
@@ -472,8 +451,7 @@ pub fn parse(history: &History) -> Result<Txns, TxnError> {
         let value = if op.f == F::Txn {
             op.value()
         } else {
-            let key = op.key.and_then(|k| serde_json::to_value(history.key(k)).ok());
-            match key.and_then(|k| single_key_txn(&op.f, &k, op.value())) {
+            match op.key.and_then(|k| single_key_txn(&op.f, history.key(k), op.value())) {
                 Some(v) => {
                     single = v;
                     &single

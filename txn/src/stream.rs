@@ -28,12 +28,12 @@ use std::path::Path;
 
 use faultline_histories::limits::{read_line, LineRead};
 use faultline_histories::value::exact_json_integers;
-use faultline_histories::{Event, EventType, Header, HistoryError, Process, ReadLimits, F};
+use faultline_histories::{single_key_txn, Event, EventType, Header, HistoryError, Process, ReadLimits, F};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::error::TxnError;
-use crate::parse::{single_key_txn, txn_value, FastMap, MopF, RawMop, RawVal, Scalar, Status, Txn, TxnId, Txns};
+use crate::parse::{txn_value, FastMap, MopF, RawMop, RawVal, Scalar, Status, Txn, TxnId, Txns};
 
 /// What the streaming reader found.
 #[derive(Debug)]
@@ -130,8 +130,9 @@ fn decode(text: &[u8], first: bool) -> Result<Option<Ev>, String> {
     let mops = if ev.f == F::Txn {
         Some(txn_value(&ev.value, ev.index))
     } else {
-        let key = ev.key.as_ref().and_then(|k| serde_json::to_value(k).ok());
-        key.and_then(|k| single_key_txn(&ev.f, &k, &ev.value))
+        ev.key
+            .as_ref()
+            .and_then(|k| single_key_txn(&ev.f, k, &ev.value))
             .map(|v| txn_value(&v, ev.index))
     };
     Ok(Some(Ev {
@@ -298,7 +299,7 @@ impl<'de> Visitor<'de> for FastEventVisitor {
                 "f" => f = Some(F::parse(map.next_value::<&str>()?)),
                 "key" => key = Some(map.next_value::<FastScalar>()?.0),
                 // A single-key read, write or append is one micro-op
-                // (`crate::parse::single_key_txn`; a cas goes the slow way).
+                // (`faultline_histories::single_key_txn`; a cas goes the slow way).
                 "value" if matches!(f, Some(F::Read | F::Write | F::Append)) => {
                     single = Some(map.next_value::<FastVal>()?.0);
                 }

@@ -27,8 +27,8 @@
 
 use std::sync::Arc;
 
-use faultline_histories::{History, Op, Outcome, F};
-use serde_json::{json, Value};
+use faultline_histories::{single_key_txn, History, Op, Outcome, F};
+use serde_json::Value;
 
 use super::{word, NilReads, ValueInterner};
 use crate::model::{Effect, Model, ModelError, Role};
@@ -94,14 +94,18 @@ impl MultiRegister {
 }
 
 /// A single-key `read` or `write` as the invoke and completion values of a
-/// one-micro-op transaction; `None` for any other operation.
-fn single_key_txn(history: &History, op: &Op) -> Option<(Value, Value)> {
-    let key = serde_json::to_value(history.key(op.key?)).ok()?;
-    match op.f {
-        F::Read => Some((json!([["r", key, null]]), json!([["r", key, op.output]]))),
-        F::Write => Some((json!([["w", key, op.input]]), json!([["w", key, op.input]]))),
-        _ => None,
+/// one-micro-op transaction ([`single_key_txn`]); `None` for any other
+/// operation (this model has no append or cas micro-op).
+fn single_key_values(history: &History, op: &Op) -> Option<(Value, Value)> {
+    if !matches!(op.f, F::Read | F::Write) {
+        return None;
     }
+    let key = history.key(op.key?);
+    let done = if op.f == F::Read { &op.output } else { &op.input };
+    Some((
+        single_key_txn(&op.f, key, &op.input)?,
+        single_key_txn(&op.f, key, done)?,
+    ))
 }
 
 fn writes_only(txn: &[Micro]) -> Option<Arc<[Micro]>> {
@@ -123,7 +127,7 @@ impl Model for MultiRegister {
     }
 
     fn encode(&mut self, history: &History, op: &Op) -> Result<Role<Arc<[Micro]>>, ModelError> {
-        let single = single_key_txn(history, op);
+        let single = single_key_values(history, op);
         if op.f != F::Txn && single.is_none() {
             return Err(ModelError::unsupported(self.name(), op));
         }
@@ -197,6 +201,7 @@ impl Model for MultiRegister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn txn(m: &mut MultiRegister, v: Value, nil_ok: bool) -> Arc<[Micro]> {
         let op = crate::models::ok_op(F::Txn, Value::Null, v);

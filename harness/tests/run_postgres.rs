@@ -18,10 +18,9 @@
 mod run_support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 
-use run_support::{cannot, processes_mentioning, run_json, server_bin};
+use run_support::{cannot, processes_mentioning, run_in, verdict};
 
 /// One cluster at a time.
 static TURN: Mutex<()> = Mutex::new(());
@@ -37,23 +36,16 @@ fn store() -> Option<tempfile::TempDir> {
     have_postgres().then(|| tempfile::tempdir().unwrap())
 }
 
-/// Runs `faultline run --db postgres args...` with `--json`; returns the
-/// exit code and results.json.
+/// Runs `faultline run --db postgres args...` with `--json`, one run at a
+/// time; returns the exit code and results.json.
 fn run(store: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    run_json(
-        Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .args(["run", "--db", "postgres", "--rate", "300"])
-            .args(args)
-            .args(["--json", "--no-progress", "--store"])
-            .arg(store)
-            .arg("--server-bin")
-            .arg(server_bin()),
-    )
-}
-
-fn verdict(results: &serde_json::Value, checker: &str) -> serde_json::Value {
-    results["checkers"][checker]["valid"].clone()
+    let args: Vec<&str> = ["--db", "postgres", "--rate", "300"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run_in(store, &args)
 }
 
 fn fired(results: &serde_json::Value, event: &str) -> u64 {

@@ -12,27 +12,8 @@
 mod run_support;
 
 use std::path::Path;
-use std::process::Command;
 
-use run_support::{have, netns_capable, processes_mentioning, run_json, server_bin};
-
-/// Runs `faultline run args...` with `--json`; returns the exit code and
-/// results.json.
-fn run(store: &Path, args: &[&str]) -> (i32, serde_json::Value) {
-    run_json(
-        Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .arg("run")
-            .args(args)
-            .args(["--json", "--no-progress", "--store"])
-            .arg(store)
-            .arg("--server-bin")
-            .arg(server_bin()),
-    )
-}
-
-fn verdict(results: &serde_json::Value, checker: &str) -> serde_json::Value {
-    results["checkers"][checker]["valid"].clone()
-}
+use run_support::{have, netns_capable, processes_mentioning, run_in as run, verdict};
 
 fn assert_nothing_left(dir: &Path) {
     let procs = processes_mentioning(&dir.display().to_string());

@@ -206,6 +206,25 @@ pub fn run_json(cmd: &mut Command) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), results)
 }
 
+/// Runs `faultline run args... --json` into `store` with the test's
+/// faultline-server; returns the exit code and results.json.
+pub fn run_in(store: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    run_json(
+        Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("run")
+            .args(args)
+            .args(["--json", "--no-progress", "--store"])
+            .arg(store)
+            .arg("--server-bin")
+            .arg(server_bin()),
+    )
+}
+
+/// A checker's `valid` in a run's results.
+pub fn verdict(results: &serde_json::Value, checker: &str) -> serde_json::Value {
+    results["checkers"][checker]["valid"].clone()
+}
+
 /// Waits (bounded by `within`) until the history at `history` records
 /// `event`; kills `child` and panics if it does not, or if `child` exits.
 pub fn wait_for_event(child: &mut Child, history: &Path, event: &str, within: Duration) {

@@ -22,9 +22,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use faultline_histories::{Event, EventType, Process, ReadLimits, F};
+use faultline_testkit::TestRng;
 use faultline_txn::{Config, Validity};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde_json::{json, Value};
 
 const KEYS: usize = 1_000;
@@ -54,7 +54,7 @@ impl Db {
     }
 
     /// Chooses the micro-ops of a new transaction (reads not yet known).
-    fn plan(&mut self, rng: &mut ChaCha8Rng) -> Vec<(bool, u64, u64)> {
+    fn plan(&mut self, rng: &mut TestRng) -> Vec<(bool, u64, u64)> {
         (0..MOPS)
             .map(|_| {
                 let k = self.active[rng.gen_range(0..KEYS)];
@@ -119,7 +119,7 @@ fn invoked(mops: &[(bool, u64, u64)]) -> Value {
 /// always has one in flight, and a random one of them executes and
 /// completes next.
 fn generate(n: usize, path: &Path) {
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let mut rng = faultline_testkit::rng(SEED);
     let mut db = Db::new();
     let mut events = Jsonl {
         out: std::io::BufWriter::new(std::fs::File::create(path).expect("bench file")),

@@ -21,9 +21,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use faultline_histories::{Event, EventType, History, Process, F};
+use faultline_testkit::TestRng;
 use faultline_txn::{check, Config, Model, Validity};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde_json::{json, Value};
 
 /// One generated transaction.
@@ -50,7 +50,7 @@ type State = Vec<Vec<i64>>;
 /// (so some runs are serializable, some only snapshot isolated, some
 /// neither), crashed ones committing or not, a few reads corrupted, and a
 /// final read of every key.
-fn generate(rng: &mut ChaCha8Rng, registers: bool) -> Case {
+fn generate(rng: &mut TestRng, registers: bool) -> Case {
     let keys = rng.gen_range(2..=3);
     let n = rng.gen_range(1..=6);
     let mut next_value = 1;
@@ -117,14 +117,14 @@ fn generate(rng: &mut ChaCha8Rng, registers: bool) -> Case {
     Case { keys, txns, registers }
 }
 
-fn shuffle<T>(rng: &mut ChaCha8Rng, v: &mut [T]) {
+fn shuffle<T>(rng: &mut TestRng, v: &mut [T]) {
     for i in (1..v.len()).rev() {
         v.swap(i, rng.gen_range(0..=i));
     }
 }
 
 /// Now and then a read returns a stale prefix of the final list.
-fn corrupt(rng: &mut ChaCha8Rng, txns: &mut [Txn], last: &State) {
+fn corrupt(rng: &mut TestRng, txns: &mut [Txn], last: &State) {
     for t in txns.iter_mut() {
         for m in t.mops.iter_mut().filter(|m| !m.0) {
             if rng.gen_range(0..12) == 0 {
@@ -305,7 +305,7 @@ fn the_checker_agrees_with_brute_force_on_thousands_of_small_histories() {
                 .map_or(1, |d| d.as_nanos() as u64)
         });
     println!("seed {seed} (rerun with TXN_ORACLE_SEED={seed})");
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = faultline_testkit::rng(seed);
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     for i in 0..10_000 {
         // One history in three of registers (soundness only), the rest lists.

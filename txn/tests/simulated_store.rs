@@ -15,9 +15,9 @@
 use std::collections::BTreeSet;
 
 use faultline_histories::{Event, EventType, History, Process, F};
+use faultline_testkit::TestRng;
 use faultline_txn::{check, Analysis, Config, Model, Validity};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde_json::{json, Value};
 
 /// How the store isolates transactions.
@@ -89,7 +89,7 @@ impl Store {
 
 /// One seeded run: `txns` transactions over `processes` concurrent clients.
 fn simulate(mode: Mode, seed: u64, txns: usize, processes: u64) -> History {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = faultline_testkit::rng(seed);
     let mut store = Store::new();
     let mut events: Vec<Event> = Vec::new();
     let mut active: Vec<Option<Active>> = (0..processes).map(|_| None).collect();
@@ -130,7 +130,7 @@ fn simulate(mode: Mode, seed: u64, txns: usize, processes: u64) -> History {
     History::from_events(events).expect("well formed")
 }
 
-fn begin(mode: Mode, rng: &mut ChaCha8Rng, store: &Store, process: u64, value: &mut i64) -> Active {
+fn begin(mode: Mode, rng: &mut TestRng, store: &Store, process: u64, value: &mut i64) -> Active {
     let mops: Vec<(bool, usize, i64)> = (0..rng.gen_range(1..=4))
         .map(|_| {
             let append = rng.gen_bool(0.5);
@@ -173,7 +173,7 @@ fn step(mode: Mode, store: &Store, t: &mut Active) {
 }
 
 /// Commits or aborts; one commit in 30 crashes (info), applied or not.
-fn commit(mode: Mode, rng: &mut ChaCha8Rng, store: &mut Store, t: &Active) -> (EventType, Value) {
+fn commit(mode: Mode, rng: &mut TestRng, store: &mut Store, t: &Active) -> (EventType, Value) {
     let writes: BTreeSet<usize> = t.mops.iter().filter(|m| m.0).map(|m| m.1).collect();
     let changed = |k: &usize| store.last_change(*k) > t.snapshot;
     let conflict = match mode {

@@ -9,10 +9,10 @@
 use std::path::Path;
 
 use faultline_histories::{read_history_file, Event, EventType, JsonlWriter, Key, Process, ReadLimits, F};
+use faultline_testkit::TestRng;
 use faultline_txn::parse::{parse, Mop, Txns};
 use faultline_txn::{check_txns, stream, Config};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde_json::{json, Value};
 
 /// A transaction's every field, with keys and values by what they are
@@ -161,7 +161,7 @@ fn agree_streamed(p: &Path) -> stream::Streamed {
 /// register keys (and sometimes a single-key read, write, cas or append,
 /// which count as transactions beside them), which end ok, fail, info
 /// or never; the nemesis speaks now and then.
-fn random_history(rng: &mut ChaCha8Rng, path: &Path) {
+fn random_history(rng: &mut TestRng, path: &Path) {
     let mut w = JsonlWriter::create(path).expect("create");
     let mut open: Vec<Option<(F, Value, Option<Key>)>> = vec![None; 4];
     let mut next_val = 0u64;
@@ -196,7 +196,7 @@ fn random_history(rng: &mut ChaCha8Rng, path: &Path) {
 
 /// A transaction (or, one time in five, a single-key operation, with its
 /// key) as invoked.
-fn plan(rng: &mut ChaCha8Rng, next_val: &mut u64) -> (F, Value, Option<Key>) {
+fn plan(rng: &mut TestRng, next_val: &mut u64) -> (F, Value, Option<Key>) {
     if rng.gen_bool(0.2) {
         *next_val += 2;
         let v = *next_val;
@@ -228,7 +228,7 @@ fn plan(rng: &mut ChaCha8Rng, next_val: &mut u64) -> (F, Value, Option<Key>) {
 }
 
 /// Reads filled in with something plausible: a list, a number or null.
-fn complete(rng: &mut ChaCha8Rng, invoked: &Value) -> Value {
+fn complete(rng: &mut TestRng, invoked: &Value) -> Value {
     let Some(mops) = invoked.as_array() else {
         return json!(rng.gen_range(0..5));
     };
@@ -256,7 +256,7 @@ fn complete(rng: &mut ChaCha8Rng, invoked: &Value) -> Value {
 #[test]
 fn random_histories_read_alike() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut rng = faultline_testkit::rng(7);
     let (mut txns, mut errors) = (0, 0);
     for i in 0..300 {
         let p = dir.path().join(format!("r{i}.jsonl"));

@@ -26,6 +26,10 @@ mod disk;
 mod nemesis;
 mod run;
 pub mod scenario;
+mod txn_clients;
+mod txn_judge;
+mod txn_scenarios;
+mod workload;
 mod world;
 
 pub use run::{history_of, hunt, run_seed, Hunt, RunReport};

@@ -34,3 +34,4 @@ mod world;
 
 pub use run::{history_of, hunt, run_seed, Hunt, RunReport};
 pub use scenario::{FaultKind, Scenario};
+pub use txn_judge::LOST_APPEND;

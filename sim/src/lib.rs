@@ -7,7 +7,9 @@
 //! cuts the network into halves, kills nodes with and without their
 //! unsynced writes, and has clients read, write and compare-and-set
 //! registers; the history they record is judged by the project's own
-//! linearizability checker.
+//! linearizability checker. The isolation rows ([`scenario::TxnRow`]) have
+//! list-append transactions instead, judged by the transactional checker
+//! (faultline-txn) against strict serializability and the row's own model.
 //!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! faultline-sim run --scenario safe --seed 42 [--history h.jsonl]  # replay one schedule
+//! faultline-sim run --scenario txn-snapshot --seed 3 --history h.jsonl  # a transactional row
 //! faultline-sim hunt --scenario fsync-never --seeds 500
 //! faultline-sim bench [--seeds 300] [--threads N]  # the README's table
 //! ```
@@ -59,7 +60,10 @@ fn replay(s: &Scenario, seed: u64, history: Option<String>) -> ExitCode {
             eprintln!("faultline-sim: cannot write {path}: {e}");
             return ExitCode::from(2);
         }
-        println!("history written to {path} (check it: faultline check {path})");
+        println!(
+            "history written to {path} (check it: faultline check {path}{})",
+            check_flags(s)
+        );
     }
     println!(
         "scenario {} seed {seed}: {:?}, {} ops, {} faults, {} events",
@@ -83,6 +87,20 @@ fn replay(s: &Scenario, seed: u64, history: Option<String>) -> ExitCode {
         println!("{what}: {b}");
     }
     expected(s, r.valid == Validity::Invalid && r.broken.is_none())
+}
+
+/// The flags of `faultline check` that judge `s`'s history as the
+/// simulation does: a transactional row under its own model.
+fn check_flags(s: &Scenario) -> String {
+    match &s.txn {
+        Some(row) => {
+            let model = row
+                .holds
+                .map_or(String::new(), |m| format!(" --consistency-model {}", m.name()));
+            format!(" --checkers transactional{model}")
+        }
+        None => String::new(),
+    }
 }
 
 fn write_history(s: &Scenario, seed: u64, path: &std::path::Path) -> std::io::Result<()> {

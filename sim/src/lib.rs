@@ -7,7 +7,9 @@
 //! cuts the network into halves, kills nodes with and without their
 //! unsynced writes, and has clients read, write and compare-and-set
 //! registers; the history they record is judged by the project's own
-//! linearizability checker.
+//! linearizability checker. The isolation rows ([`scenario::TxnRow`]) have
+//! list-append transactions instead, judged by the transactional checker
+//! (faultline-txn) against strict serializability and the row's own model.
 //!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:
@@ -26,7 +28,12 @@ mod disk;
 mod nemesis;
 mod run;
 pub mod scenario;
+mod txn_clients;
+mod txn_judge;
+mod txn_scenarios;
+mod workload;
 mod world;
 
 pub use run::{history_of, hunt, run_seed, Hunt, RunReport};
 pub use scenario::{FaultKind, Scenario};
+pub use txn_judge::LOST_APPEND;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! faultline-sim run --scenario safe --seed 42 [--history h.jsonl]  # replay one schedule
+//! faultline-sim run --scenario txn-snapshot --seed 3 --history h.jsonl  # a transactional row
 //! faultline-sim hunt --scenario fsync-never --seeds 500
 //! faultline-sim bench [--seeds 300] [--threads N]  # the README's table
 //! ```
@@ -59,7 +60,10 @@ fn replay(s: &Scenario, seed: u64, history: Option<String>) -> ExitCode {
             eprintln!("faultline-sim: cannot write {path}: {e}");
             return ExitCode::from(2);
         }
-        println!("history written to {path} (check it: faultline check {path})");
+        println!(
+            "history written to {path} (check it: faultline check {path}{})",
+            check_flags(s)
+        );
     }
     println!(
         "scenario {} seed {seed}: {:?}, {} ops, {} faults, {} events",
@@ -71,10 +75,32 @@ fn replay(s: &Scenario, seed: u64, history: Option<String>) -> ExitCode {
     if let Some(u) = &r.unknown {
         println!("unknown: {u}");
     }
+    if !r.kinds.is_empty() {
+        println!("anomaly types: {}", r.kinds.join(", "));
+    }
     if let Some(b) = &r.broken {
-        println!("session guarantee broken: {b}");
+        let what = if s.txn.is_some() {
+            "the row's model broken"
+        } else {
+            "session guarantee broken"
+        };
+        println!("{what}: {b}");
     }
     expected(s, r.valid == Validity::Invalid && r.broken.is_none())
+}
+
+/// The flags of `faultline check` that judge `s`'s history as the
+/// simulation does: a transactional row under its own model.
+fn check_flags(s: &Scenario) -> String {
+    match &s.txn {
+        Some(row) => {
+            let model = row
+                .holds
+                .map_or(String::new(), |m| format!(" --consistency-model {}", m.name()));
+            format!(" --checkers transactional{model}")
+        }
+        None => String::new(),
+    }
 }
 
 fn write_history(s: &Scenario, seed: u64, path: &std::path::Path) -> std::io::Result<()> {
@@ -101,6 +127,9 @@ fn report_hunt(s: &Scenario, first: u64, seeds: u64, threads: usize) -> ExitCode
     );
     if !s.must_hold.is_empty() {
         println!("{}", sessions_line(s, &h));
+    }
+    if s.txn.is_some() {
+        println!("{}", txn_line(s, &h));
     }
     if let Some(r) = &h.found {
         println!(
@@ -135,6 +164,10 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
             ok &= h.broken == 0;
             kept.push(sessions_line(&s, &h));
         }
+        if s.txn.is_some() {
+            ok &= h.broken == 0;
+            kept.push(txn_line(&s, &h));
+        }
         let finds = if s.expected.is_some() {
             let to_find: Vec<String> = (0..5)
                 .map(|i| {
@@ -153,7 +186,7 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
                 None => "none (safe)".into(),
             }
         };
-        let share = 100.0 * h.invalid as f64 / h.seeds.max(1) as f64;
+        let share = 100.0 * h.shown as f64 / h.seeds.max(1) as f64;
         let per_cpu = h.per_cpu_second().map_or("-".into(), |r| format!("{r:.0}"));
         println!(
             "| {} | {} | {:.0} | {:.0} | {per_cpu} | {} | {} ({share:.0}%) | {finds} |",
@@ -162,7 +195,7 @@ fn bench(seeds: u64, threads: usize) -> ExitCode {
             h.per_second(),
             h.per_second() / threads as f64,
             h.seeds,
-            h.invalid
+            h.shown
         );
     }
     for line in kept {
@@ -184,6 +217,38 @@ fn sessions_line(s: &Scenario, h: &faultline_sim::Hunt) -> String {
         s.must_hold.join(" and "),
         h.seeds,
         h.session_ops
+    );
+    if let Some(r) = &h.first_broken {
+        let _ = write!(
+            line,
+            "; BROKEN at seed {} ({})",
+            r.seed,
+            r.broken.as_deref().unwrap_or("-")
+        );
+    }
+    line
+}
+
+/// What a hunt says of a transactional row: its model kept, and the
+/// anomaly types found (in how many schedules each).
+fn txn_line(s: &Scenario, h: &faultline_sim::Hunt) -> String {
+    let Some(row) = &s.txn else {
+        return String::new();
+    };
+    let model = row.holds.map_or("no model".to_string(), |m| m.name().to_string());
+    let kinds: Vec<String> = h.kinds.iter().map(|(k, n)| format!("{k} in {n}")).collect();
+    let mut line = format!(
+        "{} ({}): {model} held in {} of {} schedules ({} transactions judged); types found: {}",
+        s.name,
+        row.row,
+        h.seeds - h.broken,
+        h.seeds,
+        h.session_ops,
+        if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        }
     );
     if let Some(r) = &h.first_broken {
         let _ = write!(

@@ -40,13 +40,23 @@ pub struct RunReport {
     /// A session guarantee the scenario must keep that this history broke
     /// (or could not be judged), said in a sentence.
     pub broken: Option<String>,
-    /// Operations the must-hold session checkers judged.
+    /// Operations the must-hold session checkers judged (transactions,
+    /// for a transactional scenario, whose row's model must hold).
     pub session_ops: usize,
+    /// Transactional scenarios: every anomaly type the checker found.
+    pub kinds: Vec<String>,
+    /// Whether the history shows what the scenario looks for: for register
+    /// scenarios any invalid history, for transactional ones a type the
+    /// row names (any, for a row that names none).
+    pub shows: bool,
 }
 
 /// Runs `scenario` under `seed` and judges its history.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
     let finished = World::new(scenario, seed).run();
+    if let Some(row) = &scenario.txn {
+        return run_txn(row, seed, finished);
+    }
     let ops = finished
         .events
         .iter()
@@ -81,6 +91,8 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         unknown: verdict.unknown_reason.clone(),
         broken,
         session_ops,
+        kinds: Vec::new(),
+        shows: false,
     };
     if let Some(a) = verdict.anomalies.first() {
         let key = a.key.as_deref().unwrap_or("-");
@@ -95,7 +107,35 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         report.valid = Validity::Invalid;
         report.anomaly = Some(format!("election safety: {split}"));
     }
+    report.shows = report.valid == Validity::Invalid;
     report
+}
+
+/// Judges a transactional schedule with the checker of `row`; a fenced
+/// scenario's two leaders in one epoch also break its model.
+fn run_txn(row: &crate::scenario::TxnRow, seed: u64, finished: crate::world::Finished) -> RunReport {
+    let ops = finished
+        .events
+        .iter()
+        .filter(|e| e.kind == faultline_histories::EventType::Invoke)
+        .count();
+    let history = History::from_events(finished.events)
+        .unwrap_or_else(|e| panic!("seed {seed}: the simulation wrote a malformed history: {e}"));
+    let v = crate::txn_judge::judge(row, &history);
+    let split = finished.split_epoch.map(|s| format!("election safety: {s}"));
+    RunReport {
+        seed,
+        ops,
+        faults: finished.faults,
+        events: finished.handled,
+        valid: if split.is_some() { Validity::Invalid } else { v.valid },
+        shows: v.shows || split.is_some(),
+        anomaly: split.clone().or(v.anomaly),
+        unknown: v.unknown,
+        broken: split.or(v.broken),
+        session_ops: v.txns,
+        kinds: v.kinds,
+    }
 }
 
 /// The session guarantees `scenario` must keep, judged on `history`: the
@@ -127,12 +167,18 @@ pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Ev
 pub struct Hunt {
     /// Seeds run.
     pub seeds: u64,
-    /// The first seed whose history was invalid, if any.
+    /// The first seed whose history showed what the scenario looks for
+    /// (for register scenarios: was invalid), if any.
     pub found: Option<RunReport>,
     /// Seeds the checker could not decide.
     pub unknown: u64,
     /// Seeds whose history was invalid.
     pub invalid: u64,
+    /// Seeds whose history showed what the scenario looks for.
+    pub shown: u64,
+    /// Transactional scenarios: in how many seeds each anomaly type was
+    /// found.
+    pub kinds: std::collections::BTreeMap<String, u64>,
     /// Faults that took effect, over all seeds.
     pub faults: usize,
     /// Operations judged, over all seeds.
@@ -186,7 +232,7 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
             return;
         }
         let report = run_seed(scenario, seed);
-        if report.valid == Validity::Invalid {
+        if report.shows {
             lowest_found.fetch_min(seed, Ordering::Relaxed);
         }
         reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
@@ -216,6 +262,10 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
 /// The hunt over these seeds' reports.
 fn summarize(reports: Vec<RunReport>, elapsed: Duration, cpu: Option<Duration>) -> Hunt {
     let count = |v: Validity| reports.iter().filter(|r| r.valid == v).count() as u64;
+    let mut kinds = std::collections::BTreeMap::new();
+    for kind in reports.iter().flat_map(|r| &r.kinds) {
+        *kinds.entry(kind.clone()).or_insert(0) += 1;
+    }
     Hunt {
         seeds: reports.len() as u64,
         unknown: count(Validity::Unknown),
@@ -225,7 +275,9 @@ fn summarize(reports: Vec<RunReport>, elapsed: Duration, cpu: Option<Duration>) 
         broken: reports.iter().filter(|r| r.broken.is_some()).count() as u64,
         first_broken: reports.iter().find(|r| r.broken.is_some()).cloned(),
         session_ops: reports.iter().map(|r| r.session_ops).sum(),
-        found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
+        shown: reports.iter().filter(|r| r.shows).count() as u64,
+        kinds,
+        found: reports.iter().find(|r| r.shows).cloned(),
         elapsed,
         cpu,
     }

@@ -6,6 +6,8 @@
 //! must find no anomaly in a safe one under any schedule, and must find the
 //! anomaly of an unsafe one within its `find_within` seeds.
 
+pub use crate::txn_scenarios::TxnRow;
+
 /// The kinds of fault a schedule may draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -54,6 +56,9 @@ pub struct Scenario {
     /// `faultline_checkers::session` names them: the cells of the lab's row
     /// that pass although linearizability does not.
     pub must_hold: Vec<&'static str>,
+    /// Transactional scenarios: the isolation row the transactional
+    /// clients and checker judge (None: register clients, linearizability).
+    pub txn: Option<TxnRow>,
 }
 
 /// Timing that keeps a simulated second short: heartbeats, elections and
@@ -76,6 +81,22 @@ fn scenario(
         expected,
         find_within,
         must_hold: Vec::new(),
+        txn: None,
+    }
+}
+
+/// A scenario of transactional clients judged by `row`.
+pub(crate) fn transactional(
+    name: &'static str,
+    settings: &str,
+    faults: &[FaultKind],
+    expected: Option<&'static str>,
+    find_within: u64,
+    row: TxnRow,
+) -> Scenario {
+    Scenario {
+        txn: Some(row),
+        ..scenario(name, settings, faults, expected, find_within)
     }
 }
 
@@ -90,10 +111,18 @@ fn five_nodes(s: Scenario) -> Scenario {
     Scenario { nodes: 5, ..s }
 }
 
+/// Every scenario: the replication rows, then the isolation rows
+/// ([`crate::txn_scenarios`]).
+pub fn all() -> Vec<Scenario> {
+    let mut all = replication();
+    all.extend(crate::txn_scenarios::all());
+    all
+}
+
 /// The safe settings (the lab's safe row, and `ack=any:1` on three nodes,
 /// where one follower is a majority) and the unsafe ones whose anomaly the
 /// core decides.
-pub fn all() -> Vec<Scenario> {
+fn replication() -> Vec<Scenario> {
     use FaultKind::*;
     vec![
         scenario(

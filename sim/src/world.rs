@@ -14,8 +14,11 @@ use crate::clients::Clients;
 use crate::disk::Disk;
 use crate::nemesis::{Fault, Plan};
 use crate::scenario::Scenario;
+use crate::txn_clients::TxnClients;
+use crate::workload::Workload;
+use faultline_server::config::Isolation;
 use faultline_server::config::Settings;
-use faultline_server::core::{Core, CoreConfig, Input, Message, Output, Request, Role};
+use faultline_server::core::{Core, CoreConfig, Input, Message, Op, Output, Request, Role};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -68,6 +71,12 @@ enum Event {
     },
     Fault(Fault),
     FinalReads,
+    /// A leader's transactions may take their next micro-op (the server's
+    /// driver flushes again at once while one is due).
+    TxnStep {
+        node: usize,
+        incarnation: u64,
+    },
 }
 
 /// One node: its core while it runs, its disk always.
@@ -78,6 +87,8 @@ struct Node {
     /// completions are ignored.
     incarnation: u64,
     disk_busy: bool,
+    /// A [`Event::TxnStep`] is scheduled for this incarnation.
+    txn_stepping: bool,
 }
 
 /// The links: which are cut, how lossy and slow the rest are.
@@ -109,7 +120,7 @@ pub struct World {
     nodes: Vec<Node>,
     settings: Settings,
     net: Net,
-    clients: Clients,
+    clients: Box<dyn Workload>,
     faults: usize,
     /// Fenced scenarios: the leader of each epoch seen.
     leaders: Option<BTreeMap<u64, usize>>,
@@ -130,6 +141,7 @@ impl World {
                 disk: Disk::new(settings.fsync),
                 incarnation: 0,
                 disk_busy: false,
+                txn_stepping: false,
             })
             .collect();
         // One leader per epoch is what fencing promises, as long as votes
@@ -142,7 +154,10 @@ impl World {
             rng: StdRng::seed_from_u64(seed),
             names,
             nodes,
-            clients: Clients::new(CLIENTS, KEYS, n, settings.reads),
+            clients: match scenario.txn {
+                Some(_) => Box::new(TxnClients::new(n, settings.reads)),
+                None => Box::new(Clients::new(CLIENTS, KEYS, n, settings.reads)),
+            },
             settings,
             net: Net {
                 cut: vec![vec![false; n]; n],
@@ -217,6 +232,7 @@ impl World {
                     self.schedule(self.now, Event::ClientWake(c));
                 }
             }
+            Event::TxnStep { node, incarnation } => self.txn_step(node, incarnation),
         }
     }
 
@@ -241,6 +257,7 @@ impl World {
         let n = &mut self.nodes[node];
         n.core = Some(core);
         n.disk_busy = false;
+        n.txn_stepping = false;
         let incarnation = n.incarnation;
         let first_tick = self.now + self.rng.gen_range(1..=TICK_MS);
         self.schedule(first_tick, Event::Tick { node, incarnation });
@@ -414,7 +431,12 @@ impl World {
 
     fn request(&mut self, node: usize, req: Request) {
         if self.nodes[node].core.is_some() {
-            return self.feed(node, Input::Client(req));
+            let txn = matches!(req.op, Op::Txn { .. });
+            self.feed(node, Input::Client(req));
+            if txn {
+                self.keep_stepping(node);
+            }
+            return;
         }
         let answer = faultline_server::core::Answer::fail(req.id, "connection refused");
         if let Some(c) = self.clients.waiting_on(req.token) {
@@ -422,6 +444,41 @@ impl World {
                 .complete(c, self.now, &self.names[node], &answer, &self.names);
             let think = self.rng.gen_range(0..=10);
             self.client_after(c, think);
+        }
+    }
+
+    /// Read-committed and snapshot transactions run one micro-op per step
+    /// of the leader: while a client waits at `node`, it is stepped every
+    /// `txn_step_ms` (1 ms at least), as the server's driver does.
+    fn keep_stepping(&mut self, node: usize) {
+        let stepwise = matches!(self.settings.isolation, Isolation::ReadCommitted | Isolation::Snapshot);
+        let n = &mut self.nodes[node];
+        if !stepwise || n.txn_stepping || n.core.is_none() {
+            return;
+        }
+        n.txn_stepping = true;
+        let incarnation = n.incarnation;
+        let at = self.now + self.settings.txn_step_ms.max(1);
+        self.schedule(at, Event::TxnStep { node, incarnation });
+    }
+
+    fn txn_step(&mut self, node: usize, incarnation: u64) {
+        let now = self.now;
+        let n = &mut self.nodes[node];
+        if n.incarnation != incarnation {
+            return;
+        }
+        n.txn_stepping = false;
+        let Some(core) = n.core.as_mut() else {
+            return;
+        };
+        if core.txn_step_due() {
+            core.flush(now);
+            self.carry_out(node);
+            self.observe(node);
+        }
+        if self.clients.waits_at(node) {
+            self.keep_stepping(node);
         }
     }
 

@@ -112,7 +112,10 @@ fn a_seed_replays_exactly() {
     for s in scenario::all() {
         let a = run_seed(&s, 7);
         let b = run_seed(&s, 7);
-        let summary = |r: &faultline_sim::RunReport| (r.ops, r.faults, r.events, r.valid, r.anomaly.clone());
+        let summary = |r: &faultline_sim::RunReport| {
+            let judged = (r.valid, r.anomaly.clone(), r.kinds.clone(), r.broken.clone());
+            (r.ops, r.faults, r.events, judged)
+        };
         assert_eq!(summary(&a), summary(&b), "{} seed 7 ran twice differently", s.name);
         assert_ne!(
             a.valid,

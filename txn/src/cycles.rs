@@ -16,7 +16,8 @@
 //! | G2-item | two or more rw, some adjacent |
 //!
 //! each first with data edges alone, then with process edges (`-process`),
-//! then with real-time edges too (`-realtime`). Each search has a budget of
+//! then with real-time edges too (`-realtime`), and each only inside the
+//! strongly connected components of the edges it may use. Each search has a budget of
 //! edge visits; past it the kind is reported unknown in a component of so
 //! many transactions, never absent.
 
@@ -136,29 +137,31 @@ impl Search<'_> {
     /// Also returns the edge visits spent.
     pub fn run(&self, nodes: &[NodeIndex<u32>]) -> (Outcome, u64) {
         let mut spent = 0u64;
-        if matches!(self.shape, Shape::G0 | Shape::G1c) {
-            // Without rw edges, whether a cycle exists is a question of
-            // strongly connected components, linear to answer; the search
-            // then looks only inside the components that hold one.
-            let Some(inner) = self.cyclic_part(nodes) else {
-                return (Outcome::Absent, 0);
-            };
-            let narrowed = Search {
-                member: &inner.0,
-                ..*self
-            };
-            let outcome = narrowed.run_counting(&inner.1, &mut spent);
-            return (outcome, spent);
-        }
-        let outcome = self.run_counting(nodes, &mut spent);
+        // A cycle of the shape lies inside one strongly connected component
+        // of the edges it may use, one holding its start edge: linear to
+        // find, and the search looks only there. Without any, none exists;
+        // with rw edges this is what keeps a large component whose data
+        // edges alone are acyclic (a serializable history's, once process
+        // and real-time edges joined its transactions) from costing each
+        // rw search a walk of the whole component.
+        let Some(inner) = self.cyclic_part(nodes) else {
+            return (Outcome::Absent, 0);
+        };
+        let narrowed = Search {
+            member: &inner.0,
+            ..*self
+        };
+        let outcome = narrowed.run_counting(&inner.1, &mut spent);
         (outcome, spent)
     }
 
-    /// For G0 and G1c: the transactions of the component that lie on some
-    /// cycle of the allowed edges (for G1c, in a sub-component holding a
-    /// wr edge), or `None` when there are none.
+    /// The transactions of the component that lie on some cycle of the
+    /// allowed edges (rw among them for the shapes that have one), in a
+    /// sub-component holding the shape's start edge (any, for G0), or
+    /// `None` when there are none.
     fn cyclic_part(&self, nodes: &[NodeIndex<u32>]) -> Option<Part> {
-        let allowed = self.shape.plain() | self.order;
+        let start = self.shape.start();
+        let allowed = self.shape.plain() | self.order | if start == RW { RW } else { 0 };
         let local: FastMap<u32, u32> = nodes
             .iter()
             .enumerate()
@@ -187,7 +190,7 @@ impl Search<'_> {
                 && (self.shape == Shape::G0
                     || scc.iter().any(|&n| {
                         sub.edges(n)
-                            .any(|e| *e.weight() == WR && inside.contains_key(&(e.target().index() as u32)))
+                            .any(|e| *e.weight() == start && inside.contains_key(&(e.target().index() as u32)))
                     }));
             if cyclic {
                 keep.extend(scc.iter().map(|n| nodes[n.index()]));
@@ -323,4 +326,62 @@ pub fn is_simple(dsg: &Dsg, cycle: &Cycle) -> bool {
         let (from, _) = dsg.graph.edge_endpoints(e).unwrap_or_default();
         seen.insert(from.index() as u32, ()).is_none()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Edge, Reason};
+
+    /// A chain of `n` transactions, each overwriting the last (ww) and
+    /// overwriting what the one before the last read (rw): acyclic on data
+    /// edges, joined into one component by a process edge from the last
+    /// back to the first, as a stale follower's session joins a
+    /// serializable history.
+    fn chain_closed_by_a_session(n: u32) -> Dsg {
+        let mut dsg = Dsg::new(n as usize);
+        let reason = Reason { key: 0, a: 0, b: 0 };
+        for i in 0..n - 1 {
+            dsg.data(i, i + 1, WW, reason);
+            if i + 2 < n {
+                dsg.data(i, i + 2, RW, reason);
+            }
+        }
+        let session = Edge {
+            kind: PROCESS,
+            reason: u32::MAX,
+        };
+        dsg.graph
+            .add_edge(NodeIndex::new(n as usize - 1), NodeIndex::new(0), session);
+        dsg
+    }
+
+    /// A 600-transaction component with no data cycle is decided at once
+    /// (it once cost each rw search a walk of the whole component, past
+    /// the budget: unknown), and the process-order cycle is still found.
+    #[test]
+    fn a_component_acyclic_on_its_data_edges_is_decided_without_a_search() {
+        let dsg = chain_closed_by_a_session(600);
+        let nodes = components(&dsg).pop().expect("one component");
+        assert_eq!(nodes.len(), 600);
+        let member: FastMap<u32, ()> = nodes.iter().map(|n| (n.index() as u32, ())).collect();
+        for shape in [Shape::GSingle, Shape::GNonadjacent, Shape::G2Item] {
+            let search = Search {
+                dsg: &dsg,
+                member: &member,
+                shape,
+                order: 0,
+                budget: 1_000,
+            };
+            assert!(matches!(search.run(&nodes).0, Outcome::Absent), "{shape:?}");
+        }
+        let session = Search {
+            dsg: &dsg,
+            member: &member,
+            shape: Shape::GSingle,
+            order: PROCESS,
+            budget: 100_000,
+        };
+        assert!(matches!(session.run(&nodes).0, Outcome::Found { .. }));
+    }
 }

@@ -28,6 +28,9 @@ use std::hash::Hash;
 
 use faultline_histories::{History, Op};
 
+use crate::linear::search::SearchOp;
+use crate::linear::unique::AsRegister;
+
 /// What an operation of the history means to the search.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role<O> {
@@ -138,6 +141,26 @@ pub trait Model {
     /// (the polynomial check of `linear::unique` applies to those).
     fn register_op(&self, _op: &Self::Op) -> Option<crate::models::RegisterOp> {
         None
+    }
+    /// A part's operations (one object's) as a register's with unique
+    /// written values, index for index, for the polynomial check; `None`
+    /// where that is not known to decide the part exactly as this model
+    /// would. The default maps each operation by [`Model::register_op`];
+    /// a model that is not a register overrides it when a whole part can be
+    /// translated (the key-value string with unique pieces).
+    fn as_register(&self, ops: &[SearchOp<Self::Op>]) -> Option<AsRegister> {
+        let ops = ops
+            .iter()
+            .map(|o| {
+                self.register_op(&o.op).map(|op| SearchOp {
+                    op,
+                    call: o.call,
+                    ret: o.ret,
+                    optional: o.optional,
+                })
+            })
+            .collect::<Option<_>>()?;
+        Some(AsRegister { ops, conflict: None })
     }
     /// The state as a small integer, for models that number their states
     /// themselves (densely, from 0) and whose `step` costs less than a

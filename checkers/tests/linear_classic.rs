@@ -3,7 +3,9 @@
 //! operations: a read of a value nobody wrote (garbage read), a read of a
 //! value written only after the read ended (future read), a read of a value
 //! overwritten before the read began (stale read). Registers with unique
-//! values (the polynomial check) and key-value strings (the search) both.
+//! values (the polynomial check) and key-value strings both: with unique
+//! values (translated to a register, the polynomial check) and with one
+//! value written twice (the search).
 
 use faultline_checkers::linear::{check, Config, ModelSpec, NilReads};
 use faultline_checkers::{Validity, Verdict};
@@ -151,28 +153,48 @@ fn late_read(ops: &[SimOp]) -> usize {
         .expect("a late read")
 }
 
+/// Makes one write of the key of `ops[r]` whose value nobody read write
+/// the value of another write of that key instead: the history stays what
+/// it was (nobody saw the value it replaces), but its values repeat, so
+/// the key goes to the search.
+fn repeat_a_value(ops: &mut [SimOp], r: usize) {
+    let key = ops[r].key;
+    let read = |v: &Value| ops.iter().any(|o| o.f == F::Read && &o.output == v);
+    let writes: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i].f == F::Write && ops[i].key == key)
+        .collect();
+    let unseen = *writes
+        .iter()
+        .find(|&&w| !read(&ops[w].input))
+        .expect("a write nobody read");
+    let other = *writes.iter().find(|&&w| w != unseen).expect("another write");
+    let value = ops[other].input.clone();
+    (ops[unseen].input, ops[unseen].output) = (value.clone(), value);
+}
+
 #[test]
 fn a_garbage_read_is_reported_alone() {
-    for (string, config) in [
-        (false, register()),
-        (
-            true,
-            Config {
-                model: ModelSpec::Kv,
-                ..Config::default()
-            },
-        ),
-    ] {
+    let kv = Config {
+        model: ModelSpec::Kv,
+        ..Config::default()
+    };
+    for (string, repeat, config) in [(false, false, register()), (true, false, kv.clone()), (true, true, kv)] {
         let mut ops = simulate(20_000, 20, if string { 100 } else { 1 }, string, 7);
-        assert_eq!(check(&history(&ops), &config).valid, Validity::Valid);
         let r = late_read(&ops);
+        if repeat {
+            repeat_a_value(&mut ops, r);
+        }
+        assert_eq!(check(&history(&ops), &config).valid, Validity::Valid);
         ops[r].output = if string { json!("never written") } else { json!(-1) };
         let h = history(&ops);
+        let v = check(&h, &config);
         assert_eq!(
-            proof(&check(&h, &config)),
+            proof(&v),
             vec![invoke_index(&h, r)],
-            "string values: {string}"
+            "string values: {string}, one repeated: {repeat}"
         );
+        let polynomial = v.anomalies[0].details.get("algorithm").is_some();
+        assert_eq!(polynomial, !repeat, "{:?}", v.anomalies[0].details);
     }
 }
 

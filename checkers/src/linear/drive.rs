@@ -22,11 +22,19 @@ use super::{poly, unique, Config};
 use crate::model::Model;
 use crate::Verdict;
 
-/// Once a part is proven non-linearizable, the others may go on for as
-/// long again as the proof took (so that a few more offending keys get
+/// Once a part is proven non-linearizable, the others may go on for half
+/// as long again as the proof took (so that a few more offending keys get
 /// reported), but at least this long: a clock's granularity, so that the
 /// parts running beside a proof that took no time still get a look.
 pub const GRACE_MIN: Duration = Duration::from_micros(50);
+
+/// What is left to the other parts (and to the evidence, see
+/// `report::Effort`) once a part was proven non-linearizable after
+/// `took`: half of it. The verdict is known by then; what follows only
+/// adds to it, so it gets less time than finding the verdict did.
+pub fn after_first(took: Duration) -> Duration {
+    took / 2
+}
 
 /// Below this many operations in all, the check runs on the calling
 /// thread: starting threads costs more than such a history takes.
@@ -67,7 +75,7 @@ impl Shared<'_> {
             first.get_or_insert_with(|| (label.to_owned(), took));
         }
         if !self.config.all_anomalies {
-            self.soft.stop_after(took.max(GRACE_MIN));
+            self.soft.stop_after(after_first(took).max(GRACE_MIN));
         }
     }
 
@@ -76,9 +84,9 @@ impl Shared<'_> {
     fn stop_reason(&self) -> String {
         match &*self.first_invalid.lock().unwrap_or_else(|e| e.into_inner()) {
             Some((label, took)) => format!(
-                "the check stopped {} after {label} was proven non-linearizable, as long again as that took \
+                "the check stopped {} after {label} was proven non-linearizable, half as long again as that took \
                  (--all-anomalies searches every part to the end)",
-                report::duration((*took).max(GRACE_MIN)),
+                report::duration(after_first(*took).max(GRACE_MIN)),
             ),
             None => "the check stopped".into(),
         }
@@ -297,7 +305,7 @@ fn polynomial<M: Model>(
         Ok(unique::Unique::NotLinearizable { proof, kind }) => {
             shared.proven_invalid(label);
             let effort = report::Effort::new(shared.config.all_anomalies, shared.start.elapsed());
-            let proof = poly::shrink(&ops, &proof, effort.deadline(shared.deadline));
+            let proof = poly::shrink(enc, &proof, effort.deadline(shared.deadline));
             out.proven(enc, &proof, unique::shape(&ops, &proof, kind), shared.history);
         }
         Err(_) => {

@@ -102,6 +102,20 @@ fn shrink_budget(search_steps: u64, ops: usize) -> u64 {
     (search_steps / 8).max(square).clamp(SHRINK_STEPS_MIN, SHRINK_STEPS_MAX)
 }
 
+/// Steps for the classic proofs of a part whose search took
+/// `search_steps`: a quarter of those, at least [`CLASSIC_STEPS_MIN`]. A
+/// classic re-check keeps one or two operations determinate and relaxes
+/// the rest; where that explodes (a kv key of hundreds of appends, each
+/// now optional), it would otherwise spend the whole shrink on proofs
+/// that are not there, and the first anomaly would not decide the time.
+fn classic_steps(search_steps: u64) -> u64 {
+    (search_steps / 4).max(CLASSIC_STEPS_MIN)
+}
+
+/// See [`classic_steps`]: on Porcupine's etcd logs, whose searches take a
+/// few hundred steps, every classic proof is confirmed within this many.
+pub const CLASSIC_STEPS_MIN: u64 = 20_000;
+
 /// Shrinks the determinate operations of a non-linearizable `ops` to a
 /// small set that still proves it; returns a mask over `ops` (true: keep
 /// determinate). `must_keep` stays in the set. Tries the classic proofs
@@ -129,7 +143,7 @@ pub fn shrink<M: Model>(
         scope: vec![true; ops.len()],
     };
     shrinker.narrow_to_one_object(&keep, must_keep);
-    if shrinker.classic(&mut keep, must_keep) {
+    if shrinker.classic_within(classic_steps(search_steps), &mut keep, must_keep) {
         return keep;
     }
     shrinker.deadline = by.rest;
@@ -191,6 +205,16 @@ impl<M: Model> Shrinker<'_, M> {
                 return;
             }
         }
+    }
+
+    /// [`Shrinker::classic`] within at most `steps` of the shrink's steps.
+    fn classic_within(&mut self, steps: u64, keep: &mut Vec<bool>, blocked: u32) -> bool {
+        let total = self.steps_left;
+        let allowed = steps.min(total);
+        self.steps_left = allowed;
+        let found = self.classic(keep, blocked);
+        self.steps_left = total - (allowed - self.steps_left);
+        found
     }
 
     /// The classic small proofs first: the blocked operation alone (a read

@@ -12,16 +12,18 @@
 //! - **Speed.** The history is split by key (P-compositionality) unless
 //!   told not to; parts are searched cheapest first (see [`expected_cost`])
 //!   on a small pool of threads, each with the Wing–Gong–Lowe search of
-//!   [`search`] on interned states.
+//!   [`search`] on interned states. A part that is a register with unique
+//!   values (or a key-value string with unique pieces, which translates to
+//!   one) is decided in polynomial time instead (see [`unique`]).
 //! - **Evidence.** An invalid part names its longest linearizable prefix,
 //!   the operation that cannot follow it, and a shrunk set of operations
 //!   that alone cannot be linearized (see [`evidence`]).
 //! - **The first anomaly decides the time.** One deadline and one memory
 //!   budget cover the whole check (searches and evidence). Once a part is
-//!   proven non-linearizable, the searches still running may go on for as
-//!   long again as that proof took (at least [`GRACE_MIN`]), parts not yet
-//!   started are not started, and the evidence is shrunk within a budget
-//!   of the same order; those parts are then reported undecided, so a bad
+//!   proven non-linearizable, the searches still running may go on for
+//!   half as long again as that proof took (at least [`GRACE_MIN`]), parts
+//!   not yet started are not started, and the evidence is shrunk within a
+//!   budget of the same order; those parts are then reported undecided, so a bad
 //!   history does not wait on its hardest key. [`Config::all_anomalies`]
 //!   searches every part to the end and shrinks every proof as far as the
 //!   shrinker goes.
@@ -37,6 +39,8 @@
 
 mod drive;
 mod evidence;
+#[cfg(test)]
+mod kv_unique_tests;
 mod part;
 mod poly;
 mod report;

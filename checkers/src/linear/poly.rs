@@ -1,7 +1,9 @@
-//! The polynomial path of a part: when the model is a single register and
-//! the part's written values are unique ([`unique::applies`]), the part is
-//! decided by [`unique::check`] instead of the search, and its proof is
-//! shrunk with the same check as the oracle.
+//! The polynomial path of a part: when the model gives the part as a
+//! register's ([`Model::as_register`]: a register, or a key-value string
+//! whose pieces are unique) and the written values are unique
+//! ([`super::unique::applies`]), the part is decided by
+//! [`super::unique::check`] instead of the search, and its proof is shrunk
+//! with the same translation and check as the oracle.
 //!
 //! Shrinking follows the rule of [`super::evidence`]: operations are never
 //! removed, only relaxed (a read dropped, an update made optional), so a
@@ -17,7 +19,7 @@ use std::time::Instant;
 use super::part::Encoded;
 use super::search::SearchOp;
 use super::table::{Charge, OutOfMemory};
-use super::unique::{self, Unique};
+use super::unique::Unique;
 use crate::model::Model;
 use crate::models::RegisterOp;
 
@@ -29,59 +31,59 @@ const BYTES_PER_OP: usize = 160;
 /// the memory budget could not hold it).
 pub type Decided = (Vec<SearchOp<RegisterOp>>, Result<Unique, OutOfMemory>);
 
-/// The part's operations as a register's, when the model is one and the
-/// polynomial check applies, with the check's answer.
+/// The part's operations as a register's, when the model can give them
+/// ([`Model::as_register`]) and the polynomial check applies, with the
+/// check's answer.
 pub fn try_unique<M: Model>(enc: &Encoded<M>, charge: &mut Charge) -> Option<Decided> {
-    let ops: Vec<SearchOp<RegisterOp>> = enc
-        .ops
-        .iter()
-        .map(|o| {
-            enc.model.register_op(&o.op).map(|op| SearchOp {
+    let translated = enc.model.as_register(&enc.ops)?;
+    if !translated.applies() {
+        return None;
+    }
+    let found = charge
+        .add(translated.ops.len() * BYTES_PER_OP)
+        .map(|()| translated.check());
+    Some((translated.ops, found))
+}
+
+/// `ops` with the determinate operations outside `keep` relaxed (by the
+/// model's own rule: a read dropped, an update made optional).
+fn relaxed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> Vec<SearchOp<M::Op>> {
+    ops.iter()
+        .zip(keep)
+        .filter_map(|(o, &k)| match (k || !o.mandatory(), model.relax(&o.op)) {
+            (true, _) => Some(o.clone()),
+            (false, None) => None,
+            (false, Some(op)) => Some(SearchOp {
                 op,
                 call: o.call,
                 ret: o.ret,
-                optional: o.optional,
-            })
-        })
-        .collect::<Option<_>>()?;
-    // The register's initial value is interned first: id 0.
-    if !unique::applies(&ops, 0) {
-        return None;
-    }
-    let found = charge.add(ops.len() * BYTES_PER_OP).map(|()| unique::check(&ops, 0));
-    Some((ops, found))
-}
-
-/// `ops` with the determinate operations outside `keep` relaxed.
-fn relaxed(ops: &[SearchOp<RegisterOp>], keep: &[bool]) -> Vec<SearchOp<RegisterOp>> {
-    ops.iter()
-        .zip(keep)
-        .filter_map(|(o, &k)| match (k || !o.mandatory(), o.op) {
-            (true, _) => Some(o.clone()),
-            (false, RegisterOp::Read(_) | RegisterOp::CasMismatch(_)) => None,
-            (false, _) => Some(SearchOp {
                 optional: true,
-                ..o.clone()
             }),
         })
         .collect()
 }
 
-/// Whether `keep` alone, everything else relaxed, is not linearizable.
-fn confirmed(ops: &[SearchOp<RegisterOp>], keep: &[bool]) -> bool {
-    matches!(unique::check(&relaxed(ops, keep), 0), Unique::NotLinearizable { .. })
+/// Whether `keep` alone, everything else relaxed, is not linearizable: the
+/// relaxed part is translated afresh (what a read observed decides the
+/// translation, and relaxing drops reads), then checked.
+fn confirmed<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &[bool]) -> bool {
+    model
+        .as_register(&relaxed(model, ops, keep))
+        .and_then(|t| t.decide())
+        .is_some_and(|found| matches!(found, Unique::NotLinearizable { .. }))
 }
 
 /// A small set of determinate operations of `ops` (not linearizable) that
 /// is not linearizable whatever the others did, starting from `candidate`;
 /// indices into `ops`.
-pub fn shrink(ops: &[SearchOp<RegisterOp>], candidate: &[u32], deadline: Instant) -> Vec<u32> {
+pub fn shrink<M: Model>(enc: &Encoded<M>, candidate: &[u32], deadline: Instant) -> Vec<u32> {
+    let (model, ops) = (&enc.model, enc.ops.as_slice());
     let mut keep = vec![false; ops.len()];
     candidate
         .iter()
         .filter(|&&i| ops[i as usize].mandatory())
         .for_each(|&i| keep[i as usize] = true);
-    let from_candidate = keep.iter().any(|&k| k) && confirmed(ops, &keep);
+    let from_candidate = keep.iter().any(|&k| k) && confirmed(model, ops, &keep);
     if !from_candidate {
         keep = ops.iter().map(SearchOp::mandatory).collect();
     }
@@ -96,7 +98,7 @@ pub fn shrink(ops: &[SearchOp<RegisterOp>], candidate: &[u32], deadline: Instant
             if Instant::now() >= deadline {
                 return indices(&keep);
             }
-            try_relax(ops, &mut keep, group);
+            try_relax(model, ops, &mut keep, group);
         }
         if chunk == 1 {
             return indices(&keep);
@@ -106,13 +108,13 @@ pub fn shrink(ops: &[SearchOp<RegisterOp>], candidate: &[u32], deadline: Instant
 }
 
 /// Relaxes `group` in `keep` if the violation is confirmed without it.
-fn try_relax(ops: &[SearchOp<RegisterOp>], keep: &mut [bool], group: &[usize]) {
+fn try_relax<M: Model>(model: &M, ops: &[SearchOp<M::Op>], keep: &mut [bool], group: &[usize]) {
     if group.iter().all(|&i| !keep[i]) {
         return;
     }
     let before: Vec<bool> = group.iter().map(|&i| keep[i]).collect();
     group.iter().for_each(|&i| keep[i] = false);
-    if !keep.iter().any(|&k| k) || !confirmed(ops, keep) {
+    if !keep.iter().any(|&k| k) || !confirmed(model, ops, keep) {
         group.iter().zip(before).for_each(|(&i, k)| keep[i] = k);
     }
 }

@@ -23,8 +23,8 @@ const SHRINK_TIME: Duration = Duration::from_secs(2);
 
 /// Time allowed by default to look for a classic proof of one or two
 /// operations, at least: what the search took would leave nothing to the
-/// small, fast proofs. Shrinking a larger proof after that gets only what
-/// the search took (so the first anomaly, not its evidence, decides the
+/// small, fast proofs. Shrinking a larger proof after that gets only half
+/// of what the search took (so the first anomaly, not its evidence, decides the
 /// time: on Porcupine's small etcd logs the halving re-checks took several
 /// times the search).
 const SHRINK_TIME_MIN: Duration = Duration::from_millis(1);
@@ -34,7 +34,8 @@ const SHRINK_TIME_MIN: Duration = Duration::from_millis(1);
 pub struct Effort {
     /// Shrink as far as the shrinker goes ([`SHRINK_TIME`]).
     pub exhaustive: bool,
-    /// Otherwise, the time allowed: as long as the check took so far.
+    /// Otherwise, the time allowed: half as long as the check took so far
+    /// (see `drive::after_first`).
     pub time: Duration,
 }
 
@@ -66,7 +67,7 @@ impl Effort {
         if self.exhaustive {
             SHRINK_TIME
         } else {
-            self.time
+            super::drive::after_first(self.time)
         }
     }
 }
@@ -269,6 +270,9 @@ fn explain_proof(label: &str, kind: AnomalyKind, proof: &[OpRef]) -> String {
         (AnomalyKind::StaleRead, _) => {
             "contradict each other: the read saw a value that the update, which ended before the read began, had \
              already overwritten (a stale read)"
+        }
+        (AnomalyKind::IncompatibleOrder, _) => {
+            "saw different values before the same update, which took effect only once (incompatible orders)"
         }
         _ => "cannot be put in any order that respects real time and the values the reads saw",
     };

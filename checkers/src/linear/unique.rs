@@ -74,6 +74,9 @@ pub enum AnomalyKind {
     /// Clusters whose real-time order contradicts the reads (a stale read
     /// is the simplest).
     Order,
+    /// Two reads that saw different values before one update, which took
+    /// effect only once (a key-value string read as `ab` and as `cb`).
+    IncompatibleOrder,
 }
 
 impl AnomalyKind {
@@ -85,6 +88,39 @@ impl AnomalyKind {
             AnomalyKind::DoubleCas => "double-cas",
             AnomalyKind::StaleRead => "stale-read",
             AnomalyKind::Order => "real-time-order",
+            AnomalyKind::IncompatibleOrder => "incompatible-order",
+        }
+    }
+}
+
+/// A part's operations as a register's whose written values are unique,
+/// index for index (see [`crate::model::Model::as_register`]).
+#[derive(Clone, Debug)]
+pub struct AsRegister {
+    pub ops: Vec<SearchOp<RegisterOp>>,
+    /// Two reads (indices) that already prove the part not linearizable,
+    /// in a way no register shows (see [`AnomalyKind::IncompatibleOrder`]).
+    pub conflict: Option<[u32; 2]>,
+}
+
+impl AsRegister {
+    /// The register's verdict, or `None` when the check does not apply
+    /// (values repeat, or an observed failed compare-and-set).
+    pub fn decide(&self) -> Option<Unique> {
+        self.applies().then(|| self.check())
+    }
+
+    /// Whether the check applies: see [`applies`] (a conflict decides
+    /// before it).
+    pub fn applies(&self) -> bool {
+        self.conflict.is_some() || applies(&self.ops, 0)
+    }
+
+    /// The verdict, when the check [applies](AsRegister::applies).
+    pub fn check(&self) -> Unique {
+        match self.conflict {
+            Some(pair) => invalid(pair.to_vec(), AnomalyKind::IncompatibleOrder),
+            None => check(&self.ops, 0),
         }
     }
 }

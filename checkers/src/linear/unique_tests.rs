@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
+use super::part::Encoded;
 use super::poly::shrink;
 use super::search::{search, Budget, Found, SearchOp};
 use super::table::Memory;
@@ -77,7 +78,7 @@ fn build(specs: &[Spec]) -> Vec<SearchOp<RegisterOp>> {
     ops
 }
 
-fn searched(model: &Register, ops: &[SearchOp<RegisterOp>]) -> Found<u32> {
+pub(super) fn searched<M: Model>(model: &M, ops: &[SearchOp<M::Op>]) -> Found<M::State> {
     let memory = Memory::new(1 << 26);
     let budget = Budget {
         deadline: Instant::now() + Duration::from_secs(20),
@@ -90,7 +91,7 @@ fn searched(model: &Register, ops: &[SearchOp<RegisterOp>]) -> Found<u32> {
 
 /// Whether `order` is a linearization of `ops`: every mandatory op once,
 /// optional ones at most once, real time respected, the register's rules.
-fn is_linearization(model: &Register, ops: &[SearchOp<RegisterOp>], order: &[u32]) -> bool {
+pub(super) fn is_linearization<M: Model>(model: &M, ops: &[SearchOp<M::Op>], order: &[u32]) -> bool {
     let mut used = vec![false; ops.len()];
     let mut state = model.init();
     for (k, &i) in order.iter().enumerate() {
@@ -116,17 +117,20 @@ fn is_linearization(model: &Register, ops: &[SearchOp<RegisterOp>], order: &[u32
 }
 
 /// `ops` with only `proof` determinate, everything else relaxed.
-fn only(ops: &[SearchOp<RegisterOp>], proof: &[u32]) -> Vec<SearchOp<RegisterOp>> {
+pub(super) fn only<M: Model>(model: &M, ops: &[SearchOp<M::Op>], proof: &[u32]) -> Vec<SearchOp<M::Op>> {
     ops.iter()
         .enumerate()
-        .filter_map(|(i, o)| match (proof.contains(&(i as u32)) || !o.mandatory(), o.op) {
-            (true, _) => Some(o.clone()),
-            (false, RegisterOp::Read(_) | RegisterOp::CasMismatch(_)) => None,
-            (false, _) => Some(SearchOp {
-                optional: true,
-                ..o.clone()
-            }),
-        })
+        .filter_map(
+            |(i, o)| match (proof.contains(&(i as u32)) || !o.mandatory(), model.relax(&o.op)) {
+                (true, _) => Some(o.clone()),
+                (false, None) => None,
+                (false, Some(op)) => Some(SearchOp {
+                    op,
+                    optional: true,
+                    ..o.clone()
+                }),
+            },
+        )
         .collect()
 }
 
@@ -145,8 +149,9 @@ proptest! {
             (Found::NotLinearizable { .. }, Unique::NotLinearizable { proof, .. }) => {
                 // The proof users see: the candidate, shrunk (or the
                 // determinate operations, halved, should it fail).
-                let shrunk = shrink(&ops, proof, Instant::now() + Duration::from_secs(20));
-                let alone = only(&ops, &shrunk);
+                let enc = Encoded { model: register(), ops: ops.clone(), origin: (0..ops.len()).collect(), considered: ops.len() };
+                let shrunk = shrink(&enc, proof, Instant::now() + Duration::from_secs(20));
+                let alone = only(&model, &ops, &shrunk);
                 let confirmed = matches!(searched(&model, &alone), Found::NotLinearizable { .. });
                 prop_assert!(!shrunk.is_empty() && confirmed, "proof {:?} of {:?}", shrunk, ops);
             }

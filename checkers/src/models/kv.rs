@@ -27,7 +27,9 @@ use std::cell::RefCell;
 use faultline_histories::{History, Op, Outcome, F};
 use serde_json::Value;
 
+use crate::linear::search::SearchOp;
 use crate::linear::table::FxMap;
+use crate::linear::unique::AsRegister;
 use crate::model::{Effect, Model, ModelError, Role};
 
 /// An encoded key-value operation: `Get` and `Put` carry the state (node)
@@ -222,6 +224,17 @@ impl Kv {
     fn piece_of(&self, op: &Op, v: &Value) -> Result<u32, ModelError> {
         Ok(self.strings.borrow_mut().text(&text(op, v)?))
     }
+
+    /// Writes the string of state `node` into `out` (cleared first).
+    pub(super) fn spell_state(&self, node: u32, out: &mut Vec<u8>) {
+        self.strings.borrow().spell(node, out);
+    }
+
+    /// Writes text `piece` into `out` (cleared first).
+    pub(super) fn spell_piece(&self, piece: u32, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(self.strings.borrow().texts[piece as usize].text.as_bytes());
+    }
 }
 
 impl Model for Kv {
@@ -282,6 +295,11 @@ impl Model for Kv {
             KvOp::Get(_) => None,
             other => Some(*other),
         }
+    }
+
+    /// With unique pieces, a key is a register (see [`super::kv_unique`]).
+    fn as_register(&self, ops: &[SearchOp<KvOp>]) -> Option<AsRegister> {
+        super::kv_unique::translate(self, ops)
     }
 
     fn describe_state(&self, state: &u32) -> String {

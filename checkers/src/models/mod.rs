@@ -19,6 +19,7 @@
 
 mod keyed;
 mod kv;
+mod kv_unique;
 mod list;
 mod multi_register;
 mod mutex;
@@ -28,7 +29,7 @@ mod set;
 mod values;
 
 pub use keyed::Keyed;
-pub use kv::Kv;
+pub use kv::{Kv, KvOp};
 pub use list::List;
 pub use multi_register::{Micro, MultiRegister};
 pub use mutex::{Mutex, MutexOp};

@@ -102,9 +102,10 @@ impl PostgresDb {
     /// (bounded) while fewer answer; `None` if they never do.
     async fn most_advanced_standby(&self, old: &str) -> Option<(String, u64)> {
         let standbys: Vec<&String> = self.layout().nodes.iter().filter(|n| *n != old).collect();
-        let needed = (standbys.len() + 1)
-            .saturating_sub(self.opts.sync.count() as usize)
-            .max(1);
+        let needed = match self.opts.sync.count() as usize {
+            0 => 1,
+            k => (standbys.len() + 1).saturating_sub(k).max(1),
+        };
         let deadline = Instant::now() + Duration::from_millis(QUORUM_WAIT_MS);
         loop {
             let mut answers = Vec::new();

@@ -187,7 +187,6 @@ fn fit_faults(cfg: &mut RunConfig, mut kinds: Vec<FaultKind>, spare_s: f64) {
     let etcd = matches!(cfg.db, DbConfig::Etcd { .. });
     kinds.retain(|k| !(etcd && (k.needs_clock() || (cfg.net == NetKind::Proxy && k.cuts_links()))));
     kinds.retain(|k| *k != FaultKind::Failover || matches!(cfg.db, DbConfig::Redis { .. } | DbConfig::Postgres(_)));
-    kinds.retain(|k| !(matches!(cfg.db, DbConfig::Postgres(_)) && k.needs_clock()));
     cfg.time_limit_s = cfg.nemesis_interval_s * 2.0 * kinds.len() as f64 + spare_s;
     cfg.nemesis = kinds;
 }

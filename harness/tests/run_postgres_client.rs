@@ -37,6 +37,7 @@ fn one_node(dir: &Path, isolation: PgIsolation) -> PostgresDb {
         dirs: [(n1, dir.join("n1"))].into(),
         control: Arc::new(LocalControl),
         env: BTreeMap::new(),
+        held: Default::default(),
     };
     let opts = PgOptions {
         isolation,

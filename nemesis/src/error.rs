@@ -169,6 +169,21 @@ pub enum SurroundingsError {
     /// The command on the node could not run (`Control`'s error).
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The database on the node reads a clock other than the one set, for
+    /// as long as the check may take.
+    #[error(
+        "{node}'s database reads its clock {seen_ms} ms off true time (± {error_ms} ms), not the {want_ms} ms set"
+    )]
+    ClockNotMoved {
+        /// The node.
+        node: String,
+        /// The offset set.
+        want_ms: i64,
+        /// The offset last measured.
+        seen_ms: i64,
+        /// How far that measurement may be off (half its window).
+        error_ms: i64,
+    },
     /// The command ran and said no.
     #[error("{command} on {node} failed: {detail}")]
     Refused {

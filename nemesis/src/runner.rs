@@ -102,6 +102,13 @@ pub trait Surroundings: Send + Sync {
     fn disk(&self, node: &str, cmd: DiskCommand) -> Result<Value, SurroundingsError>;
     /// Sets `node`'s clock this far from the true one.
     fn set_clock(&self, node: &str, offset_ms: i64) -> Result<(), SurroundingsError>;
+    /// Reads `node`'s clock as the database on it sees it and checks that
+    /// it is `offset_ms` off the true one; returns the offset measured, or
+    /// `None` where the database offers no way to read its clock (then the
+    /// offset file's write is the only evidence).
+    fn check_clock(&self, _node: &str, _offset_ms: i64) -> Result<Option<i64>, SurroundingsError> {
+        Ok(None)
+    }
     /// Whether the nodes' data is on the disk-fault filesystem, so a kill
     /// also loses what the node had not fsynced.
     fn has_disks(&self) -> bool {
@@ -483,18 +490,36 @@ impl NemesisRunner {
     }
 
     async fn clock(&self, offsets: &BTreeMap<String, i64>) -> Result<(), NemesisError> {
+        let mut measured = BTreeMap::new();
         for (node, off) in offsets {
             let (target, off) = (node.clone(), *off);
             self.blocking(move |h| h.around.set_clock(&target, off))
                 .await
                 .map_err(|e| Self::around_err("set the clock of", node, e))?;
+            // Known off from here on, so a failed check still gets healed.
             self.update(|a| {
                 a.clocks.insert(node.clone());
             });
+            if let Some(seen) = self.checked_clock(node, off).await? {
+                measured.insert(node.clone(), seen);
+            }
         }
         let nodes: Vec<String> = offsets.keys().cloned().collect();
-        self.note(FaultEvent::StartClock, &nodes, json!({"offsets_ms": offsets}));
+        let mut value = json!({"offsets_ms": offsets});
+        if !measured.is_empty() {
+            value["measured_ms"] = json!(measured);
+        }
+        self.note(FaultEvent::StartClock, &nodes, value);
         Ok(())
+    }
+
+    /// Asks the database on `node` for its clock and checks it is
+    /// `offset_ms` off (see [`Surroundings::check_clock`]).
+    async fn checked_clock(&self, node: &str, offset_ms: i64) -> Result<Option<i64>, NemesisError> {
+        let target = node.to_owned();
+        self.blocking(move |h| h.around.check_clock(&target, offset_ms))
+            .await
+            .map_err(|e| Self::around_err("read the clock of", node, e))
     }
 
     /// Starts a task that flips `node`'s clock until the clocks are reset.
@@ -503,6 +528,10 @@ impl NemesisRunner {
         self.blocking(move |h| h.around.set_clock(&target, offset_ms))
             .await
             .map_err(|e| Self::around_err("set the clock of", node, e))?;
+        self.update(|a| {
+            a.clocks.insert(node.to_owned());
+        });
+        let measured = self.checked_clock(node, offset_ms).await?;
         let (tx, mut rx) = watch::channel(false);
         let around = self.around.clone();
         let target = node.to_owned();
@@ -525,11 +554,11 @@ impl NemesisRunner {
                 tracing::warn!(node = %target, error = %e, "resetting a strobed clock failed");
             }
         });
-        self.note(
-            FaultEvent::StartClock,
-            &[node.to_owned()],
-            json!({"strobe": {"node": node, "offset_ms": offset_ms, "period_ms": period_ms}}),
-        );
+        let mut strobe = json!({"node": node, "offset_ms": offset_ms, "period_ms": period_ms});
+        if let Some(seen) = measured {
+            strobe["measured_ms"] = json!(seen);
+        }
+        self.note(FaultEvent::StartClock, &[node.to_owned()], json!({ "strobe": strobe }));
         self.update(|a| {
             a.clocks.insert(node.to_owned());
             a.strobe = Some(tx);
@@ -749,17 +778,29 @@ impl NemesisRunner {
             return Ok(());
         }
         let mut first_err = None;
+        let mut measured = BTreeMap::new();
         for node in &clocks {
             let target = node.clone();
             if let Err(e) = self.blocking(move |h| h.around.set_clock(&target, 0)).await {
                 first_err.get_or_insert(Self::around_err("reset the clock of", node, e));
+                continue;
+            }
+            match self.checked_clock(node, 0).await {
+                Ok(seen) => measured.extend(seen.map(|s| (node.clone(), s))),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         let nodes: Vec<String> = clocks.iter().cloned().collect();
         self.update(|a| a.clocks.clear());
         match first_err {
             None => {
-                self.note(FaultEvent::StopClock, &nodes, json!({"nodes": clocks}));
+                let mut value = json!({"nodes": clocks});
+                if !measured.is_empty() {
+                    value["measured_ms"] = json!(measured);
+                }
+                self.note(FaultEvent::StopClock, &nodes, value);
                 Ok(())
             }
             Some(e) => {

@@ -92,12 +92,13 @@ impl Cluster {
             dirs: placed.dirs.clone(),
             control: placed.control.clone(),
             env: clocks.as_ref().map(surroundings::Clocks::env).unwrap_or_default(),
+            held: placed.held,
         };
         let db = make_db(cfg, &bins, layout, store)?;
         let surroundings: Arc<dyn Surroundings> = Arc::new(surroundings::NodeSurroundings::new(
             placed.control.clone(),
             disks.as_ref().map(surroundings::Disks::sockets),
-            clocks,
+            clocks.map(|c| c.probed_by(|n| db.clock_probe(n))),
         ));
         let downloads = (!placed.control.shares_filesystem()).then(|| {
             nodes
@@ -219,6 +220,8 @@ struct Placement {
     dirs: BTreeMap<String, PathBuf>,
     /// Where uploaded programs go on the nodes (remote machines only).
     bin_dir: Option<PathBuf>,
+    /// The ports the OS picked for the nodes, held until each starts.
+    held: db::HeldPorts,
 }
 
 /// Every node dials every other at its main address (no proxy between).
@@ -260,8 +263,13 @@ async fn proxied(cfg: &RunConfig, nodes: &[String], store: &Store, clients: usiz
             dial.insert((a.clone(), b.clone()), via);
         }
     }
-    // The nodes bind these ports next; the proxies hold theirs already.
-    drop(reserved);
+    // Each node binds its two ports when it starts; the proxies hold
+    // theirs already.
+    let mut reserved = reserved.into_iter();
+    let held = nodes
+        .iter()
+        .map(|n| (n.clone(), reserved.by_ref().take(2).collect()))
+        .collect();
     Ok(Placement {
         links: Links::Proxy {
             mesh: mesh.clone(),
@@ -274,6 +282,7 @@ async fn proxied(cfg: &RunConfig, nodes: &[String], store: &Store, clients: usiz
         dial,
         dirs: store_dirs(nodes, store),
         bin_dir: None,
+        held: db::HeldPorts::new(held),
     })
 }
 
@@ -302,6 +311,7 @@ fn namespaced(nodes: &[String], store: &Store) -> Result<Placement, RunError> {
         aux,
         dirs: store_dirs(nodes, store),
         bin_dir: None,
+        held: db::HeldPorts::default(),
     })
 }
 
@@ -350,6 +360,7 @@ fn over_ssh(cfg: &RunConfig, nodes: &[String], store: &Store) -> Result<Placemen
         aux,
         dirs: nodes.iter().map(|n| (n.clone(), run_dir.join(n))).collect(),
         bin_dir: Some(run_dir.join("bin")),
+        held: db::HeldPorts::default(),
     })
 }
 

@@ -446,12 +446,6 @@ fn check_faults_fit(kinds: &[FaultKind], db: DbKind, net: NetKind) -> Result<(),
             "the failover nemesis promotes a Redis replica or a PostgreSQL standby; other databases elect their own leaders",
         );
     }
-    if db == DbKind::Postgres && kinds.iter().any(|k| k.needs_clock()) {
-        return bad(
-            "libfaketime's shared state, which the harness makes, is closed to the postgres user \
-             PostgreSQL runs as: clock faults of PostgreSQL are not supported yet",
-        );
-    }
     if db == DbKind::Etcd && kinds.iter().any(|k| k.needs_clock()) {
         return bad("libfaketime cannot move a Go program's clock (etcd reads time without libc)");
     }

@@ -164,6 +164,14 @@ pub trait Db: NodeOps {
     fn pids(&self) -> BTreeMap<String, u32> {
         self.daemons().procs.pids()
     }
+    /// A command, run on `node`, that asks the database there for its
+    /// clock: it prints the machine's true time, the database's time and
+    /// the true time again, in milliseconds since the epoch. A clock fault
+    /// is then recorded only once the database reads the clock set. `None`
+    /// where the database cannot be asked.
+    fn clock_probe(&self, _node: &str) -> Option<faultline_nemesis::CommandSpec> {
+        None
+    }
 }
 
 /// What every database's nodes share: where they are laid out and the
@@ -181,7 +189,7 @@ impl Daemons {
     /// The processes of a cluster laid out as `layout`, none started yet.
     pub fn new(layout: Layout) -> Daemons {
         Daemons {
-            procs: ProcessSet::new(layout.control.clone(), layout.env.clone()),
+            procs: ProcessSet::new(layout.control.clone(), layout.env.clone(), layout.held.clone()),
             layout,
         }
     }
@@ -248,6 +256,8 @@ pub struct Layout {
     pub control: Arc<dyn Control>,
     /// Extra environment per node (libfaketime for the clock nemesis).
     pub env: BTreeMap<String, Vec<(String, String)>>,
+    /// Ports the OS picked for the nodes, held until each node starts.
+    pub held: HeldPorts,
 }
 
 impl Layout {
@@ -284,6 +294,26 @@ pub fn reserve_ports(n: usize) -> Result<Vec<std::net::TcpListener>, DbError> {
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
         .map_err(DbError::Port)
+}
+
+/// The ports [`reserve_ports`] picked, by node, each held (listening,
+/// never accepting) until its node first starts. A node that starts
+/// seconds after the run began, as a PostgreSQL standby does after its
+/// base backup, would otherwise find its port taken as the ephemeral port
+/// of some connection on this busy machine.
+#[derive(Clone, Default)]
+pub struct HeldPorts(Arc<std::sync::Mutex<BTreeMap<String, Vec<std::net::TcpListener>>>>);
+
+impl HeldPorts {
+    /// Holds `ports` for their nodes.
+    pub fn new(ports: BTreeMap<String, Vec<std::net::TcpListener>>) -> HeldPorts {
+        HeldPorts(Arc::new(std::sync::Mutex::new(ports)))
+    }
+
+    /// Lets `node`'s ports go, just before it binds them.
+    pub fn release(&self, node: &str) {
+        self.0.lock().expect("held ports").remove(node);
+    }
 }
 
 /// Finds the faultline-server binary: the given path, `$FAULTLINE_SERVER_BIN`,

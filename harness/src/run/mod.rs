@@ -24,6 +24,7 @@
 
 pub mod campaign;
 pub mod checks;
+pub mod clock_check;
 pub mod cluster;
 pub mod config;
 pub mod db;

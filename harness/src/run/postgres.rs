@@ -83,17 +83,23 @@ pub struct PostgresDb {
     /// Whether the nodes' programs run as the `postgres` user (the
     /// harness's user on the nodes is root).
     as_postgres: OnceLock<bool>,
+    /// Each postmaster's extra environment (libfaketime, for clock
+    /// faults), set once it runs as the database user: see
+    /// [`PostgresDb::postmaster`].
+    node_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl PostgresDb {
     /// Nodes laid out as `layout`, the first the primary; not started yet.
-    pub fn new(bin_dir: PathBuf, layout: Layout, opts: PgOptions) -> PostgresDb {
+    pub fn new(bin_dir: PathBuf, mut layout: Layout, opts: PgOptions) -> PostgresDb {
+        let node_env = std::mem::take(&mut layout.env);
         PostgresDb {
             bin_dir,
             primary: Arc::new(RwLock::new(layout.nodes[0].clone())),
             daemons: Daemons::new(layout),
             opts,
             as_postgres: OnceLock::new(),
+            node_env,
         }
     }
 
@@ -126,6 +132,23 @@ impl PostgresDb {
         wrapped.push(program.display().to_string());
         wrapped.extend(args);
         (PathBuf::from("setpriv"), wrapped)
+    }
+
+    /// The postmaster of `node` with `args`, as the database user and
+    /// under the node's extra environment, which `env` sets after
+    /// `setpriv` has dropped to that user: libfaketime loaded into a root
+    /// process makes a semaphore only root may open and hands its name
+    /// down, and a postmaster no longer root then cannot start. Loaded
+    /// first by the postmaster, it makes one the backends share.
+    fn postmaster(&self, node: &str, args: Vec<String>) -> (PathBuf, Vec<String>) {
+        let program = self.bin_dir.join("postgres");
+        let Some(vars) = self.node_env.get(node).filter(|v| !v.is_empty()) else {
+            return self.as_db_user(program, args);
+        };
+        let mut with_env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        with_env.push(program.display().to_string());
+        with_env.extend(args);
+        self.as_db_user(PathBuf::from("env"), with_env)
     }
 
     /// Runs a PostgreSQL program on `node` as the database user; an exit
@@ -396,7 +419,7 @@ impl Db for PostgresDb {
             format!("cluster_name={node}"),
         ]
         .into();
-        let (program, args) = self.as_db_user(self.bin_dir.join("postgres"), args);
+        let (program, args) = self.postmaster(node, args);
         DaemonSpec {
             program,
             args,
@@ -450,6 +473,10 @@ impl Db for PostgresDb {
 
     fn ready_once(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.check_ready())
+    }
+
+    fn clock_probe(&self, node: &str) -> Option<CommandSpec> {
+        Some(self.clock_query(node))
     }
 }
 

@@ -1,11 +1,14 @@
 //! What the nemesis does to a PostgreSQL cluster: process faults on whole
 //! process groups, and the failover steps (fence, promote, re-point,
-//! rewind), each recorded only once it took effect.
+//! rewind), each recorded only once it took effect; and the query that
+//! shows a clock fault took effect.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use faultline_nemesis::runner::BoxFuture;
-use faultline_nemesis::{NodeOps, NodeOpsError};
+use faultline_nemesis::{CommandSpec, NodeOps, NodeOpsError};
+use faultline_workloads::postgres_client::{admin, PG_USER};
 use serde_json::{json, Value};
 
 use super::{lsn, PgFailover, PostgresDb, PROMOTE_WAIT_S};
@@ -22,7 +25,55 @@ const STATUS_SQL: &str = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recover
      THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, \
      (SELECT timeline_id FROM pg_control_checkpoint())";
 
+/// psql's script for [`PostgresDb::clock_query`]: the machine's true time
+/// (psql runs a shell, outside libfaketime), the server's own, and the true
+/// time again, in milliseconds, on one connection already open so the
+/// window is the query's round trip.
+const CLOCK_SQL: &str = "\\! date +%s%3N\n\
+     SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint;\n\
+     \\! date +%s%3N\n";
+/// Where the primary's WAL ends and its timeline (current once it has
+/// checkpointed since its promotion).
+const PRIMARY_AT_SQL: &str = "SELECT pg_current_wal_lsn(), \
+     (SELECT timeline_id FROM pg_control_checkpoint())";
+/// The timeline a standby streams on, and how far it has replayed.
+const FOLLOWING_SQL: &str = "SELECT (SELECT received_tli FROM pg_stat_wal_receiver \
+     WHERE status = 'streaming'), pg_last_wal_replay_lsn()";
+/// How long a failover waits for enough standbys to answer.
+const QUORUM_WAIT_MS: u64 = 15_000;
+/// How long a rewound standby may take to follow the primary.
+const FOLLOW_TIMEOUT_MS: u64 = 60_000;
+/// How long the primary's checkpoint before a rewind may take.
+const CHECKPOINT_TIMEOUT_MS: u64 = 60_000;
+/// How long one clock query (connection included) may take.
+const CLOCK_QUERY_TIMEOUT_MS: u64 = 5_000;
+
 impl PostgresDb {
+    /// The command that asks `node`'s server for its clock (see
+    /// `Db::clock_probe`): psql, run on the node, which the server's
+    /// `clock_timestamp()` answers through libfaketime.
+    pub(super) fn clock_query(&self, node: &str) -> CommandSpec {
+        let addr = self.layout().listen[node];
+        let conninfo = format!(
+            "host={} port={} user={PG_USER} dbname=postgres connect_timeout=2",
+            addr.ip(),
+            addr.port()
+        );
+        let args = [
+            conninfo.as_str(),
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ];
+        let timeout = Duration::from_millis(CLOCK_QUERY_TIMEOUT_MS);
+        CommandSpec::new(self.bin_dir.join("psql"), &args, timeout).with_stdin(CLOCK_SQL)
+    }
+
     /// Every node's state in faultline-server's terms, for `status.jsonl`.
     pub(super) async fn statuses_now(&self) -> BTreeMap<String, Option<Value>> {
         let mut out = BTreeMap::new();
@@ -43,23 +94,50 @@ impl PostgresDb {
         out
     }
 
-    /// The standby (not `old`) with the most WAL, then the first by name.
+    /// The standby (not `old`) with the most WAL, then the first by name,
+    /// among enough answering standbys that one of them holds every
+    /// acknowledged commit: a commit waits for `k` of the `m` standbys, so
+    /// any `m - k + 1` of them include one that has it (one, under
+    /// asynchronous replication, which promises nothing). Asks again
+    /// (bounded) while fewer answer; `None` if they never do.
     async fn most_advanced_standby(&self, old: &str) -> Option<(String, u64)> {
-        let mut best: Option<(String, u64)> = None;
-        for n in self.layout().nodes.iter().filter(|n| *n != old) {
-            let Ok(rows) = self.ask(n, POSITION_SQL).await else {
-                continue;
-            };
-            let Some(row) = rows.first() else { continue };
-            if row.first().cloned().flatten().as_deref() != Some("t") {
-                continue;
+        let standbys: Vec<&String> = self.layout().nodes.iter().filter(|n| *n != old).collect();
+        let needed = match self.opts.sync.count() as usize {
+            0 => 1,
+            k => (standbys.len() + 1).saturating_sub(k).max(1),
+        };
+        let deadline = Instant::now() + Duration::from_millis(QUORUM_WAIT_MS);
+        loop {
+            let mut answers = Vec::new();
+            for n in &standbys {
+                if let Some(at) = self.standby_position(n).await {
+                    answers.push(((*n).clone(), at));
+                }
             }
-            let at = lsn(row.get(1).and_then(|c| c.as_deref())).unwrap_or(0);
-            if best.as_ref().is_none_or(|(_, b)| at > *b) {
-                best = Some((n.clone(), at));
+            if answers.len() >= needed {
+                // The most WAL; among equals the first by name.
+                return answers.into_iter().rev().max_by_key(|(_, at)| *at);
             }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    answers = answers.len(),
+                    needed,
+                    "too few standbys answer to promote one safely"
+                );
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(super::READY_POLL_MS * 4)).await;
         }
-        best
+    }
+
+    /// How much WAL the standby `node` has, if it answers and is a standby.
+    async fn standby_position(&self, node: &str) -> Option<u64> {
+        let rows = self.ask(node, POSITION_SQL).await.ok()?;
+        let row = rows.first()?;
+        if row.first().cloned().flatten().as_deref() != Some("t") {
+            return None;
+        }
+        Some(lsn(row.get(1).and_then(|c| c.as_deref())).unwrap_or(0))
     }
 
     /// `pg_promote()` on `node`, and proof that it left recovery.
@@ -116,6 +194,39 @@ impl PostgresDb {
         let pid = self.daemons.procs.kill(node)?;
         self.signal_group(node, pid, "KILL");
         Ok(pid)
+    }
+
+    /// Waits (bounded) until the standby `node` streams from `primary` on
+    /// the primary's timeline and has replayed what the primary had
+    /// written when asked; says where it got.
+    async fn await_following(&self, node: &str, primary: &str) -> Result<Value, NodeOpsError> {
+        let rows = self.ask(primary, PRIMARY_AT_SQL).await?;
+        let row = rows.first().cloned().unwrap_or_default();
+        let target = lsn(row.first().cloned().flatten().as_deref()).unwrap_or(0);
+        let timeline = row.get(1).cloned().flatten().unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_millis(FOLLOW_TIMEOUT_MS);
+        loop {
+            let seen = self.ask(node, FOLLOWING_SQL).await;
+            if let Ok(rows) = &seen {
+                let row = rows.first().cloned().unwrap_or_default();
+                let tli = row.first().cloned().flatten();
+                let at = lsn(row.get(1).cloned().flatten().as_deref()).unwrap_or(0);
+                if tli.as_deref() == Some(timeline.as_str()) && at >= target {
+                    return Ok(json!({"timeline": timeline, "replayed_lsn": at, "target_lsn": target}));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(NodeOpsError::Admin {
+                    node: node.to_owned(),
+                    command: FOLLOWING_SQL.to_owned(),
+                    detail: format!(
+                        "does not follow {primary} on timeline {timeline} up to {target} within \
+                         {FOLLOW_TIMEOUT_MS} ms (last: {seen:?})"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(super::READY_POLL_MS * 4)).await;
+        }
     }
 
     /// Stops the former primary `node`, rewinds it onto the current
@@ -201,6 +312,8 @@ impl NodeOps for PostgresDb {
         })
     }
 
+    /// The old primary rewound and started as a standby, recorded only
+    /// once it follows the primary on the primary's timeline.
     fn rejoin(&self, node: &str) -> BoxFuture<'_, Result<Value, NodeOpsError>> {
         let node = node.to_owned();
         Box::pin(async move {
@@ -208,7 +321,23 @@ impl NodeOps for PostgresDb {
             if node == primary {
                 return Ok(json!({"node": node, "primary": primary}));
             }
-            tokio::task::block_in_place(|| self.rewind(&node, &primary))
+            // pg_rewind reads the source's timeline from its control file,
+            // which a just-promoted primary updates at its next checkpoint
+            // only. Without one pg_rewind finds both on the same timeline
+            // and rewinds nothing; the old primary, its WAL past the fork,
+            // then never follows, and a later failover to it loses what
+            // the others acknowledged (seen under `any:1`).
+            let addr = self.layout().listen[&primary];
+            admin(addr, "CHECKPOINT", CHECKPOINT_TIMEOUT_MS)
+                .await
+                .map_err(|detail| NodeOpsError::Admin {
+                    node: primary.clone(),
+                    command: "CHECKPOINT".into(),
+                    detail,
+                })?;
+            let mut done = tokio::task::block_in_place(|| self.rewind(&node, &primary))?;
+            done["following"] = self.await_following(&node, &primary).await?;
+            Ok(done)
         })
     }
 }

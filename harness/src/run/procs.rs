@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use faultline_nemesis::{Control, ControlError, Daemon, DaemonSpec, NodeOpsError, Signal};
 
-use super::db::DbError;
+use super::db::{DbError, HeldPorts};
 
 /// How long a killed node may take to be reaped.
 const KILL_REAP_MS: u64 = 5_000;
@@ -22,6 +22,8 @@ pub struct ProcessSet {
     /// Variables added to every node's environment (the clock nemesis's
     /// libfaketime), by node.
     env: BTreeMap<String, Vec<(String, String)>>,
+    /// The nodes' ports, let go as each node starts.
+    held: HeldPorts,
     daemons: Mutex<BTreeMap<String, Box<dyn Daemon>>>,
     paused: Mutex<BTreeSet<String>>,
     logs: Mutex<BTreeMap<String, PathBuf>>,
@@ -29,11 +31,12 @@ pub struct ProcessSet {
 
 impl ProcessSet {
     /// No process yet; they start through `control`, each node with the
-    /// extra environment `env` gives it.
-    pub fn new(control: Arc<dyn Control>, env: BTreeMap<String, Vec<(String, String)>>) -> ProcessSet {
+    /// extra environment `env` gives it, on the ports `held` keeps for it.
+    pub fn new(control: Arc<dyn Control>, env: BTreeMap<String, Vec<(String, String)>>, held: HeldPorts) -> ProcessSet {
         ProcessSet {
             control,
             env,
+            held,
             daemons: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(BTreeSet::new()),
             logs: Mutex::new(BTreeMap::new()),
@@ -55,6 +58,7 @@ impl ProcessSet {
         }
         let mut spec = spec.clone();
         spec.env.extend(self.env.get(node).into_iter().flatten().cloned());
+        self.held.release(node);
         let d = self.control.start(node, &spec).map_err(|source| DbError::Control {
             node: node.to_owned(),
             source,

@@ -12,7 +12,11 @@
 //! - [`Clocks`]: every node runs under libfaketime, reading its offset from
 //!   a file of its own (`faketime.rc`, rewritten atomically), so the
 //!   nemesis moves one node's clock without restarting it. Only programs
-//!   that read time through libc are affected (not Go's etcd).
+//!   that read time through libc are affected (not Go's etcd). The file
+//!   is world-readable (a database may run as a user of its own). Where
+//!   the database can tell its time (PostgreSQL's `clock_timestamp()`),
+//!   every move is checked by asking it, so a clock fault is recorded
+//!   only once the database reads the clock set.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,7 @@ use faultline_nemesis::{
 };
 use serde_json::Value;
 
+use super::clock_check;
 use super::db::DbError;
 
 /// How long one `faultline-diskfs ctl` may take.
@@ -280,6 +285,12 @@ pub struct Clocks {
     lib: PathBuf,
     files: BTreeMap<String, PathBuf>,
     control: Arc<dyn Control>,
+    /// By node, a command that asks the database for its clock (see
+    /// [`Clocks::probed_by`]); none where the database cannot tell.
+    probes: BTreeMap<String, CommandSpec>,
+    /// By node, the offsets of its last move (from, to), so a check knows
+    /// which clock it must tell the new one from.
+    moves: Mutex<BTreeMap<String, (i64, i64)>>,
 }
 
 /// Where Debian puts the multithreaded libfaketime.
@@ -313,12 +324,23 @@ impl Clocks {
             lib,
             files: dirs.iter().map(|(n, d)| (n.clone(), d.join("faketime.rc"))).collect(),
             control,
+            probes: BTreeMap::new(),
+            moves: Mutex::new(BTreeMap::new()),
         };
         for node in dirs.keys() {
             super::procs::make_dir(clocks.control.as_ref(), node, &dirs[node])?;
             clocks.set(node, 0).map_err(|e| other(node, e.to_string()))?;
         }
         Ok(clocks)
+    }
+
+    /// The same clocks, each move checked with the command `probe` gives
+    /// for the node: run on the node, it prints three integers, the
+    /// node's true time in milliseconds since the epoch, the database's
+    /// time, and the true time again.
+    pub fn probed_by(mut self, probe: impl Fn(&str) -> Option<CommandSpec>) -> Clocks {
+        self.probes = self.files.keys().filter_map(|n| Some((n.clone(), probe(n)?))).collect();
+        self
     }
 
     /// The environment that puts a node under libfaketime, by node. Only
@@ -346,11 +368,10 @@ impl Clocks {
             node: node.to_owned(),
             what: "clock",
         })?;
+        self.note_move(node, offset_ms);
         let text = faketime_offset(offset_ms);
         if self.control.shares_filesystem() {
-            let tmp = file.with_extension("tmp");
-            return std::fs::write(&tmp, format!("{text}\n"))
-                .and_then(|()| std::fs::rename(&tmp, file))
+            return write_readable(file, &format!("{text}\n"))
                 .map_err(|source| ControlError::Io {
                     path: file.clone(),
                     source,
@@ -358,7 +379,7 @@ impl Clocks {
                 .map_err(SurroundingsError::from);
         }
         let path = file.display().to_string();
-        let script = "printf '%s\\n' \"$0\" > \"$1.tmp\" && mv -f \"$1.tmp\" \"$1\"";
+        let script = "umask 022 && printf '%s\\n' \"$0\" > \"$1.tmp\" && mv -f \"$1.tmp\" \"$1\"";
         let cmd = CommandSpec::new("sh", &["-c", script, &text, &path], ctl_timeout());
         let out = self.control.run(node, &cmd)?;
         if out.status.success() {
@@ -371,6 +392,36 @@ impl Clocks {
             })
         }
     }
+}
+
+impl Clocks {
+    /// Remembers that `node`'s clock goes from where it was to `offset_ms`.
+    fn note_move(&self, node: &str, offset_ms: i64) {
+        let mut moves = self.moves.lock().expect("clock moves");
+        let from = moves.get(node).map_or(0, |(_, to)| *to);
+        moves.insert(node.to_owned(), (from, offset_ms));
+    }
+
+    /// Asks the database on `node` for its clock until it reads the offset
+    /// set (bounded); the offset read, or `None` without a probe.
+    fn check(&self, node: &str, want_ms: i64) -> Result<Option<i64>, SurroundingsError> {
+        let Some(probe) = self.probes.get(node) else {
+            return Ok(None);
+        };
+        let from = || self.moves.lock().expect("clock moves").get(node).map_or(0, |m| m.0);
+        clock_check::await_offset(self.control.as_ref(), node, probe, from, want_ms).map(Some)
+    }
+}
+
+/// Writes `text` to `file` through a temporary beside it, renamed over
+/// it (atomic for readers), readable by every user whatever the umask: the
+/// database may run as its own user.
+fn write_readable(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&tmp, file)
 }
 
 /// libfaketime's relative offset in seconds: `+1.250`, `-0.100`, `+0.000`.
@@ -426,6 +477,13 @@ impl Surroundings for NodeSurroundings {
             .as_ref()
             .ok_or(SurroundingsError::NoClocks)?
             .set(node, offset_ms)
+    }
+
+    fn check_clock(&self, node: &str, offset_ms: i64) -> Result<Option<i64>, SurroundingsError> {
+        self.clocks
+            .as_ref()
+            .ok_or(SurroundingsError::NoClocks)?
+            .check(node, offset_ms)
     }
 }
 

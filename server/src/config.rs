@@ -190,7 +190,9 @@ pub struct Settings {
     pub txn_step_ms: u64,
     /// `shard_txn=2pc`: a piece prepared this long without being resolved
     /// is resolved by asking its decision's home, which aborts it if no
-    /// decision was logged (0: twice `request_timeout_ms`).
+    /// decision was logged (0: `request_timeout_ms`, the coordinator's own
+    /// bound on a phase: a piece older than that was most likely left by
+    /// a coordinator that crashed or lost its resolves to a partition).
     pub txn_recovery_ms: u64,
 }
 
@@ -448,7 +450,7 @@ impl Config {
             return invalid("shard_txn=2pc needs isolation=serializable or strict-serializable".into());
         }
         if s.txn_recovery_ms == 0 {
-            s.txn_recovery_ms = 2 * s.request_timeout_ms;
+            s.txn_recovery_ms = s.request_timeout_ms;
         }
         if s.heartbeat_ms == 0 || s.election_timeout_ms <= s.heartbeat_ms {
             return invalid("need 0 < heartbeat_ms < election_timeout_ms".into());
@@ -576,7 +578,7 @@ mod tests {
         let c = cfg("shards=2,shard_txn=2pc,request_timeout_ms=1000").unwrap();
         assert_eq!(
             (c.settings.shard_txn, c.settings.txn_recovery_ms),
-            (ShardTxn::TwoPc, 2000)
+            (ShardTxn::TwoPc, 1000)
         );
         let c = cfg("shards=2,shard_txn=2pc,isolation=serializable,txn_recovery_ms=700").unwrap();
         assert_eq!(c.settings.txn_recovery_ms, 700);

@@ -139,6 +139,11 @@ impl Core {
 
     /// Why `op` must wait: a lock it conflicts with, applied or proposed.
     fn lock_conflict(&mut self, op: &Op) -> Option<String> {
+        // The path of every write on every leader: nothing to build when
+        // no piece is prepared or proposed (always so under shard_txn=none).
+        if !self.sm.two_phase().has_locks() && self.two_phase.proposed.is_empty() {
+            return None;
+        }
         let (reads, writes) = match op {
             Op::Write { key, .. } | Op::Cas { key, .. } | Op::Append { key, .. } => {
                 (BTreeSet::new(), BTreeSet::from([key.clone()]))

@@ -36,6 +36,7 @@ use wire::{raw_request, reply_of};
 
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
+mod two_phase;
 mod wire;
 
 /// Most client requests waiting in one group's inbox.
@@ -234,35 +235,6 @@ impl GroupHandle {
         }
     }
 
-    /// Sends a two-phase commit request and waits (bounded) for its
-    /// answer: `unknown` when none came in time.
-    pub async fn call_two_phase(&self, id: u64, op: TwoPhaseOp, timeout: Duration) -> Reply {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.try_send(GroupMsg::TwoPhase { id, op, reply: tx }).is_err() {
-            return Reply::fail(id, "server overloaded");
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => reply,
-            _ => Reply::unknown(id, "timed out waiting for the shard's leader"),
-        }
-    }
-
-    /// The pieces this node leads that are prepared and undecided for
-    /// `older_than_ms` or longer (empty when the group does not answer).
-    pub async fn stale_prepared(&self, older_than_ms: u64, max: usize) -> Vec<(String, u32)> {
-        let (tx, rx) = oneshot::channel();
-        let msg = GroupMsg::StalePrepared {
-            older_than_ms,
-            max,
-            reply: tx,
-        };
-        if self.tx.try_send(msg).is_err() {
-            return Vec::new();
-        }
-        let answer = tokio::time::timeout(Duration::from_secs(2), rx).await;
-        answer.ok().and_then(Result::ok).unwrap_or_default()
-    }
-
     /// Delivers a peer message (awaits inbox space: back-pressure on the link).
     pub async fn deliver(&self, from: String, msg: PeerMsg) {
         let _ = self.tx.send(GroupMsg::Peer { from, msg }).await;
@@ -451,8 +423,7 @@ impl Group {
                 max,
                 reply,
             } => {
-                let now = self.now_ms();
-                let _ = reply.send(self.core.stale_prepared(now, older_than_ms, max));
+                let _ = reply.send(self.core.stale_prepared(self.now_ms(), older_than_ms, max));
             }
         }
     }

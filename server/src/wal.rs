@@ -618,46 +618,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn two_phase_commit_records_survive_a_restart_beside_older_records() {
-        use crate::state::{TxnOp, TxnPrepare};
-        let dir = tempfile::tempdir().unwrap();
-        let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let w = start_writer(dir.path(), &rec, FsyncPolicy::Always, "t", tx).unwrap();
-        let ops = vec![TxnOp::Append {
-            key: "x".into(),
-            value: 1.into(),
-        }];
-        let cmds = [
-            Command::Prepare(TxnPrepare {
-                txn: "n1.a.1".into(),
-                home: 0,
-                ops,
-            }),
-            Command::Decide {
-                txn: "n1.a.1".into(),
-                commit: true,
-            },
-            Command::Resolve {
-                txn: "n1.a.1".into(),
-                commit: true,
-            },
-        ];
-        let mut entries = vec![entry(1)];
-        for (i, cmd) in cmds.into_iter().enumerate() {
-            entries.push(Entry {
-                lsn: i as u64 + 2,
-                epoch: 1,
-                cmd,
-            });
-        }
-        w.send(WalCmd::Append(entries.clone()));
-        wait_for(&mut rx, 4).await;
-        drop(w);
-        assert_eq!(recover(dir.path(), FsyncPolicy::Always).unwrap().entries, entries);
-    }
-
     #[test]
     fn torn_tail_is_truncated() {
         let dir = tempfile::tempdir().unwrap();

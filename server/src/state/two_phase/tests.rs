@@ -162,3 +162,39 @@ fn decisions_and_tombstones_are_bounded() {
     assert_eq!(sm.two_phase().decision("t0"), None, "the oldest went first");
     assert_eq!(sm.two_phase().decision(&format!("t{}", KEPT_MAX + 9)), Some(true));
 }
+
+#[tokio::test]
+async fn two_phase_records_survive_the_wal_beside_older_records() {
+    use crate::wal::{recover, start_writer, FsyncPolicy, WalCmd};
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recover(dir.path(), FsyncPolicy::Always).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let w = start_writer(dir.path(), &rec, FsyncPolicy::Always, "t", tx).unwrap();
+    let write = Command::Write {
+        key: "x".into(),
+        value: 0.into(),
+    };
+    let cmds = [
+        write,
+        prepare("n1.a.1", vec![append("x", 1)]),
+        Command::Decide {
+            txn: "n1.a.1".into(),
+            commit: true,
+        },
+        resolve("n1.a.1", true),
+    ];
+    let entries: Vec<crate::state::Entry> = cmds
+        .into_iter()
+        .enumerate()
+        .map(|(i, cmd)| crate::state::Entry {
+            lsn: i as u64 + 1,
+            epoch: 1,
+            cmd,
+        })
+        .collect();
+    w.send(WalCmd::Append(entries.clone()));
+    let wait = std::time::Duration::from_secs(10);
+    while tokio::time::timeout(wait, rx.recv()).await.unwrap().unwrap().lsn < 4 {}
+    drop(w);
+    assert_eq!(recover(dir.path(), FsyncPolicy::Always).unwrap().entries, entries);
+}

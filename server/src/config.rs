@@ -109,6 +109,9 @@ pub enum Isolation {
 pub enum ShardTxn {
     /// As independent per-shard pieces: not atomic across shards.
     None,
+    /// Two-phase commit across the shards' groups: atomic, and
+    /// serializable across shards (see server/README.md).
+    TwoPc,
 }
 
 /// The replication settings (the knobs of the lab).
@@ -185,6 +188,12 @@ pub struct Settings {
     /// transaction (0 = as fast as the leader steps), to widen the windows
     /// in which other transactions commit.
     pub txn_step_ms: u64,
+    /// `shard_txn=2pc`: a piece prepared this long without being resolved
+    /// is resolved by asking its decision's home, which aborts it if no
+    /// decision was logged (0: `request_timeout_ms`, the coordinator's own
+    /// bound on a phase: a piece older than that was most likely left by
+    /// a coordinator that crashed or lost its resolves to a partition).
+    pub txn_recovery_ms: u64,
 }
 
 impl Default for Settings {
@@ -221,6 +230,7 @@ impl Default for Settings {
             isolation: Isolation::StrictSerializable,
             shard_txn: ShardTxn::None,
             txn_step_ms: 0,
+            txn_recovery_ms: 0,
         }
     }
 }
@@ -298,6 +308,7 @@ impl Settings {
             "isolation" => self.isolation = parse_isolation(value)?,
             "shard_txn" => self.shard_txn = parse_shard_txn(value)?,
             "txn_step_ms" => self.txn_step_ms = num(key, value)?,
+            "txn_recovery_ms" => self.txn_recovery_ms = num(key, value)?,
             _ => return Err(ConfigError::UnknownSetting(key.into())),
         }
         Ok(())
@@ -361,8 +372,8 @@ fn parse_isolation(v: &str) -> Result<Isolation, ConfigError> {
 fn parse_shard_txn(v: &str) -> Result<ShardTxn, ConfigError> {
     match v {
         "none" => Ok(ShardTxn::None),
-        "2pc" => Err(bad("shard_txn", v, "two-phase commit is not built yet; only none")),
-        _ => Err(bad("shard_txn", v, "expected none")),
+        "2pc" => Ok(ShardTxn::TwoPc),
+        _ => Err(bad("shard_txn", v, "expected none or 2pc")),
     }
 }
 
@@ -429,6 +440,17 @@ impl Config {
         }
         if s.shards > 1 && s.mode != Mode::SingleLeader {
             return invalid("shards apply to mode=single_leader only".into());
+        }
+        if s.shard_txn == ShardTxn::TwoPc
+            && !matches!(s.isolation, Isolation::Serializable | Isolation::StrictSerializable)
+        {
+            // A piece runs at its PREPARE entry, in log order, and holds
+            // its locks until the decision: serializable execution. The
+            // weaker levels would need a snapshot across shards.
+            return invalid("shard_txn=2pc needs isolation=serializable or strict-serializable".into());
+        }
+        if s.txn_recovery_ms == 0 {
+            s.txn_recovery_ms = s.request_timeout_ms;
         }
         if s.heartbeat_ms == 0 || s.election_timeout_ms <= s.heartbeat_ms {
             return invalid("need 0 < heartbeat_ms < election_timeout_ms".into());
@@ -549,6 +571,22 @@ mod tests {
             (Isolation::ReadCommitted, 2)
         );
         assert!(matches!(cfg("isolation=chaos"), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn two_phase_commit_needs_a_serializable_isolation_and_derives_its_recovery_bound() {
+        let c = cfg("shards=2,shard_txn=2pc,request_timeout_ms=1000").unwrap();
+        assert_eq!(
+            (c.settings.shard_txn, c.settings.txn_recovery_ms),
+            (ShardTxn::TwoPc, 1000)
+        );
+        let c = cfg("shards=2,shard_txn=2pc,isolation=serializable,txn_recovery_ms=700").unwrap();
+        assert_eq!(c.settings.txn_recovery_ms, 700);
+        assert!(matches!(
+            cfg("shards=2,shard_txn=2pc,isolation=snapshot"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(cfg("shard_txn=3pc"), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!   answer within `request_timeout_ms`.
 
 use crate::config::Config;
-use crate::core::{self, Answer, Core, CoreConfig, Input, Output};
+use crate::core::{self, Answer, Core, CoreConfig, Input, Output, TwoPhaseOp};
 use crate::limits::{Budgets, Held, Hold, Outgoing};
 use crate::protocol::{
     encode_frame, encode_reply, Op, RawRequest, Reply, Session, ShardStatus, MAX_FRAME_BYTES, REPLY_OVERHEAD_BYTES,
@@ -31,10 +31,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{error, info, warn};
-use wire::{raw_request, reply_of, txn_op};
+pub(crate) use wire::txn_op;
+use wire::{raw_request, reply_of};
 
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
+mod two_phase;
 mod wire;
 
 /// Most client requests waiting in one group's inbox.
@@ -62,6 +64,25 @@ pub enum GroupMsg {
     },
     /// A status query.
     Status(oneshot::Sender<ShardStatus>),
+    /// A two-phase commit coordinator's request (`shard_txn=2pc`).
+    TwoPhase {
+        /// The coordinator's request id.
+        id: u64,
+        /// What to log.
+        op: TwoPhaseOp,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// The pieces prepared on this shard, led here, for at least
+    /// `older_than_ms` (at most `max`): (transaction, decision's home).
+    StalePrepared {
+        /// Age bound.
+        older_than_ms: u64,
+        /// Most to name.
+        max: usize,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<(String, u32)>>,
+    },
 }
 
 /// A client request as the group sees it.
@@ -394,6 +415,16 @@ impl Group {
             GroupMsg::Status(tx) => {
                 let _ = tx.send(self.status());
             }
+            GroupMsg::TwoPhase { id, op, reply } => {
+                self.submit(id, core::Op::TwoPhase(op), 0, false, Replier::Local(reply));
+            }
+            GroupMsg::StalePrepared {
+                older_than_ms,
+                max,
+                reply,
+            } => {
+                let _ = reply.send(self.core.stale_prepared(self.now_ms(), older_than_ms, max));
+            }
         }
     }
 
@@ -413,15 +444,21 @@ impl Group {
                 return self.answer(replier, Reply::fail(req.id, why));
             }
         };
+        let min_lsn = req.session.min_lsn_for(self.shard as usize);
+        self.submit(req.id, op, min_lsn, req.forwarded, replier);
+    }
+
+    /// Hands the core a request, keeping its answer slot by token.
+    fn submit(&mut self, id: u64, op: core::Op, min_lsn: u64, forwarded: bool, replier: Replier) {
         self.next_token += 1;
         let token = self.next_token;
         self.repliers.insert(token, replier);
         let request = core::Request {
             token,
-            id: req.id,
+            id,
             op,
-            min_lsn: req.session.min_lsn_for(self.shard as usize),
-            forwarded: req.forwarded,
+            min_lsn,
+            forwarded,
         };
         self.step(Input::Client(request));
     }
@@ -431,6 +468,10 @@ impl Group {
             PeerMsg::Core(msg) => self.step(Input::Peer { from, msg }),
             PeerMsg::Forward { fwd_id, request } => self.on_forward(from, fwd_id, request),
             PeerMsg::ForwardResp { fwd_id, reply } => self.on_forward_resp(fwd_id, reply),
+            PeerMsg::TwoPhase { fwd_id, id, op } => {
+                let replier = Replier::Remote { to: from, fwd_id };
+                self.submit(id, core::Op::TwoPhase(op), 0, true, replier);
+            }
             other => {
                 warn!(node = %self.node, shard = self.shard, peer = %from, msg = ?other, "message for another mode ignored");
             }
@@ -521,11 +562,18 @@ impl Group {
         };
         self.next_fwd_id += 1;
         let fwd_id = self.next_fwd_id;
-        let request = raw_request(&req, self.shard);
-        if !self
-            .transport
-            .send(&leader, self.shard, PeerMsg::Forward { fwd_id, request })
-        {
+        let msg = match &req.op {
+            core::Op::TwoPhase(op) => PeerMsg::TwoPhase {
+                fwd_id,
+                id: req.id,
+                op: op.clone(),
+            },
+            _ => PeerMsg::Forward {
+                fwd_id,
+                request: raw_request(&req, self.shard),
+            },
+        };
+        if !self.transport.send(&leader, self.shard, msg) {
             let mut r = Reply::fail(req.id, "leader unreachable");
             r.leader_hint = Some(leader);
             return self.answer(replier, r);

@@ -16,7 +16,7 @@
 //! - Bad input gets a `fail` reply (or, for a broken frame, a closed
 //!   connection) and one log line; it never reaches the replication state.
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, ShardTxn};
 use crate::conns::{Admission, ConnGuard, ConnState, ConnTable};
 use crate::group::{self, ClientReq, ConnReply, GroupHandle};
 use crate::leaderless::{self, stable_hash, Leaderless};
@@ -30,6 +30,7 @@ use crate::wal::WalError;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -83,6 +84,10 @@ pub struct Node {
     local_addr: SocketAddr,
     conns: Arc<ConnTable>,
     node_budget: NodeBudget,
+    /// `shard_txn=2pc`: drawn at start, part of every transaction id.
+    txn_boot: u64,
+    /// `shard_txn=2pc`: transactions coordinated since start.
+    txn_seq: AtomicU64,
 }
 
 /// Binds the listen address, opens storage, calls `on_bound` with the
@@ -120,13 +125,19 @@ pub fn start(cfg: Config, listener: &TcpListener) -> Result<Arc<Node>, NodeError
     info!(node = %cfg.node_id, addr = %local_addr, settings = ?cfg.settings, "node started");
     let conns = ConnTable::new(cfg.settings.max_connections, cfg.settings.max_inflight_per_conn);
     let node_budget = NodeBudget::new(cfg.settings.node_bytes_max);
-    Ok(Arc::new(Node {
+    let node = Arc::new(Node {
         cfg,
         engine,
         local_addr,
         conns,
         node_budget,
-    }))
+        txn_boot: rand::random(),
+        txn_seq: AtomicU64::new(0),
+    });
+    if let (Engine::Leader(groups), ShardTxn::TwoPc) = (&node.engine, node.cfg.settings.shard_txn) {
+        tokio::spawn(node.clone().recover_prepared(groups.clone()));
+    }
+    Ok(node)
 }
 
 impl Node {
@@ -424,7 +435,10 @@ impl Node {
                 id,
                 "transactions need mode=single_leader; this node replicates without a leader",
             ),
-            (Engine::Leader(groups), Op::Txn { ops }) => self.txn_in_pieces(groups, req, ops, timeout).await,
+            (Engine::Leader(groups), Op::Txn { ops }) => match self.cfg.settings.shard_txn {
+                ShardTxn::TwoPc => self.txn_two_phase(groups, req, ops, timeout).await,
+                ShardTxn::None => self.txn_in_pieces(groups, req, ops, timeout).await,
+            },
             (Engine::Leader(groups), Op::MultiRead { keys }) => {
                 self.sharded_multi_read(groups, req, keys, timeout).await
             }
@@ -533,6 +547,7 @@ impl Node {
 }
 
 mod shard_txn;
+mod two_phase;
 
 /// A client's request as its group sees it (not forwarded yet).
 fn client_req(req: Request) -> ClientReq {

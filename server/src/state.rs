@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+mod two_phase;
 mod txn;
 
+pub use two_phase::{lock_sets, TwoPhase, TxnPrepare, KEPT_MAX, PREPARED_MAX};
 pub use txn::{appended, TxnCommit, TxnOp};
 
 /// A write-side operation as stored in the log.
@@ -31,6 +33,15 @@ pub enum Command {
     /// A transaction's writes (and, executed in log order, its reads),
     /// applied atomically: the WAL's transaction record.
     Txn(TxnCommit),
+    /// Two-phase commit, phase 1: a piece executed and its keys locked,
+    /// its writes kept aside (see `state::two_phase`).
+    Prepare(TxnPrepare),
+    /// Two-phase commit, at the decision's home: the first decision logged
+    /// for `txn` stands.
+    Decide { txn: String, commit: bool },
+    /// Two-phase commit, phase 2: apply (`commit`) or drop a prepared
+    /// piece's writes, releasing its locks.
+    Resolve { txn: String, commit: bool },
 }
 
 /// A last-write-wins timestamp: wall clock (plus the node's offset), then a
@@ -49,7 +60,11 @@ impl Command {
     /// The key this command touches, if any.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Command::Noop | Command::Txn(_) => None,
+            Command::Noop
+            | Command::Txn(_)
+            | Command::Prepare(_)
+            | Command::Decide { .. }
+            | Command::Resolve { .. } => None,
             Command::Write { key, .. }
             | Command::Cas { key, .. }
             | Command::Append { key, .. }
@@ -57,7 +72,8 @@ impl Command {
         }
     }
 
-    /// Every key it may write (a transaction's, or the one key).
+    /// Every key it may write (a transaction's, or the one key). A
+    /// COMMIT entry's keys are in its prepared piece, not here.
     pub fn written_keys(&self) -> Vec<&str> {
         match self {
             Command::Txn(t) => t.written_keys().collect(),
@@ -84,7 +100,8 @@ pub enum Applied {
     Ok,
     /// The command was a no-op because its precondition failed; certain.
     Rejected(String),
-    /// A transaction committed; its micro-ops with the reads filled in.
+    /// A transaction committed (or a piece prepared); its micro-ops with
+    /// the reads filled in. For a decision: the one that stands, a bool.
     Txn(Value),
 }
 
@@ -98,6 +115,9 @@ pub struct StateMachine {
     /// The LSN of the last write to each key, for first-committer-wins.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     written: BTreeMap<String, u64>,
+    /// Two-phase commit: prepared pieces (their locks), decisions.
+    #[serde(default, skip_serializing_if = "TwoPhase::is_empty")]
+    two_phase: TwoPhase,
 }
 
 impl StateMachine {
@@ -158,8 +178,14 @@ impl StateMachine {
     }
 
     fn apply_cmd(&mut self, lsn: u64, cmd: &Command) -> Applied {
+        if let Some(why) = self.two_phase.blocks(cmd) {
+            return Applied::Rejected(why);
+        }
         match cmd {
             Command::Txn(t) => self.apply_txn(lsn, t),
+            Command::Prepare(p) => self.apply_prepare(lsn, p),
+            Command::Decide { txn, commit } => self.apply_decide(lsn, txn, *commit),
+            Command::Resolve { txn, commit } => self.apply_resolve(lsn, txn, *commit),
             Command::Noop => Applied::Ok,
             Command::Write { key, value } => {
                 self.data.insert(key.clone(), value.clone());

@@ -12,7 +12,7 @@
 //! - A stalled link (a write that does not finish within
 //!   [`PEER_WRITE_TIMEOUT_MS`]) is dropped and redialled with backoff.
 
-use crate::core::Message;
+use crate::core::{Message, TwoPhaseOp};
 use crate::protocol::{encode_frame, RawRequest, Reply};
 use crate::state::Stamp;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,16 @@ pub enum PeerMsg {
         fwd_id: u64,
         /// The answer for the client.
         reply: Reply,
+    },
+    /// Any node -> a shard's leader: a two-phase commit coordinator's
+    /// request (`shard_txn=2pc`), answered by a `ForwardResp`.
+    TwoPhase {
+        /// Id to match the answer.
+        fwd_id: u64,
+        /// The coordinator's request id.
+        id: u64,
+        /// What to log.
+        op: TwoPhaseOp,
     },
     /// Leaderless / multi-leader: store this timestamped write.
     Put {

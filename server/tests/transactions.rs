@@ -248,3 +248,66 @@ async fn two_shards_without_a_commit_protocol_show_fractured_reads() {
     let wanted = ["G-single", "G1c", "G0", "G2-item", "G-nonadjacent"];
     finds_anomaly(&settings, true, None, &wanted).await;
 }
+
+/// Committed transactions whose keys lie on both of 2 shards.
+fn cross_shard_oks(h: &History) -> usize {
+    let shard = |m: &Value| faultline_server::leaderless::stable_hash(m[1].as_str().unwrap_or("")) % 2;
+    let spans = |o: &&faultline_histories::Op| {
+        let ms = o.output.as_array().cloned().unwrap_or_default();
+        ms.iter().any(|m| shard(m) == 0) && ms.iter().any(|m| shard(m) == 1)
+    };
+    h.ops
+        .iter()
+        .filter(|o| o.outcome == faultline_histories::Outcome::Ok)
+        .filter(spans)
+        .count()
+}
+
+/// Judges one round of a 2-shard 2pc cluster: busy, crossing shards, and
+/// strictly serializable.
+fn assert_two_phase_round(h: &History, what: &str, c: &Cluster) {
+    assert_busy(h);
+    let crossing = cross_shard_oks(h);
+    assert!(
+        crossing > 10,
+        "{what}: only {crossing} committed transactions spanned both shards"
+    );
+    let a = judged(h, Model::StrictSerializable);
+    assert_eq!(a.valid, Validity::Valid, "{what}: {:?}\n{}", a.anomaly_types, c.logs());
+    let count = |x| h.ops.iter().filter(|o| o.outcome == x).count();
+    use faultline_histories::Outcome as O;
+    let (ok, fail, info) = (count(O::Ok), count(O::Fail), count(O::Info));
+    eprintln!("{what}: {ok} ok ({crossing} across shards), {fail} fail, {info} unknown: valid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_with_two_phase_commit_stay_strict_serializable_under_a_partition_and_a_kill() {
+    let settings = format!("{SAFE},{FAST},shards=2,shard_txn=2pc,isolation=strict-serializable");
+    let mut c = Cluster::start(3, &settings).await;
+    let ids = c.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    c.wait_leader(&all).await;
+    // Every node coordinates; one is cut off from the others for a while.
+    let cut = ids[2].clone();
+    let partition = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.isolate(&cut, true);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.isolate(&cut, false);
+    };
+    let (h, ()) = tokio::join!(run(&c, &ids, Duration::from_secs(4), 11), partition);
+    assert_two_phase_round(&h, "partition", &c);
+    // A node that leads a shard is killed mid-run (by signal: the clients
+    // keep their borrow of the cluster), then restarted on its disk.
+    let victim = c.wait_leader(&all).await;
+    let via: Vec<String> = ids.iter().filter(|i| **i != victim).cloned().collect();
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        c.nodes[c.idx(&victim)].signal(libc::SIGKILL);
+    };
+    let (h, ()) = tokio::join!(run(&c, &via, Duration::from_secs(4), 12), killer);
+    assert_two_phase_round(&h, "kill", &c);
+    c.restart(&victim).await;
+    let h = run(&c, &ids, Duration::from_secs(3), 13).await;
+    assert_two_phase_round(&h, "after the restart", &c);
+}

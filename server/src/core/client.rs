@@ -6,6 +6,7 @@
 //! the `ack` policy's copies of it are durable and it was applied; a write
 //! whose fate this node cannot know is answered `unknown`.
 
+use super::two_phase::read_blocked;
 use super::{Answer, Core, Op, Outcome, Output, PendingRead, PendingWrite, Request, Role};
 use super::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 use crate::config::ReadMode;
@@ -18,6 +19,12 @@ use tracing::info;
 
 impl Core {
     pub(super) fn on_client(&mut self, req: Request) {
+        let Some(req) = self.park_if_locked(req) else {
+            return;
+        };
+        if matches!(req.op, Op::TwoPhase(_)) {
+            return self.on_two_phase(req);
+        }
         if matches!(req.op, Op::Txn { .. }) {
             return self.on_client_txn(req);
         }
@@ -42,7 +49,9 @@ impl Core {
             Op::Write { key, value } => Command::Write { key, value },
             Op::Cas { key, expected, new } => Command::Cas { key, expected, new },
             Op::Append { key, value } => Command::Append { key, value },
-            Op::Read { .. } | Op::MultiRead { .. } | Op::Txn { .. } => unreachable!("single-key writes only"),
+            Op::Read { .. } | Op::MultiRead { .. } | Op::Txn { .. } | Op::TwoPhase(_) => {
+                unreachable!("single-key writes only")
+            }
         };
         self.propose(req.token, req.id, cmd, None);
     }
@@ -96,7 +105,7 @@ impl Core {
             Op::Read { key } => self.sized_read(std::slice::from_ref(key)).map(|mut v| v.remove(0).1),
             Op::MultiRead { keys } => self.sized_read(keys).map(|v| Value::Object(v.into_iter().collect())),
             Op::Txn { ops } => self.local_txn_read(ops),
-            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } => Ok(Value::Null),
+            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } | Op::TwoPhase(_) => Ok(Value::Null),
         };
         match value {
             Ok(value) => Answer {
@@ -189,7 +198,8 @@ impl Core {
             return;
         }
         let confirmed = self.confirmed_seq();
-        let ready = |r: &PendingRead| r.seq <= confirmed && applied >= r.lsn;
+        let locks = self.sm.two_phase();
+        let ready = |r: &PendingRead| r.seq <= confirmed && applied >= r.lsn && !read_blocked(locks, &r.req.op);
         if !self.waiting.leader_reads.iter().any(ready) {
             return;
         }
@@ -228,6 +238,7 @@ impl Core {
         }
         self.expire_reads();
         self.expire_txns();
+        self.expire_parked();
     }
 
     fn expire_reads(&mut self) {
@@ -275,6 +286,7 @@ impl Core {
             self.answer(r.req.token, Answer::fail(r.req.id, "leadership lost before the read"));
         }
         self.abandon_txns();
+        self.abandon_parked();
         self.leading.progress.clear();
     }
 

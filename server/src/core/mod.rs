@@ -42,7 +42,9 @@
 //!
 //! Split by concern: [`log`] (the in-memory log), `leader` (shipping,
 //! commit), `follower` (accepting the leader's log), `election`
-//! (pre-votes, votes, roles), `client` (requests, reads, applying).
+//! (pre-votes, votes, roles), `client` (requests, reads, applying), `txn`
+//! (isolation levels), `two_phase` (a participant shard's side of
+//! two-phase commit).
 
 mod client;
 mod election;
@@ -50,6 +52,7 @@ mod follower;
 mod leader;
 pub mod log;
 mod mvcc;
+mod two_phase;
 mod txn;
 mod types;
 
@@ -63,6 +66,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 pub use election::own_epoch_after;
+pub use two_phase::{TwoPhaseOp, PARKED_MAX, PREPARE_LOCK_WAIT_MS};
 pub use txn::PENDING_TXNS_MAX;
 pub use types::{Answer, CoreConfig, Input, Message, Op, Outcome, Output, Recovered, Request, Role, Status};
 
@@ -159,6 +163,7 @@ pub struct Core {
     wal_buf: Vec<Entry>,
     waiting: Waiting,
     txns: txn::Txns,
+    two_phase: two_phase::TwoPhaseLeader,
     leading: Leading,
     following: Following,
     campaign: Campaign,
@@ -199,6 +204,7 @@ impl Core {
             wal_buf: Vec::new(),
             waiting: Waiting::default(),
             txns: txn::Txns::default(),
+            two_phase: two_phase::TwoPhaseLeader::default(),
             leading: Leading::default(),
             following: Following::default(),
             campaign: Campaign::default(),
@@ -261,7 +267,9 @@ impl Core {
     pub fn flush(&mut self, now_ms: u64) {
         self.set_now(now_ms);
         // Before the log is written, so a transaction that finishes now
-        // ships its commit entry in this batch.
+        // ships its commit entry in this batch (and a request whose lock
+        // went when the last batch applied a COMMIT or ABORT, its entry).
+        self.retry_parked();
         self.step_txns();
         self.flush_wal_buf();
         if self.role == Role::Leader {
@@ -449,5 +457,7 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_2pc_tests;
 #[cfg(test)]
 mod txn_tests;

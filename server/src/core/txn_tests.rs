@@ -10,15 +10,20 @@ use serde_json::json;
 
 /// A one-node group (it leads at once, its noop at lsn 1) whose disk
 /// reports only when the test says so.
-struct Lab {
-    core: Core,
+pub(super) struct Lab {
+    pub(super) core: Core,
     now_ms: u64,
-    answers: BTreeMap<u64, Answer>,
-    appended: Vec<crate::state::Entry>,
+    pub(super) answers: BTreeMap<u64, Answer>,
+    pub(super) appended: Vec<crate::state::Entry>,
 }
 
 impl Lab {
-    fn new(settings: &str) -> Lab {
+    pub(super) fn new(settings: &str) -> Lab {
+        Lab::recovered(settings, Recovered::default())
+    }
+
+    /// A one-node group restarted on what its disk held.
+    pub(super) fn recovered(settings: &str, rec: Recovered) -> Lab {
         let cfg = CoreConfig {
             node: "n1".into(),
             shard: 0,
@@ -27,7 +32,7 @@ impl Lab {
             settings: Settings::parse(&format!("failover=off,{settings}")).unwrap(),
             read_bytes_max: 1 << 20,
         };
-        let mut core = Core::new(cfg, Recovered::default(), 7, 0);
+        let mut core = Core::new(cfg, rec, 7, 0);
         core.start(0);
         let mut lab = Lab {
             core,
@@ -41,11 +46,16 @@ impl Lab {
 
     /// Submits a transaction as request `token` at `at_ms`.
     fn txn(&mut self, at_ms: u64, token: u64, ops: Vec<TxnOp>) {
+        self.submit(at_ms, token, Op::Txn { ops });
+    }
+
+    /// Submits `op` as request `token` at `at_ms`.
+    pub(super) fn submit(&mut self, at_ms: u64, token: u64, op: Op) {
         self.now_ms = at_ms;
         let req = Request {
             token,
             id: token,
-            op: Op::Txn { ops },
+            op,
             min_lsn: 0,
             forwarded: false,
         };
@@ -54,14 +64,14 @@ impl Lab {
     }
 
     /// One batch end at `at_ms`: each transaction due takes a micro-op.
-    fn flush(&mut self, at_ms: u64) {
+    pub(super) fn flush(&mut self, at_ms: u64) {
         self.now_ms = at_ms;
         self.core.flush(at_ms);
         self.collect();
     }
 
     /// The disk reports everything appended so far durable, then a batch end.
-    fn sync(&mut self, at_ms: u64) {
+    pub(super) fn sync(&mut self, at_ms: u64) {
         let lsn = self.core.status().last_lsn;
         self.core.step(at_ms, Input::Durable(Durable { gen: 0, lsn }));
         self.flush(at_ms);
@@ -78,14 +88,14 @@ impl Lab {
     }
 
     /// The answer to `token` (which must have come).
-    fn answer(&self, token: u64) -> &Answer {
+    pub(super) fn answer(&self, token: u64) -> &Answer {
         self.answers
             .get(&token)
             .unwrap_or_else(|| panic!("no answer to {token}"))
     }
 }
 
-fn r(key: &str) -> TxnOp {
+pub(super) fn r(key: &str) -> TxnOp {
     TxnOp::Read { key: key.into() }
 }
 
@@ -96,7 +106,7 @@ fn w(key: &str, v: i64) -> TxnOp {
     }
 }
 
-fn append(key: &str, v: i64) -> TxnOp {
+pub(super) fn append(key: &str, v: i64) -> TxnOp {
     TxnOp::Append {
         key: key.into(),
         value: v.into(),

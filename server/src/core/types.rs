@@ -26,13 +26,15 @@ pub enum Op {
     Append { key: String, value: Value },
     /// A transaction of micro-ops, at the configured isolation level.
     Txn { ops: Vec<TxnOp> },
+    /// A two-phase commit coordinator's request to this shard.
+    TwoPhase(super::TwoPhaseOp),
 }
 
 impl Op {
     /// Whether the operation changes state (a transaction with a write).
     pub fn is_write(&self) -> bool {
         match self {
-            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } => true,
+            Op::Write { .. } | Op::Cas { .. } | Op::Append { .. } | Op::TwoPhase(_) => true,
             Op::Txn { ops } => ops.iter().any(TxnOp::is_write),
             Op::Read { .. } | Op::MultiRead { .. } => false,
         }

@@ -59,6 +59,8 @@ pub(super) fn raw_request(req: &core::Request, shard: u32) -> RawRequest {
             raw.txn = Some(ops.iter().map(|o| o.completed(serde_json::Value::Null)).collect());
             ("txn", None)
         }
+        // Forwarded as `PeerMsg::TwoPhase`, never as a client request.
+        core::Op::TwoPhase(_) => ("two_phase", None),
     };
     raw.op = op.into();
     raw.key = key.cloned();
@@ -66,7 +68,7 @@ pub(super) fn raw_request(req: &core::Request, shard: u32) -> RawRequest {
 }
 
 /// A transaction's micro-op as the core and the log hold it.
-pub(super) fn txn_op(op: MicroOp) -> TxnOp {
+pub(crate) fn txn_op(op: MicroOp) -> TxnOp {
     match op {
         MicroOp::Append { key, value } => TxnOp::Append { key, value },
         MicroOp::Read { key } => TxnOp::Read { key },

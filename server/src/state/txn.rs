@@ -100,33 +100,43 @@ impl StateMachine {
                 return Applied::Rejected(why);
             }
         }
-        // Writes go to an overlay first, so an abort halfway leaves no trace.
-        let mut overlay: BTreeMap<&str, Value> = BTreeMap::new();
-        let mut done = Vec::with_capacity(t.ops.len());
-        for op in &t.ops {
+        let (done, overlay) = match self.execute(&t.ops) {
+            Ok(x) => x,
+            Err(why) => return Applied::Rejected(why),
+        };
+        for (key, value) in overlay {
+            self.mark_written(&key, lsn);
+            self.data.insert(key, value);
+        }
+        Applied::Txn(Value::Array(done))
+    }
+
+    /// Runs `ops` against the current state without changing it: the
+    /// micro-ops with reads filled in (the transaction's own earlier
+    /// writes included), and the value each written key would take. An
+    /// append to a value that is not a list is an error. Writes go to an
+    /// overlay first, so an abort halfway leaves no trace.
+    pub(super) fn execute(&self, ops: &[TxnOp]) -> Result<(Vec<Value>, BTreeMap<String, Value>), String> {
+        let mut overlay: BTreeMap<String, Value> = BTreeMap::new();
+        let mut done = Vec::with_capacity(ops.len());
+        for op in ops {
             let key = op.key();
             let current = || overlay.get(key).cloned().unwrap_or_else(|| self.get(key));
             let read = match op {
                 TxnOp::Read { .. } => current(),
                 TxnOp::Write { value, .. } => {
-                    overlay.insert(key, value.clone());
+                    overlay.insert(key.to_string(), value.clone());
                     Value::Null
                 }
-                TxnOp::Append { value, .. } => match appended(key, current(), value) {
-                    Ok(v) => {
-                        overlay.insert(key, v);
-                        Value::Null
-                    }
-                    Err(why) => return Applied::Rejected(why),
-                },
+                TxnOp::Append { value, .. } => {
+                    let v = appended(key, current(), value)?;
+                    overlay.insert(key.to_string(), v);
+                    Value::Null
+                }
             };
             done.push(op.completed(read));
         }
-        for (key, value) in overlay {
-            self.mark_written(key, lsn);
-            self.data.insert(key.to_string(), value);
-        }
-        Applied::Txn(Value::Array(done))
+        Ok((done, overlay))
     }
 
     /// First-committer-wins: the reason to abort, when a key this entry

@@ -35,7 +35,7 @@ use wire::{raw_request, reply_of, txn_op};
 
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
-mod wire;
+pub(crate) mod wire;
 
 /// Most client requests waiting in one group's inbox.
 pub const GROUP_INBOX_MAX: usize = 16384;

@@ -109,6 +109,17 @@ impl Clients {
         self.list[c].done
     }
 
+    /// When client `c` goes on, `think_ms` after `now_ms`: workers until
+    /// the clients stop at `run_ms`, final readers (every 20 ms) until
+    /// they have read; None when it is done.
+    pub fn wake_at(&self, c: usize, now_ms: u64, think_ms: u64, run_ms: u64) -> Option<u64> {
+        if self.workers().contains(&c) {
+            (now_ms + think_ms < run_ms).then_some(now_ms + think_ms)
+        } else {
+            (!self.finals_done_for(c)).then_some(now_ms + 20)
+        }
+    }
+
     /// The client whose request is `token`, if it still waits for it.
     pub fn waiting_on(&self, token: u64) -> Option<usize> {
         let waits = |c: &Client| c.inflight.as_ref().is_some_and(|i| i.token == token);

@@ -23,7 +23,9 @@
 mod agenda;
 mod clients;
 mod disk;
+mod links;
 mod nemesis;
+mod quorum_world;
 mod run;
 pub mod scenario;
 mod world;

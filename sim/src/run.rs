@@ -6,7 +6,6 @@
 //! not decide is reported unknown, never valid.
 
 use crate::scenario::Scenario;
-use crate::world::World;
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
 use faultline_checkers::session;
 use faultline_checkers::Validity;
@@ -42,11 +41,21 @@ pub struct RunReport {
     pub broken: Option<String>,
     /// Operations the must-hold session checkers judged.
     pub session_ops: usize,
+    /// An anomaly the scenario expects besides non-linearizability
+    /// (`must_find`) that this history did not show, said in a sentence.
+    pub missing: Option<String>,
+}
+
+impl RunReport {
+    /// Whether this seed showed every anomaly its scenario expects.
+    pub fn found(&self) -> bool {
+        self.valid == Validity::Invalid && self.missing.is_none()
+    }
 }
 
 /// Runs `scenario` under `seed` and judges its history.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
-    let finished = World::new(scenario, seed).run();
+    let finished = crate::quorum_world::run_world(scenario, seed);
     let ops = finished
         .events
         .iter()
@@ -71,6 +80,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
     };
     let verdict = linear::check(&history, &config);
     let (broken, session_ops) = judge_sessions(scenario, &history);
+    let (missing, found) = judge_findings(scenario, &history);
     let mut report = RunReport {
         seed,
         ops,
@@ -81,6 +91,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         unknown: verdict.unknown_reason.clone(),
         broken,
         session_ops,
+        missing,
     };
     if let Some(a) = verdict.anomalies.first() {
         let key = a.key.as_deref().unwrap_or("-");
@@ -90,6 +101,10 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
             a.ops.len(),
             a.explanation
         ));
+    }
+    if let Some(found) = found {
+        let linear = report.anomaly.take().unwrap_or_else(|| "linearizable".into());
+        report.anomaly = Some(format!("{linear}; {found}"));
     }
     if let Some(split) = finished.split_epoch {
         report.valid = Validity::Invalid;
@@ -116,10 +131,36 @@ fn judge_sessions(scenario: &Scenario, history: &History) -> (Option<String>, us
     (broken, ops)
 }
 
+/// The anomalies `scenario` must find besides non-linearizability, judged
+/// on `history`: the first one missing, and what the found ones say.
+fn judge_findings(scenario: &Scenario, history: &History) -> (Option<String>, Option<String>) {
+    if scenario.must_find.is_empty() {
+        return (None, None);
+    }
+    let verdicts = session::check_all(history, &scenario.must_find).expect("scenarios name known session checkers");
+    let missing = verdicts
+        .iter()
+        .find(|(_, v)| v.valid != Validity::Invalid)
+        .map(|(name, v)| format!("{name} {:?}: no anomaly ({} operations judged)", v.valid, v.ops));
+    let found: Vec<String> = verdicts
+        .iter()
+        .filter_map(|(name, v)| {
+            let a = v.anomalies.first()?;
+            Some(format!(
+                "{name}: {} on key {} ({})",
+                a.kind,
+                a.key.as_deref().unwrap_or("-"),
+                a.explanation
+            ))
+        })
+        .collect();
+    (missing, (!found.is_empty()).then(|| found.join("; ")))
+}
+
 /// The history `scenario` records under `seed` (the same every time: a
 /// run replays from its seed), for `faultline check` or a report.
 pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Event> {
-    World::new(scenario, seed).run().events
+    crate::quorum_world::run_world(scenario, seed).events
 }
 
 /// What a hunt over seeds found.
@@ -127,11 +168,12 @@ pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Ev
 pub struct Hunt {
     /// Seeds run.
     pub seeds: u64,
-    /// The first seed whose history was invalid, if any.
+    /// The first seed that showed its scenario's anomalies, if any.
     pub found: Option<RunReport>,
     /// Seeds the checker could not decide.
     pub unknown: u64,
-    /// Seeds whose history was invalid.
+    /// Seeds that showed every anomaly their scenario expects (not
+    /// linearizable, and the `must_find` ones).
     pub invalid: u64,
     /// Faults that took effect, over all seeds.
     pub faults: usize,
@@ -186,7 +228,7 @@ pub fn hunt(scenario: &Scenario, first: u64, max: u64, stop_at_first: bool, thre
             return;
         }
         let report = run_seed(scenario, seed);
-        if report.valid == Validity::Invalid {
+        if report.found() {
             lowest_found.fetch_min(seed, Ordering::Relaxed);
         }
         reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
@@ -219,13 +261,13 @@ fn summarize(reports: Vec<RunReport>, elapsed: Duration, cpu: Option<Duration>) 
     Hunt {
         seeds: reports.len() as u64,
         unknown: count(Validity::Unknown),
-        invalid: count(Validity::Invalid),
+        invalid: reports.iter().filter(|r| r.found()).count() as u64,
         faults: reports.iter().map(|r| r.faults).sum(),
         ops: reports.iter().map(|r| r.ops).sum(),
         broken: reports.iter().filter(|r| r.broken.is_some()).count() as u64,
         first_broken: reports.iter().find(|r| r.broken.is_some()).cloned(),
         session_ops: reports.iter().map(|r| r.session_ops).sum(),
-        found: reports.iter().find(|r| r.valid == Validity::Invalid).cloned(),
+        found: reports.iter().find(|r| r.found()).cloned(),
         elapsed,
         cpu,
     }

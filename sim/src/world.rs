@@ -12,6 +12,7 @@
 use crate::agenda::Agenda;
 use crate::clients::Clients;
 use crate::disk::Disk;
+use crate::links::Links;
 use crate::nemesis::{Fault, Plan};
 use crate::scenario::Scenario;
 use faultline_server::config::Settings;
@@ -80,13 +81,6 @@ struct Node {
     disk_busy: bool,
 }
 
-/// The links: which are cut, how lossy and slow the rest are.
-struct Net {
-    cut: Vec<Vec<bool>>,
-    drop_percent: u32,
-    delay_max_ms: u64,
-}
-
 /// What a finished world hands back.
 pub struct Finished {
     /// The clients' history.
@@ -108,7 +102,7 @@ pub struct World {
     names: Vec<String>,
     nodes: Vec<Node>,
     settings: Settings,
-    net: Net,
+    net: Links,
     clients: Clients,
     faults: usize,
     /// Fenced scenarios: the leader of each epoch seen.
@@ -144,11 +138,7 @@ impl World {
             nodes,
             clients: Clients::new(CLIENTS, KEYS, n, settings.reads),
             settings,
-            net: Net {
-                cut: vec![vec![false; n]; n],
-                drop_percent: 0,
-                delay_max_ms: 3,
-            },
+            net: Links::new(n),
             faults: 0,
             leaders: fenced.then(BTreeMap::new),
             split_epoch: None,
@@ -348,11 +338,9 @@ impl World {
         let Some(to) = self.names.iter().position(|n| *n == to_name) else {
             return;
         };
-        if self.net.cut[from][to] || self.rng.gen_range(0..100) < self.net.drop_percent {
+        let Some(delay) = self.net.delay(from, to, &mut self.rng) else {
             return;
-        }
-        // Random delays reorder messages on a link.
-        let delay = self.rng.gen_range(1..=self.net.delay_max_ms);
+        };
         // The receiver's name becomes the sender's: one string per message.
         to_name.clear();
         to_name.push_str(&self.names[from]);
@@ -400,15 +388,8 @@ impl World {
     /// Client `c` goes on after `think_ms`: workers until the run ends,
     /// final readers until they have read.
     fn client_after(&mut self, c: usize, think_ms: u64) {
-        let worker = self.clients.workers().contains(&c);
-        let more = if worker {
-            self.now + think_ms < RUN_MS
-        } else {
-            !self.clients.finals_done_for(c)
-        };
-        if more {
-            let think = if worker { think_ms } else { 20 };
-            self.schedule(self.now + think, Event::ClientWake(c));
+        if let Some(at) = self.clients.wake_at(c, self.now, think_ms, RUN_MS) {
+            self.schedule(at, Event::ClientWake(c));
         }
     }
 
@@ -443,16 +424,10 @@ impl World {
 
     /// Cuts every link between `side` and the other nodes.
     pub(crate) fn partition(&mut self, side: &[usize]) {
-        let n = self.nodes.len();
-        for a in 0..n {
-            for b in 0..n {
-                self.net.cut[a][b] = side.contains(&a) != side.contains(&b);
-            }
-        }
+        self.net.partition(side);
     }
 
     pub(crate) fn set_lossy(&mut self, drop_percent: u32, delay_max_ms: u64) {
-        self.net.drop_percent = drop_percent;
-        self.net.delay_max_ms = delay_max_ms;
+        self.net.set_lossy(drop_percent, delay_max_ms);
     }
 }

@@ -169,11 +169,6 @@ impl LeaderlessCore {
         &self.cfg.node
     }
 
-    /// Requests waiting for an answer (bounded by the driver's inbox).
-    pub fn pending(&self) -> usize {
-        self.ops.len()
-    }
-
     // ----- shared helpers ----------------------------------------------
 
     fn set_clock(&mut self, clock: Clock) {

@@ -9,6 +9,13 @@
 //! registers; the history they record is judged by the project's own
 //! linearizability checker.
 //!
+//! The leaderless and multi-leader modes' core
+//! ([`faultline_server::leaderless::core`]) runs the same way in a second
+//! world (`quorum_world`), where each node also has a wall clock that a
+//! fault can set ahead or behind (last write wins follows it); a scenario
+//! there may also name session anomalies it must find (lost writes,
+//! read-your-writes), judged by `faultline_checkers::session`.
+//!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:
 //!   `faultline-sim run --scenario NAME --seed N` replays one exactly

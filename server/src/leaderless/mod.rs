@@ -12,8 +12,8 @@
 //!   started for the timers, and the machine's wall clock for the
 //!   last-write-wins stamps (the core adds the node's `clock_offset_ms`).
 //! - On the wire the modes speak the leaderless variants of
-//!   [`PeerMsg`] (`put`, `put_ack`, `get`, `get_resp`); the core's
-//!   [`Message`] maps onto them one to one.
+//!   [`PeerMsg`] (`put`, `put_ack`, `get`, `get_resp`), which carry the
+//!   core's own message structs.
 //! - Every client hears exactly once: a request the actor cannot take (its
 //!   inbox full) is refused at once, one it drops unanswered (it stopped)
 //!   is `unknown`; the node bounds the wait with `request_timeout_ms`.
@@ -177,22 +177,10 @@ fn shard_status(last: u64, applied: u64, peer_lag: std::collections::BTreeMap<St
 /// The wire form of a core message.
 fn to_wire(msg: Message) -> PeerMsg {
     match msg {
-        Message::Put {
-            req_id,
-            key,
-            value,
-            stamp,
-            hint_for,
-        } => PeerMsg::Put {
-            req_id,
-            key,
-            value,
-            stamp,
-            hint_for,
-        },
-        Message::PutAck { req_id } => PeerMsg::PutAck { req_id },
-        Message::Get { req_id, key } => PeerMsg::Get { req_id, key },
-        Message::GetResp { req_id, value, stamp } => PeerMsg::GetResp { req_id, value, stamp },
+        Message::Put(m) => PeerMsg::Put(m),
+        Message::PutAck(m) => PeerMsg::PutAck(m),
+        Message::Get(m) => PeerMsg::Get(m),
+        Message::GetResp(m) => PeerMsg::GetResp(m),
     }
 }
 
@@ -200,22 +188,10 @@ fn to_wire(msg: Message) -> PeerMsg {
 /// belongs to another mode.
 fn from_wire(msg: PeerMsg) -> Result<Message, Box<PeerMsg>> {
     Ok(match msg {
-        PeerMsg::Put {
-            req_id,
-            key,
-            value,
-            stamp,
-            hint_for,
-        } => Message::Put {
-            req_id,
-            key,
-            value,
-            stamp,
-            hint_for,
-        },
-        PeerMsg::PutAck { req_id } => Message::PutAck { req_id },
-        PeerMsg::Get { req_id, key } => Message::Get { req_id, key },
-        PeerMsg::GetResp { req_id, value, stamp } => Message::GetResp { req_id, value, stamp },
+        PeerMsg::Put(m) => Message::Put(m),
+        PeerMsg::PutAck(m) => Message::PutAck(m),
+        PeerMsg::Get(m) => Message::Get(m),
+        PeerMsg::GetResp(m) => Message::GetResp(m),
         other => return Err(Box::new(other)),
     })
 }
@@ -317,5 +293,36 @@ impl Actor {
             }
         }
         self.outputs = outputs;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::core::{Put, PutAck};
+    use crate::state::Stamp;
+    use crate::transport::PeerMsg;
+
+    /// The leaderless messages' wire form is the one the server spoke
+    /// before the core existed (struct variants of `PeerMsg`).
+    #[test]
+    fn the_wire_form_is_unchanged() {
+        let stamp = Stamp {
+            ms: 5,
+            seq: 1,
+            node: "n1".into(),
+        };
+        let put = PeerMsg::Put(Put {
+            req_id: 1,
+            key: "k".into(),
+            value: 1.into(),
+            stamp,
+            hint_for: None,
+        });
+        let json = r#"{"put":{"req_id":1,"key":"k","value":1,"stamp":{"ms":5,"seq":1,"node":"n1"}}}"#;
+        assert_eq!(serde_json::to_string(&put).unwrap(), json);
+        let ack = serde_json::to_string(&PeerMsg::PutAck(PutAck { req_id: 3 })).unwrap();
+        assert_eq!(ack, r#"{"put_ack":{"req_id":3}}"#);
+        let back: PeerMsg = serde_json::from_str(json).unwrap();
+        assert!(matches!(back, PeerMsg::Put(p) if p.hint_for.is_none() && p.key == "k"));
     }
 }

@@ -20,7 +20,7 @@
 
 use super::hints::Hint;
 use super::replica::AckTo;
-use super::{LeaderlessCore, Message, Round};
+use super::{Get, LeaderlessCore, Message, Put, Round};
 use crate::core::{Answer, Op, Request};
 use crate::protocol::{json_len_capped, reply_too_large};
 use crate::state::Stamp;
@@ -161,14 +161,14 @@ impl LeaderlessCore {
         hint_for: Option<String>,
     ) {
         if to != self.cfg.node {
-            let msg = Message::Put {
+            let put = Put {
                 req_id,
                 key,
                 value,
                 stamp,
                 hint_for,
             };
-            return self.send(to, msg);
+            return self.send(to, Message::Put(put));
         }
         match hint_for {
             Some(target) => {
@@ -198,7 +198,7 @@ impl LeaderlessCore {
             return self.on_get_resp(&me, req_id, value, stamp);
         }
         let key = key.to_string();
-        self.send(to, Message::Get { req_id, key });
+        self.send(to, Message::Get(Get { req_id, key }));
     }
 
     /// An answer to one of this node's reads.

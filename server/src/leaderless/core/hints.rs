@@ -12,7 +12,7 @@
 //!   harmless).
 
 use super::replica::AckTo;
-use super::{LeaderlessCore, Message};
+use super::{LeaderlessCore, Message, PutAck};
 use crate::state::Stamp;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -91,7 +91,7 @@ impl LeaderlessCore {
             warn!(node = %self.cfg.node, "hint store full; oldest hint dropped");
         }
         hints.push_back(hint);
-        debug_assert!(self.hints.list.len() <= HINTS_MAX);
+        assert!(self.hints.list.len() <= HINTS_MAX, "the hint store past its bound");
     }
 
     /// Tick: starts a replay round when one is due and none is in flight.
@@ -124,7 +124,7 @@ impl LeaderlessCore {
     /// A round ended (all acknowledged, or its wait is over): forgets the
     /// hints of every owner that acknowledged all of its own.
     pub(super) fn end_hint_round(&mut self, req_id: u64, round: HintRound) {
-        debug_assert_eq!(self.hints.round, Some(req_id), "one hint round at a time");
+        assert_eq!(self.hints.round, Some(req_id), "one hint round at a time");
         self.hints.round = None;
         let caught_up: BTreeSet<&String> = round
             .sent
@@ -163,7 +163,7 @@ impl LeaderlessCore {
                 let me = self.cfg.node.clone();
                 self.on_put_ack(&me, req_id);
             }
-            AckTo::Remote { to, req_id } => self.send(&to, Message::PutAck { req_id }),
+            AckTo::Remote { to, req_id } => self.send(&to, Message::PutAck(PutAck { req_id })),
             AckTo::Nobody => {}
         }
     }

@@ -27,10 +27,11 @@
 //! - Each replica applies other coordinators' writes `replay_delay_ms`
 //!   after it stored them ([`replica`]).
 //!
-//! Debug builds assert the invariants this relies on: a replica keeps the
-//! newest stamp it was given, nothing is applied before it is durable, a
-//! write answered `ok` had `w` acknowledgements, the hint store stays
-//! within its bound, and time never runs back.
+//! It asserts the invariants it relies on: nothing is applied before it
+//! is durable, a write answered `ok` had `w` acknowledgements, one hint
+//! round at a time and the hint store within its bound, time never runs
+//! back; and, in debug builds (the check copies the value), that a
+//! replica keeps the newest stamp it was given.
 //!
 //! Split by concern: `replica` (the local log and map), `coordinator`
 //! (rounds of client requests), `hints` (hinted handoff), `types` (the
@@ -51,7 +52,7 @@ use replica::{AckTo, Replica};
 use std::collections::{BTreeMap, VecDeque};
 
 pub use hints::HINTS_MAX;
-pub use types::{Clock, Input, Message, Output, QuorumConfig, Status};
+pub use types::{Clock, Get, GetResp, Input, Message, Output, Put, PutAck, QuorumConfig, Status};
 
 /// FNV-1a: a stable hash, the same on every node and every build.
 pub fn stable_hash(key: &str) -> u64 {
@@ -174,7 +175,7 @@ impl LeaderlessCore {
     fn set_clock(&mut self, clock: Clock) {
         // A driver's monotonic clock may stall but must not run back; the
         // wall clock may (that is what clock skew is).
-        debug_assert!(
+        assert!(
             clock.now_ms >= self.now_ms,
             "time ran back from {} to {}",
             self.now_ms,
@@ -263,29 +264,25 @@ impl LeaderlessCore {
 
     fn on_peer(&mut self, from: &str, msg: Message) {
         match msg {
-            Message::Put {
+            Message::Put(Put {
                 req_id,
                 key,
                 value,
                 stamp,
-                hint_for: Some(target),
-            } => self.on_hinted_put(
-                from,
-                req_id,
-                hints::Hint {
-                    target,
-                    key,
-                    value,
-                    stamp,
-                },
-            ),
-            Message::Put {
-                req_id,
-                key,
-                value,
-                stamp,
-                hint_for: None,
-            } => {
+                hint_for,
+            }) => {
+                if let Some(target) = hint_for {
+                    return self.on_hinted_put(
+                        from,
+                        req_id,
+                        hints::Hint {
+                            target,
+                            key,
+                            value,
+                            stamp,
+                        },
+                    );
+                }
                 let ack = match req_id {
                     0 => AckTo::Nobody,
                     _ => AckTo::Remote {
@@ -295,12 +292,12 @@ impl LeaderlessCore {
                 };
                 self.replica.put(key, value, stamp, ack, false, self.now_ms);
             }
-            Message::PutAck { req_id } => self.on_put_ack(from, req_id),
-            Message::Get { req_id, key } => {
+            Message::PutAck(PutAck { req_id }) => self.on_put_ack(from, req_id),
+            Message::Get(Get { req_id, key }) => {
                 let (value, stamp) = self.replica.get(&key);
-                self.send(from, Message::GetResp { req_id, value, stamp });
+                self.send(from, Message::GetResp(GetResp { req_id, value, stamp }));
             }
-            Message::GetResp { req_id, value, stamp } => self.on_get_resp(from, req_id, value, stamp),
+            Message::GetResp(GetResp { req_id, value, stamp }) => self.on_get_resp(from, req_id, value, stamp),
         }
     }
 }

@@ -104,7 +104,7 @@ impl Replica {
     /// due, then returns the acknowledgements that may now leave (applied
     /// first, so a coordinator that answers `ok` reads its own write).
     pub(super) fn on_durable(&mut self, lsn: u64, now_ms: u64) -> Vec<AckTo> {
-        debug_assert!(
+        assert!(
             lsn <= self.last_lsn,
             "durable {lsn} past the last LSN {}",
             self.last_lsn
@@ -136,7 +136,7 @@ impl Replica {
             Some((e, _)) => e.lsn - 1,
             None => durable,
         };
-        debug_assert!(self.applied_lsn <= self.durable_lsn, "applied past durable");
+        assert!(self.applied_lsn <= self.durable_lsn, "applied past durable");
         self.compaction()
     }
 

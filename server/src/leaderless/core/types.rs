@@ -2,13 +2,14 @@
 //! `Leaderless` actor, or the simulation) hands it and carries out for it.
 //! Client requests and answers are the single-leader core's own types
 //! ([`crate::core::Request`], [`crate::core::Answer`]): a client cannot
-//! tell the modes apart by them. The peer [`Message`]s map one to one onto
-//! the leaderless variants of the wire's `transport::PeerMsg`.
+//! tell the modes apart by them. The peer [`Message`]s are their own wire
+//! form (the leaderless variants of `transport::PeerMsg`).
 
 use crate::config::Settings;
 use crate::core::Request;
 use crate::state::Stamp;
 use crate::wal::{Durable, WalCmd};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -26,45 +27,60 @@ pub struct Clock {
     pub wall_ms: i64,
 }
 
-/// Messages between the leaderless cores of different nodes.
+/// Store this timestamped write (acknowledge with [`PutAck`] once
+/// durable, unless `req_id` is 0: a read repair wants no answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Put {
+    /// Request id to acknowledge.
+    pub req_id: u64,
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: Value,
+    /// Last-write-wins stamp.
+    pub stamp: Stamp,
+    /// Sloppy quorum: the replica this write is really for (the receiver
+    /// keeps it as a hint and acknowledges at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint_for: Option<String>,
+}
+
+/// The write of `req_id` is durable on the sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutAck {
+    /// Request id.
+    pub req_id: u64,
+}
+
+/// What do you have at this key?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Get {
+    /// Request id.
+    pub req_id: u64,
+    /// Key.
+    pub key: String,
+}
+
+/// Answer to [`Get`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GetResp {
+    /// Request id.
+    pub req_id: u64,
+    /// Value (null when absent).
+    pub value: Value,
+    /// Its stamp (absent when never written).
+    pub stamp: Option<Stamp>,
+}
+
+/// Messages between the leaderless cores of different nodes. Each is
+/// also its wire form: `transport::PeerMsg` carries the same structs in
+/// its variants of the same names, so the core and the wire cannot drift.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// Store this timestamped write (acknowledge with `PutAck` once
-    /// durable, unless `req_id` is 0: a read repair wants no answer).
-    Put {
-        /// Request id to acknowledge.
-        req_id: u64,
-        /// Key.
-        key: String,
-        /// Value.
-        value: Value,
-        /// Last-write-wins stamp.
-        stamp: Stamp,
-        /// Sloppy quorum: the replica this write is really for (the
-        /// receiver keeps it as a hint and acknowledges at once).
-        hint_for: Option<String>,
-    },
-    /// The write of `req_id` is durable on the sender.
-    PutAck {
-        /// Request id.
-        req_id: u64,
-    },
-    /// What do you have at this key?
-    Get {
-        /// Request id.
-        req_id: u64,
-        /// Key.
-        key: String,
-    },
-    /// Answer to `Get`.
-    GetResp {
-        /// Request id.
-        req_id: u64,
-        /// Value (null when absent).
-        value: Value,
-        /// Its stamp (absent when never written).
-        stamp: Option<Stamp>,
-    },
+    Put(Put),
+    PutAck(PutAck),
+    Get(Get),
+    GetResp(GetResp),
 }
 
 /// What happens to the core.

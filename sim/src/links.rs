@@ -41,9 +41,28 @@ impl Links {
         self.delay_max_ms = delay_max_ms;
     }
 
+    /// Where and how late a message from `from` to the node named
+    /// `to_name` arrives (the index of `to_name` among `names`, the
+    /// sender's name for the receiver, the delay), or None when it is
+    /// lost. The receiver's name becomes the sender's: one string per
+    /// message.
+    pub(crate) fn route(
+        &self,
+        names: &[String],
+        from: usize,
+        mut to_name: String,
+        rng: &mut StdRng,
+    ) -> Option<(usize, String, u64)> {
+        let to = names.iter().position(|n| *n == to_name)?;
+        let delay = self.delay(from, to, rng)?;
+        to_name.clear();
+        to_name.push_str(&names[from]);
+        Some((to, to_name, delay))
+    }
+
     /// How late a message from `from` reaches `to`, or None when it is
     /// lost. Random delays reorder messages on a link.
-    pub(crate) fn delay(&self, from: usize, to: usize, rng: &mut StdRng) -> Option<u64> {
+    fn delay(&self, from: usize, to: usize, rng: &mut StdRng) -> Option<u64> {
         if self.cut[from][to] || rng.gen_range(0..100) < self.drop_percent {
             return None;
         }

@@ -85,7 +85,6 @@ struct Node {
     /// Bumped at each crash, so the dead process's timers and disk
     /// completions are ignored.
     incarnation: u64,
-    disk_busy: bool,
     /// Wall clock minus simulated time.
     skew_ms: i64,
 }
@@ -112,7 +111,6 @@ impl QuorumWorld {
             core: None,
             disk: Disk::new(settings.fsync),
             incarnation: 0,
-            disk_busy: false,
             skew_ms: 0,
         };
         let mut w = QuorumWorld {
@@ -214,7 +212,6 @@ impl QuorumWorld {
         let core = LeaderlessCore::new(cfg, rec, self.clock(node));
         let n = &mut self.nodes[node];
         n.core = Some(core);
-        n.disk_busy = false;
         let incarnation = n.incarnation;
         let first_tick = self.now + self.rng.gen_range(1..=TICK_MS);
         self.agenda.push(first_tick, Event::Tick { node, incarnation });
@@ -244,35 +241,25 @@ impl QuorumWorld {
     }
 
     /// Carries `msg` from node `from` to the node named `to_name`.
-    fn send(&mut self, from: usize, mut to_name: String, msg: Message) {
-        let Some(to) = self.names.iter().position(|n| *n == to_name) else {
-            return;
-        };
-        let Some(delay) = self.net.delay(from, to, &mut self.rng) else {
-            return;
-        };
-        to_name.clear();
-        to_name.push_str(&self.names[from]);
-        let event = Event::Deliver { to, from: to_name, msg };
-        self.agenda.push(self.now + delay, event);
+    fn send(&mut self, from: usize, to_name: String, msg: Message) {
+        if let Some((to, from, delay)) = self.net.route(&self.names, from, to_name, &mut self.rng) {
+            self.agenda.push(self.now + delay, Event::Deliver { to, from, msg });
+        }
     }
 
     fn disk_kick(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        if n.disk_busy || !n.disk.busy() {
-            return;
+        if let Some(latency) = n.disk.start_write(&mut self.rng) {
+            let incarnation = n.incarnation;
+            self.agenda
+                .push(self.now + latency, Event::DiskDone { node, incarnation });
         }
-        n.disk_busy = true;
-        let incarnation = n.incarnation;
-        let at = self.now + self.rng.gen_range(1..=3);
-        self.agenda.push(at, Event::DiskDone { node, incarnation });
     }
 
     fn disk_done(&mut self, node: usize, incarnation: u64) {
         if !self.running(node, incarnation) {
             return;
         }
-        self.nodes[node].disk_busy = false;
         let durable = self.nodes[node].disk.complete();
         self.feed(node, Input::Durable(durable));
         self.disk_kick(node);

@@ -78,7 +78,6 @@ struct Node {
     /// Bumped at each crash, so the dead process's timers and disk
     /// completions are ignored.
     incarnation: u64,
-    disk_busy: bool,
 }
 
 /// What a finished world hands back.
@@ -123,7 +122,6 @@ impl World {
                 core: None,
                 disk: Disk::new(settings.fsync),
                 incarnation: 0,
-                disk_busy: false,
             })
             .collect();
         // One leader per epoch is what fencing promises, as long as votes
@@ -230,7 +228,6 @@ impl World {
         core.start(self.now);
         let n = &mut self.nodes[node];
         n.core = Some(core);
-        n.disk_busy = false;
         let incarnation = n.incarnation;
         let first_tick = self.now + self.rng.gen_range(1..=TICK_MS);
         self.schedule(first_tick, Event::Tick { node, incarnation });
@@ -334,29 +331,18 @@ impl World {
     }
 
     /// Carries `msg` from node `from` to the node named `to_name`.
-    fn send(&mut self, from: usize, mut to_name: String, msg: Message) {
-        let Some(to) = self.names.iter().position(|n| *n == to_name) else {
-            return;
-        };
-        let Some(delay) = self.net.delay(from, to, &mut self.rng) else {
-            return;
-        };
-        // The receiver's name becomes the sender's: one string per message.
-        to_name.clear();
-        to_name.push_str(&self.names[from]);
-        let event = Event::Deliver { to, from: to_name, msg };
-        self.schedule(self.now + delay, event);
+    fn send(&mut self, from: usize, to_name: String, msg: Message) {
+        if let Some((to, from, delay)) = self.net.route(&self.names, from, to_name, &mut self.rng) {
+            self.schedule(self.now + delay, Event::Deliver { to, from, msg });
+        }
     }
 
     fn disk_kick(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        if n.disk_busy || !n.disk.busy() {
-            return;
+        if let Some(latency) = n.disk.start_write(&mut self.rng) {
+            let incarnation = n.incarnation;
+            self.schedule(self.now + latency, Event::DiskDone { node, incarnation });
         }
-        n.disk_busy = true;
-        let incarnation = n.incarnation;
-        let at = self.now + self.rng.gen_range(1..=3);
-        self.schedule(at, Event::DiskDone { node, incarnation });
     }
 
     fn disk_done(&mut self, node: usize, incarnation: u64) {
@@ -364,7 +350,6 @@ impl World {
         if n.incarnation != incarnation || n.core.is_none() {
             return;
         }
-        n.disk_busy = false;
         let durable = n.disk.complete();
         self.feed(node, Input::Durable(durable));
         self.disk_kick(node);

@@ -37,7 +37,7 @@ use wire::{raw_request, reply_of};
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
 mod two_phase;
-mod wire;
+pub(crate) mod wire;
 
 /// Most client requests waiting in one group's inbox.
 pub const GROUP_INBOX_MAX: usize = 16384;

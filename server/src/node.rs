@@ -246,10 +246,7 @@ impl Node {
                     warn!(node = %self.cfg.node_id, peer = %env.from, shard = env.shard, "message for a shard we do not have")
                 }
             },
-            Engine::Leaderless(engine) => {
-                let engine = engine.clone();
-                tokio::spawn(async move { engine.on_peer(env.from, env.msg).await });
-            }
+            Engine::Leaderless(engine) => engine.on_peer(env.from, env.msg).await,
         }
     }
 

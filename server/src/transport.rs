@@ -13,10 +13,9 @@
 //!   [`PEER_WRITE_TIMEOUT_MS`]) is dropped and redialled with backoff.
 
 use crate::core::{Message, TwoPhaseOp};
+use crate::leaderless::core::{Get, GetResp, Put, PutAck};
 use crate::protocol::{encode_frame, RawRequest, Reply};
-use crate::state::Stamp;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,40 +91,13 @@ pub enum PeerMsg {
         op: TwoPhaseOp,
     },
     /// Leaderless / multi-leader: store this timestamped write.
-    Put {
-        /// Request id to acknowledge.
-        req_id: u64,
-        /// Key.
-        key: String,
-        /// Value.
-        value: Value,
-        /// Last-write-wins stamp.
-        stamp: Stamp,
-        /// Sloppy quorum: the replica this write is really for.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        hint_for: Option<String>,
-    },
+    Put(Put),
     /// The write is durable on the sender.
-    PutAck {
-        /// Request id.
-        req_id: u64,
-    },
+    PutAck(PutAck),
     /// Leaderless: what do you have at this key?
-    Get {
-        /// Request id.
-        req_id: u64,
-        /// Key.
-        key: String,
-    },
+    Get(Get),
     /// Answer to `Get`.
-    GetResp {
-        /// Request id.
-        req_id: u64,
-        /// Value (null when absent).
-        value: Value,
-        /// Its stamp (absent when never written).
-        stamp: Option<Stamp>,
-    },
+    GetResp(GetResp),
 }
 
 /// Outgoing side of the peer mesh.
@@ -316,7 +288,7 @@ mod tests {
             seq: 1,
         }));
         assert!(matches!(back, PeerMsg::Core(Message::Snapshot { ref snapshot, .. }) if snapshot.lsn == 7));
-        let (back, _) = round_trip(PeerMsg::PutAck { req_id: 5 });
-        assert!(matches!(back, PeerMsg::PutAck { req_id: 5 }));
+        let (back, _) = round_trip(PeerMsg::PutAck(PutAck { req_id: 5 }));
+        assert!(matches!(back, PeerMsg::PutAck(PutAck { req_id: 5 })));
     }
 }

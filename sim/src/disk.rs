@@ -11,6 +11,8 @@
 use faultline_server::core::Recovered;
 use faultline_server::state::Entry;
 use faultline_server::wal::{Durable, FsyncPolicy, HardState, Snapshot, WalCmd};
+use rand::rngs::StdRng;
+use rand::Rng;
 
 /// A disk command the writer has taken (a clonable `WalCmd`).
 #[derive(Debug, Clone)]
@@ -92,6 +94,8 @@ pub struct Disk {
     written: Image,
     /// What a power loss keeps; under `fsync=always` that is `written`.
     synced: Image,
+    /// The writer is writing (a completion is due).
+    writing: bool,
 }
 
 impl Disk {
@@ -103,7 +107,19 @@ impl Disk {
             unsynced: Vec::new(),
             written: Image::default(),
             synced: Image::default(),
+            writing: false,
         }
+    }
+
+    /// The writer starts on what it took, unless it is already writing or
+    /// has nothing to write: how long the write takes (1 to 3 ms, drawn
+    /// from `rng`); [`Disk::complete`] when that time has passed.
+    pub fn start_write(&mut self, rng: &mut StdRng) -> Option<u64> {
+        if self.writing || self.queued.is_empty() {
+            return None;
+        }
+        self.writing = true;
+        Some(rng.gen_range(1..=3))
     }
 
     /// The writer takes a command (it completes at [`Disk::complete`]).
@@ -111,13 +127,9 @@ impl Disk {
         self.queued.push(cmd.into());
     }
 
-    /// Whether commands wait for the writer.
-    pub fn busy(&self) -> bool {
-        !self.queued.is_empty()
-    }
-
     /// The writer writes what it took (and syncs, by policy) and reports.
     pub fn complete(&mut self) -> Durable {
+        self.writing = false;
         if self.syncs_each_write() {
             // Written and synced at once: the written image is the synced
             // one, so it is the only one kept (no copy of each command).
@@ -156,6 +168,7 @@ impl Disk {
     /// `power_loss`, so is everything not synced.
     pub fn crash(&mut self, power_loss: bool) {
         self.queued.clear();
+        self.writing = false;
         if power_loss && !self.syncs_each_write() {
             self.unsynced.clear();
             self.written = self.synced.clone();

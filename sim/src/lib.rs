@@ -11,6 +11,13 @@
 //! list-append transactions instead, judged by the transactional checker
 //! (faultline-txn) against strict serializability and the row's own model.
 //!
+//! The leaderless and multi-leader modes' core
+//! ([`faultline_server::leaderless::core`]) runs the same way in a second
+//! world (`quorum_world`), where each node also has a wall clock that a
+//! fault can set ahead or behind (last write wins follows it); a scenario
+//! there may also name session anomalies it must find (lost writes,
+//! read-your-writes), judged by `faultline_checkers::session`.
+//!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:
 //!   `faultline-sim run --scenario NAME --seed N` replays one exactly
@@ -25,7 +32,9 @@
 mod agenda;
 mod clients;
 mod disk;
+mod links;
 mod nemesis;
+mod quorum_world;
 mod run;
 pub mod scenario;
 mod txn_clients;

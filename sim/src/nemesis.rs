@@ -11,6 +11,26 @@ use crate::world::World;
 use rand::rngs::StdRng;
 use rand::Rng;
 
+/// What a fault acts on: a simulated cluster (the single-leader
+/// [`World`], or the leaderless `QuorumWorld`).
+pub(crate) trait Cluster {
+    fn node_count(&self) -> usize;
+    fn rng(&mut self) -> &mut StdRng;
+    /// The node that leads, where there is one.
+    fn leader(&self) -> Option<usize>;
+    /// Cuts every link between `side` and the other nodes (empty: heal).
+    fn partition(&mut self, side: &[usize]);
+    fn crash(&mut self, node: usize, power_loss: bool);
+    fn restart(&mut self, node: usize);
+    fn set_lossy(&mut self, drop_percent: u32, delay_max_ms: u64);
+    /// Sets `node`'s wall clock `offset_ms` off (None: every clock right
+    /// again); false when the cluster's nodes read no wall clock.
+    fn skew_clock(&mut self, skew: Option<(usize, i64)>) -> bool;
+}
+
+/// How far a skewed clock is off, either way (ms).
+const SKEW_MS: (i64, i64) = (50, 1_000);
+
 /// One step of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -53,7 +73,7 @@ impl Plan {
 }
 
 /// Carries out `fault` in `world`; true when it took effect.
-pub fn apply(world: &mut World, fault: &Fault) -> bool {
+pub fn apply(world: &mut impl Cluster, fault: &Fault) -> bool {
     match fault {
         Fault::Begin(kind) => begin(world, *kind),
         Fault::End(kind) => {
@@ -67,7 +87,7 @@ pub fn apply(world: &mut World, fault: &Fault) -> bool {
     }
 }
 
-fn begin(world: &mut World, kind: FaultKind) -> bool {
+fn begin(world: &mut impl Cluster, kind: FaultKind) -> bool {
     let n = world.node_count();
     match kind {
         FaultKind::IsolateLeader => match world.leader() {
@@ -110,10 +130,16 @@ fn begin(world: &mut World, kind: FaultKind) -> bool {
             world.set_lossy(20, 30);
             true
         }
+        FaultKind::SkewClock => {
+            let node = world.rng().gen_range(0..n);
+            let ms = world.rng().gen_range(SKEW_MS.0..=SKEW_MS.1);
+            let offset = if world.rng().gen_bool(0.5) { ms } else { -ms };
+            world.skew_clock(Some((node, offset)))
+        }
     }
 }
 
-fn end(world: &mut World, kind: FaultKind) {
+fn end(world: &mut impl Cluster, kind: FaultKind) {
     match kind {
         FaultKind::IsolateLeader | FaultKind::RandomHalves => world.partition(&[]),
         FaultKind::KillLeader | FaultKind::PowerLossOne | FaultKind::PowerLossAll => {
@@ -122,11 +148,43 @@ fn end(world: &mut World, kind: FaultKind) {
             }
         }
         FaultKind::Lossy => world.set_lossy(0, 3),
+        FaultKind::SkewClock => {
+            world.skew_clock(None);
+        }
     }
 }
 
-fn heal_all(world: &mut World) {
+impl Cluster for World {
+    fn node_count(&self) -> usize {
+        World::node_count(self)
+    }
+    fn rng(&mut self) -> &mut StdRng {
+        World::rng(self)
+    }
+    fn leader(&self) -> Option<usize> {
+        World::leader(self)
+    }
+    fn partition(&mut self, side: &[usize]) {
+        World::partition(self, side)
+    }
+    fn crash(&mut self, node: usize, power_loss: bool) {
+        World::crash(self, node, power_loss)
+    }
+    fn restart(&mut self, node: usize) {
+        World::restart(self, node)
+    }
+    fn set_lossy(&mut self, drop_percent: u32, delay_max_ms: u64) {
+        World::set_lossy(self, drop_percent, delay_max_ms)
+    }
+    /// The single-leader core reads no wall clock: a skew changes nothing.
+    fn skew_clock(&mut self, _skew: Option<(usize, i64)>) -> bool {
+        false
+    }
+}
+
+fn heal_all(world: &mut impl Cluster) {
     world.partition(&[]);
+    world.skew_clock(None);
     world.set_lossy(0, 3);
     for node in 0..world.node_count() {
         world.restart(node);

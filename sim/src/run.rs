@@ -6,7 +6,6 @@
 //! not decide is reported unknown, never valid.
 
 use crate::scenario::Scenario;
-use crate::world::World;
 use faultline_checkers::linear::{self, ModelSpec, NilReads};
 use faultline_checkers::session;
 use faultline_checkers::Validity;
@@ -49,11 +48,21 @@ pub struct RunReport {
     /// scenarios any invalid history, for transactional ones a type the
     /// row names (any, for a row that names none).
     pub shows: bool,
+    /// An anomaly the scenario expects besides non-linearizability
+    /// (`must_find`) that this history did not show, said in a sentence.
+    pub missing: Option<String>,
+}
+
+impl RunReport {
+    /// Whether this seed showed every anomaly its scenario expects.
+    pub fn found(&self) -> bool {
+        self.shows
+    }
 }
 
 /// Runs `scenario` under `seed` and judges its history.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
-    let finished = World::new(scenario, seed).run();
+    let finished = crate::quorum_world::run_world(scenario, seed);
     if let Some(row) = &scenario.txn {
         return run_txn(row, seed, finished);
     }
@@ -81,6 +90,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
     };
     let verdict = linear::check(&history, &config);
     let (broken, session_ops) = judge_sessions(scenario, &history);
+    let (missing, found) = judge_findings(scenario, &history);
     let mut report = RunReport {
         seed,
         ops,
@@ -93,6 +103,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         session_ops,
         kinds: Vec::new(),
         shows: false,
+        missing,
     };
     if let Some(a) = verdict.anomalies.first() {
         let key = a.key.as_deref().unwrap_or("-");
@@ -107,8 +118,38 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         report.valid = Validity::Invalid;
         report.anomaly = Some(format!("election safety: {split}"));
     }
-    report.shows = report.valid == Validity::Invalid;
+    report.shows = report.valid == Validity::Invalid && report.missing.is_none();
+    if let Some(found) = found {
+        let linear = report.anomaly.take().unwrap_or_else(|| "linearizable".into());
+        report.anomaly = Some(format!("{linear}; {found}"));
+    }
     report
+}
+
+/// The anomalies `scenario` must find besides non-linearizability, judged
+/// on `history`: the first one missing, and what the found ones say.
+fn judge_findings(scenario: &Scenario, history: &History) -> (Option<String>, Option<String>) {
+    if scenario.must_find.is_empty() {
+        return (None, None);
+    }
+    let verdicts = session::check_all(history, &scenario.must_find).expect("scenarios name known session checkers");
+    let missing = verdicts
+        .iter()
+        .find(|(_, v)| v.valid != Validity::Invalid)
+        .map(|(name, v)| format!("{name} {:?}: no anomaly ({} operations judged)", v.valid, v.ops));
+    let found: Vec<String> = verdicts
+        .iter()
+        .filter_map(|(name, v)| {
+            let a = v.anomalies.first()?;
+            Some(format!(
+                "{name}: {} on key {} ({})",
+                a.kind,
+                a.key.as_deref().unwrap_or("-"),
+                a.explanation
+            ))
+        })
+        .collect();
+    (missing, (!found.is_empty()).then(|| found.join("; ")))
 }
 
 /// Judges a transactional schedule with the checker of `row`; a fenced
@@ -135,6 +176,7 @@ fn run_txn(row: &crate::scenario::TxnRow, seed: u64, finished: crate::world::Fin
         broken: split.or(v.broken),
         session_ops: v.txns,
         kinds: v.kinds,
+        missing: None,
     }
 }
 
@@ -159,7 +201,7 @@ fn judge_sessions(scenario: &Scenario, history: &History) -> (Option<String>, us
 /// The history `scenario` records under `seed` (the same every time: a
 /// run replays from its seed), for `faultline check` or a report.
 pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Event> {
-    World::new(scenario, seed).run().events
+    crate::quorum_world::run_world(scenario, seed).events
 }
 
 /// What a hunt over seeds found.

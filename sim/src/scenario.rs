@@ -25,6 +25,9 @@ pub enum FaultKind {
     PowerLossAll,
     /// Drop a share of messages and delay the rest, then stop.
     Lossy,
+    /// Set a random node's wall clock off (ahead or behind), then right
+    /// again: last-write-wins stamps follow it (leaderless modes).
+    SkewClock,
 }
 
 /// Every kind of fault.
@@ -59,6 +62,10 @@ pub struct Scenario {
     /// Transactional scenarios: the isolation row the transactional
     /// clients and checker judge (None: register clients, linearizability).
     pub txn: Option<TxnRow>,
+    /// Session checkers (as `faultline_checkers::session` names them)
+    /// whose anomaly the lab's row expects too: a seed counts as finding
+    /// the row's anomaly only when it shows these as well.
+    pub must_find: Vec<&'static str>,
 }
 
 /// Timing that keeps a simulated second short: heartbeats, elections and
@@ -82,6 +89,7 @@ fn scenario(
         find_within,
         must_hold: Vec::new(),
         txn: None,
+        must_find: Vec::new(),
     }
 }
 
@@ -111,10 +119,11 @@ fn five_nodes(s: Scenario) -> Scenario {
     Scenario { nodes: 5, ..s }
 }
 
-/// Every scenario: the replication rows, then the isolation rows
-/// ([`crate::txn_scenarios`]).
+/// Every scenario: the single-leader core's replication rows, then the
+/// leaderless core's, then the isolation rows ([`crate::txn_scenarios`]).
 pub fn all() -> Vec<Scenario> {
-    let mut all = replication();
+    let mut all = single_leader();
+    all.extend(quorum());
     all.extend(crate::txn_scenarios::all());
     all
 }
@@ -122,7 +131,7 @@ pub fn all() -> Vec<Scenario> {
 /// The safe settings (the lab's safe row, and `ack=any:1` on three nodes,
 /// where one follower is a majority) and the unsafe ones whose anomaly the
 /// core decides.
-fn replication() -> Vec<Scenario> {
+fn single_leader() -> Vec<Scenario> {
     use FaultKind::*;
     vec![
         scenario(
@@ -196,6 +205,77 @@ fn replication() -> Vec<Scenario> {
             200,
         ),
     ]
+}
+
+/// The leaderless and multi-leader rows (10 to 12), driven by the
+/// leaderless core in the `QuorumWorld`, and the control of row 10.
+fn quorum() -> Vec<Scenario> {
+    use FaultKind::*;
+    vec![
+        finding(
+            scenario(
+                "leaderless-skew-partitions",
+                "mode=leaderless,n=3,w=2,r=2",
+                &[RandomHalves, SkewClock],
+                Some("acknowledged writes lost: a skewed clock stamps a later write older (last write wins), and partitions let replicas diverge"),
+                200,
+            ),
+            &["lost-writes"],
+        ),
+        finding(
+            scenario(
+                "leaderless-w1r1",
+                "mode=leaderless,n=3,w=1,r=1,replay_delay_ms=50",
+                &[],
+                Some("stale reads: one replica's answer, and replicas that apply writes late"),
+                200,
+            ),
+            &["read-your-writes"],
+        ),
+        // With right clocks, last write wins follows real time, so a lost
+        // register write cannot be proven (the lab proves row 12's losses
+        // on list-append, where concurrent appends merged by last write
+        // wins drop elements): partitions alone show stale reads and lost
+        // compare-and-sets, a skewed clock the lost writes.
+        scenario(
+            "multi-leader-partitions",
+            "mode=multi_leader",
+            &[RandomHalves],
+            Some("not linearizable: both sides of a partition take writes, reads are local"),
+            200,
+        ),
+        finding(
+            scenario(
+                "multi-leader-skew-partitions",
+                "mode=multi_leader",
+                &[RandomHalves, SkewClock],
+                Some("acknowledged writes lost: both sides of a partition take writes and last write wins by skewed clocks when it heals"),
+                200,
+            ),
+            &["lost-writes"],
+        ),
+        // The control of row 10: the same quorums with right clocks and no
+        // partitions keep every acknowledged write and a session's own
+        // writes, though reads may still see a write in flight that a
+        // later read misses (not linearizable).
+        holding(
+            scenario(
+                "leaderless-w2r2-quiet",
+                "mode=leaderless,n=3,w=2,r=2",
+                &[],
+                Some("not linearizable: a read sees a write in flight that a later read misses; cas is read-modify-write"),
+                200,
+            ),
+            &["read-your-writes", "lost-writes"],
+        ),
+    ]
+}
+
+fn finding(s: Scenario, anomalies: &[&'static str]) -> Scenario {
+    Scenario {
+        must_find: anomalies.to_vec(),
+        ..s
+    }
 }
 
 /// The scenario called `name`.

@@ -23,6 +23,17 @@ pub trait Workload {
     fn finals_done(&self) -> bool;
     /// Whether final reader `c` has read.
     fn finals_done_for(&self, c: usize) -> bool;
+    /// When client `c` goes on, `think_ms` after `now_ms`: workers until
+    /// the clients stop at `run_ms`, final readers (every 20 ms) until
+    /// they have read; None when it is done.
+    fn wake_at(&self, c: usize, now_ms: u64, think_ms: u64, run_ms: u64) -> Option<u64> {
+        if self.workers().contains(&c) {
+            (now_ms + think_ms < run_ms).then_some(now_ms + think_ms)
+        } else {
+            (!self.finals_done_for(c)).then_some(now_ms + 20)
+        }
+    }
+
     /// The client whose request is `token`, if it still waits for it.
     fn waiting_on(&self, token: u64) -> Option<usize>;
     /// Whether some client waits for an answer from `node` (the world keeps

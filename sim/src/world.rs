@@ -12,6 +12,7 @@
 use crate::agenda::Agenda;
 use crate::clients::Clients;
 use crate::disk::Disk;
+use crate::links::Links;
 use crate::nemesis::{Fault, Plan};
 use crate::scenario::Scenario;
 use crate::txn_clients::TxnClients;
@@ -86,16 +87,8 @@ struct Node {
     /// Bumped at each crash, so the dead process's timers and disk
     /// completions are ignored.
     incarnation: u64,
-    disk_busy: bool,
     /// A [`Event::TxnStep`] is scheduled for this incarnation.
     txn_stepping: bool,
-}
-
-/// The links: which are cut, how lossy and slow the rest are.
-struct Net {
-    cut: Vec<Vec<bool>>,
-    drop_percent: u32,
-    delay_max_ms: u64,
 }
 
 /// What a finished world hands back.
@@ -119,7 +112,7 @@ pub struct World {
     names: Vec<String>,
     nodes: Vec<Node>,
     settings: Settings,
-    net: Net,
+    net: Links,
     clients: Box<dyn Workload>,
     faults: usize,
     /// Fenced scenarios: the leader of each epoch seen.
@@ -140,7 +133,6 @@ impl World {
                 core: None,
                 disk: Disk::new(settings.fsync),
                 incarnation: 0,
-                disk_busy: false,
                 txn_stepping: false,
             })
             .collect();
@@ -159,11 +151,7 @@ impl World {
                 None => Box::new(Clients::new(CLIENTS, KEYS, n, settings.reads)),
             },
             settings,
-            net: Net {
-                cut: vec![vec![false; n]; n],
-                drop_percent: 0,
-                delay_max_ms: 3,
-            },
+            net: Links::new(n),
             faults: 0,
             leaders: fenced.then(BTreeMap::new),
             split_epoch: None,
@@ -256,7 +244,6 @@ impl World {
         core.start(self.now);
         let n = &mut self.nodes[node];
         n.core = Some(core);
-        n.disk_busy = false;
         n.txn_stepping = false;
         let incarnation = n.incarnation;
         let first_tick = self.now + self.rng.gen_range(1..=TICK_MS);
@@ -361,31 +348,18 @@ impl World {
     }
 
     /// Carries `msg` from node `from` to the node named `to_name`.
-    fn send(&mut self, from: usize, mut to_name: String, msg: Message) {
-        let Some(to) = self.names.iter().position(|n| *n == to_name) else {
-            return;
-        };
-        if self.net.cut[from][to] || self.rng.gen_range(0..100) < self.net.drop_percent {
-            return;
+    fn send(&mut self, from: usize, to_name: String, msg: Message) {
+        if let Some((to, from, delay)) = self.net.route(&self.names, from, to_name, &mut self.rng) {
+            self.schedule(self.now + delay, Event::Deliver { to, from, msg });
         }
-        // Random delays reorder messages on a link.
-        let delay = self.rng.gen_range(1..=self.net.delay_max_ms);
-        // The receiver's name becomes the sender's: one string per message.
-        to_name.clear();
-        to_name.push_str(&self.names[from]);
-        let event = Event::Deliver { to, from: to_name, msg };
-        self.schedule(self.now + delay, event);
     }
 
     fn disk_kick(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        if n.disk_busy || !n.disk.busy() {
-            return;
+        if let Some(latency) = n.disk.start_write(&mut self.rng) {
+            let incarnation = n.incarnation;
+            self.schedule(self.now + latency, Event::DiskDone { node, incarnation });
         }
-        n.disk_busy = true;
-        let incarnation = n.incarnation;
-        let at = self.now + self.rng.gen_range(1..=3);
-        self.schedule(at, Event::DiskDone { node, incarnation });
     }
 
     fn disk_done(&mut self, node: usize, incarnation: u64) {
@@ -393,7 +367,6 @@ impl World {
         if n.incarnation != incarnation || n.core.is_none() {
             return;
         }
-        n.disk_busy = false;
         let durable = n.disk.complete();
         self.feed(node, Input::Durable(durable));
         self.disk_kick(node);
@@ -417,15 +390,8 @@ impl World {
     /// Client `c` goes on after `think_ms`: workers until the run ends,
     /// final readers until they have read.
     fn client_after(&mut self, c: usize, think_ms: u64) {
-        let worker = self.clients.workers().contains(&c);
-        let more = if worker {
-            self.now + think_ms < RUN_MS
-        } else {
-            !self.clients.finals_done_for(c)
-        };
-        if more {
-            let think = if worker { think_ms } else { 20 };
-            self.schedule(self.now + think, Event::ClientWake(c));
+        if let Some(at) = self.clients.wake_at(c, self.now, think_ms, RUN_MS) {
+            self.schedule(at, Event::ClientWake(c));
         }
     }
 
@@ -500,16 +466,10 @@ impl World {
 
     /// Cuts every link between `side` and the other nodes.
     pub(crate) fn partition(&mut self, side: &[usize]) {
-        let n = self.nodes.len();
-        for a in 0..n {
-            for b in 0..n {
-                self.net.cut[a][b] = side.contains(&a) != side.contains(&b);
-            }
-        }
+        self.net.partition(side);
     }
 
     pub(crate) fn set_lossy(&mut self, drop_percent: u32, delay_max_ms: u64) {
-        self.net.drop_percent = drop_percent;
-        self.net.delay_max_ms = delay_max_ms;
+        self.net.set_lossy(drop_percent, delay_max_ms);
     }
 }

@@ -1,5 +1,6 @@
 //! `faultline-server-bench`: write and read throughput and latency of a
-//! local 3-node cluster, one row per acknowledgement policy.
+//! local 3-node cluster, one row per acknowledgement policy, then one per
+//! leaderless or multi-leader setting (`--modes`).
 //!
 //! It starts real `faultline-server` processes (the binary next to this
 //! one) on loopback ports with temporary data directories, drives them with
@@ -11,7 +12,7 @@
 //! fresh cluster.
 //! Usage: `faultline-server-bench [--clients 32] [--secs 5]
 //! [--acks majority,any:1,none] [--fsync always] [--etcd PATH]
-//! [--txn-rounds 0]`.
+//! [--txn-rounds 0] [--modes 'mode=leaderless,n=3,w=2,r=2;mode=multi_leader']`.
 
 use anyhow::{bail, Context, Result};
 use faultline_server::protocol::Outcome;
@@ -56,6 +57,15 @@ struct Opts {
     /// Skip the single-key rows (with --txn-rounds: transactions only).
     #[arg(long)]
     txn_only: bool,
+    /// Leaderless and multi-leader settings to measure, one row each,
+    /// separated by `;` (`none` for no such row). Every node coordinates:
+    /// the clients talk to n1.
+    #[arg(
+        long,
+        value_delimiter = ';',
+        default_value = "mode=leaderless,n=3,w=2,r=2;mode=multi_leader"
+    )]
+    modes: Vec<String>,
 }
 
 /// Child processes killed on drop, whatever happens.
@@ -266,6 +276,37 @@ async fn bench_ack(o: &Opts, ack: &str) -> Result<Row> {
     })
 }
 
+/// A leaderless or multi-leader setting: every node takes writes, so the
+/// clients go to the first.
+async fn bench_mode(o: &Opts, mode: &str) -> Result<Row> {
+    let dir = TmpDir::new("modes")?;
+    let settings = format!("{mode},fsync={}", o.fsync);
+    let (_procs, addrs) = start_cluster(&settings, &dir.0)?;
+    let node = wait_serving(&addrs[0]).await?;
+    drive(&node, 4, 1, Phase::Write).await?;
+    let write = drive(&node, o.clients, o.secs, Phase::Write).await?;
+    let read = drive(&node, o.clients, o.secs, Phase::Read).await?;
+    Ok(Row {
+        name: settings,
+        write,
+        read,
+    })
+}
+
+/// `addr` once it answers its status.
+async fn wait_serving(addr: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut c) = Client::connect(addr, Duration::from_millis(500)).await {
+            if c.status().await.status.is_some() {
+                return Ok(addr.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{addr} never answered its status")
+}
+
 /// Transactions per second at `isolation` on a fresh cluster.
 async fn bench_txn(o: &Opts, isolation: &str) -> Result<Stats> {
     let dir = TmpDir::new(isolation)?;
@@ -329,9 +370,15 @@ async fn main() -> Result<()> {
     let o = <Opts as clap::Parser>::parse();
     let mut rows = Vec::new();
     let acks = if o.txn_only { &[][..] } else { &o.acks[..] };
-    for ack in acks {
+    // `--acks ''` measures the other rows only.
+    for ack in acks.iter().filter(|a| !a.is_empty()) {
         eprintln!("benchmarking ack={ack} ...");
         rows.push(bench_ack(&o, ack).await?);
+    }
+    let modes = o.modes.iter().filter(|m| !o.txn_only && m.as_str() != "none");
+    for mode in modes {
+        eprintln!("benchmarking {mode} ...");
+        rows.push(bench_mode(&o, mode).await?);
     }
     if let Some(etcd) = o.etcd.as_ref().filter(|_| !o.txn_only) {
         eprintln!("benchmarking etcd at {} ...", etcd.display());

@@ -7,7 +7,7 @@ use crate::protocol::{MicroOp, Outcome, RawRequest, Reply, Session};
 use crate::state::TxnOp;
 
 /// The wire form of the core's answer.
-pub(super) fn reply_of(a: Answer) -> Reply {
+pub(crate) fn reply_of(a: Answer) -> Reply {
     let outcome = match a.outcome {
         core::Outcome::Ok => Outcome::Ok,
         core::Outcome::Fail => Outcome::Fail,

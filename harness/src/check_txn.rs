@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use faultline_checkers::{Anomaly, OpRef, Validity, Verdict};
 use faultline_histories::{History, F};
+use faultline_txn::cycles::{Shape, LEVELS};
 use faultline_txn::{Analysis, Config, Model};
 use serde_json::{json, Value};
 
@@ -22,6 +23,48 @@ pub const NAME: &str = "transactional";
 /// True for the names `--checkers` accepts for this checker.
 pub fn is_name(name: &str) -> bool {
     matches!(name, NAME | "txn")
+}
+
+/// The kinds of anomaly the checker reports that are not cycles: found
+/// while inferring each key's versions, whatever the models judged.
+const NON_CYCLE_KINDS: [&str; 10] = [
+    "G1a",
+    "G1b",
+    "cyclic-versions",
+    "dirty-update",
+    "duplicate-elements",
+    "future-read",
+    "garbage-read",
+    "incompatible-order",
+    "internal",
+    "lost-update",
+];
+
+/// Every kind of anomaly the checker can report, by the name it reports:
+/// each cycle shape at each level (`G-single`, `G-single-process`,
+/// `G-single-realtime`, ...), then the kinds that are not cycles.
+pub fn anomaly_kinds() -> Vec<String> {
+    let mut kinds: Vec<String> = Shape::ALL
+        .iter()
+        .flat_map(|s| LEVELS.iter().map(move |(_, suffix)| format!("{}{suffix}", s.name())))
+        .collect();
+    kinds.extend(NON_CYCLE_KINDS.iter().map(|k| (*k).to_owned()));
+    kinds
+}
+
+/// Whether judging `models` (strict-serializable when empty) searches for
+/// `kind` at all: a cycle that needs process or real-time order is looked
+/// for only when a model judged needs those edges.
+pub fn searched_for(kind: &str, models: &[Model]) -> bool {
+    let default = [Model::StrictSerializable];
+    let models = if models.is_empty() { &default[..] } else { models };
+    if kind.ends_with("-realtime") {
+        models.iter().any(|m| m.needs_realtime_edges())
+    } else if kind.ends_with("-process") {
+        models.iter().any(|m| m.needs_process_edges())
+    } else {
+        true
+    }
 }
 
 /// True when the history holds a transaction: the checker applies.

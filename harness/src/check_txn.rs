@@ -319,6 +319,42 @@ mod tests {
         assert!(why.starts_with("no single-key operations"), "{why}");
     }
 
+    /// A transactional run's history whose final reads lack an append
+    /// that a committed transaction made: lost-writes, chosen with the
+    /// transactional checker, finds it and the file is invalid.
+    #[test]
+    fn a_lost_committed_append_fails_the_run_s_lost_writes() {
+        let ev = |i: u64, p: u64, kind, v: Value| Event::new(i, i, Process::Client(p), kind, F::Txn, v);
+        let fin = |e: Event| Event { is_final: true, ..e };
+        let read = || json!([["r", "x", null]]);
+        let with_final = |seen: Value| {
+            let mut h = History::from_events([
+                ev(0, 0, EventType::Invoke, json!([["append", "x", 1]])),
+                ev(1, 0, EventType::Ok, json!([["append", "x", 1]])),
+                ev(2, 1, EventType::Invoke, json!([["append", "x", 2], ["r", "x", null]])),
+                ev(3, 1, EventType::Ok, json!([["append", "x", 2], ["r", "x", [1, 2]]])),
+                fin(ev(4, 2, EventType::Invoke, read())),
+                fin(ev(5, 2, EventType::Ok, json!([["r", "x", seen]]))),
+            ])
+            .unwrap();
+            h.header = Some(faultline_histories::Header {
+                faultline_history: 1,
+                extra: crate::run::checks::header_fields("txn-list-append", &[], &[]),
+                ..Default::default()
+            });
+            check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap()
+        };
+        let lost = with_final(json!([1]));
+        let v = &lost.checkers["lost-writes"];
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        assert!(v.anomalies[0].explanation.contains("appended 2 to x"), "{v:?}");
+        assert_eq!(lost.valid, Validity::Invalid);
+        let kept = with_final(json!([1, 2]));
+        let v = &kept.checkers["lost-writes"];
+        assert!(v.applies() && v.valid == Validity::Valid, "it looked: {v:?}");
+        assert_eq!(kept.valid, Validity::Valid, "{:?}", kept.checkers);
+    }
+
     fn opts_naming(name: &str) -> CheckOptions {
         CheckOptions {
             checkers: Some(vec![name.to_owned()]),

@@ -165,3 +165,47 @@ fn every_kind_the_checker_reports_is_known() {
         "aggregates are not reported"
     );
 }
+
+#[test]
+fn a_row_says_which_anomalies_were_expected_and_which_were_found() {
+    let f: CampaignFile = toml::from_str(
+        r#"[[test]]
+        name = "si"
+        workload = "txn-list-append"
+        expect = { transactional = "fail" }
+        expect_anomalies = { transactional = { found_any = ["G2-item"], never = ["G-single"] } }"#,
+    )
+    .unwrap();
+    let t = plan_test(&f.spec(0).unwrap(), 0, 1).unwrap();
+    let found = |types: &[&str]| {
+        let anomalies = types
+            .iter()
+            .map(|k| faultline_checkers::Anomaly::new(k, None, Vec::new(), String::new()))
+            .collect();
+        let mut v = Verdict::from_anomalies(3, Duration::ZERO, anomalies);
+        v.details = serde_json::json!({ "anomaly_types": types });
+        let out = crate::run::RunOutcome {
+            store: "store/si/1".into(),
+            verdicts: [(crate::check_txn::NAME.to_owned(), v)].into(),
+            valid: faultline_checkers::Validity::Invalid,
+            results: serde_json::Value::Null,
+            interrupted: false,
+            interruption: None,
+            fault_errors: Vec::new(),
+        };
+        crate::run::campaign::verdict_rows(&t, &out).remove(0)
+    };
+    let r = found(&["G2-item"]);
+    assert!(r.holds, "{r:?}");
+    assert_eq!(r.expected_words(), "fail; one of G2-item; never G-single");
+    assert_eq!(r.found_words().as_deref(), Some("found G2-item"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["expected_anomalies"]["never"], serde_json::json!(["G-single"]));
+    assert_eq!(json["anomaly_types"], serde_json::json!(["G2-item"]));
+    let r = found(&["G2-item", "G-single"]);
+    assert!(
+        !r.holds,
+        "the checker failed, as expected, but with a type that must never appear"
+    );
+    assert_eq!(r.note.as_deref(), Some("found G-single, which must never appear"));
+}

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use faultline_checkers::{Anomaly, OpRef, Validity, Verdict};
 use faultline_histories::{History, F};
+use faultline_txn::cycles::{Shape, LEVELS};
 use faultline_txn::{Analysis, Config, Model};
 use serde_json::{json, Value};
 
@@ -22,6 +23,48 @@ pub const NAME: &str = "transactional";
 /// True for the names `--checkers` accepts for this checker.
 pub fn is_name(name: &str) -> bool {
     matches!(name, NAME | "txn")
+}
+
+/// The kinds of anomaly the checker reports that are not cycles: found
+/// while inferring each key's versions, whatever the models judged.
+const NON_CYCLE_KINDS: [&str; 10] = [
+    "G1a",
+    "G1b",
+    "cyclic-versions",
+    "dirty-update",
+    "duplicate-elements",
+    "future-read",
+    "garbage-read",
+    "incompatible-order",
+    "internal",
+    "lost-update",
+];
+
+/// Every kind of anomaly the checker can report, by the name it reports:
+/// each cycle shape at each level (`G-single`, `G-single-process`,
+/// `G-single-realtime`, ...), then the kinds that are not cycles.
+pub fn anomaly_kinds() -> Vec<String> {
+    let mut kinds: Vec<String> = Shape::ALL
+        .iter()
+        .flat_map(|s| LEVELS.iter().map(move |(_, suffix)| format!("{}{suffix}", s.name())))
+        .collect();
+    kinds.extend(NON_CYCLE_KINDS.iter().map(|k| (*k).to_owned()));
+    kinds
+}
+
+/// Whether judging `models` (strict-serializable when empty) searches for
+/// `kind` at all: a cycle that needs process or real-time order is looked
+/// for only when a model judged needs those edges.
+pub fn searched_for(kind: &str, models: &[Model]) -> bool {
+    let default = [Model::StrictSerializable];
+    let models = if models.is_empty() { &default[..] } else { models };
+    if kind.ends_with("-realtime") {
+        models.iter().any(|m| m.needs_realtime_edges())
+    } else if kind.ends_with("-process") {
+        models.iter().any(|m| m.needs_process_edges())
+    } else {
+        true
+    }
 }
 
 /// True when the history holds a transaction: the checker applies.
@@ -274,6 +317,42 @@ mod tests {
         let named = check_history(&h, Format::Jsonl, &opts_naming("consistent-prefix")).unwrap();
         let why = named.checkers["consistent-prefix"].not_applicable_why().unwrap();
         assert!(why.starts_with("no single-key operations"), "{why}");
+    }
+
+    /// A transactional run's history whose final reads lack an append
+    /// that a committed transaction made: lost-writes, chosen with the
+    /// transactional checker, finds it and the file is invalid.
+    #[test]
+    fn a_lost_committed_append_fails_the_run_s_lost_writes() {
+        let ev = |i: u64, p: u64, kind, v: Value| Event::new(i, i, Process::Client(p), kind, F::Txn, v);
+        let fin = |e: Event| Event { is_final: true, ..e };
+        let read = || json!([["r", "x", null]]);
+        let with_final = |seen: Value| {
+            let mut h = History::from_events([
+                ev(0, 0, EventType::Invoke, json!([["append", "x", 1]])),
+                ev(1, 0, EventType::Ok, json!([["append", "x", 1]])),
+                ev(2, 1, EventType::Invoke, json!([["append", "x", 2], ["r", "x", null]])),
+                ev(3, 1, EventType::Ok, json!([["append", "x", 2], ["r", "x", [1, 2]]])),
+                fin(ev(4, 2, EventType::Invoke, read())),
+                fin(ev(5, 2, EventType::Ok, json!([["r", "x", seen]]))),
+            ])
+            .unwrap();
+            h.header = Some(faultline_histories::Header {
+                faultline_history: 1,
+                extra: crate::run::checks::header_fields("txn-list-append", &[], &[]),
+                ..Default::default()
+            });
+            check_history(&h, Format::Jsonl, &CheckOptions::default()).unwrap()
+        };
+        let lost = with_final(json!([1]));
+        let v = &lost.checkers["lost-writes"];
+        assert_eq!(v.valid, Validity::Invalid, "{v:?}");
+        assert!(v.anomalies[0].explanation.contains("appended 2 to x"), "{v:?}");
+        assert_eq!(lost.valid, Validity::Invalid);
+        let kept = with_final(json!([1, 2]));
+        let v = &kept.checkers["lost-writes"];
+        assert!(v.applies() && v.valid == Validity::Valid, "it looked: {v:?}");
+        assert_eq!(kept.valid, Validity::Valid, "{:?}", kept.checkers);
     }
 
     fn opts_naming(name: &str) -> CheckOptions {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use faultline_harness::run::campaign::record::{CampaignRecord, ListedTest};
 use faultline_harness::run::campaign::shard::Shard;
-use faultline_harness::run::campaign::{self, Expect, Row};
+use faultline_harness::run::campaign::{self, Row};
 use faultline_harness::run::db::find_server_bin;
 use faultline_harness::run::interrupt::Interrupt;
 use faultline_harness::run::spec::{self, Origin, RunSpec};
@@ -466,14 +466,6 @@ struct CampaignRow {
     holds: String,
 }
 
-fn expect_word(e: Expect) -> &'static str {
-    match e {
-        Expect::Pass => "pass",
-        Expect::Fail => "fail",
-        Expect::Unset => "-",
-    }
-}
-
 /// `faultline campaign`.
 pub fn campaign(args: CampaignArgs) -> anyhow::Result<u8> {
     let seed = args.seed.unwrap_or_else(draw_seed);
@@ -526,10 +518,10 @@ fn write_campaign_junit(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<
         .map(|r| faultline_report::ExpectationCase {
             test: r.test.clone(),
             checker: r.checker.clone(),
-            expected: expect_word(r.expected).into(),
+            expected: r.expected_words(),
             observed: r.observed.clone(),
             holds: r.holds,
-            detail: [r.note.clone(), r.store.clone()]
+            detail: [r.found_words(), r.note.clone(), r.store.clone()]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
@@ -546,13 +538,12 @@ fn print_campaign(rows: &[Row], seed: u64, rerun: &str) {
         .map(|r| CampaignRow {
             test: r.test.clone(),
             checker: r.checker.clone(),
-            expected: expect_word(r.expected).into(),
+            expected: r.expected_words(),
             observed: match &r.note {
                 Some(n) if r.observed != "valid" && r.observed != "invalid" => {
                     format!("{}: {}", r.observed, n.chars().take(70).collect::<String>())
                 }
-                _ if r.anomalies > 0 => format!("{} ({} anomalies)", r.observed, r.anomalies),
-                _ => r.observed.clone(),
+                _ => observed_words(r),
             },
             holds: if r.holds { "yes".into() } else { "NO".into() },
         })
@@ -562,6 +553,18 @@ fn print_campaign(rows: &[Row], seed: u64, rerun: &str) {
     outln!("{held}/{} rows hold", rows.len());
     outln!("seed: {seed}");
     outln!("rerun: {rerun}");
+}
+
+/// `invalid (12 anomalies): found G-single, G2-item`, or what of it applies.
+fn observed_words(r: &Row) -> String {
+    let mut w = r.observed.clone();
+    if r.anomalies > 0 {
+        w.push_str(&format!(" ({} anomalies)", r.anomalies));
+    }
+    if let Some(found) = r.found_words() {
+        w.push_str(&format!(": {found}"));
+    }
+    w
 }
 
 #[cfg(test)]

@@ -72,10 +72,13 @@ async fn a_serializable_leader_passes_under_partitions() {
     let ok = out.results["stats"]["ok"].as_u64().unwrap();
     assert!(ok > 300 && txns >= ok, "{txns} transactions looked at, {ok} ok");
     assert!(long_reads(&h) > 100, "too few reads of long lists");
-    // lost-writes and convergence compare only micro-ops of transactions
-    // here, which they do not vouch for: unnamed, they are left out.
+    // lost-writes and convergence judge the micro-ops of the transactions
+    // against the final reads: they looked, and found nothing lost.
     let checkers: Vec<&String> = out.results["checkers"].as_object().unwrap().keys().collect();
-    assert_eq!(checkers, ["transactional"]);
+    assert_eq!(checkers, ["convergence", "lost-writes", "transactional"]);
+    let lost = &out.results["checkers"]["lost-writes"];
+    assert_eq!(lost["valid"], Value::Bool(true), "{lost}");
+    assert!(lost["details"]["micro_ops_judged"].as_u64().unwrap() > 100, "{lost}");
     assert!(
         out.results["faults"].to_string().contains("partition"),
         "{}",

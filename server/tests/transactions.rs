@@ -213,31 +213,30 @@ async fn serializable_under_the_same_contention_shows_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serializable_follower_reads_stay_serializable() {
-    // Read-only transactions served by lagging followers: serializable must
-    // hold in every round. That they also show real-time or process
-    // anomalies is what the lab row T5 asserts, and a `faultline run` of it
-    // finds them; this test's own client found them on the transactions
-    // branch alone but not after the merge with the faster core (0 of 4
-    // rounds, four times in a row, even at 200 ms of replay delay), which
-    // is not yet explained: so it asks only that serializable holds, and
-    // prints what strict serializability saw.
+async fn serializable_follower_reads_show_only_order_anomalies() {
+    // A read-only transaction at a lagging follower misses what its own
+    // client (-process) or others (-realtime) committed before at the
+    // leader; serializable holds every round. Each client here writes
+    // through the node it reads from, so it misses its own writes and the
+    // cycles close with process order: the checker reports each shape at
+    // the weakest order that closes it in a component, so -process cycles
+    // stand for the -realtime ones there (the harness's T5 row, whose
+    // clients send writes to the leader, reports both).
     let settings = "ack=none,failover=fenced,reads=follower,replay_delay_ms=50,isolation=serializable";
-    let c = Cluster::start(3, &format!("{FAST},{settings}")).await;
-    let ids = c.ids();
-    for round in 0..2 {
-        let h = run(&c, &ids, Duration::from_secs(3), round).await;
-        assert_busy(&h);
-        let own = judged(&h, Model::Serializable);
-        assert_eq!(
-            own.valid,
-            Validity::Valid,
-            "broke serializable: {:?}",
-            own.anomaly_types
-        );
-        let strict = judged(&h, Model::StrictSerializable);
-        eprintln!("round {round}: strict serializability saw {:?}", strict.anomaly_types);
-    }
+    let wanted = [
+        "G-single-realtime",
+        "G2-item-realtime",
+        "G-nonadjacent-realtime",
+        "G-single-process",
+        "G2-item-process",
+        "G-nonadjacent-process",
+    ];
+    let found = finds_anomaly(settings, true, Some(Model::Serializable), &wanted).await;
+    let only_order = |t: &String| t.ends_with("-realtime") || t.ends_with("-process");
+    assert!(
+        found.iter().all(only_order),
+        "beyond process and real-time order: {found:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

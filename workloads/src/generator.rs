@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::WorkloadError;
 use crate::request::Request;
-use crate::txn_gen::{self, TxnConfig, TxnGenerator};
+use crate::txn_gen::{self, SharedKeys, TxnConfig, TxnGenerator};
 
 /// Most keys in one workload generation.
 pub const MAX_KEY_COUNT: usize = 100_000;
@@ -279,9 +279,24 @@ impl WorkloadConfig {
         Ok(())
     }
 
-    /// The generator of worker `worker` (of `workers`) under `seed`.
-    pub fn generator(&self, seed: u64, worker: usize, workers: usize) -> Generator {
-        Generator::new(self.clone(), seed, worker, workers)
+    /// The generators of a run's `workers` workers under `seed`. The
+    /// transactional workloads' share their active keys, which retire after
+    /// `max_writes_per_key` writes by all workers together.
+    pub fn generators(&self, seed: u64, workers: usize) -> Vec<Generator> {
+        let keys = self.shared_keys();
+        (0..workers)
+            .map(|w| Generator::new(self.clone(), seed, w, keys.clone()))
+            .collect()
+    }
+
+    /// The generator of worker `worker` under `seed`, alone: its active
+    /// keys (transactional workloads) are its own.
+    pub fn generator(&self, seed: u64, worker: usize) -> Generator {
+        Generator::new(self.clone(), seed, worker, self.shared_keys())
+    }
+
+    fn shared_keys(&self) -> SharedKeys {
+        SharedKeys::new(self.key_count, self.txn.max_writes_per_key)
     }
 
     /// The reads the harness takes on every node after healing: every key
@@ -326,7 +341,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    fn new(cfg: WorkloadConfig, seed: u64, worker: usize, workers: usize) -> Generator {
+    fn new(cfg: WorkloadConfig, seed: u64, worker: usize, active: SharedKeys) -> Generator {
         let stream = (worker as u64).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let rng = ChaCha8Rng::seed_from_u64(seed ^ stream);
         let txn = cfg.kind.is_txn().then(|| {
@@ -341,7 +356,7 @@ impl Generator {
                 dist,
                 rng.clone(),
                 worker,
-                workers,
+                active,
             )
         });
         Generator {
@@ -470,7 +485,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn ops(cfg: &WorkloadConfig, seed: u64, worker: usize, n: usize) -> Vec<Request> {
-        let mut g = cfg.generator(seed, worker, 8);
+        let mut g = cfg.generator(seed, worker);
         (0..n).map(|_| g.next_op()).collect()
     }
 

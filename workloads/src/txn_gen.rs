@@ -8,17 +8,23 @@
 //! so the transactional checker can tell which write every read saw and
 //! infer each key's version order.
 //!
-//! Keys retire after about `max_writes_per_key` writes, as Elle's do, which
-//! keeps lists short and version orders cheap to infer. Workers share no
-//! state (each generator is a pure function of config, seed and worker), so
-//! the cap is split: in each generation of keys a worker writes each key at
-//! most its share of the cap (the shares of all workers sum to the cap, and
-//! are at least one write each), and a write drawn for a key whose share is
-//! spent goes to another active key with share left, or becomes a read when
-//! none is left. All workers move to the next generation together, after
-//! the same number of transactions (`generation_txns`), chosen so that a
-//! worker's expected writes in a generation fill its shares: workers that
-//! keep the same pace (as `--rate` makes them) contend on the same keys.
+//! Keys retire after `max_writes_per_key` writes in total, as Elle's do,
+//! which keeps lists short and version orders cheap to infer. The active
+//! keys are shared by all workers of a run ([`SharedKeys`]): each of the
+//! `key_count` slots holds one key, every write counts against the key it
+//! went to, and the write that reaches the cap replaces the slot's key with
+//! a fresh one. Every worker thus writes the keys that are active now, so a
+//! worker that stalled (a partition, a timeout) comes back to the keys the
+//! others contend on instead of drifting to keys they left long ago.
+//!
+//! Each worker's choices (lengths, reads or writes, slots, values) are a
+//! pure function of the seed and the worker; which key a slot holds when a
+//! worker asks depends on how many writes all workers made before, so the
+//! transactions are reproducible from the seed when the workers are asked
+//! in a fixed order (one thread, or a simulation), and otherwise follow the
+//! run's timing, as Elle's generators do.
+
+use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -30,12 +36,6 @@ use crate::request::{Request, TxnOp};
 pub const MAX_TXN_LENGTH: usize = 64;
 /// Most writes to one key before it retires.
 pub const MAX_WRITES_PER_KEY: u64 = 1_000_000;
-
-/// The part of its shares a worker's expected writes fill in a generation:
-/// below one, so that the shares rarely run out (a write drawn then becomes
-/// a read, and the read share would drift above the knob), high enough that
-/// keys see most of their writes.
-const FILL: f64 = 0.75;
 
 /// The knobs of the transactional workloads, Elle's names.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -103,23 +103,65 @@ impl TxnConfig {
         }
         Ok(())
     }
+}
 
-    /// Worker `worker`'s share of a key's writes among `workers`: the cap
-    /// split as evenly as it goes, at least one write each.
-    fn share(&self, worker: usize, workers: usize) -> u64 {
-        let workers = workers.max(1) as u64;
-        let (base, extra) = (self.max_writes_per_key / workers, self.max_writes_per_key % workers);
-        (base + u64::from((worker as u64 % workers) < extra)).max(1)
+/// The active keys of a run, one per slot, shared by all its workers.
+#[derive(Clone, Debug)]
+pub struct SharedKeys {
+    inner: Arc<Mutex<ActiveKeys>>,
+}
+
+/// The state behind [`SharedKeys`].
+#[derive(Debug)]
+struct ActiveKeys {
+    /// The key id each slot holds.
+    ids: Vec<u64>,
+    /// Writes to each slot's key so far.
+    writes: Vec<u64>,
+    /// The id the next fresh key takes.
+    next_id: u64,
+    /// Writes a key takes before it retires.
+    cap: u64,
+}
+
+impl SharedKeys {
+    /// `key_count` slots holding keys `0..key_count`, each retired after
+    /// `max_writes_per_key` writes.
+    pub fn new(key_count: usize, max_writes_per_key: u64) -> SharedKeys {
+        let active = ActiveKeys {
+            ids: (0..key_count as u64).collect(),
+            writes: vec![0; key_count],
+            next_id: key_count as u64,
+            cap: max_writes_per_key.max(1),
+        };
+        SharedKeys {
+            inner: Arc::new(Mutex::new(active)),
+        }
     }
 
-    /// Transactions per generation of keys, the same for every worker: a
-    /// worker's expected writes then fill [`FILL`] of its mean share of
-    /// every key.
-    fn generation_txns(&self, key_count: usize, workers: usize) -> u64 {
-        let mean_share = (self.max_writes_per_key as f64 / workers.max(1) as f64).max(1.0);
-        let mean_len = (self.min_length + self.max_length) as f64 / 2.0;
-        let writes_per_txn = mean_len * (1.0 - self.read_share);
-        ((FILL * key_count as f64 * mean_share / writes_per_txn).floor() as u64).max(1)
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActiveKeys> {
+        // A worker that panicked holding the lock left counts, not a broken
+        // invariant: every update below is complete before it unlocks.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key slot `slot` holds, to read.
+    fn read(&self, slot: usize) -> u64 {
+        self.lock().ids[slot]
+    }
+
+    /// The key slot `slot` holds, to write: the write is counted, and the
+    /// one that reaches the cap retires the key (the slot takes a fresh one).
+    fn write(&self, slot: usize) -> u64 {
+        let mut a = self.lock();
+        let id = a.ids[slot];
+        a.writes[slot] += 1;
+        if a.writes[slot] >= a.cap {
+            a.ids[slot] = a.next_id;
+            a.next_id += 1;
+            a.writes[slot] = 0;
+        }
+        id
     }
 }
 
@@ -134,17 +176,12 @@ pub struct TxnGenerator {
     worker: usize,
     next_value: i64,
     cdf: Vec<f64>,
-    txns: u64,
-    generation: u64,
-    generation_txns: u64,
-    share: u64,
-    /// This worker's writes to each active key in this generation.
-    written: Vec<u64>,
+    keys: SharedKeys,
 }
 
 impl TxnGenerator {
-    /// Worker `worker` of `workers`, seeded from `rng` (the caller's
-    /// per-worker stream), drawing keys from `key_count` with `dist`.
+    /// Worker `worker`, seeded from `rng` (the caller's per-worker stream),
+    /// drawing slots of `keys` (`key_count` of them) with `dist`.
     #[allow(clippy::too_many_arguments, reason = "plain settings, named at the one call")]
     pub(crate) fn new(
         cfg: TxnConfig,
@@ -154,7 +191,7 @@ impl TxnGenerator {
         dist: KeyDist,
         rng: ChaCha8Rng,
         worker: usize,
-        workers: usize,
+        keys: SharedKeys,
     ) -> TxnGenerator {
         TxnGenerator {
             appends,
@@ -164,39 +201,26 @@ impl TxnGenerator {
             worker,
             next_value: 0,
             cdf: key_cdf(dist, key_count),
-            txns: 0,
-            generation: 0,
-            generation_txns: cfg.generation_txns(key_count, workers),
-            share: cfg.share(worker, workers),
-            written: vec![0; key_count],
+            keys,
             cfg,
         }
     }
 
     /// The next transaction.
     pub fn next_txn(&mut self) -> Request {
-        let generation = self.txns / self.generation_txns;
-        if generation != self.generation {
-            self.generation = generation;
-            self.written.iter_mut().for_each(|w| *w = 0);
-        }
         let len = self.rng.gen_range(self.cfg.min_length..=self.cfg.max_length);
         let ops = (0..len).map(|_| self.micro_op()).collect();
-        self.txns += 1;
         Request::Txn { ops }
     }
 
     fn micro_op(&mut self) -> TxnOp {
         let slot = draw_index(&mut self.rng, &self.cdf, self.key_count);
         if self.rng.gen_bool(self.cfg.read_share) {
-            return TxnOp::Read { key: self.key(slot) };
+            return TxnOp::Read {
+                key: self.name(self.keys.read(slot)),
+            };
         }
-        let Some(slot) = self.writable(slot) else {
-            // Every key's share is spent until the next generation.
-            return TxnOp::Read { key: self.key(slot) };
-        };
-        self.written[slot] += 1;
-        let key = self.key(slot);
+        let key = self.name(self.keys.write(slot));
         self.next_value += 1;
         let value = (self.worker as i64 + 1) * VALUE_STRIDE + self.next_value;
         match self.appends {
@@ -205,28 +229,8 @@ impl TxnGenerator {
         }
     }
 
-    /// `slot` if this worker may still write it, else an active key drawn
-    /// among those it may, else none.
-    fn writable(&mut self, slot: usize) -> Option<usize> {
-        if self.written[slot] < self.share {
-            return Some(slot);
-        }
-        let open = self.written.iter().filter(|w| **w < self.share).count();
-        if open == 0 {
-            return None;
-        }
-        let nth = self.rng.gen_range(0..open);
-        self.written
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| **w < self.share)
-            .nth(nth)
-            .map(|(i, _)| i)
-    }
-
-    fn key(&self, slot: usize) -> String {
-        let global = self.generation as usize * self.key_count + slot;
-        format!("{}{global}", self.prefix)
+    fn name(&self, id: u64) -> String {
+        format!("{}{id}", self.prefix)
     }
 }
 

@@ -31,6 +31,12 @@ pub struct Found {
     /// atomicity, its isolation), so the transaction as a whole was not
     /// checked.
     pub covered: Coverage,
+    /// Reads and writes inside transactions the checker judged: counted,
+    /// not covered (see [`Found::covered`]). Lost-writes and convergence
+    /// vouch for them (an acknowledged append inside a committed
+    /// transaction that no final read holds is a lost write, whatever the
+    /// isolation level); the other checkers do not.
+    pub micro_ops: usize,
 }
 
 impl Found {
@@ -42,11 +48,14 @@ impl Found {
         }
     }
 
-    /// Marks operation `op` (a position in `History::ops`) judged, unless
-    /// it is a transaction (see [`Found::covered`]).
+    /// Marks operation `op` (a position in `History::ops`) judged; inside
+    /// a transaction, counts a micro-op judged (see [`Found::covered`]).
     pub fn judged_op(&mut self, core: &Core<'_>, op: u32) {
-        if core.history.ops[op as usize].f != F::Txn {
-            self.covered.insert(op as usize);
+        match core.history.ops[op as usize].f {
+            F::Txn => self.micro_ops += 1,
+            _ => {
+                self.covered.insert(op as usize);
+            }
         }
     }
 

@@ -16,8 +16,13 @@
 //!   no process that read a key twice for `monotonic-reads`, ...) answers
 //!   not applicable (`Verdict::not_applicable`: `ops: 0`,
 //!   `details.applicable: false`) and says why, so a valid verdict always
-//!   means it looked. So does one that compared only micro-ops of
-//!   transactions, which it does not cover: it looked at no operation.
+//!   means it looked. So does a session guarantee or consistent prefix
+//!   that compared only micro-ops of transactions, which it does not
+//!   cover: it looked at no operation it vouches for. Lost writes and
+//!   convergence do vouch for the micro-ops they compared (an acknowledged
+//!   append inside a committed transaction that no final read holds is a
+//!   lost write, whatever the isolation level): valid or invalid, with
+//!   `details.micro_ops_judged`, though they cover no transaction.
 //! - Each verdict's coverage is the operations the checker judged: the
 //!   reads and writes its guarantee compared (see each checker). A
 //!   transaction is covered only by `consistent-prefix`, and only when it
@@ -110,7 +115,9 @@ impl Judged {
         }
     }
 
-    fn into_verdict(self, elapsed: Duration) -> Verdict {
+    /// The verdict; `micro_ops_count` says whether the micro-ops of
+    /// transactions it judged count as looked at ([`Kind::judges_micro_ops`]).
+    fn into_verdict(self, elapsed: Duration, micro_ops_count: bool) -> Verdict {
         match self {
             Judged::NotApplicable(why) => Verdict::not_applicable(elapsed, why),
             // It compared reads, but every one was a micro-op of a
@@ -120,7 +127,7 @@ impl Judged {
                 found,
                 unknown: None,
                 mut details,
-            } if found.covered.is_empty() && found.total == 0 => {
+            } if found.covered.is_empty() && found.total == 0 && !(micro_ops_count && found.micro_ops > 0) => {
                 let mut v = Verdict::not_applicable(elapsed, NO_SINGLE_KEY_OPS);
                 details.extend(v.details.as_object().cloned().unwrap_or_default());
                 v.details = Value::Object(details);
@@ -135,6 +142,9 @@ impl Judged {
                 details.insert("applicable".into(), json!(true));
                 details.insert("anomalies_found".into(), json!(found.total));
                 details.insert("anomalies_reported".into(), json!(found.anomalies.len()));
+                if micro_ops_count && found.micro_ops > 0 {
+                    details.insert("micro_ops_judged".into(), json!(found.micro_ops));
+                }
                 let mut v = match unknown {
                     Some(why) if found.total == 0 => Verdict::unknown(ops, elapsed, why),
                     _ => Verdict::from_anomalies(ops, elapsed, found.anomalies),
@@ -212,6 +222,16 @@ impl Kind {
         }
     }
 
+    /// Whether the micro-ops of transactions this checker compares count
+    /// as looked at: for lost writes and convergence, whose promises hold
+    /// whatever the isolation level (an acknowledged append is kept; the
+    /// replicas agree at the end). The session guarantees and consistent
+    /// prefix would judge a micro-op as an operation of its own, promises
+    /// the transaction's isolation level may not make.
+    fn judges_micro_ops(self) -> bool {
+        matches!(self, Kind::LostWrites | Kind::Convergence)
+    }
+
     fn judge(self, a: &Analysis<'_>) -> Judged {
         match self {
             Kind::ReadYourWrites => ryw::check(a),
@@ -245,7 +265,7 @@ impl Kind {
 fn check_one(kind: Kind, history: &History) -> Verdict {
     let start = Instant::now();
     let a = Analysis::new(history);
-    kind.judge(&a).into_verdict(start.elapsed())
+    kind.judge(&a).into_verdict(start.elapsed(), kind.judges_micro_ops())
 }
 
 macro_rules! checker {
@@ -361,7 +381,11 @@ pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str,
     let a = Analysis::new(history);
     let judge = |k: Kind| {
         let start = Instant::now();
-        (k.name(), k.judge(&a).into_verdict(a.derive_time + start.elapsed()))
+        (
+            k.name(),
+            k.judge(&a)
+                .into_verdict(a.derive_time + start.elapsed(), k.judges_micro_ops()),
+        )
     };
     // The costliest first, pulled by two threads as they free up.
     let mut queue: Vec<usize> = (0..kinds.len()).collect();
@@ -392,7 +416,7 @@ pub fn check_all(history: &History, names: &[&str]) -> Result<Vec<(&'static str,
 pub fn check_analysis(a: &Analysis<'_>, name: &str) -> Option<Verdict> {
     let kind = Kind::parse(name)?;
     let start = Instant::now();
-    Some(kind.judge(a).into_verdict(start.elapsed()))
+    Some(kind.judge(a).into_verdict(start.elapsed(), kind.judges_micro_ops()))
 }
 
 /// What kinds of operations a history holds, from one cheap pass.

@@ -22,12 +22,15 @@
 //!
 //! An expectation is `pass` (the checker must say valid), `fail` (it must
 //! find an anomaly) or `unset` (run and report, expect nothing). Unknown
-//! satisfies neither pass nor fail. A test with `needs` is listed as skipped
+//! satisfies neither pass nor fail. `expect_anomalies` names the anomaly
+//! types the transactional checker must and must never find
+//! ([`anomalies`]); a row holds when both kinds of expectation do. A test with `needs` is listed as skipped
 //! with its reason. Each test's seed is its own `seed`, else the campaign's
 //! seed plus its position, so a campaign reruns exactly from its seed.
 //! [`shard`] splits a campaign over runners; [`record`] keeps its folder in
 //! the store.
 
+pub mod anomalies;
 pub mod record;
 pub mod shard;
 
@@ -37,9 +40,10 @@ use std::path::Path;
 use faultline_checkers::{Validity, Verdict};
 use serde::{Deserialize, Serialize};
 
+use self::anomalies::{AnomaliesSpec, AnomalyExpect};
 use super::interrupt::Interrupt;
 use super::spec::{self, Origin, RunSpec};
-use super::{run_interruptible, RunConfig, RunEnv, RunError};
+use super::{run_interruptible, RunConfig, RunEnv, RunError, RunOutcome};
 
 /// Most tests in one campaign.
 pub const MAX_TESTS: usize = 1_000;
@@ -52,6 +56,8 @@ pub struct TestSpec {
     pub run: RunSpec,
     /// Checker name to `pass`, `fail` or `unset`.
     pub expect: Option<BTreeMap<String, String>>,
+    /// Anomaly types a checker must and must never find.
+    pub expect_anomalies: Option<AnomaliesSpec>,
     /// Why this test cannot run yet (it is then skipped and listed).
     pub needs: Option<String>,
     /// What the test shows, for people reading the file.
@@ -84,12 +90,17 @@ impl CampaignFile {
         let ctx = |e: toml::de::Error| format!("test {name:?}: {}", e.message());
         let mut take = |key: &str| merged.remove(key);
         let expect = take("expect").map(toml::Value::try_into).transpose().map_err(ctx)?;
+        let expect_anomalies = take("expect_anomalies")
+            .map(toml::Value::try_into)
+            .transpose()
+            .map_err(|e| format!("test {name:?}: expect_anomalies: {}", e.message()))?;
         let needs = take("needs").map(toml::Value::try_into).transpose().map_err(ctx)?;
         let about = take("about").map(toml::Value::try_into).transpose().map_err(ctx)?;
         let run = toml::Value::Table(merged).try_into().map_err(ctx)?;
         Ok(TestSpec {
             run,
             expect,
+            expect_anomalies,
             needs,
             about,
         })
@@ -106,6 +117,15 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// The word a table shows: `pass`, `fail` or `-`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Expect::Pass => "pass",
+            Expect::Fail => "fail",
+            Expect::Unset => "-",
+        }
+    }
+
     fn parse(s: &str) -> Result<Expect, String> {
         match s {
             "pass" => Ok(Expect::Pass),
@@ -143,6 +163,8 @@ pub struct PlannedTest {
     pub config: RunConfig,
     /// Expectations by checker.
     pub expect: BTreeMap<String, Expect>,
+    /// Anomaly types expected, by checker.
+    pub expect_anomalies: BTreeMap<String, AnomalyExpect>,
     /// Set when the test is skipped.
     pub skip: Option<String>,
 }
@@ -157,11 +179,56 @@ pub struct Row {
     pub observed: String,
     pub holds: bool,
     pub anomalies: usize,
+    /// The anomaly types the checker had to find and never find.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_anomalies: Option<AnomalyExpect>,
+    /// The anomaly types it found, for a checker that names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly_types: Option<Vec<String>>,
     pub seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl Row {
+    /// A row of test `t` about `checker`, with no anomalies counted yet.
+    fn new(t: &PlannedTest, checker: &str, expected: Expect, observed: String, holds: bool) -> Row {
+        Row {
+            test: t.name.clone(),
+            checker: checker.to_owned(),
+            expected,
+            observed,
+            holds,
+            anomalies: 0,
+            expected_anomalies: t.expect_anomalies.get(checker).cloned(),
+            anomaly_types: None,
+            seed: t.config.seed,
+            store: None,
+            note: None,
+        }
+    }
+
+    /// What was expected, in a few words: `fail; one of G-single, G2-item;
+    /// never G0` (the verdict's word, then the anomaly types).
+    pub fn expected_words(&self) -> String {
+        match &self.expected_anomalies {
+            None => self.expected.word().to_owned(),
+            Some(a) if self.expected == Expect::Unset => a.words(),
+            Some(a) => format!("{}; {}", self.expected.word(), a.words()),
+        }
+    }
+
+    /// The anomaly types found, when the checker names them: `found
+    /// G-single, G2-item` or `found none`.
+    pub fn found_words(&self) -> Option<String> {
+        let types = self.anomaly_types.as_ref()?;
+        Some(match types.is_empty() {
+            true => "found none".to_owned(),
+            false => format!("found {}", types.join(", ")),
+        })
+    }
 }
 
 /// Turns one spec into a validated run (a skipped test's values are
@@ -176,15 +243,17 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
         let e = Expect::parse(&e).map_err(|m| format!("test {name:?}: expect: {checker}: {m}"))?;
         expect.insert(checker, e);
     }
+    let lists = spec.expect_anomalies.as_ref().and_then(|a| a.transactional.as_ref());
     // Run the checkers that apply (or those the spec names), plus any the
     // expectations name.
     let mut checkers = run
         .checkers
         .clone()
         .unwrap_or_else(|| vec![crate::check::AUTO.to_owned()]);
-    for c in expect.keys() {
-        if !checkers.contains(c) {
-            checkers.push(c.clone());
+    let named = expect.keys().map(String::as_str);
+    for c in named.chain(lists.map(|_| crate::check_txn::NAME)) {
+        if !checkers.iter().any(|x| x == c) {
+            checkers.push(c.to_owned());
         }
     }
     run.checkers = Some(checkers);
@@ -194,10 +263,18 @@ pub fn plan_test(spec: &TestSpec, index: usize, campaign_seed: u64) -> Result<Pl
         Some(_) => spec::parse(&run, seed),
     }
     .map_err(|e| e.at(origin()).to_string())?;
+    let mut expect_anomalies = BTreeMap::new();
+    if let Some(lists) = lists {
+        let checked = lists
+            .validate(&config.consistency_models)
+            .map_err(|m| format!("test {name:?}: expect_anomalies: {m}"))?;
+        expect_anomalies.insert(crate::check_txn::NAME.to_owned(), checked);
+    }
     Ok(PlannedTest {
         name,
         config,
         expect,
+        expect_anomalies,
         skip: spec.needs.clone(),
     })
 }
@@ -232,63 +309,26 @@ pub async fn run_campaign(
     let mut rows = Vec::new();
     for t in tests {
         let first = rows.len();
-        let row = |checker: &str, expected: Expect, observed: String, holds: bool| Row {
-            test: t.name.clone(),
-            checker: checker.to_owned(),
-            expected,
-            observed,
-            holds,
-            anomalies: 0,
-            seed: t.config.seed,
-            store: None,
-            note: None,
-        };
         if let Some(reason) = &t.skip {
-            let mut r = row("-", Expect::Unset, "skipped".into(), true);
+            let mut r = Row::new(t, "-", Expect::Unset, "skipped".into(), true);
             r.note = Some(reason.clone());
             rows.push(r);
         } else if *stop.borrow() {
-            let mut r = row("-", Expect::Unset, "not run".into(), false);
+            let mut r = Row::new(t, "-", Expect::Unset, "not run".into(), false);
             r.note = Some(stopped_note(interrupt));
             rows.push(r);
         } else {
             match run_interruptible(&t.config, env, interrupt).await {
                 Ok(out) if !out.fault_errors.is_empty() => {
                     // Verdicts over faults that did not happen mean nothing.
-                    let mut r = row("-", Expect::Unset, "error".into(), false);
+                    let mut r = Row::new(t, "-", Expect::Unset, "error".into(), false);
                     r.note = Some(out.fault_errors.join("; "));
                     r.store = Some(out.store.display().to_string());
                     rows.push(r);
                 }
-                Ok(out) => {
-                    for (name, v) in &out.verdicts {
-                        let e = t.expect.get(name).copied().unwrap_or(Expect::Unset);
-                        let observed = match v.valid {
-                            _ if !v.applies() => "n/a",
-                            Validity::Valid => "valid",
-                            Validity::Invalid => "invalid",
-                            Validity::Unknown => "unknown",
-                        };
-                        let holds = e.met_by(v) && !out.interrupted;
-                        let mut r = row(name, e, observed.into(), holds);
-                        r.anomalies = v.anomalies_found();
-                        r.store = Some(out.store.display().to_string());
-                        r.note = match &out.interruption {
-                            Some(i) => Some(i.message()),
-                            None => v.unknown_reason.clone().or(v.not_applicable_why().map(str::to_owned)),
-                        };
-                        rows.push(r);
-                    }
-                    for (name, e) in &t.expect {
-                        if !out.verdicts.contains_key(name) {
-                            let mut r = row(name, *e, "not run".into(), *e == Expect::Unset);
-                            r.note = Some("the checker did not run".into());
-                            rows.push(r);
-                        }
-                    }
-                }
+                Ok(out) => rows.extend(verdict_rows(t, &out)),
                 Err(e) => {
-                    let mut r = row("-", Expect::Unset, "error".into(), false);
+                    let mut r = Row::new(t, "-", Expect::Unset, "error".into(), false);
                     r.note = Some(error_note(&e));
                     rows.push(r);
                 }
@@ -297,6 +337,72 @@ pub async fn run_campaign(
         on_test(t, &rows[first..]);
     }
     rows
+}
+
+/// The rows of a test that ran: one per verdict, then one per expected
+/// checker that did not run.
+fn verdict_rows(t: &PlannedTest, out: &RunOutcome) -> Vec<Row> {
+    let mut rows: Vec<Row> = out
+        .verdicts
+        .iter()
+        .map(|(name, v)| verdict_row(t, out, name, v))
+        .collect();
+    let expected = t.expect.keys().chain(t.expect_anomalies.keys());
+    for name in expected.collect::<std::collections::BTreeSet<_>>() {
+        if !out.verdicts.contains_key(name) {
+            let e = t.expect.get(name).copied().unwrap_or(Expect::Unset);
+            let holds = e == Expect::Unset && !t.expect_anomalies.contains_key(name);
+            let mut r = Row::new(t, name, e, "not run".into(), holds);
+            r.note = Some("the checker did not run".into());
+            rows.push(r);
+        }
+    }
+    rows
+}
+
+/// The row of one checker's verdict: it holds when the verdict meets the
+/// expectation and the anomaly types found meet theirs.
+fn verdict_row(t: &PlannedTest, out: &RunOutcome, name: &str, v: &Verdict) -> Row {
+    let e = t.expect.get(name).copied().unwrap_or(Expect::Unset);
+    let observed = match v.valid {
+        _ if !v.applies() => "n/a",
+        Validity::Valid => "valid",
+        Validity::Invalid => "invalid",
+        Validity::Unknown => "unknown",
+    };
+    let matched = t.expect_anomalies.get(name).map(|a| a.judge(v));
+    let types_held = matched.as_ref().is_none_or(|m| m.holds);
+    let mut r = Row::new(
+        t,
+        name,
+        e,
+        observed.into(),
+        e.met_by(v) && types_held && !out.interrupted,
+    );
+    r.anomalies = v.anomalies_found();
+    r.anomaly_types = matched
+        .as_ref()
+        .map(|m| m.found.clone())
+        .or_else(|| named_types(name, v));
+    r.store = Some(out.store.display().to_string());
+    r.note = match &out.interruption {
+        Some(i) => Some(i.message()),
+        None => matched
+            .and_then(|m| m.why)
+            .or(v.unknown_reason.clone())
+            .or(v.not_applicable_why().map(str::to_owned)),
+    };
+    r
+}
+
+/// The types the transactional checker found, shown even when no
+/// expectation names them.
+fn named_types(name: &str, v: &Verdict) -> Option<Vec<String>> {
+    if name != crate::check_txn::NAME || !v.applies() {
+        return None;
+    }
+    let types = v.details.get("anomaly_types")?.as_array()?;
+    Some(types.iter().filter_map(|t| t.as_str()).map(str::to_owned).collect())
 }
 
 /// Why a test was not run: "the campaign was stopped by SIGTERM".

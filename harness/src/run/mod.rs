@@ -442,8 +442,8 @@ async fn run_phase(
     };
     let routing = cfg.routing();
     let mut workers = tokio::task::JoinSet::new();
-    for w in 0..cfg.concurrency {
-        let gen = cfg.workload.generator(cfg.seed, w, cfg.concurrency);
+    let generators = cfg.workload.generators(cfg.seed, cfg.concurrency);
+    for (w, gen) in generators.into_iter().enumerate() {
         let home = &cluster.nodes[w % cluster.nodes.len()];
         let seed = cfg.seed ^ (w as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f);
         let client = cluster.client(&format!("c{w}"), home, routing, seed, cfg.op_timeout_ms);

@@ -206,6 +206,8 @@ mod tests {
             observed: "valid".into(),
             holds: true,
             anomalies: 0,
+            expected_anomalies: None,
+            anomaly_types: None,
             seed: 8,
             store: Some("store/t/20261205T000000Z".into()),
             note: None,

@@ -20,7 +20,7 @@ mod run_support;
 use std::path::Path;
 use std::sync::Mutex;
 
-use run_support::{cannot, processes_mentioning, run_in, verdict};
+use run_support::{cannot, processes_mentioning, run_in, run_json, verdict};
 
 /// One cluster at a time.
 static TURN: Mutex<()> = Mutex::new(());
@@ -173,5 +173,24 @@ fn standby_reads_break_session_guarantees_and_sticky_reads_stay_monotonic() {
     );
     assert_eq!(verdict(&r, "monotonic-reads"), true, "{r:#}");
     assert!(fired(&r, "kill") >= 1 && fired(&r, "pause") >= 1, "{r:#}");
+    assert_nothing_left(dir.path());
+}
+
+/// The default store is the relative folder `store`: as root, the folders
+/// above each node's folder are opened to the postgres user from the
+/// folder's absolute path (walking a relative one up never reaches `/`).
+#[test]
+fn a_store_given_as_a_relative_path_runs() {
+    let Some(dir) = store() else { return };
+    let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (code, r) = run_json(
+        std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .current_dir(dir.path())
+            .args(["run", "--db", "postgres", "--rate", "200", "--time-limit", "4"])
+            .args(["--workload", "register", "--nemesis", "none"])
+            .args(["--json", "--no-progress", "--store", "store"]),
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(verdict(&r, "linearizable"), true, "{r:#}");
     assert_nothing_left(dir.path());
 }

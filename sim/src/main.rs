@@ -169,7 +169,7 @@ fn bench(scenarios: &[Scenario], seeds: u64, threads: usize) -> ExitCode {
         }
         if s.txn.is_some() {
             ok &= h.broken == 0;
-            kept.push(txn_line(&s, &h));
+            kept.push(txn_line(s, &h));
         }
         let finds = if s.expected.is_some() {
             let to_find: Vec<String> = (0..5)

@@ -214,7 +214,10 @@ impl PostgresDb {
             self.pgdata(node),
         ];
         self.run_raw(node, "sh".into(), args, ADMIN_TIMEOUT_MS)?;
-        let walk = r#"d=$(dirname "$1"); while [ "$d" != / ]; do chmod o+x "$d" || exit 1; d=$(dirname "$d"); done"#;
+        // From the folder's absolute path (a store given as a relative
+        // path, like the default `store`, would otherwise walk up to `.`
+        // and never reach `/`), every folder above it up to the root.
+        let walk = r#"d=$(cd "$(dirname "$1")" && pwd -P) || exit 1; while [ "$d" != / ]; do chmod o+x "$d" || exit 1; d=$(dirname "$d"); done"#;
         let args = vec!["-c".into(), walk.into(), "sh".into(), d];
         self.run_raw(node, "sh".into(), args, ADMIN_TIMEOUT_MS).map(|_| ())
     }

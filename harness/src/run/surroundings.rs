@@ -379,7 +379,7 @@ impl Clocks {
                 .map_err(SurroundingsError::from);
         }
         let path = file.display().to_string();
-        let script = "umask 022 && printf '%s\\n' \"$0\" > \"$1.tmp\" && mv -f \"$1.tmp\" \"$1\"";
+        let script = "umask 022 && printf '%s\\n' \"$0\" > \"$1.$$.tmp\" && mv -f \"$1.$$.tmp\" \"$1\"";
         let cmd = CommandSpec::new("sh", &["-c", script, &text, &path], ctl_timeout());
         let out = self.control.run(node, &cmd)?;
         if out.status.success() {
@@ -418,7 +418,13 @@ impl Clocks {
 /// database may run as its own user.
 fn write_readable(file: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let tmp = file.with_extension("tmp");
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A temporary name of this write's own: a clock strobe and a clock
+    // fault may move one node's clock at once, and with one shared name
+    // the second rename finds its file already renamed away.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = file.with_extension(format!("{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, text)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
     std::fs::rename(&tmp, file)
@@ -490,6 +496,27 @@ impl Surroundings for NodeSurroundings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_writers_of_one_clock_file_both_succeed() {
+        // A clock strobe and a clock fault on one node write its file at
+        // once; each write must land whole, neither may fail.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("faketime.rc");
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let file = &file;
+                    s.spawn(move || (0..300).try_for_each(|i| write_readable(file, &format!("+{w}.{i:03}\n"))))
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap().unwrap();
+            }
+        });
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text == "+0.299\n" || text == "+1.299\n", "{text:?}");
+    }
 
     #[test]
     fn offsets_are_written_as_libfaketime_reads_them() {

@@ -10,7 +10,6 @@
 //! 2 on bad arguments.
 
 use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
-use std::fmt::Write;
 use std::process::ExitCode;
 
 /// A schedule allocates a few thousand small objects (messages, log
@@ -214,22 +213,21 @@ fn bench(scenarios: &[Scenario], seeds: u64, threads: usize) -> ExitCode {
 /// What a hunt says of the session guarantees `s` must keep.
 fn sessions_line(s: &Scenario, h: &faultline_sim::Hunt) -> String {
     let kept = h.seeds - h.broken;
-    let mut line = format!(
+    let line = format!(
         "{}: {} held in {kept} of {} schedules ({} operations judged)",
         s.name,
         s.must_hold.join(" and "),
         h.seeds,
         h.session_ops
     );
-    if let Some(r) = &h.first_broken {
-        let _ = write!(
-            line,
-            "; BROKEN at seed {} ({})",
-            r.seed,
-            r.broken.as_deref().unwrap_or("-")
-        );
-    }
-    line
+    line + &broken_suffix(h)
+}
+
+/// "; BROKEN at seed N (why)" for a hunt whose row's guarantee broke.
+fn broken_suffix(h: &faultline_sim::Hunt) -> String {
+    h.first_broken.as_ref().map_or(String::new(), |r| {
+        format!("; BROKEN at seed {} ({})", r.seed, r.broken.as_deref().unwrap_or("-"))
+    })
 }
 
 /// What a hunt says of a transactional row: its model kept, and the
@@ -240,7 +238,7 @@ fn txn_line(s: &Scenario, h: &faultline_sim::Hunt) -> String {
     };
     let model = row.holds.map_or("no model".to_string(), |m| m.name().to_string());
     let kinds: Vec<String> = h.kinds.iter().map(|(k, n)| format!("{k} in {n}")).collect();
-    let mut line = format!(
+    let line = format!(
         "{} ({}): {model} held in {} of {} schedules ({} transactions judged); types found: {}",
         s.name,
         row.row,
@@ -253,13 +251,5 @@ fn txn_line(s: &Scenario, h: &faultline_sim::Hunt) -> String {
             kinds.join(", ")
         }
     );
-    if let Some(r) = &h.first_broken {
-        let _ = write!(
-            line,
-            "; BROKEN at seed {} ({})",
-            r.seed,
-            r.broken.as_deref().unwrap_or("-")
-        );
-    }
-    line
+    line + &broken_suffix(h)
 }

@@ -66,13 +66,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
     if let Some(row) = &scenario.txn {
         return run_txn(row, seed, finished);
     }
-    let ops = finished
-        .events
-        .iter()
-        .filter(|e| e.kind == faultline_histories::EventType::Invoke)
-        .count();
-    let history = History::from_events(finished.events)
-        .unwrap_or_else(|e| panic!("seed {seed}: the simulation wrote a malformed history: {e}"));
+    let (ops, history) = history_and_ops(seed, finished.events);
     let config = linear::Config {
         model: ModelSpec::CasRegister {
             initial: serde_json::Value::Null,
@@ -152,16 +146,21 @@ fn judge_findings(scenario: &Scenario, history: &History) -> (Option<String>, Op
     (missing, (!found.is_empty()).then(|| found.join("; ")))
 }
 
-/// Judges a transactional schedule with the checker of `row`; a fenced
-/// scenario's two leaders in one epoch also break its model.
-fn run_txn(row: &crate::scenario::TxnRow, seed: u64, finished: crate::world::Finished) -> RunReport {
-    let ops = finished
-        .events
+/// The schedule's history and how many operations it invoked.
+fn history_and_ops(seed: u64, events: Vec<faultline_histories::Event>) -> (usize, History) {
+    let ops = events
         .iter()
         .filter(|e| e.kind == faultline_histories::EventType::Invoke)
         .count();
-    let history = History::from_events(finished.events)
+    let history = History::from_events(events)
         .unwrap_or_else(|e| panic!("seed {seed}: the simulation wrote a malformed history: {e}"));
+    (ops, history)
+}
+
+/// Judges a transactional schedule with the checker of `row`; a fenced
+/// scenario's two leaders in one epoch also break its model.
+fn run_txn(row: &crate::scenario::TxnRow, seed: u64, finished: crate::world::Finished) -> RunReport {
+    let (ops, history) = history_and_ops(seed, finished.events);
     let v = crate::txn_judge::judge(row, &history);
     let split = finished.split_epoch.map(|s| format!("election safety: {s}"));
     RunReport {

@@ -5,6 +5,9 @@
 
 use faultline_sim::{hunt, run_seed, scenario, Scenario};
 
+mod support;
+use support::threads;
+
 fn quorum_scenarios() -> Vec<Scenario> {
     let all = scenario::all();
     let quorum: Vec<Scenario> = all.into_iter().filter(|s| s.settings.contains("mode=")).collect();
@@ -14,10 +17,6 @@ fn quorum_scenarios() -> Vec<Scenario> {
         quorum.len()
     );
     quorum
-}
-
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[test]

@@ -7,16 +7,8 @@ use faultline_checkers::Validity;
 use faultline_histories::JsonlWriter;
 use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
 
-fn safe_seeds() -> u64 {
-    std::env::var("FAULTLINE_SIM_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-}
-
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+mod support;
+use support::{seeds as safe_seeds, threads};
 
 #[test]
 fn the_safe_settings_pass_every_schedule_and_their_faults_fire() {

@@ -10,16 +10,8 @@ use faultline_histories::{read_history_file, EventType, JsonlWriter, ReadLimits,
 use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario, LOST_APPEND};
 use faultline_txn::{check, check_txns, Config, Model};
 
-fn seeds() -> u64 {
-    std::env::var("FAULTLINE_SIM_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-}
-
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+mod support;
+use support::{seeds, threads};
 
 fn transactional() -> Vec<Scenario> {
     let all: Vec<Scenario> = scenario::all().into_iter().filter(|s| s.txn.is_some()).collect();

@@ -12,11 +12,12 @@
 //! (faultline-txn) against strict serializability and the row's own model.
 //!
 //! The leaderless and multi-leader modes' core
-//! ([`faultline_server::leaderless::core`]) runs the same way in a second
-//! world (`quorum_world`), where each node also has a wall clock that a
-//! fault can set ahead or behind (last write wins follows it); a scenario
-//! there may also name session anomalies it must find (lost writes,
-//! read-your-writes), judged by `faultline_checkers::session`.
+//! ([`faultline_server::leaderless::core`]) runs in the same world
+//! (`world`, generic over the core it drives through `cores::Driven`),
+//! where each node's wall clock, which a fault can set ahead or behind,
+//! is what last write wins follows; a scenario there may also name session
+//! anomalies it must find (lost writes, read-your-writes), judged by
+//! `faultline_checkers::session`.
 //!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:
@@ -31,10 +32,10 @@
 
 mod agenda;
 mod clients;
+mod cores;
 mod disk;
 mod links;
 mod nemesis;
-mod quorum_world;
 mod run;
 pub mod scenario;
 mod txn_clients;

@@ -7,12 +7,11 @@
 //! heal undoes exactly its own fault.
 
 use crate::scenario::FaultKind;
-use crate::world::World;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-/// What a fault acts on: a simulated cluster (the single-leader
-/// [`World`], or the leaderless `QuorumWorld`).
+/// What a fault acts on: a simulated cluster ([`crate::world::World`],
+/// whichever core it drives).
 pub(crate) trait Cluster {
     fn node_count(&self) -> usize;
     fn rng(&mut self) -> &mut StdRng;
@@ -151,34 +150,6 @@ fn end(world: &mut impl Cluster, kind: FaultKind) {
         FaultKind::SkewClock => {
             world.skew_clock(None);
         }
-    }
-}
-
-impl Cluster for World {
-    fn node_count(&self) -> usize {
-        World::node_count(self)
-    }
-    fn rng(&mut self) -> &mut StdRng {
-        World::rng(self)
-    }
-    fn leader(&self) -> Option<usize> {
-        World::leader(self)
-    }
-    fn partition(&mut self, side: &[usize]) {
-        World::partition(self, side)
-    }
-    fn crash(&mut self, node: usize, power_loss: bool) {
-        World::crash(self, node, power_loss)
-    }
-    fn restart(&mut self, node: usize) {
-        World::restart(self, node)
-    }
-    fn set_lossy(&mut self, drop_percent: u32, delay_max_ms: u64) {
-        World::set_lossy(self, drop_percent, delay_max_ms)
-    }
-    /// The single-leader core reads no wall clock: a skew changes nothing.
-    fn skew_clock(&mut self, _skew: Option<(usize, i64)>) -> bool {
-        false
     }
 }
 

@@ -62,7 +62,7 @@ impl RunReport {
 
 /// Runs `scenario` under `seed` and judges its history.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
-    let finished = crate::quorum_world::run_world(scenario, seed);
+    let finished = crate::world::run_world(scenario, seed);
     if let Some(row) = &scenario.txn {
         return run_txn(row, seed, finished);
     }
@@ -200,7 +200,7 @@ fn judge_sessions(scenario: &Scenario, history: &History) -> (Option<String>, us
 /// The history `scenario` records under `seed` (the same every time: a
 /// run replays from its seed), for `faultline check` or a report.
 pub fn history_of(scenario: &Scenario, seed: u64) -> Vec<faultline_histories::Event> {
-    crate::quorum_world::run_world(scenario, seed).events
+    crate::world::run_world(scenario, seed).events
 }
 
 /// What a hunt over seeds found.

@@ -456,7 +456,7 @@ impl Node {
     }
 
     fn shard_of(&self, key: &str) -> usize {
-        (stable_hash(key) % self.cfg.settings.shards as u64) as usize
+        shard_of(key, self.cfg.settings.shards)
     }
 
     /// Reads each shard's keys from that shard's group, one shard after the
@@ -545,6 +545,12 @@ impl Node {
 
 mod shard_txn;
 mod two_phase;
+
+/// The shard of `shards` that holds `key` (the simulation routes by it
+/// too, so its shards hold the keys the server's do).
+pub fn shard_of(key: &str, shards: usize) -> usize {
+    (stable_hash(key) % shards as u64) as usize
+}
 
 /// A client's request as its group sees it (not forwarded yet).
 fn client_req(req: Request) -> ClientReq {

@@ -8,34 +8,35 @@
 //! connection) or `info` (unknown: timed out, or the server said unknown),
 //! after which the process is retired and the client goes on as a new one.
 //! Written values are unique, so a lost write is visible to a later read.
+//!
+//! The multi-key flavour ([`Clients::multi_key`], the harness's `--workload
+//! multi-key`) writes one key at a time and reads every key at once (a
+//! `txn` of reads, keyless, as the harness records a multi-key read), and
+//! never compare-and-sets.
 
-use faultline_histories::{Event, EventType, Process, F};
+use crate::workload::{Entry, Recorder, Session};
+use faultline_histories::{Event, EventType, F};
 use faultline_server::config::ReadMode;
 use faultline_server::core::{Answer, Op, Outcome, Request};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
 
-/// Events a schedule records, about (the history's first allocation).
-const EVENTS_EXPECTED: usize = 1024;
-
 /// What a client is doing.
 #[derive(Debug, Clone)]
 struct Inflight {
     token: u64,
     f: F,
-    key_no: usize,
+    /// The key (number), none for a multi-key read.
+    key_no: Option<usize>,
     /// The invocation's value: an ok write or cas completes with it.
     input: Value,
 }
 
-/// One client: a process id, its guess of the leader, its session.
+/// One client: its session, what it waits for.
 #[derive(Debug, Clone)]
 struct Client {
-    process: u64,
-    leader_guess: Option<usize>,
-    /// `reads=lsn`: the highest LSN this session has seen.
-    seen_lsn: u64,
+    session: Session,
     inflight: Option<Inflight>,
     /// A final reader: the key (number) it reads after the faults are healed.
     final_key: Option<usize>,
@@ -51,10 +52,11 @@ pub struct Clients {
     keys: Vec<String>,
     nodes: usize,
     reads: ReadMode,
-    events: Vec<Event>,
+    /// The multi-key flavour: reads of every key at once, no cas.
+    multi_reads: bool,
+    recorder: Recorder,
     next_value: i64,
     written: Vec<Vec<i64>>,
-    next_token: u64,
 }
 
 /// A request to send: to which node, and the request.
@@ -68,9 +70,7 @@ impl Clients {
     /// final reader per key.
     pub fn new(workers: usize, keys: usize, nodes: usize, reads: ReadMode) -> Clients {
         let client = |i: usize| Client {
-            process: i as u64,
-            leader_guess: None,
-            seen_lsn: 0,
+            session: Session::new(i as u64, i >= workers),
             inflight: None,
             final_key: (i >= workers).then(|| i - workers),
             done: false,
@@ -81,11 +81,19 @@ impl Clients {
             keys: (0..keys).map(|k| format!("k{k}")).collect(),
             nodes,
             reads,
-            // A schedule records some 700 events: grown once, not by doubling.
-            events: Vec::with_capacity(EVENTS_EXPECTED),
+            multi_reads: false,
+            recorder: Recorder::new(workers + keys),
             next_value: 1,
             written: vec![Vec::new(); keys],
-            next_token: 0,
+        }
+    }
+
+    /// The multi-key flavour of [`Clients::new`]: half the operations read
+    /// every key at once, the rest write one.
+    pub fn multi_key(workers: usize, keys: usize, nodes: usize, reads: ReadMode) -> Clients {
+        Clients {
+            multi_reads: true,
+            ..Clients::new(workers, keys, nodes, reads)
         }
     }
 
@@ -117,7 +125,7 @@ impl Clients {
 
     /// The recorded history, in order.
     pub fn into_events(self) -> Vec<Event> {
-        self.events
+        self.recorder.into_events()
     }
 
     /// Client `c` starts its next operation at `now_ms`.
@@ -126,46 +134,20 @@ impl Clients {
             Some(k) => k,
             None => rng.gen_range(0..self.keys.len()),
         };
-        let key = self.keys[key_no].clone();
         let roll = if self.list[c].final_key.is_some() {
             0
         } else {
             rng.gen_range(0..10)
         };
-        let (f, op, value) = match roll {
-            0..=3 => (F::Read, Op::Read { key }, Value::Null),
-            4..=7 => {
-                let v = self.fresh_value(key_no);
-                let op = Op::Write { key, value: v.into() };
-                (F::Write, op, json!(v))
-            }
-            _ => {
-                let old = &self.written[key_no];
-                let expected = if old.is_empty() {
-                    Value::Null
-                } else {
-                    json!(old[rng.gen_range(0..old.len())])
-                };
-                let new = self.fresh_value(key_no);
-                let value = json!([expected, new]);
-                let op = Op::Cas {
-                    key,
-                    expected,
-                    new: new.into(),
-                };
-                (F::Cas, op, value)
-            }
+        let (f, op, value, key_no) = match roll {
+            0..=4 if self.multi_reads => self.multi_read(),
+            0..=3 => (F::Read, Op::Read { key: self.key(key_no) }, Value::Null, Some(key_no)),
+            _ if roll <= 7 || self.multi_reads => self.write(key_no),
+            _ => self.cas(key_no, rng),
         };
         let node = self.target(c, &op, rng);
-        self.next_token += 1;
-        let token = self.next_token;
-        let req = Request {
-            token,
-            id: token,
-            op,
-            min_lsn: self.list[c].seen_lsn,
-            forwarded: false,
-        };
+        let req = self.recorder.request(&self.list[c].session, op);
+        let token = req.token;
         self.record(
             c,
             now_ms,
@@ -185,6 +167,45 @@ impl Clients {
         Send { node, req }
     }
 
+    fn key(&self, key_no: usize) -> String {
+        self.keys[key_no].clone()
+    }
+
+    /// A read of every key at once, as the harness invokes one.
+    fn multi_read(&self) -> (F, Op, Value, Option<usize>) {
+        let value = Value::Array(self.keys.iter().map(|k| json!(["r", k, null])).collect());
+        let op = Op::MultiRead {
+            keys: self.keys.clone(),
+        };
+        (F::Txn, op, value, None)
+    }
+
+    fn write(&mut self, key_no: usize) -> (F, Op, Value, Option<usize>) {
+        let v = self.fresh_value(key_no);
+        let op = Op::Write {
+            key: self.key(key_no),
+            value: v.into(),
+        };
+        (F::Write, op, json!(v), Some(key_no))
+    }
+
+    fn cas(&mut self, key_no: usize, rng: &mut StdRng) -> (F, Op, Value, Option<usize>) {
+        let old = &self.written[key_no];
+        let expected = if old.is_empty() {
+            Value::Null
+        } else {
+            json!(old[rng.gen_range(0..old.len())])
+        };
+        let new = self.fresh_value(key_no);
+        let value = json!([expected, new]);
+        let op = Op::Cas {
+            key: self.key(key_no),
+            expected,
+            new: new.into(),
+        };
+        (F::Cas, op, value, Some(key_no))
+    }
+
     fn fresh_value(&mut self, key_no: usize) -> i64 {
         let v = self.next_value;
         self.next_value += 1;
@@ -198,7 +219,7 @@ impl Clients {
         let random = rng.gen_range(0..self.nodes);
         let to_leader = op.is_write() || self.reads == ReadMode::Leader || self.list[c].final_key.is_some();
         match self.reads {
-            _ if to_leader => *self.list[c].leader_guess.get_or_insert(random),
+            _ if to_leader => *self.list[c].session.leader_guess.get_or_insert(random),
             ReadMode::Sticky => c % self.nodes,
             _ => random,
         }
@@ -207,33 +228,30 @@ impl Clients {
     /// Client `c` hears `answer` from `node`. Returns whether it is free
     /// for its next operation.
     pub fn complete(&mut self, c: usize, now_ms: u64, node: &str, answer: &Answer, names: &[String]) -> bool {
-        let hint = answer
-            .leader_hint
-            .as_ref()
-            .and_then(|h| names.iter().position(|n| n == h));
-        let cl = &mut self.list[c];
-        match (answer.outcome, hint) {
-            (_, Some(h)) => cl.leader_guess = Some(h),
-            (Outcome::Fail, None) => cl.leader_guess = None,
-            _ => {}
-        }
-        if let Some(lsn) = answer.lsn.filter(|_| answer.outcome == Outcome::Ok) {
-            cl.seen_lsn = cl.seen_lsn.max(lsn);
-        }
-        let Some(inflight) = cl.inflight.take() else {
+        self.list[c].session.learn(answer, names);
+        let Some(inflight) = self.list[c].inflight.take() else {
             return false;
         };
         let (kind, value, error) = match answer.outcome {
+            Outcome::Ok if inflight.f == F::Txn => (EventType::Ok, self.snapshot_read(&answer.value), None),
             Outcome::Ok if inflight.f == F::Read => (EventType::Ok, answer.value.clone(), None),
             Outcome::Ok => (EventType::Ok, inflight.input, None),
             Outcome::Fail => (EventType::Fail, Value::Null, Some(fail_reason(&inflight.f, answer))),
             Outcome::Unknown => (EventType::Info, Value::Null, answer.error.clone()),
         };
-        if inflight.f == F::Read && kind == EventType::Ok && self.list[c].final_key.is_some() {
+        // A final reader only reads (its key, or every key at once).
+        if kind == EventType::Ok && self.list[c].final_key.is_some() {
             self.list[c].done = true;
         }
         self.record(c, now_ms, kind, inflight.f, inflight.key_no, value, Some(node), error);
         true
+    }
+
+    /// A multi-key read's answer (key to value) as the history holds it:
+    /// the micro-ops in the order invoked, each read filled in.
+    fn snapshot_read(&self, read: &Value) -> Value {
+        let value_of = |k: &String| read.get(k.as_str()).cloned().unwrap_or(Value::Null);
+        Value::Array(self.keys.iter().map(|k| json!(["r", k, value_of(k)])).collect())
     }
 
     /// Client `c`'s request `token` got no answer in time: unknown.
@@ -241,7 +259,7 @@ impl Clients {
         let Some(inflight) = self.list[c].inflight.take() else {
             return;
         };
-        self.list[c].leader_guess = None;
+        self.list[c].session.leader_guess = None;
         let why = Some("timed out".to_string());
         self.record(
             c,
@@ -255,7 +273,7 @@ impl Clients {
         );
     }
 
-    /// Records one event; after `info` the process is retired.
+    /// Records one event of client `c`.
     #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
@@ -263,29 +281,20 @@ impl Clients {
         now_ms: u64,
         kind: EventType,
         f: F,
-        key_no: usize,
+        key_no: Option<usize>,
         value: Value,
         node: Option<&str>,
         error: Option<String>,
     ) {
-        let clients = self.list.len() as u64;
-        let cl = &mut self.list[c];
-        let mut ev = Event::new(
-            self.events.len() as u64,
-            now_ms * 1_000_000,
-            Process::Client(cl.process),
+        let entry = Entry {
             kind,
             f,
             value,
-        )
-        .with_key(self.keys[key_no].as_str());
-        ev.node = node.map(str::to_string);
-        ev.error = error;
-        ev.is_final = cl.final_key.is_some();
-        self.events.push(ev);
-        if kind == EventType::Info {
-            cl.process += clients;
-        }
+            key: key_no.map(|k| self.keys[k].as_str()),
+            node,
+            error,
+        };
+        self.recorder.record(&mut self.list[c].session, now_ms, entry);
     }
 }
 

@@ -62,7 +62,7 @@ impl Links {
 
     /// How late a message from `from` reaches `to`, or None when it is
     /// lost. Random delays reorder messages on a link.
-    fn delay(&self, from: usize, to: usize, rng: &mut StdRng) -> Option<u64> {
+    pub(crate) fn delay(&self, from: usize, to: usize, rng: &mut StdRng) -> Option<u64> {
         if self.cut[from][to] || rng.gen_range(0..100) < self.drop_percent {
             return None;
         }

@@ -1,6 +1,6 @@
 //! The settings the simulation tries, with the faults each needs: the
 //! rows of the replication lab's ground truth (REPLICATION_LAB.md) that
-//! the core alone decides.
+//! the cores and the node layer between them decide.
 //!
 //! Promise: a scenario says whether its setting is safe; the simulation
 //! must find no anomaly in a safe one under any schedule, and must find the
@@ -66,6 +66,9 @@ pub struct Scenario {
     /// whose anomaly the lab's row expects too: a seed counts as finding
     /// the row's anomaly only when it shows these as well.
     pub must_find: Vec<&'static str>,
+    /// The multi-key workload (writes of one key, reads of every key at
+    /// once), judged as a multi-register: lab row 13's.
+    pub multi_key: bool,
 }
 
 /// Timing that keeps a simulated second short: heartbeats, elections and
@@ -90,6 +93,7 @@ fn scenario(
         must_hold: Vec::new(),
         txn: None,
         must_find: Vec::new(),
+        multi_key: false,
     }
 }
 
@@ -123,6 +127,7 @@ fn five_nodes(s: Scenario) -> Scenario {
 /// leaderless core's, then the isolation rows ([`crate::txn_scenarios`]).
 pub fn all() -> Vec<Scenario> {
     let mut all = single_leader();
+    all.extend(sharded());
     all.extend(quorum());
     all.extend(crate::txn_scenarios::all());
     all
@@ -205,6 +210,40 @@ fn single_leader() -> Vec<Scenario> {
             200,
         ),
     ]
+}
+
+/// Lab row 13: two shards, each its own group with its own leader and
+/// lag, read by the multi-key workload from followers; and its control,
+/// the same setting on one shard, where a follower's multi-key read is a
+/// prefix of its one log.
+fn sharded() -> Vec<Scenario> {
+    let row_13 = "shards=2,ack=none,reads=follower,replay_delay_ms=50,failover=off,fsync=always";
+    vec![
+        multi_key(finding(
+            scenario(
+                "two-shards-multi-key",
+                row_13,
+                &[],
+                Some("consistent prefix broken: a multi-key read sees one shard's newer write and misses an earlier write on the other shard, which lags"),
+                200,
+            ),
+            &["consistent-prefix"],
+        )),
+        multi_key(holding(
+            scenario(
+                "one-shard-multi-key",
+                &row_13.replace("shards=2", "shards=1"),
+                &[],
+                Some("not linearizable: stale reads from lagging followers (the control of row 13: consistent prefix holds on one shard)"),
+                200,
+            ),
+            &["consistent-prefix"],
+        )),
+    ]
+}
+
+fn multi_key(s: Scenario) -> Scenario {
+    Scenario { multi_key: true, ..s }
 }
 
 /// The leaderless and multi-leader rows (10 to 12), driven by the

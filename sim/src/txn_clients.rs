@@ -14,10 +14,10 @@
 //! (and take the read path of `reads=`); writing ones go to the leader.
 
 use crate::clients::Send;
-use crate::workload::Workload;
-use faultline_histories::{Event, EventType, Process, F};
+use crate::workload::{Entry, Recorder, Session, Workload};
+use faultline_histories::{Event, EventType, F};
 use faultline_server::config::ReadMode;
-use faultline_server::core::{Answer, Op, Outcome, Request};
+use faultline_server::core::{Answer, Op, Outcome};
 use faultline_server::state::TxnOp;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -29,8 +29,6 @@ pub const WORKERS: usize = 5;
 pub const KEYS: usize = 3;
 /// Most micro-ops in one transaction.
 const LENGTH_MAX: usize = 4;
-/// Events a schedule records, about (the history's first allocation).
-const EVENTS_EXPECTED: usize = 1024;
 
 /// A transaction waiting for its answer.
 #[derive(Debug, Clone)]
@@ -42,16 +40,11 @@ struct Inflight {
     invoked: Value,
 }
 
-/// One client: a process id, its guess of the leader, its session.
+/// One client: its session, what it waits for.
 #[derive(Debug, Clone)]
 struct TxnClient {
-    process: u64,
-    leader_guess: Option<usize>,
-    /// The highest LSN this session has seen (`reads=lsn`).
-    seen_lsn: u64,
+    session: Session,
     inflight: Option<Inflight>,
-    /// Reads every key once the faults are healed, then stops.
-    is_final: bool,
     /// A final reader that got its answer.
     done: bool,
 }
@@ -63,9 +56,8 @@ pub struct TxnClients {
     keys: Vec<String>,
     nodes: usize,
     reads: ReadMode,
-    events: Vec<Event>,
+    recorder: Recorder,
     next_value: i64,
-    next_token: u64,
 }
 
 impl TxnClients {
@@ -73,11 +65,8 @@ impl TxnClients {
     /// final reader that reads every key in one transaction.
     pub fn new(nodes: usize, reads: ReadMode) -> TxnClients {
         let client = |i: usize| TxnClient {
-            process: i as u64,
-            leader_guess: None,
-            seen_lsn: 0,
+            session: Session::new(i as u64, i >= WORKERS),
             inflight: None,
-            is_final: i >= WORKERS,
             done: false,
         };
         TxnClients {
@@ -86,16 +75,15 @@ impl TxnClients {
             keys: (0..KEYS).map(|k| format!("k{k}")).collect(),
             nodes,
             reads,
-            events: Vec::with_capacity(EVENTS_EXPECTED),
+            recorder: Recorder::new(WORKERS + 1),
             next_value: 1,
-            next_token: 0,
         }
     }
 
     /// The micro-ops of client `c`'s next transaction: every key read for
     /// the final reader, else one to four reads and appends of fresh values.
     fn draw(&mut self, c: usize, rng: &mut StdRng) -> Vec<TxnOp> {
-        if self.list[c].is_final {
+        if self.list[c].session.is_final {
             return self.keys.iter().map(|key| TxnOp::Read { key: key.clone() }).collect();
         }
         let length = rng.gen_range(1..=LENGTH_MAX);
@@ -121,9 +109,9 @@ impl TxnClients {
     /// for `sticky`, any replica else).
     fn route(&mut self, c: usize, writes: bool, rng: &mut StdRng) -> usize {
         let any = rng.gen_range(0..self.nodes);
-        let cl = &mut self.list[c];
-        if writes || cl.is_final || self.reads == ReadMode::Leader {
-            return *cl.leader_guess.get_or_insert(any);
+        let session = &mut self.list[c].session;
+        if writes || session.is_final || self.reads == ReadMode::Leader {
+            return *session.leader_guess.get_or_insert(any);
         }
         if self.reads == ReadMode::Sticky {
             c % self.nodes
@@ -132,7 +120,7 @@ impl TxnClients {
         }
     }
 
-    /// Records one event of client `c`; after `info` the process is retired.
+    /// Records one event of client `c` (a transaction: no key).
     fn record(
         &mut self,
         c: usize,
@@ -142,42 +130,15 @@ impl TxnClients {
         node: Option<&str>,
         error: Option<String>,
     ) {
-        let processes = self.list.len() as u64;
-        let cl = &mut self.list[c];
-        let index = self.events.len() as u64;
-        let mut ev = Event::new(
-            index,
-            now_ms * 1_000_000,
-            Process::Client(cl.process),
+        let entry = Entry {
             kind,
-            F::Txn,
+            f: F::Txn,
             value,
-        );
-        ev.node = node.map(str::to_string);
-        ev.error = error;
-        ev.is_final = cl.is_final;
-        self.events.push(ev);
-        if kind == EventType::Info {
-            cl.process += processes;
-        }
-    }
-
-    /// What client `c` learns of the cluster from `answer`: where the
-    /// leader is, and how far its session has seen.
-    fn learn(&mut self, c: usize, answer: &Answer, names: &[String]) {
-        let cl = &mut self.list[c];
-        let hint = answer
-            .leader_hint
-            .as_ref()
-            .and_then(|h| names.iter().position(|n| n == h));
-        if hint.is_some() {
-            cl.leader_guess = hint;
-        } else if answer.outcome == Outcome::Fail {
-            cl.leader_guess = None;
-        }
-        if answer.outcome == Outcome::Ok {
-            cl.seen_lsn = cl.seen_lsn.max(answer.lsn.unwrap_or(0));
-        }
+            key: None,
+            node,
+            error,
+        };
+        self.recorder.record(&mut self.list[c].session, now_ms, entry);
     }
 }
 
@@ -214,22 +175,15 @@ impl Workload for TxnClients {
         let writes = ops.iter().any(TxnOp::is_write);
         let node = self.route(c, writes, rng);
         let invoked = Value::Array(ops.iter().map(|op| op.completed(Value::Null)).collect());
-        self.next_token += 1;
-        let token = self.next_token;
-        let req = Request {
-            token,
-            id: token,
-            op: Op::Txn { ops },
-            min_lsn: self.list[c].seen_lsn,
-            forwarded: false,
-        };
+        let req = self.recorder.request(&self.list[c].session, Op::Txn { ops });
         self.record(c, now_ms, EventType::Invoke, invoked.clone(), None, None);
+        let token = req.token;
         self.list[c].inflight = Some(Inflight { token, node, invoked });
         Send { node, req }
     }
 
     fn complete(&mut self, c: usize, now_ms: u64, node: &str, answer: &Answer, names: &[String]) -> bool {
-        self.learn(c, answer, names);
+        self.list[c].session.learn(answer, names);
         let Some(inflight) = self.list[c].inflight.take() else {
             return false;
         };
@@ -238,7 +192,7 @@ impl Workload for TxnClients {
             Outcome::Fail => (EventType::Fail, inflight.invoked),
             Outcome::Unknown => (EventType::Info, inflight.invoked),
         };
-        if kind == EventType::Ok && self.list[c].is_final {
+        if kind == EventType::Ok && self.list[c].session.is_final {
             self.list[c].done = true;
         }
         self.record(c, now_ms, kind, value, Some(node), answer.error.clone());
@@ -249,12 +203,12 @@ impl Workload for TxnClients {
         let Some(inflight) = self.list[c].inflight.take() else {
             return;
         };
-        self.list[c].leader_guess = None;
+        self.list[c].session.leader_guess = None;
         let why = Some("timed out".to_string());
         self.record(c, now_ms, EventType::Info, inflight.invoked, None, why);
     }
 
     fn into_events(self: Box<Self>) -> Vec<Event> {
-        self.events
+        self.recorder.into_events()
     }
 }

@@ -1,4 +1,4 @@
-//! The isolation rows of the replication lab (REPLICATION_LAB.md, T1-T6)
+//! The isolation rows of the replication lab (REPLICATION_LAB.md, T1-T7)
 //! as simulation scenarios: list-append transactions against the core at
 //! each `isolation=` setting, judged by the transactional checker
 //! (faultline-txn).
@@ -54,12 +54,13 @@ const ORDER_CYCLES: [&str; 10] = [
     "G2-item-realtime",
 ];
 
-/// The isolation rows T1-T6 (T7, across shards, needs two groups: the
-/// simulated world runs one).
+/// The isolation rows T1-T7 (T8, two-phase commit across shards, needs
+/// the server's coordinator, which the simulation does not drive).
 pub fn all() -> Vec<Scenario> {
     let mut all = weak_isolation();
     all.extend(on_the_leader());
     all.extend(replicas());
+    all.push(across_shards());
     all
 }
 
@@ -158,4 +159,24 @@ fn replicas() -> Vec<Scenario> {
             },
         ),
     ]
+}
+
+/// T7: two shards, a transaction across them run as one piece per shard
+/// (`shard_txn=none`), each piece strict serializable on its own leader.
+fn across_shards() -> Scenario {
+    scenario::transactional(
+        "txn-two-shards-none",
+        &format!("{SAFE},shards=2,shard_txn=none,isolation=strict-serializable"),
+        &[],
+        Some(
+            "fractured reads across shards (G-single or G1c): a transaction's pieces commit one shard after the other",
+        ),
+        20,
+        TxnRow {
+            row: "T7",
+            holds: None,
+            shows: &["G-single", "G1c"],
+            never: &[LOST_APPEND],
+        },
+    )
 }

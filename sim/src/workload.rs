@@ -6,12 +6,129 @@
 //! client, carry its request to a node, hand it the answer or its
 //! timeout), so a transactional schedule faces the same network, disks and
 //! faults as a register one; only the requests and the history differ.
+//! Both keep a client's session ([`Session`]) and record their history
+//! ([`Recorder`]) the same way.
 
 use crate::clients::{Clients, Send};
-use faultline_histories::Event;
-use faultline_server::core::Answer;
+use faultline_histories::{Event, EventType, Process, F};
+use faultline_server::core::{Answer, Op, Outcome, Request};
 use rand::rngs::StdRng;
+use serde_json::Value;
 use std::ops::Range;
+
+/// Events a schedule records, about (the history's first allocation).
+const EVENTS_EXPECTED: usize = 1024;
+
+/// One client's session: its process in the history, where it believes
+/// the leader is, how far it has seen.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub process: u64,
+    pub leader_guess: Option<usize>,
+    /// The highest LSN this session has seen (`reads=lsn`).
+    pub seen_lsn: u64,
+    /// A final reader (it reads once the faults are healed).
+    pub is_final: bool,
+}
+
+impl Session {
+    pub fn new(process: u64, is_final: bool) -> Session {
+        Session {
+            process,
+            leader_guess: None,
+            seen_lsn: 0,
+            is_final,
+        }
+    }
+
+    /// What the client learns of the cluster from `answer`: where the
+    /// leader is (a failure naming none: it knows no longer), and how far
+    /// its session has seen.
+    pub fn learn(&mut self, answer: &Answer, names: &[String]) {
+        let hint = answer
+            .leader_hint
+            .as_ref()
+            .and_then(|h| names.iter().position(|n| n == h));
+        if hint.is_some() {
+            self.leader_guess = hint;
+        } else if answer.outcome == Outcome::Fail {
+            self.leader_guess = None;
+        }
+        if answer.outcome == Outcome::Ok {
+            self.seen_lsn = self.seen_lsn.max(answer.lsn.unwrap_or(0));
+        }
+    }
+}
+
+/// One event to record, besides its client and time.
+pub struct Entry<'a> {
+    pub kind: EventType,
+    pub f: F,
+    pub value: Value,
+    pub key: Option<&'a str>,
+    pub node: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+/// The history a workload's clients record, and their requests' tokens.
+pub struct Recorder {
+    events: Vec<Event>,
+    next_token: u64,
+    /// Clients: a retired process's successor is this many ids on.
+    clients: u64,
+}
+
+impl Recorder {
+    pub fn new(clients: usize) -> Recorder {
+        Recorder {
+            // A schedule records some 700 events: grown once, not by doubling.
+            events: Vec::with_capacity(EVENTS_EXPECTED),
+            next_token: 0,
+            clients: clients as u64,
+        }
+    }
+
+    /// `session`'s request for `op`, under a fresh token (its id too).
+    pub fn request(&mut self, session: &Session, op: Op) -> Request {
+        self.next_token += 1;
+        let token = self.next_token;
+        Request {
+            token,
+            id: token,
+            op,
+            min_lsn: session.seen_lsn,
+            forwarded: false,
+        }
+    }
+
+    /// Records one event of `session` at `now_ms`; after `info` its
+    /// process is retired and the client goes on as a new one.
+    pub fn record(&mut self, session: &mut Session, now_ms: u64, entry: Entry<'_>) {
+        let mut ev = Event::new(
+            self.events.len() as u64,
+            now_ms * 1_000_000,
+            Process::Client(session.process),
+            entry.kind,
+            entry.f,
+            entry.value,
+        );
+        if let Some(key) = entry.key {
+            ev = ev.with_key(key);
+        }
+        ev.node = entry.node.map(str::to_string);
+        ev.error = entry.error;
+        ev.is_final = session.is_final;
+        self.events.push(ev);
+        if entry.kind == EventType::Info {
+            session.process += self.clients;
+        }
+    }
+
+    /// The recorded history, in order.
+    pub fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+}
 
 /// The clients of one world and the history they record.
 pub trait Workload {

@@ -1,4 +1,4 @@
-//! The isolation rows in the simulation (REPLICATION_LAB.md, T1-T6): each
+//! The isolation rows in the simulation (REPLICATION_LAB.md, T1-T7): each
 //! unsafe row keeps its consistency model in every schedule and shows the
 //! anomaly types its table names, never those it rules out; a
 //! transactional history is the harness's format, read back from its file
@@ -16,7 +16,7 @@ use support::{seeds, threads};
 fn transactional() -> Vec<Scenario> {
     let all: Vec<Scenario> = scenario::all().into_iter().filter(|s| s.txn.is_some()).collect();
     let rows: Vec<&str> = all.iter().filter_map(|s| s.txn.as_ref()).map(|t| t.row).collect();
-    assert_eq!(rows, ["T1", "T2", "T3", "T4", "T5", "T6"], "the isolation rows");
+    assert_eq!(rows, ["T1", "T2", "T3", "T4", "T5", "T6", "T7"], "the isolation rows");
     all
 }
 

@@ -102,6 +102,8 @@ enum Event<M> {
         shard: usize,
         incarnation: u64,
     },
+    /// The node layer's own traffic between nodes ([`shards`]).
+    Shards(shards::Hop),
 }
 
 /// One shard's group member on a node: its core while the node runs, its
@@ -187,11 +189,12 @@ impl<C: Driven> World<C> {
             nodes: (0..n).map(node).collect(),
             clients: match scenario.txn {
                 Some(_) => Box::new(TxnClients::new(n, reads)),
+                None if scenario.multi_key => Box::new(Clients::multi_key(CLIENTS, KEYS, n, reads)),
                 None => Box::new(Clients::new(CLIENTS, KEYS, n, reads)),
             },
             initial_leaders: shards::initial_leaders(&names, &settings),
             names,
-            layer: shards::Layer::new(shard_count),
+            layer: shards::Layer::new(&settings),
             settings,
             net: Links::new(n),
             faults: 0,
@@ -285,6 +288,7 @@ impl<C: Driven> World<C> {
                 shard,
                 incarnation,
             } => self.txn_step(node, shard, incarnation),
+            Event::Shards(hop) => self.hop_arrives(hop),
         }
     }
 

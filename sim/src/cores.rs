@@ -9,7 +9,7 @@
 //! ([`crate::world`]); what differs between the cores is said here: how a
 //! core is built, which clock it reads, what its outputs mean, who leads.
 
-use faultline_server::config::{ReadMode, Settings};
+use faultline_server::config::Settings;
 use faultline_server::core::{self as single, Answer, Core, CoreConfig, Recovered, Request, Role};
 use faultline_server::leaderless::core::{self as quorum, Clock, LeaderlessCore, QuorumConfig};
 use faultline_server::wal::{Durable, HardState, WalCmd};
@@ -56,6 +56,19 @@ pub enum In<M> {
     Durable(Durable),
 }
 
+/// The core's own input for an [`In`] (both cores name their inputs
+/// alike): `own_input!(input, single::Input)`.
+macro_rules! own_input {
+    ($input:expr, $($own:ident)::+) => {
+        match $input {
+            In::Tick => $($own)::+::Tick,
+            In::Peer { from, msg } => $($own)::+::Peer { from, msg },
+            In::Client(req) => $($own)::+::Client(req),
+            In::Durable(d) => $($own)::+::Durable(d),
+        }
+    };
+}
+
 /// A replication core as the simulated world drives it. Each input is
 /// handled and ends its batch (`step` then `flush`), as the server's
 /// drivers do for one event.
@@ -64,16 +77,6 @@ pub trait Driven: Sized {
     type Msg: std::fmt::Debug;
     /// The core's own output type ([`Driven::effect`] reads it).
     type Output;
-    /// Whether the core reads its node's wall clock (a clock skew fault
-    /// acts on it: last write wins follows it).
-    const WALL_CLOCK: bool;
-    /// Quiet time after the faults heal, before the final reads (ms).
-    const SETTLE_MS: u64;
-    /// A client gives up on an answer after this long (ms).
-    const CLIENT_TIMEOUT_MS: u64;
-
-    /// Where the register clients send reads, under `settings`.
-    fn client_reads(settings: &Settings) -> ReadMode;
     /// A core started over what its disk recovered (drawing from `rng`
     /// whatever the core's own randomness needs).
     fn boot(boot: &Boot<'_>, rec: Recovered, rng: &mut StdRng, clock: Clock) -> Self;
@@ -91,16 +94,6 @@ pub trait Driven: Sized {
 impl Driven for Core {
     type Msg = single::Message;
     type Output = single::Output;
-    /// Timers only: no last-write-wins stamps.
-    const WALL_CLOCK: bool = false;
-    const SETTLE_MS: u64 = 500;
-    /// More than the core's own `request_timeout_ms`, as the harness's
-    /// client waits.
-    const CLIENT_TIMEOUT_MS: u64 = 600;
-
-    fn client_reads(settings: &Settings) -> ReadMode {
-        settings.reads
-    }
 
     fn boot(boot: &Boot<'_>, rec: Recovered, rng: &mut StdRng, clock: Clock) -> Core {
         let cfg = CoreConfig {
@@ -117,13 +110,7 @@ impl Driven for Core {
     }
 
     fn input(&mut self, clock: Clock, input: In<single::Message>) {
-        let input = match input {
-            In::Tick => single::Input::Tick,
-            In::Peer { from, msg } => single::Input::Peer { from, msg },
-            In::Client(req) => single::Input::Client(req),
-            In::Durable(d) => single::Input::Durable(d),
-        };
-        self.step(clock.now_ms, input);
+        self.step(clock.now_ms, own_input!(input, single::Input));
         self.flush(clock.now_ms);
     }
 
@@ -157,18 +144,6 @@ impl Driven for Core {
 impl Driven for LeaderlessCore {
     type Msg = quorum::Message;
     type Output = quorum::Output;
-    const WALL_CLOCK: bool = true;
-    /// Long enough for a hint replay round (every 200 ms, waiting 500 ms)
-    /// to hand over what a partition kept apart.
-    const SETTLE_MS: u64 = 1_000;
-    /// More than the core's own `request_timeout_ms`, twice: a cas is a
-    /// read, then a write.
-    const CLIENT_TIMEOUT_MS: u64 = 1_000;
-
-    /// Any node serves reads (there is no leader to ask).
-    fn client_reads(_settings: &Settings) -> ReadMode {
-        ReadMode::Follower
-    }
 
     fn boot(boot: &Boot<'_>, rec: Recovered, _rng: &mut StdRng, clock: Clock) -> LeaderlessCore {
         let cfg = QuorumConfig {
@@ -181,13 +156,7 @@ impl Driven for LeaderlessCore {
     }
 
     fn input(&mut self, clock: Clock, input: In<quorum::Message>) {
-        let input = match input {
-            In::Tick => quorum::Input::Tick,
-            In::Peer { from, msg } => quorum::Input::Peer { from, msg },
-            In::Client(req) => quorum::Input::Client(req),
-            In::Durable(d) => quorum::Input::Durable(d),
-        };
-        self.step(clock, input);
+        self.step(clock, own_input!(input, quorum::Input));
         self.flush(clock);
     }
 

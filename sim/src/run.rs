@@ -60,13 +60,52 @@ impl RunReport {
     }
 }
 
+impl RunReport {
+    /// The report of `seed`'s run of `ops` operations, not judged yet.
+    fn unjudged(seed: u64, ops: usize, finished: &crate::world::Finished) -> RunReport {
+        RunReport {
+            seed,
+            ops,
+            faults: finished.faults,
+            events: finished.handled,
+            valid: Validity::Unknown,
+            anomaly: None,
+            unknown: None,
+            broken: None,
+            session_ops: 0,
+            kinds: Vec::new(),
+            shows: false,
+            missing: None,
+        }
+    }
+}
+
 /// Runs `scenario` under `seed` and judges its history.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
-    let finished = crate::world::run_world(scenario, seed);
-    if let Some(row) = &scenario.txn {
-        return run_txn(row, seed, finished);
+    let mut finished = crate::world::run_world(scenario, seed);
+    let (ops, history) = history_and_ops(seed, std::mem::take(&mut finished.events));
+    let mut report = RunReport::unjudged(seed, ops, &finished);
+    let split = finished.split_epoch.map(|s| format!("election safety: {s}"));
+    match &scenario.txn {
+        Some(row) => {
+            crate::txn_judge::judge(row, &history, &mut report);
+            // Two leaders in one epoch break a fenced row's model too.
+            if let Some(split) = split {
+                report.valid = Validity::Invalid;
+                report.shows = true;
+                report.anomaly = Some(split.clone());
+                report.broken = Some(split);
+            }
+        }
+        None => judge_registers(scenario, &history, split, &mut report),
     }
-    let (ops, history) = history_and_ops(seed, finished.events);
+    report
+}
+
+/// Judges a register schedule: linearizability (or the election check's
+/// `split`), then the session guarantees the scenario must keep and the
+/// anomalies it must find.
+fn judge_registers(scenario: &Scenario, history: &History, split: Option<String>, report: &mut RunReport) {
     let initial = serde_json::Value::Null;
     let nil_reads = NilReads::Value;
     let config = linear::Config {
@@ -87,42 +126,25 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         // grace is timed).
         all_anomalies: true,
     };
-    let verdict = linear::check(&history, &config);
-    let (broken, session_ops) = judge_sessions(scenario, &history);
-    let (missing, found) = judge_findings(scenario, &history);
-    let mut report = RunReport {
-        seed,
-        ops,
-        faults: finished.faults,
-        events: finished.handled,
-        valid: verdict.valid,
-        anomaly: None,
-        unknown: verdict.unknown_reason.clone(),
-        broken,
-        session_ops,
-        kinds: Vec::new(),
-        shows: false,
-        missing,
-    };
-    if let Some(a) = verdict.anomalies.first() {
+    let verdict = linear::check(history, &config);
+    (report.broken, report.session_ops) = judge_sessions(scenario, history);
+    let found;
+    (report.missing, found) = judge_findings(scenario, history);
+    report.valid = verdict.valid;
+    report.unknown = verdict.unknown_reason.clone();
+    report.anomaly = verdict.anomalies.first().map(|a| {
         let key = a.key.as_deref().unwrap_or("-");
-        report.anomaly = Some(format!(
-            "{} on key {key} ({} ops): {}",
-            a.kind,
-            a.ops.len(),
-            a.explanation
-        ));
-    }
-    if let Some(split) = finished.split_epoch {
+        format!("{} on key {key} ({} ops): {}", a.kind, a.ops.len(), a.explanation)
+    });
+    if let Some(split) = split {
         report.valid = Validity::Invalid;
-        report.anomaly = Some(format!("election safety: {split}"));
+        report.anomaly = Some(split);
     }
     report.shows = report.valid == Validity::Invalid && report.missing.is_none();
     if let Some(found) = found {
         let linear = report.anomaly.take().unwrap_or_else(|| "linearizable".into());
         report.anomaly = Some(format!("{linear}; {found}"));
     }
-    report
 }
 
 /// The anomalies `scenario` must find besides non-linearizability, judged
@@ -160,28 +182,6 @@ fn history_and_ops(seed: u64, events: Vec<faultline_histories::Event>) -> (usize
     let history = History::from_events(events)
         .unwrap_or_else(|e| panic!("seed {seed}: the simulation wrote a malformed history: {e}"));
     (ops, history)
-}
-
-/// Judges a transactional schedule with the checker of `row`; a fenced
-/// scenario's two leaders in one epoch also break its model.
-fn run_txn(row: &crate::scenario::TxnRow, seed: u64, finished: crate::world::Finished) -> RunReport {
-    let (ops, history) = history_and_ops(seed, finished.events);
-    let v = crate::txn_judge::judge(row, &history);
-    let split = finished.split_epoch.map(|s| format!("election safety: {s}"));
-    RunReport {
-        seed,
-        ops,
-        faults: finished.faults,
-        events: finished.handled,
-        valid: if split.is_some() { Validity::Invalid } else { v.valid },
-        shows: v.shows || split.is_some(),
-        anomaly: split.clone().or(v.anomaly),
-        unknown: v.unknown,
-        broken: split.or(v.broken),
-        session_ops: v.txns,
-        kinds: v.kinds,
-        missing: None,
-    }
 }
 
 /// The session guarantees `scenario` must keep, judged on `history`: the

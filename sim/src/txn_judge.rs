@@ -15,6 +15,7 @@
 //! lost, which a history whose later reads never met the lost value shows
 //! no cycle for).
 
+use crate::run::RunReport;
 use crate::txn_scenarios::TxnRow;
 use faultline_checkers::Validity;
 use faultline_histories::{History, Outcome};
@@ -28,28 +29,11 @@ pub const LOST_APPEND: &str = "lost-append";
 /// Most characters of a witness's explanation a report quotes.
 const EXPLANATION_CHARS_MAX: usize = 400;
 
-/// What the transactional checker said of one history.
-#[derive(Debug, Clone)]
-pub struct TxnVerdict {
-    /// Strict serializability's verdict.
-    pub valid: Validity,
-    /// Every anomaly type found.
-    pub kinds: Vec<String>,
-    /// Whether a type the row looks for was found (any, for a row that
-    /// names none).
-    pub shows: bool,
-    /// The first anomaly found of a type the row looks for, explained.
-    pub anomaly: Option<String>,
-    /// Why the verdict is unknown.
-    pub unknown: Option<String>,
-    /// A type the row's model forbids or its table rules out, explained.
-    pub broken: Option<String>,
-    /// Transactions judged.
-    pub txns: usize,
-}
-
-/// Judges `history` for `row`.
-pub fn judge(row: &TxnRow, history: &History) -> TxnVerdict {
+/// Judges `history` for `row`: fills `report`'s verdict (strict
+/// serializability's), the types found, whether one the row looks for
+/// showed (any, for a row that names none) with its explanation, why it is
+/// unknown, what broke the row's model, and the transactions judged.
+pub fn judge(row: &TxnRow, history: &History, report: &mut RunReport) {
     let config = Config {
         models: vec![Model::StrictSerializable],
         ..Config::default()
@@ -59,39 +43,31 @@ pub fn judge(row: &TxnRow, history: &History) -> TxnVerdict {
             if let Some(lost) = lost_appends(history) {
                 note_lost(&mut a, lost);
             }
-            verdict(row, &a)
+            verdict(row, &a, report);
         }
-        Err(e) => TxnVerdict {
-            valid: Validity::Unknown,
-            kinds: Vec::new(),
-            shows: false,
-            anomaly: None,
-            unknown: Some(format!("transactions could not be checked: {e}")),
-            broken: Some(format!("undecided: {e}")),
-            txns: 0,
-        },
+        Err(e) => {
+            report.valid = Validity::Unknown;
+            report.unknown = Some(format!("transactions could not be checked: {e}"));
+            report.broken = Some(format!("undecided: {e}"));
+        }
     }
 }
 
-fn verdict(row: &TxnRow, a: &Analysis) -> TxnVerdict {
-    let valid = match a.valid {
+fn verdict(row: &TxnRow, a: &Analysis, report: &mut RunReport) {
+    report.valid = match a.valid {
         faultline_txn::Validity::Valid => Validity::Valid,
         faultline_txn::Validity::Invalid => Validity::Invalid,
         faultline_txn::Validity::Unknown => Validity::Unknown,
     };
     let looked_for = |k: &str| row.shows.is_empty() || row.shows.contains(&k);
     let shown = a.anomaly_types.iter().find(|k| looked_for(k));
-    let unknown = (!a.unknown_types.is_empty())
+    report.kinds = a.anomaly_types.clone();
+    report.shows = report.valid == Validity::Invalid && shown.is_some();
+    report.anomaly = shown.map(|k| explain(a, k));
+    report.unknown = (!a.unknown_types.is_empty())
         .then(|| format!("the search for {} ran past its budget", a.unknown_types.join(", ")));
-    TxnVerdict {
-        valid,
-        kinds: a.anomaly_types.clone(),
-        shows: valid == Validity::Invalid && shown.is_some(),
-        anomaly: shown.map(|k| explain(a, k)),
-        unknown,
-        broken: broken(row, a),
-        txns: a.stats.txns,
-    }
+    report.broken = broken(row, a);
+    report.session_ops = a.stats.txns;
 }
 
 /// The first type found that `row` rules out, or the first its model

@@ -8,32 +8,16 @@ use faultline_histories::JsonlWriter;
 use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario};
 
 mod support;
-use support::{seeds as safe_seeds, threads};
+use support::{fail_at, log_hunt, seeds as safe_seeds, threads};
 
 #[test]
 fn the_safe_settings_pass_every_schedule_and_their_faults_fire() {
     let seeds = safe_seeds();
     for safe in scenario::all().into_iter().filter(|s| s.expected.is_none()) {
         let h = hunt(&safe, 0, seeds, false, threads());
-        eprintln!(
-            "{}: {} schedules in {:.2}s ({:.0}/s), {} ops, {} faults, {} unknown",
-            safe.name,
-            h.seeds,
-            h.elapsed.as_secs_f64(),
-            h.per_second(),
-            h.ops,
-            h.faults,
-            h.unknown
-        );
+        log_hunt(safe.name, &h);
         if let Some(r) = &h.found {
-            panic!(
-                "{} failed at seed {} (rerun: cargo run --release -p faultline-sim -- run --scenario {} --seed {}): {}",
-                safe.name,
-                r.seed,
-                safe.name,
-                r.seed,
-                r.anomaly.as_deref().unwrap_or("-")
-            );
+            fail_at(safe.name, r.seed, "failed", r.anomaly.as_deref());
         }
         assert_eq!(h.unknown, 0, "every {} history must be decided", safe.name);
         assert!(
@@ -79,15 +63,8 @@ fn the_session_guarantees_an_unsafe_setting_keeps_hold_in_every_schedule() {
     for s in scenario::all().into_iter().filter(|s| !s.must_hold.is_empty()) {
         let h = hunt(&s, 0, seeds, false, threads());
         if let Some(r) = &h.first_broken {
-            panic!(
-                "{}: {} broken at seed {} (rerun: cargo run --release -p faultline-sim -- run --scenario {} --seed {}): {}",
-                s.name,
-                s.must_hold.join(" and "),
-                r.seed,
-                s.name,
-                r.seed,
-                r.broken.as_deref().unwrap_or("-")
-            );
+            let what = format!("{} broken", s.must_hold.join(" and "));
+            fail_at(s.name, r.seed, &what, r.broken.as_deref());
         }
         assert!(
             h.session_ops as u64 >= seeds * 20,

@@ -11,7 +11,7 @@ use faultline_sim::{history_of, hunt, run_seed, scenario, Scenario, LOST_APPEND}
 use faultline_txn::{check, check_txns, Config, Model};
 
 mod support;
-use support::{seeds, threads};
+use support::{fail_at, log_hunt, seeds, threads};
 
 fn transactional() -> Vec<Scenario> {
     let all: Vec<Scenario> = scenario::all().into_iter().filter(|s| s.txn.is_some()).collect();
@@ -26,25 +26,9 @@ fn each_unsafe_isolation_row_keeps_its_model_and_shows_only_its_anomaly_types() 
     for s in transactional().into_iter().filter(|s| s.expected.is_some()) {
         let row = s.txn.clone().expect("transactional");
         let h = hunt(&s, 0, seeds, false, threads());
-        eprintln!(
-            "{} ({}): {} schedules in {:.2}s, {} shown, {} transactions judged, types {:?}",
-            s.name,
-            row.row,
-            h.seeds,
-            h.elapsed.as_secs_f64(),
-            h.shown,
-            h.session_ops,
-            h.kinds
-        );
+        log_hunt(&format!("{} ({})", s.name, row.row), &h);
         if let Some(r) = &h.first_broken {
-            panic!(
-                "{} broke its row at seed {} (rerun: cargo run --release -p faultline-sim -- run --scenario {} --seed {}): {}",
-                s.name,
-                r.seed,
-                s.name,
-                r.seed,
-                r.broken.as_deref().unwrap_or("-")
-            );
+            fail_at(s.name, r.seed, "broke its row", r.broken.as_deref());
         }
         assert_eq!(h.unknown, 0, "{}: every history must be decided", s.name);
         assert!(

@@ -10,7 +10,7 @@
 //! own seeds) comes from the seed's RNG in the order the events happen.
 //! Each node's wall clock is the simulated time plus its skew (a
 //! [`FaultKind::SkewClock`] sets it, the fault's end clears it), which only
-//! a core that reads one ([`Driven::WALL_CLOCK`]) sees. Every wait is
+//! a core that reads one ([`Pace::wall_clock`]) sees. Every wait is
 //! bounded: the run stops at a fixed simulated time, and the event count
 //! is capped.
 //!
@@ -31,7 +31,7 @@ use crate::nemesis::{Cluster, Fault, Plan};
 use crate::scenario::Scenario;
 use crate::txn_clients::TxnClients;
 use crate::workload::Workload;
-use faultline_server::config::{Failover, Isolation, Mode, Settings};
+use faultline_server::config::{Failover, Isolation, Mode, ReadMode, Settings};
 use faultline_server::core::{Answer, Core, Op, Request};
 use faultline_server::leaderless::core::{Clock, LeaderlessCore};
 use rand::rngs::StdRng;
@@ -54,12 +54,47 @@ const KEYS: usize = 2;
 /// stamps look like the server's.
 const WALL_EPOCH_MS: i64 = 1_700_000_000_000;
 
+/// How the world paces the runs of one kind of core.
+pub struct Pace {
+    /// Whether the core reads its node's wall clock (a clock skew fault
+    /// acts on it: last write wins follows it).
+    pub wall_clock: bool,
+    /// Quiet time after the faults heal, before the final reads (ms).
+    pub settle_ms: u64,
+    /// A client gives up on an answer after this long (ms).
+    pub client_timeout_ms: u64,
+    /// Where the register clients send reads (None: where `reads=` says).
+    pub reads: Option<ReadMode>,
+}
+
+/// The single-leader core: timers only, no last-write-wins stamps; clients
+/// wait longer than the core's own `request_timeout_ms`, as the harness's
+/// client does.
+const SINGLE_LEADER: Pace = Pace {
+    wall_clock: false,
+    settle_ms: 500,
+    client_timeout_ms: 600,
+    reads: None,
+};
+
+/// The leaderless and multi-leader core: settling long enough for a hint
+/// replay round (every 200 ms, waiting 500 ms) to hand over what a
+/// partition kept apart; clients wait the core's own `request_timeout_ms`
+/// twice (a cas is a read, then a write); any node serves reads (there is
+/// no leader to ask).
+const QUORUM: Pace = Pace {
+    wall_clock: true,
+    settle_ms: 1_000,
+    client_timeout_ms: 1_000,
+    reads: Some(ReadMode::Follower),
+};
+
 /// Runs the world `scenario`'s mode calls for under `seed`.
 pub(crate) fn run_world(scenario: &Scenario, seed: u64) -> Finished {
     let settings = Settings::parse(&scenario.settings).expect("scenario settings parse");
     match settings.mode {
-        Mode::SingleLeader => World::<Core>::new(scenario, settings, seed).run(),
-        Mode::Leaderless | Mode::MultiLeader => World::<LeaderlessCore>::new(scenario, settings, seed).run(),
+        Mode::SingleLeader => World::<Core>::new(scenario, settings, seed, SINGLE_LEADER).run(),
+        Mode::Leaderless | Mode::MultiLeader => World::<LeaderlessCore>::new(scenario, settings, seed, QUORUM).run(),
     }
 }
 
@@ -146,6 +181,7 @@ pub struct World<C: Driven> {
     names: Vec<String>,
     nodes: Vec<Node<C>>,
     settings: Settings,
+    pace: Pace,
     /// Each shard's first leader.
     initial_leaders: Vec<String>,
     net: Links,
@@ -162,8 +198,8 @@ pub struct World<C: Driven> {
 
 impl<C: Driven> World<C> {
     /// A world for `scenario` (whose settings are `settings`) driven by
-    /// `seed`.
-    pub fn new(scenario: &Scenario, settings: Settings, seed: u64) -> World<C> {
+    /// `seed`, at `pace`.
+    pub fn new(scenario: &Scenario, settings: Settings, seed: u64, pace: Pace) -> World<C> {
         let n = scenario.nodes;
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let shard_count = settings.shards.max(1);
@@ -181,10 +217,10 @@ impl<C: Driven> World<C> {
         // survive crashes (a power loss forgets unsynced ones).
         let fenced =
             settings.failover == Failover::Fenced && settings.fsync == faultline_server::wal::FsyncPolicy::Always;
-        let reads = C::client_reads(&settings);
+        let reads = pace.reads.unwrap_or(settings.reads);
         let mut w = World {
             now: 0,
-            agenda: Agenda::new(RUN_MS + C::SETTLE_MS + FINAL_MS),
+            agenda: Agenda::new(RUN_MS + pace.settle_ms + FINAL_MS),
             rng: StdRng::seed_from_u64(seed),
             nodes: (0..n).map(node).collect(),
             clients: match scenario.txn {
@@ -195,6 +231,7 @@ impl<C: Driven> World<C> {
             initial_leaders: shards::initial_leaders(&names, &settings),
             names,
             layer: shards::Layer::new(&settings),
+            pace,
             settings,
             net: Links::new(n),
             faults: 0,
@@ -218,7 +255,7 @@ impl<C: Driven> World<C> {
             let at = self.rng.gen_range(0..10);
             self.schedule(at, Event::ClientWake(c));
         }
-        let finals_at = RUN_MS + C::SETTLE_MS;
+        let finals_at = RUN_MS + self.pace.settle_ms;
         self.schedule(finals_at, Event::FinalReads);
         let mut handled = 0;
         // The agenda hands out nothing due after the run's last instant.
@@ -456,7 +493,7 @@ impl<C: Driven> World<C> {
         };
         self.schedule(self.now + 1, request);
         let timeout = Event::ClientTimeout { client: c, token };
-        self.schedule(self.now + C::CLIENT_TIMEOUT_MS, timeout);
+        self.schedule(self.now + self.pace.client_timeout_ms, timeout);
     }
 
     /// Client `c` goes on after `think_ms`: workers until the run ends,
@@ -564,7 +601,7 @@ impl<C: Driven> Cluster for World<C> {
 
     /// Only a core that reads a wall clock notices a skew.
     fn skew_clock(&mut self, skew: Option<(usize, i64)>) -> bool {
-        if !C::WALL_CLOCK {
+        if !self.pace.wall_clock {
             return false;
         }
         for n in &mut self.nodes {

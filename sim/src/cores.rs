@@ -7,9 +7,10 @@
 //! completion, then carry out its outputs in order), so the event loop,
 //! the links, the disks, the agenda and the faults exist once
 //! ([`crate::world`]); what differs between the cores is said here: how a
-//! core is built, which clock it reads, what its outputs mean, who leads.
+//! core is built, which clock it reads, what its outputs mean, who leads,
+//! and how long the world waits for it ([`Pace`]).
 
-use faultline_server::config::Settings;
+use faultline_server::config::{ReadMode, Settings};
 use faultline_server::core::{self as single, Answer, Core, CoreConfig, Recovered, Request, Role};
 use faultline_server::leaderless::core::{self as quorum, Clock, LeaderlessCore, QuorumConfig};
 use faultline_server::wal::{Durable, HardState, WalCmd};
@@ -29,6 +30,41 @@ pub struct Boot<'a> {
     pub initial_leader: &'a str,
     pub settings: &'a Settings,
 }
+
+/// How the world paces the runs of one kind of core.
+pub struct Pace {
+    /// Whether the core reads its node's wall clock (a clock skew fault
+    /// acts on it: last write wins follows it).
+    pub wall_clock: bool,
+    /// Quiet time after the faults heal, before the final reads (ms).
+    pub settle_ms: u64,
+    /// A client gives up on an answer after this long (ms).
+    pub client_timeout_ms: u64,
+    /// Where the register clients send reads (None: where `reads=` says).
+    pub reads: Option<ReadMode>,
+}
+
+/// The single-leader core: timers only, no last-write-wins stamps; clients
+/// wait longer than the core's own `request_timeout_ms`, as the harness's
+/// client does.
+pub const SINGLE_LEADER: Pace = Pace {
+    wall_clock: false,
+    settle_ms: 500,
+    client_timeout_ms: 600,
+    reads: None,
+};
+
+/// The leaderless and multi-leader core: settling long enough for a hint
+/// replay round (every 200 ms, waiting 500 ms) to hand over what a
+/// partition kept apart; clients wait the core's own `request_timeout_ms`
+/// twice (a cas is a read, then a write); any node serves reads (there is
+/// no leader to ask).
+pub const QUORUM: Pace = Pace {
+    wall_clock: true,
+    settle_ms: 1_000,
+    client_timeout_ms: 1_000,
+    reads: Some(ReadMode::Follower),
+};
 
 /// What a core's output asks of the world, whichever core it came from.
 pub enum Effect<M> {

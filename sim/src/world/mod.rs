@@ -24,14 +24,14 @@ mod shards;
 
 use crate::agenda::Agenda;
 use crate::clients::Clients;
-use crate::cores::{Boot, Driven, Effect, In};
+use crate::cores::{Boot, Driven, Effect, In, Pace, QUORUM, SINGLE_LEADER};
 use crate::disk::Disk;
 use crate::links::Links;
 use crate::nemesis::{Cluster, Fault, Plan};
 use crate::scenario::Scenario;
 use crate::txn_clients::TxnClients;
 use crate::workload::Workload;
-use faultline_server::config::{Failover, Isolation, Mode, ReadMode, Settings};
+use faultline_server::config::{Failover, Isolation, Mode, Settings};
 use faultline_server::core::{Answer, Core, Op, Request};
 use faultline_server::leaderless::core::{Clock, LeaderlessCore};
 use rand::rngs::StdRng;
@@ -53,41 +53,6 @@ const KEYS: usize = 2;
 /// The wall clocks' common origin (a date in 2023, in Unix milliseconds):
 /// stamps look like the server's.
 const WALL_EPOCH_MS: i64 = 1_700_000_000_000;
-
-/// How the world paces the runs of one kind of core.
-pub struct Pace {
-    /// Whether the core reads its node's wall clock (a clock skew fault
-    /// acts on it: last write wins follows it).
-    pub wall_clock: bool,
-    /// Quiet time after the faults heal, before the final reads (ms).
-    pub settle_ms: u64,
-    /// A client gives up on an answer after this long (ms).
-    pub client_timeout_ms: u64,
-    /// Where the register clients send reads (None: where `reads=` says).
-    pub reads: Option<ReadMode>,
-}
-
-/// The single-leader core: timers only, no last-write-wins stamps; clients
-/// wait longer than the core's own `request_timeout_ms`, as the harness's
-/// client does.
-const SINGLE_LEADER: Pace = Pace {
-    wall_clock: false,
-    settle_ms: 500,
-    client_timeout_ms: 600,
-    reads: None,
-};
-
-/// The leaderless and multi-leader core: settling long enough for a hint
-/// replay round (every 200 ms, waiting 500 ms) to hand over what a
-/// partition kept apart; clients wait the core's own `request_timeout_ms`
-/// twice (a cas is a read, then a write); any node serves reads (there is
-/// no leader to ask).
-const QUORUM: Pace = Pace {
-    wall_clock: true,
-    settle_ms: 1_000,
-    client_timeout_ms: 1_000,
-    reads: Some(ReadMode::Follower),
-};
 
 /// Runs the world `scenario`'s mode calls for under `seed`.
 pub(crate) fn run_world(scenario: &Scenario, seed: u64) -> Finished {

@@ -267,7 +267,7 @@ impl<C: Driven> World<C> {
     /// Carries `hop` from `from` to `to` over the links (lost when cut).
     fn hop(&mut self, from: usize, to: usize, hop: Hop) {
         if let Some(delay) = self.net.delay(from, to, &mut self.rng) {
-            self.schedule(self.now + delay, Event::Shards(hop));
+            self.schedule(self.now + delay, Event::Shards(Box::new(hop)));
         }
     }
 

@@ -19,6 +19,13 @@
 //! anomalies it must find (lost writes, read-your-writes), judged by
 //! `faultline_checkers::session`.
 //!
+//! With `shards=K` each node runs one core per shard, and a node layer
+//! between the clients and the cores (`world::shards`) routes keys, splits
+//! multi-key reads and transactions across shards (`shard_txn=none`) and
+//! forwards to a shard's leader as the server's node does: lab row 13
+//! (consistent prefix broken across shards) and T7 (fractured reads and
+//! write cycles across shards).
+//!
 //! Promises:
 //! - **Replayable.** A run is a function of its [`Scenario`] and seed:
 //!   `faultline-sim run --scenario NAME --seed N` replays one exactly

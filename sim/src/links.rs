@@ -60,6 +60,11 @@ impl Links {
         Some((to, to_name, delay))
     }
 
+    /// Whether the link from `from` to `to` is cut.
+    pub(crate) fn is_cut(&self, from: usize, to: usize) -> bool {
+        self.cut[from][to]
+    }
+
     /// How late a message from `from` reaches `to`, or None when it is
     /// lost. Random delays reorder messages on a link.
     pub(crate) fn delay(&self, from: usize, to: usize, rng: &mut StdRng) -> Option<u64> {

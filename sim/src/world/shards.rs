@@ -57,6 +57,8 @@ pub(super) enum Hop {
     Forward { to: usize, shard: usize, req: Request },
     /// The leader's answer, back to the node that forwarded it.
     Back { to: usize, token: u64, answer: Answer },
+    /// A forward's deadline (the core's `request_timeout_ms`).
+    Expire { token: u64 },
 }
 
 /// One shard's piece of a split request: the shard, the places of its
@@ -91,8 +93,9 @@ pub(super) struct Layer {
     next_token: u64,
     /// Split requests, by the token of their piece in flight.
     splits: BTreeMap<u64, Split>,
-    /// Forwarded requests, by token: the node that forwarded each.
-    forwarded: BTreeMap<u64, usize>,
+    /// Forwarded requests, by token: the node that forwarded each, and
+    /// the request's id.
+    forwarded: BTreeMap<u64, (usize, u64)>,
 }
 
 impl Layer {
@@ -225,7 +228,7 @@ impl<C: Driven> World<C> {
     /// `node` answered `token`, a request the layer owns: a forwarded one
     /// goes back to the node that forwarded it; a piece joins its whole.
     pub(super) fn layer_answered(&mut self, node: usize, token: u64, answer: &Answer) {
-        if let Some(origin) = self.layer.forwarded.remove(&token) {
+        if let Some((origin, _)) = self.layer.forwarded.remove(&token) {
             let back = Hop::Back {
                 to: origin,
                 token,
@@ -251,15 +254,30 @@ impl<C: Driven> World<C> {
         self.next_piece(split);
     }
 
-    /// `node`'s member of `shard` does not lead it.
+    /// `node`'s member of `shard` does not lead it: with one shard the
+    /// client hears so; with several the node forwards the request, as the
+    /// server's group does (a leader it cannot reach, cut off or down, is
+    /// a certain failure at once; an answer that does not come back within
+    /// the request timeout is unknown).
     pub(super) fn forward(&mut self, node: usize, shard: usize, mut req: Request, leader: String) {
         let to = self.names.iter().position(|n| *n == leader);
-        let (true, Some(to)) = (self.layer.shards > 1, to) else {
-            let mut answer = Answer::fail(req.id, "not the leader");
+        let reachable = |w: &Self, to: usize| !w.net.is_cut(node, to) && w.is_up(to);
+        let (true, Some(to)) = (self.layer.shards > 1, to.filter(|&to| reachable(self, to))) else {
+            let why = if self.layer.shards > 1 {
+                "leader unreachable"
+            } else {
+                "not the leader"
+            };
+            let mut answer = Answer::fail(req.id, why);
             answer.leader_hint = Some(leader);
             return self.answered(node, req.token, &answer);
         };
-        self.layer.forwarded.insert(req.token, node);
+        self.layer.forwarded.insert(req.token, (node, req.id));
+        let expire = Hop::Expire { token: req.token };
+        self.schedule(
+            self.now + self.settings.request_timeout_ms,
+            Event::Shards(Box::new(expire)),
+        );
         req.forwarded = true;
         self.hop(node, to, Hop::Forward { to, shard, req });
     }
@@ -276,6 +294,15 @@ impl<C: Driven> World<C> {
         match hop {
             Hop::Forward { to, shard, req } if self.is_up(to) => self.serve_at(to, shard, req),
             Hop::Back { to, token, answer } if self.is_up(to) => self.answered(to, token, &answer),
+            Hop::Expire { token } => {
+                let Some((origin, id)) = self.layer.forwarded.remove(&token) else {
+                    return;
+                };
+                if self.is_up(origin) {
+                    let answer = Answer::unknown(id, "forward to leader timed out");
+                    self.answered(origin, token, &answer);
+                }
+            }
             Hop::Forward { .. } | Hop::Back { .. } => {}
         }
     }

@@ -82,7 +82,8 @@ struct Split {
     shard: usize,
     /// A multi-key read: the keys read so far, and their values.
     merged: Option<Map<String, Value>>,
-    /// A transaction: its micro-ops so far, and each piece's outcome.
+    /// A transaction: its micro-ops (each null until its piece answers),
+    /// and each piece's outcome.
     done: Vec<Value>,
     outcomes: Vec<(usize, Answer)>,
 }
@@ -188,6 +189,10 @@ impl<C: Driven> World<C> {
             return self.answered(node, req.token, &answer);
         }
         let multi_read = matches!(req.op, Op::MultiRead { .. });
+        let length = match &req.op {
+            Op::Txn { ops } => ops.len(),
+            _ => 0,
+        };
         let split = Split {
             node,
             client_token: req.token,
@@ -197,7 +202,7 @@ impl<C: Driven> World<C> {
             at: Vec::new(),
             shard: 0,
             merged: multi_read.then(Map::new),
-            done: Vec::new(),
+            done: vec![Value::Null; length],
             outcomes: Vec::new(),
         };
         self.next_piece(split);
@@ -248,7 +253,12 @@ impl<C: Driven> World<C> {
                 merged.extend(part.clone());
             }
         } else {
-            place(&mut split.done, &split.at, &answer.value);
+            // Each completed micro-op back at its place in the whole.
+            if let Value::Array(values) = &answer.value {
+                for (&i, v) in split.at.iter().zip(values) {
+                    split.done[i] = v.clone();
+                }
+            }
             split.outcomes.push((split.shard, answer.clone()));
         }
         self.next_piece(split);
@@ -308,19 +318,6 @@ impl<C: Driven> World<C> {
     }
 }
 
-/// Puts a piece's completed micro-ops back at their places in the whole.
-fn place(done: &mut Vec<Value>, at: &[usize], values: &Value) {
-    let Value::Array(values) = values else {
-        return;
-    };
-    for (i, v) in at.iter().zip(values) {
-        if done.len() <= *i {
-            done.resize(*i + 1, Value::Null);
-        }
-        done[*i] = v.clone();
-    }
-}
-
 /// The whole request's answer from its pieces': a multi-key read's merged
 /// values (no one LSN: several groups answered); a transaction's `ok` when
 /// every piece committed, `fail` when none did, `unknown` otherwise.
@@ -340,15 +337,12 @@ fn whole_answer(split: &mut Split) -> Answer {
         let why = outcomes[0].1.error.clone().unwrap_or_default();
         return Answer::fail(split.id, why);
     }
-    let each: Vec<String> = outcomes
-        .iter()
-        .map(|(shard, a)| format!("shard {shard}: {:?} {}", a.outcome, a.error.as_deref().unwrap_or("")))
-        .collect();
-    let why = format!(
-        "shard_txn=none: the pieces ended differently, the transaction may be partly applied ({})",
-        each.join("; ")
-    );
-    Answer::unknown(split.id, why)
+    let piece = |(shard, a): &(usize, Answer)| format!("shard {shard} {:?}", a.outcome);
+    let each = outcomes.iter().map(piece).collect::<Vec<_>>().join(", ");
+    Answer::unknown(
+        split.id,
+        format!("shard_txn=none: the transaction may be partly applied ({each})"),
+    )
 }
 
 #[cfg(test)]

@@ -230,15 +230,19 @@ fn sharded() -> Vec<Scenario> {
             None,
             0,
         ),
-        multi_key(finding(
-            scenario(
-                "two-shards-multi-key",
-                row_13,
-                &[],
-                Some("consistent prefix broken: a multi-key read sees one shard's newer write and misses an earlier write on the other shard, which lags"),
-                200,
+        // The row loses no acknowledged write either.
+        multi_key(holding(
+            finding(
+                scenario(
+                    "two-shards-multi-key",
+                    row_13,
+                    &[],
+                    Some("consistent prefix broken: a multi-key read sees one shard's newer write and misses an earlier write on the other shard, which lags"),
+                    200,
+                ),
+                &["consistent-prefix"],
             ),
-            &["consistent-prefix"],
+            &["lost-writes"],
         )),
         multi_key(holding(
             scenario(
@@ -248,7 +252,7 @@ fn sharded() -> Vec<Scenario> {
                 Some("not linearizable: stale reads from lagging followers (the control of row 13: consistent prefix holds on one shard)"),
                 200,
             ),
-            &["consistent-prefix"],
+            &["consistent-prefix", "lost-writes"],
         )),
     ]
 }

@@ -24,8 +24,9 @@ use crate::protocol::{
 };
 use crate::transport::{PeerMsg, Transport};
 use crate::wal::{self, Durable, WalError, WalHandle};
+use driver::{Actor, Repliers};
 use rand::Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,15 +37,12 @@ use wire::{raw_request, reply_of};
 
 pub use crate::core::{PENDING_READS_MAX, PENDING_WRITES_MAX};
 
+pub(crate) mod driver;
 mod two_phase;
 pub(crate) mod wire;
 
 /// Most client requests waiting in one group's inbox.
 pub const GROUP_INBOX_MAX: usize = 16384;
-/// Most messages handled before the actor flushes replication.
-const DRAIN_MAX: usize = 1024;
-/// Timer resolution.
-const TICK_MS: u64 = 5;
 
 /// What the group is asked to do by the node.
 pub enum GroupMsg {
@@ -300,11 +298,9 @@ pub struct Group {
     /// The core's clock: milliseconds since this instant.
     started: Instant,
     /// Answer slots of the requests the core holds, by token.
-    repliers: HashMap<u64, Replier>,
-    next_token: u64,
+    repliers: Repliers<Replier>,
     forwards: BTreeMap<u64, Forward>,
     next_fwd_id: u64,
-    outputs: Vec<Output>,
 }
 
 /// Opens the group's storage, starts its actor and returns its handle.
@@ -342,90 +338,24 @@ pub fn start(cfg: Arc<Config>, shard: u32, transport: Arc<Transport>) -> Result<
         wal,
         core,
         started: Instant::now(),
-        repliers: HashMap::new(),
-        next_token: 0,
+        repliers: Repliers::default(),
         forwards: BTreeMap::new(),
         next_fwd_id: 0,
-        outputs: Vec::new(),
     };
     let (tx, rx) = mpsc::channel(GROUP_INBOX_MAX);
-    tokio::spawn(g.run(rx, durable_rx));
+    tokio::spawn(driver::run(g, rx, durable_rx));
     Ok(GroupHandle { tx })
 }
 
 impl Group {
-    async fn run(mut self, mut rx: mpsc::Receiver<GroupMsg>, mut durable_rx: mpsc::UnboundedReceiver<Durable>) {
-        self.core.start(self.now_ms());
-        self.carry_out();
-        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            // A transaction waiting for its next micro-op makes the loop
-            // go round again at once (the other branches still get their
-            // turn: `select!` picks among the ready ones at random).
-            let step_due = self.core.txn_step_due();
-            tokio::select! {
-                () = std::future::ready(()), if step_due => {}
-                msg = rx.recv() => match msg {
-                    Some(m) => self.handle(m),
-                    None => return,
-                },
-                d = durable_rx.recv() => match d {
-                    Some(d) => self.step(Input::Durable(d)),
-                    None => {
-                        error!(node = %self.node, shard = self.shard, "log writer stopped; group halts");
-                        return;
-                    }
-                },
-                _ = tick.tick() => self.on_tick(),
-            }
-            for _ in 0..DRAIN_MAX {
-                if let Ok(d) = durable_rx.try_recv() {
-                    self.step(Input::Durable(d));
-                }
-                match rx.try_recv() {
-                    Ok(m) => self.handle(m),
-                    Err(_) => break,
-                }
-            }
-            self.core.flush(self.now_ms());
-            self.carry_out();
-        }
-    }
-
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Feeds one input to the core and carries out what it asks.
+    /// Feeds one input to the core ([`driver::run`] carries out what it
+    /// asks once the event is handled).
     fn step(&mut self, input: Input) {
         self.core.step(self.now_ms(), input);
-        self.carry_out();
-    }
-
-    fn on_tick(&mut self) {
-        self.step(Input::Tick);
-        self.expire_forwards(Instant::now());
-    }
-
-    fn handle(&mut self, msg: GroupMsg) {
-        match msg {
-            GroupMsg::Client { req, reply } => self.on_client(req, reply.into()),
-            GroupMsg::Peer { from, msg } => self.on_peer(from, msg),
-            GroupMsg::Status(tx) => {
-                let _ = tx.send(self.status());
-            }
-            GroupMsg::TwoPhase { id, op, reply } => {
-                self.submit(id, core::Op::TwoPhase(op), 0, false, Replier::Local(reply));
-            }
-            GroupMsg::StalePrepared {
-                older_than_ms,
-                max,
-                reply,
-            } => {
-                let _ = reply.send(self.core.stale_prepared(self.now_ms(), older_than_ms, max));
-            }
-        }
     }
 
     /// Hands a request to the core, keeping its answer slot by token.
@@ -450,9 +380,7 @@ impl Group {
 
     /// Hands the core a request, keeping its answer slot by token.
     fn submit(&mut self, id: u64, op: core::Op, min_lsn: u64, forwarded: bool, replier: Replier) {
-        self.next_token += 1;
-        let token = self.next_token;
-        self.repliers.insert(token, replier);
+        let token = self.repliers.hold(replier);
         let request = core::Request {
             token,
             id,
@@ -519,25 +447,6 @@ impl Group {
 
     // ----- carrying out the core's outputs -----------------------------
 
-    fn carry_out(&mut self) {
-        let mut outputs = std::mem::take(&mut self.outputs);
-        self.core.drain_outputs_into(&mut outputs);
-        for output in outputs.drain(..) {
-            match output {
-                Output::Send { to, msg } => {
-                    self.transport.send(&to, self.shard, PeerMsg::Core(msg));
-                }
-                Output::Wal(cmd) => {
-                    self.wal.send(cmd);
-                }
-                Output::SaveHardState(hard) => self.save_hard_state(&hard),
-                Output::Answer { token, answer } => self.deliver(token, answer),
-                Output::Forward { req, leader } => self.forward(req, leader),
-            }
-        }
-        self.outputs = outputs;
-    }
-
     fn save_hard_state(&self, hard: &wal::HardState) {
         let sync = self.cfg.settings.fsync != wal::FsyncPolicy::Never;
         if let Err(e) = wal::save_hard_state(&self.dir, hard, sync) {
@@ -549,7 +458,7 @@ impl Group {
     }
 
     fn deliver(&mut self, token: u64, answer: Answer) {
-        if let Some(replier) = self.repliers.remove(&token) {
+        if let Some(replier) = self.repliers.take(token) {
             self.answer(replier, reply_of(answer));
         }
     }
@@ -557,7 +466,7 @@ impl Group {
     /// Passes a request on to the leader; its answer comes back as a
     /// `ForwardResp`.
     fn forward(&mut self, req: core::Request, leader: String) {
-        let Some(replier) = self.repliers.remove(&req.token) else {
+        let Some(replier) = self.repliers.take(req.token) else {
             return;
         };
         self.next_fwd_id += 1;
@@ -608,6 +517,76 @@ impl Group {
             last_lsn: s.last_lsn,
             leader: s.leader,
             peer_lag: s.peer_lag,
+        }
+    }
+}
+
+impl Actor for Group {
+    type Msg = GroupMsg;
+    type Output = Output;
+    /// Most messages handled before the actor flushes replication.
+    const DRAIN_MAX: usize = 1024;
+
+    fn start(&mut self) {
+        self.core.start(self.now_ms());
+    }
+
+    fn handle(&mut self, msg: GroupMsg) {
+        match msg {
+            GroupMsg::Client { req, reply } => self.on_client(req, reply.into()),
+            GroupMsg::Peer { from, msg } => self.on_peer(from, msg),
+            GroupMsg::Status(tx) => {
+                let _ = tx.send(self.status());
+            }
+            GroupMsg::TwoPhase { id, op, reply } => {
+                self.submit(id, core::Op::TwoPhase(op), 0, false, Replier::Local(reply));
+            }
+            GroupMsg::StalePrepared {
+                older_than_ms,
+                max,
+                reply,
+            } => {
+                let _ = reply.send(self.core.stale_prepared(self.now_ms(), older_than_ms, max));
+            }
+        }
+    }
+
+    fn durable(&mut self, d: Durable) {
+        self.step(Input::Durable(d));
+    }
+
+    fn tick(&mut self) {
+        self.step(Input::Tick);
+        self.expire_forwards(Instant::now());
+    }
+
+    fn flush_core(&mut self) {
+        self.core.flush(self.now_ms());
+    }
+
+    fn drain_core_outputs(&mut self, into: &mut Vec<Output>) {
+        self.core.drain_outputs_into(into);
+    }
+
+    fn step_due(&self) -> bool {
+        self.core.txn_step_due()
+    }
+
+    fn writer_stopped(&self) {
+        error!(node = %self.node, shard = self.shard, "log writer stopped; group halts");
+    }
+
+    fn carry_out_one(&mut self, output: Output) {
+        match output {
+            Output::Send { to, msg } => {
+                self.transport.send(&to, self.shard, PeerMsg::Core(msg));
+            }
+            Output::Wal(cmd) => {
+                self.wal.send(cmd);
+            }
+            Output::SaveHardState(hard) => self.save_hard_state(&hard),
+            Output::Answer { token, answer } => self.deliver(token, answer),
+            Output::Forward { req, leader } => self.forward(req, leader),
         }
     }
 }

@@ -59,16 +59,11 @@ fn answers(outputs: &[Output]) -> Vec<Answer> {
 }
 
 fn write(token: u64) -> Input {
-    Input::Client(Request {
-        token,
-        id: token,
-        op: Op::Write {
-            key: "k".into(),
-            value: token.into(),
-        },
-        min_lsn: 0,
-        forwarded: false,
-    })
+    let op = Op::Write {
+        key: "k".into(),
+        value: token.into(),
+    };
+    Input::Client(Request::new(token, token, op))
 }
 
 /// Makes n1 leader of epoch 1 with n2's vote.

@@ -27,6 +27,7 @@
 //!   has seen prepared for longer than a bound, so the node can ask their
 //!   decision's home and resolve them.
 
+use super::txn::take_due;
 use super::{Answer, Core, Op, Request, Role};
 use crate::state::{lock_sets, Command, TwoPhase, TxnOp, TxnPrepare};
 use serde::{Deserialize, Serialize};
@@ -184,15 +185,7 @@ impl Core {
 
     /// Fails the parked requests whose wait is over (never proposed).
     pub(super) fn expire_parked(&mut self) {
-        let now = self.now_ms;
-        if self.two_phase.parked.iter().all(|p| p.until_ms > now) {
-            return;
-        }
-        let (late, live) = std::mem::take(&mut self.two_phase.parked)
-            .into_iter()
-            .partition(|p| p.until_ms <= now);
-        self.two_phase.parked = live;
-        for p in late {
+        for p in take_due(&mut self.two_phase.parked, self.now_ms, |p| p.until_ms) {
             let why = format!("{} (waited for the lock; not applied)", p.why);
             self.answer(p.req.token, Answer::fail(p.req.id, why));
         }

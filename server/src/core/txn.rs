@@ -218,15 +218,7 @@ impl Core {
     /// Fails the transactions past their deadline (none was proposed, so
     /// none committed).
     pub(super) fn expire_txns(&mut self) {
-        let now = self.now_ms;
-        if self.txns.active.iter().all(|t| t.deadline_ms > now) {
-            return;
-        }
-        let (late, live) = std::mem::take(&mut self.txns.active)
-            .into_iter()
-            .partition(|t| t.deadline_ms <= now);
-        self.txns.active = live;
-        for t in late {
+        for t in take_due(&mut self.txns.active, self.now_ms, |t| t.deadline_ms) {
             self.drop_txn(t, "transaction did not finish within request_timeout_ms; not committed");
         }
     }
@@ -251,4 +243,18 @@ impl Core {
         let done = ops.iter().zip(values).map(|(op, (_, v))| op.completed(v));
         Ok(Value::Array(done.collect()))
     }
+}
+
+/// Takes out of `items` those whose deadline (`deadline_ms` of each) has
+/// come by `now_ms`, keeping the others in their order. Runs at every
+/// tick, so the common case (none due) moves nothing.
+pub(super) fn take_due<T>(items: &mut Vec<T>, now_ms: u64, deadline_ms: impl Fn(&T) -> u64) -> Vec<T> {
+    if items.iter().all(|t| deadline_ms(t) > now_ms) {
+        return Vec::new();
+    }
+    let (due, rest) = std::mem::take(items)
+        .into_iter()
+        .partition(|t| deadline_ms(t) <= now_ms);
+    *items = rest;
+    due
 }

@@ -52,14 +52,7 @@ impl Lab {
     /// Submits `op` as request `token` at `at_ms`.
     pub(super) fn submit(&mut self, at_ms: u64, token: u64, op: Op) {
         self.now_ms = at_ms;
-        let req = Request {
-            token,
-            id: token,
-            op,
-            min_lsn: 0,
-            forwarded: false,
-        };
-        self.core.step(at_ms, Input::Client(req));
+        self.core.step(at_ms, Input::Client(Request::new(token, token, op)));
         self.collect();
     }
 

@@ -56,6 +56,20 @@ pub struct Request {
     pub forwarded: bool,
 }
 
+impl Request {
+    /// A request straight from its client (not forwarded), with no
+    /// session LSN to wait for.
+    pub fn new(token: u64, id: u64, op: Op) -> Request {
+        Request {
+            token,
+            id,
+            op,
+            min_lsn: 0,
+            forwarded: false,
+        }
+    }
+}
+
 /// How a request ended, as the client will hear it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -23,11 +23,11 @@ pub mod core;
 use self::core::{Clock, Input, LeaderlessCore, Message, Output, QuorumConfig};
 use crate::config::Config;
 use crate::core::{Op as CoreOp, Recovered, Request};
+use crate::group::driver::{self, Repliers};
 use crate::group::wire::reply_of;
 use crate::protocol::{Op, Reply, ShardStatus, MAX_FRAME_BYTES, REPLY_OVERHEAD_BYTES};
 use crate::transport::{PeerMsg, Transport};
 use crate::wal::{self, Durable, WalError, WalHandle};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -37,10 +37,6 @@ pub use self::core::{stable_hash, HINTS_MAX};
 
 /// Most requests and peer messages waiting in the actor's inbox.
 const INBOX_MAX: usize = 16384;
-/// Most messages handled before the actor flushes the log writer.
-const DRAIN_MAX: usize = 4096;
-/// Timer resolution.
-const TICK_MS: u64 = 5;
 
 /// What the actor is asked to do.
 enum Msg {
@@ -87,12 +83,10 @@ pub fn start(cfg: Arc<Config>, transport: Arc<Transport>) -> Result<Arc<Leaderle
         wal,
         core,
         started,
-        repliers: HashMap::new(),
-        next_token: 0,
-        outputs: Vec::new(),
+        repliers: Repliers::default(),
     };
     let (tx, rx) = mpsc::channel(INBOX_MAX);
-    tokio::spawn(actor.run(rx, durable_rx));
+    tokio::spawn(driver::run(actor, rx, durable_rx));
     Ok(Arc::new(Leaderless {
         node: cfg.node_id.clone(),
         tx,
@@ -204,65 +198,28 @@ struct Actor {
     core: LeaderlessCore,
     started: Instant,
     /// Where each request the core holds is answered, by token.
-    repliers: HashMap<u64, oneshot::Sender<Reply>>,
-    next_token: u64,
-    /// The core's outputs being carried out (kept to reuse its memory).
-    outputs: Vec<Output>,
+    repliers: Repliers<oneshot::Sender<Reply>>,
 }
 
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>, mut durable_rx: mpsc::UnboundedReceiver<Durable>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                m = rx.recv() => match m {
-                    Some(m) => self.handle(m),
-                    None => return,
-                },
-                d = durable_rx.recv() => match d {
-                    Some(d) => self.step(Input::Durable(d)),
-                    None => {
-                        error!(node = %self.node, epoch = 0, lsn = self.core.status().last_lsn, "log writer stopped; replica halts");
-                        return;
-                    }
-                },
-                _ = tick.tick() => self.step(Input::Tick),
-            }
-            for _ in 0..DRAIN_MAX {
-                if let Ok(d) = durable_rx.try_recv() {
-                    self.step(Input::Durable(d));
-                }
-                match rx.try_recv() {
-                    Ok(m) => self.handle(m),
-                    Err(_) => break,
-                }
-            }
-            self.core.flush(clock(self.started));
-            self.carry_out();
-        }
-    }
-
-    /// Feeds one input to the core and carries out what it asks.
+    /// Feeds one input to the core ([`driver::run`] carries out what it
+    /// asks once the event is handled).
     fn step(&mut self, input: Input) {
         self.core.step(clock(self.started), input);
-        self.carry_out();
     }
+}
+
+impl driver::Actor for Actor {
+    type Msg = Msg;
+    type Output = Output;
+    /// Most messages handled before the actor flushes the log writer.
+    const DRAIN_MAX: usize = 4096;
 
     fn handle(&mut self, m: Msg) {
         match m {
             Msg::Client { id, op, reply } => {
-                self.next_token += 1;
-                let token = self.next_token;
-                self.repliers.insert(token, reply);
-                let req = Request {
-                    token,
-                    id,
-                    op,
-                    min_lsn: 0,
-                    forwarded: false,
-                };
-                self.step(Input::Client(req));
+                let token = self.repliers.hold(reply);
+                self.step(Input::Client(Request::new(token, id, op)));
             }
             Msg::Peer { from, msg } => self.step(Input::Peer { from, msg }),
             Msg::Status(tx) => {
@@ -272,27 +229,42 @@ impl Actor {
         }
     }
 
-    fn carry_out(&mut self) {
-        let mut outputs = std::mem::take(&mut self.outputs);
-        self.core.drain_outputs_into(&mut outputs);
-        for output in outputs.drain(..) {
-            match output {
-                Output::Send { to, msg } => {
-                    self.transport.send(&to, 0, to_wire(msg));
-                }
-                Output::Wal(cmd) => {
-                    self.wal.send(cmd);
-                }
-                Output::Answer { token, answer } => {
-                    if let Some(reply) = self.repliers.remove(&token) {
-                        let mut r = reply_of(answer);
-                        r.node = self.node.clone();
-                        let _ = reply.send(r);
-                    }
+    fn durable(&mut self, d: Durable) {
+        self.step(Input::Durable(d));
+    }
+
+    fn tick(&mut self) {
+        self.step(Input::Tick);
+    }
+
+    fn flush_core(&mut self) {
+        self.core.flush(clock(self.started));
+    }
+
+    fn drain_core_outputs(&mut self, into: &mut Vec<Output>) {
+        self.core.drain_outputs_into(into);
+    }
+
+    fn writer_stopped(&self) {
+        error!(node = %self.node, epoch = 0, lsn = self.core.status().last_lsn, "log writer stopped; replica halts");
+    }
+
+    fn carry_out_one(&mut self, output: Output) {
+        match output {
+            Output::Send { to, msg } => {
+                self.transport.send(&to, 0, to_wire(msg));
+            }
+            Output::Wal(cmd) => {
+                self.wal.send(cmd);
+            }
+            Output::Answer { token, answer } => {
+                if let Some(reply) = self.repliers.take(token) {
+                    let mut r = reply_of(answer);
+                    r.node = self.node.clone();
+                    let _ = reply.send(r);
                 }
             }
         }
-        self.outputs = outputs;
     }
 }
 

@@ -159,7 +159,7 @@ impl StateMachine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::Command;
     use super::*;
     use proptest::prelude::*;
@@ -216,14 +216,16 @@ mod tests {
         }
     }
 
-    fn append(key: &str, v: i64) -> TxnOp {
+    /// An append micro-op (the state tests' shorthand).
+    pub(crate) fn append(key: &str, v: i64) -> TxnOp {
         TxnOp::Append {
             key: key.into(),
             value: v.into(),
         }
     }
 
-    fn read(key: &str) -> TxnOp {
+    /// A read micro-op (the state tests' shorthand).
+    pub(crate) fn read(key: &str) -> TxnOp {
         TxnOp::Read { key: key.into() }
     }
 

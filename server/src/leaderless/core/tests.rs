@@ -81,14 +81,7 @@ impl Net {
     fn request(&mut self, node: usize, op: Op) -> u64 {
         self.next_token += 1;
         let token = self.next_token;
-        let req = Request {
-            token,
-            id: token,
-            op,
-            min_lsn: 0,
-            forwarded: false,
-        };
-        self.feed(node, Input::Client(req));
+        self.feed(node, Input::Client(Request::new(token, token, op)));
         token
     }
 

@@ -2,20 +2,10 @@
 //! PREPARE locks and hides, what it refuses, and that COMMIT applies the
 //! prepared writes atomically while ABORT leaves no trace.
 
+use super::super::txn::tests::{append, read};
 use super::super::{Applied, Command, StateMachine, TxnOp};
 use super::*;
 use serde_json::json;
-
-fn append(key: &str, v: i64) -> TxnOp {
-    TxnOp::Append {
-        key: key.into(),
-        value: v.into(),
-    }
-}
-
-fn read(key: &str) -> TxnOp {
-    TxnOp::Read { key: key.into() }
-}
 
 fn prepare(txn: &str, ops: Vec<TxnOp>) -> Command {
     Command::Prepare(TxnPrepare {

@@ -252,6 +252,68 @@ fn redis_runs_over_ssh_from_the_machines_own_package() {
     assert!(procs.is_empty(), "redis left behind: {procs:?}");
 }
 
+/// `any:1` with `remote_apply` and a fenced failover, over SSH: every
+/// failover's old primary is killed before a standby is promoted and
+/// rejoins (pg_rewind) when the fault ends, and the history through the
+/// primary stays linearizable with no acknowledged write lost.
+#[test]
+fn postgres_runs_over_ssh_with_a_synchronous_standby_and_a_fenced_failover() {
+    if !capable() {
+        return;
+    }
+    if !Path::new("/usr/lib/postgresql/15/bin/postgres").is_file() {
+        cannot("/usr/lib/postgresql/15/bin/postgres is missing (Debian: postgresql-15)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Machines::start(tmp.path());
+    let (code, results) = run_json(&mut m.faultline(
+        &m.dir.join("known_hosts"),
+        &[
+            "--db",
+            "postgres",
+            "--pg-sync",
+            "any:1",
+            "--pg-commit",
+            "remote_apply",
+            "--workload",
+            "register",
+            "--nemesis",
+            "failover",
+            "--nemesis-interval",
+            "3",
+            "--time-limit",
+            "12",
+            "--rate",
+            "200",
+            "--seed",
+            "4",
+            "--json",
+        ],
+    ));
+    assert_eq!(code, 0, "{results:#}");
+    assert_eq!(results["fault_errors"], serde_json::json!([]), "{results:#}");
+    assert_eq!(results["checkers"]["linearizable"]["valid"], true, "{results:#}");
+    assert_eq!(results["checkers"]["lost-writes"]["valid"], true, "{results:#}");
+    let nemesis = &results["nemesis"];
+    let started = nemesis["start-failover"].as_u64().unwrap_or(0);
+    assert!(started >= 1, "{results:#}");
+    assert_eq!(
+        nemesis["stop-failover"].as_u64(),
+        Some(started),
+        "every old primary rejoined: {results:#}"
+    );
+    let run = std::fs::canonicalize(m.dir.join("store/latest")).unwrap();
+    let log = std::fs::read_to_string(run.join("nodes/n1/node.log")).unwrap();
+    assert!(
+        log.contains("database system is ready"),
+        "n1's PostgreSQL log was downloaded:\n{log}"
+    );
+    let procs = processes_mentioning(&m.dir.join("remote").display().to_string());
+    assert!(procs.is_empty(), "postgres left behind: {procs:?}");
+    assert!(!m.tables().contains("faultline"), "tables left behind: {}", m.tables());
+}
+
 /// What `faultline clean`, run from `/`, said. Its exit code is not
 /// asserted: it is 3 when any run on this machine could not be cleaned,
 /// which another test running at the same time may cause on purpose.

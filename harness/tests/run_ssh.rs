@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use faultline_nemesis::netns::{self, NetnsCluster};
 use faultline_nemesis::{Control, Daemon, DaemonSpec};
-use run_support::{cannot, have, netns_capable, processes_mentioning, run_json, server_bin};
+use run_support::{
+    cannot, have, have_postgres, netns_capable, processes_mentioning, run_json, server_bin, FAILOVERS, PG_SYNC,
+};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -120,6 +122,13 @@ impl Machines {
         cmd
     }
 
+    /// `faultline run extra... --json` on the machines, their host keys
+    /// known; its exit code and results.
+    fn run(&self, extra: &[&str]) -> (i32, serde_json::Value) {
+        let known_hosts = self.dir.join("known_hosts");
+        run_json(&mut self.faultline(&known_hosts, &[extra, &["--json"]].concat()))
+    }
+
     /// The nftables tables left in each machine's namespace.
     fn tables(&self) -> String {
         let control = self.cluster.control();
@@ -156,20 +165,16 @@ fn a_full_run_over_ssh_from_upload_to_log_download() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let (code, results) = run_json(&mut m.faultline(
-        &m.dir.join("known_hosts"),
-        &[
-            "--time-limit",
-            "10",
-            "--nemesis",
-            "partition-halves,kill",
-            "--nemesis-interval",
-            "2",
-            "--seed",
-            "9",
-            "--json",
-        ],
-    ));
+    let (code, results) = m.run(&[
+        "--time-limit",
+        "10",
+        "--nemesis",
+        "partition-halves,kill",
+        "--nemesis-interval",
+        "2",
+        "--seed",
+        "9",
+    ]);
     assert_eq!(code, 0, "{results:#}");
     assert_eq!(results["valid"], true);
     let faults = &results["nemesis"];
@@ -222,24 +227,8 @@ fn redis_runs_over_ssh_from_the_machines_own_package() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let (code, results) = run_json(&mut m.faultline(
-        &m.dir.join("known_hosts"),
-        &[
-            "--db",
-            "redis",
-            "--workload",
-            "list-append",
-            "--nemesis",
-            "failover",
-            "--nemesis-interval",
-            "3",
-            "--time-limit",
-            "12",
-            "--seed",
-            "4",
-            "--json",
-        ],
-    ));
+    let redis = ["--db", "redis", "--workload", "list-append", "--seed", "4"];
+    let (code, results) = m.run(&[&redis[..], &FAILOVERS[..]].concat());
     assert_eq!(code, 1, "{results:#}");
     assert_eq!(results["checkers"]["lost-writes"]["valid"], false, "{results:#}");
     let run = std::fs::canonicalize(m.dir.join("store/latest")).unwrap();
@@ -258,39 +247,14 @@ fn redis_runs_over_ssh_from_the_machines_own_package() {
 /// primary stays linearizable with no acknowledged write lost.
 #[test]
 fn postgres_runs_over_ssh_with_a_synchronous_standby_and_a_fenced_failover() {
-    if !capable() {
-        return;
-    }
-    if !Path::new("/usr/lib/postgresql/15/bin/postgres").is_file() {
-        cannot("/usr/lib/postgresql/15/bin/postgres is missing (Debian: postgresql-15)");
+    if !capable() || !have_postgres() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let m = Machines::start(tmp.path());
-    let (code, results) = run_json(&mut m.faultline(
-        &m.dir.join("known_hosts"),
-        &[
-            "--db",
-            "postgres",
-            "--pg-sync",
-            "any:1",
-            "--pg-commit",
-            "remote_apply",
-            "--workload",
-            "register",
-            "--nemesis",
-            "failover",
-            "--nemesis-interval",
-            "3",
-            "--time-limit",
-            "12",
-            "--rate",
-            "200",
-            "--seed",
-            "4",
-            "--json",
-        ],
-    ));
+    let postgres = ["--db", "postgres", "--pg-failover", "fenced", "--workload", "register"];
+    let load = ["--rate", "200", "--seed", "4"];
+    let (code, results) = m.run(&[&postgres[..], &PG_SYNC[..], &FAILOVERS[..], &load[..]].concat());
     assert_eq!(code, 0, "{results:#}");
     assert_eq!(results["fault_errors"], serde_json::json!([]), "{results:#}");
     assert_eq!(results["checkers"]["linearizable"]["valid"], true, "{results:#}");

@@ -394,3 +394,81 @@ impl NodeOps for PostgresDb {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GROUP_GONE_SCRIPT;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Output};
+
+    /// [`GROUP_GONE_SCRIPT`] on the group `pgid`, given `seconds`.
+    fn await_gone(pgid: u32, seconds: u32) -> Child {
+        Command::new("sh")
+            .args(["-c", GROUP_GONE_SCRIPT, "sh", &pgid.to_string(), &seconds.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn said(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[test]
+    fn a_killed_leader_not_yet_reaped_is_not_gone() {
+        let mut leader = Command::new("sleep").arg("100").process_group(0).spawn().unwrap();
+        let pid = leader.id();
+        leader.kill().unwrap();
+        // A zombie until reaped: PostgreSQL's lock-file check sees its pid.
+        let out = await_gone(pid, 1).wait_with_output().unwrap();
+        assert!(!out.status.success(), "{}", said(&out));
+        assert!(said(&out).contains(&format!("postmaster {pid}: Z")), "{}", said(&out));
+        leader.wait().unwrap();
+        let out = await_gone(pid, 1).wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", said(&out));
+    }
+
+    #[test]
+    fn live_members_of_the_group_are_killed_and_awaited() {
+        // A leader whose children share its group and outlive it.
+        let mut leader = Command::new("sh")
+            .args(["-c", "sleep 100 & sleep 100 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = leader.id();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let waiting = await_gone(pid, 60);
+        // The script kills the leader too; reaping it is ours to do.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while leader.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = leader.try_wait().unwrap().is_some();
+        if !killed {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
+                .status();
+            leader.wait().unwrap();
+        }
+        let out = waiting.wait_with_output().unwrap();
+        assert!(killed, "the leader was not killed: {}", said(&out));
+        assert!(out.status.success(), "{}", said(&out));
+        assert_eq!(running_in_group(pid), Vec::<String>::new());
+    }
+
+    /// The pids of processes of group `pgid` that run (zombies aside).
+    fn running_in_group(pgid: u32) -> Vec<String> {
+        let stats = std::fs::read_dir("/proc").unwrap().flatten();
+        let stats = stats.filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok());
+        stats
+            .filter(|stat| {
+                let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z")
+            })
+            .map(|stat| stat.split(' ').next().unwrap_or("").to_owned())
+            .collect()
+    }
+}

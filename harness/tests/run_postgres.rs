@@ -20,15 +20,10 @@ mod run_support;
 use std::path::Path;
 use std::sync::Mutex;
 
-use run_support::{cannot, processes_mentioning, run_in, run_json, verdict};
+use run_support::{have_postgres, processes_mentioning, run_in, run_json, verdict, FAILOVERS, PG_SYNC};
 
 /// One cluster at a time.
 static TURN: Mutex<()> = Mutex::new(());
-
-fn have_postgres() -> bool {
-    Path::new("/usr/lib/postgresql/15/bin/postgres").is_file()
-        || cannot("/usr/lib/postgresql/15/bin/postgres is missing (Debian: postgresql-15)")
-}
 
 /// A store folder for one test; `None` (the test skips) without
 /// PostgreSQL.
@@ -76,25 +71,14 @@ fn assert_nothing_left(dir: &Path) {
 #[test]
 fn an_async_failover_loses_acknowledged_writes_and_a_quorum_one_does_not() {
     let Some(dir) = store() else { return };
-    let failover = ["--nemesis", "failover", "--nemesis-interval", "3", "--time-limit", "12"];
     let (code, r) = run(
         dir.path(),
-        &[&failover[..], &["--workload", "list-append", "--seed", "4"]].concat(),
+        &[&FAILOVERS[..], &["--workload", "list-append", "--seed", "4"]].concat(),
     );
     assert_eq!((code, verdict(&r, "lost-writes")), (1, false.into()), "{r:#}");
     assert!(fired(&r, "start-failover") >= 1, "{r:#}");
-    let sync = [
-        "--pg-sync",
-        "any:1",
-        "--pg-commit",
-        "remote_apply",
-        "--pg-failover",
-        "fenced",
-    ];
-    let (code, r) = run(
-        dir.path(),
-        &[&failover[..], &sync[..], &["--workload", "register", "--seed", "5"]].concat(),
-    );
+    let fenced = ["--pg-failover", "fenced", "--workload", "register", "--seed", "5"];
+    let (code, r) = run(dir.path(), &[&FAILOVERS[..], &PG_SYNC[..], &fenced[..]].concat());
     assert_eq!(verdict(&r, "lost-writes"), true, "{r:#}");
     assert_eq!((code, verdict(&r, "linearizable")), (0, true.into()), "{r:#}");
     assert!(fired(&r, "start-failover") >= 1, "the failover fired: {r:#}");
@@ -111,19 +95,10 @@ fn an_unfenced_failover_is_a_split_brain() {
     let (code, r) = run(
         dir.path(),
         &[
-            "--pg-failover",
-            "unfenced",
-            "--workload",
-            "register",
-            "--nemesis",
-            "failover",
-            "--nemesis-interval",
-            "3",
-            "--time-limit",
-            "12",
-            "--seed",
-            "6",
-        ],
+            &FAILOVERS[..],
+            &["--pg-failover", "unfenced", "--workload", "register", "--seed", "6"],
+        ]
+        .concat(),
     );
     assert_eq!(code, 1, "{r:#}");
     assert_eq!(verdict(&r, "lost-writes"), false, "{r:#}");
@@ -154,19 +129,12 @@ fn standby_reads_break_session_guarantees_and_sticky_reads_stay_monotonic() {
     assert_eq!(code, 1, "{r:#}");
     assert_eq!(verdict(&r, "read-your-writes"), false, "{r:#}");
     assert_eq!(verdict(&r, "monotonic-reads"), false, "{r:#}");
-    let sticky = [
-        "--pg-reads",
-        "home",
-        "--pg-sync",
-        "any:1",
-        "--pg-commit",
-        "remote_apply",
-    ];
     let (_, r) = run(
         dir.path(),
         &[
             &session[..],
-            &sticky[..],
+            &["--pg-reads", "home"],
+            &PG_SYNC[..],
             &["--nemesis", "partition-one,kill,pause", "--seed", "8"],
         ]
         .concat(),

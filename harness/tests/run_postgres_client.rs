@@ -20,7 +20,6 @@ use faultline_harness::run::pg_options::PgOptions;
 use faultline_harness::run::postgres::{PostgresDb, DEFAULT_BIN_DIR};
 use faultline_nemesis::{LocalControl, NodeOps};
 use faultline_workloads::{Client, Outcome, PgIsolation, ReadRouting, Request, TxnOp};
-use run_support::cannot;
 
 /// A one-node cluster in `dir`, transactions at `isolation`.
 fn one_node(dir: &Path, isolation: PgIsolation) -> PostgresDb {
@@ -99,9 +98,7 @@ fn as_list(v: &serde_json::Value) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serialization_failures_are_fail_and_never_applied() {
-    if !Path::new(DEFAULT_BIN_DIR).join("postgres").is_file()
-        && cannot("/usr/lib/postgresql/15/bin/postgres is missing (Debian: postgresql-15)")
-    {
+    if !run_support::have_postgres() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

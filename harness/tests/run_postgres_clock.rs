@@ -23,7 +23,7 @@ use faultline_harness::run::store::Store;
 use faultline_harness::run::{Cluster, DbConfig, RunConfig};
 use faultline_nemesis::{FaultKind, SurroundingsError};
 use faultline_workloads::postgres_client::admin;
-use run_support::{cannot, env, faketime_capable, processes_mentioning, run_in, verdict};
+use run_support::{cannot, env, faketime_capable, have_postgres, processes_mentioning, run_in, verdict, PG_SYNC};
 
 /// One cluster at a time (held across awaits, hence tokio's).
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -35,10 +35,7 @@ fn capable() -> bool {
     if !root {
         return cannot("PostgreSQL runs as the postgres user, the case clock faults must reach, only as root");
     }
-    if !Path::new("/usr/lib/postgresql/15/bin/postgres").is_file() {
-        return cannot("/usr/lib/postgresql/15/bin/postgres is missing (Debian: postgresql-15)");
-    }
-    faketime_capable()
+    have_postgres() && faketime_capable()
 }
 
 fn wall_ms() -> i64 {
@@ -136,15 +133,7 @@ fn clock_skew_leaves_a_synchronous_fenced_cluster_linearizable() {
     }
     let _turn = TURN.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--db",
-        "postgres",
-        "--rate",
-        "300",
-        "--pg-sync",
-        "any:1",
-        "--pg-commit",
-        "remote_apply",
+    let faults = [
         "--pg-failover",
         "fenced",
         "--workload",
@@ -158,7 +147,8 @@ fn clock_skew_leaves_a_synchronous_fenced_cluster_linearizable() {
         "--seed",
         "11",
     ];
-    let (code, r) = run_in(dir.path(), &args);
+    let db = ["--db", "postgres", "--rate", "300"];
+    let (code, r) = run_in(dir.path(), &[&db[..], &PG_SYNC[..], &faults[..]].concat());
     assert_eq!(verdict(&r, "lost-writes"), true, "{r:#}");
     assert_eq!((code, verdict(&r, "linearizable")), (0, true.into()), "{r:#}");
     let fired = |e: &str| r["nemesis"][e].as_u64().unwrap_or(0);

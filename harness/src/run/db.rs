@@ -66,7 +66,7 @@ pub enum DbError {
         node: String,
         /// The command line.
         command: String,
-        /// The last line it wrote on stderr.
+        /// What it wrote on stderr (its end, when long).
         detail: String,
     },
     /// A node exited on its own.

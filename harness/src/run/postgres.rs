@@ -46,6 +46,10 @@ use super::pg_options::{PgFailover, PgOptions};
 
 /// How long one admin query may take.
 const ADMIN_TIMEOUT_MS: u64 = 2_000;
+/// How long a quick command on a node (a file edit, a signal) may take:
+/// over SSH on a loaded machine a channel and a fork alone have taken
+/// past 2 s, and a setup step that times out fails the whole run.
+const NODE_COMMAND_TIMEOUT_MS: u64 = 30_000;
 /// How long `initdb`, a base backup or a rewind may take.
 const SETUP_TIMEOUT_MS: u64 = 120_000;
 /// How long a primary may take to accept connections after it starts.
@@ -174,7 +178,7 @@ impl PostgresDb {
             return Err(DbError::Command {
                 node: node.to_owned(),
                 command: spec.display(),
-                detail: last_line_of(&out.stderr),
+                detail: stderr_text(&out.stderr),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -186,7 +190,7 @@ impl PostgresDb {
         let mut a = vec!["-c".to_owned(), script.to_owned(), "sh".to_owned()];
         a.extend(args.iter().map(|s| (*s).to_owned()));
         let (program, args) = self.as_db_user(PathBuf::from("sh"), a);
-        self.run_raw(node, program, args, ADMIN_TIMEOUT_MS)
+        self.run_raw(node, program, args, NODE_COMMAND_TIMEOUT_MS)
     }
 
     /// Makes `node`'s folder, gives it to the database user, and lets that
@@ -194,7 +198,7 @@ impl PostgresDb {
     fn prepare_dir(&self, node: &str) -> Result<(), DbError> {
         let dir = self.layout().dir(node).to_owned();
         make_dir(self.layout().control.as_ref(), node, &dir)?;
-        let is_root = self.run_raw(node, "id".into(), vec!["-u".into()], ADMIN_TIMEOUT_MS)?;
+        let is_root = self.run_raw(node, "id".into(), vec!["-u".into()], NODE_COMMAND_TIMEOUT_MS)?;
         let root = *self.as_postgres.get_or_init(|| is_root.trim() == "0");
         if !root {
             return Ok(());
@@ -213,18 +217,19 @@ impl PostgresDb {
             d.clone(),
             self.pgdata(node),
         ];
-        self.run_raw(node, "sh".into(), args, ADMIN_TIMEOUT_MS)?;
+        self.run_raw(node, "sh".into(), args, NODE_COMMAND_TIMEOUT_MS)?;
         // From the folder's absolute path (a store given as a relative
         // path, like the default `store`, would otherwise walk up to `.`
         // and never reach `/`), every folder above it up to the root.
         let walk = r#"d=$(cd "$(dirname "$1")" && pwd -P) || exit 1; while [ "$d" != / ]; do chmod o+x "$d" || exit 1; d=$(dirname "$d"); done"#;
         let args = vec!["-c".into(), walk.into(), "sh".into(), d];
-        self.run_raw(node, "sh".into(), args, ADMIN_TIMEOUT_MS).map(|_| ())
+        self.run_raw(node, "sh".into(), args, NODE_COMMAND_TIMEOUT_MS)
+            .map(|_| ())
     }
 
     fn initialized(&self, node: &str) -> bool {
         let version = format!("{}/PG_VERSION", self.pgdata(node));
-        self.run_raw(node, "test".into(), vec!["-f".into(), version], ADMIN_TIMEOUT_MS)
+        self.run_raw(node, "test".into(), vec!["-f".into(), version], NODE_COMMAND_TIMEOUT_MS)
             .is_ok()
     }
 
@@ -303,7 +308,7 @@ impl PostgresDb {
             ]
         };
         loop {
-            let probe = self.run_raw(node, self.bin_dir.join("pg_isready"), args(()), ADMIN_TIMEOUT_MS);
+            let probe = self.run_raw(node, self.bin_dir.join("pg_isready"), args(()), NODE_COMMAND_TIMEOUT_MS);
             if probe.is_ok() {
                 return Ok(());
             }
@@ -325,7 +330,7 @@ impl PostgresDb {
     /// by the postmaster's pid; a group already gone is fine.
     fn signal_group(&self, node: &str, pid: u32, signal: &str) {
         let args = vec!["-s".into(), signal.into(), "--".into(), format!("-{pid}")];
-        if let Err(e) = self.run_raw(node, "kill".into(), args, ADMIN_TIMEOUT_MS) {
+        if let Err(e) = self.run_raw(node, "kill".into(), args, NODE_COMMAND_TIMEOUT_MS) {
             tracing::debug!(node, pid, signal, error = %e, "group signal");
         }
     }
@@ -366,14 +371,26 @@ impl PostgresDb {
 #[path = "postgres_ops.rs"]
 mod ops;
 
-/// The last line a command wrote, for an error message.
-fn last_line_of(bytes: &[u8]) -> String {
+/// How much of a failed command's stderr an error keeps (its end).
+const STDERR_KEPT_MAX: usize = 4_096;
+
+/// What a failed command wrote on stderr, for an error message: all of
+/// it, up to its last [`STDERR_KEPT_MAX`] bytes. pg_rewind's last line
+/// only names the step that failed (`Command was: postgres --single
+/// ...`); the lines above say why, the single-user server's own among
+/// them.
+fn stderr_text(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_owned()
+    let text = text.trim();
+    let mut cut = text.len().saturating_sub(STDERR_KEPT_MAX);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    if cut == 0 {
+        text.to_owned()
+    } else {
+        format!("...{}", &text[cut..])
+    }
 }
 
 /// A node's WAL position as a number (`X/Y` is two 32-bit halves).
@@ -528,6 +545,17 @@ mod tests {
         assert_eq!(parent_of("42 (postgres: n1: walwriter ) T 1 42 42 0"), Some(1));
         assert_eq!(parent_of("7 (sh) S 6 7"), Some(6));
         assert_eq!(parent_of("garbage"), None);
+    }
+
+    #[test]
+    fn a_failed_commands_stderr_is_kept_whole_up_to_its_end() {
+        let said = "pg_rewind: error: postgres single-user mode in target cluster failed\n\
+                    pg_rewind: detail: Command was: postgres --single\n";
+        assert_eq!(stderr_text(said.as_bytes()), said.trim());
+        // The cut falls inside the 'é' (two bytes): it moves past it.
+        let long = format!("é{}the reason", "x".repeat(STDERR_KEPT_MAX - 11));
+        let kept = stderr_text(long.as_bytes());
+        assert_eq!(kept, format!("...{}", &long[2..]));
     }
 
     #[test]

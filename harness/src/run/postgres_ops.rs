@@ -47,6 +47,36 @@ const FOLLOW_TIMEOUT_MS: u64 = 60_000;
 const CHECKPOINT_TIMEOUT_MS: u64 = 60_000;
 /// How long one clock query (connection included) may take.
 const CLOCK_QUERY_TIMEOUT_MS: u64 = 5_000;
+/// How long a killed node's processes may take to be gone.
+const GROUP_GONE_MS: u64 = 30_000;
+
+/// Run as `sh -c SCRIPT sh PGID SECONDS` on a node whose postmaster `PGID`
+/// (its process group's leader) was killed: exits 0 once no process of
+/// that group runs (zombies aside) and the postmaster's own pid is free,
+/// SIGKILLing the group again meanwhile; after SECONDS, exits 1 naming
+/// what is left.
+///
+/// Both matter to what starts next in the same data folder. A backend
+/// still alive holds the old shared memory ("pre-existing shared memory
+/// block is still in use"). And PostgreSQL (a postmaster, or pg_rewind's
+/// single-user recovery) refuses to start while the pid in
+/// `postmaster.pid` exists, which a zombie's does: over SSH the killed
+/// postmaster is an orphan that only the machine's init reaps, in its
+/// own time (about 2 s on CI's init), so a rewind right after a fence
+/// failed with `lock file "postmaster.pid" already exists`. Locally the
+/// harness reaps its own child at once.
+const GROUP_GONE_SCRIPT: &str = r#"pg=$1; end=$(( $(date +%s) + $2 ))
+live() { cat /proc/[0-9]*/stat 2>/dev/null | while read -r l; do set -- ${l##*\) }; [ "$3" = "$pg" ] && [ "$1" != Z ] && echo "${l%% *}"; done; }
+while :; do
+  left=$(live)
+  [ -z "$left" ] && [ ! -e "/proc/$pg" ] && exit 0
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "after $2 s, alive in group $pg: [$(echo $left)]; postmaster $pg: $(cut -d' ' -f3 /proc/$pg/stat 2>/dev/null || echo gone)" >&2
+    exit 1
+  fi
+  [ -z "$left" ] || kill -s KILL -- "-$pg" 2>/dev/null
+  sleep 0.05
+done"#;
 
 impl PostgresDb {
     /// The command that asks `node`'s server for its clock (see
@@ -189,11 +219,34 @@ impl PostgresDb {
     }
 
     /// Stops `node` at once: its postmaster killed and reaped, then the
-    /// rest of its process group.
+    /// rest of its process group; done once the old cluster is gone (see
+    /// [`GROUP_GONE_SCRIPT`]).
     fn kill_group(&self, node: &str) -> Result<u32, NodeOpsError> {
         let pid = self.daemons.procs.kill(node)?;
         self.signal_group(node, pid, "KILL");
+        self.await_group_gone(node, pid)?;
         Ok(pid)
+    }
+
+    /// Waits on `node`, at most [`GROUP_GONE_MS`], until the postmaster
+    /// `pid` and every live process of its group are gone.
+    fn await_group_gone(&self, node: &str, pid: u32) -> Result<(), NodeOpsError> {
+        let args = vec![
+            "-c".to_owned(),
+            GROUP_GONE_SCRIPT.to_owned(),
+            "sh".to_owned(),
+            pid.to_string(),
+            GROUP_GONE_MS.div_ceil(1_000).to_string(),
+        ];
+        // The script gives up first and says what is left.
+        let timeout_ms = GROUP_GONE_MS + super::NODE_COMMAND_TIMEOUT_MS;
+        self.run_raw(node, "sh".into(), args, timeout_ms)
+            .map(|_| ())
+            .map_err(|e| NodeOpsError::Admin {
+                node: node.to_owned(),
+                command: format!("waiting for process group {pid} to be gone"),
+                detail: e.to_string(),
+            })
     }
 
     /// Waits (bounded) until the standby `node` streams from `primary` on
@@ -339,5 +392,83 @@ impl NodeOps for PostgresDb {
             done["following"] = self.await_following(&node, &primary).await?;
             Ok(done)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GROUP_GONE_SCRIPT;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Output};
+
+    /// [`GROUP_GONE_SCRIPT`] on the group `pgid`, given `seconds`.
+    fn await_gone(pgid: u32, seconds: u32) -> Child {
+        Command::new("sh")
+            .args(["-c", GROUP_GONE_SCRIPT, "sh", &pgid.to_string(), &seconds.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn said(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[test]
+    fn a_killed_leader_not_yet_reaped_is_not_gone() {
+        let mut leader = Command::new("sleep").arg("100").process_group(0).spawn().unwrap();
+        let pid = leader.id();
+        leader.kill().unwrap();
+        // A zombie until reaped: PostgreSQL's lock-file check sees its pid.
+        let out = await_gone(pid, 1).wait_with_output().unwrap();
+        assert!(!out.status.success(), "{}", said(&out));
+        assert!(said(&out).contains(&format!("postmaster {pid}: Z")), "{}", said(&out));
+        leader.wait().unwrap();
+        let out = await_gone(pid, 1).wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", said(&out));
+    }
+
+    #[test]
+    fn live_members_of_the_group_are_killed_and_awaited() {
+        // A leader whose children share its group and outlive it.
+        let mut leader = Command::new("sh")
+            .args(["-c", "sleep 100 & sleep 100 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = leader.id();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let waiting = await_gone(pid, 60);
+        // The script kills the leader too; reaping it is ours to do.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while leader.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = leader.try_wait().unwrap().is_some();
+        if !killed {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
+                .status();
+            leader.wait().unwrap();
+        }
+        let out = waiting.wait_with_output().unwrap();
+        assert!(killed, "the leader was not killed: {}", said(&out));
+        assert!(out.status.success(), "{}", said(&out));
+        assert_eq!(running_in_group(pid), Vec::<String>::new());
+    }
+
+    /// The pids of processes of group `pgid` that run (zombies aside).
+    fn running_in_group(pgid: u32) -> Vec<String> {
+        let stats = std::fs::read_dir("/proc").unwrap().flatten();
+        let stats = stats.filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok());
+        stats
+            .filter(|stat| {
+                let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z")
+            })
+            .map(|stat| stat.split(' ').next().unwrap_or("").to_owned())
+            .collect()
     }
 }

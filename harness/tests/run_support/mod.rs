@@ -196,6 +196,19 @@ pub fn have(program: &str, package: &str) -> bool {
     on_path(program) || cannot(&format!("{program} is missing (Debian: {package})"))
 }
 
+/// Whether Debian's PostgreSQL 15 is installed; see [`cannot`].
+pub fn have_postgres() -> bool {
+    Path::new("/usr/lib/postgresql/15/bin/postgres").is_file()
+        || cannot("/usr/lib/postgresql/15/bin/postgres is missing (Debian: postgresql-15)")
+}
+
+/// PostgreSQL settings under which a failover loses no acknowledged
+/// write: a commit waits until one standby (`any:1`) has applied it.
+pub const PG_SYNC: [&str; 4] = ["--pg-sync", "any:1", "--pg-commit", "remote_apply"];
+
+/// A failover every 3 s of a 12 s run.
+pub const FAILOVERS: [&str; 6] = ["--nemesis", "failover", "--nemesis-interval", "3", "--time-limit", "12"];
+
 /// Runs a `faultline run ... --json` command; returns its exit code and the
 /// results it printed.
 pub fn run_json(cmd: &mut Command) -> (i32, serde_json::Value) {

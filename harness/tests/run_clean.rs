@@ -5,9 +5,10 @@
 //! bridge stay until `faultline clean`, which finds them through the run's
 //! registration under /run/faultline/. Registrations hold absolute paths,
 //! so a run started with a relative `--store` is cleaned from any folder.
-//! (SSH runs: see run_ssh.rs.)
+//! (SSH runs: see run_ssh.rs.) PostgreSQL nodes die with the harness too,
+//! though as root the harness starts them as the `postgres` user.
 //!
-//! Needs root, FUSE (and `ip netns` and `nft` for namespaces): elsewhere
+//! Needs root, FUSE (PostgreSQL: Debian's postgresql-15) (and `ip netns` and `nft` for namespaces): elsewhere
 //! the tests say why and skip; with `CI=true` they fail instead.
 
 mod run_support;
@@ -17,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use run_support::{
-    diskfs_bin, fuse_capable, mounts_under, netns_capable, netns_leftovers, processes_mentioning, server_bin,
-    CleanOnDrop,
+    diskfs_bin, fuse_capable, have_postgres, mounts_under, netns_capable, netns_leftovers, processes_mentioning,
+    server_bin, CleanOnDrop,
 };
 
 /// A run's harness, killed when the test ends however it ends.
@@ -163,4 +164,53 @@ fn clean_after_kill_9_in_namespaces_with_a_relative_store() {
         "the namespaces exist while the run does"
     );
     kill_then_clean(dir.path(), harness, run);
+}
+
+/// Kills, when the test ends however it ends, what still mentions the
+/// test's folder (a postmaster that outlived its harness would otherwise
+/// outlive the test too).
+struct KillLeftovers(PathBuf);
+
+impl Drop for KillLeftovers {
+    fn drop(&mut self) {
+        for (pid, _) in processes_mentioning(&self.0.display().to_string()) {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid.to_string()]).status();
+        }
+    }
+}
+
+#[test]
+fn postgres_nodes_die_with_a_killed_harness() {
+    if !have_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _kill = KillLeftovers(dir.path().to_path_buf());
+    let store = dir.path().join("store");
+    let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--db", "postgres", "--time-limit", "120", "--nemesis", "none"])
+        .args(["--seed", "3", "--no-progress", "--store"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut harness = Harness(child);
+    let history = store.join("latest/history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // The cluster is up once a client's operation has completed.
+    while !std::fs::read_to_string(&history).is_ok_and(|h| h.contains(r#""type":"ok""#)) {
+        assert!(harness.0.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(Instant::now() < deadline, "no operation completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let postmasters = processes_mentioning(&store.display().to_string());
+    assert!(
+        !postmasters.is_empty(),
+        "no PostgreSQL node runs under {}",
+        store.display()
+    );
+    harness.0.kill().unwrap();
+    harness.0.wait().unwrap();
+    wait_gone(dir.path());
 }

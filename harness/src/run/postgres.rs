@@ -129,10 +129,20 @@ impl PostgresDb {
         if !self.as_postgres() {
             return (program, args);
         }
-        let mut wrapped: Vec<String> = ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        // `--pdeathsig keep`: changing the user clears the parent-death
+        // signal the harness gave its child, so without it a postmaster
+        // outlived a `kill -9` of the harness (and `faultline clean`,
+        // which looks for registered runs, did not know it).
+        let mut wrapped: Vec<String> = [
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--pdeathsig=keep",
+            "--",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         wrapped.push(program.display().to_string());
         wrapped.extend(args);
         (PathBuf::from("setpriv"), wrapped)

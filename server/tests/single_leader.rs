@@ -164,15 +164,17 @@ async fn unfenced_partitioned_old_leader_keeps_accepting_writes() {
     assert_eq!(converged(&c, &ids, ["k"]).await, [int(0)]);
     c.isolate(&old, true);
     let rest = others(&ids, &[&old]);
-    let new = c.wait_leader(&rest).await;
+    c.wait_leader(&rest).await;
     // Two leaders at once: the old one never learns it was replaced.
     let old_status = c.status(&old).await.unwrap().status.unwrap();
     assert_eq!(old_status.main.role, "leader", "old leader stepped down");
     let mut to_old = c.client(&old).await;
     let r = to_old.write("k", int(1)).await;
     assert_eq!(r.result, Outcome::Ok, "old leader refused a write: {r:?}");
-    let mut to_new = c.client(&new).await;
-    assert_eq!(to_new.write("j", int(2)).await.result, Outcome::Ok);
+    // The majority side takes writes too. Retried (bounded): both of its
+    // nodes may promote themselves at once, and the one that steps down
+    // forwards; under load that forward may time out (CI saw `Unknown`).
+    write_ok(&c, &rest, "j", int(2)).await;
     // After healing the nodes converge on one history, and it cannot hold
     // both acknowledged writes: split brain lost one of them.
     c.isolate(&old, false);
